@@ -1,0 +1,212 @@
+"""The on-disk format: file names, run ids, record encoding, and tolerant JSON Lines reading.
+
+Everything that knows how bytes are laid out lives here, so the writer, the reader and the tools
+built on them agree. ``docs/format.md`` is the human description of the same thing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import tempfile
+import time
+import warnings
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._errors import InvalidPathError, StoreError
+
+SCHEMA_VERSION = 1
+
+STORE_DIRNAME = ".amltrack"
+STORE_FILE = "store.json"
+RUNS_DIR = "runs"
+RUN_FILE = "run.json"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+MANIFEST_FILE = "artifacts.jsonl"
+ARTIFACTS_DIR = "artifacts"
+
+ENDED_STATUSES = ("completed", "failed", "killed")
+STATUSES = ("running", *ENDED_STATUSES, "crashed")
+
+# NaN and infinities are not JSON; they are written as these strings and the record is flagged
+# with "nonfinite": true, so a string metric whose value happens to be "NaN" stays a string.
+NONFINITE_TO_STR = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+STR_TO_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+_RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
+MAX_PATH_CHARS = 1024
+MAX_PART_CHARS = 255
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def new_run_id(now: float | None = None) -> str:
+    """A run id that sorts by creation time (ms) and carries 64 random bits: ``20261127T005321123-<16 hex>``."""
+    now = time.time() if now is None else now
+    ms = int(now * 1000) % 1000
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{ms:03d}-{secrets.token_hex(8)}"
+
+
+def is_valid_run_id(run_id: object) -> bool:
+    return isinstance(run_id, str) and bool(_RUN_ID_RE.match(run_id)) and ".." not in run_id
+
+
+def utc_iso(ts: float) -> str:
+    """UTC ISO 8601 with microseconds and a Z, for run metadata."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + f".{int(ts * 1e6) % 1000000:06d}Z"
+
+
+def check_artifact_path(path: object) -> str:
+    """Return ``path`` if it is a safe relative POSIX path, else raise InvalidPathError."""
+    if not isinstance(path, str):
+        raise InvalidPathError(path, f"it is a {type(path).__name__}, not a str")
+    if not path:
+        raise InvalidPathError(path, "it is empty")
+    if "\x00" in path:
+        raise InvalidPathError(path, "it contains NUL")
+    if "\\" in path:
+        raise InvalidPathError(path, "it contains a backslash")
+    if path.startswith("/"):
+        raise InvalidPathError(path, "it is absolute")
+    if len(path) > MAX_PATH_CHARS:
+        raise InvalidPathError(path, f"it is longer than {MAX_PATH_CHARS} characters")
+    if _CONTROL_RE.search(path):
+        raise InvalidPathError(path, "it contains a control character")
+    parts = path.split("/")
+    if re.match(r"^[A-Za-z]:", parts[0]):
+        raise InvalidPathError(path, "it starts with a drive letter")
+    for part in parts:
+        if part in ("", ".", ".."):
+            raise InvalidPathError(path, f"it has an empty, '.' or '..' part ({part!r})")
+        if len(part) > MAX_PART_CHARS:
+            raise InvalidPathError(path, f"a part is longer than {MAX_PART_CHARS} characters")
+    return path
+
+
+def encode_value(value: Any) -> tuple[Any, bool]:
+    """Map a validated metric value to its JSON form; the flag says non-finite floats were replaced."""
+    if type(value) is float:
+        if math.isfinite(value):
+            return value, False
+        return NONFINITE_TO_STR[repr(value)], True
+    if type(value) is list:
+        for v in value:
+            if type(v) is float and not math.isfinite(v):
+                return [
+                    NONFINITE_TO_STR[repr(x)] if type(x) is float and not math.isfinite(x) else x
+                    for x in value
+                ], True
+    return value, False
+
+
+def decode_value(value: Any, nonfinite: bool) -> Any:
+    if not nonfinite:
+        return value
+    if type(value) is list:
+        return [STR_TO_NONFINITE[v] if type(v) is str else v for v in value]
+    return STR_TO_NONFINITE.get(value, value)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
+
+
+def write_json_atomic(path: Path, obj: Any, *, fsync: bool = True) -> None:
+    """Replace ``path`` with ``obj`` as JSON so a reader sees either the old or the new file."""
+    data = dumps(obj) + b"\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a JSON object file; a missing file is FileNotFoundError, anything else unreadable is StoreError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise StoreError(e.errno, f"cannot read {path}: {e.strerror}; check its permissions") from e
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise StoreError(
+            f"{path} is not valid JSON ({e}); restore it from a backup or delete the run directory"
+        ) from e
+    if not isinstance(obj, dict):
+        raise StoreError(f"{path} holds a {type(obj).__name__}, not a JSON object; restore or delete it")
+    return obj
+
+
+_warned: set[str] = set()
+
+
+def warn_once(key: str, message: str) -> None:
+    if key in _warned:
+        return
+    _warned.add(key)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def read_jsonl(path: Path) -> tuple[list[Any], int]:
+    """All complete, valid JSON lines of ``path`` and the number of lines skipped.
+
+    A torn last line (a writer killed mid-write) and hand-edited garbage are skipped and counted, never
+    raised. A missing file reads as empty.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    except OSError as e:
+        raise StoreError(e.errno, f"cannot read {path}: {e.strerror}; check its permissions") from e
+    return parse_jsonl(data, str(path))
+
+
+def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
+    if not data:
+        return [], 0
+    skipped = 0
+    if not data.endswith(b"\n"):
+        # The bytes after the last newline are a record still being written or torn by a crash.
+        cut = data.rfind(b"\n") + 1
+        data = data[:cut]
+        skipped += 1
+    lines = data.split(b"\n")
+    lines.pop()  # the empty string after the final newline
+    try:
+        # One C call for the common, clean file: a JSON array of the lines.
+        records = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        records = []
+        append = records.append
+        loads = orjson.loads
+        for line in lines:
+            try:
+                append(loads(line))
+            except orjson.JSONDecodeError:
+                skipped += 1
+    if skipped:
+        warn_once(where, f"amltrack skipped {skipped} unreadable line(s) in {where}")
+    return records, skipped
+
+
+def iter_dicts(records: Iterable[Any]) -> Iterable[dict[str, Any]]:
+    return (r for r in records if type(r) is dict)

@@ -1,0 +1,571 @@
+"""The logging API: ``get_logger()``, ``start_run()`` and ``Logger``, and how a run's status is set."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from . import _format as fmt
+from ._errors import InvalidMetricError, RunFinishedError, StoreError
+from ._metadata import git_info, process_info
+from ._store import create_store, find_store
+from ._writer import BATCH_SIZE, FLUSH_INTERVAL, Handle, UploadHandle, Writer
+
+MAX_NAME_CHARS = 255
+MAX_STRING_CHARS = 1 << 20  # a string metric of 1 Mi characters at most: a line, not a file
+_INT_MIN = -(1 << 63)
+_INT_MAX = (1 << 63) - 1
+_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
+_SCALAR_TYPES = (bool, int, float, str)
+_tuple_new = tuple.__new__
+_time = time.time
+
+_lock = threading.RLock()
+_current: Logger | None = None
+_open: weakref.WeakSet[Logger] = weakref.WeakSet()
+_env_run_ours: str | None = None  # the AMLTRACK_RUN_ID this process set, so it is not "inherited"
+_exit_state: tuple[str, dict[str, Any] | None] | None = None
+_hooks_installed = False
+
+
+# ----------------------------------------------------------------- validation
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"metric name {name!r} is a {type(name).__name__}; names are str")
+    name = str(name)
+    if not name:
+        raise InvalidMetricError("metric name is empty; give a name such as 'loss'")
+    if len(name) > MAX_NAME_CHARS:
+        raise InvalidMetricError(
+            f"metric name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_CHARS}"
+        )
+    if not _CONTROL.isdisjoint(name):
+        raise InvalidMetricError(f"metric name {name!r} contains a control character; remove it")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMetricError(f"metric name {name!r} is not valid Unicode (a lone surrogate)") from None
+    return name
+
+
+def _check_step(name: str, step: object) -> int:
+    if type(step) is not int:
+        if isinstance(step, bool) or not hasattr(step, "__index__"):
+            raise TypeError(f"step {step!r} of metric {name!r} is a {type(step).__name__}; steps are int")
+        step = step.__index__()  # numpy and torch integers
+    if step < 0 or step > _INT_MAX:
+        raise InvalidMetricError(f"step {step} of metric {name!r} is out of range; steps are 0 .. 2**63-1")
+    return step  # type: ignore[return-value]
+
+
+def _check_number(name: str, v: Any, where: str = "") -> Any:
+    t = type(v)
+    if t is float:
+        return v
+    if t is int:
+        if not _INT_MIN <= v <= _INT_MAX:
+            raise InvalidMetricError(
+                f"metric {name!r}{where}: integer {v} does not fit in 64 bits; log it as a float"
+            )
+        return v
+    if t is bool:
+        raise TypeError(f"metric {name!r}{where}: a list holds numbers, not bool {v!r}")
+    if isinstance(v, float):
+        return float(v)  # numpy.float64 and other float subclasses
+    if isinstance(v, int):
+        return _check_number(name, int(v), where)
+    item = getattr(v, "item", None)
+    if item is not None and getattr(v, "ndim", 0) == 0 and getattr(v, "size", 1) == 1:
+        return _check_number(name, item(), where)
+    raise TypeError(f"metric {name!r}{where}: {type(v).__name__} {v!r} is not a number")
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """Turn any accepted value that is not a plain float/int/str/bool into one, or raise."""
+    t = type(value)
+    if t is list or t is tuple:
+        return [_check_number(name, v, f" element {i}") for i, v in enumerate(value)]
+    if isinstance(value, _SCALAR_TYPES):  # subclasses: numpy.float64, IntEnum, str subclasses
+        if isinstance(value, bool):
+            return bool(value)
+        if isinstance(value, str):
+            return _check_string(name, str(value))
+        return _check_number(name, value)
+    tolist = getattr(value, "tolist", None)
+    ndim = getattr(value, "ndim", None)
+    if tolist is not None and ndim is not None:
+        if ndim == 0:
+            return _scalar_item(name, value)
+        if ndim != 1:
+            raise InvalidMetricError(
+                f"metric {name!r}: a {ndim}-D {type(value).__name__} cannot be logged; "
+                "log a 1-D array or flatten it"
+            )
+        dtype = str(getattr(value, "dtype", ""))
+        if "bool" in dtype or "complex" in dtype:
+            raise TypeError(f"metric {name!r}: an array of {dtype} is not an array of numbers")
+        items = tolist()
+        if not isinstance(items, list):
+            raise TypeError(f"metric {name!r}: {type(value).__name__}.tolist() did not give a list")
+        return [_check_number(name, v, f" element {i}") for i, v in enumerate(items)]
+    if getattr(value, "item", None) is not None:
+        return _scalar_item(name, value)
+    raise TypeError(
+        f"metric {name!r}: cannot log a {type(value).__name__}; log a number, str, bool, or a list "
+        "or 1-D array of numbers"
+    )
+
+
+def _scalar_item(name: str, value: Any) -> Any:
+    v = value.item()
+    if type(v) is bool:
+        return v
+    if type(v) is str:
+        return _check_string(name, v)
+    return _check_number(name, v)
+
+
+def _check_string(name: str, value: str) -> str:
+    if len(value) > MAX_STRING_CHARS:
+        raise InvalidMetricError(
+            f"string metric {name!r} is {len(value)} characters; the limit is {MAX_STRING_CHARS}: "
+            "upload long text as an artifact"
+        )
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMetricError(
+                f"string metric {name!r} is not valid Unicode (a lone surrogate)"
+            ) from None
+    return value
+
+
+def _check_mapping(kind: str, m: Mapping[str, Any] | None) -> dict[str, Any]:
+    if m is None:
+        return {}
+    if not isinstance(m, Mapping):
+        raise TypeError(f"{kind} must be a dict of str to str, number or bool, not {type(m).__name__}")
+    out = {}
+    for k, v in m.items():
+        if not isinstance(k, str) or not k:
+            raise TypeError(f"{kind} key {k!r} must be a non-empty str")
+        if v is not None and not isinstance(v, _SCALAR_TYPES):
+            item = getattr(v, "item", None)
+            if item is None:
+                raise TypeError(
+                    f"{kind} {k!r} is a {type(v).__name__}; values are str, int, float, bool or None"
+                )
+            v = item()
+        out[k] = v
+    return out
+
+
+def _check_label(kind: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not v or len(v) > MAX_NAME_CHARS or not _CONTROL.isdisjoint(v):
+        raise InvalidMetricError(f"{kind} {v!r} must be a non-empty str of at most 255 printable characters")
+    return v
+
+
+# ----------------------------------------------------------------- the logger
+
+
+class Logger:
+    """Logs metrics and artifacts into one run. Get it from ``get_logger()`` or ``start_run()``.
+
+        logger = amltrack.get_logger("mnist", params={"lr": 0.1})
+        logger.log("loss", 0.31)            # returns at once
+        logger.log("acc", 0.9).wait()       # blocks until on disk
+        logger.upload("notes.txt", "hello")
+    """
+
+    def __init__(self, run_dir: Path, store: Path, *, owner: bool, writer: Writer) -> None:
+        self.run_dir = run_dir
+        self.store = store
+        self.run_id = run_dir.name
+        self._owner = owner
+        self._writer = writer
+        self._steps: dict[str, int] = {}
+        self._finished = False
+        self._finish_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        state = "finished" if self._finished else "open"
+        return f"<amltrack.Logger run={self.run_id} {state}>"
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def log(self, name: str, value: Any, *, step: int | None = None) -> Handle:
+        """Queue one value of metric ``name``; returns a handle whose ``wait()`` blocks until it is on disk.
+
+        Values: bool, int, float (NaN and infinities too), str, or a list/tuple/1-D array of numbers
+        (one record, shown as a chart). ``step`` defaults to a per-name counter 0, 1, 2, ...
+
+            logger.log("loss", 0.25)
+            logger.log("lr schedule", [0.1, 0.05, 0.01])
+            logger.log("val/acc", 0.91, step=epoch).wait()
+        """
+        t = type(value)
+        if t is float or t is bool:
+            pass
+        elif t is int:
+            if not _INT_MIN <= value <= _INT_MAX:
+                _check_number(name if type(name) is str else repr(name), value)
+        elif t is str:
+            if len(value) > MAX_STRING_CHARS or not value.isascii():
+                value = _check_string(name if type(name) is str else repr(name), value)
+        else:
+            value = _coerce(_check_name(name), value)
+        w = self._writer
+        with w.lock:
+            if w.blocked is not None:
+                self._blocked()
+            steps = self._steps
+            try:
+                nxt = steps.get(name)
+            except TypeError:  # unhashable
+                nxt = None
+            if nxt is None:
+                name = _check_name(name)
+                nxt = 0
+            if step is None:
+                step = nxt
+            elif type(step) is not int or step < 0:
+                step = _check_step(name, step)
+            steps[name] = step + 1
+            seq = w.next_seq()
+            h = _tuple_new(Handle, (w, seq, name, value, step, _time()))
+            buf = w.buf
+            buf.append(h)
+            n = len(buf)
+            if n == 1 or n >= BATCH_SIZE:
+                w.wake(n)
+            return h
+
+    def _blocked(self) -> None:
+        if self._finished:
+            raise RunFinishedError(self.run_id)
+        self._writer.check()
+
+    def upload(self, path: str, content: str | bytes) -> UploadHandle:
+        """Store ``content`` (str or bytes) as the artifact ``path`` (a relative POSIX path).
+
+            logger.upload("notes/config.txt", "lr=0.1").wait()
+        """
+        fmt.check_artifact_path(path)
+        if isinstance(content, str):
+            try:
+                data = content.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ValueError(f"artifact {path!r}: content is not valid Unicode (a lone surrogate)") from None
+        elif isinstance(content, (bytes, bytearray, memoryview)):
+            data = bytes(content)
+        else:
+            raise TypeError(
+                f"artifact {path!r}: content is a {type(content).__name__}; upload str or bytes, "
+                "or use upload_file() for a file"
+            )
+        return self._queue_upload(path, data, "upload")
+
+    def upload_file(self, path: str, local_file: str | os.PathLike[str]) -> UploadHandle:
+        """Copy ``local_file`` into the run as the artifact ``path``; the copy happens in the writer.
+
+            logger.upload_file("model/weights.pt", "/tmp/weights.pt").wait()
+        """
+        fmt.check_artifact_path(path)
+        src = os.fspath(local_file)
+        if not os.path.exists(src):
+            raise FileNotFoundError(f"artifact {path!r}: local file {src!r} does not exist")
+        if not os.path.isfile(src):
+            raise ValueError(f"artifact {path!r}: {src!r} is not a regular file")
+        return self._queue_upload(path, None, "upload_file", os.path.abspath(src))
+
+    def _queue_upload(self, path: str, data: bytes | None, source: str,
+                      local_file: str | None = None) -> UploadHandle:
+        if self._finished:
+            raise RunFinishedError(self.run_id)
+        return self._writer.queue_upload(path, data, source, local_file)
+
+    def flush(self, timeout: float | None = None, *, fsync: bool = False) -> None:
+        """Block until everything logged so far is on disk; ``fsync=True`` also survives power loss."""
+        self._writer.flush(timeout, fsync=fsync)
+
+    def finish(self, status: str = "completed") -> None:
+        """Write everything queued, then mark the run ``status`` (completed, failed or killed).
+
+        A process that joined another's run (``run_id=`` or ``AMLTRACK_RUN_ID``) only flushes: the
+        run's own process sets its status. Calling it again does nothing.
+        """
+        if status not in fmt.ENDED_STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(fmt.ENDED_STATUSES)}")
+        self._finish(status, None)
+
+    def _finish(self, status: str, error: dict[str, Any] | None) -> None:
+        global _current, _env_run_ours
+        with self._finish_lock:
+            if self._finished:
+                return
+            with self._writer.cond:
+                self._finished = True
+                self._writer.blocked = True
+            self._writer.close()
+            write_error = self._writer.error
+            if self._owner:
+                updates: dict[str, Any] = {"status": status, "ended_ts": time.time()}
+                updates["ended"] = fmt.utc_iso(updates["ended_ts"])
+                if error is not None:
+                    updates["error"] = error
+                if write_error is not None:
+                    updates["write_error"] = str(write_error)
+                _update_run_json(self.run_dir, updates)
+            with _lock:
+                _open.discard(self)
+                if _current is self:
+                    _current = None
+                if self._owner and os.environ.get("AMLTRACK_RUN_ID") == self.run_id:
+                    os.environ.pop("AMLTRACK_RUN_ID", None)
+                    if _env_run_ours == self.run_id:
+                        _env_run_ours = None
+        if write_error is not None:
+            raise write_error
+
+    def _after_fork(self) -> None:
+        # The writer thread does not exist in a forked child: give the child its own writer, as a
+        # process that joined the run, so records logged there are written and never lost.
+        self._owner = False
+        self._finish_lock = threading.Lock()
+        self._writer = Writer(self.run_dir, writer_id=secrets.token_hex(4),
+                              flush_interval=self._writer.flush_interval)
+        self._writer.start()
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            # multiprocessing's workers leave through os._exit, which skips atexit; its own exit
+            # function runs these finalizers first.
+            mp_util.Finalize(None, self._finish, args=("completed", None), exitpriority=100)
+
+
+def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
+    path = run_dir / fmt.RUN_FILE
+    info = fmt.read_json(path)
+    info.update(updates)
+    fmt.write_json_atomic(path, info)
+
+
+def _open_logger(experiment: str | None, name: str | None, tags: Mapping[str, Any] | None,
+                 params: Mapping[str, Any] | None, store: str | os.PathLike[str] | None,
+                 outputs: str | os.PathLike[str] | None, run_id: str | None,
+                 flush_interval: float = FLUSH_INTERVAL) -> Logger:
+    global _env_run_ours
+    experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
+    name = _check_label("run name", name)
+    tags = _check_mapping("tag", tags)
+    params = _check_mapping("param", params)
+    if run_id is None:
+        inherited = os.environ.get("AMLTRACK_RUN_ID") or None
+        if inherited is not None and inherited != _env_run_ours:
+            run_id = inherited
+    if run_id is not None and not fmt.is_valid_run_id(run_id):
+        raise ValueError(
+            f"run id {run_id!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    root = find_store(store)
+    try:
+        create_store(root)
+    except OSError as e:
+        if isinstance(e, StoreError):
+            raise
+        raise StoreError(e.errno, f"cannot create the store {root}: {e.strerror}; pass store= or "
+                                  "set AMLTRACK_STORE to a writable directory") from e
+    runs = root / fmt.RUNS_DIR
+    if run_id is not None and (runs / run_id / fmt.RUN_FILE).exists():
+        writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
+        logger = Logger(runs / run_id, root, owner=False, writer=writer)
+        writer.start()
+        return logger
+
+    created = time.time()
+    rid = run_id or fmt.new_run_id(created)
+    run_dir = runs / rid
+    run_dir.mkdir(exist_ok=run_id is not None)
+    proc = process_info()
+    git, diff = git_info(proc["cwd"])
+    info: dict[str, Any] = {
+        "schema": fmt.SCHEMA_VERSION,
+        "id": rid,
+        "experiment": experiment,
+        "name": name,
+        "status": "running",
+        "created": fmt.utc_iso(created),
+        "created_ts": created,
+        "ended": None,
+        "ended_ts": None,
+        **proc,
+        "git": git,
+        "tags": tags,
+        "params": params,
+        "outputs": os.path.abspath(os.fspath(outputs)) if outputs is not None else None,
+        "error": None,
+    }
+    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, info)
+    writer = Writer(run_dir, flush_interval=flush_interval)
+    logger = Logger(run_dir, root, owner=True, writer=writer)
+    writer.start()
+    if diff:
+        writer.queue_upload("git/diff.patch", diff, "git")
+    # Child processes (launchers, data-parallel ranks) log into this run by inheriting these.
+    os.environ["AMLTRACK_RUN_ID"] = rid
+    os.environ["AMLTRACK_STORE"] = str(root)
+    _env_run_ours = rid
+    _install_hooks()
+    return logger
+
+
+def get_logger(experiment: str | None = None, *, name: str | None = None,
+               tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+               store: str | os.PathLike[str] | None = None,
+               outputs: str | os.PathLike[str] | None = "outputs",
+               run_id: str | None = None) -> Logger:
+    """The process's current logger, creating its run on the first call.
+
+    Later calls return the same logger until it is finished. A process started with
+    ``AMLTRACK_RUN_ID`` (or given ``run_id=`` of an existing run) joins that run instead.
+
+        from amltrack import get_logger
+        logger = get_logger("mnist", params={"lr": 0.1})
+        logger.log("loss", 0.31)
+    """
+    global _current
+    with _lock:
+        if _current is not None and not _current.finished:
+            return _current
+        logger = _open_logger(experiment, name, tags, params, store, outputs, run_id)
+        _current = logger
+        _open.add(logger)
+        return logger
+
+
+get_azureml_logger = get_logger
+
+
+@contextlib.contextmanager
+def start_run(experiment: str | None = None, *, name: str | None = None,
+              tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
+              store: str | os.PathLike[str] | None = None,
+              outputs: str | os.PathLike[str] | None = "outputs",
+              run_id: str | None = None) -> Iterator[Logger]:
+    """A new run for the ``with`` block: completed on normal exit, failed on an exception.
+
+        with amltrack.start_run("sweep", params={"lr": lr}) as logger:
+            logger.log("loss", train(lr))
+    """
+    global _current
+    with _lock:
+        logger = _open_logger(experiment, name, tags, params, store, outputs, run_id)
+        previous, _current = _current, logger
+        _open.add(logger)
+    try:
+        yield logger
+    except BaseException as e:
+        status = _status_for(e)
+        logger._finish(status, _error_info(e) if status == "failed" else None)
+        raise
+    else:
+        logger._finish("completed", None)
+    finally:
+        with _lock:
+            if _current is None and previous is not None and not previous.finished:
+                _current = previous
+
+
+# ----------------------------------------------------------------- status at exit
+
+
+def _status_for(e: BaseException) -> str:
+    if isinstance(e, KeyboardInterrupt) or isinstance(e, _Terminated):
+        return "killed"
+    if isinstance(e, SystemExit) and e.code in (0, None):
+        return "completed"
+    return "failed"
+
+
+def _error_info(e: BaseException) -> dict[str, Any]:
+    tb = traceback.format_exception(type(e), e, e.__traceback__)
+    return {
+        "type": type(e).__qualname__,
+        "message": str(e),
+        "traceback": "".join(tb)[-4000:],
+    }
+
+
+class _Terminated(SystemExit):
+    """Raised in the main thread on SIGTERM, so finally blocks run and the run is marked killed."""
+
+
+def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
+    global _exit_state
+    status = _status_for(exc)
+    _exit_state = (status, _error_info(exc) if status == "failed" else None)
+    _previous_excepthook(exc_type, exc, tb)
+
+
+_previous_excepthook = sys.excepthook
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _exit_state
+    _exit_state = ("killed", None)
+    raise _Terminated(128 + signum)
+
+
+def _at_exit() -> None:
+    status, error = _exit_state or ("completed", None)
+    for logger in list(_open):
+        try:
+            logger._finish(status, error)
+        except Exception as e:  # the interpreter is exiting: say it, do not raise
+            print(f"amltrack: {e}", file=sys.stderr)
+
+
+def _install_hooks() -> None:
+    global _hooks_installed, _previous_excepthook
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_at_exit)
+    _previous_excepthook = sys.excepthook
+    sys.excepthook = _excepthook
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _after_fork_in_child() -> None:
+    global _env_run_ours, _lock
+    _lock = threading.RLock()
+    _env_run_ours = None
+    for logger in list(_open):
+        if not logger.finished:
+            logger._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

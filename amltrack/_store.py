@@ -1,0 +1,475 @@
+"""The store: where runs live, how to find one, and the read API over a run's plain files."""
+
+from __future__ import annotations
+
+import gc
+import heapq
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from . import _format as fmt
+from ._errors import (
+    AmbiguousRunError,
+    ArtifactNotFoundError,
+    MetricNotFoundError,
+    RunNotFoundError,
+    StoreError,
+)
+from ._metadata import pid_alive
+
+# A running run whose heartbeat is older than this, and whose process cannot be checked (another
+# host), reads as crashed. Live writers beat every 10 s.
+CRASH_AFTER = 120.0
+
+
+def find_store(path: str | os.PathLike[str] | None = None) -> Path:
+    """``path``, else ``$AMLTRACK_STORE``, else the nearest ``.amltrack/`` upwards, else ``./.amltrack``."""
+    if path is not None:
+        return Path(path).expanduser().absolute()
+    env = os.environ.get("AMLTRACK_STORE")
+    if env:
+        return Path(env).expanduser().absolute()
+    cwd = Path.cwd()
+    for d in (cwd, *cwd.parents):
+        candidate = d / fmt.STORE_DIRNAME
+        if candidate.is_dir():
+            return candidate
+    return cwd / fmt.STORE_DIRNAME
+
+
+def _check_schema(root: Path) -> None:
+    try:
+        meta = fmt.read_json(root / fmt.STORE_FILE)
+    except FileNotFoundError:
+        return
+    schema = meta.get("schema")
+    if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
+        raise StoreError(
+            f"store {root} has schema version {schema}, newer than this amltrack reads "
+            f"({fmt.SCHEMA_VERSION}); upgrade amltrack"
+        )
+
+
+def create_store(root: Path) -> None:
+    (root / fmt.RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    if not (root / fmt.STORE_FILE).exists():
+        fmt.write_json_atomic(root / fmt.STORE_FILE, {"schema": fmt.SCHEMA_VERSION,
+                                                      "created": fmt.utc_iso(time.time())})
+    else:
+        _check_schema(root)
+
+
+class Point(NamedTuple):
+    """One logged value: ``step``, ``value`` and ``timestamp`` (Unix seconds)."""
+
+    step: int
+    value: Any
+    timestamp: float
+
+
+_point = tuple.__new__
+
+
+class Metric(list):
+    """A metric's points in call order; ``to_pandas()`` gives a DataFrame.
+
+        loss = run.metric("loss")
+        loss[-1].value, loss.values[:3], loss.to_pandas().tail()
+    """
+
+    def __init__(self, name: str, points: list[Point] | None = None) -> None:
+        super().__init__(points or ())
+        self.name = name
+
+    @property
+    def steps(self) -> list[int]:
+        return [p[0] for p in self]
+
+    @property
+    def values(self) -> list[Any]:
+        return [p[1] for p in self]
+
+    @property
+    def timestamps(self) -> list[float]:
+        return [p[2] for p in self]
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame with columns step, value and timestamp (needs pandas installed)."""
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("Metric.to_pandas() needs pandas: pip install pandas") from e
+        df = pd.DataFrame(self, columns=["step", "value", "timestamp"])
+        df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
+        return df
+
+    def __repr__(self) -> str:
+        return f"Metric({self.name!r}, {len(self)} points)"
+
+
+_NUMBER = (int, float)
+
+
+def _valid_value(v: Any) -> bool:
+    t = type(v)
+    if t is float or t is int or t is str or t is bool:
+        return True
+    if t is list:
+        return all(type(x) is float or type(x) is int for x in v)
+    return False
+
+
+class Run:
+    """A run in a store, read from its files. Get one from ``Store.run()``, ``Store.runs()`` or ``last()``."""
+
+    def __init__(self, store: Store, run_dir: Path, info: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.dir = run_dir
+        self.id = run_dir.name
+        self._info = info
+        self.skipped = 0  # lines skipped by the last read of metrics or manifest
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.experiment!r} {self.status}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Run) and other.dir == self.dir
+
+    def __hash__(self) -> int:
+        return hash(self.dir)
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The run's metadata (``run.json``) as a dict."""
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> dict[str, Any]:
+        try:
+            info = fmt.read_json(self.dir / fmt.RUN_FILE)
+        except FileNotFoundError:
+            raise StoreError(
+                f"run directory {self.dir} has no {fmt.RUN_FILE}; it is not a run, or it was cut "
+                "short while being created: delete it"
+            ) from None
+        schema = info.get("schema")
+        if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
+            raise StoreError(
+                f"run {self.id} has schema version {schema}, newer than this amltrack reads "
+                f"({fmt.SCHEMA_VERSION}); upgrade amltrack"
+            )
+        return info
+
+    def reload(self) -> Run:
+        """Re-read ``run.json`` (status and end time change while a run is live)."""
+        self._info = None
+        return self
+
+    @property
+    def experiment(self) -> str:
+        return str(self.info.get("experiment") or "default")
+
+    @property
+    def name(self) -> str | None:
+        return self.info.get("name")
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        return dict(self.info.get("tags") or {})
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return dict(self.info.get("params") or {})
+
+    @property
+    def status(self) -> str:
+        """running, completed, failed, killed, or crashed: running on file but its process is gone."""
+        info = self.info
+        status = info.get("status")
+        if status not in fmt.STATUSES:
+            return "crashed" if status is None else str(status)
+        if status != "running":
+            return status
+        return "running" if self._owner_alive(info) else "crashed"
+
+    def _owner_alive(self, info: dict[str, Any]) -> bool:
+        host = info.get("hostname")
+        pid = info.get("pid")
+        if host == socket.gethostname() and isinstance(pid, int):
+            start = info.get("pid_start")
+            return pid_alive(pid, start if isinstance(start, int) else None)
+        beat = self.cached_summary().get("heartbeat")
+        if not isinstance(beat, (int, float)):
+            beat = info.get("created_ts")
+        return isinstance(beat, (int, float)) and time.time() - beat < CRASH_AFTER
+
+    @property
+    def created(self) -> str | None:
+        return self.info.get("created")
+
+    @property
+    def ended(self) -> str | None:
+        return self.info.get("ended")
+
+    def duration(self) -> float | None:
+        """Seconds from creation to end, or to now (running) or to the last heartbeat (crashed)."""
+        start = self.info.get("created_ts")
+        if not isinstance(start, (int, float)):
+            return None
+        end = self.info.get("ended_ts")
+        if not isinstance(end, (int, float)):
+            if self.status == "running":
+                end = time.time()
+            else:
+                end = self.cached_summary().get("heartbeat")
+                if not isinstance(end, (int, float)):
+                    return None
+        return max(0.0, end - start)
+
+    # ----------------------------------------------------------------- metrics
+
+    def cached_summary(self) -> dict[str, Any]:
+        """The small ``summary.json`` kept up to date while the run logs: cheap, for listings."""
+        try:
+            return fmt.read_json(self.dir / fmt.SUMMARY_FILE)
+        except (FileNotFoundError, StoreError):
+            return {}
+
+    def _read_metrics(self) -> dict[str, Metric]:
+        path = self.dir / fmt.METRICS_FILE
+        enabled = gc.isenabled()
+        # Millions of small containers make the cyclic collector rescan everything again and again.
+        gc.disable()
+        try:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                self.skipped = 0
+                return {}
+            except OSError as e:
+                raise StoreError(e.errno, f"cannot read {path}: {e.strerror}") from e
+            records, skipped = fmt.parse_jsonl(data, str(path))
+            if b'"w":' in data:
+                out, bad = self._group_multi(records)
+            else:
+                out, bad = self._group(records)
+        finally:
+            if enabled:
+                gc.enable()
+        if bad:
+            fmt.warn_once(f"{path}:types", f"amltrack skipped {bad} malformed record(s) in {path}")
+        self.skipped = skipped + bad
+        return out
+
+    @staticmethod
+    def _group(records: list[Any]) -> tuple[dict[str, Metric], int]:
+        out: dict[str, Metric] = {}
+        bad = 0
+        lists: dict[str, list[Point]] = {}
+        for r in records:
+            try:
+                name = r["name"]
+                step = r["step"]
+                value = r["value"]
+                ts = r["ts"]
+                if type(name) is not str or type(step) is not int or type(ts) not in _NUMBER:
+                    bad += 1
+                    continue
+                tv = type(value)
+                if not (tv is float or tv is int or tv is str or tv is bool):
+                    if "nonfinite" not in r and not _valid_value(value):
+                        bad += 1
+                        continue
+                if "nonfinite" in r:
+                    value = fmt.decode_value(value, r["nonfinite"] is True)
+                    if not _valid_value(value):
+                        bad += 1
+                        continue
+            except (KeyError, TypeError):
+                bad += 1
+                continue
+            pts = lists.get(name)
+            if pts is None:
+                pts = lists[name] = []
+            pts.append(_point(Point, (step, value, ts)))
+        for name, pts in lists.items():
+            m = Metric(name)
+            m.extend(pts)
+            out[name] = m
+        return out, bad
+
+    @classmethod
+    def _group_multi(cls, records: list[Any]) -> tuple[dict[str, Metric], int]:
+        """Several processes logged: keep each one's call order (seq) and merge them by time."""
+        by_writer: dict[Any, list[Any]] = {}
+        for r in records:
+            w = r.get("w") if type(r) is dict else None
+            by_writer.setdefault(w, []).append(r)
+        streams = []
+        bad = 0
+        for recs in by_writer.values():
+            try:
+                recs.sort(key=lambda r: r["seq"])
+            except (KeyError, TypeError):
+                pass
+            grouped, b = cls._group(recs)
+            bad += b
+            streams.append(grouped)
+        out: dict[str, Metric] = {}
+        names = {n for g in streams for n in g}
+        for name in names:
+            parts = [g[name] for g in streams if name in g]
+            m = Metric(name)
+            m.extend(heapq.merge(*parts, key=lambda p: p[2]) if len(parts) > 1 else parts[0])
+            out[name] = m
+        return out, bad
+
+    def metrics(self) -> dict[str, Metric]:
+        """Every metric of the run: name to its points (step, value, timestamp) in call order."""
+        return self._read_metrics()
+
+    def metric(self, name: str) -> Metric:
+        """One metric's points in call order; ``.to_pandas()`` for a DataFrame."""
+        m = self._read_metrics().get(name)
+        if m is None:
+            raise MetricNotFoundError(name, self.id)
+        return m
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        """Per metric: count, last, and min and max over its numbers (list metrics: over the elements)."""
+        out: dict[str, dict[str, Any]] = {}
+        for name, pts in self._read_metrics().items():
+            nums: list[float] = []
+            for p in pts:
+                v = p[1]
+                if type(v) is list:
+                    nums.extend(x for x in v if x == x)
+                elif type(v) in _NUMBER and v == v:
+                    nums.append(v)
+            out[name] = {
+                "count": len(pts),
+                "last": pts[-1][1],
+                "min": min(nums) if nums else None,
+                "max": max(nums) if nums else None,
+            }
+        return out
+
+    # ----------------------------------------------------------------- artifacts
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        """The manifest: one entry per artifact path (its latest state), sorted by path."""
+        path = self.dir / fmt.MANIFEST_FILE
+        records, skipped = fmt.read_jsonl(path)
+        latest: dict[str, dict[str, Any]] = {}
+        bad = 0
+        for r in records:
+            if type(r) is not dict or type(r.get("path")) is not str or "status" not in r:
+                bad += 1
+                continue
+            latest[r["path"]] = r
+        if bad:
+            fmt.warn_once(f"{path}:types", f"amltrack skipped {bad} malformed entrie(s) in {path}")
+        self.skipped = skipped + bad
+        return [latest[p] for p in sorted(latest)]
+
+    def read_artifact(self, path: str) -> bytes:
+        """The stored bytes of artifact ``path``."""
+        fmt.check_artifact_path(path)
+        file = self.dir / fmt.ARTIFACTS_DIR / path
+        try:
+            return file.read_bytes()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ArtifactNotFoundError(path, self.id) from None
+
+
+class Store:
+    """A directory of runs.
+
+        store = amltrack.Store()          # $AMLTRACK_STORE, or the nearest .amltrack/
+        for run in store.runs(status="completed"):
+            print(run.id, run.summary())
+        store.run("2026").metric("loss").to_pandas()
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = find_store(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise StoreError(f"store path {self.path} is a file, not a directory; pass a directory")
+        _check_schema(self.path)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.path / fmt.RUNS_DIR
+
+    def run_ids(self) -> list[str]:
+        """Every run id in the store, newest first, without reading any run."""
+        try:
+            names = os.listdir(self.runs_dir)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return sorted((n for n in names if fmt.is_valid_run_id(n)), reverse=True)
+
+    def _iter_runs(self) -> Iterator[Run]:
+        for rid in self.run_ids():
+            d = self.runs_dir / rid
+            try:
+                info = fmt.read_json(d / fmt.RUN_FILE)
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # being created, or not a run
+            except StoreError as e:
+                fmt.warn_once(str(d), f"amltrack skipped run {rid}: {e}")
+                continue
+            yield Run(self, d, info)
+
+    def runs(self, experiment: str | None = None, status: str | None = None) -> list[Run]:
+        """Runs newest first, optionally only one experiment's or one status's (crashed included)."""
+        if status is not None and status not in fmt.STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+        out = []
+        for run in self._iter_runs():
+            if experiment is not None and run.experiment != experiment:
+                continue
+            if status is not None:
+                raw = run.info.get("status")
+                # Only a run on file as running can be crashed; skip the liveness check otherwise.
+                if status in fmt.ENDED_STATUSES and raw != status:
+                    continue
+                if run.status != status:
+                    continue
+            out.append(run)
+        return out
+
+    def run(self, ref: str) -> Run:
+        """The run whose id is ``ref``, starts with ``ref``, or whose random part starts with it; or ``last``."""
+        if not isinstance(ref, str) or not ref:
+            raise RunNotFoundError(str(ref), self.path)
+        if ref == "last":
+            return self.last()
+        if fmt.is_valid_run_id(ref) and (self.runs_dir / ref / fmt.RUN_FILE).exists():
+            return Run(self, self.runs_dir / ref)
+        ids = self.run_ids()
+        matches = [i for i in ids if i.startswith(ref)]
+        if not matches:
+            matches = [i for i in ids if "-" in i and i.split("-", 1)[1].startswith(ref)]
+        if not matches:
+            raise RunNotFoundError(ref, self.path)
+        if len(matches) > 1:
+            raise AmbiguousRunError(ref, matches)
+        return Run(self, self.runs_dir / matches[0])
+
+    def last(self) -> Run:
+        """The newest run."""
+        for run in self._iter_runs():
+            return run
+        raise RunNotFoundError("last", self.path)

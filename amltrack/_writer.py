@@ -1,0 +1,601 @@
+"""The background writer: the one thread that turns queued records into bytes on disk.
+
+The caller's thread only validates and appends a handle to an in-memory buffer under a lock; this
+thread swaps the buffer out, encodes with orjson, and appends whole lines to ``metrics.jsonl`` with
+one ``os.write`` per batch on an ``O_APPEND`` descriptor, so records from several processes never
+interleave mid-line. A record is durable (visible to other processes, safe from a crash of this
+process) once its batch's ``write`` has returned; ``flush(fsync=True)`` adds power-loss safety.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import itertools
+import math
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from filelock import FileLock
+
+from . import _format as fmt
+from ._errors import AmltrackError, WriteError
+
+FLUSH_INTERVAL = 0.5
+BATCH_SIZE = 20_000
+MAX_PENDING = 100_000
+MAX_PENDING_BYTES = 256 * 1024 * 1024  # upload bytes queued before upload() blocks
+HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json heartbeats of a live writer
+SUMMARY_INTERVAL = 1.0  # seconds: the least time between two summary.json rewrites
+MAX_WRITE = 1 << 20  # bytes per write() call, each a run of whole lines
+
+# Errors that may pass (space freed, quota raised): keep the data and try again on the next flush.
+_TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
+
+_tuple_new = tuple.__new__
+
+
+class Handle(tuple):
+    """What ``log()`` returns: ``wait()`` on it to block until the record is on disk.
+
+    A tuple subclass because ``log()`` makes one per call and this is the cheapest object Python makes.
+    """
+
+    __slots__ = ()
+
+    @property
+    def seq(self) -> int:
+        """The record's sequence number in this process: the order of the calls."""
+        return self[1]
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the record is in the run's metrics file.
+
+        Raises the writer's error if the write failed and ``TimeoutError`` if ``timeout`` seconds pass.
+
+            logger.log("accuracy", 0.93).wait()
+        """
+        self[0].wait_for(self[1], timeout)
+
+    def done(self) -> bool:
+        """True once the record is durable."""
+        return self[0].durable_seq >= self[1]
+
+
+class UploadHandle:
+    """What ``upload()`` returns; ``wait()`` raises if this artifact could not be stored."""
+
+    __slots__ = ("_writer", "seq", "path", "data", "source", "local_file", "error", "size")
+
+    def __init__(self, writer: Writer, seq: int, path: str, data: bytes | None, source: str,
+                 local_file: str | None) -> None:
+        self._writer = writer
+        self.seq = seq
+        self.path = path
+        self.data = data
+        self.source = source
+        self.local_file = local_file
+        self.error: BaseException | None = None
+        self.size = len(data) if data is not None else 0
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the artifact and its manifest entry are on disk."""
+        self._writer.wait_for(self.seq, timeout)
+        if self.error is not None:
+            raise self.error
+
+    def done(self) -> bool:
+        return self._writer.durable_seq >= self.seq
+
+
+class _MetricSummary:
+    __slots__ = ("count", "last", "step", "ts", "min", "max", "kind", "length")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Any = None
+        self.step = 0
+        self.ts = 0.0
+        self.min: float | None = None
+        self.max: float | None = None
+        self.kind = "number"
+        self.length: int | None = None
+
+
+def _num(v: Any) -> Any:
+    """A number for summary.json: non-finite floats as their JSON Lines strings."""
+    if type(v) is float and not math.isfinite(v):
+        return fmt.NONFINITE_TO_STR[repr(v)]
+    return v
+
+
+class Writer:
+    """One per process and run. Thread life in the watchdog style: start(), close(), joined once."""
+
+    def __init__(self, run_dir: Path, *, writer_id: str | None = None,
+                 flush_interval: float = FLUSH_INTERVAL, max_pending: int = MAX_PENDING) -> None:
+        self.run_dir = run_dir
+        self.writer_id = writer_id  # None for the run's own process; set for processes that join
+        self.flush_interval = flush_interval
+        self.max_pending = max_pending
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.buf: list[Any] = []
+        self.next_seq = itertools.count(1).__next__  # called with lock held: seq order == buf order
+        # Set while log() must not queue: a write error, an error to report once, or closing.
+        self.blocked: object = None
+        self.durable_seq = 0
+        self._swapped_seq = 0
+        self.error: BaseException | None = None  # the live failure; log() raises it while set
+        self._unreported: BaseException | None = None  # a per-item failure to raise once
+        self._urgent = False
+        self._closing = False
+        self.closed = False
+        self._pending_bytes = 0
+        self._carry: list[bytes] = []  # bytes whose write failed, retried first
+        self._retry_uploads: list[UploadHandle] = []
+        self._metrics_fd: int | None = None
+        self._manifest_fd: int | None = None
+        self._unsynced: list[Path] = []
+        self._fsync_requested = False
+        self._summary: dict[str, _MetricSummary] = {}
+        self._summary_records = 0
+        self._summary_dirty = False
+        self._last_summary = 0.0
+        self._thread = threading.Thread(target=self._run, name=f"amltrack-writer-{run_dir.name}",
+                                        daemon=True)
+
+    # ----------------------------------------------------------------- caller side
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self, n: int) -> None:
+        """Called by log() with the lock held when the buffer got its first or its BATCH_SIZE-th record."""
+        if n == 1:
+            self.cond.notify()  # the writer sleeps while idle; start its flush clock
+        elif not self._urgent:
+            self._urgent = True
+            self.cond.notify_all()
+        if n >= self.max_pending:
+            self._wait_for_room()
+
+    def queue_upload(self, path: str, data: bytes | None, source: str,
+                     local_file: str | None = None) -> UploadHandle:
+        with self.cond:
+            self.check()
+            seq = self.next_seq()
+            h = UploadHandle(self, seq, path, data, source, local_file)
+            self.buf.append(h)
+            self._pending_bytes += h.size
+            self._urgent = True
+            self.cond.notify_all()
+            if self._pending_bytes > MAX_PENDING_BYTES or len(self.buf) >= self.max_pending:
+                self._wait_for_room()
+            return h
+
+    def _wait_for_room(self) -> None:
+        # Backpressure: the caller waits for the writer rather than dropping records or growing.
+        self._urgent = True
+        self.cond.notify_all()
+        while (len(self.buf) >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES) \
+                and len(self.buf) > 1 and self.error is None and self._thread.is_alive():
+            self.cond.wait(1.0)
+
+    def check(self) -> None:
+        """Raise the live write error, or a per-item error not yet reported. Called with cond held."""
+        if self.error is not None:
+            raise self.error
+        if self._unreported is not None:
+            err, self._unreported = self._unreported, None
+            self._update_blocked()
+            raise err
+
+    def _update_blocked(self) -> None:
+        self.blocked = self.error or self._unreported or (True if self._closing else None)
+
+    def last_seq(self) -> int:
+        """The newest sequence number handed out (called with cond held)."""
+        if self.buf:
+            last = self.buf[-1]
+            return last[1] if type(last) is Handle else last.seq
+        return self._swapped_seq
+
+    def wait_for(self, seq: int, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self.cond:
+            while self.durable_seq < seq:
+                if self.error is not None:
+                    raise self.error
+                if not self._thread.is_alive():
+                    raise AmltrackError(
+                        f"the amltrack writer for {self.run_dir} has stopped; "
+                        "records queued after finish() are not written"
+                    )
+                self._urgent = True
+                self.cond.notify_all()
+                if deadline is None:
+                    self.cond.wait(1.0)
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise TimeoutError(
+                            f"record {seq} of {self.run_dir.name} was not written within {timeout} s"
+                        )
+                    self.cond.wait(min(remaining, 1.0))
+
+    def flush(self, timeout: float | None = None, *, fsync: bool = False) -> None:
+        with self.cond:
+            seq = self.last_seq()
+            if fsync:
+                self._fsync_requested = True
+                self._urgent = True
+                self.cond.notify_all()
+        self.wait_for(seq, timeout)
+        if fsync:
+            # The fsync happens in the writer after the batch; wait until it has been done.
+            with self.cond:
+                while self._fsync_requested and self._thread.is_alive() and self.error is None:
+                    self._urgent = True
+                    self.cond.notify_all()
+                    self.cond.wait(1.0)
+                if self.error is not None:
+                    raise self.error
+        with self.cond:
+            self.check()
+
+    def close(self, timeout: float | None = None) -> None:
+        """Drain everything queued, write the last summary, and stop the thread."""
+        with self.cond:
+            self._closing = True
+            self._update_blocked()
+            self._urgent = True
+            self.cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.closed = True
+
+    # ----------------------------------------------------------------- writer thread
+
+    def _run(self) -> None:
+        interval = self.flush_interval
+        idle_since = time.monotonic()
+        while True:
+            with self.cond:
+                pending_since = None
+                while not self._urgent and not self._closing:
+                    now = time.monotonic()
+                    if self.buf or self._carry or self._retry_uploads:
+                        if pending_since is None:
+                            pending_since = now
+                        remaining = pending_since + interval - now
+                    else:
+                        remaining = idle_since + HEARTBEAT_INTERVAL - now
+                    if remaining <= 0:
+                        break
+                    self.cond.wait(remaining)
+                items, self.buf = self.buf, []
+                self._swapped_seq = self.last_seq() if not items else (
+                    items[-1][1] if type(items[-1]) is Handle else items[-1].seq)
+                self._urgent = False
+                closing = self._closing
+                fsync = self._fsync_requested
+                self.cond.notify_all()
+            try:
+                self._write_batch(items, fsync)
+            except BaseException as e:  # never let the thread die silently
+                with self.cond:
+                    self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
+                    self._update_blocked()
+                    self.cond.notify_all()
+            idle_since = time.monotonic()
+            if closing:
+                with self.cond:
+                    done = not self.buf and not self._carry and not self._retry_uploads
+                    if done or self.error is not None:
+                        break
+        self._write_summary(final=True)
+        for fd in (self._metrics_fd, self._manifest_fd):
+            if fd is not None:
+                try:
+                    os.fsync(fd)
+                except OSError:
+                    pass
+                os.close(fd)
+        self._metrics_fd = self._manifest_fd = None
+        with self.cond:
+            self.cond.notify_all()
+
+    def _write_batch(self, items: list[Any], fsync: bool) -> None:
+        lines, uploads = self._encode(items)
+        failed: BaseException | None = None
+        # Bytes from earlier failed writes go first so the file keeps call order.
+        chunks = self._carry + self._chunks(lines) if lines else self._carry
+        self._carry = []
+        if chunks:
+            try:
+                self._append(self._metrics_path, chunks, "_metrics_fd")
+            except OSError as e:
+                self._carry = chunks
+                failed = WriteError(self._metrics_path, e)
+        uploads = self._retry_uploads + uploads
+        self._retry_uploads = []
+        for up in uploads:
+            try:
+                self._store_upload(up)
+            except OSError as e:
+                err = WriteError(self.run_dir / fmt.ARTIFACTS_DIR / up.path, e)
+                if e.errno in _TRANSIENT:
+                    self._retry_uploads.append(up)
+                    failed = failed or err
+                    continue
+                up.error = err
+                self._record_failed_upload(up, e)
+                with self.cond:
+                    self._unreported = self._unreported or err
+                    self._update_blocked()
+            with self.cond:
+                self._pending_bytes -= up.size
+            up.data = None
+        if fsync and failed is None:
+            try:
+                self._fsync_all()
+            except OSError as e:
+                failed = WriteError(self.run_dir, e)
+        with self.cond:
+            self.error = failed
+            self._update_blocked()
+            if failed is None and not self._retry_uploads:
+                self.durable_seq = self._swapped_seq
+                if fsync:
+                    self._fsync_requested = False
+            self.cond.notify_all()
+        now = time.monotonic()
+        if (self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL) or \
+                now - self._last_summary >= HEARTBEAT_INTERVAL:
+            self._write_summary()
+
+    @property
+    def _metrics_path(self) -> Path:
+        return self.run_dir / fmt.METRICS_FILE
+
+    def _encode(self, items: list[Any]) -> tuple[bytes, list[UploadHandle]]:
+        """Encode a batch as JSON Lines and fold it into the summary delta.
+
+        The whole batch goes through one ``orjson.dumps`` as a JSON array of objects whose
+        separators ``},{`` become newlines: three times faster than a call per record. A string
+        holding ``},{`` would make that ambiguous, so the count of separators is checked and such a
+        batch is encoded a record at a time.
+        """
+        wid = self.writer_id
+        uploads = [h for h in items if type(h) is not Handle]
+        if uploads:
+            items = [h for h in items if type(h) is Handle]
+        recs = [{"name": h[2], "step": h[4], "value": h[3], "ts": h[5], "seq": h[1]} for h in items]
+        groups: dict[str, list[Handle]] = {}
+        special = False
+        for h in items:
+            g = groups.get(h[2])
+            if g is None:
+                groups[h[2]] = [h]
+            else:
+                g.append(h)
+            v = h[3]
+            if type(v) is list or (type(v) is float and v - v != 0.0):
+                special = True
+        if special:
+            for rec in recs:
+                enc, nonfinite = fmt.encode_value(rec["value"])
+                if nonfinite:
+                    rec["value"] = enc
+                    rec["nonfinite"] = True
+        if wid is not None:
+            for rec in recs:
+                rec["w"] = wid
+        if not recs:
+            return b"", uploads
+        self._summarize(groups)
+        self._summary_records += len(recs)
+        self._summary_dirty = True
+        data = orjson.dumps(recs)
+        if data.count(b"},{") == len(recs) - 1:
+            return data[1:-1].replace(b"},{", b"}\n{") + b"\n", uploads
+        dumps = orjson.dumps
+        return b"\n".join([dumps(r) for r in recs]) + b"\n", uploads
+
+    def _summarize(self, groups: dict[str, list[Handle]]) -> None:
+        summary = self._summary
+        for name, hs in groups.items():
+            s = summary.get(name)
+            if s is None:
+                s = summary[name] = _MetricSummary()
+            s.count += len(hs)
+            last = hs[-1]
+            s.step = last[4]
+            s.ts = last[5]
+            value = last[3]
+            tv = type(value)
+            if tv is list:
+                s.kind, s.length = "list", len(value)
+                s.last = value[-1] if value else None
+            else:
+                s.kind = "number" if tv is float or tv is int else "bool" if tv is bool else "string"
+                s.length = None
+                s.last = value
+            nums: list[Any] = []
+            for h in hs:
+                v = h[3]
+                t = type(v)
+                if t is float or t is int:
+                    nums.append(v)
+                elif t is list:
+                    nums.extend(v)
+            nums = [v for v in nums if v == v]  # NaN takes no part in min and max
+            if nums:
+                lo, hi = min(nums), max(nums)
+                if s.min is None or lo < s.min:
+                    s.min = lo
+                if s.max is None or hi > s.max:
+                    s.max = hi
+
+    def _append(self, path: Path, chunks: list[bytes], fd_attr: str) -> None:
+        """Write ``chunks`` in order; on failure, leave exactly the unwritten bytes in ``chunks``.
+
+        Keeping the unwritten tail of a half-written chunk (rather than the whole line again) means a
+        retry completes the torn line instead of leaving a fragment glued to a repeat.
+        """
+        fd = getattr(self, fd_attr)
+        if fd is None:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            setattr(self, fd_attr, fd)
+        while chunks:
+            view = memoryview(chunks[0])
+            try:
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError:
+                chunks[0] = bytes(view)
+                raise
+            del chunks[0]
+
+    @staticmethod
+    def _chunks(data: bytes) -> list[bytes]:
+        # Each write() is a run of whole lines so that concurrent O_APPEND writers never tear a line.
+        out: list[bytes] = []
+        start = 0
+        while len(data) - start > MAX_WRITE:
+            cut = data.rfind(b"\n", start, start + MAX_WRITE) + 1
+            if cut <= start:  # one line longer than MAX_WRITE: it goes whole
+                cut = data.index(b"\n", start) + 1
+            out.append(data[start:cut])
+            start = cut
+        out.append(data[start:] if start else data)
+        return out
+
+    def _manifest_entry(self, entry: dict[str, Any]) -> None:
+        self._append(self.run_dir / fmt.MANIFEST_FILE, [orjson.dumps(entry) + b"\n"], "_manifest_fd")
+
+    def _store_upload(self, up: UploadHandle) -> None:
+        dest = self.run_dir / fmt.ARTIFACTS_DIR / up.path
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dest.parent / f".{dest.name}.{os.getpid()}.{up.seq}.tmp"
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                if up.data is not None:
+                    out.write(up.data)
+                    digest.update(up.data)
+                    size = len(up.data)
+                else:
+                    with open(up.local_file, "rb") as src:  # type: ignore[arg-type]
+                        while block := src.read(1 << 20):
+                            out.write(block)
+                            digest.update(block)
+                            size += len(block)
+            os.replace(tmp, dest)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        self._unsynced.append(dest)
+        self._manifest_entry({
+            "path": up.path,
+            "size": size,
+            "sha256": digest.hexdigest(),
+            "source": up.source,
+            "status": "stored",
+            "time": fmt.utc_iso(time.time()),
+        })
+
+    def _record_failed_upload(self, up: UploadHandle, e: OSError) -> None:
+        try:
+            self._manifest_entry({
+                "path": up.path, "size": up.size, "sha256": None, "source": up.source,
+                "status": "failed", "reason": f"{type(e).__name__}: {e.strerror or e}",
+                "time": fmt.utc_iso(time.time()),
+            })
+        except OSError:
+            pass
+
+    def _fsync_all(self) -> None:
+        for fd in (self._metrics_fd, self._manifest_fd):
+            if fd is not None:
+                os.fsync(fd)
+        for p in self._unsynced:
+            try:
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+            except FileNotFoundError:
+                pass
+        self._unsynced.clear()
+        dfd = os.open(self.run_dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def _write_summary(self, final: bool = False) -> None:
+        """Merge what this process logged since the last merge into summary.json, under a file lock.
+
+        Each process keeps only its delta, so several processes logging into one run add up.
+        """
+        path = self.run_dir / fmt.SUMMARY_FILE
+        delta, self._summary = self._summary, {}
+        records, self._summary_records = self._summary_records, 0
+        self._summary_dirty = False
+        self._last_summary = time.monotonic()
+        try:
+            with FileLock(str(self.run_dir / (fmt.SUMMARY_FILE + ".lock")), timeout=10):
+                try:
+                    current = fmt.read_json(path)
+                except (FileNotFoundError, AmltrackError):
+                    current = {}
+                merged = merge_summary(current, delta, records)
+                fmt.write_json_atomic(path, merged, fsync=final)
+        except Exception:
+            # The summary is a cache for listing; the metrics file stays the truth. Keep the delta
+            # so the next attempt includes it.
+            for name, s in delta.items():
+                self._summary.setdefault(name, s)
+            self._summary_records += records
+            self._summary_dirty = bool(delta)
+
+
+def merge_summary(current: dict[str, Any], delta: dict[str, _MetricSummary], records: int) -> dict[str, Any]:
+    metrics = current.get("metrics")
+    if not isinstance(metrics, dict):
+        metrics = {}
+    for name, s in delta.items():
+        old = metrics.get(name)
+        if not isinstance(old, dict):
+            old = {"count": 0}
+        entry = dict(old)
+        entry["count"] = int(old.get("count", 0) or 0) + s.count
+        if s.ts >= float(old.get("ts", 0) or 0):
+            entry.update(kind=s.kind, last=_num(s.last), step=s.step, ts=s.ts)
+            if s.length is not None:
+                entry["length"] = s.length
+            else:
+                entry.pop("length", None)
+        for key, pick in (("min", min), ("max", max)):
+            mine = getattr(s, key)
+            theirs = old.get(key)
+            if isinstance(theirs, str):
+                theirs = fmt.STR_TO_NONFINITE.get(theirs)
+            if mine is None:
+                continue
+            entry[key] = _num(mine if theirs is None else pick(mine, theirs))
+        metrics[name] = entry
+    return {
+        "schema": fmt.SCHEMA_VERSION,
+        "records": int(current.get("records", 0) or 0) + records,
+        "heartbeat": time.time(),
+        "metrics": metrics,
+    }

@@ -1,0 +1,120 @@
+"""Core speed of amltrack on this machine: log() latency, 1M-scalar throughput, read-back.
+
+    python benchmarks/bench_core.py            # full sizes, as in docs/benchmarks.md
+    python benchmarks/bench_core.py --smoke    # tiny sizes, run by the test suite
+
+Each figure is measured in a fresh child process and repeated; the median is reported. The same run
+also times the floor the peers note describes (``deque.append`` of a tuple) so that a loaded machine
+shows up as a slower floor rather than as a slower amltrack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+LATENCY = textwrap.dedent("""
+    import gc, json, sys, time, collections
+    import amltrack
+    n = int(sys.argv[1])
+    logger = amltrack.get_logger("bench", store=sys.argv[2], outputs=None)
+    pc = time.perf_counter_ns
+    out = {}
+    for label in ("floor", "amltrack"):
+        times = [0] * n
+        if label == "floor":
+            q = collections.deque()
+            for i in range(n):
+                t = pc(); q.append(("loss", 1.0 / (i + 1), i, time.time())); times[i] = pc() - t
+        else:
+            log = logger.log
+            for i in range(n):
+                t = pc(); log("loss", 1.0 / (i + 1)); times[i] = pc() - t
+        times.sort()
+        out[label] = {"median_us": times[n // 2] / 1000, "p99_us": times[int(n * 0.99)] / 1000}
+    logger.finish()
+    print(json.dumps(out))
+""")
+
+THROUGHPUT = textwrap.dedent("""
+    import json, resource, sys, time
+    t0 = time.perf_counter()
+    import amltrack
+    n = int(sys.argv[1])
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    logger = amltrack.get_logger("bench", store=sys.argv[2], outputs=None)
+    log = logger.log
+    t1 = time.perf_counter()
+    for i in range(n):
+        log("loss", 1.0 / (i + 1))
+    t2 = time.perf_counter()
+    logger.finish()
+    t3 = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"wall_s": t3 - t1, "loop_s": t2 - t1, "finish_s": t3 - t2,
+                      "mem_above_baseline_mb": (peak - base) / 1024, "run": logger.run_id}))
+""")
+
+READ = textwrap.dedent("""
+    import json, sys, time
+    import amltrack
+    run = amltrack.Store(sys.argv[2]).run(sys.argv[3])
+    t = time.perf_counter()
+    m = run.metric("loss")
+    dt = time.perf_counter() - t
+    assert len(m) == int(sys.argv[1]), len(m)
+    print(json.dumps({"read_s": dt}))
+""")
+
+
+def child(code: str, *args: str) -> dict:
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
+    ap.add_argument("--repeat", type=int, default=None)
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = ap.parse_args()
+    n_lat, n_put, repeat = (2_000, 20_000, 1) if a.smoke else (100_000, 1_000_000, 5)
+    repeat = a.repeat or repeat
+    results: dict[str, list[float]] = {}
+
+    def add(key: str, v: float) -> None:
+        results.setdefault(key, []).append(v)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeat):
+            lat = child(LATENCY, str(n_lat), os.path.join(tmp, f"lat{i}"))
+            add("floor_median_us", lat["floor"]["median_us"])
+            add("floor_p99_us", lat["floor"]["p99_us"])
+            add("log_median_us", lat["amltrack"]["median_us"])
+            add("log_p99_us", lat["amltrack"]["p99_us"])
+            store = os.path.join(tmp, f"put{i}")
+            put = child(THROUGHPUT, str(n_put), store)
+            add("throughput_wall_s", put["wall_s"])
+            add("throughput_mem_mb", put["mem_above_baseline_mb"])
+            add("read_s", child(READ, str(n_put), store, put["run"])["read_s"])
+    med = {k: statistics.median(v) for k, v in results.items()}
+    if a.json:
+        print(json.dumps(med))
+        return
+    print(f"log() of a scalar, {n_lat:,} calls: median {med['log_median_us']:.2f} µs, "
+          f"p99 {med['log_p99_us']:.2f} µs (floor deque.append: median {med['floor_median_us']:.2f} µs, "
+          f"p99 {med['floor_p99_us']:.2f} µs; ratio {med['log_median_us'] / med['floor_median_us']:.1f}x)")
+    print(f"{n_put:,} scalars written and durable (finish() returned): {med['throughput_wall_s']:.2f} s wall, "
+          f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline")
+    print(f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s")
+    print(f"(median of {repeat} runs, each in a fresh process)")
+
+
+if __name__ == "__main__":
+    main()
