@@ -61,8 +61,7 @@ class RunNotFoundError(AmltrackError, LookupError):
         self.ref = ref
         self.store = store
         super().__init__(
-            f"no run matches {ref!r} in store {store}; "
-            "list runs with 'amltrack history list' or pass --store"
+            f"no run matches {ref!r} in store {store}; list runs with 'amltrack history list' or pass --store"
         )
 
 
@@ -73,9 +72,7 @@ class AmbiguousRunError(AmltrackError, LookupError):
         self.ref = ref
         self.matches = matches
         shown = ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
-        super().__init__(
-            f"run prefix {ref!r} matches {len(matches)} runs ({shown}); give more characters"
-        )
+        super().__init__(f"run prefix {ref!r} matches {len(matches)} runs ({shown}); give more characters")
 
 
 class ArtifactNotFoundError(AmltrackError, LookupError):
@@ -97,8 +94,7 @@ class MetricNotFoundError(AmltrackError, LookupError):
         self.name = name
         self.run_id = run_id
         super().__init__(
-            f"run {run_id} has no metric {name!r}; "
-            f"list its metrics with 'amltrack history info -r {run_id}'"
+            f"run {run_id} has no metric {name!r}; list its metrics with 'amltrack history info -r {run_id}'"
         )
 
 

@@ -191,13 +191,12 @@ def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
         skipped += 1
     lines = data.split(b"\n")
     lines.pop()  # the empty string after the final newline
+    loads = orjson.loads
     try:
-        # One C call for the common, clean file: a JSON array of the lines.
-        records = orjson.loads(b"[" + b",".join(lines) + b"]")
+        records = [loads(line) for line in lines]
     except orjson.JSONDecodeError:
         records = []
         append = records.append
-        loads = orjson.loads
         for line in lines:
             try:
                 append(loads(line))

@@ -188,10 +188,10 @@ def _check_label(kind: str, v: Any) -> str | None:
 class Logger:
     """Logs metrics and artifacts into one run. Get it from ``get_logger()`` or ``start_run()``.
 
-        logger = amltrack.get_logger("mnist", params={"lr": 0.1})
-        logger.log("loss", 0.31)            # returns at once
-        logger.log("acc", 0.9).wait()       # blocks until on disk
-        logger.upload("notes.txt", "hello")
+    logger = amltrack.get_logger("mnist", params={"lr": 0.1})
+    logger.log("loss", 0.31)            # returns at once
+    logger.log("acc", 0.9).wait()       # blocks until on disk
+    logger.upload("notes.txt", "hello")
     """
 
     def __init__(self, run_dir: Path, store: Path, *, owner: bool, writer: Writer) -> None:
@@ -267,14 +267,16 @@ class Logger:
     def upload(self, path: str, content: str | bytes) -> UploadHandle:
         """Store ``content`` (str or bytes) as the artifact ``path`` (a relative POSIX path).
 
-            logger.upload("notes/config.txt", "lr=0.1").wait()
+        logger.upload("notes/config.txt", "lr=0.1").wait()
         """
         fmt.check_artifact_path(path)
         if isinstance(content, str):
             try:
                 data = content.encode("utf-8")
             except UnicodeEncodeError:
-                raise ValueError(f"artifact {path!r}: content is not valid Unicode (a lone surrogate)") from None
+                raise ValueError(
+                    f"artifact {path!r}: content is not valid Unicode (a lone surrogate)"
+                ) from None
         elif isinstance(content, (bytes, bytearray, memoryview)):
             data = bytes(content)
         else:
@@ -287,7 +289,7 @@ class Logger:
     def upload_file(self, path: str, local_file: str | os.PathLike[str]) -> UploadHandle:
         """Copy ``local_file`` into the run as the artifact ``path``; the copy happens in the writer.
 
-            logger.upload_file("model/weights.pt", "/tmp/weights.pt").wait()
+        logger.upload_file("model/weights.pt", "/tmp/weights.pt").wait()
         """
         fmt.check_artifact_path(path)
         src = os.fspath(local_file)
@@ -297,8 +299,9 @@ class Logger:
             raise ValueError(f"artifact {path!r}: {src!r} is not a regular file")
         return self._queue_upload(path, None, "upload_file", os.path.abspath(src))
 
-    def _queue_upload(self, path: str, data: bytes | None, source: str,
-                      local_file: str | None = None) -> UploadHandle:
+    def _queue_upload(
+        self, path: str, data: bytes | None, source: str, local_file: str | None = None
+    ) -> UploadHandle:
         if self._finished:
             raise RunFinishedError(self.run_id)
         return self._writer.queue_upload(path, data, source, local_file)
@@ -351,8 +354,9 @@ class Logger:
         # process that joined the run, so records logged there are written and never lost.
         self._owner = False
         self._finish_lock = threading.Lock()
-        self._writer = Writer(self.run_dir, writer_id=secrets.token_hex(4),
-                              flush_interval=self._writer.flush_interval)
+        self._writer = Writer(
+            self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
+        )
         self._writer.start()
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
@@ -368,10 +372,16 @@ def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
     fmt.write_json_atomic(path, info)
 
 
-def _open_logger(experiment: str | None, name: str | None, tags: Mapping[str, Any] | None,
-                 params: Mapping[str, Any] | None, store: str | os.PathLike[str] | None,
-                 outputs: str | os.PathLike[str] | None, run_id: str | None,
-                 flush_interval: float = FLUSH_INTERVAL) -> Logger:
+def _open_logger(
+    experiment: str | None,
+    name: str | None,
+    tags: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None,
+    store: str | os.PathLike[str] | None,
+    outputs: str | os.PathLike[str] | None,
+    run_id: str | None,
+    flush_interval: float = FLUSH_INTERVAL,
+) -> Logger:
     global _env_run_ours
     experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
     name = _check_label("run name", name)
@@ -392,8 +402,11 @@ def _open_logger(experiment: str | None, name: str | None, tags: Mapping[str, An
     except OSError as e:
         if isinstance(e, StoreError):
             raise
-        raise StoreError(e.errno, f"cannot create the store {root}: {e.strerror}; pass store= or "
-                                  "set AMLTRACK_STORE to a writable directory") from e
+        raise StoreError(
+            e.errno,
+            f"cannot create the store {root}: {e.strerror}; pass store= or "
+            "set AMLTRACK_STORE to a writable directory",
+        ) from e
     runs = root / fmt.RUNS_DIR
     if run_id is not None and (runs / run_id / fmt.RUN_FILE).exists():
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
@@ -438,11 +451,16 @@ def _open_logger(experiment: str | None, name: str | None, tags: Mapping[str, An
     return logger
 
 
-def get_logger(experiment: str | None = None, *, name: str | None = None,
-               tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-               store: str | os.PathLike[str] | None = None,
-               outputs: str | os.PathLike[str] | None = "outputs",
-               run_id: str | None = None) -> Logger:
+def get_logger(
+    experiment: str | None = None,
+    *,
+    name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    outputs: str | os.PathLike[str] | None = "outputs",
+    run_id: str | None = None,
+) -> Logger:
     """The process's current logger, creating its run on the first call.
 
     Later calls return the same logger until it is finished. A process started with
@@ -466,15 +484,20 @@ get_azureml_logger = get_logger
 
 
 @contextlib.contextmanager
-def start_run(experiment: str | None = None, *, name: str | None = None,
-              tags: Mapping[str, Any] | None = None, params: Mapping[str, Any] | None = None,
-              store: str | os.PathLike[str] | None = None,
-              outputs: str | os.PathLike[str] | None = "outputs",
-              run_id: str | None = None) -> Iterator[Logger]:
+def start_run(
+    experiment: str | None = None,
+    *,
+    name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    outputs: str | os.PathLike[str] | None = "outputs",
+    run_id: str | None = None,
+) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
 
-        with amltrack.start_run("sweep", params={"lr": lr}) as logger:
-            logger.log("loss", train(lr))
+    with amltrack.start_run("sweep", params={"lr": lr}) as logger:
+        logger.log("loss", train(lr))
     """
     global _current
     with _lock:

@@ -84,7 +84,10 @@ def git_info(cwd: str) -> tuple[dict[str, Any] | None, bytes | None]:
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain=v2", "--branch", "--untracked-files=no"],
-            cwd=cwd, capture_output=True, timeout=GIT_TIMEOUT, check=False,
+            cwd=cwd,
+            capture_output=True,
+            timeout=GIT_TIMEOUT,
+            check=False,
         )
     except (OSError, subprocess.SubprocessError):
         return None, None
@@ -106,8 +109,13 @@ def git_info(cwd: str) -> tuple[dict[str, Any] | None, bytes | None]:
     diff = None
     if dirty and commit:
         try:
-            d = subprocess.run(["git", "diff", "HEAD", "--no-color", "--no-ext-diff"], cwd=cwd,
-                               capture_output=True, timeout=GIT_TIMEOUT, check=False)
+            d = subprocess.run(
+                ["git", "diff", "HEAD", "--no-color", "--no-ext-diff"],
+                cwd=cwd,
+                capture_output=True,
+                timeout=GIT_TIMEOUT,
+                check=False,
+            )
             if d.returncode == 0:
                 diff = d.stdout[:MAX_DIFF_BYTES]
         except (OSError, subprocess.SubprocessError):

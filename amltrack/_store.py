@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
+import operator
 import os
 import socket
 import time
@@ -57,8 +59,9 @@ def _check_schema(root: Path) -> None:
 def create_store(root: Path) -> None:
     (root / fmt.RUNS_DIR).mkdir(parents=True, exist_ok=True)
     if not (root / fmt.STORE_FILE).exists():
-        fmt.write_json_atomic(root / fmt.STORE_FILE, {"schema": fmt.SCHEMA_VERSION,
-                                                      "created": fmt.utc_iso(time.time())})
+        fmt.write_json_atomic(
+            root / fmt.STORE_FILE, {"schema": fmt.SCHEMA_VERSION, "created": fmt.utc_iso(time.time())}
+        )
     else:
         _check_schema(root)
 
@@ -77,8 +80,8 @@ _point = tuple.__new__
 class Metric(list):
     """A metric's points in call order; ``to_pandas()`` gives a DataFrame.
 
-        loss = run.metric("loss")
-        loss[-1].value, loss.values[:3], loss.to_pandas().tail()
+    loss = run.metric("loss")
+    loss[-1].value, loss.values[:3], loss.to_pandas().tail()
     """
 
     def __init__(self, name: str, points: list[Point] | None = None) -> None:
@@ -112,6 +115,10 @@ class Metric(list):
 
 
 _NUMBER = (int, float)
+_NUMBER_SET = {int, float}
+_SCALAR_SET = {int, float, str, bool}
+_ROW = operator.itemgetter("name", "step", "value", "ts")
+_make_point = functools.partial(tuple.__new__, Point)
 
 
 def _valid_value(v: Any) -> bool:
@@ -266,8 +273,42 @@ class Run:
         self.skipped = skipped + bad
         return out
 
+    @classmethod
+    def _group(cls, records: list[Any]) -> tuple[dict[str, Metric], int]:
+        """Group records into metrics. The clean file, the common case, goes through C-level
+        map/zip/set calls; anything odd in it falls back to checking each record."""
+        try:
+            rows = list(map(_ROW, records))
+        except (KeyError, TypeError):
+            return cls._group_checked(records)
+        if not rows:
+            return {}, 0
+        names, steps, values, stamps = zip(*rows)
+        name_types = set(map(type, names))
+        if (
+            (name_types - {str})
+            or (set(map(type, steps)) - {int})
+            or min(steps) < 0
+            or (set(map(type, stamps)) - _NUMBER_SET)
+        ):
+            return cls._group_checked(records)
+        value_types = set(map(type, values))
+        if value_types - _SCALAR_SET or any("nonfinite" in r for r in records):
+            return cls._group_checked(records)
+        unique = set(names)
+        if len(unique) == 1:
+            name = names[0]
+            m = Metric(name)
+            m.extend(map(_make_point, zip(steps, values, stamps)))
+            return {name: m}, 0
+        out: dict[str, Metric] = {n: Metric(n) for n in unique}
+        lists = {n: m.append for n, m in out.items()}
+        for name, point in zip(names, map(_make_point, zip(steps, values, stamps))):
+            lists[name](point)
+        return out, 0
+
     @staticmethod
-    def _group(records: list[Any]) -> tuple[dict[str, Metric], int]:
+    def _group_checked(records: list[Any]) -> tuple[dict[str, Metric], int]:
         out: dict[str, Metric] = {}
         bad = 0
         lists: dict[str, list[Point]] = {}
@@ -390,10 +431,10 @@ class Run:
 class Store:
     """A directory of runs.
 
-        store = amltrack.Store()          # $AMLTRACK_STORE, or the nearest .amltrack/
-        for run in store.runs(status="completed"):
-            print(run.id, run.summary())
-        store.run("2026").metric("loss").to_pandas()
+    store = amltrack.Store()          # $AMLTRACK_STORE, or the nearest .amltrack/
+    for run in store.runs(status="completed"):
+        print(run.id, run.summary())
+    store.run("2026").metric("loss").to_pandas()
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:

@@ -71,8 +71,9 @@ class UploadHandle:
 
     __slots__ = ("_writer", "seq", "path", "data", "source", "local_file", "error", "size")
 
-    def __init__(self, writer: Writer, seq: int, path: str, data: bytes | None, source: str,
-                 local_file: str | None) -> None:
+    def __init__(
+        self, writer: Writer, seq: int, path: str, data: bytes | None, source: str, local_file: str | None
+    ) -> None:
         self._writer = writer
         self.seq = seq
         self.path = path
@@ -116,8 +117,14 @@ def _num(v: Any) -> Any:
 class Writer:
     """One per process and run. Thread life in the watchdog style: start(), close(), joined once."""
 
-    def __init__(self, run_dir: Path, *, writer_id: str | None = None,
-                 flush_interval: float = FLUSH_INTERVAL, max_pending: int = MAX_PENDING) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        writer_id: str | None = None,
+        flush_interval: float = FLUSH_INTERVAL,
+        max_pending: int = MAX_PENDING,
+    ) -> None:
         self.run_dir = run_dir
         self.writer_id = writer_id  # None for the run's own process; set for processes that join
         self.flush_interval = flush_interval
@@ -146,8 +153,7 @@ class Writer:
         self._summary_records = 0
         self._summary_dirty = False
         self._last_summary = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"amltrack-writer-{run_dir.name}",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"amltrack-writer-{run_dir.name}", daemon=True)
 
     # ----------------------------------------------------------------- caller side
 
@@ -164,8 +170,9 @@ class Writer:
         if n >= self.max_pending:
             self._wait_for_room()
 
-    def queue_upload(self, path: str, data: bytes | None, source: str,
-                     local_file: str | None = None) -> UploadHandle:
+    def queue_upload(
+        self, path: str, data: bytes | None, source: str, local_file: str | None = None
+    ) -> UploadHandle:
         with self.cond:
             self.check()
             seq = self.next_seq()
@@ -182,8 +189,12 @@ class Writer:
         # Backpressure: the caller waits for the writer rather than dropping records or growing.
         self._urgent = True
         self.cond.notify_all()
-        while (len(self.buf) >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES) \
-                and len(self.buf) > 1 and self.error is None and self._thread.is_alive():
+        while (
+            (len(self.buf) >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES)
+            and len(self.buf) > 1
+            and self.error is None
+            and self._thread.is_alive()
+        ):
             self.cond.wait(1.0)
 
     def check(self) -> None:
@@ -279,8 +290,11 @@ class Writer:
                         break
                     self.cond.wait(remaining)
                 items, self.buf = self.buf, []
-                self._swapped_seq = self.last_seq() if not items else (
-                    items[-1][1] if type(items[-1]) is Handle else items[-1].seq)
+                self._swapped_seq = (
+                    self.last_seq()
+                    if not items
+                    else (items[-1][1] if type(items[-1]) is Handle else items[-1].seq)
+                )
                 self._urgent = False
                 closing = self._closing
                 fsync = self._fsync_requested
@@ -355,8 +369,9 @@ class Writer:
                     self._fsync_requested = False
             self.cond.notify_all()
         now = time.monotonic()
-        if (self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL) or \
-                now - self._last_summary >= HEARTBEAT_INTERVAL:
+        if (
+            self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL
+        ) or now - self._last_summary >= HEARTBEAT_INTERVAL:
             self._write_summary()
 
     @property
@@ -456,7 +471,7 @@ class Writer:
             view = memoryview(chunks[0])
             try:
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
             except OSError:
                 chunks[0] = bytes(view)
                 raise
@@ -505,22 +520,30 @@ class Writer:
                 pass
             raise
         self._unsynced.append(dest)
-        self._manifest_entry({
-            "path": up.path,
-            "size": size,
-            "sha256": digest.hexdigest(),
-            "source": up.source,
-            "status": "stored",
-            "time": fmt.utc_iso(time.time()),
-        })
+        self._manifest_entry(
+            {
+                "path": up.path,
+                "size": size,
+                "sha256": digest.hexdigest(),
+                "source": up.source,
+                "status": "stored",
+                "time": fmt.utc_iso(time.time()),
+            }
+        )
 
     def _record_failed_upload(self, up: UploadHandle, e: OSError) -> None:
         try:
-            self._manifest_entry({
-                "path": up.path, "size": up.size, "sha256": None, "source": up.source,
-                "status": "failed", "reason": f"{type(e).__name__}: {e.strerror or e}",
-                "time": fmt.utc_iso(time.time()),
-            })
+            self._manifest_entry(
+                {
+                    "path": up.path,
+                    "size": up.size,
+                    "sha256": None,
+                    "source": up.source,
+                    "status": "failed",
+                    "reason": f"{type(e).__name__}: {e.strerror or e}",
+                    "time": fmt.utc_iso(time.time()),
+                }
+            )
         except OSError:
             pass
 
