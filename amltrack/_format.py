@@ -181,17 +181,18 @@ def read_jsonl(path: Path) -> tuple[list[Any], int]:
 
 
 def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
+    """Parse JSON Lines, skipping (and counting) lines that are not JSON; empty lines are ignored.
+
+    The bytes after the last newline are a record still being written or torn by a crash: they count
+    as a record only if they parse, which for a JSON object means its closing brace landed.
+    """
     if not data:
         return [], 0
-    skipped = 0
-    if not data.endswith(b"\n"):
-        # The bytes after the last newline are a record still being written or torn by a crash.
-        cut = data.rfind(b"\n") + 1
-        data = data[:cut]
-        skipped += 1
     lines = data.split(b"\n")
-    lines.pop()  # the empty string after the final newline
+    if lines[-1] == b"":
+        lines.pop()
     loads = orjson.loads
+    skipped = 0
     try:
         records = [loads(line) for line in lines]
     except orjson.JSONDecodeError:
@@ -201,7 +202,8 @@ def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
             try:
                 append(loads(line))
             except orjson.JSONDecodeError:
-                skipped += 1
+                if line.strip():
+                    skipped += 1
     if skipped:
         warn_once(where, f"amltrack skipped {skipped} unreadable line(s) in {where}")
     return records, skipped

@@ -16,6 +16,11 @@ import math
 import os
 import threading
 import time
+
+try:
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    resource = None  # type: ignore[assignment]
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +96,22 @@ class UploadHandle:
 
     def done(self) -> bool:
         return self._writer.durable_seq >= self.seq
+
+
+def _check_size_limit(fd: int, n: int) -> None:
+    """Fail before a write that a file-size limit (RLIMIT_FSIZE) would cut short mid-line."""
+    if resource is None:
+        return
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY and os.fstat(fd).st_size + n > soft:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+
+def _end_torn_line(fd: int) -> None:
+    """If a writer died mid-line, end that line so our first record does not get glued to it."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
 
 
 class _MetricSummary:
@@ -465,11 +486,13 @@ class Writer:
         """
         fd = getattr(self, fd_attr)
         if fd is None:
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             setattr(self, fd_attr, fd)
+            _end_torn_line(fd)
         while chunks:
             view = memoryview(chunks[0])
             try:
+                _check_size_limit(fd, len(view))
                 while view:
                     view = view[os.write(fd, view) :]
             except OSError:

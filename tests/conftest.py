@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import amltrack
+from amltrack import _logger
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Runs record the git state of the working directory and default to ./.amltrack and ./outputs:
+    # start every test in its own empty directory, not in this repository.
+    monkeypatch.chdir(tmp_path)
+    # A run created in-process exports these for its children; keep tests independent.
+    for var in ("AMLTRACK_RUN_ID", "AMLTRACK_STORE", "AMLTRACK_EXPERIMENT", "AMLTRACK_OUTPUTS"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _no_leaks():
+    """Every logger a test opens is finished, and no writer thread outlives its test."""
+    yield
+    for logger in list(_logger._open):
+        try:
+            logger.finish()
+        except amltrack.AmltrackError:
+            pass
+    _logger._current = None
+    _logger._env_run_ours = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        leaked = [t for t in threading.enumerate() if t.name.startswith("amltrack-")]
+        if not leaked:
+            break
+        time.sleep(0.01)
+    assert not leaked, f"threads leaked: {leaked}"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return tmp_path / "store"
+
+
+@pytest.fixture
+def logger(store: Path) -> amltrack.Logger:
+    return amltrack.get_logger("test", store=store, outputs=None)
+
+
+def wait_until(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition") -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.01)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_")}
+    env.update(extra)
+    return env

@@ -1,0 +1,103 @@
+"""The background writer under write errors: raise on the next call, keep what was written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import orjson
+
+import amltrack
+
+from .conftest import child_env, wait_until
+
+FSIZE_SCRIPT = textwrap.dedent("""
+    import resource, signal, sys, json
+    import amltrack
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    logger = amltrack.get_logger("fsize", store=sys.argv[1], outputs=None)
+    for i in range(100):
+        logger.log("early", i)
+    logger.flush()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+    err = None
+    for i in range(100_000):
+        try:
+            logger.log("late", "x" * 100)
+        except amltrack.WriteError as e:
+            err = e
+            break
+    try:
+        logger.flush(timeout=10)
+    except amltrack.WriteError as e:
+        err = err or e
+    try:
+        logger.finish()
+    except amltrack.WriteError:
+        pass
+    print(json.dumps({"error": str(err), "errno": getattr(err, "errno", None),
+                      "is_oserror": isinstance(err, OSError), "run": logger.run_id}))
+""")
+
+
+def test_a_file_size_limit_is_raised_on_the_next_call_and_earlier_data_stays(tmp_path: Path) -> None:
+    script = tmp_path / "fsize.py"
+    script.write_text(FSIZE_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s")], capture_output=True,
+                         text=True, timeout=60, env=child_env())
+    assert out.returncode == 0, out.stderr
+    result = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert "metrics.jsonl" in result["error"], result  # names the path
+    assert "File too large" in result["error"] and result["is_oserror"]
+    run = amltrack.Store(tmp_path / "s").run(result["run"])
+    assert run.metric("early").values == list(range(100))  # earlier data intact
+    assert run.status == "completed"  # the run could still be finished
+    assert "write_error" in run.info
+    # Whatever did land is whole lines: the store still opens and reads.
+    for line in (run.dir / "metrics.jsonl").read_bytes().splitlines():
+        orjson.loads(line)
+
+
+def test_writer_recovers_when_the_disk_comes_back(store: Path) -> None:
+    """A transient failure keeps the bytes and writes them on a later flush; nothing is lost."""
+    import errno
+
+    logger = amltrack.get_logger(store=store, outputs=None)
+    w = logger._writer
+    real_write = __import__("os").write
+    calls = {"n": 0}
+
+    def flaky(fd, data):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:10]))  # a short write: the disk is filling up
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    import amltrack._writer as wmod
+
+    wmod.os.write = flaky
+    try:
+        for i in range(10):
+            logger.log("m", i)
+        w.flush_interval = 0.05
+        try:
+            logger.flush(timeout=5)
+        except amltrack.WriteError as e:
+            assert "No space left" in str(e)
+
+        def flushed() -> bool:
+            try:
+                logger.flush(timeout=5)
+                return True
+            except amltrack.WriteError:
+                return False
+
+        wait_until(flushed, what="the retried write")  # the writer retries on its own
+    finally:
+        wmod.os.write = real_write
+    logger.finish()
+    assert amltrack.Store(store).run(logger.run_id).metric("m").values == list(range(10))
