@@ -122,6 +122,7 @@ def write_json_atomic(path: Path, obj: Any, *, fsync: bool = True) -> None:
     data = dumps(obj) + b"\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; these files are as shareable as the rest
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:
@@ -134,6 +135,16 @@ def write_json_atomic(path: Path, obj: Any, *, fsync: bool = True) -> None:
         except OSError:
             pass
         raise
+
+
+def _read_umask() -> int:
+    # os.umask can only be read by setting it, so it is read once, at import, before any writer runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
 
 
 def read_json(path: Path) -> dict[str, Any]:

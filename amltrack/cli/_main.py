@@ -1,8 +1,47 @@
+"""``amltrack``: argument parsing, dispatch, and turning errors into one line and an exit code."""
+
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Callable
+
+from .. import __version__
+from .._errors import AmltrackError
+from . import _history
+
+EPILOG = """examples:
+  amltrack history list --limit 5
+  amltrack history info -r last --json
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="amltrack",
+        description="Inspect amltrack runs: plain files in a local store.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"amltrack {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _history.add_parser(sub)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    print("amltrack: the command line is not built yet", file=sys.stderr)
-    return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 2
+    try:
+        return handler(args)
+    except AmltrackError as e:
+        print(f"amltrack: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    except KeyboardInterrupt:
+        return 130
