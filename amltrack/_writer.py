@@ -13,9 +13,11 @@ import errno
 import hashlib
 import itertools
 import math
+import operator
 import os
 import threading
 import time
+from collections import Counter
 
 try:
     import resource
@@ -42,6 +44,10 @@ MAX_WRITE = 1 << 20  # bytes per write() call, each a run of whole lines
 _TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
 
 _tuple_new = tuple.__new__
+_NAME = operator.itemgetter(2)
+_VALUE = operator.itemgetter(3)
+_NUMERIC = {float, int, bool}
+_isfinite = math.isfinite
 
 
 class Handle(tuple):
@@ -115,15 +121,13 @@ def _end_torn_line(fd: int) -> None:
 
 
 class _MetricSummary:
-    __slots__ = ("count", "last", "step", "ts", "min", "max", "kind", "length")
+    __slots__ = ("count", "last", "step", "ts", "kind", "length")
 
     def __init__(self) -> None:
         self.count = 0
         self.last: Any = None
         self.step = 0
         self.ts = 0.0
-        self.min: float | None = None
-        self.max: float | None = None
         self.kind = "number"
         self.length: int | None = None
 
@@ -171,6 +175,8 @@ class Writer:
         self._unsynced: list[Path] = []
         self._fsync_requested = False
         self._summary: dict[str, _MetricSummary] = {}
+        self._names: set[str] = set()
+        self._ambiguous_names = False
         self._summary_records = 0
         self._summary_dirty = False
         self._last_summary = 0.0
@@ -403,57 +409,53 @@ class Writer:
         """Encode a batch as JSON Lines and fold it into the summary delta.
 
         The whole batch goes through one ``orjson.dumps`` as a JSON array of objects whose
-        separators ``},{`` become newlines: three times faster than a call per record. A string
-        holding ``},{`` would make that ambiguous, so the count of separators is checked and such a
-        batch is encoded a record at a time.
+        separators ``},{`` become newlines, and every per-batch pass is a C-level map: this thread
+        shares the GIL with the training loop, so its cost per record is the caller's cost too.
+        A string holding ``},{`` would make the split ambiguous; such a batch is encoded a record at
+        a time.
         """
-        wid = self.writer_id
         uploads = [h for h in items if type(h) is not Handle]
         if uploads:
             items = [h for h in items if type(h) is Handle]
+        if not items:
+            return b"", uploads
         recs = [{"name": h[2], "step": h[4], "value": h[3], "ts": h[5], "seq": h[1]} for h in items]
-        groups: dict[str, list[Handle]] = {}
-        special = False
-        for h in items:
-            g = groups.get(h[2])
-            if g is None:
-                groups[h[2]] = [h]
-            else:
-                g.append(h)
-            v = h[3]
-            if type(v) is list or (type(v) is float and v - v != 0.0):
-                special = True
-        if special:
+        types = set(map(type, map(_VALUE, items)))
+        if not types <= _NUMERIC or (float in types and not all(map(_isfinite, map(_VALUE, items)))):
             for rec in recs:
-                enc, nonfinite = fmt.encode_value(rec["value"])
-                if nonfinite:
-                    rec["value"] = enc
-                    rec["nonfinite"] = True
-        if wid is not None:
+                v = rec["value"]
+                if type(v) is float or type(v) is list:
+                    enc, nonfinite = fmt.encode_value(v)
+                    if nonfinite:
+                        rec["value"] = enc
+                        rec["nonfinite"] = True
+        if self.writer_id is not None:
+            wid = self.writer_id
             for rec in recs:
                 rec["w"] = wid
-        if not recs:
-            return b"", uploads
-        self._summarize(groups)
-        self._summary_records += len(recs)
-        self._summary_dirty = True
+        counts = Counter(map(_NAME, items))
+        new_names = counts.keys() - self._names
+        if new_names:
+            self._names |= new_names
+            self._ambiguous_names |= any("},{" in n for n in new_names)
+        self._summarize(counts, dict(zip(map(_NAME, items), items)))
         data = orjson.dumps(recs)
-        if data.count(b"},{") == len(recs) - 1:
-            return data[1:-1].replace(b"},{", b"}\n{") + b"\n", uploads
-        dumps = orjson.dumps
-        return b"\n".join([dumps(r) for r in recs]) + b"\n", uploads
+        if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs) - 1:
+            dumps = orjson.dumps
+            return b"\n".join([dumps(r) for r in recs]) + b"\n", uploads
+        return data[1:-1].replace(b"},{", b"}\n{") + b"\n", uploads
 
-    def _summarize(self, groups: dict[str, list[Handle]]) -> None:
+    def _summarize(self, counts: Counter[str], last: dict[str, Handle]) -> None:
         summary = self._summary
-        for name, hs in groups.items():
+        for name, n in counts.items():
             s = summary.get(name)
             if s is None:
                 s = summary[name] = _MetricSummary()
-            s.count += len(hs)
-            last = hs[-1]
-            s.step = last[4]
-            s.ts = last[5]
-            value = last[3]
+            s.count += n
+            h = last[name]
+            s.step = h[4]
+            s.ts = h[5]
+            value = h[3]
             tv = type(value)
             if tv is list:
                 s.kind, s.length = "list", len(value)
@@ -462,21 +464,8 @@ class Writer:
                 s.kind = "number" if tv is float or tv is int else "bool" if tv is bool else "string"
                 s.length = None
                 s.last = value
-            nums: list[Any] = []
-            for h in hs:
-                v = h[3]
-                t = type(v)
-                if t is float or t is int:
-                    nums.append(v)
-                elif t is list:
-                    nums.extend(v)
-            nums = [v for v in nums if v == v]  # NaN takes no part in min and max
-            if nums:
-                lo, hi = min(nums), max(nums)
-                if s.min is None or lo < s.min:
-                    s.min = lo
-                if s.max is None or hi > s.max:
-                    s.max = hi
+        self._summary_records += sum(counts.values())
+        self._summary_dirty = True
 
     def _append(self, path: Path, chunks: list[bytes], fd_attr: str) -> None:
         """Write ``chunks`` in order; on failure, leave exactly the unwritten bytes in ``chunks``.
@@ -630,14 +619,6 @@ def merge_summary(current: dict[str, Any], delta: dict[str, _MetricSummary], rec
                 entry["length"] = s.length
             else:
                 entry.pop("length", None)
-        for key, pick in (("min", min), ("max", max)):
-            mine = getattr(s, key)
-            theirs = old.get(key)
-            if isinstance(theirs, str):
-                theirs = fmt.STR_TO_NONFINITE.get(theirs)
-            if mine is None:
-                continue
-            entry[key] = _num(mine if theirs is None else pick(mine, theirs))
         metrics[name] = entry
     return {
         "schema": fmt.SCHEMA_VERSION,

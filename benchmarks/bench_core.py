@@ -73,6 +73,45 @@ READ = textwrap.dedent("""
 """)
 
 
+LISTING = textwrap.dedent("""
+    import json, sys, time
+    import amltrack
+    t = time.perf_counter()
+    runs = amltrack.Store(sys.argv[1]).runs()
+    statuses = [r.status for r in runs]
+    t1 = time.perf_counter()
+    rows = [(r.id, r.experiment, r.status, len(r.cached_summary().get("metrics", {}))) for r in runs]
+    t2 = time.perf_counter()
+    assert len(rows) == int(sys.argv[2]), len(rows)
+    print(json.dumps({"runs_s": t1 - t, "rows_s": t2 - t}))
+""")
+
+
+def make_runs(store: str, n: int) -> None:
+    """n finished runs with realistic run.json and summary.json files, written directly for speed."""
+    import orjson
+
+    from amltrack import _format as fmt
+
+    runs = os.path.join(store, "runs")
+    os.makedirs(runs)
+    info = {"schema": 1, "experiment": "bench", "name": None, "status": "completed",
+            "created": "2026-01-01T00:00:00.000000Z", "created_ts": 1.7e9, "ended": "2026-01-01T00:01:00Z",
+            "ended_ts": 1.7e9 + 60, "hostname": "h", "user": "u", "pid": 1, "python": "3.11",
+            "platform": "Linux", "argv": ["train.py", "--lr", "0.1"], "cwd": "/work", "git": None,
+            "tags": {"team": "a"}, "params": {"lr": 0.1, "layers": 3}, "error": None}
+    summary = {"schema": 1, "records": 30000, "heartbeat": 1.7e9 + 60, "metrics": {
+        f"m{i}": {"count": 10000, "last": 0.5, "kind": "number", "step": 9999, "ts": 1.7e9} for i in range(3)}}
+    for i in range(n):
+        rid = fmt.new_run_id(1.7e9 + i)
+        d = os.path.join(runs, rid)
+        os.mkdir(d)
+        with open(os.path.join(d, "run.json"), "wb") as f:
+            f.write(orjson.dumps({**info, "id": rid}))
+        with open(os.path.join(d, "summary.json"), "wb") as f:
+            f.write(orjson.dumps(summary))
+
+
 def child(code: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -84,7 +123,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
     a = ap.parse_args()
-    n_lat, n_put, repeat = (2_000, 20_000, 1) if a.smoke else (100_000, 1_000_000, 5)
+    n_lat, n_put, n_runs, repeat = (2_000, 20_000, 50, 1) if a.smoke else (100_000, 1_000_000, 10_000, 5)
     repeat = a.repeat or repeat
     results: dict[str, list[float]] = {}
 
@@ -92,7 +131,12 @@ def main() -> None:
         results.setdefault(key, []).append(v)
 
     with tempfile.TemporaryDirectory() as tmp:
+        listing = os.path.join(tmp, "listing")
+        make_runs(listing, n_runs)
         for i in range(repeat):
+            lst = child(LISTING, listing, str(n_runs))
+            add("list_runs_s", lst["runs_s"])
+            add("list_rows_s", lst["rows_s"])
             lat = child(LATENCY, str(n_lat), os.path.join(tmp, f"lat{i}"))
             add("floor_median_us", lat["floor"]["median_us"])
             add("floor_p99_us", lat["floor"]["p99_us"])
@@ -113,6 +157,8 @@ def main() -> None:
     print(f"{n_put:,} scalars written and durable (finish() returned): {med['throughput_wall_s']:.2f} s wall, "
           f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline")
     print(f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s")
+    print(f"listing {n_runs:,} runs with their status: {med['list_runs_s']:.2f} s, "
+          f"plus their cached metric summaries: {med['list_rows_s']:.2f} s")
     print(f"(median of {repeat} runs, each in a fresh process)")
 
 

@@ -82,8 +82,9 @@ def test_metric_points_summary_and_pandas(store: Path) -> None:
         run.metric("nope")
     cached = run.cached_summary()
     assert cached["records"] == 6
-    assert cached["metrics"]["loss"]["count"] == 4 and cached["metrics"]["loss"]["min"] == 1.0
-    assert cached["metrics"]["lr"]["kind"] == "list" and cached["metrics"]["lr"]["max"] == "Infinity"
+    assert cached["metrics"]["loss"]["count"] == 4 and cached["metrics"]["loss"]["last"] == 2.0
+    assert cached["metrics"]["lr"]["kind"] == "list" and cached["metrics"]["lr"]["last"] == "Infinity"
+    assert cached["metrics"]["lr"]["length"] == 3 and cached["metrics"]["note"]["kind"] == "string"
 
 
 def test_crashed_when_the_heartbeat_is_old_on_another_host(store: Path) -> None:

@@ -1,0 +1,21 @@
+"""The benchmark scripts keep working (tiny sizes); their figures are not asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import child_env
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def test_core_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_core.py"), "--smoke", "--json"],
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "list_runs_s"):
+        assert figures[key] > 0, key
