@@ -9,9 +9,9 @@ import operator
 import os
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from . import _format as fmt
 from ._errors import (
@@ -77,28 +77,64 @@ class Point(NamedTuple):
 _point = tuple.__new__
 
 
-class Metric(list):
-    """A metric's points in call order; ``to_pandas()`` gives a DataFrame.
+class Metric(Sequence[Point]):
+    """A metric's points in call order, kept as columns; indexing and iterating give Points.
 
-    loss = run.metric("loss")
-    loss[-1].value, loss.values[:3], loss.to_pandas().tail()
+        loss = run.metric("loss")
+        loss[-1].value, loss.values[:3], loss.to_pandas().tail()
+
+    ``steps``, ``values`` and ``timestamps`` are plain lists: the cheap way through a long series.
     """
 
-    def __init__(self, name: str, points: list[Point] | None = None) -> None:
-        super().__init__(points or ())
+    __slots__ = ("name", "steps", "values", "timestamps")
+
+    def __init__(
+        self,
+        name: str,
+        steps: list[int] | None = None,
+        values: list[Any] | None = None,
+        timestamps: list[float] | None = None,
+    ) -> None:
         self.name = name
+        self.steps: list[int] = steps if steps is not None else []
+        self.values: list[Any] = values if values is not None else []
+        self.timestamps: list[float] = timestamps if timestamps is not None else []
 
-    @property
-    def steps(self) -> list[int]:
-        return [p[0] for p in self]
+    def __len__(self) -> int:
+        return len(self.steps)
 
-    @property
-    def values(self) -> list[Any]:
-        return [p[1] for p in self]
+    @overload
+    def __getitem__(self, i: int) -> Point: ...
+    @overload
+    def __getitem__(self, i: slice) -> Metric: ...
 
-    @property
-    def timestamps(self) -> list[float]:
-        return [p[2] for p in self]
+    def __getitem__(self, i: int | slice) -> Point | Metric:
+        if isinstance(i, slice):
+            return Metric(self.name, self.steps[i], self.values[i], self.timestamps[i])
+        return _point(Point, (self.steps[i], self.values[i], self.timestamps[i]))
+
+    def __iter__(self) -> Iterator[Point]:
+        return map(_make_point, zip(self.steps, self.values, self.timestamps))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Metric):
+            return (self.name, self.steps, self.values, self.timestamps) == (
+                other.name,
+                other.steps,
+                other.values,
+                other.timestamps,
+            )
+        if isinstance(other, (list, tuple)):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def append(self, point: Point | tuple[int, Any, float]) -> None:
+        step, value, ts = point
+        self.steps.append(step)
+        self.values.append(value)
+        self.timestamps.append(ts)
 
     def to_pandas(self) -> Any:
         """A pandas DataFrame with columns step, value and timestamp (needs pandas installed)."""
@@ -106,9 +142,13 @@ class Metric(list):
             import pandas as pd
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ImportError("Metric.to_pandas() needs pandas: pip install pandas") from e
-        df = pd.DataFrame(self, columns=["step", "value", "timestamp"])
-        df["timestamp"] = pd.to_datetime(df["timestamp"], unit="s", utc=True)
-        return df
+        return pd.DataFrame(
+            {
+                "step": self.steps,
+                "value": self.values,
+                "timestamp": pd.to_datetime(self.timestamps, unit="s", utc=True),
+            }
+        )
 
     def __repr__(self) -> str:
         return f"Metric({self.name!r}, {len(self)} points)"
@@ -117,7 +157,10 @@ class Metric(list):
 _NUMBER = (int, float)
 _NUMBER_SET = {int, float}
 _SCALAR_SET = {int, float, str, bool}
-_ROW = operator.itemgetter("name", "step", "value", "ts")
+_K_NAME = operator.itemgetter("name")
+_K_STEP = operator.itemgetter("step")
+_K_VALUE = operator.itemgetter("value")
+_K_TS = operator.itemgetter("ts")
 _make_point = functools.partial(tuple.__new__, Point)
 
 
@@ -264,7 +307,7 @@ class Run:
             if b'"w":' in data:
                 out, bad = self._group_multi(records)
             else:
-                out, bad = self._group(records)
+                out, bad = self._group(records, nonfinite=b'"nonfinite"' in data)
         finally:
             if enabled:
                 gc.enable()
@@ -274,74 +317,73 @@ class Run:
         return out
 
     @classmethod
-    def _group(cls, records: list[Any]) -> tuple[dict[str, Metric], int]:
-        """Group records into metrics. The clean file, the common case, goes through C-level
-        map/zip/set calls; anything odd in it falls back to checking each record."""
+    def _group(cls, records: list[Any], nonfinite: bool = True) -> tuple[dict[str, Metric], int]:
+        """Group records into metrics, as columns.
+
+        A clean file, the common case, goes through C-level map and set calls; anything odd in it
+        (a missing field, a wrong type, a flagged non-finite value) falls back to checking each
+        record.
+        """
+        if nonfinite or not records:
+            return cls._group_checked(records)
         try:
-            rows = list(map(_ROW, records))
+            names = list(map(_K_NAME, records))
+            steps = list(map(_K_STEP, records))
+            values = list(map(_K_VALUE, records))
+            stamps = list(map(_K_TS, records))
         except (KeyError, TypeError):
             return cls._group_checked(records)
-        if not rows:
-            return {}, 0
-        names, steps, values, stamps = zip(*rows)
-        name_types = set(map(type, names))
         if (
-            (name_types - {str})
-            or (set(map(type, steps)) - {int})
+            set(map(type, names)) != {str}
+            or set(map(type, steps)) != {int}
             or min(steps) < 0
-            or (set(map(type, stamps)) - _NUMBER_SET)
+            or not set(map(type, stamps)) <= _NUMBER_SET
+            or not set(map(type, values)) <= _SCALAR_SET
         ):
-            return cls._group_checked(records)
-        value_types = set(map(type, values))
-        if value_types - _SCALAR_SET or any("nonfinite" in r for r in records):
             return cls._group_checked(records)
         unique = set(names)
         if len(unique) == 1:
-            name = names[0]
-            m = Metric(name)
-            m.extend(map(_make_point, zip(steps, values, stamps)))
-            return {name: m}, 0
-        out: dict[str, Metric] = {n: Metric(n) for n in unique}
-        lists = {n: m.append for n, m in out.items()}
-        for name, point in zip(names, map(_make_point, zip(steps, values, stamps))):
-            lists[name](point)
+            return {names[0]: Metric(names[0], steps, values, stamps)}, 0
+        where: dict[str, list[int]] = {n: [] for n in unique}
+        for i, n in enumerate(names):
+            where[n].append(i)
+        out: dict[str, Metric] = {}
+        for n, ix in where.items():
+            if len(ix) == 1:
+                i = ix[0]
+                out[n] = Metric(n, [steps[i]], [values[i]], [stamps[i]])
+            else:
+                pick = operator.itemgetter(*ix)
+                out[n] = Metric(n, list(pick(steps)), list(pick(values)), list(pick(stamps)))
         return out, 0
 
     @staticmethod
     def _group_checked(records: list[Any]) -> tuple[dict[str, Metric], int]:
         out: dict[str, Metric] = {}
         bad = 0
-        lists: dict[str, list[Point]] = {}
         for r in records:
             try:
                 name = r["name"]
                 step = r["step"]
                 value = r["value"]
                 ts = r["ts"]
-                if type(name) is not str or type(step) is not int or type(ts) not in _NUMBER:
+                if type(name) is not str or type(step) is not int or step < 0 or type(ts) not in _NUMBER:
                     bad += 1
                     continue
-                tv = type(value)
-                if not (tv is float or tv is int or tv is str or tv is bool):
-                    if "nonfinite" not in r and not _valid_value(value):
-                        bad += 1
-                        continue
                 if "nonfinite" in r:
                     value = fmt.decode_value(value, r["nonfinite"] is True)
-                    if not _valid_value(value):
-                        bad += 1
-                        continue
+                if not _valid_value(value):
+                    bad += 1
+                    continue
             except (KeyError, TypeError):
                 bad += 1
                 continue
-            pts = lists.get(name)
-            if pts is None:
-                pts = lists[name] = []
-            pts.append(_point(Point, (step, value, ts)))
-        for name, pts in lists.items():
-            m = Metric(name)
-            m.extend(pts)
-            out[name] = m
+            m = out.get(name)
+            if m is None:
+                m = out[name] = Metric(name)
+            m.steps.append(step)
+            m.values.append(value)
+            m.timestamps.append(ts)
         return out, bad
 
     @classmethod
@@ -358,16 +400,21 @@ class Run:
                 recs.sort(key=lambda r: r["seq"])
             except (KeyError, TypeError):
                 pass
-            grouped, b = cls._group(recs)
+            grouped, b = cls._group_checked(recs)
             bad += b
             streams.append(grouped)
         out: dict[str, Metric] = {}
         names = {n for g in streams for n in g}
         for name in names:
             parts = [g[name] for g in streams if name in g]
-            m = Metric(name)
-            m.extend(heapq.merge(*parts, key=lambda p: p[2]) if len(parts) > 1 else parts[0])
-            out[name] = m
+            if len(parts) == 1:
+                out[name] = parts[0]
+                continue
+            m = out[name] = Metric(name)
+            for step, value, ts in heapq.merge(*parts, key=lambda p: p[2]):
+                m.steps.append(step)
+                m.values.append(value)
+                m.timestamps.append(ts)
         return out, bad
 
     def metrics(self) -> dict[str, Metric]:
