@@ -37,6 +37,7 @@ _open: weakref.WeakSet[Logger] = weakref.WeakSet()
 _env_run_ours: str | None = None  # the AMLTRACK_RUN_ID this process set, so it is not "inherited"
 _exit_state: tuple[str, dict[str, Any] | None] | None = None
 _hooks_installed = False
+_finishing = 0  # loggers being finished right now; a SIGTERM then must not cut the drain short
 
 
 # ----------------------------------------------------------------- validation
@@ -321,6 +322,14 @@ class Logger:
         self._finish(status, None)
 
     def _finish(self, status: str, error: dict[str, Any] | None) -> None:
+        global _finishing
+        _finishing += 1
+        try:
+            self._finish_now(status, error)
+        finally:
+            _finishing -= 1
+
+    def _finish_now(self, status: str, error: dict[str, Any] | None) -> None:
         global _current, _env_run_ours
         with self._finish_lock:
             if self._finished:
@@ -360,9 +369,16 @@ class Logger:
         self._writer.start()
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
-            # multiprocessing's workers leave through os._exit, which skips atexit; its own exit
-            # function runs these finalizers first.
-            mp_util.Finalize(None, self._finish, args=("completed", None), exitpriority=100)
+            # multiprocessing's workers leave through os._exit, which skips atexit. Its exit
+            # function runs Finalize callbacks, but a new worker clears them after the fork and then
+            # runs its after-fork hooks: register the finalizer from one of those.
+            mp_util.register_after_fork(self, _finalize_in_worker)
+
+
+def _finalize_in_worker(logger: Logger) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.Finalize(logger, logger._finish, args=("completed", None), exitpriority=100)
 
 
 def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
@@ -412,6 +428,7 @@ def _open_logger(
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
         logger = Logger(runs / run_id, root, owner=False, writer=writer)
         writer.start()
+        _install_hooks()  # a joining process drains at exit too
         return logger
 
     created = time.time()
@@ -555,6 +572,10 @@ _previous_excepthook = sys.excepthook
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _exit_state
     _exit_state = ("killed", None)
+    if _finishing:
+        # Already draining on the way out (atexit, a multiprocessing finalizer): let it finish;
+        # raising here would abandon the drain half-way.
+        return
     raise _Terminated(128 + signum)
 
 

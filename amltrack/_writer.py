@@ -9,6 +9,7 @@ process) once its batch's ``write`` has returned; ``flush(fsync=True)`` adds pow
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -20,9 +21,12 @@ import time
 from collections import Counter
 
 try:
+    import fcntl
     import resource
 except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
     resource = None  # type: ignore[assignment]
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +115,18 @@ def _check_size_limit(fd: int, n: int) -> None:
     soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if soft != resource.RLIM_INFINITY and os.fstat(fd).st_size + n > soft:
         raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover - Windows: O_APPEND writes alone
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _end_torn_line(fd: int) -> None:
@@ -474,20 +490,25 @@ class Writer:
         retry completes the torn line instead of leaving a fragment glued to a repeat.
         """
         fd = getattr(self, fd_attr)
-        if fd is None:
+        first = fd is None
+        if first:
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             setattr(self, fd_attr, fd)
-            _end_torn_line(fd)
-        while chunks:
-            view = memoryview(chunks[0])
-            try:
-                _check_size_limit(fd, len(view))
-                while view:
-                    view = view[os.write(fd, view) :]
-            except OSError:
-                chunks[0] = bytes(view)
-                raise
-            del chunks[0]
+        # Every appender holds the file's lock while it writes, so the torn-line check below sees
+        # a finished file, never another process's write in flight.
+        with _locked(fd):
+            if first:
+                _end_torn_line(fd)
+            while chunks:
+                view = memoryview(chunks[0])
+                try:
+                    _check_size_limit(fd, len(view))
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    chunks[0] = bytes(view)
+                    raise
+                del chunks[0]
 
     @staticmethod
     def _chunks(data: bytes) -> list[bytes]:

@@ -117,11 +117,52 @@ def child(code: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, results: dict) -> str:
+    import platform
+    import time
+
+    import orjson
+
+    import amltrack
+
+    def spread(key: str, fmt: str) -> str:
+        vals = sorted(results[key])
+        return " / ".join(format(v, fmt) for v in (vals[0], med[key], vals[-1]))
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    rows = [
+        ("`log()` of a scalar, median", f"{n_lat:,} calls", "≤ 2 µs", spread("log_median_us", ".2f") + " µs"),
+        ("`log()` of a scalar, p99", f"{n_lat:,} calls", "≤ 20 µs", spread("log_p99_us", ".2f") + " µs"),
+        ("floor: `deque.append` of a tuple, median", f"{n_lat:,} calls", "-", spread("floor_median_us", ".2f") + " µs"),
+        ("scalars written and durable (`finish()` returned)", f"{n_put:,}", "≤ 3 s", spread("throughput_wall_s", ".2f") + " s"),
+        ("memory above baseline while doing so", f"{n_put:,}", "≤ 100 MB", spread("throughput_mem_mb", ".0f") + " MB"),
+        ("reading back one metric", f"{n_put:,} points", "≤ 1.5 s", spread("read_s", ".2f") + " s"),
+        ("listing runs with their status", f"{n_runs:,} runs", "well under 1 s", spread("list_runs_s", ".2f") + " s"),
+        ("... and their cached metric summaries", f"{n_runs:,} runs", "-", spread("list_rows_s", ".2f") + " s"),
+    ]
+    lines = [
+        f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({cpu}, {os.cpu_count()} cores), "
+        f"Python {platform.python_version()}, amltrack {amltrack.__version__}, orjson {orjson.__version__}; "
+        f"min / median / max of {repeat} runs, each in a fresh process.",
+        "",
+        "| what | size | target | min / median / max |",
+        "|---|---:|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
     ap.add_argument("--repeat", type=int, default=None)
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table for docs/benchmarks.md")
     a = ap.parse_args()
     n_lat, n_put, n_runs, repeat = (2_000, 20_000, 50, 1) if a.smoke else (100_000, 1_000_000, 10_000, 5)
     repeat = a.repeat or repeat
@@ -150,6 +191,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in results.items()}
     if a.json:
         print(json.dumps(med))
+        return
+    if a.markdown:
+        print(markdown(med, n_lat, n_put, n_runs, repeat, results))
         return
     print(f"log() of a scalar, {n_lat:,} calls: median {med['log_median_us']:.2f} µs, "
           f"p99 {med['log_p99_us']:.2f} µs (floor deque.append: median {med['floor_median_us']:.2f} µs, "
