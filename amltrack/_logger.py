@@ -11,7 +11,6 @@ import sys
 import threading
 import time
 import traceback
-import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ _time = time.time
 
 _lock = threading.RLock()
 _current: Logger | None = None
-_open: weakref.WeakSet[Logger] = weakref.WeakSet()
+_open: set[Logger] = set()  # strong: a logger lives until it is finished, so exit can drain it
 _env_run_ours: str | None = None  # the AMLTRACK_RUN_ID this process set, so it is not "inherited"
 _exit_state: tuple[str, dict[str, Any] | None] | None = None
 _hooks_installed = False

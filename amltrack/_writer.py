@@ -37,7 +37,7 @@ from . import _format as fmt
 from ._errors import AmltrackError, WriteError
 
 FLUSH_INTERVAL = 0.5
-BATCH_SIZE = 20_000
+BATCH_SIZE = 20000
 MAX_PENDING = 100_000
 MAX_PENDING_BYTES = 256 * 1024 * 1024  # upload bytes queued before upload() blocks
 HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json heartbeats of a live writer
