@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import itertools
 import math
 import operator
@@ -19,14 +18,6 @@ import os
 import threading
 import time
 from collections import Counter
-
-try:
-    import fcntl
-    import resource
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
-    resource = None  # type: ignore[assignment]
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +26,7 @@ from filelock import FileLock
 
 from . import _format as fmt
 from ._errors import AmltrackError, WriteError
+from ._files import AppendFile, Artifacts
 
 FLUSH_INTERVAL = 0.5
 BATCH_SIZE = 20000
@@ -108,34 +100,6 @@ class UploadHandle:
         return self._writer.durable_seq >= self.seq
 
 
-def _check_size_limit(fd: int, n: int) -> None:
-    """Fail before a write that a file-size limit (RLIMIT_FSIZE) would cut short mid-line."""
-    if resource is None:
-        return
-    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if soft != resource.RLIM_INFINITY and os.fstat(fd).st_size + n > soft:
-        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
-
-
-@contextlib.contextmanager
-def _locked(fd: int) -> Iterator[None]:
-    if fcntl is None:  # pragma: no cover - Windows: O_APPEND writes alone
-        yield
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _end_torn_line(fd: int) -> None:
-    """If a writer died mid-line, end that line so our first record does not get glued to it."""
-    size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
-        os.write(fd, b"\n")
-
-
 class _MetricSummary:
     __slots__ = ("count", "last", "step", "ts", "kind", "length")
 
@@ -186,9 +150,8 @@ class Writer:
         self._pending_bytes = 0
         self._carry: list[bytes] = []  # bytes whose write failed, retried first
         self._retry_uploads: list[UploadHandle] = []
-        self._metrics_fd: int | None = None
-        self._manifest_fd: int | None = None
-        self._unsynced: list[Path] = []
+        self._metrics = AppendFile(run_dir / fmt.METRICS_FILE)
+        self._artifacts = Artifacts(run_dir)
         self._fsync_requested = False
         self._summary: dict[str, _MetricSummary] = {}
         self._names: set[str] = set()
@@ -356,14 +319,8 @@ class Writer:
                     if done or self.error is not None:
                         break
         self._write_summary(final=True)
-        for fd in (self._metrics_fd, self._manifest_fd):
-            if fd is not None:
-                try:
-                    os.fsync(fd)
-                except OSError:
-                    pass
-                os.close(fd)
-        self._metrics_fd = self._manifest_fd = None
+        self._metrics.close()
+        self._artifacts.close()
         with self.cond:
             self.cond.notify_all()
 
@@ -375,10 +332,10 @@ class Writer:
         self._carry = []
         if chunks:
             try:
-                self._append(self._metrics_path, chunks, "_metrics_fd")
+                self._metrics.append(chunks)
             except OSError as e:
                 self._carry = chunks
-                failed = WriteError(self._metrics_path, e)
+                failed = WriteError(self._metrics.path, e)
         uploads = self._retry_uploads + uploads
         self._retry_uploads = []
         for up in uploads:
@@ -416,10 +373,6 @@ class Writer:
             self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL
         ) or now - self._last_summary >= HEARTBEAT_INTERVAL:
             self._write_summary()
-
-    @property
-    def _metrics_path(self) -> Path:
-        return self.run_dir / fmt.METRICS_FILE
 
     def _encode(self, items: list[Any]) -> tuple[bytes, list[UploadHandle]]:
         """Encode a batch as JSON Lines and fold it into the summary delta.
@@ -483,33 +436,6 @@ class Writer:
         self._summary_records += sum(counts.values())
         self._summary_dirty = True
 
-    def _append(self, path: Path, chunks: list[bytes], fd_attr: str) -> None:
-        """Write ``chunks`` in order; on failure, leave exactly the unwritten bytes in ``chunks``.
-
-        Keeping the unwritten tail of a half-written chunk (rather than the whole line again) means a
-        retry completes the torn line instead of leaving a fragment glued to a repeat.
-        """
-        fd = getattr(self, fd_attr)
-        first = fd is None
-        if first:
-            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            setattr(self, fd_attr, fd)
-        # Every appender holds the file's lock while it writes, so the torn-line check below sees
-        # a finished file, never another process's write in flight.
-        with _locked(fd):
-            if first:
-                _end_torn_line(fd)
-            while chunks:
-                view = memoryview(chunks[0])
-                try:
-                    _check_size_limit(fd, len(view))
-                    while view:
-                        view = view[os.write(fd, view) :]
-                except OSError:
-                    chunks[0] = bytes(view)
-                    raise
-                del chunks[0]
-
     @staticmethod
     def _chunks(data: bytes) -> list[bytes]:
         # Each write() is a run of whole lines so that concurrent O_APPEND writers never tear a line.
@@ -524,73 +450,25 @@ class Writer:
         out.append(data[start:] if start else data)
         return out
 
-    def _manifest_entry(self, entry: dict[str, Any]) -> None:
-        self._append(self.run_dir / fmt.MANIFEST_FILE, [orjson.dumps(entry) + b"\n"], "_manifest_fd")
-
     def _store_upload(self, up: UploadHandle) -> None:
-        dest = self.run_dir / fmt.ARTIFACTS_DIR / up.path
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.parent / f".{dest.name}.{os.getpid()}.{up.seq}.tmp"
-        digest = hashlib.sha256()
-        size = 0
-        try:
-            with open(tmp, "wb") as out:
-                if up.data is not None:
-                    out.write(up.data)
-                    digest.update(up.data)
-                    size = len(up.data)
-                else:
-                    with open(up.local_file, "rb") as src:  # type: ignore[arg-type]
-                        while block := src.read(1 << 20):
-                            out.write(block)
-                            digest.update(block)
-                            size += len(block)
-            os.replace(tmp, dest)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        self._unsynced.append(dest)
-        self._manifest_entry(
-            {
-                "path": up.path,
-                "size": size,
-                "sha256": digest.hexdigest(),
-                "source": up.source,
-                "status": "stored",
-                "time": fmt.utc_iso(time.time()),
-            }
-        )
+        if up.data is not None:
+            self._artifacts.put(up.path, data=up.data, source=up.source)
+        else:
+            self._artifacts.put(up.path, src=up.local_file, source=up.source)
 
     def _record_failed_upload(self, up: UploadHandle, e: OSError) -> None:
-        try:
-            self._manifest_entry(
-                {
-                    "path": up.path,
-                    "size": up.size,
-                    "sha256": None,
-                    "source": up.source,
-                    "status": "failed",
-                    "reason": f"{type(e).__name__}: {e.strerror or e}",
-                    "time": fmt.utc_iso(time.time()),
-                }
+        with contextlib.suppress(OSError):
+            self._artifacts.record(
+                up.path,
+                "failed",
+                source=up.source,
+                size=up.size,
+                reason=f"{type(e).__name__}: {e.strerror or e}",
             )
-        except OSError:
-            pass
 
     def _fsync_all(self) -> None:
-        for fd in (self._metrics_fd, self._manifest_fd):
-            if fd is not None:
-                os.fsync(fd)
-        for p in self._unsynced:
-            try:
-                with open(p, "rb") as f:
-                    os.fsync(f.fileno())
-            except FileNotFoundError:
-                pass
-        self._unsynced.clear()
+        self._metrics.fsync()
+        self._artifacts.fsync()
         dfd = os.open(self.run_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -1,0 +1,238 @@
+"""File primitives shared by everything that writes into a run: locked appends of whole lines, and
+artifacts copied in through a temporary file and renamed into place."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import _format as fmt
+
+try:
+    import fcntl
+    import resource
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+    resource = None  # type: ignore[assignment]
+
+COPY_BLOCK = 1 << 20
+
+
+@contextlib.contextmanager
+def _locked(fd: int) -> Iterator[None]:
+    if fcntl is None:  # pragma: no cover - Windows: O_APPEND writes alone
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _check_size_limit(fd: int, n: int) -> None:
+    """Fail before a write that a file-size limit (RLIMIT_FSIZE) would cut short mid-line."""
+    if resource is None:
+        return
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if soft != resource.RLIM_INFINITY and os.fstat(fd).st_size + n > soft:
+        raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+
+
+def _end_torn_line(fd: int) -> None:
+    """If a writer died mid-line, end that line so our first record does not get glued to it."""
+    size = os.fstat(fd).st_size
+    if size and os.pread(fd, 1, size - 1) != b"\n":
+        os.write(fd, b"\n")
+
+
+class AppendFile:
+    """A JSON Lines file that several threads and processes append whole lines to.
+
+    Every appender holds the file's flock while it writes, so the torn-line check of a newcomer
+    sees a finished file, never another process's write in flight, and lines never interleave.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+
+    def append(self, chunks: list[bytes]) -> None:
+        """Write ``chunks`` (each a run of whole lines) in order.
+
+        On failure ``chunks`` is left holding exactly the unwritten bytes, so a retry completes a
+        torn line instead of leaving a fragment glued to a repeat.
+        """
+        with self._lock:
+            first = self._fd is None
+            if first:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = self._fd
+            with _locked(fd):
+                if first:
+                    _end_torn_line(fd)
+                while chunks:
+                    view = memoryview(chunks[0])
+                    try:
+                        _check_size_limit(fd, len(view))
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    except OSError:
+                        chunks[0] = bytes(view)
+                        raise
+                    del chunks[0]
+
+    def append_json(self, obj: Any) -> None:
+        self.append([orjson.dumps(obj) + b"\n"])
+
+    def fsync(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.fsync(self._fd)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                with contextlib.suppress(OSError):
+                    os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+
+
+class SourceChanged(Exception):
+    """The file being copied changed while it was read; copy it again once it settles."""
+
+
+class TooLarge(Exception):
+    """The file reached the size cap while it was copied."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+
+def signature(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+
+
+class Artifacts:
+    """A run's ``artifacts/`` folder and its manifest ``artifacts.jsonl``."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.root = run_dir / fmt.ARTIFACTS_DIR
+        self.manifest = AppendFile(run_dir / fmt.MANIFEST_FILE)
+        self.unsynced: list[Path] = []
+
+    def _tmp_for(self, dest: Path) -> Path:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        return dest.parent / f".{dest.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+
+    def put(
+        self,
+        path: str,
+        *,
+        data: bytes | None = None,
+        src: str | os.PathLike[str] | None = None,
+        source: str,
+        max_size: int | None = None,
+        stable: bool = False,
+        extra: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Store ``data`` or the file ``src`` as artifact ``path`` and record it in the manifest.
+
+        With ``stable``, the source's signature (size, mtime, ctime, inode) must be the same after
+        the copy as before, else SourceChanged. With ``max_size``, reaching that many bytes raises
+        TooLarge. Nothing is left behind when either happens.
+        """
+        dest = self.root / path
+        tmp = self._tmp_for(dest)
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with open(tmp, "wb") as out:
+                if data is not None:
+                    out.write(data)
+                    digest.update(data)
+                    size = len(data)
+                else:
+                    with open(src, "rb") as f:  # type: ignore[arg-type]
+                        before = signature(os.fstat(f.fileno()))
+                        while block := f.read(COPY_BLOCK):
+                            size += len(block)
+                            if max_size is not None and size >= max_size:
+                                raise TooLarge(size)
+                            out.write(block)
+                            digest.update(block)
+                        if stable:
+                            after = signature(os.stat(src))  # type: ignore[arg-type]
+                            if after != before or after[0] != size:
+                                raise SourceChanged(path)
+            os.replace(tmp, dest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self.unsynced.append(dest)
+        entry = {
+            "path": path,
+            "size": size,
+            "sha256": digest.hexdigest(),
+            "source": source,
+            "status": "stored",
+            "time": fmt.utc_iso(time.time()),
+            **(extra or {}),
+        }
+        self.manifest.append_json(entry)
+        return entry
+
+    def record(
+        self,
+        path: str,
+        status: str,
+        *,
+        source: str,
+        size: int | None = None,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        """A manifest entry for an artifact that is not (or no longer) stored as a file."""
+        entry: dict[str, Any] = {
+            "path": path,
+            "size": size,
+            "sha256": None,
+            "source": source,
+            "status": status,
+            "time": fmt.utc_iso(time.time()),
+        }
+        if reason is not None:
+            entry["reason"] = reason
+        entry.update(extra)
+        self.manifest.append_json(entry)
+        return entry
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            (self.root / path).unlink()
+
+    def fsync(self) -> None:
+        self.manifest.fsync()
+        for p in self.unsynced:
+            try:
+                with open(p, "rb") as f:
+                    os.fsync(f.fileno())
+            except FileNotFoundError:
+                pass
+        self.unsynced.clear()
+
+    def close(self) -> None:
+        self.manifest.close()
