@@ -10,6 +10,9 @@ from .. import __version__
 from .._errors import AmltrackError
 from . import _history
 
+# One module per command group, each with add_parser(subparsers); the order is the order of --help.
+COMMAND_MODULES = [_history]
+
 EPILOG = """examples:
   amltrack history list --limit 5
   amltrack history info -r last --json
@@ -25,7 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"amltrack {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    _history.add_parser(sub)
+    for module in COMMAND_MODULES:
+        module.add_parser(sub)
     return parser
 
 
