@@ -203,6 +203,8 @@ class Logger:
         self._steps: dict[str, int] = {}
         self._finished = False
         self._finish_lock = threading.Lock()
+        self._mirror: Any = None
+        self.mirror_report: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else "open"
@@ -336,6 +338,8 @@ class Logger:
             with self._writer.cond:
                 self._finished = True
                 self._writer.blocked = True
+            if self._mirror is not None:
+                self.mirror_report = self._stop_mirror()
             self._writer.close()
             write_error = self._writer.error
             if self._owner:
@@ -357,10 +361,27 @@ class Logger:
         if write_error is not None:
             raise write_error
 
+    def _stop_mirror(self) -> dict[str, Any] | None:
+        mirror, self._mirror = self._mirror, None
+        try:
+            return mirror.stop()
+        except Exception as e:  # the run still finishes
+            import warnings
+
+            with contextlib.suppress(Exception):
+                warnings.warn(
+                    f"amltrack: the outputs mirror failed at run end ({type(e).__name__}: {e})",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            return None
+
     def _after_fork(self) -> None:
         # The writer thread does not exist in a forked child: give the child its own writer, as a
-        # process that joined the run, so records logged there are written and never lost.
+        # process that joined the run, so records logged there are written and never lost. The
+        # parent keeps mirroring the outputs folder.
         self._owner = False
+        self._mirror = None
         self._finish_lock = threading.Lock()
         self._writer = Writer(
             self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
@@ -378,6 +399,36 @@ def _finalize_in_worker(logger: Logger) -> None:
     import multiprocessing.util
 
     multiprocessing.util.Finalize(logger, logger._finish, args=("completed", None), exitpriority=100)
+
+
+def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
+    """The folder to mirror: ``outputs=``, else ``$AMLTRACK_OUTPUTS`` when the default was left, relative
+    to the working directory now; None, "" or "none" turn mirroring off."""
+    if outputs == "outputs" and "AMLTRACK_OUTPUTS" in os.environ:
+        outputs = os.environ["AMLTRACK_OUTPUTS"]
+    if outputs is None or str(outputs).strip().lower() in ("", "none", "off", "0"):
+        return None
+    return os.path.abspath(os.fspath(outputs))
+
+
+def _start_mirror(folder: Path, run_dir: Path) -> Any:
+    from ._mirror import Mirror  # watchdog is imported only when a run mirrors a folder
+
+    keep = os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
+    try:
+        mirror = Mirror(folder, run_dir, keep_deleted=keep)
+        mirror.start()
+        return mirror
+    except Exception as e:  # a side channel: training goes on without it
+        import warnings
+
+        warnings.warn(
+            f"amltrack: cannot mirror {folder} ({type(e).__name__}: {e}); training goes on, "
+            "and files written there are not stored with the run",
+            UserWarning,
+            stacklevel=3,
+        )
+        return None
 
 
 def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
@@ -450,13 +501,15 @@ def _open_logger(
         "git": git,
         "tags": tags,
         "params": params,
-        "outputs": os.path.abspath(os.fspath(outputs)) if outputs is not None else None,
+        "outputs": _outputs_folder(outputs),
         "error": None,
     }
     fmt.write_json_atomic(run_dir / fmt.RUN_FILE, info)
     writer = Writer(run_dir, flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
     writer.start()
+    if info["outputs"] is not None:
+        logger._mirror = _start_mirror(Path(info["outputs"]), run_dir)
     if diff:
         writer.queue_upload("git/diff.patch", diff, "git")
     # Child processes (launchers, data-parallel ranks) log into this run by inheriting these.
