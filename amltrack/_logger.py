@@ -412,10 +412,12 @@ def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
 
 
 def _start_mirror(folder: Path, run_dir: Path) -> Any:
-    from ._mirror import Mirror  # watchdog is imported only when a run mirrors a folder
+    from ._mirror import Mirror, MirrorProcess
 
     keep = os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
     try:
+        if sys.executable:  # a helper process: the training loop keeps the GIL to itself
+            return MirrorProcess(folder, run_dir, keep_deleted=keep)
         mirror = Mirror(folder, run_dir, keep_deleted=keep)
         mirror.start()
         return mirror

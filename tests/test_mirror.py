@@ -361,13 +361,14 @@ def test_amltrack_outputs_env(tmp_path: Path, store: Path, monkeypatch: pytest.M
     assert amltrack.Store(store).run(logger.run_id).read_artifact("outputs/r.txt") == b"r"
 
 
-def test_rejected_files_show_in_history_info(tmp_path: Path, store: Path) -> None:
+def test_rejected_files_show_in_history_info(tmp_path: Path, store: Path, capfd: pytest.CaptureFixture) -> None:
     logger = amltrack.get_logger("m", store=store)
     big = tmp_path / "outputs" / "huge.ckpt"
     big.touch()
     os.truncate(big, CAP + 1)
-    with pytest.warns(UserWarning, match="huge.ckpt"):
-        logger.finish()
+    logger.finish()
+    err = capfd.readouterr().err  # the mirror's helper process warns on this process's stderr
+    assert err.count("huge.ckpt") == 1 and "536,870,913 bytes" in err and "512 MiB" in err
     out = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", logger.run_id,
                           "--store", str(store), "--json"], capture_output=True, text=True, env=child_env())
     arts = {a["path"]: a for a in json.loads(out.stdout)["artifacts"]}
@@ -412,3 +413,30 @@ def test_the_mirror_does_not_stop_training_when_copies_fail(h: Harness) -> None:
     h.assert_same("a.txt")
     h.assert_same("b.txt")
     assert threading.active_count() >= 1
+
+
+def test_outputs_of_a_killed_process_are_still_swept_in(tmp_path: Path, store: Path) -> None:
+    script = tmp_path / "train.py"
+    script.write_text(
+        "import amltrack, sys, time\n"
+        "lg = amltrack.get_logger('m')\n"
+        "open('outputs/last.txt', 'w').write('written just before the crash')\n"
+        "print(lg.run_id, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
+                            env=child_env(AMLTRACK_STORE=str(store)))
+    try:
+        run_id = proc.stdout.readline().strip()
+        proc.kill()  # SIGKILL: no atexit, no finish()
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    run = amltrack.Store(store).run(run_id)
+    wait_until(lambda: (tmp_path / "outputs" / "last.txt").exists() and
+               any(e["path"] == "outputs/last.txt" and e["status"] == "stored" for e in run.artifacts()),
+               timeout=30, what="the helper's final sweep after the crash")
+    assert run.read_artifact("outputs/last.txt") == b"written just before the crash"
+    assert run.status == "crashed"
