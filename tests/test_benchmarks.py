@@ -19,3 +19,11 @@ def test_core_benchmark_smoke() -> None:
     figures = json.loads(out.stdout)
     for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "list_runs_s"):
         assert figures[key] > 0, key
+
+
+def test_mirror_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_mirror.py"), "--smoke", "--json"],
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert figures["median_ms"] > 0 and figures["on_s"] > 0 and figures["off_s"] > 0
