@@ -173,6 +173,15 @@ def _valid_value(v: Any) -> bool:
     return False
 
 
+def _check_run_schema(run_id: str, info: dict[str, Any]) -> None:
+    schema = info.get("schema")
+    if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
+        raise StoreError(
+            f"run {run_id} has schema version {schema}, newer than this amltrack reads "
+            f"({fmt.SCHEMA_VERSION}); upgrade amltrack"
+        )
+
+
 class Run:
     """A run in a store, read from its files. Get one from ``Store.run()``, ``Store.runs()`` or ``last()``."""
 
@@ -207,12 +216,7 @@ class Run:
                 f"run directory {self.dir} has no {fmt.RUN_FILE}; it is not a run, or it was cut "
                 "short while being created: delete it"
             ) from None
-        schema = info.get("schema")
-        if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
-            raise StoreError(
-                f"run {self.id} has schema version {schema}, newer than this amltrack reads "
-                f"({fmt.SCHEMA_VERSION}); upgrade amltrack"
-            )
+        _check_run_schema(self.id, info)
         return info
 
     def reload(self) -> Run:
@@ -220,29 +224,33 @@ class Run:
         self._info = None
         return self
 
+    def _field(self, key: str, kind: type, default: Any) -> Any:
+        v = self.info.get(key)
+        return v if isinstance(v, kind) else default
+
     @property
     def experiment(self) -> str:
-        return str(self.info.get("experiment") or "default")
+        return self._field("experiment", str, None) or "default"
 
     @property
     def name(self) -> str | None:
-        return self.info.get("name")
+        return self._field("name", str, None)
 
     @property
     def tags(self) -> dict[str, Any]:
-        return dict(self.info.get("tags") or {})
+        return dict(self._field("tags", dict, {}))
 
     @property
     def params(self) -> dict[str, Any]:
-        return dict(self.info.get("params") or {})
+        return dict(self._field("params", dict, {}))
 
     @property
     def status(self) -> str:
         """running, completed, failed, killed, or crashed: running on file but its process is gone."""
         info = self.info
         status = info.get("status")
-        if status not in fmt.STATUSES:
-            return "crashed" if status is None else str(status)
+        if not isinstance(status, str) or status not in fmt.STATUSES:
+            return "unknown"  # a damaged run.json: say so rather than guess
         if status != "running":
             return status
         return "running" if self._owner_alive(info) else "crashed"
@@ -260,11 +268,11 @@ class Run:
 
     @property
     def created(self) -> str | None:
-        return self.info.get("created")
+        return self._field("created", str, None)
 
     @property
     def ended(self) -> str | None:
-        return self.info.get("ended")
+        return self._field("ended", str, None)
 
     def duration(self) -> float | None:
         """Seconds from creation to end, or to now (running) or to the last heartbeat (crashed)."""
@@ -513,6 +521,7 @@ class Store:
             d = self.runs_dir / rid
             try:
                 info = fmt.read_json(d / fmt.RUN_FILE)
+                _check_run_schema(rid, info)
             except (FileNotFoundError, NotADirectoryError):
                 continue  # being created, or not a run
             except StoreError as e:

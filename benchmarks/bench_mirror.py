@@ -96,7 +96,7 @@ def main() -> None:
     n_lat, n_files, repeat = (20, 20, 1) if a.smoke else (300, 1000, 5)
     repeat = a.repeat or repeat
     res: dict[str, list[float]] = {"median_ms": [], "p99_ms": [], "off_s": [], "on_s": []}
-    for i in range(repeat):
+    for _ in range(repeat):
         with tempfile.TemporaryDirectory() as tmp:
             lat = child(LATENCY, str(n_lat), tmp)
             res["median_ms"].append(lat["median_ms"])
