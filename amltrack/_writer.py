@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from filelock import FileLock
 
 from . import _format as fmt
 from ._errors import AmltrackError, WriteError
@@ -485,6 +484,8 @@ class Writer:
         records, self._summary_records = self._summary_records, 0
         self._summary_dirty = False
         self._last_summary = time.monotonic()
+        from filelock import FileLock  # here, not at import: it costs `import amltrack` ~80 ms
+
         try:
             with FileLock(str(self.run_dir / (fmt.SUMMARY_FILE + ".lock")), timeout=10):
                 try:

@@ -39,7 +39,9 @@ def kill_once(store: Path, seed: int) -> tuple[int, int]:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(30)
         for line in proc.stdout:  # waits that returned before the kill landed
-            waited = max(waited, int(line.split()[1]))
+            parts = line.split()
+            if len(parts) == 2 and line.endswith("\n"):  # the kill can cut a line short
+                waited = max(waited, int(parts[1]))
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
