@@ -626,9 +626,9 @@ _previous_excepthook = sys.excepthook
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _exit_state
     _exit_state = ("killed", None)
-    if _finishing:
-        # Already draining on the way out (atexit, a multiprocessing finalizer): let it finish;
-        # raising here would abandon the drain half-way.
+    if _finishing or not threading.main_thread().is_alive():
+        # Already draining, or the interpreter is on its way out (the main thread has ended before
+        # atexit runs): let the drain finish; raising here would abandon it half-way.
         return
     raise _Terminated(128 + signum)
 
