@@ -1,0 +1,213 @@
+"""The HTTP routes of the history server; ``docs/sync.md`` describes the protocol they make up."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+
+from .. import __version__
+from . import _errors
+from ._auth import Tokens
+from ._errors import ApiError
+from ._limits import DEFAULT_MAX_BODY, BodyLimit
+from ._storage import ServerStore, check_run_id
+
+API_VERSION = 1
+OPENAPI_URL = "/openapi.json"
+
+_RAW_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+_ERROR_SCHEMA = {
+    "description": "an error, in the one shape every error has",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message"],
+                        "properties": {
+                            "code": {"type": "string", "enum": sorted(_errors.ERROR_CODES)},
+                            "message": {"type": "string"},
+                            "committed": {"description": "the server's length, to resume from"},
+                        },
+                    }
+                },
+            }
+        }
+    },
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {"4XX": _ERROR_SCHEMA, "5XX": _ERROR_SCHEMA}
+
+
+def create_app(
+    store: str | os.PathLike[str],
+    *,
+    tokens: Tokens | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+) -> FastAPI:
+    """The server as an ASGI app over ``store``; ``tokens`` None means no auth (loopback only).
+
+    app = create_app("/srv/amltrack", tokens=Tokens.parse("write:" + token))
+    uvicorn.run(app, host="127.0.0.1", port=8765)
+    """
+    storage = ServerStore(store)
+    app = FastAPI(
+        title="amltrack history server",
+        version=__version__,
+        description="Receives amltrack runs pushed by `amltrack sync`; see docs/sync.md.",
+        openapi_url=OPENAPI_URL,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.storage = storage
+    _errors.install(app)
+    app.add_middleware(BodyLimit, max_body=max_body)
+    bearer = HTTPBearer(auto_error=False, description="a token with the read or the write scope")
+
+    def scope(needed: str) -> Any:
+        def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+            if tokens is None:
+                return
+            challenge = {"WWW-Authenticate": "Bearer"}
+            if credentials is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "this server needs a token: send 'Authorization: Bearer TOKEN' (set AMLTRACK_TOKEN)",
+                    headers=challenge,
+                )
+            got = tokens.scope_of(credentials.credentials)
+            if got is None:
+                raise ApiError(
+                    401,
+                    "unauthorized",
+                    "the server does not know this token; check AMLTRACK_TOKEN",
+                    headers=challenge,
+                )
+            if needed == "write" and got != "write":
+                raise ApiError(
+                    403, "forbidden", "this token may only read; writing needs a token with the write scope"
+                )
+
+        return Depends(check)
+
+    read = [scope("read")]
+    write = [scope("write")]
+
+    @app.get("/v1/health", tags=["server"], responses=_ERRORS)
+    def health() -> dict[str, Any]:
+        """The server's version and limits; needs no token."""
+        return {
+            "server": "amltrack",
+            "version": __version__,
+            "api": API_VERSION,
+            "max_body": max_body,
+            "auth": "none" if tokens is None else "token",
+        }
+
+    @app.get("/v1/runs", tags=["runs"], dependencies=read, responses=_ERRORS)
+    async def list_runs() -> dict[str, Any]:
+        """Every run on the server; ``published`` is false for a run whose first push is unfinished."""
+        return {"runs": await run_in_threadpool(storage.list_runs)}
+
+    @app.get("/v1/runs/{run_id}", tags=["runs"], dependencies=read, responses=_ERRORS)
+    async def get_run(run_id: str, hashes: bool = Query(False)) -> dict[str, Any]:
+        """Sizes and SHA-256 of the run's files and artifacts; ``hashes`` adds them for the JSON Lines files."""
+        return await run_in_threadpool(storage.state, check_run_id(run_id), hashes=hashes)
+
+    @app.put("/v1/runs/{run_id}", tags=["runs"], dependencies=write, responses=_ERRORS)
+    async def create_run(run_id: str) -> JSONResponse:
+        """Create the run (staged, invisible to readers until finalised) unless the server has it."""
+        created = await run_in_threadpool(storage.create, check_run_id(run_id))
+        state = await run_in_threadpool(storage.state, run_id)
+        return JSONResponse(state, status_code=201 if created else 200)
+
+    @app.post(
+        "/v1/runs/{run_id}/append/{name}",
+        tags=["runs"],
+        dependencies=write,
+        responses=_ERRORS,
+        openapi_extra=_RAW_BODY,
+    )
+    async def append(request: Request, run_id: str, name: str, offset: int = Query(ge=0)) -> dict[str, Any]:
+        """Append bytes to metrics.jsonl or artifacts.jsonl if ``offset`` is its committed length (else 409)."""
+        body = await request.body()
+        size = await run_in_threadpool(storage.append, check_run_id(run_id), name, offset, body)
+        return {"file": name, "size": size}
+
+    @app.get("/v1/runs/{run_id}/blobs/{sha256}", tags=["artifacts"], dependencies=read, responses=_ERRORS)
+    async def get_blob(run_id: str, sha256: str) -> dict[str, Any]:
+        """How much of an upload the server holds, and whether it is complete and checked."""
+        return await run_in_threadpool(storage.blob_state, check_run_id(run_id), sha256)
+
+    @app.post(
+        "/v1/runs/{run_id}/blobs/{sha256}",
+        tags=["artifacts"],
+        dependencies=write,
+        responses=_ERRORS,
+        openapi_extra=_RAW_BODY,
+    )
+    async def put_blob(
+        request: Request, run_id: str, sha256: str, offset: int = Query(ge=0), size: int = Query(ge=0)
+    ) -> dict[str, Any]:
+        """Append a chunk of the content with this SHA-256 (``size`` bytes in all) at ``offset``."""
+        body = await request.body()
+        return await run_in_threadpool(storage.put_blob, check_run_id(run_id), sha256, offset, size, body)
+
+    @app.put(
+        "/v1/runs/{run_id}/artifacts/{path:path}", tags=["artifacts"], dependencies=write, responses=_ERRORS
+    )
+    async def put_artifact(run_id: str, path: str, sha256: str = Query()) -> dict[str, Any]:
+        """Place the complete upload ``sha256`` at the artifact path."""
+        return await run_in_threadpool(storage.commit_artifact, check_run_id(run_id), path, sha256)
+
+    @app.delete(
+        "/v1/runs/{run_id}/artifacts/{path:path}", tags=["artifacts"], dependencies=write, responses=_ERRORS
+    )
+    async def delete_artifact(run_id: str, path: str) -> dict[str, Any]:
+        """Remove an artifact file whose path is no longer stored locally."""
+        deleted = await run_in_threadpool(storage.delete_artifact, check_run_id(run_id), path)
+        return {"path": path, "deleted": deleted}
+
+    @app.put(
+        "/v1/runs/{run_id}/summary.json",
+        tags=["runs"],
+        dependencies=write,
+        responses=_ERRORS,
+        openapi_extra=_RAW_BODY,
+    )
+    async def put_summary(request: Request, run_id: str) -> dict[str, Any]:
+        """Replace summary.json with the client's, byte for byte."""
+        body = await request.body()
+        await run_in_threadpool(storage.put_summary, check_run_id(run_id), body)
+        return {"file": "summary.json", "size": len(body)}
+
+    @app.put(
+        "/v1/runs/{run_id}/run.json",
+        tags=["runs"],
+        dependencies=write,
+        responses=_ERRORS,
+        openapi_extra=_RAW_BODY,
+    )
+    async def finalise(
+        request: Request, run_id: str, metrics_bytes: int = Query(ge=0), manifest_bytes: int = Query(ge=0)
+    ) -> dict[str, Any]:
+        """Finalise: check the lengths pushed, replace run.json, and publish the run if it was staged."""
+        body = await request.body()
+        return await run_in_threadpool(
+            storage.finalise, check_run_id(run_id), body, metrics_bytes, manifest_bytes
+        )
+
+    return app

@@ -1,0 +1,113 @@
+"""Bearer tokens with a read or a write scope, kept as SHA-256 digests and compared in constant time.
+
+A token entry is ``SCOPE:SECRET``: SCOPE is ``read`` or ``write``, SECRET the token itself or
+``sha256:<64 hex digits>`` of it, so a tokens file need not hold any token in the clear. A tokens
+file has one entry per line (``#`` starts a comment); ``$AMLTRACK_SERVER_TOKENS`` holds entries
+separated by commas or newlines::
+
+    write:sha256:3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855   # laptop
+    read:0e5f1c9a7d2b4c6e8f0a1b3c5d7e9f11                                          # dashboard
+
+Tokens are random secrets of 16 or more characters (``amltrack server --new-token write`` makes
+one), so an unsalted hash is enough: there is nothing to guess from a dictionary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import re
+import secrets
+from pathlib import Path
+
+SCOPES = ("read", "write")
+MIN_TOKEN_CHARS = 16
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class TokenConfigError(ValueError):
+    """A tokens file or variable that cannot be used; the message names the entry."""
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def entry_for(scope: str, token: str) -> str:
+    """The hashed tokens-file line for ``token``."""
+    return f"{scope}:sha256:{digest(token).hex()}"
+
+
+class Tokens:
+    """The tokens a server accepts.
+
+    tokens = Tokens.parse("write:" + token)
+    tokens.scope_of(token)  # "write"
+    """
+
+    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
+        if not entries:
+            raise TokenConfigError("no tokens given; add at least one SCOPE:TOKEN entry")
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def parse(cls, text: str, where: str = "tokens") -> Tokens:
+        entries: list[tuple[str, bytes]] = []
+        for n, raw in enumerate(re.split(r"[\n,]", text), 1):
+            item = raw.split("#", 1)[0].strip()
+            if not item:
+                continue
+            scope, sep, secret = item.partition(":")
+            scope = scope.strip()
+            secret = secret.strip()
+            if not sep or scope not in SCOPES:
+                raise TokenConfigError(
+                    f"{where}: entry {n} does not start with 'read:' or 'write:'; write SCOPE:TOKEN"
+                )
+            if secret.startswith("sha256:"):
+                hexd = secret[len("sha256:") :].lower()
+                if not _HEX64.match(hexd):
+                    raise TokenConfigError(f"{where}: entry {n} has a sha256: that is not 64 hex digits")
+                entries.append((scope, bytes.fromhex(hexd)))
+            else:
+                if len(secret) < MIN_TOKEN_CHARS:
+                    raise TokenConfigError(
+                        f"{where}: entry {n} has a token shorter than {MIN_TOKEN_CHARS} characters; "
+                        "make one with 'amltrack server --new-token write'"
+                    )
+                entries.append((scope, digest(secret)))
+        return cls(entries)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Tokens:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise TokenConfigError(f"cannot read the tokens file {path}: {e.strerror}") from e
+        return cls.parse(text, str(path))
+
+    def scope_of(self, token: str) -> str | None:
+        """``write``, ``read``, or None for an unknown token; every entry is compared, in constant time."""
+        d = digest(token)
+        found: str | None = None
+        for scope, known in self._entries:
+            if hmac.compare_digest(known, d) and found != "write":
+                found = scope
+        return found
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

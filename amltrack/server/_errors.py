@@ -1,0 +1,106 @@
+"""The server's one error shape, and the handlers that put every failure into it.
+
+Every error response, whatever raised it (a route, the auth check, the body limit, FastAPI's own
+validation, an unknown URL), has the body::
+
+    {"error": {"code": "offset_mismatch", "message": "...", ...extra fields}}
+
+``code`` is one of ERROR_CODES; ``message`` is one sentence for a person; the only extra field is
+``committed`` (on ``offset_mismatch``, ``incomplete``), the server's current length for the client
+to resume from. ``tests/test_server.py`` pins this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+ERROR_CODES = {
+    "unauthorized": "401: no token, or a token the server does not know",
+    "forbidden": "403: a read token on a route that writes",
+    "not_found": "404: no such URL",
+    "run_not_found": "404: no run with that id on the server (create it with PUT /v1/runs/{run})",
+    "blob_not_found": "404: no upload of that content for the run",
+    "method_not_allowed": "405: the URL does not take that method",
+    "invalid_request": "400/422: a malformed query parameter or body",
+    "invalid_run_id": "400: a run id that is not valid",
+    "invalid_path": "400: an artifact path that is absolute, has '..', NUL, ...",
+    "invalid_json": "400: run.json or summary.json that is not a JSON object, or names another run",
+    "offset_mismatch": "409: an append or upload whose offset is not the committed length",
+    "incomplete": "409: finalising before the metrics and manifest are complete",
+    "blob_missing": "409: placing an artifact whose content was not uploaded completely",
+    "path_conflict": "409: an artifact path that collides with a directory or a file",
+    "body_too_large": "413: a request body over the server's limit",
+    "hash_mismatch": "422: uploaded content whose SHA-256 is not the one announced",
+    "storage_error": "500/507: the server could not write its store",
+    "internal_error": "500: a bug in the server",
+}
+
+
+class ApiError(Exception):
+    """An error response: HTTP status, a code from ERROR_CODES, a message, and extra fields."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
+        assert code in ERROR_CODES, code
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, **self.extra}}
+
+
+def error_response(e: ApiError) -> JSONResponse:
+    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 401: "unauthorized"}
+
+
+def install(app: FastAPI) -> None:
+    async def on_api_error(request: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, ApiError)
+        return error_response(e)
+
+    async def on_http_error(request: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, StarletteHTTPException)
+        code = _HTTP_CODES.get(e.status_code, "invalid_request")
+        message = {
+            "not_found": f"no such URL: {request.url.path}; the API is described at /openapi.json",
+            "method_not_allowed": f"{request.method} is not allowed on {request.url.path}; see /openapi.json",
+        }.get(code, str(e.detail))
+        return error_response(ApiError(e.status_code, code, message, headers=getattr(e, "headers", None)))
+
+    async def on_validation_error(request: Request, e: Exception) -> JSONResponse:
+        assert isinstance(e, RequestValidationError)
+        parts = []
+        for err in e.errors()[:3]:
+            where = ".".join(str(x) for x in err.get("loc", ()))
+            parts.append(f"{where}: {err.get('msg')}")
+        return error_response(
+            ApiError(422, "invalid_request", f"invalid request ({'; '.join(parts)}); see /openapi.json")
+        )
+
+    async def on_crash(request: Request, e: Exception) -> JSONResponse:
+        return error_response(
+            ApiError(
+                500,
+                "internal_error",
+                f"the server failed on {request.method} {request.url.path}: "
+                f"{type(e).__name__}; see the server's log",
+            )
+        )
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(Exception, on_crash)

@@ -1,0 +1,540 @@
+"""The server's side of the store: staged and published runs, offset-checked appends, uploads by
+content hash, and finalising.
+
+Layout inside the server's store (an ordinary amltrack store)::
+
+    DIR/runs/<id>/                  published runs, exactly as a local store holds them
+    DIR/.server/incoming/<id>/      a run's first push, until it is finalised (readers never see it)
+    DIR/.server/blobs/<id>/<sha256>.part   an upload in progress; <sha256> once complete and checked
+    DIR/.server/server.lock         held by the one server process serving DIR
+
+Every write is made durable (fsync) before it is acknowledged, and every file is replaced or
+appended so that a SIGKILL at any instant leaves a store the reader opens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import _format as fmt
+from .._errors import InvalidPathError
+from .._store import create_store
+from ._errors import ApiError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+SERVER_DIR = ".server"
+APPEND_FILES = (fmt.METRICS_FILE, fmt.MANIFEST_FILE)
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_HASH_BLOCK = 1 << 20
+_TMP_TAG = ".srv-"  # temporary files of this server carry it, so stale ones can be told apart
+
+# Test-only: "STAGE:N" or "STAGE:N:KIND" SIGKILLs the server at STAGE (before, during, after) of
+# its N-th write request (of that KIND: create, append, blob, commit, delete, summary, finalise), to
+# test that a push resumes from any point. See docs/sync.md.
+KILL_ENV = "AMLTRACK_TEST_SERVER_KILL"
+WRITE_KINDS = ("create", "append", "blob", "commit", "delete", "summary", "finalise")
+
+
+class KillSwitch:
+    def __init__(self, spec: str | None) -> None:
+        self.stage: str | None = None
+        self.at = 0
+        self.kind: str | None = None
+        self.count = 0
+        self._lock = threading.Lock()
+        if spec:
+            stage, _, rest = spec.partition(":")
+            n, _, kind = rest.partition(":")
+            if (
+                stage not in ("before", "during", "after")
+                or not n.isdigit()
+                or kind not in ("", *WRITE_KINDS)
+            ):
+                raise ValueError(
+                    f"{KILL_ENV}={spec!r}: use STAGE:N or STAGE:N:KIND, STAGE before, during or after"
+                )
+            self.stage, self.at, self.kind = stage, int(n), kind or None
+
+    def write(self, kind: str) -> str | None:
+        """Count one write request; the stage to die at if it is the chosen one."""
+        if self.stage is None or (self.kind is not None and kind != self.kind):
+            return None
+        with self._lock:
+            self.count += 1
+            return self.stage if self.count == self.at else None
+
+
+def _die_at(chosen: str | None, stage: str) -> None:
+    if chosen == stage:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def check_run_id(run_id: str) -> str:
+    if not fmt.is_valid_run_id(run_id):
+        raise ApiError(
+            400,
+            "invalid_run_id",
+            f"run id {run_id[:200]!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
+    return run_id
+
+
+def check_path(path: str) -> str:
+    try:
+        return fmt.check_artifact_path(path)
+    except InvalidPathError as e:
+        raise ApiError(400, "invalid_path", f"artifact path {path[:200]!r} is refused: {e.reason}") from None
+
+
+def check_sha256(sha: str) -> str:
+    if not _SHA256_RE.match(sha):
+        raise ApiError(400, "invalid_request", "a SHA-256 must be 64 lowercase hex digits")
+    return sha
+
+
+def parse_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise ApiError(
+            400, "invalid_json", f"{what} is not valid JSON ({e}); send the file as it is"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ApiError(400, "invalid_json", f"{what} holds a {type(obj).__name__}, not a JSON object")
+    return obj
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _storage_error(e: OSError, what: str) -> ApiError:
+    full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    return ApiError(
+        507 if full else 500,
+        "storage_error",
+        f"the server could not write {what}: {e.strerror or e}; "
+        + ("free disk space on the server" if full else "see the server's log"),
+    )
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` as ``fmt.write_json_atomic`` does, but keep the bytes exactly."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~fmt._UMASK)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _flocked(fd: int) -> Iterator[None]:
+    # The same flock the local writer's AppendFile takes, so a local appender and the server
+    # never interleave if they ever share a store.
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+class ServerStore:
+    """The store a server writes into; every method is one request's worth of work, thread-safe."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).expanduser().absolute()
+        create_store(self.root)
+        self.runs = self.root / fmt.RUNS_DIR
+        self.private = self.root / SERVER_DIR
+        self.incoming = self.private / "incoming"
+        self.blobs = self.private / "blobs"
+        self.incoming.mkdir(parents=True, exist_ok=True)
+        self.blobs.mkdir(parents=True, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._hashes: dict[tuple[str, int, int, int, int], str] = {}
+        self.kill = KillSwitch(os.environ.get(KILL_ENV))
+
+    # ----------------------------------------------------------------- helpers
+
+    def _lock(self, run_id: str) -> threading.Lock:
+        with self._locks_lock:
+            lock = self._locks.get(run_id)
+            if lock is None:
+                lock = self._locks[run_id] = threading.Lock()
+            return lock
+
+    def locate(self, run_id: str) -> tuple[Path, bool] | None:
+        """The run's directory and whether it is published, or None if the server has no such run."""
+        published = self.runs / run_id
+        if published.is_dir():
+            return published, True
+        staged = self.incoming / run_id
+        if staged.is_dir():
+            return staged, False
+        return None
+
+    def _require(self, run_id: str) -> tuple[Path, bool]:
+        found = self.locate(check_run_id(run_id))
+        if found is None:
+            raise ApiError(
+                404,
+                "run_not_found",
+                f"the server has no run {run_id}; create it first with PUT /v1/runs/{run_id}",
+            )
+        return found
+
+    def file_sha256(self, path: Path, st: os.stat_result | None = None) -> str:
+        """The file's SHA-256, cached by its stat signature (files are replaced, never rewritten)."""
+        st = st or path.stat()
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        sha = self._hashes.get(key)
+        if sha is None:
+            sha = sha256_file(path)
+            if len(self._hashes) > 100_000:
+                self._hashes.clear()
+            self._hashes[key] = sha
+        return sha
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    # ----------------------------------------------------------------- reading
+
+    def list_runs(self) -> list[dict[str, Any]]:
+        out = []
+        for base, published in ((self.runs, True), (self.incoming, False)):
+            try:
+                names = os.listdir(base)
+            except FileNotFoundError:
+                continue
+            out += [{"id": n, "published": published} for n in names if fmt.is_valid_run_id(n)]
+        return sorted(out, key=lambda r: r["id"])
+
+    def state(self, run_id: str, *, hashes: bool = False) -> dict[str, Any]:
+        """What the server holds of a run: sizes and hashes of its files and artifacts."""
+        with self._lock(check_run_id(run_id)):
+            return self._state(run_id, hashes)
+
+    def _state(self, run_id: str, hashes: bool) -> dict[str, Any]:
+        d, published = self._require(run_id)
+        files: dict[str, Any] = {}
+        for name in (fmt.RUN_FILE, fmt.SUMMARY_FILE, *APPEND_FILES):
+            path = d / name
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                files[name] = None
+                continue
+            small = name in (fmt.RUN_FILE, fmt.SUMMARY_FILE)
+            files[name] = {
+                "size": st.st_size,
+                "sha256": sha256_file(path) if small or hashes else None,
+            }
+        artifacts: dict[str, Any] = {}
+        root = d / fmt.ARTIFACTS_DIR
+        for dirpath, _dirs, names in os.walk(root):
+            for name in names:
+                path = Path(dirpath) / name
+                try:
+                    st = path.stat()
+                    rel = path.relative_to(root).as_posix()
+                    artifacts[rel] = {"size": st.st_size, "sha256": self.file_sha256(path, st)}
+                except (FileNotFoundError, NotADirectoryError):
+                    continue
+        return {"id": run_id, "published": published, "files": files, "artifacts": artifacts}
+
+    def blob_state(self, run_id: str, sha: str) -> dict[str, Any]:
+        self._require(run_id)
+        check_sha256(sha)
+        done = self.blobs / run_id / sha
+        if done.is_file():
+            return {"sha256": sha, "size": done.stat().st_size, "complete": True}
+        part = self.blobs / run_id / f"{sha}.part"
+        if part.is_file():
+            return {"sha256": sha, "size": part.stat().st_size, "complete": False}
+        raise ApiError(404, "blob_not_found", f"run {run_id} has no upload of {sha}; start it at offset 0")
+
+    # ----------------------------------------------------------------- writing
+
+    def create(self, run_id: str) -> bool:
+        """Create the run as staged unless the server has it; True if it was created."""
+        check_run_id(run_id)
+        chosen = self.kill.write("create")
+        _die_at(chosen, "before")
+        with self._lock(run_id):
+            if self.locate(run_id) is not None:
+                _die_at(chosen, "after")
+                return False
+            try:
+                (self.incoming / run_id).mkdir()
+            except OSError as e:
+                raise _storage_error(e, f"run {run_id}") from e
+            _die_at(chosen, "during")
+            _die_at(chosen, "after")
+            return True
+
+    def _append_at(self, path: Path, offset: int, data: bytes, chosen: str | None) -> int:
+        """Append ``data`` to ``path`` if its length is ``offset``; fsync before returning the new length.
+
+        The file's length is the committed offset: a write cut short by a crash leaves a prefix of
+        what the client sent, and the client resumes after it.
+        """
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            with _flocked(fd):
+                size = os.fstat(fd).st_size
+                if size != offset:
+                    raise ApiError(
+                        409,
+                        "offset_mismatch",
+                        f"{path.name} has {size} committed bytes, not {offset}; resume from {size}",
+                        committed=size,
+                    )
+                _die_at(chosen, "before")
+                view = memoryview(data)
+                try:
+                    if chosen == "during":  # test-only: half the chunk lands, then the server dies
+                        half = view[: len(view) // 2]
+                        while half:
+                            half = half[os.write(fd, half) :]
+                        os.fsync(fd)
+                        _die_at(chosen, "during")
+                    while view:
+                        view = view[os.write(fd, view) :]
+                    os.fsync(fd)
+                except OSError as e:
+                    raise _storage_error(e, path.name) from e
+                return size + len(data)
+        finally:
+            os.close(fd)
+
+    def append(self, run_id: str, name: str, offset: int, data: bytes) -> int:
+        """Append to metrics.jsonl or artifacts.jsonl at ``offset``; the new committed length."""
+        if name not in APPEND_FILES:
+            raise ApiError(
+                404, "not_found", f"only {' and '.join(APPEND_FILES)} take appends, not {name[:100]!r}"
+            )
+        if not data:
+            raise ApiError(400, "invalid_request", "an append needs a non-empty body")
+        chosen = self.kill.write("append")
+        with self._lock(run_id):
+            d, _ = self._require(run_id)
+            size = self._append_at(d / name, offset, data, chosen)
+        _die_at(chosen, "after")
+        return size
+
+    def put_blob(self, run_id: str, sha: str, offset: int, total: int, data: bytes) -> dict[str, Any]:
+        """Append a chunk of the content ``sha`` (``total`` bytes in all) at ``offset``.
+
+        When the last byte arrives the whole file is hashed; a mismatch discards the upload.
+        """
+        check_sha256(sha)
+        chosen = self.kill.write("blob")
+        with self._lock(run_id):
+            self._require(run_id)
+            bdir = self.blobs / run_id
+            done = bdir / sha
+            if done.is_file():
+                _die_at(chosen, "before")
+                _die_at(chosen, "after")
+                return {"sha256": sha, "size": done.stat().st_size, "complete": True}
+            if offset + len(data) > total:
+                raise ApiError(
+                    400,
+                    "invalid_request",
+                    f"a chunk at {offset} of {len(data)} bytes passes the size {total}",
+                )
+            try:
+                bdir.mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _storage_error(e, "an upload") from e
+            part = bdir / f"{sha}.part"
+            size = self._append_at(part, offset, data, chosen) if data else self._require_offset(part, offset)
+            complete = size == total
+            if complete:
+                if sha256_file(part) != sha:
+                    part.unlink()
+                    raise ApiError(
+                        422,
+                        "hash_mismatch",
+                        f"the {total} bytes uploaded do not have SHA-256 {sha}; the upload was discarded, "
+                        "send it again",
+                    )
+                os.replace(part, done)
+        _die_at(chosen, "after")
+        return {"sha256": sha, "size": size, "complete": complete}
+
+    @staticmethod
+    def _require_offset(part: Path, offset: int) -> int:
+        size = ServerStore._size(part)
+        if size != offset:
+            raise ApiError(
+                409,
+                "offset_mismatch",
+                f"the upload has {size} bytes, not {offset}; resume from {size}",
+                committed=size,
+            )
+        part.touch()
+        return size
+
+    def commit_artifact(self, run_id: str, path: str, sha: str) -> dict[str, Any]:
+        """Place the complete upload ``sha`` at ``artifacts/<path>`` (a no-op if it is already there)."""
+        check_path(path)
+        check_sha256(sha)
+        chosen = self.kill.write("commit")
+        _die_at(chosen, "before")
+        with self._lock(run_id):
+            d, _ = self._require(run_id)
+            dest = d / fmt.ARTIFACTS_DIR / path
+            if dest.is_file() and self.file_sha256(dest) == sha:
+                _die_at(chosen, "after")
+                return {"path": path, "size": dest.stat().st_size, "sha256": sha}
+            blob = self.blobs / run_id / sha
+            if not blob.is_file():
+                raise ApiError(
+                    409,
+                    "blob_missing",
+                    f"content {sha} was not uploaded completely; upload it, then place it",
+                )
+            if dest.is_dir():
+                raise ApiError(409, "path_conflict", f"artifact path {path!r} is a directory on the server")
+            try:
+                dest.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise ApiError(
+                    409, "path_conflict", f"a parent of artifact path {path!r} is a file on the server"
+                ) from None
+            except OSError as e:
+                raise _storage_error(e, f"artifact {path}") from e
+            _die_at(chosen, "during")
+            os.replace(blob, dest)
+            st = dest.stat()
+            self._hashes[(str(dest), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)] = sha
+        _die_at(chosen, "after")
+        return {"path": path, "size": st.st_size, "sha256": sha}
+
+    def delete_artifact(self, run_id: str, path: str) -> bool:
+        check_path(path)
+        chosen = self.kill.write("delete")
+        _die_at(chosen, "before")
+        with self._lock(run_id):
+            d, _ = self._require(run_id)
+            root = d / fmt.ARTIFACTS_DIR
+            try:
+                (root / path).unlink()
+                deleted = True
+            except (FileNotFoundError, NotADirectoryError):
+                deleted = False
+            except IsADirectoryError:
+                raise ApiError(
+                    409, "path_conflict", f"artifact path {path!r} is a directory on the server"
+                ) from None
+            # Empty folders left behind would keep a later file from taking their name.
+            parent = (root / path).parent
+            while parent != root:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+        _die_at(chosen, "after")
+        return deleted
+
+    def put_summary(self, run_id: str, data: bytes) -> None:
+        parse_object(data, fmt.SUMMARY_FILE)
+        chosen = self.kill.write("summary")
+        _die_at(chosen, "before")
+        with self._lock(run_id):
+            d, _ = self._require(run_id)
+            try:
+                write_bytes_atomic(d / fmt.SUMMARY_FILE, data)
+            except OSError as e:
+                raise _storage_error(e, fmt.SUMMARY_FILE) from e
+        _die_at(chosen, "after")
+
+    def finalise(self, run_id: str, data: bytes, metrics_bytes: int, manifest_bytes: int) -> dict[str, Any]:
+        """Write run.json, publish a staged run, and drop its leftover uploads.
+
+        Refused (409 ``incomplete``) unless the metrics and manifest hold exactly the lengths the
+        client pushed, so a run never appears finished with data missing.
+        """
+        info = parse_object(data, fmt.RUN_FILE)
+        if "id" in info and info["id"] != run_id:
+            raise ApiError(400, "invalid_json", f"run.json names run {str(info['id'])[:200]!r}, not {run_id}")
+        schema = info.get("schema")
+        if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
+            raise ApiError(
+                400,
+                "invalid_json",
+                f"run.json has schema {schema}, newer than this server stores "
+                f"({fmt.SCHEMA_VERSION}); upgrade the server",
+            )
+        chosen = self.kill.write("finalise")
+        _die_at(chosen, "before")
+        with self._lock(run_id):
+            d, published = self._require(run_id)
+            committed = {
+                fmt.METRICS_FILE: self._size(d / fmt.METRICS_FILE),
+                fmt.MANIFEST_FILE: self._size(d / fmt.MANIFEST_FILE),
+            }
+            if committed != {fmt.METRICS_FILE: metrics_bytes, fmt.MANIFEST_FILE: manifest_bytes}:
+                raise ApiError(
+                    409,
+                    "incomplete",
+                    f"run {run_id} has {committed[fmt.METRICS_FILE]} bytes of metrics and "
+                    f"{committed[fmt.MANIFEST_FILE]} of manifest, not {metrics_bytes} and {manifest_bytes}; "
+                    "push the rest first",
+                    committed=committed,
+                )
+            try:
+                write_bytes_atomic(d / fmt.RUN_FILE, data)
+                _die_at(chosen, "during")
+                if not published:
+                    os.rename(d, self.runs / run_id)
+                    d = self.runs / run_id
+            except OSError as e:
+                raise _storage_error(e, f"run {run_id}") from e
+            shutil.rmtree(self.blobs / run_id, ignore_errors=True)
+            for stale in d.glob(f".*{_TMP_TAG}*.tmp"):  # left by a SIGKILL mid-replace
+                with contextlib.suppress(OSError):
+                    stale.unlink()
+            state = self._state(run_id, False)
+        _die_at(chosen, "after")
+        return state

@@ -1,0 +1,75 @@
+"""The ledger: what a run has sent to each remote, in ``runs/<id>/sync/<remote-key>.json``.
+
+The remote is the authority on what it holds; the ledger is a cache of the last complete push that
+lets ``sync`` skip an unchanged run without asking, and tells which remotes a run went to. The
+store reader ignores the ``sync/`` folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from .. import _format as fmt
+from .._errors import StoreError
+from ._errors import SyncError
+
+LEDGER_DIR = "sync"
+
+
+def remote_key(kind: str, url: str) -> str:
+    """The ledger file name of a remote: its kind and a hash of its URL (names can be renamed)."""
+    return f"{kind}-{hashlib.sha256(url.rstrip('/').encode()).hexdigest()[:16]}"
+
+
+def path(run_dir: Path, key: str) -> Path:
+    return run_dir / LEDGER_DIR / f"{key}.json"
+
+
+def read(run_dir: Path, key: str) -> dict[str, Any] | None:
+    try:
+        return fmt.read_json(path(run_dir, key))
+    except (FileNotFoundError, NotADirectoryError, StoreError):
+        return None
+
+
+def write(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
+    p = path(run_dir, key)
+    p.parent.mkdir(exist_ok=True)
+    fmt.write_json_atomic(p, entry)
+
+
+def forget(run_dir: Path, key: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path(run_dir, key).unlink()
+
+
+def remotes_of(run_dir: Path) -> list[dict[str, Any]]:
+    """Every ledger entry of the run: one per remote it was pushed to."""
+    out = []
+    for p in sorted((run_dir / LEDGER_DIR).glob("*.json")):
+        try:
+            out.append(fmt.read_json(p))
+        except (OSError, StoreError):
+            continue
+    return out
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path, key: str) -> Iterator[None]:
+    """Hold the run's lock for this remote: two syncs never push one run to one remote at once."""
+    lock_path = run_dir / LEDGER_DIR / f"{key}.lock"
+    lock_path.parent.mkdir(exist_ok=True)
+    try:
+        with FileLock(str(lock_path), timeout=0):
+            yield
+    except LockTimeout:
+        raise SyncError(
+            f"another sync is pushing run {run_dir.name} to this remote; wait for it to finish"
+        ) from None

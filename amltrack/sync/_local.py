@@ -1,0 +1,212 @@
+"""What a local run holds right now, read from its files: the part of a run that sync sends."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .. import _format as fmt
+from .._errors import InvalidPathError, StoreError
+from .._store import Run, Store
+
+_TAIL_BLOCK = 1 << 16
+HASH_BLOCK = 1 << 20
+
+
+def whole_lines_size(path: Path) -> int:
+    """The length of ``path`` up to and including its last newline: what a byte copy may send.
+
+    The bytes after it are a record being written, or torn by a crash; every reader skips them.
+    """
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return 0
+    with f:
+        pos = os.fstat(f.fileno()).st_size
+        while pos > 0:
+            start = max(0, pos - _TAIL_BLOCK)
+            f.seek(start)
+            i = f.read(pos - start).rfind(b"\n")
+            if i >= 0:
+                return start + i + 1
+            pos = start
+    return 0
+
+
+def sha256_bytes(data: bytes | None) -> str | None:
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: Path, limit: int | None = None) -> str:
+    """SHA-256 of the file, or of its first ``limit`` bytes."""
+    h = hashlib.sha256()
+    left = limit
+    with open(path, "rb") as f:
+        while left is None or left > 0:
+            block = f.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left))
+            if not block:
+                break
+            h.update(block)
+            if left is not None:
+                left -= len(block)
+    return h.hexdigest()
+
+
+@dataclass
+class LocalFile:
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int
+
+
+@dataclass
+class Snapshot:
+    """A run's files as of one moment: run.json and summary.json bytes, the lengths of whole lines
+    in metrics.jsonl and artifacts.jsonl, and the manifest's latest entry per stored path."""
+
+    run: Run
+    run_json: bytes
+    info: dict[str, Any]
+    summary_json: bytes | None
+    metrics_size: int
+    manifest_size: int
+    _stored: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
+    _files: dict[str, LocalFile] | None = field(default=None, repr=False)
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def dir(self) -> Path:
+        return self.run.dir
+
+    @property
+    def status(self) -> str:
+        return self.run.status
+
+    @property
+    def stored(self) -> dict[str, dict[str, Any]]:
+        """The manifest's latest entry for each path whose status is ``stored`` (read on first use)."""
+        if self._stored is None:
+            data = b""
+            if self.manifest_size:
+                with open(self.dir / fmt.MANIFEST_FILE, "rb") as f:
+                    data = f.read(self.manifest_size)
+            self._stored = _latest_stored(data)
+        return self._stored
+
+    def fresh(self) -> Snapshot:
+        """The same snapshot without the cached artifact hashes, to hash every file again."""
+        return Snapshot(
+            self.run,
+            self.run_json,
+            self.info,
+            self.summary_json,
+            self.metrics_size,
+            self.manifest_size,
+            self._stored,
+        )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the ledger compares to tell that nothing changed since the last complete push."""
+        return {
+            "run_sha256": sha256_bytes(self.run_json),
+            "summary_sha256": sha256_bytes(self.summary_json),
+            "metrics_bytes": self.metrics_size,
+            "manifest_bytes": self.manifest_size,
+        }
+
+    def artifact_files(self, known: dict[str, Any] | None = None) -> dict[str, LocalFile]:
+        """The stored artifacts that exist as files, with their SHA-256.
+
+        ``known`` (the ledger's ``{path: {sha256, size, mtime_ns}}``) saves re-hashing a file whose
+        size and mtime did not change.
+        """
+        if self._files is not None:
+            return self._files
+        known = known or {}
+        out: dict[str, LocalFile] = {}
+        root = self.dir / fmt.ARTIFACTS_DIR
+        for path in self.stored:
+            file = root / path
+            try:
+                st = file.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not os.path.isfile(file):
+                continue
+            k = known.get(path)
+            if isinstance(k, dict) and k.get("size") == st.st_size and k.get("mtime_ns") == st.st_mtime_ns:
+                sha = str(k.get("sha256"))
+            else:
+                sha = sha256_file(file)
+            out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns)
+        self._files = out
+        return out
+
+
+def _latest_stored(data: bytes) -> dict[str, dict[str, Any]]:
+    latest: dict[str, dict[str, Any]] = {}
+    for line in data.split(b"\n"):
+        try:
+            r = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # garbage is copied as bytes like everything else; it names no file
+        if type(r) is dict and type(r.get("path")) is str:
+            latest[r["path"]] = r
+    out = {}
+    for path, r in latest.items():
+        if r.get("status") != "stored":
+            continue
+        try:
+            fmt.check_artifact_path(path)
+        except InvalidPathError:
+            continue  # a hand-edited manifest must not make sync read outside artifacts/
+        out[path] = r
+    return out
+
+
+def snapshot(store: Store, run_id: str) -> Snapshot:
+    """Read the run's files; StoreError if run.json is missing or not a JSON object."""
+    run_dir = store.runs_dir / run_id
+    path = run_dir / fmt.RUN_FILE
+    try:
+        run_json = path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(
+            f"run {run_id} has no {fmt.RUN_FILE}; it is not a run, or was cut short while created"
+        ) from None
+    except OSError as e:
+        raise StoreError(e.errno, f"cannot read {path}: {e.strerror}") from e
+    try:
+        info = orjson.loads(run_json)
+    except orjson.JSONDecodeError as e:
+        raise StoreError(f"{path} is not valid JSON ({e}); restore it or delete the run") from None
+    if not isinstance(info, dict):
+        raise StoreError(f"{path} is not a JSON object; restore it or delete the run")
+    schema = info.get("schema")
+    if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
+        raise StoreError(f"run {run_id} has schema version {schema}, newer than this amltrack syncs; upgrade")
+    try:
+        summary: bytes | None = (run_dir / fmt.SUMMARY_FILE).read_bytes()
+        if not isinstance(orjson.loads(summary), dict):
+            summary = None
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        summary = None  # a cache; a broken one is not worth failing the run for
+    metrics_size = whole_lines_size(run_dir / fmt.METRICS_FILE)
+    return Snapshot(
+        run=Run(store, run_dir, info),
+        run_json=run_json,
+        info=info,
+        summary_json=summary,
+        metrics_size=metrics_size,
+        manifest_size=whole_lines_size(run_dir / fmt.MANIFEST_FILE),
+    )

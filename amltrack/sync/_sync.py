@@ -1,0 +1,245 @@
+"""The sync loop: which runs to push, the ledger, one run's failure never stopping the others."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .. import _format as fmt
+from .._errors import AmltrackError, StoreError
+from .._store import Store
+from . import _ledger as ledger
+from ._errors import RemoteUnavailableError
+from ._local import Snapshot, snapshot
+from ._remote import NullProgress, Progress, Remote, open_remote
+from ._remotes import RemoteEntry, Remotes
+
+ENDED = ("completed", "failed", "killed", "crashed")
+
+
+@dataclass
+class RunOutcome:
+    """What sync did with one run.
+
+    ``outcome`` is ``pushed``, ``up_to_date``, ``would_push`` (dry run), ``skipped`` or ``failed``;
+    ``reason`` says why for the last two. ``differences`` is None unless verified.
+    """
+
+    id: str
+    outcome: str
+    status: str | None = None
+    bytes: int = 0
+    writes: int = 0
+    reason: str | None = None
+    differences: list[str] | None = None
+
+
+@dataclass
+class SyncReport:
+    remote: str
+    url: str
+    dry_run: bool = False
+    runs: list[RunOutcome] = field(default_factory=list)
+
+    def _with(self, outcome: str) -> list[RunOutcome]:
+        return [r for r in self.runs if r.outcome == outcome]
+
+    @property
+    def pushed(self) -> list[RunOutcome]:
+        return self._with("pushed")
+
+    @property
+    def failed(self) -> list[RunOutcome]:
+        return self._with("failed")
+
+    @property
+    def differing(self) -> list[RunOutcome]:
+        return [r for r in self.runs if r.differences]
+
+    @property
+    def bytes(self) -> int:
+        return sum(r.bytes for r in self.runs)
+
+    @property
+    def ok(self) -> bool:
+        """No run failed and --verify found no difference."""
+        return not self.failed and not self.differing
+
+    def counts(self) -> dict[str, int]:
+        out = {k: 0 for k in ("pushed", "up_to_date", "would_push", "skipped", "failed")}
+        for r in self.runs:
+            out[r.outcome] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "remote": self.remote,
+            "url": self.url,
+            "dry_run": self.dry_run,
+            "ok": self.ok,
+            "bytes": self.bytes,
+            "counts": self.counts(),
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+
+def _select(store: Store, refs: list[str] | None) -> list[str]:
+    if not refs:
+        return sorted(store.run_ids())  # oldest first
+    ids: list[str] = []
+    for ref in refs:
+        rid = store.run(ref).id
+        if rid not in ids:
+            ids.append(rid)
+    return ids
+
+
+def _open(to: str | RemoteEntry | Remote | None, remotes: Remotes | None) -> tuple[Remote, str, bool]:
+    if to is not None and not isinstance(to, (str, RemoteEntry)):
+        return to, to.url, False
+    entry = to if isinstance(to, RemoteEntry) else (remotes or Remotes.load()).resolve(to)
+    return open_remote(entry), entry.label, True
+
+
+def sync(
+    store: str | os.PathLike[str] | Store | None = None,
+    to: str | RemoteEntry | Remote | None = None,
+    *,
+    runs: list[str] | None = None,
+    all_runs: bool = False,
+    include_running: bool = False,
+    dry_run: bool = False,
+    verify: bool = False,
+    progress: Progress | None = None,
+    remotes: Remotes | None = None,
+) -> SyncReport:
+    """Push the store's ended runs (or ``runs``) to a remote: a URL, a remote's name, or the default.
+
+    A run whose ledger shows it unchanged since its last complete push is not asked about unless
+    ``all_runs``; ``include_running`` also pushes the new tail of running runs; ``verify`` compares every
+    run on the remote by hash afterwards. Nothing raises for one run: see the report.
+
+        report = amltrack.sync.sync(to="team")
+        print(report.counts(), report.ok)
+    """
+    store = store if isinstance(store, Store) else Store(store)
+    ids = _select(store, runs)
+    remote, label, owned = _open(to, remotes)
+    report = SyncReport(remote=label, url=remote.url, dry_run=dry_run)
+    key = ledger.remote_key(remote.kind, remote.url)
+    progress = progress or NullProgress()
+    try:
+        for i, rid in enumerate(ids):
+            try:
+                outcome = _sync_run(
+                    store,
+                    rid,
+                    remote,
+                    key,
+                    explicit=bool(runs),
+                    all_runs=all_runs,
+                    include_running=include_running,
+                    dry_run=dry_run,
+                    verify=verify,
+                    progress=progress,
+                )
+            except RemoteUnavailableError as e:
+                report.runs.append(RunOutcome(rid, "failed", reason=str(e)))
+                report.runs += [
+                    RunOutcome(r, "failed", reason=f"not tried: {remote.url} is unreachable")
+                    for r in ids[i + 1 :]
+                ]
+                break
+            finally:
+                progress.finish()
+            if outcome is not None:
+                report.runs.append(outcome)
+    finally:
+        if owned:
+            remote.close()
+    return report
+
+
+def _sync_run(
+    store: Store,
+    rid: str,
+    remote: Remote,
+    key: str,
+    *,
+    explicit: bool,
+    all_runs: bool,
+    include_running: bool,
+    dry_run: bool,
+    verify: bool,
+    progress: Progress,
+) -> RunOutcome | None:
+    run_dir = store.runs_dir / rid
+    try:
+        snap = snapshot(store, rid)
+    except OSError as e:  # StoreError included: a corrupt or unreadable run
+        if isinstance(e, StoreError) and not explicit and not (run_dir / fmt.RUN_FILE).exists():
+            return None  # being created, or not a run: the store's listing skips it too
+        return RunOutcome(rid, "failed", reason=str(e))
+    out = RunOutcome(rid, "up_to_date")
+    try:
+        out.status = snap.status
+        if out.status not in ENDED and not include_running:
+            out.outcome, out.reason = (
+                "skipped",
+                f"{out.status}; pass --include-running to push its new records",
+            )
+            return out
+        entry = ledger.read(run_dir, key)
+        known = entry.get("artifacts") if entry else None
+        unchanged = bool(entry and entry.get("complete") and entry.get("local") == snap.fingerprint())
+        if all_runs or not unchanged:
+            if dry_run:
+                result = remote.push_run(snap, progress, dry_run=True, known=known)
+                out.bytes = result.planned
+                out.outcome = "would_push" if result.planned else "up_to_date"
+            else:
+                with ledger.locked(run_dir, key):
+                    result = remote.push_run(snap, progress, known=known)
+                    _record(snap, key, remote, entry, result.sent, result.remote)
+                out.bytes, out.writes = result.sent, result.writes
+                out.outcome = "pushed" if result.writes else "up_to_date"
+        if verify:
+            out.differences = remote.verify_run(snap)
+            if out.differences and not dry_run:
+                ledger.forget(run_dir, key)  # the next sync asks the remote instead of trusting the ledger
+    except RemoteUnavailableError:
+        raise
+    except (AmltrackError, OSError) as e:
+        out.outcome, out.reason = "failed", str(e)
+    return out
+
+
+def _record(
+    snap: Snapshot,
+    key: str,
+    remote: Remote,
+    previous: dict[str, Any] | None,
+    sent: int,
+    remote_state: dict[str, Any],
+) -> None:
+    ledger.write(
+        snap.dir,
+        key,
+        {
+            "kind": remote.kind,
+            "remote": remote.url,
+            "run": snap.id,
+            "complete": True,
+            "status": snap.status,
+            "local": snap.fingerprint(),
+            "artifacts": {
+                p: {"sha256": f.sha256, "size": f.size, "mtime_ns": f.mtime_ns}
+                for p, f in sorted(snap.artifact_files().items())
+            },
+            "remote_state": remote_state,
+            "pushed": fmt.utc_iso(time.time()),
+            "bytes_sent": int((previous or {}).get("bytes_sent") or 0) + sent,
+        },
+    )

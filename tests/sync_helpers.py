@@ -1,0 +1,181 @@
+"""Real ``amltrack server`` processes for the server and sync tests, runs to push, and store comparison."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+import amltrack
+
+from .conftest import child_env, wait_until
+
+WRITE_TOKEN = "test-write-token-6f1d2a9c0b7e4d35"
+READ_TOKEN = "test-read-token-93be10c4a7f25d68"
+SMALL_BODY = 64 * 1024  # small chunks, so a few MB make many requests to kill the server between
+
+
+class ServerProcess:
+    """``python -m amltrack server`` on 127.0.0.1, its stderr in a log file; stopped by its fixture."""
+
+    def __init__(
+        self,
+        store: Path,
+        log: Path,
+        *,
+        port: int = 0,
+        max_body: int = SMALL_BODY,
+        tokens: str | None = f"write:{WRITE_TOKEN},read:{READ_TOKEN}",
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.store, self.log, self.port = store, log, port
+        self.max_body, self.tokens, self.args, self.env = max_body, tokens, args, env or {}
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, **env: str) -> ServerProcess:
+        extra = {**self.env, **env}
+        if self.tokens:
+            extra["AMLTRACK_SERVER_TOKENS"] = self.tokens
+        with open(self.log, "a") as log:
+            start = log.tell()
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "amltrack",
+                    "server",
+                    "--store",
+                    str(self.store),
+                    "--port",
+                    str(self.port),
+                    "--max-body",
+                    str(self.max_body),
+                    *self.args,
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=child_env(**extra),
+            )
+
+        def ready() -> str | None:
+            text = self.log.read_text()[start:]
+            if self.proc.poll() is not None:
+                if "cannot listen" in text and self.port:
+                    return "port taken"
+                raise AssertionError(f"the server exited with {self.proc.returncode}:\n{text}")
+            m = re.search(r"on (http://127\.0\.0\.1:(\d+))", text)
+            return m and m.group(1)
+
+        url = str(wait_until(ready, 30, "the server to listen"))
+        if url == "port taken":  # a restart whose old port was taken meanwhile: any free one will do
+            self.port = 0
+            return self.start(**env)
+        self.url = url
+        self.port = int(self.url.rsplit(":", 1)[1])
+        wait_until(self._healthy, 30, "the server to answer")
+        return self
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(self.url + "/v1/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def wait_dead(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def client(self, token: str | None = WRITE_TOKEN) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(**env),
+        timeout=timeout,
+    )
+
+
+def make_run(
+    store: Path,
+    *,
+    records: int = 200,
+    artifacts: dict[str, bytes] | None = None,
+    status: str = "completed",
+    experiment: str = "sync",
+) -> str:
+    """A finished run with metrics ``loss`` (floats) and ``tag`` (strings) and the given artifacts."""
+    with amltrack.start_run(experiment, store=store, outputs=None, params={"records": records}) as lg:
+        for i in range(records):
+            lg.log("loss", 1.0 / (i + 1))
+            if i % 10 == 0:
+                lg.log("tag", f"step {i}")
+        lg.log("nonfinite", float("nan"))
+        for path, data in (artifacts or {}).items():
+            lg.upload(path, data)
+        lg.flush()
+        if status != "completed":
+            lg.finish(status)
+        run_id = lg.run_id
+    return run_id
+
+
+RUN_FILES = ("run.json", "summary.json", "metrics.jsonl", "artifacts.jsonl")
+
+
+def run_files(run_dir: Path) -> dict[str, bytes]:
+    """A run's synced content: its four files (a missing one reads as empty) and its artifact files."""
+    out = {}
+    for name in RUN_FILES:
+        p = run_dir / name
+        out[name] = p.read_bytes() if p.exists() else b""
+    root = run_dir / "artifacts"
+    for dirpath, _dirs, names in os.walk(root):
+        for n in names:
+            p = Path(dirpath) / n
+            out["artifacts/" + p.relative_to(root).as_posix()] = p.read_bytes()
+    return out
+
+
+def assert_same_run(local: Path, remote: Path) -> None:
+    a, b = run_files(local), run_files(remote)
+    assert sorted(a) == sorted(b), (sorted(a), sorted(b))
+    for name in a:
+        assert a[name] == b[name], f"{name} differs between {local} and {remote}"
+
+
+def assert_same_store(local: Path, remote: Path, run_ids: list[str] | None = None) -> None:
+    ids = run_ids if run_ids is not None else sorted(os.listdir(local / "runs"))
+    for rid in ids:
+        assert_same_run(local / "runs" / rid, remote / "runs" / rid)
+
+
+def wait_for_pid_gone(proc: subprocess.Popen, timeout: float = 30) -> int:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError("process did not exit")
+        time.sleep(0.01)
+    return proc.returncode

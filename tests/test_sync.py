@@ -1,0 +1,426 @@
+"""``amltrack sync`` against real ``amltrack server`` processes: exactly once, resumable, byte for byte."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+import amltrack
+from amltrack.sync import AmltrackRemote, Remotes, remotes_of, sync
+
+from .sync_helpers import (
+    READ_TOKEN,
+    WRITE_TOKEN,
+    ServerProcess,
+    assert_same_run,
+    assert_same_store,
+    cli,
+    make_run,
+    run_files,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    d = tmp_path_factory.mktemp("sync-server")
+    srv = ServerProcess(d / "store", d / "server.log").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    d = tmp_path / "config"
+    monkeypatch.setenv("AMLTRACK_CONFIG_DIR", str(d))
+    monkeypatch.delenv("AMLTRACK_TOKEN", raising=False)
+    return d
+
+
+Connect = Callable[..., AmltrackRemote]
+
+
+@pytest.fixture
+def remote() -> Iterator[Connect]:
+    """A client of a server (retrying fast); every one is closed when the test ends."""
+    opened: list[AmltrackRemote] = []
+
+    def connect(server: ServerProcess, token: str | None = WRITE_TOKEN, **kwargs: Any) -> AmltrackRemote:
+        opened.append(AmltrackRemote(server.url, token, **{"backoff": 0.02, **kwargs}))
+        return opened[-1]
+
+    yield connect
+    for r in opened:
+        r.close()
+
+
+def rich_run(store: Path) -> str:
+    """A run with every kind of artifact entry: nested, empty, replaced, removed, large."""
+    with amltrack.start_run("rich", store=store, outputs=None, params={"lr": 0.1}, tags={"k": "v"}) as lg:
+        for i in range(3000):
+            lg.log("loss", 1.0 / (i + 1))
+            lg.log("list", [i, i + 0.5])
+        lg.log("inf", float("inf"))
+        lg.upload("notes/config.txt", "lr=0.1")
+        lg.upload("empty.txt", b"")
+        lg.upload("replaced.txt", "first")
+        lg.upload("big/weights.bin", os.urandom(300_000))
+        lg.flush()
+        lg.upload("replaced.txt", "second")
+        run_id = lg.run_id
+    # A path whose latest entry is not stored: the file is gone locally.
+    from amltrack._files import Artifacts
+
+    arts = Artifacts(store / "runs" / run_id)
+    arts.put("gone.txt", data=b"soon removed", source="upload")
+    arts.remove("gone.txt")
+    arts.record("gone.txt", "failed", source="upload", reason="removed for the test")
+    arts.close()
+    return run_id
+
+
+def test_push_is_byte_for_byte_and_syncing_again_sends_nothing(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    rich = rich_run(local)
+    failed = make_run(local, records=50, status="failed")
+    running = amltrack.get_logger("live", store=local, outputs=None)
+    running.log("x", 1).wait()
+    try:
+        report = sync(local, remote(server))
+        outcomes = {r.id: r.outcome for r in report.runs}
+        assert outcomes == {rich: "pushed", failed: "pushed", running.run_id: "skipped"}, report.runs
+        assert report.ok and report.bytes > 300_000
+        assert_same_store(local, server.store, [rich, failed])
+        assert not (server.store / "runs" / running.run_id).exists()
+        assert "gone.txt" not in os.listdir(server.store / "runs" / rich / "artifacts")
+        # The server's store reads like the local one.
+        there = amltrack.Store(server.store)
+        assert there.run(rich).status == "completed" and there.run(failed).status == "failed"
+        assert there.run(rich).metric("loss") == amltrack.Store(local).run(rich).metric("loss")
+        ledger = json.loads(next((local / "runs" / rich / "sync").glob("*.json")).read_text())
+        assert ledger["remote"] == server.url and ledger["complete"] is True
+
+        again = sync(local, remote(server))
+        assert [r.outcome for r in again.runs if r.id != running.run_id] == ["up_to_date", "up_to_date"]
+        assert again.bytes == 0 and all(r.writes == 0 for r in again.runs)
+        # Asking the server about every run (not trusting the ledger) finds nothing to send either.
+        checked = sync(local, remote(server), all_runs=True, verify=True)
+        assert {r.outcome for r in checked.runs if r.id != running.run_id} == {"up_to_date"}
+        assert checked.bytes == 0 and checked.ok
+        assert all(r.differences == [] for r in checked.runs if r.id != running.run_id)
+    finally:
+        running.finish()
+
+    out = cli(
+        "sync", "--store", str(local), "--to", server.url, "--run", rich, failed, AMLTRACK_TOKEN=WRITE_TOKEN
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("nothing to send; 2 up to date, 0 skipped, 0 failed on http://127.0.0.1:")
+    out = cli("history", "list", "--store", str(server.store), "--json")
+    assert {rich, failed} <= {r["id"] for r in json.loads(out.stdout)}
+
+
+KILLS = [
+    "after:1:create",  # the run exists, the answer is lost
+    "during:3:append",  # half a metrics chunk lands
+    "after:2:blob",  # an artifact chunk lands, the answer is lost
+    "after:1:commit",  # an artifact is placed, the answer is lost
+    "before:1:summary",
+    "during:1:finalise",  # run.json written, the run not yet published
+]
+
+
+def test_resume_after_sigkill_of_the_server_at_several_points(tmp_path: Path, remote: Connect) -> None:
+    local = tmp_path / "local"
+    big = make_run(local, records=20_000, artifacts={"model.bin": os.urandom(400_000), "a/b.txt": b"b" * 10})
+    small = make_run(local, records=10, artifacts={"x.txt": b"x"})
+    srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
+    try:
+        for kill in KILLS:
+            srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
+            report = sync(local, remote(srv))
+            assert srv.wait_dead() == -9, f"the server did not die at {kill}"
+            assert report.failed, kill
+            assert "not tried" in report.runs[-1].reason or report.runs[-1].outcome != "pushed"
+            # Whatever moment it died at, the store opens, and only finalised runs are visible.
+            for run in amltrack.Store(srv.store).runs():
+                assert run.status == "completed" and run.info["id"] in (big, small)
+            if kill.endswith("finalise"):
+                assert not (srv.store / "runs" / big).exists()
+                assert (srv.store / ".server" / "incoming" / big / "run.json").exists()
+        srv.start()
+        report = sync(local, remote(srv))
+        assert report.ok, report.runs
+        assert_same_store(local, srv.store)
+        assert not (srv.store / ".server" / "incoming" / big).exists()
+        assert not (srv.store / ".server" / "blobs" / big).exists()
+        again = sync(local, remote(srv), all_runs=True, verify=True)
+        assert again.ok and again.bytes == 0 and [r.outcome for r in again.runs] == ["up_to_date"] * 2
+    finally:
+        srv.stop()
+
+
+class LosesAnswers(httpx.HTTPTransport):
+    """Sends every request, but loses the answer to the chosen ones, as a dropped connection would."""
+
+    def __init__(self, lose: set[int]) -> None:
+        super().__init__()
+        self.lose, self.writes = lose, 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if request.method != "GET":
+            self.writes += 1
+            if self.writes in self.lose:
+                response.close()
+                raise httpx.ReadError("the answer was lost", request=request)
+        return response
+
+
+def test_lost_answers_are_retried_and_resume_from_the_committed_offset(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=3000, artifacts={"w.bin": os.urandom(150_000)})
+    transport = LosesAnswers(lose={1, 2, 4, 6, 9, 12, 13})
+    report = sync(local, remote(server, transport=transport))
+    assert report.ok, report.runs
+    assert transport.writes > report.runs[0].writes  # the lost ones were sent again
+    assert_same_run(local / "runs" / run_id, server.store / "runs" / run_id)
+
+
+def test_resume_after_sigkill_of_the_client(server: ServerProcess, tmp_path: Path, remote: Connect) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=10_000, artifacts={"m.bin": os.urandom(200_000)})
+    sent = []
+    for n in (3, 11):
+        out = cli(
+            "sync",
+            "--store",
+            str(local),
+            "--to",
+            server.url,
+            "--json",
+            AMLTRACK_TOKEN=WRITE_TOKEN,
+            AMLTRACK_TEST_SYNC_KILL=str(n),
+        )
+        assert out.returncode == -9, (n, out.stdout, out.stderr)
+        state = remote(server).state(run_id)
+        sent.append(
+            state["files"]["metrics.jsonl"]["size"] + sum(a["size"] for a in state["artifacts"].values())
+        )
+    assert sent == sorted(sent) and sent[0] > 0  # each attempt went on from where the last stopped
+    out = cli("sync", "--store", str(local), "--to", server.url, "--json", AMLTRACK_TOKEN=WRITE_TOKEN)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["counts"]["pushed"] == 1 and report["ok"]
+    assert_same_run(local / "runs" / run_id, server.store / "runs" / run_id)
+
+
+def test_include_running_pushes_the_new_tail_without_duplicates(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    logger = amltrack.get_logger("long", store=local, outputs=None)
+    rid = logger.run_id
+    try:
+        for i in range(500):
+            logger.log("loss", 1 / (i + 1))
+        logger.flush()
+        assert sync(local, remote(server)).runs[0].outcome == "skipped"
+        first = sync(local, remote(server), include_running=True)
+        assert first.runs[0].outcome == "pushed" and first.runs[0].status == "running"
+        there = amltrack.Store(server.store).run(rid)
+        assert there.status == "running" and len(there.metric("loss")) == 500
+        for i in range(500, 800):
+            logger.log("loss", 1 / (i + 1))
+        logger.upload("ckpt/latest.txt", "step 800")
+        logger.flush()
+        second = sync(local, remote(server), include_running=True)
+        assert second.runs[0].outcome == "pushed"
+        assert len(amltrack.Store(server.store).run(rid).metric("loss")) == 800
+    finally:
+        logger.finish()
+    final = sync(local, remote(server))
+    assert final.runs[0].outcome == "pushed" and final.runs[0].status == "completed"
+    assert_same_run(local / "runs" / rid, server.store / "runs" / rid)
+    lines = (server.store / "runs" / rid / "metrics.jsonl").read_bytes().splitlines()
+    assert len(lines) == len(set(lines)) == 800  # seq makes every record unique: none was sent twice
+    assert amltrack.Store(server.store).run(rid).status == "completed"
+
+
+def test_two_remotes_each_get_the_run_and_a_ledger(
+    server: ServerProcess, tmp_path: Path, config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=100, artifacts={"r.txt": b"r"})
+    other = ServerProcess(tmp_path / "other", tmp_path / "other.log").start()
+    try:
+        remotes = Remotes.load()
+        remotes.add("team", server.url, token=WRITE_TOKEN)
+        remotes.add("backup", other.url, token="wrong-token-but-env-wins-000")
+        remotes.save()
+        assert sync(local, "team").runs[0].outcome == "pushed"
+        report = sync(local, "backup")
+        assert report.runs[0].outcome == "failed" and "401 unauthorized" in report.runs[0].reason
+        monkeypatch.setenv("AMLTRACK_TOKEN", WRITE_TOKEN)  # the variable wins over the remote's token
+        assert sync(local, "backup").runs[0].outcome == "pushed"
+        assert sync(local, "team").runs[0].outcome == "up_to_date"
+        for srv in (server, other):
+            assert_same_run(local / "runs" / run_id, srv.store / "runs" / run_id)
+        ledgers = remotes_of(local / "runs" / run_id)
+        assert sorted(e["remote"] for e in ledgers) == sorted([server.url, other.url])
+        # The ledger is not part of the run: neither server got it.
+        assert not (server.store / "runs" / run_id / "sync").exists()
+    finally:
+        other.stop()
+
+
+def test_verify_reports_a_tampered_remote_and_the_next_sync_repairs_it(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=300, artifacts={"model.bin": b"weights" * 1000, "ok.txt": b"ok"})
+    assert sync(local, remote(server)).ok
+    there = server.store / "runs" / run_id
+    (there / "artifacts" / "model.bin").write_bytes(b"tampered" * 10)
+    (there / "artifacts" / "extra.txt").write_bytes(b"not local")
+    metrics = bytearray((there / "metrics.jsonl").read_bytes())
+    metrics[10:11] = b"7" if metrics[10:11] != b"7" else b"8"
+    (there / "metrics.jsonl").write_bytes(bytes(metrics))
+
+    out = cli("sync", "--store", str(local), "--to", server.url, "--verify", AMLTRACK_TOKEN=READ_TOKEN)
+    assert out.returncode == 1, out.stdout
+    assert f"DIFFERS     {run_id}" in out.stdout
+    assert "artifact model.bin differs" in out.stdout
+    assert "artifact extra.txt is on the remote but not stored locally" in out.stdout
+    assert "metrics.jsonl differs from the local file in its first" in out.stdout
+    assert "1 differ" in out.stdout.splitlines()[-1]
+    assert not list((local / "runs" / run_id / "sync").glob("*.json"))  # the ledger is no longer trusted
+
+    (there / "metrics.jsonl").write_bytes((local / "runs" / run_id / "metrics.jsonl").read_bytes())
+    repaired = sync(local, remote(server), verify=True)
+    assert repaired.ok and repaired.runs[0].outcome == "pushed" and repaired.runs[0].differences == []
+    assert_same_run(local / "runs" / run_id, there)
+
+
+def test_one_bad_run_is_reported_and_the_others_still_go(server: ServerProcess, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    good1 = make_run(local, records=20)
+    corrupt = make_run(local, records=20)
+    refused = make_run(local, records=20)
+    good2 = make_run(local, records=20)
+    (local / "runs" / corrupt / "run.json").write_text("{ this is not json")
+    # A run.json that names another run: the server refuses to finalise it.
+    info = json.loads((local / "runs" / refused / "run.json").read_text())
+    info["id"] = good1
+    (local / "runs" / refused / "run.json").write_text(json.dumps(info))
+
+    out = cli("sync", "--store", str(local), "--to", server.url, "--json", AMLTRACK_TOKEN=WRITE_TOKEN)
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    by_id = {r["id"]: r for r in report["runs"]}
+    assert by_id[good1]["outcome"] == by_id[good2]["outcome"] == "pushed"
+    assert by_id[corrupt]["outcome"] == "failed" and "not valid JSON" in by_id[corrupt]["reason"]
+    assert by_id[refused]["outcome"] == "failed" and "400 invalid_json" in by_id[refused]["reason"]
+    assert report["counts"] == {"pushed": 2, "up_to_date": 0, "would_push": 0, "skipped": 0, "failed": 2}
+    assert not report["ok"]
+    # docs/sync.md shows this shape.
+    doc = Path(__file__).resolve().parent.parent / "docs" / "sync.md"
+    (documented,) = [
+        json.loads(b) for b in re.findall(r"```json\n(.*?)```", doc.read_text(), re.S) if '"counts"' in b
+    ]
+    assert sorted(documented) == sorted(report) and sorted(documented["counts"]) == sorted(report["counts"])
+    assert sorted(documented["runs"][0]) == sorted(report["runs"][0])
+    for rid in (good1, good2):
+        assert_same_run(local / "runs" / rid, server.store / "runs" / rid)
+    assert not (server.store / "runs" / refused).exists()
+
+    out = cli("sync", "--store", str(local), "--to", server.url, AMLTRACK_TOKEN=WRITE_TOKEN)
+    assert out.returncode == 1
+    assert f"FAILED      {corrupt}" in out.stdout
+    assert out.stdout.splitlines()[-1].startswith("0 pushed (0 B); 2 up to date, 0 skipped, 2 failed on ")
+
+
+def test_auth_failures_are_one_line_per_run(server: ServerProcess, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    make_run(local, records=5)
+    make_run(local, records=5)
+    for token, expected in (
+        (None, "401 unauthorized"),
+        ("wrong-token-0123456789", "401 unauthorized"),
+        (READ_TOKEN, "403 forbidden"),
+    ):
+        env = {"AMLTRACK_TOKEN": token} if token else {}
+        out = cli("sync", "--store", str(local), "--to", server.url, **env)
+        assert out.returncode == 1 and "Traceback" not in out.stderr
+        failed = [line for line in out.stdout.splitlines() if line.startswith("FAILED")]
+        assert len(failed) == 2 and all(expected in line for line in failed), out.stdout
+
+
+def test_dry_run_sends_nothing(server: ServerProcess, tmp_path: Path, remote: Connect) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=100, artifacts={"f.txt": b"12345"})
+    out = cli("sync", "--store", str(local), "--to", server.url, "--dry-run", AMLTRACK_TOKEN=READ_TOKEN)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"would push  {run_id}  completed")
+    assert out.stdout.splitlines()[-1].startswith("dry run, nothing sent: 1 to push (")
+    assert remote(server).state(run_id) is None
+    assert not (local / "runs" / run_id / "sync").exists()
+    size = sum(len(v) for v in run_files(local / "runs" / run_id).values())
+    report = sync(local, remote(server), dry_run=True)
+    assert report.runs[0].bytes == size
+
+
+def test_unreachable_remote_fails_every_run_quickly(tmp_path: Path, remote: Connect) -> None:
+    local = tmp_path / "local"
+    make_run(local, records=5)
+    make_run(local, records=5)
+    gone = ServerProcess(tmp_path / "gone", tmp_path / "gone.log").start()
+    gone.stop()
+    report = sync(local, remote(gone, retries=1, backoff=0.01))
+    assert [r.outcome for r in report.runs] == ["failed", "failed"]
+    assert "cannot reach" in report.runs[0].reason and "not tried" in report.runs[1].reason
+
+
+def test_remote_commands(config: Path) -> None:
+    env = {"AMLTRACK_CONFIG_DIR": str(config)}
+    assert cli("remote", "list", **env).stdout.startswith("no remotes")
+    out = cli("remote", "add", "team", "http://127.0.0.1:9/", "--token", "secret-token-value-1234", **env)
+    assert out.returncode == 0 and out.stdout.strip() == "remote team -> http://127.0.0.1:9 (default)"
+    assert cli("remote", "add", "backup", "https://backup.example.org", **env).returncode == 0
+    assert stat.S_IMODE((config / "remotes.json").stat().st_mode) == 0o600
+    rows = json.loads(cli("remote", "list", "--json", **env).stdout)
+    assert rows == [
+        {
+            "name": "backup",
+            "url": "https://backup.example.org",
+            "kind": "amltrack",
+            "default": False,
+            "token": False,
+        },
+        {"name": "team", "url": "http://127.0.0.1:9", "kind": "amltrack", "default": True, "token": True},
+    ]
+    assert "secret-token-value" not in cli("remote", "list", **env).stdout
+    assert cli("remote", "default", "backup", **env).returncode == 0
+    assert Remotes.load(config / "remotes.json").resolve(None).name == "backup"
+    assert (
+        cli("remote", "remove", "backup", **env).stdout.strip()
+        == "removed remote backup; the default is now team"
+    )
+    bad = cli("remote", "add", "x", "ftp://nope", **env)
+    assert bad.returncode == 1 and bad.stderr.startswith("amltrack: remote URL 'ftp://nope' is not an http")
+    out = cli("sync", "--to", "nosuch", "--store", str(config / "s"), **env)
+    assert out.returncode == 1 and "no remote named 'nosuch'" in out.stderr
+    out = cli("remote", "remove", "team", **env)
+    out = cli("sync", "--store", str(config / "s"), **env)
+    assert out.returncode == 1 and "no default remote" in out.stderr
