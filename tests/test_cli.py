@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import amltrack
+from amltrack.cli._format import json_safe
 
 from .conftest import child_env
 
@@ -64,3 +71,198 @@ def test_console_script_and_version() -> None:
     out = cli("--version")
     assert out.returncode == 0 and amltrack.__version__ in out.stdout
     assert cli().returncode == 2  # no command: help and a usage error
+
+
+# ----------------------------------------------------------------- shared by the tests below
+
+
+def cli_bytes(*args: str, store: Path | None = None, **kw) -> subprocess.CompletedProcess:
+    extra = ("--store", str(store)) if store is not None else ()
+    return subprocess.run([sys.executable, "-m", "amltrack", *args, *extra], capture_output=True,
+                          env=kw.pop("env", child_env()), timeout=60, **kw)
+
+
+def one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
+    err = out.stderr if isinstance(out.stderr, str) else out.stderr.decode()
+    assert out.returncode == 1, (out.returncode, err)
+    assert err.startswith("amltrack: ") and err.count("\n") == 1 and "Traceback" not in err, err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+EVERY_BYTE = bytes(range(256)) * 4 + b"\r\n\x00tail"
+
+
+@pytest.fixture
+def made(store: Path) -> amltrack.Run:
+    """A finished run made here: scalar, list, string and bool metrics, text and binary artifacts."""
+    logger = amltrack.get_logger("made", name="here", store=store, outputs=None, params={"lr": 0.1})
+    for i in range(30):
+        logger.log("loss", 1.0 / (i + 1))
+    logger.log("loss", float("nan"))
+    logger.log("hist", [3, 1, 2])
+    logger.log("hist", [0.5, 9.0, float("inf")])
+    logger.log("stage", "warmup")
+    logger.log("stage", "train")
+    logger.log("done", True)
+    logger.upload("bin/every_byte.bin", EVERY_BYTE)
+    logger.upload("notes.txt", "hello")
+    logger.finish()
+    from amltrack._files import Artifacts
+
+    Artifacts(logger.run_dir).record("huge.bin", "failed", source="outputs", size=10**10, reason="too large")
+    return amltrack.Store(store).run(logger.run_id)
+
+
+# ----------------------------------------------------------------- history list
+
+
+def test_history_list_limit_experiment_and_bad_limit() -> None:
+    rows = json.loads(cli("history", "list", "--store", str(SAMPLE), "--limit", "2", "--json").stdout)
+    assert [r["id"] for r in rows] == [r.id for r in amltrack.Store(SAMPLE).runs()][:2]
+    rows = json.loads(cli("history", "list", "--store", str(SAMPLE), "-e", "classifier", "--json").stdout)
+    assert {r["experiment"] for r in rows} == {"classifier"} and len(rows) == 3
+    assert all(len(r["last"]) <= 3 for r in rows)
+    one_line_error(cli("history", "list", "--store", str(SAMPLE), "--limit", "-1"), "--limit -1")
+
+
+def test_store_from_the_environment() -> None:
+    out = subprocess.run([sys.executable, "-m", "amltrack", "history", "last", "--json"], capture_output=True,
+                         text=True, env=child_env(AMLTRACK_STORE=str(SAMPLE)), timeout=60)
+    assert json.loads(out.stdout)["id"] == amltrack.Store(SAMPLE).last().id
+
+
+# ----------------------------------------------------------------- history info
+
+
+def test_info_json_agrees_with_the_read_api(made: amltrack.Run) -> None:
+    out = cli("history", "info", "-r", made.id.split("-")[1][:6], "--store", str(made.store.path), "--json")
+    d = json.loads(out.stdout)
+    assert set(d) == {"id", "experiment", "name", "status", "duration_s", "info", "metrics", "artifacts",
+                      "skipped_lines"}
+    assert (d["id"], d["experiment"], d["name"], d["status"]) == (made.id, "made", "here", "completed")
+    assert d["info"]["params"] == {"lr": 0.1}
+    summary = made.summary()
+    assert set(d["metrics"]) == set(summary)
+    for name, m in d["metrics"].items():
+        assert {k: m[k] for k in ("count", "last", "min", "max")} == json_safe(summary[name]), name
+    assert d["metrics"]["loss"]["kind"] == "number" and d["metrics"]["loss"]["last"] == "NaN"
+    assert d["metrics"]["hist"] == {"kind": "list", "count": 2, "last": [0.5, 9.0, "Infinity"], "min": 0.5,
+                                   "max": "Infinity", "sparkline": "▁█"}  # of the latest list
+    assert d["metrics"]["stage"]["kind"] == "string" and d["metrics"]["stage"]["last"] == "train"
+    assert d["metrics"]["done"]["kind"] == "bool" and d["metrics"]["done"]["sparkline"] == ""
+    assert len(d["metrics"]["loss"]["sparkline"]) == 24
+    assert d["artifacts"] == made.artifacts()
+    assert d["skipped_lines"] == 0
+
+
+def test_info_text_shows_metrics_strings_and_rejected_artifacts(made: amltrack.Run) -> None:
+    out = cli("history", "info", "-r", "last", "--store", str(made.store.path))
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert any(line.startswith("stage ") and "train" in line for line in lines)
+    assert any(line.startswith("hist ") and "▁█" in line for line in lines)
+    (huge,) = [line for line in lines if line.startswith("huge.bin")]
+    assert "failed" in huge and "too large" in huge
+    (binary,) = [line for line in lines if line.startswith("bin/every_byte.bin")]
+    assert str(len(EVERY_BYTE)) in binary and "stored" in binary
+
+
+def test_info_a_is_byte_exact_to_stdout_and_to_a_file(made: amltrack.Run, tmp_path: Path) -> None:
+    store = made.store.path
+    out = cli_bytes("history", "info", "-r", made.id, "-a", "bin/every_byte.bin", store=store)
+    assert out.returncode == 0 and out.stdout == EVERY_BYTE and out.stderr == b""
+    dest = tmp_path / "copy.bin"
+    out = cli_bytes("history", "info", "-r", "last", "-a", "bin/every_byte.bin", "-o", str(dest), store=store)
+    assert out.returncode == 0 and out.stdout == b"" and dest.read_bytes() == EVERY_BYTE
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".copy.bin")] == []
+
+
+def test_info_a_on_the_sample_binary_artifact() -> None:
+    run = amltrack.Store(SAMPLE).run("f6c16d03")
+    out = cli_bytes("history", "info", "-r", "f6c16d03", "-a", "data/blob.bin", store=SAMPLE)
+    assert out.returncode == 0 and out.stdout == run.read_artifact("data/blob.bin")
+    entry = {a["path"]: a for a in run.artifacts()}["data/blob.bin"]
+    assert hashlib.sha256(out.stdout).hexdigest() == entry["sha256"] and len(out.stdout) == entry["size"] == 1024
+
+
+def test_info_a_errors_are_one_line(made: amltrack.Run, tmp_path: Path) -> None:
+    store = str(made.store.path)
+    one_line_error(cli("history", "info", "-r", "last", "-a", "nope.txt", "--store", store), "'nope.txt'")
+    one_line_error(cli("history", "info", "-r", "last", "-a", "huge.bin", "--store", store),
+                   "'huge.bin'", "not stored", "too large")
+    for bad in ("../run.json", "/etc/passwd", "a\\b", "bin/../notes.txt"):
+        one_line_error(cli("history", "info", "-r", "last", "-a", bad, "--store", store), repr(bad))
+    one_line_error(cli("history", "info", "-r", "last", "-o", "x", "--store", store), "-o x", "-a")
+    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "--json", "--store", store), "--json")
+    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "-o", str(tmp_path / "no" / "f"),
+                       "--store", store), "does not exist")
+    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "-o", str(tmp_path),
+                       "--store", store), "is a directory")
+
+
+def test_ambiguous_prefix_and_missing_run_are_one_line() -> None:
+    one_line_error(cli("history", "info", "-r", "2026", "--store", str(SAMPLE)), "'2026'", "matches 5 runs")
+    one_line_error(cli("metrics", "-r", "zzz", "--store", str(SAMPLE)), "'zzz'")
+    one_line_error(cli("history", "promote", "-r", "zzz", "-ap", "x", "-n", "a", "--store", str(SAMPLE)), "'zzz'")
+
+
+def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
+    long_curve = amltrack.Store(SAMPLE).runs(experiment="showcase")[0].id
+    for args in (("metrics", "-r", long_curve), ("metrics", "-r", long_curve, "-f", "jsonl"),
+                 ("history", "info", "-r", long_curve, "--json"), ("history", "list"),
+                 ("history", "info", "-r", "f6c16d03", "-a", "data/blob.bin")):
+        r, w = os.pipe()
+        os.close(r)  # the reader is gone before the first write
+        try:
+            out = subprocess.run([sys.executable, "-m", "amltrack", *args, "--store", str(SAMPLE)], stdout=w,
+                                 stderr=subprocess.PIPE, env=child_env(), timeout=60)
+        finally:
+            os.close(w)
+        assert out.returncode == 141 and out.stderr == b"", (args, out.stderr)
+
+
+# ----------------------------------------------------------------- metrics
+
+
+def test_metrics_csv_jsonl_and_json_are_the_full_series(made: amltrack.Run) -> None:
+    store = str(made.store.path)
+    loss = made.metric("loss")
+    out = cli("metrics", "-r", "last", "loss", "hist", "--store", store)
+    assert out.returncode == 0, out.stderr
+    rows = list(csv.reader(io.StringIO(out.stdout)))
+    assert rows[0] == ["name", "step", "value", "timestamp"]
+    assert len(rows) == 1 + len(loss) + 2
+    assert rows[1] == ["loss", "0", "1.0", repr(loss.timestamps[0])]
+    assert [float(r[2]) for r in rows[1:31]] == loss.values[:30]
+    assert rows[31][2] == "NaN" and rows[32][2] == "[3,1,2]" and rows[33][2] == '[0.5,9.0,"Infinity"]'
+
+    lines = [json.loads(x) for x in cli("metrics", "-r", "last", "--format", "jsonl", "--store", store)
+             .stdout.splitlines()]
+    assert len(lines) == sum(len(m) for m in made.metrics().values())
+    assert lines[0] == {"name": "loss", "step": 0, "value": 1.0, "timestamp": loss.timestamps[0]}
+    assert lines[30] == {"name": "loss", "step": 30, "value": "NaN", "timestamp": loss.timestamps[30],
+                         "nonfinite": True}
+    assert {x["name"] for x in lines} == {"loss", "hist", "stage", "done"}
+    assert [x["value"] for x in lines if x["name"] == "stage"] == ["warmup", "train"]
+
+    data = json.loads(cli("metrics", "-r", "last", "stage", "loss", "stage", "--json", "--store", store).stdout)
+    assert data["run"] == made.id and list(data["metrics"]) == ["stage", "loss"]
+    assert data["metrics"]["loss"]["steps"] == loss.steps
+    assert data["metrics"]["loss"]["values"][:30] == loss.values[:30] and data["metrics"]["loss"]["values"][30] == "NaN"
+    assert data["metrics"]["loss"]["timestamps"] == loss.timestamps
+    assert data == json.loads(cli("metrics", "-r", "last", "stage", "loss", "-f", "json", "--store", store).stdout)
+
+
+def test_metrics_on_the_sample_long_curve() -> None:
+    run = [r for r in amltrack.Store(SAMPLE).runs() if r.name == "long-curve"][0]
+    out = cli("metrics", "-r", run.id, "--store", str(SAMPLE))
+    rows = list(csv.reader(io.StringIO(out.stdout)))[1:]
+    assert len(rows) == 10_000 and [float(r[2]) for r in rows] == run.metric("loss").values
+
+
+def test_metrics_errors(made: amltrack.Run) -> None:
+    store = str(made.store.path)
+    one_line_error(cli("metrics", "-r", "last", "loss", "nope", "--store", store), "'nope'")
+    one_line_error(cli("metrics", "-r", "last", "--json", "--format", "csv", "--store", store), "--format csv")
+    assert cli("metrics", "-r", "last", "--format", "xml", "--store", store).returncode == 2

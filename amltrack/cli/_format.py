@@ -1,13 +1,89 @@
-"""Text output for the CLI: tables, durations, sparklines, JSON."""
+"""What the CLI commands share: the common options, output (tables, durations, sparklines, JSON), and
+turning a failure into one line and an exit code."""
 
 from __future__ import annotations
 
+import argparse
+import functools
 import math
+import os
 import sys
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
+
+from .._errors import AmltrackError
+
+# A reader that goes away (``amltrack ... | head``) ends the command the way SIGPIPE ends a shell
+# tool: silently, with the exit code a shell shows for it.
+EXIT_BROKEN_PIPE = 141
+
+
+class CliError(AmltrackError):
+    """A command cannot do what it was asked; the message is the one line the user sees."""
+
+
+def add_store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        metavar="DIR",
+        default=None,
+        help="the store (default: $AMLTRACK_STORE, else the nearest .amltrack/)",
+    )
+
+
+def add_json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON (the shape is in docs/cli.md)")
+
+
+def command_parser(sub: Any, name: str, help: str, example: str, **kwargs: Any) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with ``example``."""
+    description = kwargs.pop("description", help[0].upper() + help[1:] + ".")
+    return sub.add_parser(
+        name,
+        help=help,
+        description=textwrap.fill(description, 79),
+        epilog="example:\n  " + example,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
+def guarded(handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Run a command handler so that no failure reaches the user as a traceback.
+
+    amltrack's own errors pass through to ``main``, which prints them as one line. A closed stdout
+    ends the command quietly with EXIT_BROKEN_PIPE, and any other OS error becomes one line naming
+    the file.
+    """
+
+    @functools.wraps(handler)
+    def wrapper(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except AmltrackError:
+            raise
+        except BrokenPipeError:
+            silence_stdout()
+            return EXIT_BROKEN_PIPE
+        except OSError as e:
+            what = f" {e.filename}" if e.filename else ""
+            raise CliError(f"cannot access{what}: {e.strerror or e}") from None
+
+    return wrapper
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush does not fail a second time."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
 
 SPARKS = "▁▂▃▄▅▆▇█"
 

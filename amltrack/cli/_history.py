@@ -1,73 +1,91 @@
-"""``amltrack history list|last|info``: runs as the Azure ML Workbench CLI showed them."""
+"""``amltrack history list|last|info|promote``: runs as the Azure ML Workbench CLI showed them."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
-from .._store import Run, Store
+from .. import _assets
+from .. import _format as fmt
+from .._store import Metric, Run, Store
 from . import _format as out
+from ._format import CliError, add_json_arg, add_store_arg, command_parser, guarded
 
-
-def add_store_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--store",
-        metavar="DIR",
-        default=None,
-        help="the store (default: $AMLTRACK_STORE, else the nearest .amltrack/)",
-    )
+__all__ = ["add_parser", "add_store_arg", "run_details", "show"]
 
 
 def add_parser(sub: Any) -> None:
     history = sub.add_parser(
         "history",
-        help="list and inspect runs",
-        description="List and inspect runs.",
+        help="list, inspect and promote runs",
+        description="List, inspect and promote runs.",
         epilog="example:\n  amltrack history list --experiment mnist --limit 10",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     hsub = history.add_subparsers(dest="history_command", metavar="COMMAND", required=True)
 
-    p = hsub.add_parser(
-        "list",
-        help="runs, newest first",
-        epilog="example:\n  amltrack history list --status crashed --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(hsub, "list", "runs, newest first", "amltrack history list --status crashed --json")
     add_store_arg(p)
-    p.add_argument("--experiment", "-e", default=None, help="only this experiment's runs")
-    p.add_argument(
-        "--status", "-s", default=None, choices=["running", "completed", "failed", "killed", "crashed"]
-    )
+    p.add_argument("--experiment", "-e", metavar="E", default=None, help="only this experiment's runs")
+    p.add_argument("--status", "-s", default=None, choices=fmt.STATUSES, help="only runs with this status")
     p.add_argument("--limit", "-n", type=int, default=20, help="at most N runs (default 20; 0 for all)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_arg(p)
     p.set_defaults(handler=cmd_list)
 
-    p = hsub.add_parser(
-        "last",
-        help="the newest run, as info shows it",
-        epilog="example:\n  amltrack history last --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = command_parser(hsub, "last", "the newest run, as info shows it", "amltrack history last --json")
     add_store_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
+    add_json_arg(p)
     p.set_defaults(handler=cmd_last)
 
-    p = hsub.add_parser(
+    p = command_parser(
+        hsub,
         "info",
-        help="a run's metadata, metrics and artifacts",
-        epilog="example:\n  amltrack history info -r 2026 --json",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "a run's metadata, metrics and artifacts, or one artifact's bytes",
+        "amltrack history info -r 7f3a9c --json\n"
+        "  amltrack history info -r last -a plots/loss.png -o loss.png",
     )
     add_store_arg(p)
     p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
-    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "-a", "--artifact", metavar="PATH", default=None, help="print this artifact's exact bytes instead"
+    )
+    p.add_argument(
+        "-o", "--output", metavar="FILE", default=None, help="with -a: write the bytes to FILE, not stdout"
+    )
+    add_json_arg(p)
     p.set_defaults(handler=cmd_info)
+
+    p = command_parser(
+        hsub,
+        "promote",
+        "copy a run's artifacts under a prefix into a named, versioned asset",
+        "amltrack history promote -r last -ap model -n mnist-cnn",
+        description=(
+            "Copy every stored artifact of RUN at or under PREFIX into a new version of asset NAME "
+            "and print NAME:VERSION. Content identical to the latest version gives that version."
+        ),
+    )
+    add_store_arg(p)
+    p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
+    p.add_argument(
+        "-ap",
+        "--artifact-prefix",
+        required=True,
+        metavar="PREFIX",
+        help="an artifact path or folder, e.g. 'model' or 'model/weights.pt'",
+    )
+    p.add_argument("-n", "--name", required=True, metavar="NAME", help="the asset's name, e.g. 'mnist-cnn'")
+    add_json_arg(p)
+    p.set_defaults(handler=cmd_promote)
 
 
 def _row(run: Run) -> dict[str, Any]:
-    cached = run.cached_summary().get("metrics") or {}
+    cached = _dict(run.cached_summary().get("metrics"))
     return {
         "id": run.id,
         "experiment": run.experiment,
@@ -80,7 +98,10 @@ def _row(run: Run) -> dict[str, Any]:
     }
 
 
+@guarded
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise CliError(f"--limit {args.limit} is negative; give a number of runs, or 0 for all")
     store = Store(args.store)
     runs = store.runs(experiment=args.experiment, status=args.status)
     if args.limit:
@@ -113,32 +134,54 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def metric_details(metric: Metric) -> dict[str, Any]:
+    """Count, last, min and max as ``Run.summary()`` has them, plus the kind and a sparkline.
+
+    min and max are over every number logged (a list metric's elements included, NaN left out); the
+    sparkline is of the series, or for a list metric of its latest list.
+    """
+    vals = metric.values
+    last = vals[-1]
+    nums: list[Any] = []
+    for v in vals:
+        if type(v) is list:
+            nums.extend(x for x in v if x == x)
+        elif type(v) in (int, float) and v == v:
+            nums.append(v)
+    if type(last) is list:
+        kind = "list"
+    elif type(last) is bool:
+        kind = "bool"
+    elif type(last) is str:
+        kind = "string"
+    else:
+        kind = "number"
+    return {
+        "kind": kind,
+        "count": len(vals),
+        "last": last,
+        "min": min(nums) if nums else None,
+        "max": max(nums) if nums else None,
+        "sparkline": out.sparkline(last if kind == "list" else vals),
+    }
+
+
 def run_details(run: Run) -> dict[str, Any]:
+    """Everything ``history info`` shows, as the dict its --json prints (before NaN becomes "NaN")."""
     metrics = run.metrics()
-    details: dict[str, Any] = {
+    skipped = run.skipped
+    artifacts = run.artifacts()
+    return {
         "id": run.id,
         "experiment": run.experiment,
         "name": run.name,
         "status": run.status,
         "duration_s": run.duration(),
         "info": run.info,
-        "metrics": {},
-        "artifacts": run.artifacts(),
-        "skipped_lines": run.skipped,
+        "metrics": {name: metric_details(m) for name, m in metrics.items()},
+        "artifacts": artifacts,
+        "skipped_lines": skipped + run.skipped,
     }
-    for name, points in metrics.items():
-        vals = [p.value for p in points]
-        last = vals[-1]
-        series = last if isinstance(last, list) else vals
-        nums = [v for v in series if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
-        details["metrics"][name] = {
-            "count": len(points),
-            "last": last,
-            "min": min(nums) if nums else None,
-            "max": max(nums) if nums else None,
-            "sparkline": out.sparkline(series),
-        }
-    return details
 
 
 def show(run: Run, as_json: bool) -> int:
@@ -152,18 +195,19 @@ def show(run: Run, as_json: bool) -> int:
     if d["name"]:
         print(f"name        {d['name']}")
     print(f"status      {d['status']}")
-    print(f"started     {info.get('created')}   duration {out.duration(d['duration_s'])}")
+    # run.json is a plain file: show what is there, and never fail on a field of the wrong type.
+    print(f"started     {run.created or '-'}   duration {out.duration(d['duration_s'])}")
     print(f"host        {info.get('user')}@{info.get('hostname')} pid {info.get('pid')}")
-    git = info.get("git") or {}
-    if git.get("commit"):
-        print(
-            f"git         {git.get('branch') or '-'} {git['commit'][:12]}{' (dirty)' if git.get('dirty') else ''}"
-        )
-    for key in ("params", "tags"):
-        if info.get(key):
-            print(f"{key:<11} " + ", ".join(f"{k}={v}" for k, v in info[key].items()))
-    if info.get("error"):
-        print(f"error       {info['error'].get('type')}: {info['error'].get('message')}")
+    git = _dict(info.get("git"))
+    if isinstance(git.get("commit"), str):
+        dirty = " (dirty)" if git.get("dirty") else ""
+        print(f"git         {git.get('branch') or '-'} {git['commit'][:12]}{dirty}")
+    for key, values in (("params", run.params), ("tags", run.tags)):
+        if values:
+            print(f"{key:<11} " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    error = _dict(info.get("error"))
+    if error:
+        print(f"error       {error.get('type')}: {error.get('message')}")
     if d["metrics"]:
         print()
         print(
@@ -188,7 +232,12 @@ def show(run: Run, as_json: bool) -> int:
             out.table(
                 ["ARTIFACT", "SIZE", "STATUS", "NOTE"],
                 [
-                    [a["path"], str(a.get("size", "-")), str(a.get("status")), str(a.get("reason") or "")]
+                    [
+                        a["path"],
+                        "-" if a.get("size") is None else str(a["size"]),
+                        str(a.get("status")),
+                        str(a.get("reason") or ""),
+                    ]
                     for a in d["artifacts"]
                 ],
             )
@@ -196,9 +245,74 @@ def show(run: Run, as_json: bool) -> int:
     return 0
 
 
+def _dict(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+@guarded
 def cmd_last(args: argparse.Namespace) -> int:
     return show(Store(args.store).last(), args.json)
 
 
+@guarded
 def cmd_info(args: argparse.Namespace) -> int:
-    return show(Store(args.store).run(args.run), args.json)
+    if args.artifact is None:
+        if args.output is not None:
+            raise CliError(f"-o {args.output} needs -a PATH: only an artifact's bytes go to a file")
+        return show(Store(args.store).run(args.run), args.json)
+    if args.json:
+        raise CliError("--json cannot be combined with -a: -a prints the artifact's own bytes")
+    fmt.check_artifact_path(args.artifact)
+    run = Store(args.store).run(args.run)
+    data = read_artifact(run, args.artifact)
+    if args.output is None or args.output == "-":
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_file(Path(args.output), data)
+    return 0
+
+
+def read_artifact(run: Run, path: str) -> bytes:
+    """``run.read_artifact(path)``, with the manifest's reason when the artifact was not stored."""
+    try:
+        return run.read_artifact(path)
+    except LookupError:
+        for entry in run.artifacts():
+            if entry["path"] == path and entry.get("status") != "stored":
+                why = entry.get("reason") or entry.get("status")
+                raise CliError(f"artifact {path!r} of run {run.id} was not stored: {why}") from None
+        raise
+
+
+def write_file(dest: Path, data: bytes) -> None:
+    """Write ``data`` to ``dest`` through a temporary file, so a failure leaves no half-written file."""
+    if dest.is_dir():
+        raise CliError(f"-o {dest} is a directory; give a file name")
+    if not dest.parent.is_dir():
+        raise CliError(f"-o {dest}: the folder {dest.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o666 & ~fmt._UMASK)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@guarded
+def cmd_promote(args: argparse.Namespace) -> int:
+    name = _assets.check_asset_name(args.name)
+    run = Store(args.store).run(args.run)
+    asset = _assets.promote(run, args.artifact_prefix, name)
+    if args.json:
+        out.print_json(asset.to_json())
+    else:
+        print(asset.ref)
+    if asset.reused:
+        print(f"amltrack: {asset.ref} already holds this content; no new version was made", file=sys.stderr)
+    return 0
