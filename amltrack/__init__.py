@@ -10,10 +10,14 @@ Runs are directories of plain JSON and JSON Lines files; ``amltrack.Store`` read
 
 __version__ = "0.1.0"
 
+from ._assets import Asset
 from ._errors import (
     AmbiguousRunError,
     AmltrackError,
     ArtifactNotFoundError,
+    AssetNotFoundError,
+    EmptyPrefixError,
+    InvalidAssetNameError,
     InvalidMetricError,
     InvalidPathError,
     MetricNotFoundError,
@@ -30,7 +34,11 @@ __all__ = [
     "AmbiguousRunError",
     "AmltrackError",
     "ArtifactNotFoundError",
+    "Asset",
+    "AssetNotFoundError",
+    "EmptyPrefixError",
     "Handle",
+    "InvalidAssetNameError",
     "InvalidMetricError",
     "InvalidPathError",
     "Logger",

@@ -30,7 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from . import _format as fmt
-from ._errors import AmltrackError, ArtifactNotFoundError, InvalidPathError, StoreError
+from ._errors import (
+    ArtifactNotFoundError,
+    AssetNotFoundError,
+    EmptyPrefixError,
+    InvalidAssetNameError,
+    InvalidPathError,
+    StoreError,
+)
 from ._files import COPY_BLOCK
 from ._store import Run, Store
 
@@ -52,44 +59,6 @@ ASSET_FILE = "asset.json"
 FILES_DIR = "files"
 LOCK_FILE = ".lock"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-class InvalidAssetNameError(AmltrackError, ValueError):
-    """An asset name or NAME:VERSION reference that is not allowed."""
-
-    def __init__(self, name: object, reason: str) -> None:
-        self.name = name
-        self.reason = reason
-        super().__init__(f"asset {name!r} is not allowed: {reason}")
-
-
-class AssetNotFoundError(AmltrackError, LookupError):
-    """No asset of that name, or no such version of it."""
-
-    def __init__(self, ref: str, store: object, path: str | None = None) -> None:
-        self.ref = ref
-        self.store = store
-        self.path = path
-        if path is not None:
-            message = f"asset {ref} has no file {path!r}; list its files with 'amltrack asset show {ref}'"
-        else:
-            message = (
-                f"no asset {ref!r} in store {store}; list assets with 'amltrack asset list' or pass --store"
-            )
-        super().__init__(message)
-
-
-class EmptyPrefixError(ArtifactNotFoundError):
-    """No stored artifact of the run is at or under the prefix: an asset is never empty."""
-
-    def __init__(self, prefix: str, run_id: str) -> None:
-        self.path = prefix
-        self.run_id = run_id
-        Exception.__init__(
-            self,
-            f"run {run_id} has no stored artifact at or under {prefix!r}, so there is nothing to "
-            f"promote; list its artifacts with 'amltrack history info -r {run_id}'",
-        )
 
 
 def check_asset_name(name: object) -> str:

@@ -10,6 +10,9 @@ amltrack::
     ├── RunNotFoundError (LookupError)    no run matches an id or prefix
     ├── AmbiguousRunError (LookupError)   a prefix matches more than one run
     ├── ArtifactNotFoundError (LookupError)
+    │   └── EmptyPrefixError               promoting a prefix that holds no stored artifact
+    ├── AssetNotFoundError (LookupError)
+    ├── InvalidAssetNameError (ValueError)
     ├── MetricNotFoundError (LookupError)
     ├── StoreError (OSError)              a store that cannot be opened or has a newer schema
     ├── WriteError (OSError)              the background writer could not write a file
@@ -24,6 +27,9 @@ __all__ = [
     "AmbiguousRunError",
     "AmltrackError",
     "ArtifactNotFoundError",
+    "AssetNotFoundError",
+    "EmptyPrefixError",
+    "InvalidAssetNameError",
     "InvalidMetricError",
     "InvalidPathError",
     "MetricNotFoundError",
@@ -95,6 +101,44 @@ class MetricNotFoundError(AmltrackError, LookupError):
         self.run_id = run_id
         super().__init__(
             f"run {run_id} has no metric {name!r}; list its metrics with 'amltrack history info -r {run_id}'"
+        )
+
+
+class InvalidAssetNameError(AmltrackError, ValueError):
+    """An asset name or NAME:VERSION reference that is not allowed."""
+
+    def __init__(self, name: object, reason: str) -> None:
+        self.name = name
+        self.reason = reason
+        super().__init__(f"asset {name!r} is not allowed: {reason}")
+
+
+class AssetNotFoundError(AmltrackError, LookupError):
+    """No asset of that name, or no such version of it."""
+
+    def __init__(self, ref: str, store: object, path: str | None = None) -> None:
+        self.ref = ref
+        self.store = store
+        self.path = path
+        if path is not None:
+            message = f"asset {ref} has no file {path!r}; list its files with 'amltrack asset show {ref}'"
+        else:
+            message = (
+                f"no asset {ref!r} in store {store}; list assets with 'amltrack asset list' or pass --store"
+            )
+        super().__init__(message)
+
+
+class EmptyPrefixError(ArtifactNotFoundError):
+    """No stored artifact of the run is at or under the prefix: an asset is never empty."""
+
+    def __init__(self, prefix: str, run_id: str) -> None:
+        self.path = prefix
+        self.run_id = run_id
+        Exception.__init__(
+            self,
+            f"run {run_id} has no stored artifact at or under {prefix!r}, so there is nothing to "
+            f"promote; list its artifacts with 'amltrack history info -r {run_id}'",
         )
 
 
