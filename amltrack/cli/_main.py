@@ -9,6 +9,7 @@ from collections.abc import Callable
 from .. import __version__
 from .._errors import AmltrackError
 from . import _assets, _history, _metrics, _remote, _run, _server, _sync
+from ._format import guarded
 
 # One module per command group, each with add_parser(subparsers); the order is the order of --help.
 COMMAND_MODULES = [_history, _metrics, _assets, _run, _sync, _remote, _server]
@@ -22,7 +23,7 @@ EPILOG = """examples:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="amltrack",
-        description="Inspect amltrack runs: plain files in a local store.",
+        description="Inspect, run, promote and sync amltrack runs: plain files in a local store.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,11 +42,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        return guarded(handler)(args)  # every command group: OS errors and a closed pipe handled alike
     except AmltrackError as e:
         print(f"amltrack: {e}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
     except KeyboardInterrupt:
         return 130
