@@ -382,3 +382,17 @@ def test_the_servers_store_is_an_ordinary_store(server: ServerProcess) -> None:
     out = cli("history", "list", "--store", str(server.store), "--json")
     assert out.returncode == 0, out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_the_web_ui_is_served_to_holders_of_a_read_token(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url, timeout=30) as anon:
+        r = anon.get("/ui/api/runs")
+        assert r.status_code == 401
+        page = anon.get("/ui/")
+        assert page.status_code in (200, 401) and "token" in page.text.lower()  # the sign-in form
+    with server.client(READ_TOKEN) as c:
+        r = c.get("/ui/api/runs")
+        assert r.status_code == 200, r.text
+        assert c.get("/ui/").status_code == 200
+    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": "Bearer wrong-token-123456"}) as bad:
+        assert bad.get("/ui/api/runs").status_code == 401

@@ -210,4 +210,14 @@ def create_app(
             storage.finalise, check_run_id(run_id), body, metrics_bytes, manifest_bytes
         )
 
+    _mount_ui(app, store, tokens)
     return app
+
+
+def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None) -> None:
+    """The web UI's pages under /ui, for holders of a read (or write) token."""
+    from ..ui import create_app as create_ui
+    from ..ui import token_auth
+
+    auth = None if tokens is None else token_auth(lambda t: tokens.scope_of(t) is not None)
+    app.mount("/ui", create_ui(store, auth=auth))

@@ -1,0 +1,52 @@
+"""``amltrack ui``: serve a store's runs, charts, artifacts and assets to a browser (needs the ui extra)."""
+
+from __future__ import annotations
+
+import argparse
+import textwrap
+from typing import Any
+
+from ._format import CliError, add_store_arg
+
+DEFAULT_PORT = 8766
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "ui",
+        help="browse runs and their charts in a web browser",
+        description=textwrap.fill(
+            "Serve a store as web pages: runs (live status, filters), a run's charts, metadata and "
+            "artifacts, comparisons and assets. Listens on 127.0.0.1 only, unless --allow-remote; "
+            "to share runs with a team, use 'amltrack server', which serves the same pages to "
+            "holders of a read token. See docs/ui.md.",
+            79,
+        ),
+        epilog="examples:\n  amltrack ui --store .amltrack --port 8766   # then open http://127.0.0.1:8766/",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_store_arg(p)
+    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"the port (default {DEFAULT_PORT}; 0 for any free one)",
+    )
+    p.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host that is not loopback: anyone who reaches it can read every run",
+    )
+    p.set_defaults(handler=cmd_ui)
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    if not 0 <= args.port <= 65535:
+        raise CliError(f"--port {args.port} is not a port number; give 0 to 65535")
+    try:
+        from .. import ui
+    except ImportError as e:
+        raise CliError(f"the UI needs its extra ({e.name} is missing): pip install 'amltrack[ui]'") from None
+    ui.serve(args.store, host=args.host, port=args.port, allow_remote=args.allow_remote)
+    return 0

@@ -1,0 +1,494 @@
+"""The UI's JSON API: runs, a run's metadata, metrics, chart series, artifacts, and assets.
+
+Every route reads the store through ``amltrack.Store`` and the series cache (``_cache``); nothing
+here writes a run. Every error has the server's one shape::
+
+    {"error": {"code": "run_not_found", "message": "..."}}
+
+``docs/ui.md`` lists the routes and their answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import orjson
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+
+from .. import __version__, _assets
+from .. import _format as fmt
+from .._errors import (
+    AmbiguousRunError,
+    ArtifactNotFoundError,
+    AssetNotFoundError,
+    InvalidAssetNameError,
+    InvalidPathError,
+    RunNotFoundError,
+)
+from .._store import Run, Store
+from . import _series
+from ._cache import Caches, SeriesCache
+from ._static import plotly_available
+
+API_VERSION = 1
+WAIT = 0.8  # seconds a request spends bringing a cache up to date before it answers with progress
+MAX_STRINGS = 1000
+ROW_METRICS = 6  # last values per run in the runs list
+
+DOWNLOAD_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "no-store",
+}
+
+
+class ApiError(Exception):
+    """An error answer: the HTTP status, a code, and one sentence for a person."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str) -> Response:
+    return Response(
+        orjson.dumps({"error": {"code": code, "message": message}}),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def on_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.code, exc.message)
+
+
+async def on_amltrack_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, (RunNotFoundError, AmbiguousRunError)):
+        return error_response(404, "run_not_found", str(exc))
+    if isinstance(exc, AssetNotFoundError):
+        return error_response(404, "asset_not_found", str(exc))
+    if isinstance(exc, ArtifactNotFoundError):
+        return error_response(404, "artifact_not_found", str(exc))
+    if isinstance(exc, (InvalidPathError, InvalidAssetNameError)):
+        return error_response(400, "invalid_path", str(exc))
+    return error_response(500, "store_error", str(exc))
+
+
+async def on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    message = {404: "no such URL", 405: "this URL does not take that method"}
+    return error_response(
+        exc.status_code,
+        codes.get(exc.status_code, "invalid_request"),
+        message.get(exc.status_code, str(exc.detail)),
+    )
+
+
+async def on_internal_error(request: Request, exc: Exception) -> Response:
+    traceback.print_exception(exc, file=sys.stderr)
+    return error_response(500, "internal_error", f"the UI failed: {type(exc).__name__}: {exc}")
+
+
+def safe(v: Any) -> Any:
+    """NaN and infinities as the strings the metrics files use, so the answer is standard JSON."""
+    if type(v) is float and not math.isfinite(v):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    if type(v) is list:
+        return [safe(x) for x in v]
+    if type(v) is dict:
+        return {k: safe(x) for k, x in v.items()}
+    return v
+
+
+def answer(request: Request, obj: Any, *, etag: str | bool | None = None, status: int = 200) -> Response:
+    """A JSON answer; with ``etag`` (True: a digest of the body), a 304 when the client holds it."""
+    headers = {"Cache-Control": "no-cache"}
+    body = b""
+    if etag is True:
+        body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+        etag = hashlib.blake2b(body, digest_size=12).hexdigest()
+    if etag:
+        etag = f'"{etag}"'
+        headers["ETag"] = etag
+        if request.headers.get("if-none-match") == etag:
+            return Response(status_code=304, headers=headers)
+    if not body:
+        body = orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY)
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _int(request: Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_request", f"query parameter {name}={raw!r} is not an integer") from None
+    if not lo <= v <= hi:
+        raise ApiError(400, "invalid_request", f"query parameter {name}={v} is not between {lo} and {hi}")
+    return v
+
+
+def _float(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        v = float(raw)
+    except ValueError:
+        v = math.nan
+    if not math.isfinite(v):
+        raise ApiError(400, "invalid_request", f"query parameter {name}={raw!r} is not a finite number")
+    return v
+
+
+def _required(request: Request, name: str) -> str:
+    v = request.query_params.get(name)
+    if not v:
+        raise ApiError(400, "invalid_request", f"query parameter {name} is required")
+    return v
+
+
+def _building(progress: Any) -> dict[str, Any] | None:
+    return None if progress.done else {"offset": progress.offset, "size": progress.size}
+
+
+def run_row(run: Run) -> dict[str, Any]:
+    """A run as the runs list shows it: cheap, from run.json and the cached summary.json."""
+    info = run.info
+    cached = run.cached_summary().get("metrics") or {}
+    metrics = {}
+    for name, s in list(cached.items())[:ROW_METRICS]:
+        if isinstance(s, dict):
+            metrics[name] = (
+                safe(s.get("last")) if s.get("kind") != "list" else f"[{s.get('length', '?')} values]"
+            )
+    return {
+        "id": run.id,
+        "experiment": run.experiment,
+        "name": run.name,
+        "status": run.status,
+        "created": run.created,
+        "ended": run.ended,
+        "duration_s": run.duration(),
+        "user": info.get("user"),
+        "hostname": info.get("hostname"),
+        "tags": safe(run.tags),
+        "metric_count": len(cached),
+        "metrics": metrics,
+    }
+
+
+class Api:
+    """The route handlers over one store. Handlers are plain functions: Starlette runs them in its
+    thread pool, so file reads never block the event loop."""
+
+    def __init__(self, store: Store, *, show_store: bool = True) -> None:
+        self.store = store
+        self.show_store = show_store  # the store's path in /api/health, which needs no auth
+        self.caches = Caches()
+
+    def _run(self, ref: str) -> Run:
+        return self.store.run(ref)
+
+    def _cache(self, run: Run) -> SeriesCache:
+        return self.caches.get(run.dir)
+
+    # ------------------------------------------------------------------ runs
+
+    def health(self, request: Request) -> Response:
+        return answer(
+            request,
+            {
+                "ui": API_VERSION,
+                "version": __version__,
+                "store": str(self.store.path) if self.show_store else None,
+                "charts": plotly_available(),
+            },
+        )
+
+    def runs(self, request: Request) -> Response:
+        experiment = request.query_params.get("experiment") or None
+        status = request.query_params.get("status") or None
+        if status is not None and status not in fmt.STATUSES:
+            raise ApiError(
+                400, "invalid_request", f"status {status!r} is not one of {', '.join(fmt.STATUSES)}"
+            )
+        rows = [run_row(r) for r in self.store.runs(experiment=experiment, status=status)]
+        experiments = sorted({r["experiment"] for r in rows})
+        body = {"runs": rows, "experiments": experiments, "statuses": list(fmt.STATUSES)}
+        return answer(request, body, etag=True)
+
+    def run(self, request: Request) -> Response:
+        run = self._run(request.path_params["ref"])
+        info = dict(run.info)
+        info["status"] = run.status
+        info["duration_s"] = run.duration()
+        info["id"] = run.id
+        artifacts = [
+            {k: a.get(k) for k in ("path", "size", "status", "reason", "source", "time", "sha256", "kept")}
+            for a in run.artifacts()
+        ]
+        body = {
+            "run": safe(info),
+            "artifacts": artifacts,
+            "cursor": self._cursor(run, self._cache(run).index()),
+        }
+        return answer(request, body)
+
+    # ------------------------------------------------------------------ metrics
+
+    def metrics(self, request: Request) -> Response:
+        """Every metric of the run with its counts by kind; ``building`` while the cache catches up."""
+        run = self._run(request.path_params["ref"])
+        cache = self._cache(run)
+        progress = cache.update(time.monotonic() + WAIT)
+        idx = cache.index()
+        metrics = [
+            {
+                "name": name,
+                **{k: m[k] for k in ("numbers", "bools", "nonfinite", "strings", "lists", "last_step")},
+            }
+            for name, m in sorted(idx["metrics"].items(), key=lambda kv: kv[1]["id"])
+        ]
+        body = {
+            "run": run.id,
+            "metrics": metrics,
+            "building": _building(progress),
+            "skipped": idx["skipped"],
+            "cursor": self._cursor(run, idx),
+        }
+        return answer(request, body, status=200 if progress.done else 202)
+
+    def series(self, request: Request) -> Response:
+        """One metric's numbers, downsampled to ``width`` and cut to steps ``x0``..``x1`` if given.
+
+        While the cache is still catching up (a first view of a large run, or a run that logs faster
+        than the cache reads), the answer holds what it has so far and says how far it got.
+        """
+        run = self._run(request.path_params["ref"])
+        name = _required(request, "name")
+        width = _int(request, "width", 800, 1, 100_000)
+        x0, x1 = _float(request, "x0"), _float(request, "x1")
+        cache = self._cache(run)
+        progress = cache.update(time.monotonic() + WAIT)
+        idx = cache.index()
+        m = idx["metrics"].get(name)
+        if m is None:
+            if not progress.done:
+                return answer(request, {"name": name, "building": _building(progress)}, status=202)
+            raise ApiError(404, "metric_not_found", f"run {run.id} has no metric {name!r}")
+        width = _series.clamp_width(width)
+        etag = f"{idx['gen']}-{m['id']}-{m['numbers']}-{width}-{x0}-{x1}-{int(progress.done)}"
+        if request.headers.get("if-none-match") == f'"{etag}"':
+            return answer(request, None, etag=etag)
+        nums = cache.numbers(name, idx)
+        if nums is None:
+            body: dict[str, Any] = {"name": name, "count": 0, "x": [], "y": [], "downsampled": False}
+            return answer(request, body, etag=etag)
+        where = _series.window(nums.steps, x0, x1, ordered=nums.ordered)
+        steps, values = nums.steps[where], nums.values[where]
+        xs, ys = _series.downsample(steps, values, width, all_finite=nums.all_finite)
+        body = {
+            "name": name,
+            "count": len(nums.steps),
+            "in_range": len(steps),
+            "shown": len(xs),
+            "downsampled": len(steps) > 2 * width,
+            "bools": nums.all_bool,
+            "nonfinite": m["nonfinite"],
+            "first_step": int(nums.steps[0]),
+            "last_step": int(nums.steps[-1]),
+            "last": safe(float(nums.values[-1])),
+            "building": _building(progress),
+            "x": xs,
+            "y": ys,
+        }
+        return answer(request, body, etag=etag)
+
+    def lists(self, request: Request) -> Response:
+        """One record of a list metric (``index``, negative from the end), downsampled by position."""
+        run = self._run(request.path_params["ref"])
+        name = _required(request, "name")
+        index = _int(request, "index", -1, -(2**62), 2**62)
+        width = _int(request, "width", 800, 1, 100_000)
+        cache = self._cache(run)
+        cache.update(time.monotonic() + WAIT)
+        idx = cache.index()
+        m = idx["metrics"].get(name)
+        count = m["lists"] if m else 0
+        if not count:
+            raise ApiError(404, "metric_not_found", f"run {run.id} has no list metric {name!r}")
+        i = index + count if index < 0 else index
+        if not 0 <= i < count:
+            raise ApiError(
+                400, "invalid_request", f"index {index} is outside the {count} records of {name!r}"
+            )
+        ((step, value, ts),) = cache.records(name, "list", i, i + 1)
+        y = np.asarray(value, dtype=np.float64)
+        xs, ys = _series.downsample(np.arange(len(y)), y, width)
+        body = {
+            "name": name,
+            "count": count,
+            "index": i,
+            "step": step,
+            "ts": ts,
+            "length": len(y),
+            "downsampled": len(xs) < len(y),
+            "x": xs,
+            "y": ys,
+        }
+        return answer(request, body, etag=f"{idx['gen']}-{m['id']}-{count}-{i}-{width}")
+
+    def strings(self, request: Request) -> Response:
+        """The last ``limit`` records of each string metric."""
+        run = self._run(request.path_params["ref"])
+        limit = _int(request, "limit", 100, 1, MAX_STRINGS)
+        cache = self._cache(run)
+        cache.update(time.monotonic() + WAIT)
+        idx = cache.index()
+        out = []
+        for name, m in sorted(idx["metrics"].items(), key=lambda kv: kv[1]["id"]):
+            if m["strings"]:
+                rows = cache.records(name, "str", max(0, m["strings"] - limit), m["strings"])
+                out.append(
+                    {
+                        "name": name,
+                        "count": m["strings"],
+                        "rows": [{"step": s, "value": v, "ts": t} for s, v, t in rows],
+                    }
+                )
+        return answer(request, {"strings": out})
+
+    def poll(self, request: Request) -> Response:
+        """What changed since ``cursor``: the live view's one request a second."""
+        run = self._run(request.path_params["ref"])
+        cache = self._cache(run)
+        before = request.query_params.get("cursor")
+        quick = self._cursor(run, cache.index())
+        if quick == before and not self._has_new_bytes(run, cache):
+            return answer(request, {**self._live(run), "changed": False, "cursor": before})
+        progress = cache.update(time.monotonic() + WAIT)
+        run.reload()
+        idx = cache.index()
+        cursor = self._cursor(run, idx)
+        counts = {
+            name: {k: m[k] for k in ("numbers", "strings", "lists")} for name, m in idx["metrics"].items()
+        }
+        return answer(
+            request,
+            {
+                **self._live(run),
+                "changed": cursor != before,
+                "cursor": cursor,
+                "counts": counts,
+                "building": _building(progress),
+            },
+        )
+
+    @staticmethod
+    def _live(run: Run) -> dict[str, Any]:
+        return {"status": run.status, "ended": run.ended, "duration_s": run.duration()}
+
+    @staticmethod
+    def _has_new_bytes(run: Run, cache: SeriesCache) -> bool:
+        try:
+            size = (run.dir / fmt.METRICS_FILE).stat().st_size
+        except FileNotFoundError:
+            size = 0
+        return size > cache.index()["offset"]
+
+    @staticmethod
+    def _cursor(run: Run, idx: dict[str, Any]) -> str:
+        """Changes whenever new metrics are consumed, run.json is replaced or the manifest grows."""
+        stamps = []
+        for name in (fmt.RUN_FILE, fmt.MANIFEST_FILE):
+            try:
+                st = (run.dir / name).stat()
+                stamps.append(f"{st.st_mtime_ns:x}-{st.st_size:x}")
+            except FileNotFoundError:
+                stamps.append("0")
+        return f"{idx['gen'] or '0'}.{idx['offset']:x}.{stamps[0]}.{stamps[1]}"
+
+    # ------------------------------------------------------------------ files
+
+    def artifact(self, request: Request) -> Response:
+        """An artifact's bytes, always as a download."""
+        run = self._run(request.path_params["ref"])
+        path = fmt.check_artifact_path(request.path_params["path"])
+        entry = next((a for a in run.artifacts() if a.get("path") == path), None)
+        # A file deleted from outputs/ whose last copy the mirror kept is still there to download.
+        if entry is None or not (entry.get("status") == "stored" or entry.get("kept") is True):
+            raise ArtifactNotFoundError(path, run.id)
+        return download(run.dir / fmt.ARTIFACTS_DIR, path, lambda: ArtifactNotFoundError(path, run.id))
+
+    def assets(self, request: Request) -> Response:
+        by_name: dict[str, list[dict[str, Any]]] = {}
+        for a in _assets.list_assets(self.store):
+            info = a.to_json()
+            by_name.setdefault(a.name, []).append(
+                {
+                    "version": a.version,
+                    "ref": a.ref,
+                    "source_run": info.get("source_run"),
+                    "experiment": info.get("experiment"),
+                    "prefix": info.get("prefix"),
+                    "created": info.get("created"),
+                    "size": a.size,
+                    "files": [
+                        {"path": f.get("path"), "size": f.get("size"), "sha256": f.get("sha256")}
+                        for f in a.files
+                    ],
+                }
+            )
+        body = {"assets": [{"name": n, "versions": v} for n, v in sorted(by_name.items())]}
+        return answer(request, body)
+
+    def asset_file(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        version = request.path_params["version"]
+        asset = _assets.get(self.store, f"{name}:{version}")
+        path = fmt.check_artifact_path(request.path_params["path"])
+        if not any(f.get("path") == path for f in asset.files):
+            raise AssetNotFoundError(asset.ref, self.store.path, path)
+        return download(
+            asset.dir / _assets.FILES_DIR,
+            path,
+            lambda: AssetNotFoundError(asset.ref, self.store.path, path),
+        )
+
+
+def download(root: Path, path: str, missing: Any) -> Response:
+    """``root/path`` as an attachment, if it is a regular file that stays inside ``root``."""
+    file = root / path
+    try:
+        real = file.resolve(strict=True)
+        inside = real.is_relative_to(root.resolve(strict=True))
+    except (OSError, RuntimeError):
+        raise missing() from None
+    if not inside or not real.is_file():
+        raise missing()
+    name = os.path.basename(path)
+    ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    headers = {
+        **DOWNLOAD_HEADERS,
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
+    }
+    return FileResponse(real, media_type="application/octet-stream", headers=headers)

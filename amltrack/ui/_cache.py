@@ -1,0 +1,552 @@
+"""The UI's per-run cache of metric series: binary columns kept in step with ``metrics.jsonl``.
+
+Reading 10,000,000 records back through JSON takes tens of seconds; a chart needs the numbers as
+arrays. This cache parses each byte of ``metrics.jsonl`` once, appends what it found to plain
+binary column files, and remembers how many bytes it has consumed, so a growing run costs only its
+new lines and a finished one costs nothing after its first view::
+
+    <run>/cache/ui/index.json           what has been consumed, and per metric its counts
+    <run>/cache/ui/<gen>/<k>.step       int64    the steps of metric k's numbers and bools
+    <run>/cache/ui/<gen>/<k>.value      float64  their values (bools as 0 and 1, NaN and ±inf kept)
+    <run>/cache/ui/<gen>/<k>.ts         float64  their timestamps
+    <run>/cache/ui/<gen>/<k>.str        int64    byte offsets in metrics.jsonl of its string records
+    <run>/cache/ui/<gen>/<k>.list       int64    byte offsets of its list records
+
+The store's readers never look in ``cache/``, and deleting it is always safe: it is rebuilt on the
+next view. Column files are appended first and ``index.json`` replaced atomically after, so a
+crash leaves bytes beyond the counts in the index, which the next update cuts off. A
+``metrics.jsonl`` that shrank or whose first bytes changed (replaced, not appended to) starts a new
+generation ``<gen>``. A run directory the UI may not write to gets its cache under the system's
+temporary directory instead.
+
+Records are checked as ``Run.metrics()`` checks them and malformed ones are skipped and counted.
+Only complete lines are consumed; a line still being written is read on the next update.
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import operator
+import os
+import secrets
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from filelock import FileLock, Timeout
+
+from .. import _format as fmt
+from .._errors import StoreError
+
+CACHE_DIR = "cache"
+UI_DIR = "ui"
+INDEX_FILE = "index.json"
+VERSION = 1
+CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
+HEAD = 4096  # the leading bytes whose hash tells a replaced file from a grown one
+KINDS = ("step", "value", "ts", "str", "list")
+_I8 = np.dtype("<i8")
+_F8 = np.dtype("<f8")
+_DTYPES = {"step": _I8, "value": _F8, "ts": _F8, "str": _I8, "list": _I8}
+_MAX_STEP = 2**63
+
+_K_NAME = operator.itemgetter("name")
+_K_STEP = operator.itemgetter("step")
+_K_VALUE = operator.itemgetter("value")
+_K_TS = operator.itemgetter("ts")
+_NUMBER_SET = {int, float}
+
+
+class _Corrupt(Exception):
+    """A column file shorter than the index says: start a new generation."""
+
+
+@dataclass
+class Progress:
+    """How far the cache has read ``metrics.jsonl``: ``done`` once no complete line is left."""
+
+    offset: int
+    size: int
+    done: bool
+
+
+@dataclass
+class Numbers:
+    """A metric's numbers in the order the reader gives them; the arrays may be memory maps."""
+
+    steps: np.ndarray
+    values: np.ndarray
+    timestamps: np.ndarray
+    ordered: bool  # steps never decrease
+    all_finite: bool
+    all_bool: bool
+
+
+class _Part:
+    """What one chunk holds of one metric."""
+
+    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strs", "lists")
+
+    def __init__(self) -> None:
+        self.steps: Any = []
+        self.values: Any = []
+        self.stamps: Any = []
+        self.bools = 0
+        self.nonfinite = 0
+        self.strs: list[int] = []
+        self.lists: list[int] = []
+
+
+def _fallback_dir(run_dir: Path) -> Path:
+    key = hashlib.sha256(str(run_dir.absolute()).encode()).hexdigest()[:24]
+    return Path(tempfile.gettempdir()) / f"amltrack-ui-{os.getuid()}" / key
+
+
+def parse_chunk(data: bytes, base: int) -> tuple[dict[str, _Part], int, bool]:
+    """Parse whole lines ``data`` (ending in a newline) found at byte ``base`` of metrics.jsonl.
+
+    Returns the parts per metric name, in first-appearance order, the number of lines skipped, and
+    whether any record came from a joined process (``"w"``), whose records the reader merges by time.
+    """
+    enabled = gc.isenabled()
+    # Tens of thousands of small dicts make the cyclic collector rescan them again and again.
+    gc.disable()
+    try:
+        return _parse_chunk(data, base)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _parse_chunk(data: bytes, base: int) -> tuple[dict[str, _Part], int, bool]:
+    n_lines = data.count(b"\n")
+    multi = b'"w":' in data
+    recs: list[Any] | None = None
+    # One JSON array for the whole chunk; an empty or broken line makes it fail, and then every line
+    # is parsed on its own. A line holding two values would make the count differ: the same.
+    if b"\n\n" not in data and not data.startswith(b"\n"):
+        try:
+            recs = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
+        except orjson.JSONDecodeError:
+            recs = None
+        if recs is not None and len(recs) != n_lines:
+            recs = None
+    if recs is not None and not multi and b'"nonfinite"' not in data:
+        fast = _parse_clean(recs)
+        if fast is not None:
+            return fast, 0, False
+    lines = data.split(b"\n")
+    lines.pop()
+    return _parse_checked(lines, recs, base, multi)
+
+
+def _parse_clean(recs: list[Any]) -> dict[str, _Part] | None:
+    """The common case, a chunk of plain numbers, through C-level passes; None if anything is odd."""
+    try:
+        names = list(map(_K_NAME, recs))
+        steps = list(map(_K_STEP, recs))
+        values = list(map(_K_VALUE, recs))
+        stamps = list(map(_K_TS, recs))
+    except (KeyError, TypeError):
+        return None
+    if (
+        set(map(type, names)) != {str}
+        or set(map(type, steps)) != {int}
+        or not set(map(type, stamps)) <= _NUMBER_SET
+        or not set(map(type, values)) <= _NUMBER_SET
+        or min(steps) < 0
+    ):
+        return None
+    try:
+        s = np.array(steps, dtype=_I8)
+        v = np.array(values, dtype=_F8)
+        t = np.array(stamps, dtype=_F8)
+    except OverflowError:
+        return None
+    ids = {n: i for i, n in enumerate(dict.fromkeys(names))}
+    out: dict[str, _Part] = {}
+    if len(ids) == 1:
+        part = out[names[0]] = _Part()
+        part.steps, part.values, part.stamps = s, v, t
+        return out
+    codes = np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
+    order = np.argsort(codes, kind="stable")
+    bounds = np.cumsum(np.bincount(codes, minlength=len(ids)))
+    start = 0
+    for name, i in ids.items():
+        pick = order[start : bounds[i]]
+        start = bounds[i]
+        part = out[name] = _Part()
+        part.steps, part.values, part.stamps = s[pick], v[pick], t[pick]
+    return out
+
+
+def _parse_checked(
+    lines: list[bytes], recs: list[Any] | None, base: int, multi: bool
+) -> tuple[dict[str, _Part], int, bool]:
+    """Every record checked as ``Run._group_checked`` checks it; line offsets kept for strings and lists."""
+    skipped = 0
+    if recs is None:
+        recs = []
+        numbered: list[int] | None = []
+        for i, line in enumerate(lines):
+            try:
+                recs.append(orjson.loads(line))
+                numbered.append(i)
+            except orjson.JSONDecodeError:
+                if line.strip():
+                    skipped += 1
+    else:
+        numbered = None  # record i is line i
+    starts: np.ndarray | None = None
+    out: dict[str, _Part] = {}
+    for j, r in enumerate(recs):
+        try:
+            name = r["name"]
+            step = r["step"]
+            value = r["value"]
+            ts = r["ts"]
+            if (
+                type(name) is not str
+                or type(step) is not int
+                or not 0 <= step < _MAX_STEP
+                or type(ts) not in _NUMBER_SET
+            ):
+                skipped += 1
+                continue
+            if "nonfinite" in r:
+                value = fmt.decode_value(value, r["nonfinite"] is True)
+            if "w" in r:
+                multi = True
+        except (KeyError, TypeError):
+            skipped += 1
+            continue
+        t = type(value)
+        if t is float or t is int or t is bool:
+            try:
+                fv = float(value)
+            except OverflowError:
+                skipped += 1
+                continue
+            part = out.get(name)
+            if part is None:
+                part = out[name] = _Part()
+            part.steps.append(step)
+            part.values.append(fv)
+            part.stamps.append(float(ts))
+            if t is bool:
+                part.bools += 1
+            elif fv != fv or fv in (np.inf, -np.inf):
+                part.nonfinite += 1
+            continue
+        if t is str or (t is list and all(type(x) is float or type(x) is int for x in value)):
+            if starts is None:
+                lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
+                starts = base + np.concatenate([[0], np.cumsum(lengths)[:-1]])
+            line_no = j if numbered is None else numbered[j]
+            part = out.get(name)
+            if part is None:
+                part = out[name] = _Part()
+            (part.strs if t is str else part.lists).append(int(starts[line_no]))
+            continue
+        skipped += 1
+    return out, skipped, multi
+
+
+def _append(path: Path, at: int, data: bytes) -> None:
+    """Write ``data`` at byte ``at`` of ``path`` and cut anything after it (a crashed update's tail)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    try:
+        if os.fstat(fd).st_size < at:
+            raise _Corrupt(path)
+        view = memoryview(data)
+        pos = at
+        while view:
+            n = os.pwrite(fd, view, pos)
+            pos += n
+            view = view[n:]
+        os.ftruncate(fd, pos)
+    finally:
+        os.close(fd)
+
+
+def _column(path: Path, dtype: np.dtype, n: int) -> np.ndarray:
+    if n == 0:
+        return np.empty(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", shape=(n,))
+
+
+class SeriesCache:
+    """The cache of one run. Thread-safe; several processes may share one cache directory.
+
+    cache = SeriesCache(run.dir)
+    cache.update()                          # parse what is new in metrics.jsonl
+    cache.numbers("loss").values[-1]        # the last loss, from a memory map
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.source = run_dir / fmt.METRICS_FILE
+        self.dir = run_dir / CACHE_DIR / UI_DIR
+        self._lock = threading.Lock()
+        self._writable: bool | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    def index(self) -> dict[str, Any]:
+        """The current index: ``gen``, ``offset``, ``skipped``, ``multi`` and per metric its counts."""
+        try:
+            idx = fmt.read_json(self.dir / INDEX_FILE)
+        except (FileNotFoundError, NotADirectoryError, StoreError):
+            return _empty_index("")
+        if idx.get("version") != VERSION or not isinstance(idx.get("metrics"), dict):
+            return _empty_index("")
+        return idx
+
+    def numbers(self, name: str, idx: dict[str, Any] | None = None) -> Numbers | None:
+        """Metric ``name``'s numbers (and bools), or None if it has none."""
+        for attempt in range(2):
+            idx = idx if idx is not None and attempt == 0 else self.index()
+            m = idx["metrics"].get(name)
+            if m is None or not m["numbers"]:
+                return None
+            n = m["numbers"]
+            gen_dir = self.dir / idx["gen"]
+            try:
+                steps = _column(gen_dir / f"{m['id']}.step", _I8, n)
+                values = _column(gen_dir / f"{m['id']}.value", _F8, n)
+                stamps = _column(gen_dir / f"{m['id']}.ts", _F8, n)
+            except (FileNotFoundError, ValueError):
+                if attempt:  # a new generation replaced this one while we read: read it instead
+                    raise
+                continue
+            ordered = bool(m["sorted"])
+            if idx["multi"]:
+                # Joined processes: the reader merges each process's records by time.
+                order = np.argsort(stamps, kind="stable")
+                steps, values, stamps = steps[order], values[order], stamps[order]
+                ordered = bool(np.all(steps[1:] >= steps[:-1]))
+            return Numbers(steps, values, stamps, ordered, m["nonfinite"] == 0, m["bools"] == n)
+        return None  # pragma: no cover - the loop returns or raises
+
+    def records(self, name: str, kind: str, start: int, stop: int) -> list[tuple[int, Any, float]]:
+        """Records ``start:stop`` (Python slice bounds) of metric ``name``'s strings or lists."""
+        assert kind in ("str", "list")
+        idx = self.index()
+        m = idx["metrics"].get(name)
+        count = m[{"str": "strings", "list": "lists"}[kind]] if m else 0
+        if not count:
+            return []
+        offsets = _column(self.dir / idx["gen"] / f"{m['id']}.{kind}", _I8, count)[start:stop]
+        out = []
+        with open(self.source, "rb") as f:
+            for off in offsets.tolist():
+                f.seek(off)
+                try:
+                    rec = orjson.loads(f.readline())
+                    value = fmt.decode_value(rec["value"], rec.get("nonfinite") is True)
+                    out.append((rec["step"], value, rec["ts"]))
+                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    continue  # the file was replaced since the index was read; the next update sees it
+        return out
+
+    # ------------------------------------------------------------------ updating
+
+    def update(self, deadline: float | None = None) -> Progress:
+        """Consume what is new in metrics.jsonl, until done or ``time.monotonic()`` passes ``deadline``."""
+        if not self.run_dir.is_dir():  # deleted while the UI was showing it: never make it again
+            return Progress(0, 0, True)
+        wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
+        if not self._lock.acquire(timeout=wait):
+            return self._progress()
+        try:
+            self._choose_dir()
+            try:
+                with FileLock(str(self.dir / ".lock"), timeout=wait):
+                    return self._update(deadline)
+            except Timeout:
+                return self._progress()
+            except OSError as e:
+                if isinstance(e, StoreError):
+                    raise
+                raise StoreError(
+                    e.errno,
+                    f"cannot update the chart cache in {self.dir}: {e.strerror or e}; free space, "
+                    "or delete that folder to start it again",
+                ) from e
+        finally:
+            self._lock.release()
+
+    def _progress(self) -> Progress:
+        try:
+            size = self.source.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        offset = self.index()["offset"]
+        return Progress(offset, size, offset >= size)
+
+    def _choose_dir(self) -> None:
+        """Make the cache directory (again, if someone deleted it); elsewhere if the run is read-only."""
+        if self._writable is not False:
+            try:
+                self.dir.parent.mkdir(exist_ok=True)  # no parents: a vanished run directory stays gone
+                self.dir.mkdir(exist_ok=True)
+                if self._writable is None:
+                    probe = self.dir / f".probe-{secrets.token_hex(4)}"
+                    probe.touch()
+                    probe.unlink()
+                    self._writable = True
+                return
+            except OSError:
+                if self._writable:
+                    raise
+            # A run directory we may only read (another user's, a read-only mount).
+            self._writable = False
+            self.dir = _fallback_dir(self.run_dir)
+        private = self.dir.parent
+        private.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = private.stat()
+        if st.st_uid != os.getuid() or st.st_mode & 0o077:
+            raise StoreError(
+                f"cannot cache {self.run_dir}: it is read-only and {private} is not a private "
+                "directory of this user; remove it or make the run directory writable"
+            )
+        self.dir.mkdir(exist_ok=True)
+
+    def _update(self, deadline: float | None) -> Progress:
+        idx = self.index()
+        try:
+            f = open(self.source, "rb")
+        except FileNotFoundError:
+            return Progress(0, 0, True)
+        with f:
+            size = os.fstat(f.fileno()).st_size
+            if not idx["gen"] or size < idx["offset"] or not self._same_head(f, idx):
+                idx = self._new_generation(idx)
+            offset = idx["offset"]
+            while True:
+                if offset >= size:
+                    return Progress(offset, size, True)
+                f.seek(offset)
+                data = f.read(min(CHUNK, size - offset))
+                end = data.rfind(b"\n")
+                while end < 0 and offset + len(data) < size:  # a line longer than a chunk
+                    more = f.read(min(CHUNK, size - offset - len(data)))
+                    if not more:
+                        break
+                    data += more
+                    end = data.rfind(b"\n")
+                if end < 0:  # only a line still being written (or cut short) is left
+                    return Progress(offset, size, True)
+                data = data[: end + 1]
+                try:
+                    self._consume(idx, data, offset, f)
+                except _Corrupt:
+                    idx = self._new_generation(idx)
+                    offset = 0
+                    continue
+                offset = idx["offset"]
+                if deadline is not None and time.monotonic() >= deadline and offset < size:
+                    return Progress(offset, size, False)
+
+    def _same_head(self, f: Any, idx: dict[str, Any]) -> bool:
+        n = idx.get("head_len", 0)
+        if not n:
+            return True
+        f.seek(0)
+        return hashlib.sha1(f.read(n)).hexdigest() == idx.get("head")
+
+    def _new_generation(self, old: dict[str, Any]) -> dict[str, Any]:
+        idx = _empty_index(secrets.token_hex(6))
+        (self.dir / idx["gen"]).mkdir(parents=True)
+        fmt.write_json_atomic(self.dir / INDEX_FILE, idx, fsync=False)
+        if old["gen"]:
+            shutil.rmtree(self.dir / old["gen"], ignore_errors=True)
+        return idx
+
+    def _consume(self, idx: dict[str, Any], data: bytes, offset: int, f: Any) -> None:
+        parts, skipped, multi = parse_chunk(data, offset)
+        metrics = idx["metrics"]
+        gen_dir = self.dir / idx["gen"]
+        for name, part in parts.items():
+            m = metrics.get(name)
+            if m is None:
+                m = metrics[name] = {
+                    "id": len(metrics),
+                    "numbers": 0,
+                    "bools": 0,
+                    "nonfinite": 0,
+                    "strings": 0,
+                    "lists": 0,
+                    "sorted": True,
+                    "last_step": None,
+                }
+            k = m["id"]
+            n = len(part.steps)
+            if n:
+                steps = np.asarray(part.steps, dtype=_I8)
+                at = m["numbers"] * 8
+                _append(gen_dir / f"{k}.step", at, steps.tobytes())
+                _append(gen_dir / f"{k}.value", at, np.asarray(part.values, dtype=_F8).tobytes())
+                _append(gen_dir / f"{k}.ts", at, np.asarray(part.stamps, dtype=_F8).tobytes())
+                last = m["last_step"]
+                m["sorted"] = bool(
+                    m["sorted"]
+                    and (last is None or last <= steps[0])
+                    and (n == 1 or bool(np.all(steps[1:] >= steps[:-1])))
+                )
+                m["last_step"] = int(steps[-1])
+                m["numbers"] += n
+                m["bools"] += part.bools
+                m["nonfinite"] += part.nonfinite
+            for kind, key, offs in (("str", "strings", part.strs), ("list", "lists", part.lists)):
+                if offs:
+                    _append(gen_dir / f"{k}.{kind}", m[key] * 8, np.asarray(offs, dtype=_I8).tobytes())
+                    m[key] += len(offs)
+        idx["offset"] = offset + len(data)
+        idx["skipped"] += skipped
+        idx["multi"] = idx["multi"] or multi
+        idx["records"] = idx.get("records", 0) + sum(
+            len(p.steps) + len(p.strs) + len(p.lists) for p in parts.values()
+        )
+        if idx["head_len"] < HEAD:
+            f.seek(0)
+            head = f.read(min(HEAD, idx["offset"]))
+            idx["head_len"], idx["head"] = len(head), hashlib.sha1(head).hexdigest()
+        fmt.write_json_atomic(self.dir / INDEX_FILE, idx, fsync=False)
+
+
+def _empty_index(gen: str) -> dict[str, Any]:
+    return {
+        "version": VERSION,
+        "gen": gen,
+        "offset": 0,
+        "head_len": 0,
+        "head": None,
+        "skipped": 0,
+        "multi": False,
+        "records": 0,
+        "metrics": {},
+    }
+
+
+class Caches:
+    """One SeriesCache per run directory, shared by every request of an app."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._caches: dict[Path, SeriesCache] = {}
+
+    def get(self, run_dir: Path) -> SeriesCache:
+        with self._lock:
+            cache = self._caches.get(run_dir)
+            if cache is None:
+                cache = self._caches[run_dir] = SeriesCache(run_dir)
+            return cache

@@ -1,0 +1,125 @@
+"""The UI's HTML pages: small shells that ``static/ui.js`` fills from the JSON API.
+
+No user data is written into the HTML: a page carries only its kind, the URL prefix it is served
+under and, on a run page, the run id (checked by the store's run id rules, and escaped anyway).
+Everything else (metric names, tags, file names) reaches the page through JSON and is inserted as
+text by ``ui.js``.
+"""
+
+from __future__ import annotations
+
+import html
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from .._errors import AmbiguousRunError, RunNotFoundError
+from .._store import Store
+from ._static import plotly_available, url
+
+PAGE_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+    "connect-src 'self'; font-src 'self' data:; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+_TEMPLATE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title} · amltrack</title>
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="{css}">
+{scripts}
+</head>
+<body data-page="{kind}" data-base="{base}"{extra}>
+<header class="top">
+  <a class="brand" href="{base}/">amltrack</a>
+  <nav>
+    <a href="{base}/"{cur_runs}>Runs</a>
+    <a href="{base}/compare"{cur_compare}>Compare</a>
+    <a href="{base}/assets"{cur_assets}>Assets</a>
+  </nav>
+</header>
+<main id="app">{main}</main>
+</body>
+</html>
+"""
+
+
+def base_path(request: Request) -> str:
+    """The prefix the app is mounted under ("" at the root, "/ui" when mounted there)."""
+    return str(request.scope.get("root_path", "")).rstrip("/")
+
+
+def route_path(scope: dict) -> str:
+    """The request path below the mount point."""
+    path = scope.get("path", "")
+    root = str(scope.get("root_path", "")).rstrip("/")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return path or "/"
+
+
+def render(
+    request: Request,
+    kind: str,
+    title: str,
+    *,
+    charts: bool = False,
+    data: dict[str, str] | None = None,
+    main: str = '<p class="loading">Loading…</p>',
+    status_code: int = 200,
+) -> HTMLResponse:
+    base = html.escape(base_path(request), quote=True)
+    raw_base = base_path(request)
+    scripts = []
+    data = dict(data or {})
+    if plotly_available():
+        data["plotly"] = url(raw_base, "plotly.min.js")
+        if charts:
+            scripts.append(f'<script src="{html.escape(data["plotly"], quote=True)}" defer></script>')
+    scripts.append(f'<script src="{html.escape(url(raw_base, "ui.js"), quote=True)}" defer></script>')
+    extra = "".join(f' data-{k}="{html.escape(v, quote=True)}"' for k, v in data.items())
+    current = {f"cur_{k}": "" for k in ("runs", "compare", "assets")}
+    nav = {"runs": "runs", "run": "runs", "compare": "compare", "assets": "assets"}.get(kind)
+    if nav:
+        current[f"cur_{nav}"] = ' aria-current="page"'
+    page = _TEMPLATE.format(
+        title=html.escape(title),
+        base=base,
+        css=html.escape(url(raw_base, "ui.css"), quote=True),
+        scripts="\n".join(scripts),
+        kind=kind,
+        extra=extra,
+        main=main,
+        **current,
+    )
+    return HTMLResponse(
+        page,
+        status_code=status_code,
+        headers={"Content-Security-Policy": PAGE_CSP, "Cache-Control": "no-cache"},
+    )
+
+
+class Pages:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def runs(self, request: Request) -> HTMLResponse:
+        return render(request, "runs", "Runs")
+
+    def run(self, request: Request) -> HTMLResponse:
+        ref = request.path_params["ref"]
+        try:
+            run = self.store.run(ref)
+        except (RunNotFoundError, AmbiguousRunError) as e:
+            message = f'<p class="error">{html.escape(str(e))}</p>'
+            return render(request, "missing", "Run not found", main=message, status_code=404)
+        return render(request, "run", f"Run {run.id}", charts=True, data={"run": run.id})
+
+    def compare(self, request: Request) -> HTMLResponse:
+        return render(request, "compare", "Compare runs", charts=True)
+
+    def assets(self, request: Request) -> HTMLResponse:
+        return render(request, "assets", "Assets")

@@ -1,0 +1,286 @@
+"""The UI's run page on a run with a 10,000,000-point metric: how long until every chart has its data.
+
+    python benchmarks/bench_ui.py                   # 10,000,000 points of "loss", plus small metrics
+    python benchmarks/bench_ui.py --points 1000000
+    python benchmarks/bench_ui.py --smoke --json    # tiny sizes, run by the test suite
+
+A real run is made with the logger (small metrics "acc", "lr" and a list "hist"); the big series
+"loss" is then appended to its metrics.jsonl in the exact lines the writer writes (the same orjson
+encoding), because logging 10,000,000 values through ``log()`` would make the benchmark minutes
+longer without changing the file. An ``amltrack ui`` process serves the store on 127.0.0.1.
+
+"Open" is what the run page asks for, timed from the first request to the last answer: the HTML,
+the run's metadata, its metric list (repeated while the cache reports progress) and every numeric
+chart's series at 1,200 pixels, the four series requests in parallel as a browser sends them.
+
+- cold: no series cache yet; the first view parses metrics.jsonl once (the file itself is in the
+  OS page cache, having just been written).
+- warm: the cache built, the UI process restarted, so nothing is held in its memory.
+- series: one chart-data request alone (warm, median of 10), full range and zoomed to 1%.
+- writer columns: what it would cost the writer to keep the cache itself, per record: grouping a
+  20,000-record batch by name into int64/float64 columns and appending them to files.
+- browser: with Playwright and Debian's chromium present, the time to every chart drawn (warm cache)
+  for a run clicked on the runs page (which loads plotly.js while idle), and for a first-ever deep
+  link in a fresh browser profile, which must fetch and compile plotly.js's 4.8 MB first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import math
+import operator
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+
+import amltrack
+
+WIDTH = 1200
+CHROMIUM = "/usr/bin/chromium"
+BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def make_run(store: Path, points: int) -> str:
+    logger = amltrack.get_logger("bench-ui", store=store, outputs=None, name="ten million")
+    for i in range(1000):
+        logger.log("acc", 1 - math.exp(-i / 200))
+        if i % 100 == 0:
+            logger.log("lr", 0.1 * 0.9 ** (i // 100))
+            logger.log("hist", [math.sin(i + k / 10) for k in range(64)])
+    logger.finish()
+    rng = np.random.default_rng(1)
+    t0 = time.time()
+    block = 200_000
+    with open(logger.run_dir / "metrics.jsonl", "ab") as f:
+        for start in range(0, points, block):
+            steps = range(start, min(points, start + block))
+            noise = rng.random(len(steps)) * 0.01
+            recs = [
+                {"name": "loss", "step": i, "value": math.exp(-5 * i / points) + float(noise[j]) + (i % 999_983 == 7),
+                 "ts": t0 + i * 1e-4, "seq": 1100 + i}
+                for j, i in enumerate(steps)
+            ]
+            data = orjson.dumps(recs)
+            f.write(data[1:-1].replace(b"},{", b"}\n{") + b"\n")  # as the writer's batch encoder
+    return logger.run_id
+
+
+class Ui:
+    def __init__(self, store: Path, log: Path) -> None:
+        self.log = log
+        # SIGTERM waits until the process is held here, so the handler's exit can always stop it.
+        term = {signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, term)
+        try:
+            with open(log, "w") as err:
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
+                    stdout=subprocess.DEVNULL, stderr=err,
+                    preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, term),
+                )
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, term)
+        try:
+            deadline = time.monotonic() + 30
+            while not (m := re.search(r"http://[\d.]+:\d+/", log.read_text())):
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("the UI did not start: " + log.read_text())
+                time.sleep(0.02)
+        except BaseException:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            raise
+        self.url = m.group(0)
+        self.client = httpx.Client(base_url=self.url, timeout=600)
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def open_run_page(ui: Ui, run_id: str) -> tuple[float, dict]:
+    c = ui.client
+    t = time.perf_counter()
+    c.get(f"/runs/{run_id}").raise_for_status()
+    c.get(f"/api/runs/{run_id}").raise_for_status()
+    while True:
+        m = c.get(f"/api/runs/{run_id}/metrics").json()
+        if not m["building"]:
+            break
+    names = [x["name"] for x in m["metrics"] if x["numbers"]]
+    with concurrent.futures.ThreadPoolExecutor(len(names)) as pool:
+        answers = list(pool.map(lambda n: series(c, run_id, n), names))
+    elapsed = time.perf_counter() - t
+    return elapsed, dict(zip(names, answers))
+
+
+def series(c: httpx.Client, run_id: str, name: str, **params: float) -> dict:
+    while True:
+        r = c.get(f"/api/runs/{run_id}/series", params={"name": name, "width": WIDTH, **params})
+        r.raise_for_status()
+        body = r.json()
+        if not body.get("building"):
+            return body
+
+
+def writer_columns_cost(n: int = 200_000) -> float:
+    """Microseconds per record for a writer to keep binary columns: group a batch, append its bytes.
+
+    The batch is grouped with C-level passes, as the writer's encoder does its own work.
+    """
+    names = ["loss", "acc", "lr", "grad_norm"]
+    batch = [(names[i % 4], i, float(i) * 0.5, 1.8e9 + i) for i in range(20_000)]
+    get = [operator.itemgetter(k) for k in range(4)]
+    tmp = Path(tempfile.mkdtemp(prefix="amltrack-cols-"))
+    files = {(n_, k): open(tmp / f"{n_}.{k}", "ab") for n_ in names for k in ("step", "value", "ts")}  # noqa: SIM115
+    try:
+        t = time.perf_counter()
+        done = 0
+        while done < n:
+            keys = list(map(get[0], batch))
+            steps = np.array(list(map(get[1], batch)), dtype=np.int64)
+            values = np.array(list(map(get[2], batch)), dtype=np.float64)
+            stamps = np.array(list(map(get[3], batch)), dtype=np.float64)
+            ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+            codes = np.fromiter(map(ids.__getitem__, keys), dtype=np.int32, count=len(keys))
+            order = np.argsort(codes, kind="stable")
+            bounds = np.cumsum(np.bincount(codes))
+            start = 0
+            for name, i in ids.items():
+                pick = order[start : bounds[i]]
+                start = bounds[i]
+                files[name, "step"].write(steps[pick].tobytes())
+                files[name, "value"].write(values[pick].tobytes())
+                files[name, "ts"].write(stamps[pick].tobytes())
+            done += len(batch)
+        for f in files.values():
+            f.flush()
+        return (time.perf_counter() - t) / done * 1e6
+    finally:
+        for f in files.values():
+            f.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+READY = (
+    "() => document.querySelectorAll('#charts .chart-card').length > 0 && "
+    "[...document.querySelectorAll('#charts .chart-card')].every(c => c.dataset.ready)"
+)
+
+
+def browser_open(url: str, run_id: str) -> dict[str, float] | None:
+    """Seconds to every chart drawn: clicked on the runs page, and as a first-ever deep link."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not os.path.exists(CHROMIUM):
+        return None
+    out = {}
+    with sync_playwright() as pw:
+        for how in ("browser_from_runs_s", "browser_deep_link_s"):
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)  # a fresh profile
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 900})
+                if how == "browser_from_runs_s":
+                    page.goto(url)
+                    page.wait_for_selector("body[data-loaded]")
+                    page.wait_for_function("() => !!window.Plotly", timeout=60_000)  # warmed while idle
+                    t = time.perf_counter()
+                    page.click(f"tr[data-run-id='{run_id}'] .run-link")
+                else:
+                    t = time.perf_counter()
+                    page.goto(f"{url}runs/{run_id}")  # plotly.js fetched and compiled on this load
+                page.wait_for_function(READY, timeout=600_000)
+                out[how] = time.perf_counter() - t
+            finally:
+                browser.close()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--points", type=int, default=10_000_000)
+    ap.add_argument("--smoke", action="store_true", help="20,000 points, no browser")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = ap.parse_args()
+    # Killed (a test's timeout): still stop the UI process and remove the store, in the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    points = 20_000 if args.smoke else args.points
+    tmp = Path(tempfile.mkdtemp(prefix="amltrack-bench-ui-"))
+    out: dict = {"points": points}
+    try:
+        store = tmp / "store"
+        t = time.perf_counter()
+        run_id = make_run(store, points)
+        run_dir = store / "runs" / run_id
+        out["metrics_jsonl_mb"] = round((run_dir / "metrics.jsonl").stat().st_size / 1e6, 1)
+        out["make_s"] = round(time.perf_counter() - t, 2)
+
+        ui = Ui(store, tmp / "ui-1.log")
+        try:
+            out["cold_open_s"], answers = open_run_page(ui, run_id)
+            loss = answers["loss"]
+            assert loss["count"] == points and loss["shown"] <= 2 * WIDTH + 2, loss["shown"]
+            out["loss_points_sent"] = loss["shown"]
+            out["warm_same_process_s"], _ = open_run_page(ui, run_id)
+        finally:
+            ui.close()
+        out["cache_mb"] = round(sum(f.stat().st_size for f in (run_dir / "cache").rglob("*") if f.is_file()) / 1e6, 1)
+
+        ui = Ui(store, tmp / "ui-2.log")
+        try:
+            out["warm_open_s"], _ = open_run_page(ui, run_id)
+            full, zoomed = [], []
+            for i in range(10):
+                t = time.perf_counter()
+                series(ui.client, run_id, "loss", width=WIDTH + i)  # a new width each time: no 304
+                full.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                series(ui.client, run_id, "loss", width=WIDTH + i, x0=points * 0.4, x1=points * 0.41)
+                zoomed.append(time.perf_counter() - t)
+            out["series_warm_ms"] = statistics.median(full) * 1000
+            out["series_zoomed_ms"] = statistics.median(zoomed) * 1000
+            if not args.smoke:
+                out.update(browser_open(ui.url, run_id) or {})
+        finally:
+            ui.close()
+        out["writer_columns_us_per_record"] = writer_columns_cost(20_000 if args.smoke else 1_000_000)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for k, v in out.items():
+        if isinstance(v, float):
+            out[k] = round(v, 4)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return
+    print(f"run page of a run with {points:,} points of 'loss' ({out['metrics_jsonl_mb']} MB of metrics.jsonl)")
+    print(f"  cold open (cache built on first view):   {out['cold_open_s']:.2f} s")
+    print(f"  warm open, same UI process:              {out['warm_same_process_s']:.3f} s")
+    print(f"  warm open, restarted UI process:         {out['warm_open_s']:.3f} s")
+    print(f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms")
+    print(f"  points sent for 'loss' at {WIDTH} px:        {out['loss_points_sent']:,}")
+    print(f"  cache on disk:                           {out['cache_mb']} MB")
+    if "browser_from_runs_s" in out:
+        print(f"  chromium, run clicked on the runs page:  {out['browser_from_runs_s']:.2f} s to every chart drawn")
+        print(f"  chromium, first-ever deep link:          {out['browser_deep_link_s']:.2f} s (plotly.js compiled)")
+    print(f"  writer-kept columns would cost:          {out['writer_columns_us_per_record']:.3f} us per record")
+
+
+if __name__ == "__main__":
+    main()
