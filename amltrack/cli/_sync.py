@@ -14,7 +14,7 @@ from ._history import add_store_arg
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "sync",
-        help="push runs to an amltrack server",
+        help="push runs to an amltrack or MLflow server",
         description=textwrap.fill(
             "Push the runs that have ended (completed, failed, killed, crashed) and are not fully on the "
             "remote. An interrupted push resumes where it stopped; syncing again sends nothing. Each run "
@@ -25,6 +25,7 @@ def add_parser(sub: Any) -> None:
         epilog=(
             "examples:\n"
             "  amltrack sync --to http://127.0.0.1:8765 --dry-run\n"
+            "  amltrack sync --to mlflow+http://127.0.0.1:5000\n"
             "  amltrack sync --to team --include-running --verify"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -34,7 +35,8 @@ def add_parser(sub: Any) -> None:
         "--to",
         metavar="URL|NAME",
         default=None,
-        help="a server URL or a remote's name (default: the default remote)",
+        help="a server URL (http(s):// for amltrack's server, mlflow+http(s):// for MLflow) or a "
+        "remote's name (default: the default remote)",
     )
     select = p.add_mutually_exclusive_group()
     select.add_argument(

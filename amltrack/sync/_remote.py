@@ -1,8 +1,8 @@
 """The seam between the sync loop and one kind of remote.
 
 A remote kind is a module with a class that has ``kind``, ``url``, ``push_run``, ``verify_run`` and
-``close``; ``open_remote`` maps a configured remote to it. ``_amltrack`` is amltrack's own server;
-an MLflow remote is another module with the same shape.
+``close``; ``open_remote`` maps a configured remote to it. ``_amltrack`` is amltrack's own server,
+``_mlflow`` an MLflow tracking server.
 """
 
 from __future__ import annotations
@@ -79,6 +79,11 @@ def open_remote(entry: RemoteEntry) -> Remote:
         from ._amltrack import AmltrackRemote
 
         return AmltrackRemote(entry.url, entry.effective_token())
+    if entry.kind == "mlflow":
+        from ._mlflow import MlflowRemote
+
+        # $AMLTRACK_TOKEN is for amltrack servers; MlflowRemote reads MLflow's own variables.
+        return MlflowRemote(entry.url, entry.token)
     from ._errors import RemoteConfigError
 
     raise RemoteConfigError(

@@ -24,7 +24,9 @@ from .._errors import StoreError
 from .._format import read_json
 from ._errors import RemoteConfigError
 
-KINDS = ("amltrack",)
+KINDS = ("amltrack", "mlflow")
+# The URL scheme picks the kind: mlflow+http(s):// is an MLflow tracking server (_mlflow.py).
+MLFLOW_SCHEMES = ("mlflow+http", "mlflow+https")
 TOKEN_ENV = "AMLTRACK_TOKEN"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -39,9 +41,17 @@ def config_dir() -> Path:
 
 def check_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise RemoteConfigError(f"remote URL {url!r} is not an http:// or https:// URL with a host")
+    if parts.scheme not in ("http", "https", *MLFLOW_SCHEMES) or not parts.hostname:
+        raise RemoteConfigError(
+            f"remote URL {url!r} is not an http:// or https:// URL with a host "
+            "(or mlflow+http:// or mlflow+https:// for an MLflow tracking server)"
+        )
     return url.rstrip("/")
+
+
+def kind_of(url: str) -> str:
+    """The remote kind a URL names: ``mlflow`` for mlflow+http(s)://, else ``amltrack``."""
+    return "mlflow" if urlsplit(url).scheme in MLFLOW_SCHEMES else "amltrack"
 
 
 @dataclass
@@ -79,7 +89,7 @@ class Remotes:
         for name, e in raw.items():
             if isinstance(e, dict) and isinstance(e.get("url"), str):
                 self.entries[name] = RemoteEntry(
-                    name, e["url"], str(e.get("kind") or "amltrack"), e.get("token")
+                    name, e["url"], str(e.get("kind") or kind_of(e["url"])), e.get("token")
                 )
 
     @classmethod
@@ -115,15 +125,19 @@ class Remotes:
             raise
 
     def add(
-        self, name: str, url: str, *, kind: str = "amltrack", token: str | None = None, default: bool = False
+        self, name: str, url: str, *, kind: str | None = None, token: str | None = None, default: bool = False
     ) -> RemoteEntry:
         if not _NAME_RE.match(name):
             raise RemoteConfigError(
                 f"remote name {name!r} is not valid: use up to 64 letters, digits, '.', '_' or '-'"
             )
+        url = check_url(url)
+        kind = kind or kind_of(url)
         if kind not in KINDS:
             raise RemoteConfigError(f"remote kind {kind!r} is not one of {', '.join(KINDS)}")
-        entry = RemoteEntry(name, check_url(url), kind, token)
+        if kind != kind_of(url):
+            raise RemoteConfigError(f"remote URL {url!r} is not a URL of an {kind} remote")
+        entry = RemoteEntry(name, url, kind, token)
         self.entries[name] = entry
         if default or self.default not in self.entries:
             self.default = name
@@ -151,7 +165,7 @@ class Remotes:
     def resolve(self, to: str | None) -> RemoteEntry:
         """``to`` as a URL or a remote name; None means the default remote."""
         if to is not None and "://" in to:
-            return RemoteEntry(None, check_url(to))
+            return RemoteEntry(None, check_url(to), kind_of(to))
         if to is not None:
             return self.get(to)
         if self.default is None or self.default not in self.entries:

@@ -1,0 +1,1207 @@
+"""Pushing runs to an MLflow tracking server over its REST API (``mlflow+http://`` remotes).
+
+A run becomes an MLflow run in the experiment of the same name: params and tags, numeric metrics as
+metric history, string metrics and the run's own files as artifacts under ``amltrack/``, and its
+artifacts through the server's artifact proxy. Only ``httpx`` is used; the ``mlflow`` package is
+not needed.
+
+MLflow has no idempotency key, so the push keeps its place on the server: the MLflow run carries
+the tag ``amltrack.run_id`` (how a push finds it again) and ``amltrack.sync.cursor`` (how much of
+metrics.jsonl it holds), which every metrics batch moves in the same request. A batch whose fate is
+unknown (its answer was lost, or it is the first of a push that resumes an interrupted one) is
+checked against the server's metric history first and only the missing points are sent. MLflow
+also stores some malformed values as 0 without a word, so only valid ones are sent: float values
+(NaN and infinities as the strings MLflow parses), int steps, int millisecond timestamps, and keys
+mapped into MLflow's character set. ``docs/sync.md`` has the mapping.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+import signal
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+import orjson
+
+from .. import __version__
+from .. import _format as fmt
+from . import _ledger as ledger
+from ._amltrack import KILL_ENV
+from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
+from ._local import Snapshot, sha256_bytes
+from ._remote import Progress, PushResult
+
+SCHEMES = {"mlflow+http": "http", "mlflow+https": "https"}
+API = "/api/2.0/mlflow"
+ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts"
+
+# MLflow's limits (mlflow/utils/validation.py).
+MAX_ENTITIES = 1000  # metrics + params + tags in one log-batch; metrics alone are capped at 1000 too
+MAX_PARAMS_TAGS = 100  # params, and tags, per log-batch
+MAX_KEY = 250
+MAX_PARAM_VALUE = 6000
+MAX_TAG_VALUE = 8000
+MAX_RUN_NAME = 250
+MAX_BATCH_BYTES = 800_000  # of the params or tags of one log-batch; Databricks refuses requests over 1 MB
+HISTORY_PAGE = 25_000
+_INT64_MAX = (1 << 63) - 1
+_MAX_DOUBLE = 1.7976931348623157e308  # what MLflow's SQL store keeps of an infinity
+
+TAG_RUN_ID = "amltrack.run_id"
+TAG_STATUS = "amltrack.status"
+TAG_STATE = "amltrack.sync.state"  # in_progress while a push is under way, complete after it
+# "OFFSET:K": the records of metrics.jsonl before byte OFFSET, and K points of the record there.
+TAG_CURSOR = "amltrack.sync.cursor"
+TAG_ARTIFACTS = "amltrack.sync.artifacts"  # a digest of the artifacts the last complete push uploaded
+TAG_STRINGS = "amltrack.string_metrics"  # how many string values went to STRINGS_FILE
+RESERVED_TAG_PREFIXES = ("mlflow.", "amltrack.")
+
+OWN_DIR = "amltrack"  # the run's own files, under the MLflow run's artifacts
+STRINGS_FILE = f"{OWN_DIR}/string_metrics.jsonl"
+NAMES_FILE = f"{OWN_DIR}/names.json"
+
+STATUS = {
+    "completed": "FINISHED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+    "crashed": "FAILED",
+    "running": "RUNNING",
+}
+
+_UPLOAD_BLOCK = 1 << 20
+
+
+# ----------------------------------------------------------------- names and values
+
+
+def check_url(url: str) -> str:
+    """``url`` without a trailing slash, if it is an ``mlflow+http(s)://`` URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES or not parts.hostname:
+        raise RemoteConfigError(f"MLflow remote URL {url!r} is not an mlflow+http:// or mlflow+https:// URL")
+    return url.rstrip("/")
+
+
+_KEEP = re.compile(r"[\w./\- ]")  # what MLflow allows in a key, less ':', the escape character
+
+
+def _escape(ch: str) -> str:
+    return "".join(f":{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
+
+
+def mlflow_key(name: str, *, reserved: tuple[str, ...] = ()) -> str:
+    """The MLflow key of an amltrack metric, param or tag name.
+
+    A name MLflow accepts is kept, except that ':' is the escape character: every character MLflow
+    refuses, and ':' itself, becomes ':XX' per UTF-8 byte, like '%' in a URL. A '/' that MLflow
+    would read as an empty path part (first, last, or doubled), and the dots of a '.' or '..' part
+    or of a leading '..', are escaped too, and so is the first character of a key that starts with
+    one of ``reserved``. ``amltrack_name`` reverses it. A key longer than 250 characters is cut and
+    ends in '::' and 16 hex digits of the name's SHA-256 ('::' occurs in no other key); the push
+    lists such names in the artifact ``amltrack/names.json``.
+
+        mlflow_key("loss@gpu0")  # 'loss:40gpu0'
+        mlflow_key("a//b")       # 'a:2F/b'
+    """
+    n = len(name)
+    out = []
+    for i, ch in enumerate(name):
+        if ch == "/":
+            out.append("/" if 0 < i < n - 1 and name[i + 1] != "/" else ":2F")
+        elif ch != ":" and _KEEP.fullmatch(ch):
+            out.append(ch)
+        else:
+            out.append(_escape(ch))
+    parts = "".join(out).split("/")
+    for j, part in enumerate(parts):
+        if part in (".", ".."):
+            parts[j] = part.replace(".", ":2E")
+    if parts[0].startswith(".."):
+        parts[0] = ":2E" + parts[0][1:]
+    key = "/".join(parts)
+    if reserved and key.startswith(reserved):
+        key = _escape(key[0]) + key[1:]
+    if not key or len(key) > MAX_KEY:
+        cut = MAX_KEY - 18
+        if key[cut - 1 : cut] == ":":
+            cut -= 1
+        elif key[cut - 2 : cut - 1] == ":":
+            cut -= 2  # never cut an escape in two
+        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+        key = f"{key[:cut]}::{digest}"
+    return key
+
+
+def mlflow_path(path: str) -> str:
+    """The MLflow artifact path of an amltrack artifact path: ':', '%' and '#' escaped as ':XX'.
+
+    MLflow refuses '#' in artifact paths and decodes '%XX' in them more than once.
+    """
+    return "".join(_escape(c) if c in ":%#" else c for c in path)
+
+
+def amltrack_name(key: str) -> str | None:
+    """The amltrack name (or artifact path) of an MLflow key made by ``mlflow_key`` or ``mlflow_path``.
+
+    None for a key that was cut to MLflow's length limit (see ``amltrack/names.json``).
+
+        amltrack_name("loss:40gpu0")  # 'loss@gpu0'
+    """
+    if "::" in key:
+        return None
+    return unquote(key.replace(":", "%"), errors="strict")
+
+
+def _text(value: Any) -> str:
+    """A param or tag value as MLflow's own client writes it: ``str()``; containers as JSON."""
+    if isinstance(value, (str, bool, int, float)) or value is None:
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def _wire(value: float) -> float | str:
+    """A metric value as MLflow parses it: a bare NaN token would be stored as 0."""
+    if math.isfinite(value):
+        return value
+    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
+
+
+def _same_value(value: Any) -> Any:
+    """A metric value, local or from the server, as a key that compares NaN and infinities."""
+    v = float(value)
+    if v != v:
+        return "nan"
+    if v >= _MAX_DOUBLE:
+        return math.inf
+    if v <= -_MAX_DOUBLE:
+        return -math.inf
+    return v
+
+
+def to_ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+# A point of a metric as sent: (key, value, timestamp in ms, step).
+Point = tuple[str, float, int, int]
+
+
+def parse_record(line: bytes) -> tuple[str, int, float, int, Any] | None:
+    """(name, step, ts, ms, value) of a metrics.jsonl line, or None for what every reader skips."""
+    try:
+        r = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(r) is not dict or "value" not in r:
+        return None
+    name, step, ts = r.get("name"), r.get("step"), r.get("ts")
+    if type(name) is not str or type(step) is not int or not 0 <= step <= _INT64_MAX:
+        return None
+    if type(ts) not in (int, float):
+        return None
+    ms = to_ms(ts)
+    if not 0 <= ms <= _INT64_MAX:
+        return None
+    value = r["value"]
+    if "nonfinite" in r:
+        value = fmt.decode_value(value, r["nonfinite"] is True)
+    return name, step, ts, ms, value
+
+
+def record_points(step: int, value: Any) -> list[tuple[int, float]] | None:
+    """The (step, value) points MLflow gets for a value: one for a number or bool (as 1.0 or 0.0),
+    one per element for a list (step = index); None for what MLflow cannot hold as a metric."""
+    t = type(value)
+    try:
+        if t is float or t is int or t is bool:
+            return [(step, float(value))]
+        if t is list and all(type(x) is float or type(x) is int for x in value):
+            return [(i, float(x)) for i, x in enumerate(value)]
+    except OverflowError:  # an int beyond a double, written by hand
+        return None
+    return None
+
+
+def _lines(path: Path, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, next offset, line) of the whole lines of ``path`` in [start, end)."""
+    if end <= start:
+        return
+    with open(path, "rb") as f:
+        f.seek(start)
+        pos = start
+        for line in f:
+            nxt = pos + len(line)
+            if nxt > end:
+                break
+            yield pos, nxt, line
+            pos = nxt
+            if pos >= end:
+                break
+
+
+def _parse_cursor(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    m = re.fullmatch(r"(\d+):(\d+)", value)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+# ----------------------------------------------------------------- what the run should look like
+
+
+@dataclass
+class _RemoteRun:
+    id: str
+    experiment_id: str
+    info: dict[str, Any]
+    params: dict[str, str]
+    tags: dict[str, str]
+
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> _RemoteRun:
+        info = run.get("info") or {}
+        data = run.get("data") or {}
+        return cls(
+            id=str(info.get("run_id") or info.get("run_uuid")),
+            experiment_id=str(info.get("experiment_id")),
+            info=info,
+            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
+            tags={t["key"]: t.get("value", "") for t in data.get("tags") or []},
+        )
+
+    @property
+    def cursor(self) -> tuple[int, int] | None:
+        return _parse_cursor(self.tags.get(TAG_CURSOR))
+
+    @property
+    def artifact_root(self) -> str | None:
+        """The run's path under the artifact proxy, or None if its artifacts are not proxied."""
+        uri = str(self.info.get("artifact_uri") or "")
+        if not uri.startswith("mlflow-artifacts:"):
+            return None
+        return urlsplit(uri).path.strip("/")
+
+
+@dataclass
+class _Wanted:
+    """What the MLflow run should hold for a snapshot, except the metric points."""
+
+    name: str
+    start_ms: int | None
+    end_ms: int | None
+    status: str
+    params: dict[str, str]
+    tags: dict[str, str]
+    artifacts: dict[str, str]  # MLflow path -> the SHA-256 of its content, or a marker of what it is made of
+    local_files: dict[str, Path]  # MLflow path -> the local file it is uploaded from
+    contents: dict[str, bytes]  # MLflow path -> the bytes it is uploaded from (run.json, summary.json)
+    names: dict[str, dict[str, str]]  # kind -> {MLflow key: amltrack name} where they differ
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        self.digest = hashlib.sha256(orjson.dumps(sorted(self.artifacts.items()))).hexdigest()
+
+
+@dataclass
+class _Plan:
+    create: bool
+    params: list[tuple[str, str]]
+    tags: list[tuple[str, str]]
+    cursor: tuple[int, int]
+    resuming: bool  # the last push of this run was interrupted: its last metrics batch is uncertain
+    uploads: list[str]
+    update: dict[str, Any]
+    finish: bool  # the final tags (state, cursor, artifacts) need writing
+    estimate: int = 0
+
+    @property
+    def nothing(self) -> bool:
+        return not (self.create or self.params or self.tags or self.uploads or self.update or self.finish)
+
+
+@dataclass
+class _Scan:
+    """What one pass over metrics.jsonl collected besides the points it sent."""
+
+    strings: int = 0
+    strings_file: IO[bytes] | None = None
+    names: dict[str, str] = field(default_factory=dict)  # metric key -> name, where they differ
+    skipped: int = 0
+
+
+class _Uploads:
+    """Counts what an upload sends, for the progress bar and the report."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.sent = 0
+
+    def chunks(
+        self, path: Path | None, size: int, data: IO[bytes] | None = None
+    ) -> Callable[[], Iterable[bytes]]:
+        def gen() -> Iterator[bytes]:
+            f = data if data is not None else open(path, "rb")  # type: ignore[arg-type]
+            try:
+                f.seek(0)
+                left = size
+                while left > 0:
+                    block = f.read(min(_UPLOAD_BLOCK, left))
+                    if not block:
+                        raise SyncError(f"{path} shrank while it was uploaded; sync again")
+                    left -= len(block)
+                    self.sent += len(block)
+                    self.progress.advance(len(block))
+                    yield block
+            finally:
+                if data is None:
+                    f.close()
+
+        return gen
+
+
+# ----------------------------------------------------------------- the remote
+
+
+class MlflowRemote:
+    """A client of one MLflow tracking server, addressed as ``mlflow+http(s)://host[:port][/prefix]``.
+
+    Credentials come from ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD`` (basic),
+    else ``MLFLOW_TRACKING_TOKEN``, else ``token`` (bearer), as MLflow's own client takes them.
+
+        remote = MlflowRemote("mlflow+http://127.0.0.1:5000")
+        remote.push_run(snapshot(store, run_id), NullProgress())
+    """
+
+    kind = "mlflow"
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        retries: int = 3,
+        backoff: float = 0.2,
+        timeout: float = 60.0,
+        max_metrics: int = MAX_ENTITIES,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = check_url(url)
+        parts = urlsplit(self.url)
+        self.base = parts._replace(scheme=SCHEMES[parts.scheme]).geturl()
+        self.retries = retries
+        self.backoff = backoff
+        self.batch = max(1, min(max_metrics, MAX_ENTITIES) - 1)  # one entity goes to the cursor tag
+        headers = {"User-Agent": f"amltrack/{__version__}"}
+        auth: httpx.Auth | None = None
+        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
+        bearer = os.environ.get("MLFLOW_TRACKING_TOKEN") or token
+        if user and password is not None:
+            auth, self._auth = httpx.BasicAuth(user, password), f"the password of user {user!r}"
+            self._auth_hint = "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        elif bearer:
+            headers["Authorization"] = f"Bearer {bearer}"
+            self._auth = "the token"
+            self._auth_hint = "check MLFLOW_TRACKING_TOKEN (or the remote's token)"
+        else:
+            self._auth = ""
+            self._auth_hint = (
+                "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
+            )
+        verify: bool | str = True
+        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+            verify = False
+        elif os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
+            verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        self._client = httpx.Client(
+            base_url=self.base,
+            headers=headers,
+            auth=auth,
+            verify=verify,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+        self._key = ledger.remote_key(self.kind, self.url)
+        self._experiments: dict[str, str] = {}
+        self.writes = 0
+        kill = os.environ.get(KILL_ENV)
+        self._kill_after = int(kill) if kill and kill.isdigit() else None
+
+    def __repr__(self) -> str:
+        return f"MlflowRemote({self.url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> MlflowRemote:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        content: Callable[[], Iterable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        write: bool = False,
+        retry: bool | Callable[[], Any] = True,
+    ) -> Any:
+        """One request, tried again on a transport failure, 429 or 502-504.
+
+        ``retry`` is True for a request that can be repeated as it is, or a function that gives
+        the body to send instead (None: send nothing more) for one that cannot.
+        """
+        delay = self.backoff
+        body = None if json is None else orjson.dumps(json)
+        for attempt in range(self.retries + 1):
+            if attempt and callable(retry):
+                again = retry()
+                if again is None:
+                    return None
+                body = orjson.dumps(again)
+            hdrs = dict(headers or {})
+            if body is not None:
+                hdrs["Content-Type"] = "application/json"  # MLflow refuses a POST without it
+            try:
+                r = self._client.request(
+                    method,
+                    path,
+                    params=params,
+                    content=body if body is not None else (content() if content else None),
+                    headers=hdrs,
+                )
+            except httpx.TransportError as e:
+                if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol) or not retry:
+                    raise RemoteUnavailableError(self.url, e) from e
+                time.sleep(delay)
+                delay *= 3
+                continue
+            if r.status_code in (429, 502, 503, 504) and attempt < self.retries and retry:
+                time.sleep(_retry_after(r, delay))
+                delay *= 3
+                continue
+            break
+        if write:
+            self.writes += 1
+            if self._kill_after is not None and self.writes >= self._kill_after:
+                os.kill(os.getpid(), signal.SIGKILL)
+        if r.status_code >= 400:
+            raise self._error(r, method, path)
+        if not r.content:
+            return {}
+        try:
+            return r.json()
+        except ValueError:
+            raise RemoteError(
+                self.url,
+                r.status_code,
+                "BAD_RESPONSE",
+                f"{method} {path} answered with something that is not JSON; is {self.base} an MLflow "
+                "tracking server?",
+            ) from None
+
+    def _error(self, r: httpx.Response, method: str, path: str) -> RemoteError:
+        try:
+            body = r.json()
+            code, message = str(body["error_code"]), str(body.get("message", ""))
+        except (ValueError, KeyError, TypeError):
+            code, message = "", " ".join(r.text[:300].split()) or r.reason_phrase
+            if "html" in r.headers.get("content-type", ""):
+                message = f"an error page ({r.status_code} {r.reason_phrase})"
+        status = r.status_code
+        if status == 401:
+            who = f"{self._auth} was refused" if self._auth else "the server asks for credentials"
+            return RemoteError(self.url, status, code or "UNAUTHENTICATED", f"{who}; {self._auth_hint}")
+        if status == 403 and "Invalid Host header" in message:
+            host = r.request.headers.get("host", "")
+            return RemoteError(
+                self.url,
+                status,
+                "INVALID_HOST",
+                f"the server refused the Host header {host!r}: ask its operator to add it to MLflow's "
+                "--allowed-hosts (MLFLOW_SERVER_ALLOWED_HOSTS), or use a host name it allows",
+            )
+        if status == 403:
+            return RemoteError(
+                self.url,
+                status,
+                code or "PERMISSION_DENIED",
+                f"{message}; {self._auth or 'this user'} needs permission to edit the experiment "
+                "and its runs: ask the server's operator",
+            )
+        if status == 404 and not code:
+            return RemoteError(
+                self.url,
+                status,
+                "NOT_FOUND",
+                f"{method} {path} does not exist there; is {self.base} an MLflow tracking server "
+                f"(its REST API under {API})?",
+            )
+        if status == 503 and "Artifact serving is disabled" in message:
+            return RemoteError(
+                self.url,
+                status,
+                "ARTIFACTS_NOT_SERVED",
+                "the server does not serve artifacts; ask its operator to run it with --serve-artifacts",
+            )
+        return RemoteError(self.url, status, code or f"HTTP_{status}", message)
+
+    def _get(self, endpoint: str, **params: Any) -> Any:
+        return self._request("GET", f"{API}/{endpoint}", params=params)
+
+    def _post(self, endpoint: str, body: dict[str, Any], *, write: bool = True, retry: Any = True) -> Any:
+        return self._request("POST", f"{API}/{endpoint}", json=body, write=write, retry=retry)
+
+    # ----------------------------------------------------------------- experiments and runs
+
+    def _experiment(self, name: str, *, create: bool) -> str | None:
+        """The id of the experiment called ``name``, created if missing (None if not, in a dry run)."""
+        if name in self._experiments:
+            return self._experiments[name]
+        for _ in range(2):
+            try:
+                exp = self._get("experiments/get-by-name", experiment_name=name)["experiment"]
+            except RemoteError as e:
+                if e.code != "RESOURCE_DOES_NOT_EXIST":
+                    raise
+            else:
+                if exp.get("lifecycle_stage") == "deleted":
+                    raise SyncError(
+                        f"experiment {name!r} is deleted on {self.url}: restore it in MLflow, or delete it "
+                        "for good ('mlflow gc') so that sync can create it again"
+                    )
+                self._experiments[name] = str(exp["experiment_id"])
+                return self._experiments[name]
+            if not create:
+                return None
+            try:
+                made = self._post("experiments/create", {"name": name})
+            except RemoteError as e:
+                if e.code != "RESOURCE_ALREADY_EXISTS":  # another client made it meanwhile
+                    raise
+                continue
+            self._experiments[name] = str(made["experiment_id"])
+            return self._experiments[name]
+        raise SyncError(f"experiment {name!r} could not be created or found on {self.url}")
+
+    def _get_run(self, run_id: str) -> _RemoteRun | None:
+        try:
+            return _RemoteRun.of(self._get("runs/get", run_id=run_id)["run"])
+        except RemoteError as e:
+            if e.code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+
+    def _search(self, experiment_id: str, local_id: str) -> _RemoteRun | None:
+        """The MLflow run tagged with ``local_id``; the oldest if a race made two."""
+        found = self._post(
+            "runs/search",
+            {
+                "experiment_ids": [experiment_id],
+                "filter": f"tags.`{TAG_RUN_ID}` = '{local_id}'",
+                "run_view_type": "ACTIVE_ONLY",
+                "max_results": 100,
+            },
+            write=False,
+        )
+        runs = [_RemoteRun.of(r) for r in found.get("runs") or []]
+        runs = [r for r in runs if r.tags.get(TAG_RUN_ID) == local_id]
+        if not runs:
+            return None
+        return min(runs, key=lambda r: (int(r.info.get("start_time") or 0), r.id))
+
+    def find_run(self, snap: Snapshot, *, create_experiment: bool = False) -> _RemoteRun | None:
+        """The MLflow run that holds ``snap``'s run, if there is one."""
+        exp_id = self._experiment(snap.run.experiment, create=create_experiment)
+        if exp_id is None:
+            return None
+        previous = (ledger.read(snap.dir, self._key) or {}).get("remote_state") or {}
+        cached = previous.get("run_id")
+        if isinstance(cached, str) and cached:
+            run = self._get_run(cached)
+            if (
+                run is not None
+                and run.info.get("lifecycle_stage") == "active"
+                and run.tags.get(TAG_RUN_ID) == snap.id
+                and run.experiment_id == exp_id
+            ):
+                return run
+        return self._search(exp_id, snap.id)
+
+    def _create_run(self, exp_id: str, snap: Snapshot, want: _Wanted) -> _RemoteRun:
+        body: dict[str, Any] = {
+            "experiment_id": exp_id,
+            "run_name": want.name,
+            "tags": [
+                {"key": TAG_RUN_ID, "value": snap.id},
+                {"key": TAG_STATE, "value": "in_progress"},
+                {"key": TAG_CURSOR, "value": "0:0"},
+            ],
+        }
+        if want.start_ms is not None:
+            body["start_time"] = want.start_ms
+
+        def found() -> Any:  # the answer was lost: a retry must not make a second run
+            return None if self._search(exp_id, snap.id) else body
+
+        made = self._post("runs/create", body, retry=found)
+        if made is None:
+            run = self._search(exp_id, snap.id)
+            assert run is not None
+            return run
+        return _RemoteRun.of(made["run"])
+
+    # ----------------------------------------------------------------- planning
+
+    def _wanted(self, snap: Snapshot, known: dict[str, Any] | None) -> _Wanted:
+        info = snap.info
+        run = snap.run
+        status = snap.status
+        start = info.get("created_ts")
+        end = info.get("ended_ts")
+        if not isinstance(end, (int, float)) and status == "crashed":
+            end = run.cached_summary().get("heartbeat")  # the last moment it was known alive
+        names: dict[str, dict[str, str]] = {"params": {}, "tags": {}, "artifacts": {}}
+
+        def key(kind: str, name: str, reserved: tuple[str, ...] = ()) -> str:
+            k = mlflow_key(name, reserved=reserved)
+            if k != name:
+                names[kind][k] = name
+            return k
+
+        params = {key("params", k): _text(v)[:MAX_PARAM_VALUE] for k, v in sorted(run.params.items())}
+        tags = {TAG_RUN_ID: snap.id, TAG_STATUS: status}
+        if isinstance(info.get("user"), str) and info["user"]:
+            tags["mlflow.user"] = info["user"]
+        argv = info.get("argv")
+        if isinstance(argv, list) and argv and isinstance(argv[0], str) and argv[0]:
+            tags["mlflow.source.name"] = argv[0]
+        git = info.get("git")
+        if isinstance(git, dict):
+            for field_, tag in (
+                ("commit", "mlflow.source.git.commit"),
+                ("branch", "mlflow.source.git.branch"),
+            ):
+                if isinstance(git.get(field_), str) and git[field_]:
+                    tags[tag] = git[field_]
+        for k, v in sorted(run.tags.items()):
+            tags[key("tags", k, RESERVED_TAG_PREFIXES)] = _text(v)[:MAX_TAG_VALUE]
+
+        artifacts: dict[str, str] = {}
+        files: dict[str, Path] = {}
+        contents: dict[str, bytes] = {}
+        root = snap.dir / fmt.ARTIFACTS_DIR
+        for path, f in sorted(snap.artifact_files(known).items()):
+            p = mlflow_path(path)
+            if p != path:
+                names["artifacts"][p] = path
+            artifacts[p], files[p] = f.sha256, root / path
+        # The run's own files, as this snapshot read them: the JSON Lines files up to their last
+        # whole line (append-only, so their length names their content), and the generated ones,
+        # named by what they are made from.
+        own: list[tuple[str, str, Path | bytes | None]] = [
+            (f"{OWN_DIR}/{fmt.RUN_FILE}", str(sha256_bytes(snap.run_json)), snap.run_json),
+        ]
+        if snap.summary_json is not None:
+            own.append(
+                (f"{OWN_DIR}/{fmt.SUMMARY_FILE}", str(sha256_bytes(snap.summary_json)), snap.summary_json)
+            )
+        if snap.metrics_size:
+            m = snap.metrics_size
+            own += [
+                (f"{OWN_DIR}/{fmt.METRICS_FILE}", f"bytes:{m}", snap.dir / fmt.METRICS_FILE),
+                (STRINGS_FILE, f"from:{m}", None),
+            ]
+        if snap.manifest_size:
+            own.append(
+                (
+                    f"{OWN_DIR}/{fmt.MANIFEST_FILE}",
+                    f"bytes:{snap.manifest_size}",
+                    snap.dir / fmt.MANIFEST_FILE,
+                )
+            )
+        own.append(
+            (NAMES_FILE, f"from:{snap.metrics_size}:{snap.manifest_size}:{sha256_bytes(snap.run_json)}", None)
+        )
+        for p, mark, source in own:
+            if p in artifacts:
+                raise SyncError(
+                    f"run {snap.id} has an artifact at {p}, where the MLflow run keeps amltrack's own files; "
+                    "move the artifact to push the run to MLflow"
+                )
+            artifacts[p] = mark
+            if isinstance(source, bytes):
+                contents[p] = source
+            elif source is not None:
+                files[p] = source
+        name = run.name or snap.id
+        return _Wanted(
+            name=name[:MAX_RUN_NAME],
+            start_ms=to_ms(start) if isinstance(start, (int, float)) else None,
+            end_ms=to_ms(end) if isinstance(end, (int, float)) else None,
+            status=STATUS.get(status, "FAILED"),
+            params=params,
+            tags=tags,
+            artifacts=artifacts,
+            local_files=files,
+            contents=contents,
+            names=names,
+        )
+
+    def _plan(
+        self, snap: Snapshot, remote: _RemoteRun | None, want: _Wanted, previous: dict[str, Any]
+    ) -> _Plan:
+        have = remote or _RemoteRun("", "", {}, {}, {})
+        for k, v in want.params.items():
+            if k in have.params and have.params[k] != v:
+                raise SyncError(
+                    f"param {k!r} of run {snap.id} is {have.params[k]!r} on MLflow and {v!r} here, and MLflow "
+                    "never changes a param; delete the MLflow run to push the run afresh"
+                )
+        cursor = (0, 0) if remote is None else (have.cursor or (0, 0))
+        if cursor[0] > snap.metrics_size:
+            raise SyncError(
+                f"the MLflow run of {snap.id} holds metrics.jsonl up to byte {cursor[0]}, past the local "
+                f"{snap.metrics_size}: the two have diverged; delete the MLflow run to push the run afresh"
+            )
+        if have.tags.get(TAG_ARTIFACTS) == want.digest:
+            uploads: list[str] = []
+        else:
+            base: dict[str, str] = {}
+            if (
+                remote is not None
+                and previous.get("run_id") == remote.id
+                and previous.get("artifacts_digest") == have.tags.get(TAG_ARTIFACTS)
+                and isinstance(previous.get("uploaded"), dict)
+            ):
+                base = previous["uploaded"]  # the remote holds what the last complete push uploaded
+            uploads = [p for p, mark in want.artifacts.items() if base.get(p) != mark]
+        update: dict[str, Any] = {}
+        if have.info.get("status") != want.status:
+            update["status"] = want.status
+        if want.end_ms is not None and have.info.get("end_time") != want.end_ms:
+            update["end_time"] = want.end_ms
+        if have.info.get("run_name") != want.name:
+            update["run_name"] = want.name
+        end = (snap.metrics_size, 0)
+        plan = _Plan(
+            create=remote is None,
+            params=[(k, v) for k, v in want.params.items() if k not in have.params],
+            tags=[(k, v) for k, v in want.tags.items() if have.tags.get(k) != v],
+            cursor=cursor,
+            resuming=remote is not None and have.tags.get(TAG_STATE) != "complete",
+            uploads=uploads,
+            update=update,
+            finish=(
+                have.tags.get(TAG_STATE) != "complete"
+                or cursor != end
+                or have.tags.get(TAG_ARTIFACTS) != want.digest
+            ),
+        )
+        sizes = _sizes(snap, want)
+        plan.estimate = (
+            (len(snap.run_json) if plan.create else 0)
+            + sum(len(k) + len(v) for k, v in plan.params + plan.tags)
+            + (snap.metrics_size - cursor[0] if cursor != end else 0)
+            + sum(sizes.get(p, 0) for p in uploads)
+            + (1 if plan.update or plan.finish else 0)
+        )
+        return plan
+
+    # ----------------------------------------------------------------- push
+
+    def push_run(
+        self,
+        snap: Snapshot,
+        progress: Progress,
+        *,
+        dry_run: bool = False,
+        known: dict[str, Any] | None = None,
+    ) -> PushResult:
+        previous = (ledger.read(snap.dir, self._key) or {}).get("remote_state") or {}
+        want = self._wanted(snap, known)
+        remote = self.find_run(snap, create_experiment=not dry_run)
+        plan = self._plan(snap, remote, want, previous)
+        result = PushResult(snap.id, planned=plan.estimate)
+        if remote is not None:
+            result.remote = self._ledger_state(remote, want)
+        if dry_run or plan.nothing:
+            return result
+        writes0 = self.writes
+        progress.start(snap.id, plan.estimate)
+        if remote is None:
+            exp_id = self._experiment(snap.run.experiment, create=True)
+            assert exp_id is not None
+            remote = self._create_run(exp_id, snap, want)
+        rid = remote.id
+        tags = [(k, v) for k, v in plan.tags if remote.tags.get(k) != v]  # less those set at creation
+        if remote.tags.get(TAG_STATE) != "in_progress":
+            # Before any metric: a push that dies from here on leaves the run marked unfinished.
+            tags.insert(0, (TAG_STATE, "in_progress"))
+        for part in _batches(tags):
+            result.sent += self._log(rid, tags=part)
+        for part in _batches(plan.params):
+            result.sent += self._log(rid, params=part)
+        progress.advance(sum(len(k) + len(v) for k, v in plan.params + plan.tags))
+        uploads = set(plan.uploads)
+        scan = _Scan()
+        try:
+            collect = bool(uploads & {STRINGS_FILE, NAMES_FILE})
+            if plan.cursor != (snap.metrics_size, 0) or collect:
+                scan = self._push_metrics(snap, rid, plan, progress, result, collect=collect)
+            if uploads:
+                result.sent += self._upload(snap, remote, want, plan.uploads, scan, progress)
+        finally:
+            if scan.strings_file is not None:
+                scan.strings_file.close()
+        final = [
+            (TAG_CURSOR, f"{snap.metrics_size}:0"),
+            (TAG_ARTIFACTS, want.digest),
+            (TAG_STATE, "complete"),
+        ]
+        if scan.strings:
+            final.insert(0, (TAG_STRINGS, f"{scan.strings} values in artifact {STRINGS_FILE}"))
+        result.sent += self._log(rid, tags=final)
+        if plan.update:
+            body = {"run_id": rid, **plan.update}
+            self._post("runs/update", body)
+            result.sent += len(orjson.dumps(body))
+        progress.advance(1)
+        result.writes = self.writes - writes0
+        result.remote = self._ledger_state(remote, want)
+        return result
+
+    def _ledger_state(self, remote: _RemoteRun, want: _Wanted) -> dict[str, Any]:
+        return {
+            "experiment_id": remote.experiment_id,
+            "run_id": remote.id,
+            "artifacts_digest": want.digest,
+            "uploaded": want.artifacts,
+        }
+
+    def _log(
+        self,
+        run_id: str,
+        *,
+        params: list[tuple[str, str]] = (),  # type: ignore[assignment]
+        tags: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    ) -> int:
+        if not params and not tags:
+            return 0
+        body = {
+            "run_id": run_id,
+            "params": [{"key": k, "value": v} for k, v in params],
+            "tags": [{"key": k, "value": v} for k, v in tags],
+        }
+        self._post("runs/log-batch", body)
+        return len(orjson.dumps(body))
+
+    def _push_metrics(
+        self,
+        snap: Snapshot,
+        run_id: str,
+        plan: _Plan,
+        progress: Progress,
+        result: PushResult,
+        *,
+        collect: bool,
+    ) -> _Scan:
+        """Send the points from the cursor on, in batches that move the cursor; with ``collect``,
+        also gather the string values and mapped names of the whole file."""
+        scan = _Scan()
+        keys: dict[str, str] = {}
+        start, skip = plan.cursor
+        batch: list[Point] = []
+        uncertain = plan.resuming
+        done = start  # the file offset the points sent so far cover, for the progress bar
+        for off, nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0 if collect else start, snap.metrics_size):
+            rec = parse_record(line)
+            if rec is None:
+                scan.skipped += 1
+                continue
+            name, step, ts, ms, value = rec
+            key = keys.get(name)
+            if key is None:
+                key = keys[name] = mlflow_key(name)
+                if key != name:
+                    scan.names[key] = name
+            points = record_points(step, value)
+            if points is None:
+                if type(value) is str:
+                    if scan.strings_file is None:
+                        scan.strings_file = tempfile.TemporaryFile()
+                    scan.strings_file.write(
+                        orjson.dumps({"name": name, "step": step, "value": value, "ts": ts}) + b"\n"
+                    )
+                    scan.strings += 1
+                else:
+                    scan.skipped += 1
+                continue
+            if off < start:
+                continue
+            for k in range(skip if off == start else 0, len(points)):
+                s, v = points[k]
+                batch.append((key, v, ms, s))
+                if len(batch) == self.batch:
+                    cursor = (off, k + 1) if k + 1 < len(points) else (nxt, 0)
+                    result.sent += self._log_metrics(run_id, batch, cursor, uncertain)
+                    uncertain = False
+                    progress.advance(cursor[0] - done)
+                    done, batch = cursor[0], []
+        if batch:
+            end = (snap.metrics_size, 0)
+            result.sent += self._log_metrics(run_id, batch, end, uncertain)
+        progress.advance(max(0, snap.metrics_size - done))
+        return scan
+
+    def _log_metrics(self, run_id: str, points: list[Point], cursor: tuple[int, int], uncertain: bool) -> int:
+        """One log-batch of points and the cursor after them; a batch that may have landed
+        already (``uncertain``, or its answer lost) is first trimmed of the points the server has."""
+
+        def body(pts: list[Point]) -> dict[str, Any]:
+            return {
+                "run_id": run_id,
+                "metrics": [{"key": k, "value": _wire(v), "timestamp": ms, "step": s} for k, v, ms, s in pts],
+                "tags": [{"key": TAG_CURSOR, "value": f"{cursor[0]}:{cursor[1]}"}],
+            }
+
+        if uncertain:
+            points = self._not_logged(run_id, points)
+        sent = [body(points)]
+
+        def again() -> dict[str, Any]:
+            sent.append(body(self._not_logged(run_id, points)))
+            return sent[-1]
+
+        self._post("runs/log-batch", sent[0], retry=again)
+        return sum(len(orjson.dumps(b)) for b in sent)
+
+    def _history(self, run_id: str, key: str) -> Iterator[dict[str, Any]]:
+        token = None
+        while True:
+            params: dict[str, Any] = {"run_id": run_id, "metric_key": key, "max_results": HISTORY_PAGE}
+            if token:
+                params["page_token"] = token
+            page = self._get("metrics/get-history", **params)
+            yield from page.get("metrics") or []
+            token = page.get("next_page_token")
+            if not token:
+                return
+
+    def _not_logged(self, run_id: str, points: list[Point]) -> list[Point]:
+        have: Counter[tuple[Any, ...]] = Counter()
+        for key in sorted({p[0] for p in points}):
+            for m in self._history(run_id, key):
+                have[
+                    (key, _same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+                ] += 1
+        out = []
+        for p in points:
+            k = (p[0], _same_value(p[1]), p[2], p[3])
+            if have[k] > 0:
+                have[k] -= 1
+            else:
+                out.append(p)
+        return out
+
+    def _upload(
+        self,
+        snap: Snapshot,
+        remote: _RemoteRun,
+        want: _Wanted,
+        paths: list[str],
+        scan: _Scan,
+        progress: Progress,
+    ) -> int:
+        root = remote.artifact_root
+        if root is None:
+            raise SyncError(
+                f"the MLflow run of {snap.id} keeps its artifacts at {remote.info.get('artifact_uri')!r}, which "
+                "this client cannot write (it uploads through MLflow's artifact proxy); ask the server's "
+                "operator to run it with --serve-artifacts; the params and metrics were pushed"
+            )
+        up = _Uploads(progress)
+        for p in paths:
+            file = want.local_files.get(p)
+            data: IO[bytes] | None = None
+            if p == STRINGS_FILE:
+                data = scan.strings_file
+                if data is None:
+                    continue  # no string values
+            elif p == NAMES_FILE:
+                names = {**want.names, "metrics": dict(sorted(scan.names.items()))}
+                if not any(names.values()):
+                    continue  # every name is its own key
+                data = tempfile.TemporaryFile()
+                data.write(orjson.dumps(names, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+            elif p in want.contents:
+                data = tempfile.TemporaryFile()
+                data.write(want.contents[p])
+            if data is not None:
+                data.flush()
+                size = data.seek(0, os.SEEK_END)
+            elif p == f"{OWN_DIR}/{fmt.METRICS_FILE}":
+                size = snap.metrics_size
+            elif p == f"{OWN_DIR}/{fmt.MANIFEST_FILE}":
+                size = snap.manifest_size
+            else:
+                assert file is not None
+                size = file.stat().st_size
+            try:
+                self._request(
+                    "PUT",
+                    f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}",
+                    content=up.chunks(file, size, data),
+                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                    write=True,
+                )
+            finally:
+                if data is not None and data is not scan.strings_file:
+                    data.close()
+        return up.sent
+
+    # ----------------------------------------------------------------- verify
+
+    def verify_run(self, snap: Snapshot) -> list[str]:
+        snap = snap.fresh()
+        remote = self.find_run(snap)
+        if remote is None:
+            return ["the run is not on the remote"]
+        want = self._wanted(snap, None)
+        diffs = []
+        if remote.tags.get(TAG_STATE) != "complete":
+            diffs.append("the MLflow run is unfinished (a push was interrupted); sync again")
+        for what, wanted, there in (("param", want.params, remote.params), ("tag", want.tags, remote.tags)):
+            for k, v in wanted.items():
+                if k not in there:
+                    diffs.append(f"{what} {k} is missing on the remote")
+                elif there[k] != v:
+                    diffs.append(f"{what} {k} is {there[k]!r} on the remote, {v!r} here")
+        if remote.info.get("status") != want.status:
+            diffs.append(f"status is {remote.info.get('status')} on the remote, {want.status} here")
+        if want.end_ms is not None and remote.info.get("end_time") != want.end_ms:
+            diffs.append("the end time differs")
+        diffs += self._verify_metrics(snap, remote)
+        diffs += self._verify_artifacts(snap, remote, want)
+        return diffs
+
+    def _verify_metrics(self, snap: Snapshot, remote: _RemoteRun) -> list[str]:
+        local: dict[str, Counter[tuple[Any, ...]]] = {}
+        keys: dict[str, str] = {}
+        for _off, _nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0, snap.metrics_size):
+            rec = parse_record(line)
+            if rec is None:
+                continue
+            name, step, _ts, ms, value = rec
+            points = record_points(step, value)
+            if points is None:
+                continue
+            key = keys.get(name) or keys.setdefault(name, mlflow_key(name))
+            c = local.setdefault(key, Counter())
+            for s, v in points:
+                c[(_same_value(v), ms, s)] += 1
+        there = {
+            m["key"] for m in self._get("runs/get", run_id=remote.id)["run"]["data"].get("metrics") or []
+        }
+        diffs = []
+        for key in sorted(set(local) | there):
+            have: Counter[tuple[Any, ...]] = Counter()
+            if key in there:
+                for m in self._history(remote.id, key):
+                    have[
+                        (_same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+                    ] += 1
+            want = local.get(key, Counter())
+            missing = sum(1 for p in want if p not in have)
+            extra = sum(n for p, n in have.items() if p not in want)
+            doubled = sum(n - want[p] for p, n in have.items() if p in want and n > want[p])
+            if key not in local:
+                diffs.append(f"metric {key} is on the remote but not here")
+            elif missing or extra or doubled:
+                diffs.append(
+                    f"metric {key}: {missing} point(s) missing on the remote, {extra} extra, {doubled} doubled"
+                )
+        return diffs
+
+    def _verify_artifacts(self, snap: Snapshot, remote: _RemoteRun, want: _Wanted) -> list[str]:
+        there: dict[str, int] = {}
+        todo = [""]
+        while todo:
+            path = todo.pop()
+            params = {"run_id": remote.id, **({"path": path} if path else {})}
+            token = None
+            while True:
+                page = self._get("artifacts/list", **params, **({"page_token": token} if token else {}))
+                for f in page.get("files") or []:
+                    if f.get("is_dir"):
+                        todo.append(f["path"])
+                    else:
+                        there[f["path"]] = int(f.get("file_size") or 0)
+                token = page.get("next_page_token")
+                if not token:
+                    break
+        sizes = _sizes(snap, want)
+        diffs = []
+        for p in want.artifacts:
+            if p not in sizes:
+                continue  # generated: present only when it has content
+            if p not in there:
+                diffs.append(f"artifact {p} is missing on the remote")
+            elif there[p] != sizes[p]:
+                diffs.append(f"artifact {p} has {there[p]} bytes on the remote, {sizes[p]} here")
+        return diffs
+
+
+def _batches(items: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
+    """Params or tags in log-batch requests of at most 100 and well under the 1 MB that Databricks
+    enforces (values of up to 8,000 characters, JSON-escaped, could pass it at 100)."""
+    part: list[tuple[str, str]] = []
+    size = 0
+    for k, v in items:
+        n = len(orjson.dumps([k, v]))
+        if part and (len(part) == MAX_PARAMS_TAGS or size + n > MAX_BATCH_BYTES):
+            yield part
+            part, size = [], 0
+        part.append((k, v))
+        size += n
+    if part:
+        yield part
+
+
+def _sizes(snap: Snapshot, want: _Wanted) -> dict[str, int]:
+    """The size of each artifact the run should have, except the generated ones."""
+    out = {p: len(b) for p, b in want.contents.items()}
+    for p, f in want.local_files.items():
+        try:
+            out[p] = f.stat().st_size
+        except OSError:
+            out[p] = 0
+    out[f"{OWN_DIR}/{fmt.METRICS_FILE}"] = snap.metrics_size
+    if snap.manifest_size:
+        out[f"{OWN_DIR}/{fmt.MANIFEST_FILE}"] = snap.manifest_size
+    return out
+
+
+def _retry_after(r: httpx.Response, default: float) -> float:
+    try:
+        return min(60.0, max(0.0, float(r.headers.get("retry-after", ""))))
+    except ValueError:
+        return default
