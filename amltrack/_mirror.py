@@ -571,6 +571,8 @@ def _main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     global _plain_warnings
     _plain_warnings = True
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(10)  # training comes first: on a busy machine the mirror waits, the final sweep catches up
     mirror = Mirror(
         Path(a.folder), Path(a.run_dir), keep_deleted=a.keep_deleted, final_timeout=a.final_timeout
     )
