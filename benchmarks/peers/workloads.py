@@ -88,7 +88,8 @@ class Amltrack(Adapter):
         self.logger.finish()
 
     def read(self, d: str, ref: str, name: str) -> list[float]:
-        return [p.value for p in amltrack.Store(os.path.join(d, "store")).run(ref).metric(name)]
+        # Metric keeps its points as columns; .values is the plain list (no Point objects made).
+        return amltrack.Store(os.path.join(d, "store")).run(ref).metric(name).values
 
 
 class MLflow(Adapter):
