@@ -718,6 +718,10 @@ def section(results: dict, chart_name: str | None) -> str:
         f"the training loop to {meta['steps']:,} steps of 10 metrics, by scaling the loop and the close and "
         f"keeping import and start-up as measured; the read time per point to {meta['points']:,} points.",
         "",
+        "Each step of the training loop, in each tool's idiom: "
+        + "; ".join(f"{rec['short']} {rec['train_call']}" for rec in results["variants"].values()
+                    if "skipped" not in rec) + ".",
+        "",
         table(results),
     ]
     if chart_name:
