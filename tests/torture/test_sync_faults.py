@@ -27,19 +27,21 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
     try:
         killed = 0
-        for _ in range(size(3, 20)):
+        for i in range(size(3, 20)):
             if rng.random() < 0.5:  # new data appears between syncs, as on a laptop that trains again
                 runs.append(make_run(local, records=rng.randint(10, 500)))
-            kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, 12)}"
+            # The first push has at least three runs, so at least three write requests: a kill point
+            # among them is always reached, and later ones may fall past a small push's last request.
+            kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, 3 if i == 0 else 12)}"
             srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
             client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
             try:
                 sync(local, client)
             finally:
                 client.close()
-            if srv.proc is not None and srv.proc.poll() == -9:
-                killed += 1
             srv.stop()  # dead already if the kill point was reached; stopped otherwise
+            if srv.proc is not None and srv.proc.returncode == -9:
+                killed += 1
         assert killed >= 1, f"seed {seed}: no sync reached its kill point"
         srv.start()
         client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
