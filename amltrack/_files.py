@@ -67,7 +67,7 @@ class AppendFile:
         self._fd: int | None = None
         self._lock = threading.Lock()
 
-    def append(self, chunks: list[bytes]) -> None:
+    def append(self, chunks: list[bytes | memoryview]) -> None:
         """Write ``chunks`` (each a run of whole lines) in order.
 
         On failure ``chunks`` is left holding exactly the unwritten bytes, so a retry completes a

@@ -27,7 +27,6 @@ _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 _SCALAR_TYPES = (bool, int, float, str)
-_tuple_new = tuple.__new__
 _time = time.time
 
 _lock = threading.RLock()
@@ -236,7 +235,10 @@ class Logger:
         else:
             value = _coerce(_check_name(name), value)
         w = self._writer
-        with w.lock:
+        lock = w.lock
+        # acquire/release in try/finally costs half of a with-statement here
+        lock.acquire()
+        try:
             if w.blocked is not None:
                 self._blocked()
             steps = self._steps
@@ -252,14 +254,22 @@ class Logger:
             elif type(step) is not int or step < 0:
                 step = _check_step(name, step)
             steps[name] = step + 1
-            seq = w.next_seq()
-            h = _tuple_new(Handle, (w, seq, name, value, step, _time()))
+            if t is not float and t is not int and t is not bool:
+                w.special = True
+            h = w.Handle()
+            h["name"] = name
+            h["step"] = step
+            h["value"] = value
+            h["ts"] = _time()
+            h["seq"] = w.next_seq()
             buf = w.buf
             buf.append(h)
             n = len(buf)
-            if n == 1 or n >= BATCH_SIZE:
-                w.wake(n)
-            return h
+        finally:
+            lock.release()
+        if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
+            w.wake(n)
+        return h
 
     def _blocked(self) -> None:
         if self._finished:

@@ -1,7 +1,8 @@
 """The background writer: the one thread that turns queued records into bytes on disk.
 
-The caller's thread only validates and appends a handle to an in-memory buffer under a lock; this
-thread swaps the buffer out, encodes with orjson, and appends whole lines to ``metrics.jsonl`` with
+The caller's thread only validates and appends its record (the handle it returns, a dict) to an
+in-memory buffer under a lock; this thread swaps the buffer out, encodes the records as they are with
+one ``orjson.dumps`` per batch, and appends whole lines to ``metrics.jsonl`` with
 one ``os.write`` per batch on an ``O_APPEND`` descriptor, so records from several processes never
 interleave mid-line. A record is durable (visible to other processes, safe from a crash of this
 process) once its batch's ``write`` has returned; ``flush(fsync=True)`` adds power-loss safety.
@@ -28,8 +29,8 @@ from ._errors import AmltrackError, WriteError
 from ._files import AppendFile, Artifacts
 
 FLUSH_INTERVAL = 0.5
-BATCH_SIZE = 20000
-MAX_PENDING = 100_000
+BATCH_SIZE = 2000
+MAX_PENDING = 10_000
 MAX_PENDING_BYTES = 256 * 1024 * 1024  # upload bytes queued before upload() blocks
 HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json heartbeats of a live writer
 SUMMARY_INTERVAL = 1.0  # seconds: the least time between two summary.json rewrites
@@ -38,25 +39,27 @@ MAX_WRITE = 1 << 20  # bytes per write() call, each a run of whole lines
 # Errors that may pass (space freed, quota raised): keep the data and try again on the next flush.
 _TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
 
-_tuple_new = tuple.__new__
-_NAME = operator.itemgetter(2)
-_VALUE = operator.itemgetter(3)
+_NAME = operator.itemgetter("name")
+_VALUE = operator.itemgetter("value")
 _NUMERIC = {float, int, bool}
 _isfinite = math.isfinite
+_END: dict[str, Any] = {}
 
 
-class Handle(tuple):
+class Handle(dict):  # type: ignore[type-arg]
     """What ``log()`` returns: ``wait()`` on it to block until the record is on disk.
 
-    A tuple subclass because ``log()`` makes one per call and this is the cheapest object Python makes.
+    It is the record itself (name, step, value, ts, seq), so the writer hands the buffer to orjson as
+    it is: one object per call and no copy. Each writer has its own subclass that knows the writer.
     """
 
     __slots__ = ()
+    _writer: Writer
 
     @property
     def seq(self) -> int:
         """The record's sequence number in this process: the order of the calls."""
-        return self[1]
+        return self["seq"]  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the record is in the run's metrics file.
@@ -65,11 +68,14 @@ class Handle(tuple):
 
             logger.log("accuracy", 0.93).wait()
         """
-        self[0].wait_for(self[1], timeout)
+        self._writer.wait_for(self["seq"], timeout)
 
     def done(self) -> bool:
         """True once the record is durable."""
-        return self[0].durable_seq >= self[1]
+        return self._writer.durable_seq >= self["seq"]  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<amltrack.Handle {dict.__repr__(self)}>"
 
 
 class UploadHandle:
@@ -134,8 +140,14 @@ class Writer:
         self.flush_interval = flush_interval
         self.max_pending = max_pending
         self.lock = threading.Lock()
+        self.Handle = type("Handle", (Handle,), {"__slots__": (), "_writer": self})
         self.cond = threading.Condition(self.lock)
         self.buf: list[Any] = []
+        # Set by log() (lock held) when the buffer may hold a value other than a finite bool, int or
+        # float, and by queue_upload() when it holds an upload: the writer's checks for those are
+        # per-record passes it skips otherwise.
+        self.special = False
+        self.has_uploads = False
         self.next_seq = itertools.count(1).__next__  # called with lock held: seq order == buf order
         # Set while log() must not queue: a write error, an error to report once, or closing.
         self.blocked: object = None
@@ -147,7 +159,7 @@ class Writer:
         self._closing = False
         self.closed = False
         self._pending_bytes = 0
-        self._carry: list[bytes] = []  # bytes whose write failed, retried first
+        self._carry: list[bytes | memoryview] = []  # bytes whose write failed, retried first
         self._retry_uploads: list[UploadHandle] = []
         self._metrics = AppendFile(run_dir / fmt.METRICS_FILE)
         self._artifacts = Artifacts(run_dir)
@@ -172,14 +184,15 @@ class Writer:
         self._thread.start()
 
     def wake(self, n: int) -> None:
-        """Called by log() with the lock held when the buffer got its first or its BATCH_SIZE-th record."""
-        if n == 1:
-            self.cond.notify()  # the writer sleeps while idle; start its flush clock
-        elif not self._urgent:
-            self._urgent = True
-            self.cond.notify_all()
-        if n >= self.max_pending:
-            self._wait_for_room()
+        """Called by log() after the buffer got its first or its BATCH_SIZE-th record."""
+        with self.cond:
+            if n == 1:
+                self.cond.notify()  # the writer sleeps while idle; start its flush clock
+            elif not self._urgent:
+                self._urgent = True
+                self.cond.notify_all()
+            if n >= self.max_pending:
+                self._wait_for_room()
 
     def queue_upload(
         self, path: str, data: bytes | None, source: str, local_file: str | None = None
@@ -189,6 +202,7 @@ class Writer:
             seq = self.next_seq()
             h = UploadHandle(self, seq, path, data, source, local_file)
             self.buf.append(h)
+            self.has_uploads = True
             self._pending_bytes += h.size
             self._urgent = True
             self.cond.notify_all()
@@ -224,7 +238,7 @@ class Writer:
         """The newest sequence number handed out (called with cond held)."""
         if self.buf:
             last = self.buf[-1]
-            return last[1] if type(last) is Handle else last.seq
+            return last.seq if type(last) is UploadHandle else last["seq"]
         return self._swapped_seq
 
     def wait_for(self, seq: int, timeout: float | None = None) -> None:
@@ -301,17 +315,19 @@ class Writer:
                         break
                     self.cond.wait(remaining)
                 items, self.buf = self.buf, []
+                special, uploads = self.special, self.has_uploads
+                self.special = self.has_uploads = False
                 self._swapped_seq = (
                     self.last_seq()
                     if not items
-                    else (items[-1][1] if type(items[-1]) is Handle else items[-1].seq)
+                    else (items[-1].seq if type(items[-1]) is UploadHandle else items[-1]["seq"])
                 )
                 self._urgent = False
                 closing = self._closing
                 fsync = self._fsync_requested
                 self.cond.notify_all()
             try:
-                self._write_batch(items, fsync)
+                self._write_batch(items, fsync, special, uploads)
             except BaseException as e:  # never let the thread die silently
                 with self.cond:
                     self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
@@ -329,8 +345,8 @@ class Writer:
         with self.cond:
             self.cond.notify_all()
 
-    def _write_batch(self, items: list[Any], fsync: bool) -> None:
-        lines, uploads = self._encode(items)
+    def _write_batch(self, items: list[Any], fsync: bool, special: bool = True, uploads: bool = True) -> None:
+        lines, uploads = self._encode(items, special, uploads)
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
         chunks = self._carry + self._chunks(lines) if lines else self._carry
@@ -379,47 +395,62 @@ class Writer:
         ) or now - self._last_summary >= HEARTBEAT_INTERVAL:
             self._write_summary()
 
-    def _encode(self, items: list[Any]) -> tuple[bytes, list[UploadHandle]]:
+    def _encode(
+        self, items: list[Any], special: bool = True, has_uploads: bool = True
+    ) -> tuple[memoryview | None, list[UploadHandle]]:
         """Encode a batch as JSON Lines and fold it into the summary delta.
 
         The whole batch goes through one ``orjson.dumps`` as a JSON array of objects whose
         separators ``},{`` become newlines, and every per-batch pass is a C-level map: this thread
         shares the GIL with the training loop, so its cost per record is the caller's cost too.
-        A string holding ``},{`` would make the split ambiguous; such a batch is encoded a record at
-        a time.
+        An empty object appended to the array turns the last record's separator into its newline,
+        so the lines are a slice of the one buffer. A string holding ``},{`` would make the split
+        ambiguous; such a batch is encoded a record at a time.
         """
-        uploads = [h for h in items if type(h) is not Handle]
-        if uploads:
-            items = [h for h in items if type(h) is Handle]
+        uploads: list[UploadHandle] = []
+        if has_uploads:
+            uploads = [h for h in items if type(h) is UploadHandle]
+            items = [h for h in items if type(h) is not UploadHandle]
         if not items:
-            return b"", uploads
-        recs = [{"name": h[2], "step": h[4], "value": h[3], "ts": h[5], "seq": h[1]} for h in items]
-        types = set(map(type, map(_VALUE, items)))
-        if not types <= _NUMERIC or (float in types and not all(map(_isfinite, map(_VALUE, items)))):
-            for rec in recs:
+            return None, uploads
+        recs = items
+        values = list(map(_VALUE, items))
+        if special:
+            types = set(map(type, values))
+            plain = types <= _NUMERIC and (float not in types or all(map(_isfinite, values)))
+        else:
+            # Only bools, ints and floats: the sum is finite unless one is not (or it overflowed).
+            types = _NUMERIC
+            plain = _isfinite(sum(values)) or all(map(_isfinite, values))
+        if not plain:
+            # The records are the callers' handles: an encoded value goes into a copy.
+            recs = items.copy()
+            for i, rec in enumerate(recs):
                 v = rec["value"]
                 if type(v) is float or type(v) is list:
                     enc, nonfinite = fmt.encode_value(v)
                     if nonfinite:
-                        rec["value"] = enc
-                        rec["nonfinite"] = True
+                        recs[i] = {**rec, "value": enc, "nonfinite": True}
         if self.writer_id is not None:
             wid = self.writer_id
-            for rec in recs:
-                rec["w"] = wid
-        counts = Counter(map(_NAME, items))
+            recs = [{**rec, "w": wid} for rec in recs]
+        names = list(map(_NAME, items))
+        counts = Counter(names)
         new_names = counts.keys() - self._names
         if new_names:
             self._names |= new_names
             self._ambiguous_names |= any("},{" in n for n in new_names)
-        self._summarize(counts, dict(zip(map(_NAME, items), items)))
+        self._summarize(counts, dict(zip(names, items)))
+        recs = [*recs, _END]
         data = orjson.dumps(recs)
         if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs) - 1:
             dumps = orjson.dumps
-            return b"\n".join([dumps(r) for r in recs]) + b"\n", uploads
-        return data[1:-1].replace(b"},{", b"}\n{") + b"\n", uploads
+            del recs[-1]
+            return memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n"), uploads
+        # [{...}\n{...}\n{}] without its first byte and its last three
+        return memoryview(data.replace(b"},{", b"}\n{"))[1:-3], uploads
 
-    def _summarize(self, counts: Counter[str], last: dict[str, Handle]) -> None:
+    def _summarize(self, counts: Counter[str], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary
         for name, n in counts.items():
             s = summary.get(name)
@@ -427,9 +458,9 @@ class Writer:
                 s = summary[name] = _MetricSummary()
             s.count += n
             h = last[name]
-            s.step = h[4]
-            s.ts = h[5]
-            value = h[3]
+            s.step = h["step"]
+            s.ts = h["ts"]
+            value = h["value"]
             tv = type(value)
             if tv is list:
                 s.kind, s.length = "list", len(value)
@@ -442,17 +473,20 @@ class Writer:
         self._summary_dirty = True
 
     @staticmethod
-    def _chunks(data: bytes) -> list[bytes]:
+    def _chunks(data: memoryview) -> list[memoryview]:
         # Each write() is a run of whole lines so that concurrent O_APPEND writers never tear a line.
-        out: list[bytes] = []
+        if len(data) <= MAX_WRITE:
+            return [data]
+        raw = data.tobytes()  # rare (a batch of long lists): a copy to search in
+        out: list[memoryview] = []
         start = 0
-        while len(data) - start > MAX_WRITE:
-            cut = data.rfind(b"\n", start, start + MAX_WRITE) + 1
+        while len(raw) - start > MAX_WRITE:
+            cut = raw.rfind(b"\n", start, start + MAX_WRITE) + 1
             if cut <= start:  # one line longer than MAX_WRITE: it goes whole
-                cut = data.index(b"\n", start) + 1
+                cut = raw.index(b"\n", start) + 1
             out.append(data[start:cut])
             start = cut
-        out.append(data[start:] if start else data)
+        out.append(data[start:])
         return out
 
     def _store_upload(self, up: UploadHandle) -> None:

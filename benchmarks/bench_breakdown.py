@@ -26,9 +26,9 @@ CHILD = textwrap.dedent("""
             self.durable_seq = self._swapped_seq
             self.cond.notify_all()
     if mode == "caller":
-        W.Writer._write_batch = lambda self, items, fsync: done(self)
+        W.Writer._write_batch = lambda self, items, *flags: done(self)
     elif mode == "encode":
-        W.Writer._write_batch = lambda self, items, fsync: (self._encode(items), done(self))
+        W.Writer._write_batch = lambda self, items, fsync, *flags: (self._encode(items, *flags), done(self))
     logger = amltrack.get_logger("b", store=sys.argv[3], outputs=None)
     log = logger.log
     t = time.perf_counter()

@@ -223,9 +223,9 @@ def test_wait_timeout_raises_timeout_error(logger: amltrack.Logger) -> None:
     release = threading.Event()
     orig = w._write_batch
 
-    def held_up(items, fsync):  # a disk that takes its time
+    def held_up(*batch):  # a disk that takes its time
         release.wait(10)
-        orig(items, fsync)
+        orig(*batch)
 
     w._write_batch = held_up
     try:

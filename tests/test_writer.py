@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import textwrap
@@ -101,3 +102,64 @@ def test_writer_recovers_when_the_disk_comes_back(store: Path) -> None:
         wmod.os.write = real_write
     logger.finish()
     assert amltrack.Store(store).run(logger.run_id).metric("m").values == list(range(10))
+
+
+def _batch(logger: amltrack.Logger, records: list[tuple[str, object]]) -> list[dict]:
+    """Log records within one flush interval, so that they reach the writer as one batch."""
+    w = logger._writer
+    logger.flush()
+    start = (logger.run_dir / "metrics.jsonl").stat().st_size if (logger.run_dir / "metrics.jsonl").exists() else 0
+    sizes = []
+    encode = w._encode
+
+    def counting(items, *flags):
+        sizes.append(len(items))
+        return encode(items, *flags)
+
+    w._encode = counting
+    for name, value in records:
+        logger.log(name, value)
+    logger.flush()
+    assert sizes == [len(records)], sizes
+    data = (logger.run_dir / "metrics.jsonl").read_bytes()[start:]
+    return [orjson.loads(line) for line in data.splitlines()]
+
+
+def test_a_batch_of_numbers_with_one_non_finite_value_is_encoded_as_such(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    recs = _batch(logger, [("x", 1.0), ("x", 2), ("x", float("nan")), ("x", True), ("y", -float("inf"))])
+    assert [r["value"] for r in recs] == [1.0, 2, "NaN", True, "-Infinity"]
+    assert [r.get("nonfinite") for r in recs] == [None, None, True, None, True]
+    logger.finish()
+    got = amltrack.Store(store).run(logger.run_id).metrics()
+    assert math.isnan(got["x"].values[2]) and got["y"].values == [-math.inf]
+
+
+def test_finite_numbers_whose_sum_overflows_are_stored_as_numbers(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    recs = _batch(logger, [("big", 1e308), ("big", 1e308), ("big", -1e308)])
+    assert [r["value"] for r in recs] == [1e308, 1e308, -1e308] and "nonfinite" not in recs[0]
+
+
+def test_separators_inside_strings_and_names_keep_one_record_per_line(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    records = [("a},{b", 1.0), ("s", 'x"},{"name":"evil'), ("s", "},{"), ("n", 3)]
+    recs = _batch(logger, records)
+    assert [(r["name"], r["value"]) for r in recs] == records
+    assert [r["seq"] for r in recs] == [1, 2, 3, 4]
+
+
+def test_a_batch_larger_than_one_write_is_split_at_line_ends(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    big = [float(i) / 7 for i in range(20_000)]  # about 400 kB a line: three lines exceed one write
+    recs = _batch(logger, [("curve", big), ("x", 1.0), ("curve", big), ("curve", big[:5])])
+    assert [r["value"] for r in recs] == [big, 1.0, big, big[:5]]
+
+
+def test_the_handle_is_the_record(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    h = logger.log("loss", 0.5, step=3)
+    assert isinstance(h, amltrack.Handle) and h.seq == 1
+    assert dict(h) == {"name": "loss", "step": 3, "value": 0.5, "ts": h["ts"], "seq": 1}
+    h.wait()
+    assert h.done() and "amltrack.Handle" in repr(h)
