@@ -67,8 +67,8 @@ class AppendFile:
         self._fd: int | None = None
         self._lock = threading.Lock()
 
-    def append(self, chunks: list[bytes | memoryview]) -> None:
-        """Write ``chunks`` (each a run of whole lines) in order.
+    def append(self, chunks: list[bytes | memoryview]) -> int:
+        """Write ``chunks`` (each a run of whole lines) in order; the offset the first one landed at.
 
         On failure ``chunks`` is left holding exactly the unwritten bytes, so a retry completes a
         torn line instead of leaving a fragment glued to a repeat.
@@ -81,6 +81,7 @@ class AppendFile:
             with _locked(fd):
                 if first:
                     _end_torn_line(fd)
+                start = os.lseek(fd, 0, os.SEEK_END)
                 while chunks:
                     view = memoryview(chunks[0])
                     try:
@@ -91,6 +92,7 @@ class AppendFile:
                         chunks[0] = bytes(view)
                         raise
                     del chunks[0]
+                return start
 
     def append_json(self, obj: Any) -> None:
         self.append([orjson.dumps(obj) + b"\n"])

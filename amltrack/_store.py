@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, overload
 
 from . import _format as fmt
+from ._columns import Columns, read_columns
 from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
@@ -305,7 +306,16 @@ class Run:
         gc.disable()
         try:
             try:
-                data = path.read_bytes()
+                with open(path, "rb") as f:
+                    cols = read_columns(self.dir, f)
+                    if cols is not None:
+                        f.seek(cols.end)
+                    data = f.read()
+                    if cols is not None and b'"w":' in data:
+                        # Another process logged too: merge everything by time, from the JSON Lines.
+                        cols = None
+                        f.seek(0)
+                        data = f.read()
             except FileNotFoundError:
                 self.skipped = 0
                 return {}
@@ -316,12 +326,29 @@ class Run:
                 out, bad = self._group_multi(records)
             else:
                 out, bad = self._group(records, nonfinite=b'"nonfinite"' in data)
+            del records
+            if cols is not None:
+                out = self._with_columns(cols, out)
         finally:
             if enabled:
                 gc.enable()
         if bad:
             fmt.warn_once(f"{path}:types", f"amltrack skipped {bad} malformed record(s) in {path}")
         self.skipped = skipped + bad
+        return out
+
+    @staticmethod
+    def _with_columns(cols: Columns, tail: dict[str, Metric]) -> dict[str, Metric]:
+        """The indexed head of metrics.jsonl, then what the JSON Lines after it add."""
+        out = {name: Metric(name, *series) for name, series in cols.grouped().items()}
+        for name, m in tail.items():
+            head = out.get(name)
+            if head is None:
+                out[name] = m
+            else:
+                head.steps += m.steps
+                head.values += m.values
+                head.timestamps += m.timestamps
         return out
 
     @classmethod

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 
 from . import _format as fmt
+from ._columns import ColumnWriter
 from ._errors import AmltrackError, WriteError
 from ._files import AppendFile, Artifacts
 
@@ -162,6 +163,8 @@ class Writer:
         self._carry: list[bytes | memoryview] = []  # bytes whose write failed, retried first
         self._retry_uploads: list[UploadHandle] = []
         self._metrics = AppendFile(run_dir / fmt.METRICS_FILE)
+        # Processes that join a run leave the index to its own process, whose lines it covers.
+        self._columns = ColumnWriter(run_dir) if writer_id is None else None
         self._artifacts = Artifacts(run_dir)
         self._fsync_requested = False
         self._summary: dict[str, _MetricSummary] = {}
@@ -342,21 +345,29 @@ class Writer:
         self._write_summary(final=True)
         self._metrics.close()
         self._artifacts.close()
+        if self._columns is not None:
+            self._columns.close()
         with self.cond:
             self.cond.notify_all()
 
     def _write_batch(self, items: list[Any], fsync: bool, special: bool = True, uploads: bool = True) -> None:
-        lines, uploads = self._encode(items, special, uploads)
+        lines, uploads, index = self._encode(items, special, uploads)
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
+        carried = bool(self._carry)
         chunks = self._carry + self._chunks(lines) if lines else self._carry
         self._carry = []
         if chunks:
             try:
-                self._metrics.append(chunks)
+                start = self._metrics.append(chunks)
             except OSError as e:
                 self._carry = chunks
                 failed = WriteError(self._metrics.path, e)
+                if self._columns is not None:
+                    self._columns.stop()
+            else:
+                if self._columns is not None and index is not None and lines is not None and not carried:
+                    self._columns.add(start, start + len(lines), *index)
         uploads = self._retry_uploads + uploads
         self._retry_uploads = []
         for up in uploads:
@@ -397,7 +408,7 @@ class Writer:
 
     def _encode(
         self, items: list[Any], special: bool = True, has_uploads: bool = True
-    ) -> tuple[memoryview | None, list[UploadHandle]]:
+    ) -> tuple[memoryview | None, list[UploadHandle], tuple[Any, ...] | None]:
         """Encode a batch as JSON Lines and fold it into the summary delta.
 
         The whole batch goes through one ``orjson.dumps`` as a JSON array of objects whose
@@ -412,15 +423,14 @@ class Writer:
             uploads = [h for h in items if type(h) is UploadHandle]
             items = [h for h in items if type(h) is not UploadHandle]
         if not items:
-            return None, uploads
+            return None, uploads, None
         recs = items
         values = list(map(_VALUE, items))
+        types = set(map(type, values))
         if special:
-            types = set(map(type, values))
             plain = types <= _NUMERIC and (float not in types or all(map(_isfinite, values)))
         else:
             # Only bools, ints and floats: the sum is finite unless one is not (or it overflowed).
-            types = _NUMERIC
             plain = _isfinite(sum(values)) or all(map(_isfinite, values))
         if not plain:
             # The records are the callers' handles: an encoded value goes into a copy.
@@ -441,14 +451,17 @@ class Writer:
             self._names |= new_names
             self._ambiguous_names |= any("},{" in n for n in new_names)
         self._summarize(counts, dict(zip(names, items)))
-        recs = [*recs, _END]
-        data = orjson.dumps(recs)
-        if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs) - 1:
+        data = orjson.dumps([*recs, _END])
+        if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs):
             dumps = orjson.dumps
-            del recs[-1]
-            return memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n"), uploads
+            last = dumps(recs[-1])
+            lines = memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n")
+            return lines, uploads, (items, recs, names, values, types, len(last) + 1)
         # [{...}\n{...}\n{}] without its first byte and its last three
-        return memoryview(data.replace(b"},{", b"}\n{"))[1:-3], uploads
+        data = data.replace(b"},{", b"}\n{")
+        end = len(data) - 3
+        last_start = max(data.rfind(b"\n", 0, end - 1), 0) + 1
+        return memoryview(data)[1:end], uploads, (items, recs, names, values, types, end - last_start)
 
     def _summarize(self, counts: Counter[str], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary

@@ -12,8 +12,8 @@ new lines and a finished one costs nothing after its first view::
     <run>/cache/ui/<gen>/<k>.str        int64    byte offsets in metrics.jsonl of its string records
     <run>/cache/ui/<gen>/<k>.list       int64    byte offsets of its list records
 
-The store's readers never look in ``cache/``, and deleting it is always safe: it is rebuilt on the
-next view. Column files are appended first and ``index.json`` replaced atomically after, so a
+The store's readers never look in ``cache/ui/``, and deleting it is always safe: it is rebuilt on
+the next view. Column files are appended first and ``index.json`` replaced atomically after, so a
 crash leaves bytes beyond the counts in the index, which the next update cuts off. A
 ``metrics.jsonl`` that shrank or whose first bytes changed (replaced, not appended to) starts a new
 generation ``<gen>``. A run directory the UI may not write to gets its cache under the system's

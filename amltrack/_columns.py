@@ -1,0 +1,236 @@
+"""An index of ``metrics.jsonl`` as binary columns, kept by the run's own writer, so that reading a
+long series back is a copy of arrays instead of a JSON parse per record.
+
+    <run>/cache/columns.bin
+
+It is derived data: ``metrics.jsonl`` stays the truth, and deleting the file is always safe (the
+reader then parses the JSON Lines, as it always does for the bytes the index does not cover). The
+file is a sequence of blocks, one per batch the writer appended to ``metrics.jsonl``::
+
+    header   struct "<4sIQQIII": b"AMC1", the number of records n, the start and end byte of the
+             batch's lines in metrics.jsonl, and the byte lengths of names, extras and the batch's
+             last line
+    names    JSON array of the metric names first seen in this batch; their codes count on from the
+             last block's
+    codes    n x uint32    each record's metric
+    steps    n x int64
+    values   n x float64   each value that is a float (NaN and infinities as they are), else 0
+    stamps   n x float64
+    extras   JSON array of [i, value, nonfinite] for each record i whose value is not a float,
+             written as in metrics.jsonl
+
+Blocks cover ``metrics.jsonl`` from byte 0 without gaps. The writer adds no more blocks once a
+batch could not be appended whole or another process appended between two of its batches. The
+reader takes the blocks that are whole and contiguous, checks the last one's last record against
+its line in ``metrics.jsonl``, and parses the JSON Lines from where they end. Little-endian only; on
+other machines no index is written or read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import operator
+import os
+import struct
+import sys
+from array import array
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from . import _format as fmt
+
+CACHE_DIR = "cache"
+COLUMNS_FILE = "columns.bin"
+MAGIC = b"AMC1"
+_HEADER = struct.Struct("<4sIQQIII")
+_STEP = operator.itemgetter("step")
+_TS = operator.itemgetter("ts")
+_FLOAT = {float}
+ENABLED = sys.byteorder == "little" and array("I").itemsize == 4
+
+
+def columns_path(run_dir: Path) -> Path:
+    return run_dir / CACHE_DIR / COLUMNS_FILE
+
+
+class ColumnWriter:
+    """The writer thread's side: one block per batch, or nothing once the index cannot stay exact."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = columns_path(run_dir)
+        self.active = ENABLED
+        self._fd: int | None = None
+        self._codes: dict[str, int] = {}
+        self._end = 0  # bytes of metrics.jsonl covered so far
+
+    def add(
+        self,
+        start: int,
+        end: int,
+        items: list[dict[str, Any]],
+        recs: list[dict[str, Any]],
+        names: list[str],
+        values: list[Any],
+        types: set[type],
+        last_line: int,
+    ) -> None:
+        """Index the batch ``items`` (written as ``recs``) that landed at bytes [start, end)."""
+        if not self.active:
+            return
+        if start != self._end:  # another process appended in between, or the file was not new
+            self.stop()
+            return
+        try:
+            codes = self._codes
+            new = [n for n in dict.fromkeys(names) if n not in codes]
+            for n in new:
+                codes[n] = len(codes)
+            if types <= _FLOAT:
+                vals = array("d", values)
+                extras = b"[]"
+            else:
+                vals = array("d", [v if type(v) is float else 0.0 for v in values])
+                extras = orjson.dumps(
+                    [
+                        [i, r["value"], r.get("nonfinite", False)]
+                        for i, r in enumerate(recs)
+                        if type(values[i]) is not float
+                    ]
+                )
+            names_json = orjson.dumps(new)
+            block = b"".join(
+                (
+                    _HEADER.pack(MAGIC, len(items), start, end, len(names_json), len(extras), last_line),
+                    names_json,
+                    array("I", map(codes.__getitem__, names)).tobytes(),
+                    array("q", map(_STEP, items)).tobytes(),
+                    vals.tobytes(),
+                    array("d", map(_TS, items)).tobytes(),
+                    extras,
+                )
+            )
+            if self._fd is None:
+                self.path.parent.mkdir(exist_ok=True)
+                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+                self._fd = os.open(self.path, flags, 0o644)
+            view = memoryview(block)
+            while view:
+                view = view[os.write(self._fd, view) :]
+        except (OSError, ValueError, OverflowError, TypeError, orjson.JSONEncodeError):
+            # The index is an optimisation: a block that could not be written whole ends it, and
+            # the reader parses the rest from metrics.jsonl.
+            self.stop()
+            return
+        self._end = end
+
+    def stop(self) -> None:
+        self.active = False
+        self.close()
+
+    def close(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class Columns:
+    """What the index holds: the first ``end`` bytes of metrics.jsonl, as columns in file order."""
+
+    names: list[str]
+    codes: array[int]
+    steps: array[int]
+    values: list[Any]
+    stamps: array[float]
+    end: int
+
+    def grouped(self) -> dict[str, tuple[list[int], list[Any], list[float]]]:
+        """Per metric name, its steps, values and timestamps, in file order."""
+        steps, stamps, values = self.steps.tolist(), self.stamps.tolist(), self.values
+        if len(self.names) == 1:
+            return {self.names[0]: (steps, values, stamps)}
+        where: list[list[int]] = [[] for _ in self.names]
+        appends = [w.append for w in where]
+        for i, c in enumerate(self.codes):
+            appends[c](i)
+        out = {}
+        for name, ix in zip(self.names, where):
+            if len(ix) == 1:
+                i = ix[0]
+                out[name] = ([steps[i]], [values[i]], [stamps[i]])
+            elif ix:
+                pick = operator.itemgetter(*ix)
+                out[name] = (list(pick(steps)), list(pick(values)), list(pick(stamps)))
+        return out
+
+
+def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
+    """The index of ``run_dir``, checked against the open metrics file ``metrics``; None if unusable."""
+    if not ENABLED:
+        return None
+    try:
+        raw = columns_path(run_dir).read_bytes()
+        size = os.fstat(metrics.fileno()).st_size
+    except OSError:
+        return None
+    names: list[str] = []
+    codes: array[int] = array("I")
+    steps: array[int] = array("q")
+    vals: array[float] = array("d")
+    stamps: array[float] = array("d")
+    extras: list[tuple[int, list[Any]]] = []
+    end, last_line, pos, hsize = 0, 0, 0, _HEADER.size
+    view = memoryview(raw)
+    while pos + hsize <= len(raw):
+        magic, n, start, block_end, n_names, n_extras, last = _HEADER.unpack_from(raw, pos)
+        body = pos + hsize
+        total = hsize + n_names + 28 * n + n_extras
+        if magic != MAGIC or start != end or block_end > size or pos + total > len(raw):
+            break  # torn by a crash, or not ours: the JSON Lines from here on
+        try:
+            new = orjson.loads(view[body : body + n_names])
+            at = body + n_names
+            more = orjson.loads(view[at + 28 * n : at + 28 * n + n_extras]) if n_extras > 2 else []
+        except orjson.JSONDecodeError:
+            break
+        if not isinstance(new, list) or not all(type(x) is str for x in new):
+            break
+        names += new
+        codes.frombytes(view[at : at + 4 * n])
+        steps.frombytes(view[at + 4 * n : at + 12 * n])
+        vals.frombytes(view[at + 12 * n : at + 20 * n])
+        stamps.frombytes(view[at + 20 * n : at + 28 * n])
+        if more:
+            extras.append((len(codes) - n, more))
+        end, last_line, pos = block_end, last, pos + total
+    if not end or not names or (codes and max(codes) >= len(names)):
+        return None
+    values = vals.tolist()
+    try:
+        for base, more in extras:
+            for i, value, nonfinite in more:
+                values[base + i] = fmt.decode_value(value, nonfinite is True)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    cols = Columns(names, codes, steps, values, stamps, end)
+    return cols if _matches(cols, metrics, last_line) else None
+
+
+def _matches(cols: Columns, metrics: Any, last_line: int) -> bool:
+    """Whether the last indexed record is the line that ends at ``cols.end`` in metrics.jsonl."""
+    try:
+        line = os.pread(metrics.fileno(), last_line, cols.end - last_line)
+        rec = orjson.loads(line)
+    except (OSError, ValueError, orjson.JSONDecodeError):
+        return False
+    return (
+        type(rec) is dict
+        and line.endswith(b"\n")
+        and rec.get("name") == cols.names[cols.codes[-1]]
+        and rec.get("step") == cols.steps[-1]
+        and rec.get("ts") == cols.stamps[-1]
+    )
