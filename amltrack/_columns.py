@@ -34,6 +34,7 @@ import os
 import struct
 import sys
 from array import array
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ CACHE_DIR = "cache"
 COLUMNS_FILE = "columns.bin"
 MAGIC = b"AMC1"
 _HEADER = struct.Struct("<4sIQQIII")
+_U32 = struct.Struct("<I")
 _STEP = operator.itemgetter("step")
 _TS = operator.itemgetter("ts")
 _FLOAT = {float}
@@ -73,26 +75,36 @@ class ColumnWriter:
         items: list[dict[str, Any]],
         recs: list[dict[str, Any]],
         names: list[str],
+        distinct: Collection[str],
         values: list[Any],
         types: set[type],
         last_line: int,
     ) -> None:
-        """Index the batch ``items`` (written as ``recs``) that landed at bytes [start, end)."""
+        """Index the batch ``items`` (written as ``recs``) that landed at bytes [start, end).
+
+        ``names`` are the records' metric names and ``distinct`` the same without repeats, in order.
+        Columns are packed with struct from lists: a third of the cost of building arrays.
+        """
         if not self.active:
             return
         if start != self._end:  # another process appended in between, or the file was not new
             self.stop()
             return
         try:
+            n = len(items)
             codes = self._codes
-            new = [n for n in dict.fromkeys(names) if n not in codes]
-            for n in new:
-                codes[n] = len(codes)
+            new = [name for name in distinct if name not in codes]
+            for name in new:
+                codes[name] = len(codes)
+            if len(distinct) == 1:
+                code_bytes = _U32.pack(codes[names[0]]) * n
+            else:
+                code_bytes = struct.pack(f"<{n}I", *map(codes.__getitem__, names))
+            floats = values
             if types <= _FLOAT:
-                vals = array("d", values)
                 extras = b"[]"
             else:
-                vals = array("d", [v if type(v) is float else 0.0 for v in values])
+                floats = [v if type(v) is float else 0.0 for v in values]
                 extras = orjson.dumps(
                     [
                         [i, r["value"], r.get("nonfinite", False)]
@@ -103,12 +115,12 @@ class ColumnWriter:
             names_json = orjson.dumps(new)
             block = b"".join(
                 (
-                    _HEADER.pack(MAGIC, len(items), start, end, len(names_json), len(extras), last_line),
+                    _HEADER.pack(MAGIC, n, start, end, len(names_json), len(extras), last_line),
                     names_json,
-                    array("I", map(codes.__getitem__, names)).tobytes(),
-                    array("q", map(_STEP, items)).tobytes(),
-                    vals.tobytes(),
-                    array("d", map(_TS, items)).tobytes(),
+                    code_bytes,
+                    struct.pack(f"<{n}q", *list(map(_STEP, items))),
+                    struct.pack(f"<{n}d", *floats),
+                    struct.pack(f"<{n}d", *list(map(_TS, items))),
                     extras,
                 )
             )
@@ -119,7 +131,7 @@ class ColumnWriter:
             view = memoryview(block)
             while view:
                 view = view[os.write(self._fd, view) :]
-        except (OSError, ValueError, OverflowError, TypeError, orjson.JSONEncodeError):
+        except (OSError, ValueError, OverflowError, TypeError, struct.error, orjson.JSONEncodeError):
             # The index is an optimisation: a block that could not be written whole ends it, and
             # the reader parses the rest from metrics.jsonl.
             self.stop()

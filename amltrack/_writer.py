@@ -144,8 +144,8 @@ class Writer:
         self.Handle = type("Handle", (Handle,), {"__slots__": (), "_writer": self})
         self.cond = threading.Condition(self.lock)
         self.buf: list[Any] = []
-        # Set by log() (lock held) when the buffer may hold a value other than a finite bool, int or
-        # float, and by queue_upload() when it holds an upload: the writer's checks for those are
+        # Set by log() (lock held) when the buffer may hold a value other than a bool, int or float,
+        # and by queue_upload() when it holds an upload: the writer's checks for those are
         # per-record passes it skips otherwise.
         self.special = False
         self.has_uploads = False
@@ -456,12 +456,12 @@ class Writer:
             dumps = orjson.dumps
             last = dumps(recs[-1])
             lines = memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n")
-            return lines, uploads, (items, recs, names, values, types, len(last) + 1)
+            return lines, uploads, (items, recs, names, counts, values, types, len(last) + 1)
         # [{...}\n{...}\n{}] without its first byte and its last three
         data = data.replace(b"},{", b"}\n{")
         end = len(data) - 3
         last_start = max(data.rfind(b"\n", 0, end - 1), 0) + 1
-        return memoryview(data)[1:end], uploads, (items, recs, names, values, types, end - last_start)
+        return memoryview(data)[1:end], uploads, (items, recs, names, counts, values, types, end - last_start)
 
     def _summarize(self, counts: Counter[str], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary

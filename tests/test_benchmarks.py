@@ -17,7 +17,7 @@ def test_core_benchmark_smoke() -> None:
                          capture_output=True, text=True, timeout=300, env=child_env())
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
-    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "list_runs_s"):
+    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "read_json_s", "list_runs_s"):
         assert figures[key] > 0, key
 
 
