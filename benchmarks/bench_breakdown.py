@@ -2,8 +2,9 @@
 
     python benchmarks/bench_breakdown.py [--n 1000000] [--repeat 3]
 
-Runs the same loop three ways, each in a fresh process: with the writer's batch handling replaced by
-a no-op (the caller's cost alone), by the encoder without the write, and unchanged.
+Runs the same loop four ways, each in a fresh process: with the writer's batch handling replaced by
+a no-op (the caller's cost alone), by the encoder without the write, unchanged but without the
+column index (cache/columns.bin), and unchanged.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ CHILD = textwrap.dedent("""
         W.Writer._write_batch = lambda self, items, *flags: done(self)
     elif mode == "encode":
         W.Writer._write_batch = lambda self, items, fsync, *flags: (self._encode(items, *flags), done(self))
+    elif mode == "noindex":
+        import amltrack._columns
+        amltrack._columns.ENABLED = False
     logger = amltrack.get_logger("b", store=sys.argv[3], outputs=None)
     log = logger.log
     t = time.perf_counter()
@@ -45,16 +49,17 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        res = {}
-        for mode in ("caller", "encode", "full"):
-            times = []
-            for i in range(a.repeat):
+        modes = ("caller", "encode", "noindex", "full")
+        times: dict[str, list[float]] = {m: [] for m in modes}
+        for i in range(a.repeat):  # interleaved, so that a machine getting busier affects every mode
+            for mode in modes:
                 out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a.n), f"{tmp}/{mode}{i}"],
                                      capture_output=True, text=True, check=True)
-                times.append(json.loads(out.stdout)["s"])
-            res[mode] = statistics.median(times)
+                times[mode].append(json.loads(out.stdout)["s"])
+        res = {m: statistics.median(t) for m, t in times.items()}
     print(f"{a.n:,} scalars, median of {a.repeat}: caller alone {res['caller']:.2f} s; "
-          f"+ encoding {res['encode'] - res['caller']:.2f} s; + writing {res['full'] - res['encode']:.2f} s; "
+          f"+ encoding {res['encode'] - res['caller']:.2f} s; + writing {res['noindex'] - res['encode']:.2f} s; "
+          f"+ the column index {res['full'] - res['noindex']:.2f} s; "
           f"total {res['full']:.2f} s")
 
 
