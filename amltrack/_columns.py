@@ -48,6 +48,8 @@ COLUMNS_FILE = "columns.bin"
 MAGIC = b"AMC1"
 _HEADER = struct.Struct("<4sIQQIII")
 _U32 = struct.Struct("<I")
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
 _STEP = operator.itemgetter("step")
 _TS = operator.itemgetter("ts")
 _FLOAT = {float}
@@ -180,8 +182,23 @@ class Columns:
         return out
 
 
-def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
-    """The index of ``run_dir``, checked against the open metrics file ``metrics``; None if unusable."""
+@dataclass
+class Block:
+    """One batch of the index: its records' columns as little-endian bytes, in file order."""
+
+    start: int
+    end: int
+    n: int
+    codes: memoryview  # uint32
+    steps: memoryview  # int64
+    values: memoryview  # float64
+    stamps: memoryview  # float64
+    extras: list[list[Any]]  # [i, value, nonfinite] for each record whose value is not a float
+
+
+def read_blocks(run_dir: Path, metrics: Any) -> tuple[list[str], list[Block]] | None:
+    """The index's metric names (by code) and its whole, contiguous blocks, checked against the
+    open metrics file ``metrics``; None if there is no usable index."""
     if not ENABLED:
         return None
     try:
@@ -190,11 +207,7 @@ def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
     except OSError:
         return None
     names: list[str] = []
-    codes: array[int] = array("I")
-    steps: array[int] = array("q")
-    vals: array[float] = array("d")
-    stamps: array[float] = array("d")
-    extras: list[tuple[int, list[Any]]] = []
+    blocks: list[Block] = []
     end, last_line, pos, hsize = 0, 0, 0, _HEADER.size
     view = memoryview(raw)
     while pos + hsize <= len(raw):
@@ -203,46 +216,81 @@ def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
         total = hsize + n_names + 28 * n + n_extras
         if magic != MAGIC or start != end or block_end > size or pos + total > len(raw):
             break  # torn by a crash, or not ours: the JSON Lines from here on
+        at = body + n_names
         try:
-            new = orjson.loads(view[body : body + n_names])
-            at = body + n_names
-            more = orjson.loads(view[at + 28 * n : at + 28 * n + n_extras]) if n_extras > 2 else []
+            new = orjson.loads(view[body:at])
+            extras = orjson.loads(view[at + 28 * n : at + 28 * n + n_extras]) if n_extras > 2 else []
         except orjson.JSONDecodeError:
             break
-        if not isinstance(new, list) or not all(type(x) is str for x in new):
+        if not isinstance(new, list) or not all(type(x) is str for x in new) or type(extras) is not list:
             break
         names += new
-        codes.frombytes(view[at : at + 4 * n])
-        steps.frombytes(view[at + 4 * n : at + 12 * n])
-        vals.frombytes(view[at + 12 * n : at + 20 * n])
-        stamps.frombytes(view[at + 20 * n : at + 28 * n])
-        if more:
-            extras.append((len(codes) - n, more))
+        blocks.append(
+            Block(
+                start,
+                block_end,
+                n,
+                view[at : at + 4 * n],
+                view[at + 4 * n : at + 12 * n],
+                view[at + 12 * n : at + 20 * n],
+                view[at + 20 * n : at + 28 * n],
+                extras,
+            )
+        )
         end, last_line, pos = block_end, last, pos + total
-    if not end or not names or (codes and max(codes) >= len(names)):
+    if not blocks or not names or not _matches(names, blocks[-1], metrics, last_line):
+        return None
+    return names, blocks
+
+
+def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
+    """The index of ``run_dir`` as columns, checked against the open metrics file ``metrics``."""
+    found = read_blocks(run_dir, metrics)
+    if found is None:
+        return None
+    names, blocks = found
+    codes: array[int] = array("I")
+    steps: array[int] = array("q")
+    vals: array[float] = array("d")
+    stamps: array[float] = array("d")
+    for b in blocks:
+        codes.frombytes(b.codes)
+        steps.frombytes(b.steps)
+        vals.frombytes(b.values)
+        stamps.frombytes(b.stamps)
+    if max(codes) >= len(names):
         return None
     values = vals.tolist()
+    base = 0
     try:
-        for base, more in extras:
-            for i, value, nonfinite in more:
+        for b in blocks:
+            for i, value, nonfinite in b.extras:
                 values[base + i] = fmt.decode_value(value, nonfinite is True)
+            base += b.n
     except (TypeError, ValueError, IndexError, KeyError):
         return None
-    cols = Columns(names, codes, steps, values, stamps, end)
-    return cols if _matches(cols, metrics, last_line) else None
+    return Columns(names, codes, steps, values, stamps, blocks[-1].end)
 
 
-def _matches(cols: Columns, metrics: Any, last_line: int) -> bool:
-    """Whether the last indexed record is the line that ends at ``cols.end`` in metrics.jsonl."""
+def _matches(names: list[str], last: Block, metrics: Any, last_line: int) -> bool:
+    """Whether the last indexed record is the line that ends at ``last.end`` in metrics.jsonl."""
+    if last.n == 0:
+        return False
+    code, step, ts = (
+        _U32.unpack_from(last.codes, 4 * last.n - 4)[0],
+        _I64.unpack_from(last.steps, 8 * last.n - 8)[0],
+        _F64.unpack_from(last.stamps, 8 * last.n - 8)[0],
+    )
     try:
-        line = os.pread(metrics.fileno(), last_line, cols.end - last_line)
+        line = os.pread(metrics.fileno(), last_line, last.end - last_line)
         rec = orjson.loads(line)
     except (OSError, ValueError, orjson.JSONDecodeError):
         return False
     return (
         type(rec) is dict
         and line.endswith(b"\n")
-        and rec.get("name") == cols.names[cols.codes[-1]]
-        and rec.get("step") == cols.steps[-1]
-        and rec.get("ts") == cols.stamps[-1]
+        and code < len(names)
+        and rec.get("name") == names[code]
+        and rec.get("step") == step
+        and rec.get("ts") == ts
     )

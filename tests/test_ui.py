@@ -160,23 +160,73 @@ def test_the_cache_holds_what_the_reader_reads(store: Path) -> None:
     assert (logger.run_dir / "cache" / "ui" / "index.json").is_file()
 
 
-def test_the_cache_reads_only_new_bytes(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def spy_on_sources(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """Bytes parsed from JSON per chunk, and records taken from the writer's index per step."""
+    parsed: list[int] = []
+    indexed: list[int] = []
+    parse, from_blocks = _cache.parse_chunk, _cache._parts_from_blocks
+    monkeypatch.setattr(_cache, "parse_chunk", lambda data, base: (parsed.append(len(data)), parse(data, base))[1])
+    monkeypatch.setattr(
+        _cache, "_parts_from_blocks", lambda names, blocks: (indexed.append(sum(b.n for b in blocks)), from_blocks(names, blocks))[1]
+    )
+    return parsed, indexed
+
+
+@pytest.mark.parametrize("with_index", [True, False])
+def test_the_cache_reads_only_new_bytes(store: Path, monkeypatch: pytest.MonkeyPatch, with_index: bool) -> None:
     logger = amltrack.get_logger("ui", store=store, outputs=None)
+    if not with_index:
+        logger._writer._columns.stop()  # as for a synced run: only the JSON Lines
     for i in range(100):
         logger.log("loss", float(i))
     logger.log("loss", 100.0).wait()
     cache = _cache.SeriesCache(logger.run_dir)
+    parsed, indexed = spy_on_sources(monkeypatch)
     cache.update()
-    seen: list[int] = []
-    real = _cache.parse_chunk
-    monkeypatch.setattr(_cache, "parse_chunk", lambda data, base: (seen.append(len(data)), real(data, base))[1])
-    assert cache.update().done and seen == []
+    assert (indexed, parsed) == (([101], []) if with_index else ([], [parsed[0]]))
+    parsed.clear(), indexed.clear()
+    assert cache.update().done and parsed == [] and indexed == []
     logger.log("loss", 101.0).wait()
     cache.update()
     line = (logger.run_dir / fmt.METRICS_FILE).read_bytes().splitlines(keepends=True)[-1]
-    assert seen == [len(line)]
+    assert (indexed, parsed) == (([1], []) if with_index else ([], [len(line)]))
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(102)]
     logger.finish()
+
+
+def test_the_cache_takes_numbers_from_the_writers_index_and_strings_from_the_json(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = amltrack.get_logger("ui", store=store, outputs=None)
+    for i in range(500):
+        logger.log("loss", 1.0 / (i + 1))
+        logger.log("epoch", i // 100)
+        logger.log("flag", i % 2 == 0)
+    logger.log("odd", float("nan"))
+    logger.log("odd", float("inf"))
+    logger.flush()
+    logger.log("note", "a string: this batch is parsed from the JSON Lines")
+    logger.log("loss", 7.0)
+    logger.flush()
+    logger.log("loss", 8.0)
+    logger.finish()
+    parsed, indexed = spy_on_sources(monkeypatch)
+    assert_cache_matches_reader(logger.run_dir)
+    assert indexed == [1502, 1] and len(parsed) == 1  # before, at and after the string's batch
+    m = _cache.SeriesCache(logger.run_dir).index()["metrics"]
+    assert (m["flag"]["numbers"], m["flag"]["bools"]) == (500, 500)
+    assert (m["odd"]["numbers"], m["odd"]["nonfinite"]) == (2, 2)
+    # ids in first-appearance order, as from JSON
+    assert sorted(m, key=lambda n: m[n]["id"]) == ["loss", "epoch", "flag", "odd", "note"]
+
+
+def test_the_chart_cache_ignores_an_index_that_does_not_match(store: Path) -> None:
+    logger = log_mixed(store)
+    logger.finish()
+    metrics = logger.run_dir / fmt.METRICS_FILE
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    metrics.write_bytes(b"".join(lines[:-1]) + lines[-1].replace(b'"step":', b'"step":1', 1))
+    assert_cache_matches_reader(logger.run_dir)
 
 
 def test_a_line_being_written_waits_for_its_newline(tmp_path: Path) -> None:

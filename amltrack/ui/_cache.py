@@ -43,6 +43,7 @@ import orjson
 from filelock import FileLock, Timeout
 
 from .. import _format as fmt
+from .._columns import Block, read_blocks
 from .._errors import StoreError
 
 CACHE_DIR = "cache"
@@ -50,6 +51,7 @@ UI_DIR = "ui"
 INDEX_FILE = "index.json"
 VERSION = 1
 CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
+INDEX_STEP = 1_000_000  # records taken per step from the writer's column index
 HEAD = 4096  # the leading bytes whose hash tells a replaced file from a grown one
 KINDS = ("step", "value", "ts", "str", "list")
 _I8 = np.dtype("<i8")
@@ -431,11 +433,25 @@ class SeriesCache:
             if not idx["gen"] or size < idx["offset"] or not self._same_head(f, idx):
                 idx = self._new_generation(idx)
             offset = idx["offset"]
+            # The writer's column index (amltrack/_columns.py) holds the same records as arrays:
+            # where it covers the bytes from here, take them from it instead of parsing JSON.
+            found = read_blocks(self.run_dir, f)
+            names, blocks = found if found is not None else ([], [])
+            at = {b.start: i for i, b in enumerate(blocks)}
             while True:
                 if offset >= size:
                     return Progress(offset, size, True)
+                limit = CHUNK
+                i = at.get(offset)
+                if i is not None:
+                    if self._consume_blocks(idx, names, blocks, i, f):
+                        offset = idx["offset"]
+                        if deadline is not None and time.monotonic() >= deadline and offset < size:
+                            return Progress(offset, size, False)
+                        continue
+                    limit = blocks[i].end - offset  # parse this block's lines; the index again after
                 f.seek(offset)
-                data = f.read(min(CHUNK, size - offset))
+                data = f.read(min(limit, size - offset))
                 end = data.rfind(b"\n")
                 while end < 0 and offset + len(data) < size:  # a line longer than a chunk
                     more = f.read(min(CHUNK, size - offset - len(data)))
@@ -473,6 +489,29 @@ class SeriesCache:
 
     def _consume(self, idx: dict[str, Any], data: bytes, offset: int, f: Any) -> None:
         parts, skipped, multi = parse_chunk(data, offset)
+        self._store(idx, parts, skipped, multi, offset + len(data), f)
+
+    def _consume_blocks(self, idx: dict[str, Any], names: list[str], blocks: list[Block], i: int, f: Any) -> bool:
+        """Take the index's blocks from ``blocks[i]`` on while they hold only numbers and bools
+        (strings and lists need their line offsets, which only the JSON gives); False if none."""
+        taken: list[Block] = []
+        records = 0
+        for b in blocks[i:]:
+            if records >= INDEX_STEP or any(type(e[1]) is not int and type(e[1]) is not bool for e in b.extras):
+                break
+            taken.append(b)
+            records += b.n
+        if not taken:
+            return False
+        parts = _parts_from_blocks(names, taken)
+        if parts is None:
+            return False
+        self._store(idx, parts, 0, False, taken[-1].end, f)
+        return True
+
+    def _store(
+        self, idx: dict[str, Any], parts: dict[str, _Part], skipped: int, multi: bool, end: int, f: Any
+    ) -> None:
         metrics = idx["metrics"]
         gen_dir = self.dir / idx["gen"]
         for name, part in parts.items():
@@ -510,7 +549,7 @@ class SeriesCache:
                 if offs:
                     _append(gen_dir / f"{k}.{kind}", m[key] * 8, np.asarray(offs, dtype=_I8).tobytes())
                     m[key] += len(offs)
-        idx["offset"] = offset + len(data)
+        idx["offset"] = end
         idx["skipped"] += skipped
         idx["multi"] = idx["multi"] or multi
         idx["records"] = idx.get("records", 0) + sum(
@@ -521,6 +560,41 @@ class SeriesCache:
             head = f.read(min(HEAD, idx["offset"]))
             idx["head_len"], idx["head"] = len(head), hashlib.sha1(head).hexdigest()
         fmt.write_json_atomic(self.dir / INDEX_FILE, idx, fsync=False)
+
+
+def _parts_from_blocks(names: list[str], blocks: list[Block]) -> dict[str, _Part] | None:
+    """The blocks' records per metric, as ``parse_chunk`` gives them; None if a code is unknown."""
+    codes = np.concatenate([np.frombuffer(b.codes, dtype="<u4") for b in blocks]).astype(np.int64)
+    steps = np.concatenate([np.frombuffer(b.steps, dtype=_I8) for b in blocks])
+    values = np.concatenate([np.frombuffer(b.values, dtype=_F8) for b in blocks])
+    stamps = np.concatenate([np.frombuffer(b.stamps, dtype=_F8) for b in blocks])
+    if len(codes) == 0 or int(codes.max()) >= len(names):
+        return None
+    is_bool = np.zeros(len(codes), dtype=bool)
+    base = 0
+    for b in blocks:
+        for i, value, _nonfinite in b.extras:  # ints and bools: the column holds 0 for them
+            values[base + i] = float(value)
+            is_bool[base + i] = type(value) is bool
+        base += b.n
+    finite = np.isfinite(values)
+    # Codes count up in the order names first appear in metrics.jsonl, so ascending codes give the
+    # metrics in the order parse_chunk would.
+    present = np.unique(codes)
+    if len(present) == 1:
+        groups: list[tuple[int, Any]] = [(int(present[0]), slice(None))]
+    else:
+        order = np.argsort(codes, kind="stable")
+        counts = np.bincount(codes)[present]
+        ends = np.cumsum(counts)
+        groups = [(int(c), order[z - k : z]) for c, z, k in zip(present, ends, counts)]
+    out: dict[str, _Part] = {}
+    for c, pick in groups:
+        part = out[names[c]] = _Part()
+        part.steps, part.values, part.stamps = steps[pick], values[pick], stamps[pick]
+        part.bools = int(np.count_nonzero(is_bool[pick]))
+        part.nonfinite = int(np.count_nonzero(~finite[pick]))
+    return out
 
 
 def _empty_index(gen: str) -> dict[str, Any]:
