@@ -4,21 +4,21 @@
     python benchmarks/bench_ui.py --points 1000000
     python benchmarks/bench_ui.py --smoke --json    # tiny sizes, run by the test suite
 
-A real run is made with the logger (small metrics "acc", "lr" and a list "hist"); the big series
-"loss" is then appended to its metrics.jsonl in the exact lines the writer writes (the same orjson
-encoding), because logging 10,000,000 values through ``log()`` would make the benchmark minutes
-longer without changing the file. An ``amltrack ui`` process serves the store on 127.0.0.1.
+A real run is made with the logger: small metrics "acc", "lr" and a list "hist", and the big series
+"loss" logged through ``log()`` too, so that the writer keeps its column index of it as it would in
+training. An ``amltrack ui`` process serves the store on 127.0.0.1.
 
 "Open" is what the run page asks for, timed from the first request to the last answer: the HTML,
 the run's metadata, its metric list (repeated while the cache reports progress) and every numeric
 chart's series at 1,200 pixels, the four series requests in parallel as a browser sends them.
 
-- cold: no series cache yet; the first view parses metrics.jsonl once (the file itself is in the
-  OS page cache, having just been written).
+- cold: no series cache yet; the first view builds it once, from the writer's column index for the
+  numbers and from metrics.jsonl for the list's lines (the files are in the OS page cache, having
+  just been written).
+- cold, JSON only: the same with the writer's index deleted, as for a run synced from elsewhere:
+  every line of metrics.jsonl is parsed.
 - warm: the cache built, the UI process restarted, so nothing is held in its memory.
 - series: one chart-data request alone (warm, median of 10), full range and zoomed to 1%.
-- writer columns: what it would cost the writer to keep the cache itself, per record: grouping a
-  20,000-record batch by name into int64/float64 columns and appending them to files.
 - browser: with Playwright and Debian's chromium present, the time to every chart drawn (warm cache)
   for a run clicked on the runs page (which loads plotly.js while idle), and for a first-ever deep
   link in a fresh browser profile, which must fetch and compile plotly.js's 4.8 MB first.
@@ -30,7 +30,6 @@ import argparse
 import concurrent.futures
 import json
 import math
-import operator
 import os
 import re
 import shutil
@@ -44,7 +43,6 @@ from pathlib import Path
 
 import httpx
 import numpy as np
-import orjson
 
 import amltrack
 
@@ -61,21 +59,14 @@ def make_run(store: Path, points: int) -> str:
         if i % 100 == 0:
             logger.log("lr", 0.1 * 0.9 ** (i // 100))
             logger.log("hist", [math.sin(i + k / 10) for k in range(64)])
-    logger.finish()
     rng = np.random.default_rng(1)
-    t0 = time.time()
+    log = logger.log
     block = 200_000
-    with open(logger.run_dir / "metrics.jsonl", "ab") as f:
-        for start in range(0, points, block):
-            steps = range(start, min(points, start + block))
-            noise = rng.random(len(steps)) * 0.01
-            recs = [
-                {"name": "loss", "step": i, "value": math.exp(-5 * i / points) + float(noise[j]) + (i % 999_983 == 7),
-                 "ts": t0 + i * 1e-4, "seq": 1100 + i}
-                for j, i in enumerate(steps)
-            ]
-            data = orjson.dumps(recs)
-            f.write(data[1:-1].replace(b"},{", b"}\n{") + b"\n")  # as the writer's batch encoder
+    for start in range(0, points, block):
+        noise = (rng.random(min(block, points - start)) * 0.01).tolist()
+        for j, i in enumerate(range(start, start + len(noise))):
+            log("loss", math.exp(-5 * i / points) + noise[j] + (i % 999_983 == 7), step=i)
+    logger.finish()
     return logger.run_id
 
 
@@ -136,45 +127,6 @@ def series(c: httpx.Client, run_id: str, name: str, **params: float) -> dict:
         body = r.json()
         if not body.get("building"):
             return body
-
-
-def writer_columns_cost(n: int = 200_000) -> float:
-    """Microseconds per record for a writer to keep binary columns: group a batch, append its bytes.
-
-    The batch is grouped with C-level passes, as the writer's encoder does its own work.
-    """
-    names = ["loss", "acc", "lr", "grad_norm"]
-    batch = [(names[i % 4], i, float(i) * 0.5, 1.8e9 + i) for i in range(20_000)]
-    get = [operator.itemgetter(k) for k in range(4)]
-    tmp = Path(tempfile.mkdtemp(prefix="amltrack-cols-"))
-    files = {(n_, k): open(tmp / f"{n_}.{k}", "ab") for n_ in names for k in ("step", "value", "ts")}  # noqa: SIM115
-    try:
-        t = time.perf_counter()
-        done = 0
-        while done < n:
-            keys = list(map(get[0], batch))
-            steps = np.array(list(map(get[1], batch)), dtype=np.int64)
-            values = np.array(list(map(get[2], batch)), dtype=np.float64)
-            stamps = np.array(list(map(get[3], batch)), dtype=np.float64)
-            ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
-            codes = np.fromiter(map(ids.__getitem__, keys), dtype=np.int32, count=len(keys))
-            order = np.argsort(codes, kind="stable")
-            bounds = np.cumsum(np.bincount(codes))
-            start = 0
-            for name, i in ids.items():
-                pick = order[start : bounds[i]]
-                start = bounds[i]
-                files[name, "step"].write(steps[pick].tobytes())
-                files[name, "value"].write(values[pick].tobytes())
-                files[name, "ts"].write(stamps[pick].tobytes())
-            done += len(batch)
-        for f in files.values():
-            f.flush()
-        return (time.perf_counter() - t) / done * 1e6
-    finally:
-        for f in files.values():
-            f.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 READY = (
@@ -260,7 +212,14 @@ def main() -> None:
                 out.update(browser_open(ui.url, run_id) or {})
         finally:
             ui.close()
-        out["writer_columns_us_per_record"] = writer_columns_cost(20_000 if args.smoke else 1_000_000)
+        # As for a run synced from elsewhere: no writer's index, so the first view parses every line.
+        shutil.rmtree(run_dir / "cache")
+        ui = Ui(store, tmp / "ui-3.log")
+        try:
+            out["cold_json_open_s"], answers = open_run_page(ui, run_id)
+            assert answers["loss"]["count"] == points
+        finally:
+            ui.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for k, v in out.items():
@@ -271,6 +230,7 @@ def main() -> None:
         return
     print(f"run page of a run with {points:,} points of 'loss' ({out['metrics_jsonl_mb']} MB of metrics.jsonl)")
     print(f"  cold open (cache built on first view):   {out['cold_open_s']:.2f} s")
+    print(f"  cold open without the writer's index:    {out['cold_json_open_s']:.2f} s")
     print(f"  warm open, same UI process:              {out['warm_same_process_s']:.3f} s")
     print(f"  warm open, restarted UI process:         {out['warm_open_s']:.3f} s")
     print(f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms")
@@ -279,7 +239,6 @@ def main() -> None:
     if "browser_from_runs_s" in out:
         print(f"  chromium, run clicked on the runs page:  {out['browser_from_runs_s']:.2f} s to every chart drawn")
         print(f"  chromium, first-ever deep link:          {out['browser_deep_link_s']:.2f} s (plotly.js compiled)")
-    print(f"  writer-kept columns would cost:          {out['writer_columns_us_per_record']:.3f} us per record")
 
 
 if __name__ == "__main__":
