@@ -27,3 +27,12 @@ def test_mirror_benchmark_smoke() -> None:
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
     assert figures["median_ms"] > 0 and figures["on_s"] > 0 and figures["off_s"] > 0
+
+
+def test_bytes_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_bytes.py"), "--smoke", "--json"],
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert out.returncode == 0, out.stderr
+    per_point = json.loads(out.stdout)["bytes_per_point"]
+    assert per_point["one line per step with its values"] < per_point["metrics.jsonl as written"]
+    assert per_point["the writer's column index (cache/columns.bin)"] >= 28
