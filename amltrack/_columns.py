@@ -196,49 +196,58 @@ class Block:
     extras: list[list[Any]]  # [i, value, nonfinite] for each record whose value is not a float
 
 
-def read_blocks(run_dir: Path, metrics: Any) -> tuple[list[str], list[Block]] | None:
-    """The index's metric names (by code) and its whole, contiguous blocks, checked against the
-    open metrics file ``metrics``; None if there is no usable index."""
+def read_blocks(run_dir: Path, metrics: Any, start: int = 0) -> tuple[list[str], list[Block]] | None:
+    """The index's metric names (by code) and its whole, contiguous blocks that end after byte
+    ``start`` of metrics.jsonl, checked against the open metrics file ``metrics``; None if there is
+    no usable index. Blocks before ``start`` cost a read of their header only."""
     if not ENABLED:
         return None
     try:
-        raw = columns_path(run_dir).read_bytes()
-        size = os.fstat(metrics.fileno()).st_size
+        fd = os.open(columns_path(run_dir), os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        return _read_blocks(fd, os.fstat(metrics.fileno()).st_size, metrics, start)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str], list[Block]] | None:
     names: list[str] = []
     blocks: list[Block] = []
-    end, last_line, pos, hsize = 0, 0, 0, _HEADER.size
-    view = memoryview(raw)
-    while pos + hsize <= len(raw):
-        magic, n, start, block_end, n_names, n_extras, last = _HEADER.unpack_from(raw, pos)
-        body = pos + hsize
+    length = os.fstat(fd).st_size
+    end, pos, hsize = 0, 0, _HEADER.size
+    last: tuple[int, int, int, int] | None = None  # where the last block's last record is, and its line
+    while pos + hsize <= length:
+        magic, n, first, block_end, n_names, n_extras, last_line = _HEADER.unpack(os.pread(fd, hsize, pos))
+        at = pos + hsize + n_names
         total = hsize + n_names + 28 * n + n_extras
-        if magic != MAGIC or start != end or block_end > size or pos + total > len(raw):
+        if magic != MAGIC or first != end or block_end > size or pos + total > length or n == 0:
             break  # torn by a crash, or not ours: the JSON Lines from here on
-        at = body + n_names
         try:
-            new = orjson.loads(view[body:at])
-            extras = orjson.loads(view[at + 28 * n : at + 28 * n + n_extras]) if n_extras > 2 else []
+            new = orjson.loads(os.pread(fd, n_names, pos + hsize)) if n_names else []
+            if block_end > start:
+                body = memoryview(os.pread(fd, 28 * n + n_extras, at))
+                extras = orjson.loads(body[28 * n :]) if n_extras > 2 else []
         except orjson.JSONDecodeError:
             break
-        if not isinstance(new, list) or not all(type(x) is str for x in new) or type(extras) is not list:
+        if not isinstance(new, list) or not all(type(x) is str for x in new):
             break
-        names += new
-        blocks.append(
-            Block(
-                start,
-                block_end,
-                n,
-                view[at : at + 4 * n],
-                view[at + 4 * n : at + 12 * n],
-                view[at + 12 * n : at + 20 * n],
-                view[at + 20 * n : at + 28 * n],
-                extras,
+        if block_end > start:
+            if type(extras) is not list:
+                break
+            blocks.append(
+                Block(
+                    first, block_end, n, body[: 4 * n], body[4 * n : 12 * n], body[12 * n : 20 * n],
+                    body[20 * n : 28 * n], extras,
+                )
             )
-        )
-        end, last_line, pos = block_end, last, pos + total
-    if not blocks or not names or not _matches(names, blocks[-1], metrics, last_line):
+        names += new
+        last = (at, n, block_end, last_line)
+        end, pos = block_end, pos + total
+    if last is None or not names or not _matches(fd, names, metrics, *last):
         return None
     return names, blocks
 
@@ -246,7 +255,7 @@ def read_blocks(run_dir: Path, metrics: Any) -> tuple[list[str], list[Block]] | 
 def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
     """The index of ``run_dir`` as columns, checked against the open metrics file ``metrics``."""
     found = read_blocks(run_dir, metrics)
-    if found is None:
+    if found is None or not found[1]:
         return None
     names, blocks = found
     codes: array[int] = array("I")
@@ -272,19 +281,16 @@ def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
     return Columns(names, codes, steps, values, stamps, blocks[-1].end)
 
 
-def _matches(names: list[str], last: Block, metrics: Any, last_line: int) -> bool:
-    """Whether the last indexed record is the line that ends at ``last.end`` in metrics.jsonl."""
-    if last.n == 0:
-        return False
-    code, step, ts = (
-        _U32.unpack_from(last.codes, 4 * last.n - 4)[0],
-        _I64.unpack_from(last.steps, 8 * last.n - 8)[0],
-        _F64.unpack_from(last.stamps, 8 * last.n - 8)[0],
-    )
+def _matches(fd: int, names: list[str], metrics: Any, at: int, n: int, end: int, last_line: int) -> bool:
+    """Whether the last indexed record (of the block whose columns start at ``at``) is the line
+    that ends at ``end`` in metrics.jsonl."""
     try:
-        line = os.pread(metrics.fileno(), last_line, last.end - last_line)
+        code = _U32.unpack(os.pread(fd, 4, at + 4 * n - 4))[0]
+        step = _I64.unpack(os.pread(fd, 8, at + 12 * n - 8))[0]
+        ts = _F64.unpack(os.pread(fd, 8, at + 28 * n - 8))[0]
+        line = os.pread(metrics.fileno(), last_line, end - last_line)
         rec = orjson.loads(line)
-    except (OSError, ValueError, orjson.JSONDecodeError):
+    except (OSError, ValueError, struct.error, orjson.JSONDecodeError):
         return False
     return (
         type(rec) is dict

@@ -435,7 +435,7 @@ class SeriesCache:
             offset = idx["offset"]
             # The writer's column index (amltrack/_columns.py) holds the same records as arrays:
             # where it covers the bytes from here, take them from it instead of parsing JSON.
-            found = read_blocks(self.run_dir, f)
+            found = read_blocks(self.run_dir, f, offset) if offset < size else None
             names, blocks = found if found is not None else ([], [])
             at = {b.start: i for i, b in enumerate(blocks)}
             while True:
