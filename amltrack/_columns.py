@@ -8,8 +8,8 @@ reader then parses the JSON Lines, as it always does for the bytes the index doe
 file is a sequence of blocks, one per batch the writer appended to ``metrics.jsonl``::
 
     header   struct "<4sIQQIII": b"AMC1", the number of records n, the start and end byte of the
-             batch's lines in metrics.jsonl, and the byte lengths of names, extras and the batch's
-             last line
+             batch's lines in metrics.jsonl, the byte lengths of names and extras, and the CRC-32
+             of the batch's lines
     names    JSON array of the metric names first seen in this batch; their codes count on from the
              last block's
     codes    n x uint32    each record's metric
@@ -21,8 +21,9 @@ file is a sequence of blocks, one per batch the writer appended to ``metrics.jso
 
 Blocks cover ``metrics.jsonl`` from byte 0 without gaps. The writer adds no more blocks once a
 batch could not be appended whole or another process appended between two of its batches. The
-reader takes the blocks that are whole and contiguous, checks the last one's last record against
-its line in ``metrics.jsonl``, and parses the JSON Lines from where they end. Little-endian only; on
+reader takes the blocks that are whole, contiguous, and whose lines in ``metrics.jsonl`` still have
+their CRC-32 (a hand-edited line, even one of the same length, ends the index there), and parses
+the JSON Lines from where they end. Little-endian only; on
 other machines no index is written or read.
 """
 
@@ -33,6 +34,7 @@ import operator
 import os
 import struct
 import sys
+import zlib
 from array import array
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -48,8 +50,6 @@ COLUMNS_FILE = "columns.bin"
 MAGIC = b"AMC1"
 _HEADER = struct.Struct("<4sIQQIII")
 _U32 = struct.Struct("<I")
-_I64 = struct.Struct("<q")
-_F64 = struct.Struct("<d")
 _STEP = operator.itemgetter("step")
 _TS = operator.itemgetter("ts")
 _FLOAT = {float}
@@ -73,16 +73,15 @@ class ColumnWriter:
     def add(
         self,
         start: int,
-        end: int,
+        lines: memoryview,
         items: list[dict[str, Any]],
         recs: list[dict[str, Any]],
         names: list[str],
         distinct: Collection[str],
         values: list[Any],
         types: set[type],
-        last_line: int,
     ) -> None:
-        """Index the batch ``items`` (written as ``recs``) that landed at bytes [start, end).
+        """Index the batch ``items`` (written as ``recs``) whose ``lines`` landed at byte ``start``.
 
         ``names`` are the records' metric names and ``distinct`` the same without repeats, in order.
         Columns are packed with struct from lists: a third of the cost of building arrays.
@@ -92,6 +91,7 @@ class ColumnWriter:
         if start != self._end:  # another process appended in between, or the file was not new
             self.stop()
             return
+        end = start + len(lines)
         try:
             n = len(items)
             codes = self._codes
@@ -117,7 +117,7 @@ class ColumnWriter:
             names_json = orjson.dumps(new)
             block = b"".join(
                 (
-                    _HEADER.pack(MAGIC, n, start, end, len(names_json), len(extras), last_line),
+                    _HEADER.pack(MAGIC, n, start, end, len(names_json), len(extras), zlib.crc32(lines)),
                     names_json,
                     code_bytes,
                     struct.pack(f"<{n}q", *list(map(_STEP, items))),
@@ -219,23 +219,31 @@ def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str
     blocks: list[Block] = []
     length = os.fstat(fd).st_size
     end, pos, hsize = 0, 0, _HEADER.size
-    last: tuple[int, int, int, int] | None = None  # where the last block's last record is, and its line
     while pos + hsize <= length:
-        magic, n, first, block_end, n_names, n_extras, last_line = _HEADER.unpack(os.pread(fd, hsize, pos))
+        header = os.pread(fd, hsize, pos)
+        if len(header) < hsize:
+            break
+        magic, n, first, block_end, n_names, n_extras, crc = _HEADER.unpack(header)
         at = pos + hsize + n_names
         total = hsize + n_names + 28 * n + n_extras
         if magic != MAGIC or first != end or block_end > size or pos + total > length or n == 0:
             break  # torn by a crash, or not ours: the JSON Lines from here on
         try:
             new = orjson.loads(os.pread(fd, n_names, pos + hsize)) if n_names else []
-            if block_end > start:
-                body = memoryview(os.pread(fd, 28 * n + n_extras, at))
-                extras = orjson.loads(body[28 * n :]) if n_extras > 2 else []
         except orjson.JSONDecodeError:
             break
         if not isinstance(new, list) or not all(type(x) is str for x in new):
             break
         if block_end > start:
+            body = memoryview(os.pread(fd, 28 * n + n_extras, at))
+            if len(body) != 28 * n + n_extras:
+                break
+            if zlib.crc32(os.pread(metrics.fileno(), block_end - first, first)) != crc:
+                break  # metrics.jsonl was changed here: believe it, not the index
+            try:
+                extras = orjson.loads(body[28 * n :]) if n_extras > 2 else []
+            except orjson.JSONDecodeError:
+                break
             if type(extras) is not list:
                 break
             blocks.append(
@@ -245,9 +253,8 @@ def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str
                 )
             )
         names += new
-        last = (at, n, block_end, last_line)
         end, pos = block_end, pos + total
-    if last is None or not names or not _matches(fd, names, metrics, *last):
+    if not names:
         return None
     return names, blocks
 
@@ -279,24 +286,3 @@ def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
     except (TypeError, ValueError, IndexError, KeyError):
         return None
     return Columns(names, codes, steps, values, stamps, blocks[-1].end)
-
-
-def _matches(fd: int, names: list[str], metrics: Any, at: int, n: int, end: int, last_line: int) -> bool:
-    """Whether the last indexed record (of the block whose columns start at ``at``) is the line
-    that ends at ``end`` in metrics.jsonl."""
-    try:
-        code = _U32.unpack(os.pread(fd, 4, at + 4 * n - 4))[0]
-        step = _I64.unpack(os.pread(fd, 8, at + 12 * n - 8))[0]
-        ts = _F64.unpack(os.pread(fd, 8, at + 28 * n - 8))[0]
-        line = os.pread(metrics.fileno(), last_line, end - last_line)
-        rec = orjson.loads(line)
-    except (OSError, ValueError, struct.error, orjson.JSONDecodeError):
-        return False
-    return (
-        type(rec) is dict
-        and line.endswith(b"\n")
-        and code < len(names)
-        and rec.get("name") == names[code]
-        and rec.get("step") == step
-        and rec.get("ts") == ts
-    )

@@ -367,7 +367,7 @@ class Writer:
                     self._columns.stop()
             else:
                 if self._columns is not None and index is not None and lines is not None and not carried:
-                    self._columns.add(start, start + len(lines), *index)
+                    self._columns.add(start, lines, *index)
         uploads = self._retry_uploads + uploads
         self._retry_uploads = []
         for up in uploads:
@@ -454,14 +454,11 @@ class Writer:
         data = orjson.dumps([*recs, _END])
         if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs):
             dumps = orjson.dumps
-            last = dumps(recs[-1])
             lines = memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n")
-            return lines, uploads, (items, recs, names, counts, values, types, len(last) + 1)
+            return lines, uploads, (items, recs, names, counts, values, types)
         # [{...}\n{...}\n{}] without its first byte and its last three
         data = data.replace(b"},{", b"}\n{")
-        end = len(data) - 3
-        last_start = max(data.rfind(b"\n", 0, end - 1), 0) + 1
-        return memoryview(data)[1:end], uploads, (items, recs, names, counts, values, types, end - last_start)
+        return memoryview(data)[1:-3], uploads, (items, recs, names, counts, values, types)
 
     def _summarize(self, counts: Counter[str], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary

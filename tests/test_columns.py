@@ -93,21 +93,32 @@ def test_a_torn_index_is_used_only_up_to_its_last_whole_block(store: Path, cut: 
     assert as_plain(amltrack.Store(store).run(logger.run_id).metrics()) == from_json(logger.run_dir)
 
 
-def test_an_index_that_no_longer_matches_its_file_is_ignored(store: Path) -> None:
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_a_line_edited_by_hand_is_read_from_the_json_even_at_the_same_length(store: Path, where: str) -> None:
     logger = mixed_run(store)
     logger.finish()
     metrics = logger.run_dir / "metrics.jsonl"
     lines = metrics.read_bytes().splitlines(keepends=True)
-    # Rewritten by hand with one value changed: same length, different last record.
-    last = lines[-1].replace(b'"step":', b'"step":1', 1)
-    metrics.write_bytes(b"".join(lines[:-1]) + last)
-    assert covered(logger.run_dir) == 0
+    i = {"first": 0, "middle": len(lines) // 2, "last": len(lines) - 1}[where]
+    j = lines[i].index(b',"seq":') - 1  # the timestamp's last digit
+    edited = lines[i][:j] + (b"2" if lines[i][j : j + 1] == b"1" else b"1") + lines[i][j + 1 :]
+    assert len(edited) == len(lines[i]) and edited != lines[i]
+    metrics.write_bytes(b"".join(lines[:i] + [edited] + lines[i + 1 :]))
+    assert covered(logger.run_dir) <= sum(map(len, lines[:i]))  # the index ends before the edit
     got = amltrack.Store(store).run(logger.run_id).metrics()
     assert as_plain(got) == from_json(logger.run_dir)
-    # Cut short: the index covers more than the file holds.
-    metrics.write_bytes(b"".join(lines[:10]))
-    assert covered(logger.run_dir) == 0
-    assert sum(len(m) for m in amltrack.Store(store).run(logger.run_id).metrics().values()) == 10
+
+
+def test_an_index_longer_than_its_file_is_used_up_to_the_file(store: Path) -> None:
+    logger = mixed_run(store)
+    logger.finish()
+    metrics = logger.run_dir / "metrics.jsonl"
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    metrics.write_bytes(b"".join(lines[:1000]))  # cut short, as by a restore from an old copy
+    assert covered(logger.run_dir) <= metrics.stat().st_size
+    got = amltrack.Store(store).run(logger.run_id).metrics()
+    assert sum(len(m) for m in got.values()) == 1000
+    assert as_plain(got) == from_json(logger.run_dir)
 
 
 def test_a_deleted_index_only_costs_speed(store: Path) -> None:
