@@ -7,9 +7,9 @@ It is derived data: ``metrics.jsonl`` stays the truth, and deleting the file is 
 reader then parses the JSON Lines, as it always does for the bytes the index does not cover). The
 file is a sequence of blocks, one per batch the writer appended to ``metrics.jsonl``::
 
-    header   struct "<4sIQQIII": b"AMC1", the number of records n, the start and end byte of the
-             batch's lines in metrics.jsonl, the byte lengths of names and extras, and the CRC-32
-             of the batch's lines
+    header   struct "<4sIQQIIII": b"AMC1", the number of records n, the start and end byte of the
+             batch's lines in metrics.jsonl, the byte lengths of names and extras, the CRC-32 of
+             the batch's lines, and the CRC-32 of the rest of this block
     names    JSON array of the metric names first seen in this batch; their codes count on from the
              last block's
     codes    n x uint32    each record's metric
@@ -21,10 +21,10 @@ file is a sequence of blocks, one per batch the writer appended to ``metrics.jso
 
 Blocks cover ``metrics.jsonl`` from byte 0 without gaps. The writer adds no more blocks once a
 batch could not be appended whole or another process appended between two of its batches. The
-reader takes the blocks that are whole, contiguous, and whose lines in ``metrics.jsonl`` still have
-their CRC-32 (a hand-edited line, even one of the same length, ends the index there), and parses
-the JSON Lines from where they end. Little-endian only; on
-other machines no index is written or read.
+reader takes the blocks that are whole, contiguous, intact, and whose lines in ``metrics.jsonl``
+still have their CRC-32 (a hand-edited line, even one of the same length, ends the index there),
+and parses the JSON Lines from where they end. Little-endian only; on other machines no index is
+written or read.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from . import _format as fmt
 CACHE_DIR = "cache"
 COLUMNS_FILE = "columns.bin"
 MAGIC = b"AMC1"
-_HEADER = struct.Struct("<4sIQQIII")
+_HEADER = struct.Struct("<4sIQQIIII")
 _U32 = struct.Struct("<I")
 _STEP = operator.itemgetter("step")
 _TS = operator.itemgetter("ts")
@@ -115,9 +115,8 @@ class ColumnWriter:
                     ]
                 )
             names_json = orjson.dumps(new)
-            block = b"".join(
+            body = b"".join(
                 (
-                    _HEADER.pack(MAGIC, n, start, end, len(names_json), len(extras), zlib.crc32(lines)),
                     names_json,
                     code_bytes,
                     struct.pack(f"<{n}q", *list(map(_STEP, items))),
@@ -126,6 +125,10 @@ class ColumnWriter:
                     extras,
                 )
             )
+            header = _HEADER.pack(
+                MAGIC, n, start, end, len(names_json), len(extras), zlib.crc32(lines), zlib.crc32(body)
+            )
+            block = header + body
             if self._fd is None:
                 self.path.parent.mkdir(exist_ok=True)
                 flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
@@ -223,37 +226,41 @@ def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str
         header = os.pread(fd, hsize, pos)
         if len(header) < hsize:
             break
-        magic, n, first, block_end, n_names, n_extras, crc = _HEADER.unpack(header)
-        at = pos + hsize + n_names
-        total = hsize + n_names + 28 * n + n_extras
-        if magic != MAGIC or first != end or block_end > size or pos + total > length or n == 0:
+        magic, n, first, block_end, n_names, n_extras, lines_crc, body_crc = _HEADER.unpack(header)
+        size_body = n_names + 28 * n + n_extras
+        if magic != MAGIC or first != end or block_end > size or pos + hsize + size_body > length or n == 0:
             break  # torn by a crash, or not ours: the JSON Lines from here on
+        wanted = block_end > start
+        # Blocks the caller has consumed already cost their names only.
+        body = memoryview(os.pread(fd, size_body if wanted else n_names, pos + hsize))
+        if wanted and (len(body) != size_body or zlib.crc32(body) != body_crc):
+            break
+        if wanted and zlib.crc32(os.pread(metrics.fileno(), block_end - first, first)) != lines_crc:
+            break  # metrics.jsonl was changed here: believe it, not the index
         try:
-            new = orjson.loads(os.pread(fd, n_names, pos + hsize)) if n_names else []
+            new = orjson.loads(body[:n_names]) if n_names else []
+            at = n_names + 28 * n
+            extras = orjson.loads(body[at:]) if wanted and n_extras > 2 else []
         except orjson.JSONDecodeError:
             break
-        if not isinstance(new, list) or not all(type(x) is str for x in new):
+        if not isinstance(new, list) or not all(type(x) is str for x in new) or type(extras) is not list:
             break
-        if block_end > start:
-            body = memoryview(os.pread(fd, 28 * n + n_extras, at))
-            if len(body) != 28 * n + n_extras:
-                break
-            if zlib.crc32(os.pread(metrics.fileno(), block_end - first, first)) != crc:
-                break  # metrics.jsonl was changed here: believe it, not the index
-            try:
-                extras = orjson.loads(body[28 * n :]) if n_extras > 2 else []
-            except orjson.JSONDecodeError:
-                break
-            if type(extras) is not list:
-                break
+        if wanted:
+            b = body[n_names:]
             blocks.append(
                 Block(
-                    first, block_end, n, body[: 4 * n], body[4 * n : 12 * n], body[12 * n : 20 * n],
-                    body[20 * n : 28 * n], extras,
+                    first,
+                    block_end,
+                    n,
+                    b[: 4 * n],
+                    b[4 * n : 12 * n],
+                    b[12 * n : 20 * n],
+                    b[20 * n : 28 * n],
+                    extras,
                 )
             )
         names += new
-        end, pos = block_end, pos + total
+        end, pos = block_end, pos + hsize + size_body
     if not names:
         return None
     return names, blocks

@@ -164,3 +164,19 @@ def test_an_index_that_cannot_be_written_leaves_logging_alone(store: Path) -> No
     assert not logger._writer._columns.active
     assert amltrack.Store(store).run(logger.run_id).metric("loss").values == [float(i) for i in range(100)]
     assert os.path.isfile(logger.run_dir / "cache")
+
+
+@pytest.mark.parametrize("at", [0.1, 0.5, 0.9, -1])
+def test_a_flipped_byte_in_the_index_costs_speed_not_correctness(store: Path, at: float) -> None:
+    logger = mixed_run(store)
+    logger.finish()
+    path = columns_path(logger.run_dir)
+    data = bytearray(path.read_bytes())
+    i = len(data) - 1 if at == -1 else int(len(data) * at)
+    data[i] ^= 0x10
+    path.write_bytes(bytes(data))
+    assert covered(logger.run_dir) < (logger.run_dir / "metrics.jsonl").stat().st_size
+    assert as_plain(amltrack.Store(store).run(logger.run_id).metrics()) == from_json(logger.run_dir)
+    from .test_ui import assert_cache_matches_reader
+
+    assert_cache_matches_reader(logger.run_dir)

@@ -491,19 +491,26 @@ class SeriesCache:
         parts, skipped, multi = parse_chunk(data, offset)
         self._store(idx, parts, skipped, multi, offset + len(data), f)
 
-    def _consume_blocks(self, idx: dict[str, Any], names: list[str], blocks: list[Block], i: int, f: Any) -> bool:
+    def _consume_blocks(
+        self, idx: dict[str, Any], names: list[str], blocks: list[Block], i: int, f: Any
+    ) -> bool:
         """Take the index's blocks from ``blocks[i]`` on while they hold only numbers and bools
         (strings and lists need their line offsets, which only the JSON gives); False if none."""
         taken: list[Block] = []
         records = 0
         for b in blocks[i:]:
-            if records >= INDEX_STEP or any(type(e[1]) is not int and type(e[1]) is not bool for e in b.extras):
+            if records >= INDEX_STEP or any(
+                type(e) is not list or len(e) != 3 or type(e[1]) not in (int, bool) for e in b.extras
+            ):
                 break
             taken.append(b)
             records += b.n
         if not taken:
             return False
-        parts = _parts_from_blocks(names, taken)
+        try:
+            parts = _parts_from_blocks(names, taken)
+        except (TypeError, ValueError, IndexError):  # extras not as the writer writes them
+            parts = None
         if parts is None:
             return False
         self._store(idx, parts, 0, False, taken[-1].end, f)
