@@ -445,12 +445,19 @@ class Writer:
             wid = self.writer_id
             recs = [{**rec, "w": wid} for rec in recs]
         names = list(map(_NAME, items))
-        counts = Counter(names)
+        if names.count(names[0]) == len(names):
+            # One metric in the batch (a loop logging one thing, or a trickle): a C-level count
+            # instead of hashing every name twice.
+            counts: dict[str, int] = {names[0]: len(names)}
+            last = {names[0]: items[-1]}
+        else:
+            counts = Counter(names)
+            last = dict(zip(names, items))
         new_names = counts.keys() - self._names
         if new_names:
             self._names |= new_names
             self._ambiguous_names |= any("},{" in n for n in new_names)
-        self._summarize(counts, dict(zip(names, items)))
+        self._summarize(counts, last)
         data = orjson.dumps([*recs, _END])
         if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs):
             dumps = orjson.dumps
@@ -460,7 +467,7 @@ class Writer:
         data = data.replace(b"},{", b"}\n{")
         return memoryview(data)[1:-3], uploads, (items, recs, names, counts, values, types)
 
-    def _summarize(self, counts: Counter[str], last: dict[str, dict[str, Any]]) -> None:
+    def _summarize(self, counts: dict[str, int], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary
         for name, n in counts.items():
             s = summary.get(name)
