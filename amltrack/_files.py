@@ -28,7 +28,8 @@ COPY_BLOCK = 1 << 20
 
 
 @contextlib.contextmanager
-def _locked(fd: int) -> Iterator[None]:
+def locked(fd: int) -> Iterator[None]:
+    """Hold the file's exclusive flock: every appender of a store's JSON Lines files takes it."""
     if fcntl is None:  # pragma: no cover - Windows: O_APPEND writes alone
         yield
         return
@@ -78,7 +79,7 @@ class AppendFile:
             if first:
                 self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
             fd = self._fd
-            with _locked(fd):
+            with locked(fd):
                 if first:
                     _end_torn_line(fd)
                 start = os.lseek(fd, 0, os.SEEK_END)

@@ -23,7 +23,6 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,9 @@ import orjson
 
 from .. import _format as fmt
 from .._errors import InvalidPathError
+from .._files import locked
 from .._store import create_store
 from ._errors import ApiError
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - Windows
-    fcntl = None  # type: ignore[assignment]
 
 SERVER_DIR = ".server"
 APPEND_FILES = (fmt.METRICS_FILE, fmt.MANIFEST_FILE)
@@ -154,20 +149,6 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-@contextlib.contextmanager
-def _flocked(fd: int) -> Iterator[None]:
-    # The same flock the local writer's AppendFile takes, so a local appender and the server
-    # never interleave if they ever share a store.
-    if fcntl is None:  # pragma: no cover
-        yield
-        return
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 class ServerStore:
@@ -318,7 +299,8 @@ class ServerStore:
         """
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            with _flocked(fd):
+            # The local writer's lock, so a local appender and the server never interleave.
+            with locked(fd):
                 size = os.fstat(fd).st_size
                 if size != offset:
                     raise ApiError(
