@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 import amltrack
+from amltrack._listen import is_loopback
 from amltrack.server import ERROR_CODES, Tokens, entry_for
-from amltrack.server._auth import TokenConfigError, is_loopback
+from amltrack.server._auth import TokenConfigError
 
 from .sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess, cli
 

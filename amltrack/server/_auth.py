@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import re
 import secrets
 from pathlib import Path
@@ -102,12 +101,3 @@ class Tokens:
             if hmac.compare_digest(known, d) and found != "write":
                 found = scope
         return found
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

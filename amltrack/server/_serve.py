@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
 from .._errors import AmltrackError
-from ._auth import TokenConfigError, Tokens, is_loopback
+from .._listen import is_loopback, listen
+from ._auth import TokenConfigError, Tokens
 from ._limits import DEFAULT_MAX_BODY
 from ._storage import SERVER_DIR
 
@@ -87,24 +87,10 @@ def serve(
             if isinstance(e, AmltrackError):
                 raise
             raise ServerConfigError(f"cannot use {root} as the server's store: {e.strerror or e}") from e
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # proto must be IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted connections only then, and
-        # without it every keep-alive response waits 40 ms for a delayed ACK.
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError as e:
-            sock.close()
-            raise ServerConfigError(
-                f"cannot listen on {host}:{port}: {e.strerror}; pick another --port"
-            ) from e
-        sock.listen(2048)
-        bound = sock.getsockname()[1]
-        shown = f"[{host}]" if family == socket.AF_INET6 else host
+        sock, url = listen(host, port, 2048, ServerConfigError)
         auth = "no tokens (loopback only)" if tokens is None else f"{len(tokens)} token(s)"
         print(
-            f"amltrack server: serving {root} on http://{shown}:{bound} ({auth})", file=sys.stderr, flush=True
+            f"amltrack server: serving {root} on {url} ({auth})", file=sys.stderr, flush=True
         )
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
-import socket
 import sys
 
 from .._errors import AmltrackError
+from .._listen import is_loopback, listen
 from .._store import find_store
 
 DEFAULT_PORT = 8766
@@ -15,15 +14,6 @@ DEFAULT_PORT = 8766
 
 class UiConfigError(AmltrackError, ValueError):
     """The UI cannot start as asked; the message says what to change."""
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -53,20 +43,9 @@ def serve(
     root = find_store(store)
     allowed = [*LOOPBACK_NAMES, host] if loopback else None
     app = create_app(root, allowed_hosts=allowed)
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    # IPPROTO_TCP so asyncio sets TCP_NODELAY on accepted connections (no 40 ms delayed-ACK stalls).
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as e:
-        sock.close()
-        raise UiConfigError(f"cannot listen on {host}:{port}: {e.strerror}; pick another --port") from e
-    sock.listen(512)
-    bound = sock.getsockname()[1]
-    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    sock, url = listen(host, port, 512, UiConfigError)
     missing = "" if root.is_dir() else " (no store there yet: runs appear once logged)"
-    print(f"amltrack ui: serving {root}{missing} at http://{shown}:{bound}/", file=sys.stderr, flush=True)
+    print(f"amltrack ui: serving {root}{missing} at {url}/", file=sys.stderr, flush=True)
     if not loopback:
         print(f"amltrack ui: warning: listening on {host} without sign-in (--allow-remote)", file=sys.stderr)
     config = uvicorn.Config(
