@@ -10,8 +10,6 @@ server's committed lengths. ``docs/sync.md`` has the protocol.
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,16 +21,11 @@ from .. import __version__
 from .. import _format as fmt
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
-from ._remote import Progress, PushResult
+from ._remote import HttpRemote, Progress, PushResult
 from ._remotes import check_url
 
 CHUNK = 8 * 1024 * 1024
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
-
-# Test-only: "N" SIGKILLs the sync process right after the answer to its N-th write request, to
-# test that a push resumes from any point. See docs/sync.md.
-KILL_ENV = "AMLTRACK_TEST_SYNC_KILL"
-
 
 @dataclass
 class _Plan:
@@ -52,7 +45,7 @@ class _Plan:
         return n + (len(snap.run_json) if self.finalise else 0)
 
 
-class AmltrackRemote:
+class AmltrackRemote(HttpRemote):
     """A client of one amltrack server.
 
     remote = AmltrackRemote("http://127.0.0.1:8765", token)
@@ -86,21 +79,10 @@ class AmltrackRemote:
             transport=transport,
         )
         self._max_body: int | None = None
-        self.writes = 0
-        kill = os.environ.get(KILL_ENV)
-        self._kill_after = int(kill) if kill and kill.isdigit() else None
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"AmltrackRemote({self.url!r})"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> AmltrackRemote:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- HTTP
 
@@ -130,9 +112,7 @@ class AmltrackRemote:
                 continue
             break
         if write:
-            self.writes += 1
-            if self._kill_after is not None and self.writes >= self._kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._wrote()
         if r.status_code >= 400:
             raise self._error(r)
         try:

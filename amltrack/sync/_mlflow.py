@@ -21,7 +21,6 @@ import hashlib
 import math
 import os
 import re
-import signal
 import tempfile
 import time
 from collections import Counter
@@ -37,10 +36,9 @@ import orjson
 from .. import __version__
 from .. import _format as fmt
 from . import _ledger as ledger
-from ._amltrack import KILL_ENV
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, sha256_bytes
-from ._remote import Progress, PushResult
+from ._remote import HttpRemote, Progress, PushResult
 
 SCHEMES = {"mlflow+http": "http", "mlflow+https": "https"}
 API = "/api/2.0/mlflow"
@@ -373,7 +371,7 @@ class _Uploads:
 # ----------------------------------------------------------------- the remote
 
 
-class MlflowRemote:
+class MlflowRemote(HttpRemote):
     """A client of one MLflow tracking server, addressed as ``mlflow+http(s)://host[:port][/prefix]``.
 
     Credentials come from ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD`` (basic),
@@ -434,21 +432,10 @@ class MlflowRemote:
         )
         self._key = ledger.remote_key(self.kind, self.url)
         self._experiments: dict[str, str] = {}
-        self.writes = 0
-        kill = os.environ.get(KILL_ENV)
-        self._kill_after = int(kill) if kill and kill.isdigit() else None
+        super().__init__()
 
     def __repr__(self) -> str:
         return f"MlflowRemote({self.url!r})"
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> MlflowRemote:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- HTTP
 
@@ -500,9 +487,7 @@ class MlflowRemote:
                 continue
             break
         if write:
-            self.writes += 1
-            if self._kill_after is not None and self.writes >= self._kill_after:
-                os.kill(os.getpid(), signal.SIGKILL)
+            self._wrote()
         if r.status_code >= 400:
             raise self._error(r, method, path)
         if not r.content:

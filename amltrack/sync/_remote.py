@@ -7,8 +7,12 @@ A remote kind is a module with a class that has ``kind``, ``url``, ``push_run``,
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
+
+import httpx
 
 from ._local import Snapshot
 from ._remotes import RemoteEntry
@@ -89,3 +93,36 @@ def open_remote(entry: RemoteEntry) -> Remote:
     raise RemoteConfigError(
         f"remote {entry.label} has kind {entry.kind!r}, which this amltrack cannot push to"
     )
+
+
+# Test-only: "N" SIGKILLs the sync process right after the answer to its N-th write request, to
+# test that a push resumes from any point. See docs/sync.md.
+KILL_ENV = "AMLTRACK_TEST_SYNC_KILL"
+
+_R = TypeVar("_R", bound="HttpRemote")
+
+
+class HttpRemote:
+    """What the remotes share: their httpx client's lifetime, and the count of write requests."""
+
+    _client: httpx.Client
+
+    def __init__(self) -> None:
+        self.writes = 0
+        kill = os.environ.get(KILL_ENV)
+        self._kill_after = int(kill) if kill and kill.isdigit() else None
+
+    def _wrote(self) -> None:
+        """Count a write request that got its answer (and die there if the kill switch says so)."""
+        self.writes += 1
+        if self._kill_after is not None and self.writes >= self._kill_after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
