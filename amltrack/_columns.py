@@ -167,22 +167,29 @@ class Columns:
 
     def grouped(self) -> dict[str, tuple[list[int], list[Any], list[float]]]:
         """Per metric name, its steps, values and timestamps, in file order."""
-        steps, stamps, values = self.steps.tolist(), self.stamps.tolist(), self.values
-        if len(self.names) == 1:
-            return {self.names[0]: (steps, values, stamps)}
-        where: list[list[int]] = [[] for _ in self.names]
-        appends = [w.append for w in where]
-        for i, c in enumerate(self.codes):
-            appends[c](i)
-        out = {}
-        for name, ix in zip(self.names, where):
-            if len(ix) == 1:
-                i = ix[0]
-                out[name] = ([steps[i]], [values[i]], [stamps[i]])
-            elif ix:
-                pick = operator.itemgetter(*ix)
-                out[name] = (list(pick(steps)), list(pick(values)), list(pick(stamps)))
-        return out
+        by_code = split_columns(self.codes.tolist(), self.steps.tolist(), self.values, self.stamps.tolist())
+        return {self.names[c]: series for c, series in by_code.items()}
+
+
+def split_columns(
+    keys: list[Any], steps: list[int], values: list[Any], stamps: list[float]
+) -> dict[Any, tuple[list[int], list[Any], list[float]]]:
+    """Columns of records split by each record's key, keys in order of first appearance."""
+    first = keys[0] if keys else None
+    if keys.count(first) == len(keys):
+        return {first: (steps, values, stamps)} if keys else {}
+    where: dict[Any, list[int]] = {k: [] for k in dict.fromkeys(keys)}
+    for i, k in enumerate(keys):
+        where[k].append(i)
+    out = {}
+    for k, ix in where.items():
+        if len(ix) == 1:
+            i = ix[0]
+            out[k] = ([steps[i]], [values[i]], [stamps[i]])
+        else:
+            pick = operator.itemgetter(*ix)
+            out[k] = (list(pick(steps)), list(pick(values)), list(pick(stamps)))
+    return out
 
 
 @dataclass

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, overload
 
 from . import _format as fmt
-from ._columns import Columns, read_columns
+from ._columns import Columns, read_columns, split_columns
 from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
@@ -376,21 +376,7 @@ class Run:
             or not set(map(type, values)) <= _SCALAR_SET
         ):
             return cls._group_checked(records)
-        unique = set(names)
-        if len(unique) == 1:
-            return {names[0]: Metric(names[0], steps, values, stamps)}, 0
-        where: dict[str, list[int]] = {n: [] for n in unique}
-        for i, n in enumerate(names):
-            where[n].append(i)
-        out: dict[str, Metric] = {}
-        for n, ix in where.items():
-            if len(ix) == 1:
-                i = ix[0]
-                out[n] = Metric(n, [steps[i]], [values[i]], [stamps[i]])
-            else:
-                pick = operator.itemgetter(*ix)
-                out[n] = Metric(n, list(pick(steps)), list(pick(values)), list(pick(stamps)))
-        return out, 0
+        return {n: Metric(n, *series) for n, series in split_columns(names, steps, values, stamps).items()}, 0
 
     @staticmethod
     def _group_checked(records: list[Any]) -> tuple[dict[str, Metric], int]:
