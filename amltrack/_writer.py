@@ -318,7 +318,7 @@ class Writer:
                         break
                     self.cond.wait(remaining)
                 items, self.buf = self.buf, []
-                special, uploads = self.special, self.has_uploads
+                special, has_uploads = self.special, self.has_uploads
                 self.special = self.has_uploads = False
                 self._swapped_seq = (
                     self.last_seq()
@@ -330,7 +330,7 @@ class Writer:
                 fsync = self._fsync_requested
                 self.cond.notify_all()
             try:
-                self._write_batch(items, fsync, special, uploads)
+                self._write_batch(items, fsync, special, has_uploads)
             except BaseException as e:  # never let the thread die silently
                 with self.cond:
                     self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
@@ -350,8 +350,10 @@ class Writer:
         with self.cond:
             self.cond.notify_all()
 
-    def _write_batch(self, items: list[Any], fsync: bool, special: bool = True, uploads: bool = True) -> None:
-        lines, uploads, index = self._encode(items, special, uploads)
+    def _write_batch(
+        self, items: list[Any], fsync: bool, special: bool = True, has_uploads: bool = True
+    ) -> None:
+        lines, uploads, index = self._encode(items, special, has_uploads)
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
         carried = bool(self._carry)

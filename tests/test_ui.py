@@ -711,3 +711,27 @@ def test_docs_name_every_route(tmp_path: Path) -> None:
     for route in app.routes:
         path = re.sub(r"\{(\w+)(:path)?\}", r"{\1}", route.path)
         assert path in doc, f"docs/ui.md does not mention {path}"
+
+
+def test_the_chart_cache_finds_the_index_again_after_parsing_json(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = amltrack.get_logger("ui", store=store, outputs=None)
+    for b in range(3):
+        for i in range(1000):
+            logger.log("loss", float(b * 1000 + i))
+        logger.flush()
+    logger.finish()
+    # The chart cache has read the first batch and half of the second from JSON, as a cache built
+    # before the index could be read would have: it ends mid-batch.
+    lines = (logger.run_dir / fmt.METRICS_FILE).read_bytes().splitlines(keepends=True)
+    monkeypatch.setattr(_cache, "read_blocks", lambda *a: None)
+    cache = _cache.SeriesCache(logger.run_dir)
+    monkeypatch.setattr(_cache, "CHUNK", sum(map(len, lines[:1500])))
+    cache.update(deadline=0)
+    assert cache.index()["offset"] == sum(map(len, lines[:1500]))
+    monkeypatch.undo()
+    parsed, indexed = spy_on_sources(monkeypatch)
+    cache.update()
+    assert len(parsed) == 1 and indexed == [1000]  # the rest of batch 2 from JSON, batch 3 indexed
+    assert cache.numbers("loss").values.tolist() == [float(i) for i in range(3000)]

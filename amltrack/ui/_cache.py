@@ -25,6 +25,7 @@ Only complete lines are consumed; a line still being written is read on the next
 
 from __future__ import annotations
 
+import bisect
 import gc
 import hashlib
 import operator
@@ -438,6 +439,7 @@ class SeriesCache:
             found = read_blocks(self.run_dir, f, offset) if offset < size else None
             names, blocks = found if found is not None else ([], [])
             at = {b.start: i for i, b in enumerate(blocks)}
+            starts = [b.start for b in blocks]
             while True:
                 if offset >= size:
                     return Progress(offset, size, True)
@@ -450,6 +452,11 @@ class SeriesCache:
                             return Progress(offset, size, False)
                         continue
                     limit = blocks[i].end - offset  # parse this block's lines; the index again after
+                else:
+                    # Parse up to where the next block starts, so that the index can take over there.
+                    k = bisect.bisect_right(starts, offset)
+                    if k < len(starts):
+                        limit = min(CHUNK, starts[k] - offset)
                 f.seek(offset)
                 data = f.read(min(limit, size - offset))
                 end = data.rfind(b"\n")
