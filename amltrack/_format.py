@@ -119,8 +119,16 @@ def dumps(obj: Any) -> bytes:
 
 def write_json_atomic(path: Path, obj: Any, *, fsync: bool = True) -> None:
     """Replace ``path`` with ``obj`` as JSON so a reader sees either the old or the new file."""
-    data = dumps(obj) + b"\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    write_bytes_atomic(path, dumps(obj) + b"\n", fsync=fsync)
+
+
+def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = True, tag: str = ".") -> None:
+    """Replace ``path`` with ``data`` so a reader sees either the old or the new file.
+
+    The temporary file is ``.NAME{tag}XXXXXX.tmp`` beside it; a tag lets its writer find its own
+    leftovers after a crash.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{tag}", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; these files are as shareable as the rest
         with os.fdopen(fd, "wb") as f:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -292,16 +289,7 @@ def write_file(dest: Path, data: bytes) -> None:
         raise CliError(f"-o {dest} is a directory; give a file name")
     if not dest.parent.is_dir():
         raise CliError(f"-o {dest}: the folder {dest.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~fmt._UMASK)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    fmt.write_bytes_atomic(dest, data, fsync=False)
 
 
 @guarded

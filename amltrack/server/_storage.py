@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -135,20 +134,6 @@ def _storage_error(e: OSError, what: str) -> ApiError:
     )
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` as ``fmt.write_json_atomic`` does, but keep the bytes exactly."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{_TMP_TAG}", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~fmt._UMASK)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class ServerStore:
@@ -466,7 +451,7 @@ class ServerStore:
         with self._lock(run_id):
             d, _ = self._require(run_id)
             try:
-                write_bytes_atomic(d / fmt.SUMMARY_FILE, data)
+                fmt.write_bytes_atomic(d / fmt.SUMMARY_FILE, data, tag=_TMP_TAG)
             except OSError as e:
                 raise _storage_error(e, fmt.SUMMARY_FILE) from e
         _die_at(chosen, "after")
@@ -506,7 +491,7 @@ class ServerStore:
                     committed=committed,
                 )
             try:
-                write_bytes_atomic(d / fmt.RUN_FILE, data)
+                fmt.write_bytes_atomic(d / fmt.RUN_FILE, data, tag=_TMP_TAG)
                 _die_at(chosen, "during")
                 if not published:
                     os.rename(d, self.runs / run_id)
