@@ -10,7 +10,8 @@ Runs are directories of plain JSON and JSON Lines files; ``amltrack.Store`` read
 
 __version__ = "0.1.0"
 
-from ._assets import Asset
+from typing import TYPE_CHECKING
+
 from ._errors import (
     AmbiguousRunError,
     AmltrackError,
@@ -26,9 +27,45 @@ from ._errors import (
     StoreError,
     WriteError,
 )
-from ._logger import Logger, get_azureml_logger, get_logger, start_run
-from ._store import Metric, Point, Run, Store
-from ._writer import Handle, UploadHandle
+
+if TYPE_CHECKING:
+    from ._assets import Asset
+    from ._logger import Logger, get_azureml_logger, get_logger, start_run
+    from ._store import Metric, Point, Run, Store
+    from ._writer import Handle, UploadHandle
+
+# The logger, the store and the writer pull in orjson and most of the standard library, which costs
+# about 70 ms; `amltrack --help` and a script that only needs an error class should not pay for
+# them. Each of these names is imported on first use instead (PEP 562).
+_LAZY = {
+    "Asset": "_assets",
+    "Logger": "_logger",
+    "get_azureml_logger": "_logger",
+    "get_logger": "_logger",
+    "start_run": "_logger",
+    "Metric": "_store",
+    "Point": "_store",
+    "Run": "_store",
+    "Store": "_store",
+    "Handle": "_writer",
+    "UploadHandle": "_writer",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'amltrack' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AmbiguousRunError",

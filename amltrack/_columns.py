@@ -175,21 +175,42 @@ def split_columns(
     keys: list[Any], steps: list[int], values: list[Any], stamps: list[float]
 ) -> dict[Any, tuple[list[int], list[Any], list[float]]]:
     """Columns of records split by each record's key, keys in order of first appearance."""
-    first = keys[0] if keys else None
-    if keys.count(first) == len(keys):
-        return {first: (steps, values, stamps)} if keys else {}
-    where: dict[Any, list[int]] = {k: [] for k in dict.fromkeys(keys)}
-    for i, k in enumerate(keys):
-        where[k].append(i)
-    out = {}
-    for k, ix in where.items():
-        if len(ix) == 1:
-            i = ix[0]
-            out[k] = ([steps[i]], [values[i]], [stamps[i]])
-        else:
-            pick = operator.itemgetter(*ix)
-            out[k] = (list(pick(steps)), list(pick(values)), list(pick(stamps)))
+    n = len(keys)
+    if not n:
+        return {}
+    if keys.count(keys[0]) == n:
+        return {keys[0]: (steps, values, stamps)}
+    out: dict[Any, tuple[list[int], list[Any], list[float]]] = {k: ([], [], []) for k in dict.fromkeys(keys)}
+    # In chunks, because metrics are often logged in long stretches of one name (a chunk of one
+    # key is three slices, counted in C) and the per-record loop is needed only where names mix.
+    for a in range(0, n, _SPLIT_CHUNK):
+        b = a + _SPLIT_CHUNK
+        chunk = keys[a:b]
+        if chunk.count(chunk[0]) == len(chunk):
+            s, v, t = out[chunk[0]]
+            s += steps[a:b]
+            v += values[a:b]
+            t += stamps[a:b]
+            continue
+        where: dict[Any, list[int]] = {k: [] for k in dict.fromkeys(chunk)}
+        for i, k in enumerate(chunk, a):
+            where[k].append(i)
+        for k, ix in where.items():
+            s, v, t = out[k]
+            if len(ix) == 1:
+                i = ix[0]
+                s.append(steps[i])
+                v.append(values[i])
+                t.append(stamps[i])
+            else:
+                pick = operator.itemgetter(*ix)
+                s += pick(steps)
+                v += pick(values)
+                t += pick(stamps)
     return out
+
+
+_SPLIT_CHUNK = 2048
 
 
 @dataclass

@@ -36,3 +36,12 @@ def test_bytes_benchmark_smoke() -> None:
     per_point = json.loads(out.stdout)["bytes_per_point"]
     assert per_point["one line per step with its values"] < per_point["metrics.jsonl as written"]
     assert per_point["the writer's column index (cache/columns.bin)"] >= 28
+
+
+def test_cli_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_cli.py"), "--smoke", "--json"],
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key in ("help_s", "list_s", "list_all_json_s", "info_s", "info_json_s", "floor_python_s"):
+        assert figures[key] > 0, key

@@ -266,3 +266,41 @@ def test_metrics_errors(made: amltrack.Run) -> None:
     one_line_error(cli("metrics", "-r", "last", "loss", "nope", "--store", store), "'nope'")
     one_line_error(cli("metrics", "-r", "last", "--json", "--format", "csv", "--store", store), "--format csv")
     assert cli("metrics", "-r", "last", "--format", "xml", "--store", store).returncode == 2
+
+
+def test_help_does_not_load_the_library() -> None:
+    # `amltrack --help` must stay fast (benchmarks/bench_cli.py): building the whole parser may not
+    # import the reader, the writer or orjson, which the handlers import when a command runs.
+    code = ("import sys; from amltrack.cli._main import build_parser; build_parser(); "
+            "print(sorted(m for m in ('orjson', 'amltrack._store', 'amltrack._writer', 'amltrack._assets', "
+            "'amltrack._logger', 'amltrack._format', 'httpx') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_parsers_statuses_are_the_stores() -> None:
+    from amltrack import _format as fmt
+    from amltrack.cli import _history
+
+    assert _history.STATUSES == fmt.STATUSES
+
+
+@pytest.mark.parametrize("values", [
+    [3, 1.5, 2**40, -4],                                    # ints and floats, all finite: the C fast path
+    [1.0, float("nan"), -2.0, float("inf")],                # non-finite: min/max skip NaN, keep infinities
+    [float("-inf"), float("nan")],
+    [1e308, 1e308, -5.0],                                   # finite values whose sum overflows
+    [1.0, True, 0.5],                                       # a bool among numbers: the general path
+])
+def test_info_min_max_and_sparkline_agree_with_the_read_api(store: Path, values: list) -> None:
+    logger = amltrack.get_logger("mm", store=store, outputs=None)
+    for v in values:
+        logger.log("m", v)
+    logger.finish()
+    run = amltrack.Store(store).run(logger.run_id)
+    d = json.loads(cli("history", "info", "-r", run.id, "--store", str(store), "--json").stdout)["metrics"]["m"]
+    assert {k: d[k] for k in ("count", "min", "max")} == json_safe(
+        {k: run.summary()["m"][k] for k in ("count", "min", "max")})
+    finite = [v for v in values if type(v) in (int, float) and v - v == 0]
+    assert len(d["sparkline"]) == len(finite)

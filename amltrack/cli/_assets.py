@@ -7,8 +7,6 @@ import os
 import sys
 from typing import Any
 
-from .. import _assets
-from .._store import Store
 from . import _format as out
 from ._format import add_json_arg, add_store_arg, command_parser, guarded
 
@@ -57,7 +55,9 @@ def add_parser(sub: Any) -> None:
 
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
-    store = Store(args.store)
+    from .. import _assets
+
+    store = out.open_store(args.store)
     assets = _assets.list_assets(store)
     if args.json:
         out.print_json([a.to_json() for a in assets])
@@ -86,7 +86,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_show(args: argparse.Namespace) -> int:
-    asset = _assets.get(Store(args.store), args.ref)
+    from .. import _assets
+
+    asset = _assets.get(out.open_store(args.store), args.ref)
     if args.json:
         out.print_json(asset.to_json())
         return 0
@@ -108,7 +110,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 @guarded
 def cmd_download(args: argparse.Namespace) -> int:
-    asset = _assets.get(Store(args.store), args.ref)
+    from .. import _assets
+
+    asset = _assets.get(out.open_store(args.store), args.ref)
     asset.download(args.dir)
     paths = [f["path"] for f in asset.files]
     if args.json:

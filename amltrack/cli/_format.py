@@ -10,11 +10,12 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from .._errors import AmltrackError
+
+if TYPE_CHECKING:
+    from .._store import Store
 
 # A reader that goes away (``amltrack ... | head``) ends the command the way SIGPIPE ends a shell
 # tool: silently, with the exit code a shell shows for it.
@@ -88,7 +89,16 @@ def silence_stdout() -> None:
 SPARKS = "▁▂▃▄▅▆▇█"
 
 
+def open_store(path: str | None) -> Store:
+    """``amltrack.Store(path)``, imported only when a command runs, so ``--help`` stays fast."""
+    from .._store import Store
+
+    return Store(path)
+
+
 def print_json(obj: Any) -> None:
+    import orjson
+
     sys.stdout.write(
         orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=_default).decode()
         + "\n"
@@ -112,9 +122,22 @@ def json_safe(v: Any) -> Any:
     return v
 
 
+def only_numbers(values: Sequence[Any]) -> bool:
+    """Whether every value is an int or a float (not a bool, a string or a list), tested in C."""
+    return set(map(type, values)) <= _PLAIN_NUMBERS
+
+
+_PLAIN_NUMBERS = {int, float}
+
+
 def sparkline(values: Sequence[Any], width: int = 24) -> str:
-    nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    nums = [v for v in nums if math.isfinite(v)]
+    # A metric of a million numbers is the common case for `history info`: when every value is a
+    # finite number, which one C-level sum tells, the values are used as they are.
+    if only_numbers(values) and math.isfinite(sum(values)):
+        nums = list(values)
+    else:
+        nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        nums = [v for v in nums if math.isfinite(v)]
     if not nums:
         return ""
     if len(nums) > width:  # bucket means, so the line keeps its shape

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import _assets
-from .. import _format as fmt
-from .._store import Metric, Run, Store
 from . import _format as out
 from ._format import CliError, add_json_arg, add_store_arg, command_parser, guarded
+
+if TYPE_CHECKING:
+    from .._store import Metric, Run
+
+# The library's amltrack._format.STATUSES, repeated so that building the parser does not import the
+# library (tests/test_cli.py checks that the two agree).
+STATUSES = ("running", "completed", "failed", "killed", "crashed")
 
 __all__ = ["add_parser", "add_store_arg", "run_details", "show"]
 
@@ -29,7 +34,7 @@ def add_parser(sub: Any) -> None:
     p = command_parser(hsub, "list", "runs, newest first", "amltrack history list --status crashed --json")
     add_store_arg(p)
     p.add_argument("--experiment", "-e", metavar="E", default=None, help="only this experiment's runs")
-    p.add_argument("--status", "-s", default=None, choices=fmt.STATUSES, help="only runs with this status")
+    p.add_argument("--status", "-s", default=None, choices=STATUSES, help="only runs with this status")
     p.add_argument("--limit", "-n", type=int, default=20, help="at most N runs (default 20; 0 for all)")
     add_json_arg(p)
     p.set_defaults(handler=cmd_list)
@@ -99,7 +104,7 @@ def _row(run: Run) -> dict[str, Any]:
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CliError(f"--limit {args.limit} is negative; give a number of runs, or 0 for all")
-    store = Store(args.store)
+    store = out.open_store(args.store)
     runs = store.runs(experiment=args.experiment, status=args.status)
     if args.limit:
         runs = runs[: args.limit]
@@ -140,11 +145,14 @@ def metric_details(metric: Metric) -> dict[str, Any]:
     vals = metric.values
     last = vals[-1]
     nums: list[Any] = []
-    for v in vals:
-        if type(v) is list:
-            nums.extend(x for x in v if x == x)
-        elif type(v) in (int, float) and v == v:
-            nums.append(v)
+    if out.only_numbers(vals):
+        nums = vals if math.isfinite(sum(vals)) else [v for v in vals if v == v]
+    else:
+        for v in vals:
+            if type(v) is list:
+                nums.extend(x for x in v if x == x)
+            elif type(v) in (int, float) and v == v:
+                nums.append(v)
     if type(last) is list:
         kind = "list"
     elif type(last) is bool:
@@ -248,7 +256,7 @@ def _dict(v: Any) -> dict[str, Any]:
 
 @guarded
 def cmd_last(args: argparse.Namespace) -> int:
-    return show(Store(args.store).last(), args.json)
+    return show(out.open_store(args.store).last(), args.json)
 
 
 @guarded
@@ -256,11 +264,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.artifact is None:
         if args.output is not None:
             raise CliError(f"-o {args.output} needs -a PATH: only an artifact's bytes go to a file")
-        return show(Store(args.store).run(args.run), args.json)
+        return show(out.open_store(args.store).run(args.run), args.json)
     if args.json:
         raise CliError("--json cannot be combined with -a: -a prints the artifact's own bytes")
+    from .. import _format as fmt
+
     fmt.check_artifact_path(args.artifact)
-    run = Store(args.store).run(args.run)
+    run = out.open_store(args.store).run(args.run)
     data = read_artifact(run, args.artifact)
     if args.output is None or args.output == "-":
         sys.stdout.flush()
@@ -289,13 +299,17 @@ def write_file(dest: Path, data: bytes) -> None:
         raise CliError(f"-o {dest} is a directory; give a file name")
     if not dest.parent.is_dir():
         raise CliError(f"-o {dest}: the folder {dest.parent} does not exist")
+    from .. import _format as fmt
+
     fmt.write_bytes_atomic(dest, data, fsync=False)
 
 
 @guarded
 def cmd_promote(args: argparse.Namespace) -> int:
+    from .. import _assets
+
     name = _assets.check_asset_name(args.name)
-    run = Store(args.store).run(args.run)
+    run = out.open_store(args.store).run(args.run)
     asset = _assets.promote(run, args.artifact_prefix, name)
     if args.json:
         out.print_json(asset.to_json())

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from typing import Any
-
-import orjson
+from typing import TYPE_CHECKING, Any
 
 from .._errors import MetricNotFoundError
-from .._store import Metric, Store
 from . import _format as out
 from ._format import CliError, add_store_arg, command_parser, guarded
+
+if TYPE_CHECKING:
+    from .._store import Metric
 
 __all__ = ["add_parser", "select"]
 
@@ -64,6 +64,8 @@ def _csv_cell(v: Any) -> str:
     if t is int:
         return str(v)
     if t is list:
+        import orjson
+
         return orjson.dumps(out.json_safe(v)).decode()
     return str(v)
 
@@ -92,6 +94,8 @@ def _write_csv(metrics: list[Metric]) -> None:
 
 
 def _jsonl_line(name: str, step: int, v: Any, ts: float) -> bytes:
+    import orjson  # a dictionary lookup once loaded; loading it at import time would slow --help
+
     t = type(v)
     if (t is float and not math.isfinite(v)) or (t is list and not all(map(math.isfinite, v))):
         # As in metrics.jsonl: the strings stand for numbers, and the flag says so.
@@ -134,10 +138,12 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise CliError(f"--json and --format {args.format} disagree; give one of them")
     fmt = "json" if args.json else args.format or "csv"
-    run = Store(args.store).run(args.run)
+    run = out.open_store(args.store).run(args.run)
     metrics = select(run.metrics(), args.names, run.id)
     sys.stdout.flush()
     if fmt == "json":
+        import orjson
+
         sys.stdout.buffer.write(orjson.dumps(to_json(run.id, metrics)) + b"\n")
     elif fmt == "jsonl":
         _write_jsonl(metrics)

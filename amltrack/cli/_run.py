@@ -29,12 +29,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import _format as fmt
-from .._files import Artifacts
-from .._logger import _open_logger
 from ._format import CliError, add_store_arg, command_parser, guarded
+
+if TYPE_CHECKING:
+    from .._files import Artifacts
 
 __all__ = ["CommandError", "RunResult", "add_parser", "track"]
 
@@ -120,6 +120,8 @@ class _Stream:
 
     def __init__(self, run_dir: Path, path: str, echo_fd: int | None) -> None:
         # Opened before the child starts: a run that cannot hold its logs fails without running it.
+        from .. import _format as fmt
+
         log = run_dir / fmt.ARTIFACTS_DIR / path
         log.parent.mkdir(parents=True, exist_ok=True)
         self.log_fd: int | None = os.open(
@@ -285,6 +287,9 @@ def track(
         # The outputs mirror (amltrack/_mirror.py) belongs to the run's owner, this process: it
         # watches the folder from here while the command writes to it, and its final sweep runs
         # in _finish() below, after the command has ended.
+        from .. import _format as fmt
+        from .._logger import _open_logger
+
         logger = _open_logger(experiment, name, None, None, store, outputs, fmt.new_run_id())
         try:
             status, error, code = _supervise(command, logger.run_dir, forwarder, echo)
@@ -331,6 +336,8 @@ def _supervise(
     finally:
         for s in streams:
             s.close()
+    from .._files import Artifacts
+
     artifacts = Artifacts(run_dir)
     try:
         for s in streams:
