@@ -3,7 +3,8 @@
 One ``mlflow server`` (SQLite, basic auth, one worker, telemetry and job execution off) serves the
 whole module. It runs from its own virtualenv, so MLflow's pins never reach amltrack's test
 environment: ``$AMLTRACK_TEST_MLFLOW_PYTHON``, else ``.venv-mlflow/bin/python`` at the repo top
-(``.ci/run`` creates it). Without it the server tests skip, except in CI, where they fail.
+(``.ci/run`` creates it). Without it the server tests skip, except where they were asked for (in CI,
+or with ``$AMLTRACK_TEST_MLFLOW_PYTHON`` set), where they fail.
 """
 
 from __future__ import annotations
@@ -198,7 +199,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
             f"mlflow is not installed at {MLFLOW_PYTHON.parent}: python3 -m venv .venv-mlflow && "
             ".venv-mlflow/bin/pip install 'mlflow[auth]==3.17.2' (or set AMLTRACK_TEST_MLFLOW_PYTHON)"
         )
-        if os.environ.get("CI") == "true":
+        if os.environ.get("AMLTRACK_TEST_MLFLOW_PYTHON"):
+            pytest.fail(f"AMLTRACK_TEST_MLFLOW_PYTHON is {str(MLFLOW_PYTHON)!r}, but {why}")
+        if os.environ.get("CI"):
             pytest.fail(why)  # CI installs it (.ci/run): a missing server is a broken CI, not a skip
         pytest.skip(why)
     srv = MlflowServer(tmp_path_factory.mktemp("mlflow-server")).start()
@@ -269,16 +272,29 @@ def artifact(remote_run: dict[str, Any], path: str) -> bytes:
     return base64.b64decode(remote_run["artifacts"][path])
 
 
+# More params and tags than one log-batch holds (100 of each), and values and a name longer than
+# MLflow takes (6,000, 8,000 and 250 characters; amltrack's own limit on a name is 255): no two
+# cuts of them are alike.
+MANY_PARAMS = {f"p{i:03d}": i * 0.5 for i in range(150)}
+MANY_TAGS = {f"t{i:03d}": f"tag value {i}" for i in range(150)}
+LONG_PARAM = "".join(f"{i:07d}" for i in range(1000))  # 7,000 characters
+LONG_TAG = "".join(f"{i:09d}" for i in range(1000))  # 9,000 characters
+LONG_NAME = "rich run " + "".join(f"{i:03d}" for i in range(82))  # 255 characters
+
+
 def rich_run(store: Path) -> str:
     """A run with every kind of value, param, tag and artifact."""
     with amltrack.start_run(
         "mlflow-sync",
         store=store,
         outputs=None,
-        name="rich run",
-        params={"lr": 0.001, "layers": 4, "opt": "adam", "amp": True, "seed": None, "big": 10**18},
-        tags={"team": "vision", "priority": 2},
-    ) as lg:
+        name=LONG_NAME,
+        params={
+            "lr": 0.001, "layers": 4, "opt": "adam", "amp": True, "seed": None, "big": 10**18,
+            "long": LONG_PARAM, **MANY_PARAMS,
+        },
+        tags={"team": "vision", "priority": 2, "long": LONG_TAG, **MANY_TAGS},
+    ) as lg:  # fmt: skip
         for i in range(1500):
             lg.log("loss", 1.0 / (i + 1))
         for i in range(300):
@@ -309,6 +325,25 @@ def ended_run(store: Path, status: str) -> str:
         return lg.run_id
 
 
+def crashed_run(store: Path) -> tuple[str, float]:
+    """A run with no name whose process died on another host an hour ago: it reads as crashed.
+    Returns its id and its last heartbeat."""
+    with amltrack.start_run("mlflow-sync", store=store, outputs=None) as lg:
+        lg.log("loss", 0.25)
+        rid = lg.run_id
+    run_dir = store / "runs" / rid
+    info = orjson.loads((run_dir / "run.json").read_bytes())
+    start = info["created_ts"] - 7200
+    info.update(status="running", hostname="some-other-host", created_ts=start, ended=None, ended_ts=None)
+    summary = orjson.loads((run_dir / "summary.json").read_bytes())
+    summary["heartbeat"] = beat = start + 3600.1237  # an hour ago
+    amltrack._format.write_json_atomic(run_dir / "run.json", info)
+    amltrack._format.write_json_atomic(run_dir / "summary.json", summary)
+    run = amltrack.Store(store).run(rid)
+    assert run.status == "crashed" and run.name is None
+    return rid, beat
+
+
 # ----------------------------------------------------------------- the tests
 
 
@@ -317,28 +352,35 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
     rich = rich_run(local)
     failed = ended_run(local, "failed")
     killed = ended_run(local, "killed")
+    crashed, heartbeat = crashed_run(local)
     store = amltrack.Store(local)
 
     dry = cli("sync", "--store", str(local), "--to", server.url, "--dry-run", **creds)
     assert dry.returncode == 0, dry.stderr
-    assert dry.stdout.splitlines()[-1].startswith("dry run, nothing sent: 3 to push")
+    assert dry.stdout.splitlines()[-1].startswith("dry run, nothing sent: 4 to push")
     assert server.tags(rich) == {}
 
     out = cli("sync", "--store", str(local), "--to", server.url, "--json", **creds)
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
-    assert report["ok"] and report["counts"]["pushed"] == 3, report
+    assert report["ok"] and report["counts"]["pushed"] == 4, report
 
-    back = server.read(rich, failed, killed)
-    assert [len(back[r]) for r in (rich, failed, killed)] == [1, 1, 1]
-    statuses = {rid: back[rid][0]["status"] for rid in (rich, failed, killed)}
-    assert statuses == {rich: "FINISHED", failed: "FAILED", killed: "KILLED"}
+    back = server.read(rich, failed, killed, crashed)
+    assert [len(back[r]) for r in (rich, failed, killed, crashed)] == [1, 1, 1, 1]
+    statuses = {rid: back[rid][0]["status"] for rid in (rich, failed, killed, crashed)}
+    assert statuses == {rich: "FINISHED", failed: "FAILED", killed: "KILLED", crashed: "FAILED"}
+
+    # A crashed run ends at its last heartbeat; a run with no name is named by its id.
+    (gone,) = back[crashed]
+    assert gone["end_time"] == to_ms(heartbeat) and gone["run_name"] == crashed
+    assert gone["start_time"] == to_ms(store.run(crashed).info["created_ts"])
+    assert gone["tags"]["amltrack.status"] == "crashed" and gone["tags"]["mlflow.runName"] == crashed
 
     (there,) = back[rich]
     run = store.run(rich)
     info = run.info
     assert there["experiment"] == "mlflow-sync" and there["lifecycle_stage"] == "active"
-    assert there["run_name"] == "rich run"
+    assert there["run_name"] == LONG_NAME[:250]
     assert there["start_time"] == to_ms(info["created_ts"]) and there["end_time"] == to_ms(info["ended_ts"])
     assert there["params"] == {
         "lr": "0.001",
@@ -347,12 +389,16 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
         "amp": "True",
         "seed": "None",
         "big": "1000000000000000000",
+        "long": LONG_PARAM[:6000],
+        **{k: str(v) for k, v in MANY_PARAMS.items()},
     }
     size = (run.dir / "metrics.jsonl").stat().st_size
     assert there["tags"] == {
         "team": "vision",
         "priority": "2",
-        "mlflow.runName": "rich run",
+        "long": LONG_TAG[:8000],
+        **MANY_TAGS,
+        "mlflow.runName": LONG_NAME[:250],
         "mlflow.user": info["user"],
         "mlflow.source.name": info["argv"][0],
         "amltrack.run_id": rich,
@@ -388,11 +434,12 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
 
     # Syncing again sends nothing: the ledger says so without a request, and the server agrees.
     again = cli("sync", "--store", str(local), "--to", server.url, **creds)
-    assert again.returncode == 0 and again.stdout.startswith("nothing to send; 3 up to date"), again.stdout
+    assert again.returncode == 0 and again.stdout.startswith("nothing to send; 4 up to date"), again.stdout
     checked = cli("sync", "--store", str(local), "--to", server.url, "--all", "--verify", "--json", **creds)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     report = json.loads(checked.stdout)
-    assert report["bytes"] == 0 and report["counts"]["up_to_date"] == 3
+    # The cut params, tags and name, and the crashed run's end time, compare equal to what MLflow holds.
+    assert report["bytes"] == 0 and report["counts"]["up_to_date"] == 4
     assert all(r["differences"] == [] for r in report["runs"]), report
     ledger = json.loads(next((run.dir / "sync").glob("mlflow-*.json")).read_text())
     assert ledger["kind"] == "mlflow" and ledger["remote_state"]["run_id"] == there["run_id"]
@@ -673,6 +720,66 @@ def test_credentials_follow_mlflows_own_client(monkeypatch: pytest.MonkeyPatch) 
     assert auth() == "Bearer remote-token"
     monkeypatch.setenv("AMLTRACK_TOKEN", "for-amltrack-servers-only")
     assert auth() == "Bearer remote-token"
+
+
+class FakeMlflow:
+    """Just enough of MLflow's REST API for one push of a new run, keeping every JSON body sent.
+
+    MLflow's SQL store keeps an infinity as the largest double, whatever was sent, so only the
+    request itself shows whether "Infinity" went out; hence a fake server here.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        request.read()
+        endpoint = request.url.path.rsplit("/mlflow/", 1)[-1]
+        if request.method == "PUT":
+            return httpx.Response(200, json={})
+        if endpoint == "experiments/get-by-name":
+            return httpx.Response(
+                200, json={"experiment": {"experiment_id": "1", "lifecycle_stage": "active"}}
+            )
+        assert request.method == "POST", request.url
+        # Python's json reads 1.0 as a float and 1 as an int, and a bare NaN token as a float.
+        self.sent.append((endpoint, json.loads(request.content)))
+        if endpoint == "runs/search":
+            return httpx.Response(200, json={"runs": []})
+        if endpoint == "runs/create":
+            info = {"run_id": "r1", "experiment_id": "1", "artifact_uri": "mlflow-artifacts:/1/r1/artifacts"}
+            return httpx.Response(200, json={"run": {"info": info, "data": {}}})
+        return httpx.Response(200, json={})
+
+
+def test_nan_and_infinities_go_out_as_strings_and_times_and_steps_as_integers(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    nan, inf = float("nan"), float("inf")
+    with amltrack.start_run("mlflow-wire", store=local, outputs=None) as lg:
+        for i, v in enumerate((0.5, nan, inf, -inf, 3, True)):
+            lg.log("v", v, step=i * 10)
+        lg.log("list", [1, nan, inf, -inf])
+        rid = lg.run_id
+    fake = FakeMlflow()
+    with MlflowRemote("mlflow+http://mlflow.test:5000", transport=httpx.MockTransport(fake)) as remote:
+        remote.push_run(snapshot(amltrack.Store(local), rid), NullProgress())
+
+    run = amltrack.Store(local).run(rid)
+    ms = sorted({to_ms(json.loads(x)["ts"]) for x in (run.dir / "metrics.jsonl").read_bytes().splitlines()})
+    points = [
+        m for endpoint, body in fake.sent if endpoint == "runs/log-batch" for m in body.get("metrics", [])
+    ]
+    assert [(m["key"], m["step"], m["value"]) for m in points] == [
+        ("v", 0, 0.5), ("v", 10, "NaN"), ("v", 20, "Infinity"), ("v", 30, "-Infinity"), ("v", 40, 3.0),
+        ("v", 50, 1.0), ("list", 0, 1.0), ("list", 1, "NaN"), ("list", 2, "Infinity"), ("list", 3, "-Infinity"),
+    ]  # fmt: skip
+    assert all(type(m["value"]) in (float, str) for m in points)
+    assert all(type(m["step"]) is int and type(m["timestamp"]) is int for m in points)
+    assert sorted({m["timestamp"] for m in points}) == ms
+    (created,) = [body for endpoint, body in fake.sent if endpoint == "runs/create"]
+    (updated,) = [body for endpoint, body in fake.sent if endpoint == "runs/update"]
+    assert type(created["start_time"]) is int and created["start_time"] == to_ms(run.info["created_ts"])
+    assert type(updated["end_time"]) is int and updated["end_time"] == to_ms(run.info["ended_ts"])
 
 
 MLFLOW_KEY = re.compile(r"^[/\w.\- :]*$")  # mlflow/utils/validation.py: validate_param_and_metric_name
