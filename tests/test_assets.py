@@ -282,6 +282,27 @@ def test_asset_command_errors_are_one_line(sample: Path, tmp_path: Path) -> None
     one_line_error(cli("asset", "show", "nope:zz", store=sample), "'zz'")
     one_line_error(cli("asset", "download", "nope", str(tmp_path / "d"), store=sample), "'nope'")
     assert not (sample / "assets").exists() or not list((sample / "assets").glob("*/[0-9]*"))
-    empty = cli("asset", "list", store=tmp_path / "none")
+    (tmp_path / "empty").mkdir()
+    empty = cli("asset", "list", store=tmp_path / "empty")
     assert empty.returncode == 0 and empty.stdout == "" and "no assets" in empty.stderr
-    assert cli("asset", "list", "--json", store=tmp_path / "none").stdout == "[]\n"
+    assert cli("asset", "list", "--json", store=tmp_path / "empty").stdout == "[]\n"
+    one_line_error(cli("asset", "list", store=tmp_path / "none"), "no store at")
+
+
+def test_download_into_a_file_is_a_one_line_error(store: Path, tmp_path: Path) -> None:
+    run = make_run(store, MODEL)
+    _assets.promote(run, "model", "net")
+    afile = tmp_path / "afile"
+    afile.write_bytes(b"keep me")
+    out = cli("asset", "download", "net", str(afile), store=store)
+    one_line_error(out, "it is a file, not a folder", str(afile))
+    assert afile.read_bytes() == b"keep me"
+
+
+def test_store_option_wins_over_the_environment(store: Path, tmp_path: Path) -> None:
+    run = make_run(store, MODEL)
+    other = tmp_path / "other"
+    make_run(other, {"x.txt": b"x"}, experiment="elsewhere")
+    out = subprocess.run([sys.executable, "-m", "amltrack", "history", "list", "--json", "--store", str(store)],
+                         capture_output=True, text=True, env=child_env(AMLTRACK_STORE=str(other)), timeout=60)
+    assert [r["id"] for r in json.loads(out.stdout)] == [run.id]

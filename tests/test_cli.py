@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import amltrack
 from amltrack.cli._format import json_safe
 
-from .conftest import child_env
+from .conftest import child_env, wait_until
 
 SAMPLE = Path(__file__).resolve().parent.parent / ".amltrack-sample"
 
@@ -62,9 +63,46 @@ def test_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
     out = cli("history", "info", "-r", "nope", "--store", str(SAMPLE))
     assert out.returncode == 1
     assert out.stderr.startswith("amltrack: no run matches 'nope'") and "Traceback" not in out.stderr
+    (tmp_path / "empty").mkdir()
     out = cli("history", "last", "--store", str(tmp_path / "empty"))
-    assert out.returncode == 1 and "Traceback" not in out.stderr
-    assert cli("history", "list", "--store", str(tmp_path / "empty")).returncode == 0
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "no run" in out.stderr
+    out = cli("history", "list", "--store", str(tmp_path / "empty"))
+    assert (out.returncode, out.stdout) == (0, "") and out.stderr == f"no runs in {tmp_path / 'empty'}\n"
+    out = cli("history", "list", "-e", "nosuch", "--store", str(SAMPLE))
+    assert out.returncode == 0 and out.stderr.startswith("no runs of experiment 'nosuch' in ")
+
+
+@pytest.mark.parametrize("command", [
+    ["history", "list"], ["history", "last"], ["history", "info", "-r", "last"],
+    ["history", "info", "-r", "last", "-a", "x"], ["history", "promote", "-r", "last", "-ap", "x", "-n", "m"],
+    ["asset", "list"], ["asset", "show", "m"], ["asset", "download", "m", "d"], ["metrics", "-r", "last"],
+])
+def test_a_missing_store_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
+    missing = tmp_path / "nope"
+    out = cli(*command, "--store", str(missing), cwd=tmp_path)
+    assert out.returncode == 1, out
+    assert out.stderr == f"amltrack: no store at {missing}: check --store (a store is made by the first run logged into it)\n"
+    env = {k: v for k, v in child_env().items() if k != "AMLTRACK_STORE"}
+    out = subprocess.run([sys.executable, "-m", "amltrack", *command], capture_output=True, text=True,
+                         cwd=tmp_path, env=env, timeout=60)
+    assert out.returncode == 1 and "no .amltrack folder was found here or above" in out.stderr
+    assert out.stderr.count("\n") == 1 and not missing.exists() and not (tmp_path / ".amltrack").exists()
+
+
+def test_o_writes_into_a_symlink_or_a_device_instead_of_replacing_it(made: amltrack.Run, tmp_path: Path) -> None:
+    target = tmp_path / "target.bin"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.bin"
+    link.symlink_to(target)
+    args = ("history", "info", "-r", made.id, "-a", "bin/every_byte.bin", "--store", str(made.store.path))
+    assert cli(*args, "-o", str(link)).returncode == 0
+    assert link.is_symlink() and target.read_bytes() == EVERY_BYTE
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    assert cli(*args, "-o", str(fifo)).returncode == 0
+    assert reader.communicate(timeout=30)[0] == EVERY_BYTE
+    assert fifo.is_fifo()
 
 
 def test_console_script_and_version() -> None:
@@ -304,3 +342,100 @@ def test_info_min_max_and_sparkline_agree_with_the_read_api(store: Path, values:
         {k: run.summary()["m"][k] for k in ("count", "min", "max")})
     finite = [v for v in values if type(v) in (int, float) and v - v == 0]
     assert len(d["sparkline"]) == len(finite)
+
+
+def on_a_terminal(*args: str, **env: str) -> str:
+    """The command's output as a terminal shows it (stdout is a pseudo-terminal)."""
+    import pty
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "amltrack", *args], stdout=follower, stderr=subprocess.PIPE,
+                            env=child_env(**env), close_fds=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:  # EIO: the command has exited and closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(leader)
+    err = proc.communicate(timeout=60)[1]
+    assert proc.returncode == 0, err
+    return b"".join(chunks).decode()
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
+    shown = on_a_terminal("history", "list", "--store", str(SAMPLE))
+    assert "\x1b[32mcompleted\x1b[0m" in shown
+    lines = shown.replace("\r", "").splitlines()
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", lines[2])
+    assert plain.index("2026-") == lines[0].index("STARTED")  # colour codes do not shift columns
+    assert "\x1b[" not in on_a_terminal("history", "list", "--store", str(SAMPLE), NO_COLOR="1")
+    assert "\x1b[" in on_a_terminal("history", "last", "--store", str(SAMPLE))
+    assert "\x1b[" not in cli("history", "list", "--store", str(SAMPLE)).stdout
+    assert "\x1b[" not in cli("history", "last", "--store", str(SAMPLE)).stdout
+
+
+def test_library_warnings_are_one_line(store: Path) -> None:
+    logger = amltrack.get_logger("w", store=store, outputs=None)
+    logger.log("x", 1)
+    logger.finish()
+    with open(logger.run_dir / "metrics.jsonl", "ab") as f:
+        f.write(b"this is not json\n")
+    out = cli("history", "info", "-r", "last", "--store", str(store))
+    assert out.returncode == 0
+    warning = [line for line in out.stderr.splitlines() if line]
+    assert len(warning) == 1 and warning[0].startswith("amltrack: warning: skipped 1"), out.stderr
+    assert "UserWarning" not in out.stderr and ".py:" not in out.stderr
+
+
+def test_history_list_shows_what_the_read_api_says(store: Path) -> None:
+    a = amltrack.get_logger("exp-a", name="first", store=store, outputs=None)
+    for i in range(5):
+        a.log("loss", 1.0 / (i + 1))
+    a.log("hist", [1, 2, 3])
+    a.log("acc", 0.5)
+    a.log("zeta", 9)  # the fourth name: not among the three shown
+    a.finish()
+    b = amltrack.get_logger("exp-b", store=store, outputs=None)
+    b.log("loss", 2.0)
+    b.finish(status="failed")
+    rows = json.loads(cli("history", "list", "--store", str(store), "--json").stdout)
+    runs = amltrack.Store(store).runs()
+    assert [r["id"] for r in rows] == [r.id for r in runs] == [b.run_id, a.run_id]
+    for row, run in zip(rows, runs):
+        assert (row["experiment"], row["name"], row["status"], row["created"]) == (
+            run.experiment, run.name, run.status, run.created)
+        assert row["duration_s"] == pytest.approx(run.duration()) and row["duration_s"] > 0
+    assert rows[1]["metrics"] == 4 and rows[0]["metrics"] == 1
+    assert rows[1]["last"] == {"acc": 0.5, "hist": 3, "loss": 0.2}
+    assert rows[1]["kinds"] == {"acc": "number", "hist": "list", "loss": "number"}
+    assert rows[1]["lengths"] == {"hist": 3}
+    text = cli("history", "list", "--store", str(store)).stdout
+    assert "acc=0.5, hist=[3 values], loss=0.2" in text and "zeta" not in text
+    assert f"{b.run_id}  exp-b       -      failed" in text
+
+
+def test_a_crashed_runs_row_is_read_from_its_metrics_when_its_summary_is_behind(store: Path) -> None:
+    logger = amltrack.get_logger("crash", store=store, outputs=None)
+    logger.log("a", 1).wait()
+    run_dir = logger.run_dir
+    wait_until(lambda: (run_dir / "summary.json").exists(), what="the first summary.json")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for v in (2, 3):
+        logger.log("a", v)
+    logger.log("b", "text").wait()
+    logger._writer.close()  # what a SIGKILL leaves: records on disk, summary.json not rewritten
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    info = json.loads((run_dir / "run.json").read_text())
+    info["pid"], info["hostname"] = 2**22 + 7, info["hostname"]  # a process that is gone
+    (run_dir / "run.json").write_text(json.dumps(info))
+    os.utime(run_dir / "metrics.jsonl", (summary["heartbeat"] + 5, summary["heartbeat"] + 5))
+    [row] = json.loads(cli("history", "list", "--store", str(store), "--json").stdout)
+    assert row["status"] == "crashed"
+    assert row["metrics"] == 2 and row["last"] == {"a": 3, "b": "text"}
+    last_ts = amltrack.Store(store).run(run_dir.name).metric("b").timestamps[-1]
+    assert row["duration_s"] == pytest.approx(max(last_ts, summary["heartbeat"]) - info["created_ts"])

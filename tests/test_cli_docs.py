@@ -64,8 +64,8 @@ def test_every_option_is_documented(command: str) -> None:
         if isinstance(action, argparse._HelpAction):
             continue
         if action.option_strings:
-            longest = max(action.option_strings, key=len)
-            assert longest in text or min(action.option_strings, key=len) in text, (command, longest)
+            for option in action.option_strings:  # each spelling, as a whole word
+                assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (command, option)
         else:
             assert action.metavar and action.metavar.split()[0] in text, (command, action.metavar)
 

@@ -155,6 +155,14 @@ def test_logs_are_readable_while_the_command_runs(store: Path, child: Path, tmp_
                                "logs/stdout.txt", "--store", str(store)], capture_output=True, env=child_env(),
                               timeout=60)
         assert live.returncode == 0 and live.stdout.endswith(b"ready\n")
+        # Listed while it runs, with the size and hash of what is there (updated every 2 s).
+        def listed() -> dict:
+            return {a["path"]: a for a in run.artifacts()}
+        entry = wait_until(lambda: listed().get("logs/stdout.txt", {}).get("size") == stdout_log.stat().st_size
+                           and listed()["logs/stdout.txt"], what="the log's manifest entry")
+        assert entry["status"] == "stored"
+        assert entry["sha256"] == hashlib.sha256(stdout_log.read_bytes()).hexdigest()
+        assert "logs/stderr.txt" in listed()
         go.touch()
         code, out, err = finish(proc)
     finally:
@@ -356,3 +364,22 @@ def test_the_commands_outputs_are_mirrored(store: Path, tmp_path: Path) -> None:
     latest = amltrack.Store(store).last()
     assert latest.info["outputs"] is None and not (other / "outputs").exists()
     assert {a["path"] for a in latest.artifacts()} == {"logs/stdout.txt", "logs/stderr.txt"}
+
+
+def test_the_logs_stay_listed_when_amltrack_run_itself_is_killed(store: Path, child: Path, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    proc = amltrack_run(store, sys.executable, str(child), "wait", str(go))
+    try:
+        run = wait_until(lambda: amltrack.Store(store).runs(), what="the run to exist")[0]
+        wait_until(lambda: {a["path"] for a in run.artifacts()} >= {"logs/stdout.txt", "logs/stderr.txt"},
+                   what="the logs in the manifest")
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.communicate(timeout=30)
+    finally:
+        go.touch()  # the orphaned child ends too
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    run = amltrack.Store(store).run(run.id)
+    wait_until(lambda: run.reload().status == "crashed", what="the run to read as crashed")
+    assert {a["path"]: a["status"] for a in run.artifacts()}["logs/stdout.txt"] == "stored"

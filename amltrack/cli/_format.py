@@ -7,6 +7,7 @@ import argparse
 import functools
 import math
 import os
+import re
 import sys
 import textwrap
 from collections.abc import Callable, Sequence
@@ -93,7 +94,13 @@ def open_store(path: str | None) -> Store:
     """``amltrack.Store(path)``, imported only when a command runs, so ``--help`` stays fast."""
     from .._store import Store
 
-    return Store(path)
+    store = Store(path)
+    if not store.path.is_dir():
+        where = "--store" if path is not None else "$AMLTRACK_STORE" if os.environ.get("AMLTRACK_STORE") else None
+        how = (f"check {where}" if where else
+               "no .amltrack folder was found here or above; pass --store DIR or set AMLTRACK_STORE")
+        raise CliError(f"no store at {store.path}: {how} (a store is made by the first run logged into it)")
+    return store
 
 
 def print_json(obj: Any) -> None:
@@ -178,8 +185,27 @@ def value(v: Any) -> str:
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, _width(c)) for w, c in zip(widths, row)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines += ["  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def _width(cell: str) -> int:
+    return len(_ANSI.sub("", cell)) if "\x1b" in cell else len(cell)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_STATUS_COLOURS = {"completed": "32", "running": "36", "failed": "31", "crashed": "1;31", "killed": "33"}
+
+
+def colour() -> bool:
+    """Colour only on a terminal, and never with NO_COLOR set (https://no-color.org) or TERM=dumb."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def status(text: str, coloured: bool) -> str:
+    """A run's status, in its colour when ``coloured``."""
+    code = _STATUS_COLOURS.get(text) if coloured else None
+    return f"\x1b[{code}m{text}\x1b[0m" if code else text

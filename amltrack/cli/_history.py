@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,13 @@ def add_parser(sub: Any) -> None:
     )
     hsub = history.add_subparsers(dest="history_command", metavar="COMMAND", required=True)
 
-    p = command_parser(hsub, "list", "runs, newest first", "amltrack history list --status crashed --json")
-    add_store_arg(p)
+    p = command_parser(
+        hsub,
+        "list",
+        "runs, newest first",
+        "amltrack history list --status crashed --json\n  amltrack history list --remote team -n 5",
+    )
+    add_source_args(p)
     p.add_argument("--experiment", "-e", metavar="E", default=None, help="only this experiment's runs")
     p.add_argument("--status", "-s", default=None, choices=STATUSES, help="only runs with this status")
     p.add_argument("--limit", "-n", type=int, default=20, help="at most N runs (default 20; 0 for all)")
@@ -40,7 +47,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_list)
 
     p = command_parser(hsub, "last", "the newest run, as info shows it", "amltrack history last --json")
-    add_store_arg(p)
+    add_source_args(p)
     add_json_arg(p)
     p.set_defaults(handler=cmd_last)
 
@@ -49,9 +56,9 @@ def add_parser(sub: Any) -> None:
         "info",
         "a run's metadata, metrics and artifacts, or one artifact's bytes",
         "amltrack history info -r 7f3a9c --json\n"
-        "  amltrack history info -r last -a plots/loss.png -o loss.png",
+        "  amltrack history info -r last --remote team -a plots/loss.png -o loss.png",
     )
-    add_store_arg(p)
+    add_source_args(p)
     p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
     p.add_argument(
         "-a", "--artifact", metavar="PATH", default=None, help="print this artifact's exact bytes instead"
@@ -86,35 +93,107 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_promote)
 
 
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    """--store DIR, or --remote NAME|URL: a local store, or the finalised runs of an amltrack server."""
+    group = p.add_mutually_exclusive_group()
+    add_store_arg(group)  # type: ignore[arg-type]  # a group takes arguments as a parser does
+    group.add_argument(
+        "--remote",
+        metavar="NAME|URL",
+        default=None,
+        help="read the runs of this amltrack server instead: a remote's name ('amltrack remote list') "
+        "or its URL; the token is $AMLTRACK_TOKEN, else the remote's",
+    )
+
+
+@contextlib.contextmanager
+def _source(args: argparse.Namespace) -> Iterator[Any]:
+    """The store the command reads: the local one, or with --remote a reader of the server's runs.
+
+    Both have ``runs()``, ``run(ref)`` and ``last()`` giving ``Run`` objects, so one code renders both.
+    """
+    if args.remote is None:
+        yield out.open_store(args.store)
+        return
+    from ..sync._reader import RemoteReader  # httpx is imported only when a command runs
+
+    with RemoteReader.open(args.remote) as reader:
+        yield reader
+
+
 def _row(run: Run) -> dict[str, Any]:
-    cached = _dict(run.cached_summary().get("metrics"))
+    summary = run.cached_summary()
+    cached = _dict(summary.get("metrics"))
+    status = run.status
+    duration = run.duration()
+    if status == "crashed" and _stale(run, summary):
+        # summary.json is rewritten at most once a second, so a crash can leave it behind the
+        # metrics file; for the few crashed runs, the truth is worth a read. The run lived at
+        # least until its last record.
+        metrics = run.metrics()
+        cached = {}
+        for name in sorted(metrics):
+            last = metrics[name].values[-1]
+            cached[name] = {"last": last[-1] if type(last) is list and last else last,
+                            "kind": kind_of(last), "count": len(metrics[name]),
+                            **({"length": len(last)} if type(last) is list else {})}
+        start = run.info.get("created_ts")
+        ends = [m.timestamps[-1] for m in metrics.values()]
+        if isinstance(start, (int, float)) and ends:
+            duration = max(duration or 0.0, max(ends) - start)
+    shown = [(k, v) for k, v in cached.items() if isinstance(v, dict)][:3]
     return {
         "id": run.id,
         "experiment": run.experiment,
         "name": run.name,
-        "status": run.status,
+        "status": status,
         "created": run.created,
-        "duration_s": run.duration(),
+        "duration_s": duration,
         "metrics": len(cached),
-        "last": {k: v.get("last") for k, v in list(cached.items())[:3] if isinstance(v, dict)},
+        "last": {k: v.get("last") for k, v in shown},
+        "kinds": {k: v.get("kind", "number") for k, v in shown},
+        "lengths": {k: v["length"] for k, v in shown if type(v.get("length")) is int},
     }
+
+
+def _stale(run: Run, summary: dict[str, Any]) -> bool:
+    heartbeat = summary.get("heartbeat")
+    try:
+        logged = (run.dir / "metrics.jsonl").stat().st_mtime
+    except OSError:
+        return False
+    return not isinstance(heartbeat, (int, float)) or logged > heartbeat
+
+
+def kind_of(value: Any) -> str:
+    """number, bool, string or list: what a metric is, by its latest value."""
+    t = type(value)
+    return "list" if t is list else "bool" if t is bool else "string" if t is str else "number"
 
 
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CliError(f"--limit {args.limit} is negative; give a number of runs, or 0 for all")
-    store = out.open_store(args.store)
-    runs = store.runs(experiment=args.experiment, status=args.status)
-    if args.limit:
-        runs = runs[: args.limit]
-    rows = [_row(r) for r in runs]
+    with _source(args) as source:
+        if args.remote is None:
+            runs = source.runs(experiment=args.experiment, status=args.status)
+            runs = runs[: args.limit] if args.limit else runs
+        else:
+            runs = source.runs(experiment=args.experiment, status=args.status, limit=args.limit)
+        rows = [_row(r) for r in runs]
+    where = f"in {source}" if args.remote is None else f"on {source.label}"
     if args.json:
         out.print_json(rows)
         return 0
     if not rows:
-        print(f"no runs in {store}", file=sys.stderr)
+        which = " and ".join(
+            f for f in (args.experiment and f"of experiment {args.experiment!r}",
+                        args.status and f"with status {args.status}") if f
+        )
+        print(f"no runs {which + ' ' if which else ''}{where}", file=sys.stderr)
         return 0
+    coloured = out.colour()
     print(
         out.table(
             ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "METRICS", "LAST VALUES"],
@@ -123,11 +202,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                     r["id"],
                     r["experiment"],
                     r["name"] or "-",
-                    r["status"],
+                    out.status(r["status"], coloured),
                     (r["created"] or "-")[:19].replace("T", " "),
                     out.duration(r["duration_s"]),
                     str(r["metrics"]),
-                    ", ".join(f"{k}={out.value(v)}" for k, v in r["last"].items()),
+                    ", ".join(
+                        f"{k}=[{r['lengths'].get(k, '?')} values]" if r["kinds"].get(k) == "list"
+                        else f"{k}={out.value(v)}"
+                        for k, v in r["last"].items()
+                    ),
                 ]
                 for r in rows
             ],
@@ -153,14 +236,7 @@ def metric_details(metric: Metric) -> dict[str, Any]:
                 nums.extend(x for x in v if x == x)
             elif type(v) in (int, float) and v == v:
                 nums.append(v)
-    if type(last) is list:
-        kind = "list"
-    elif type(last) is bool:
-        kind = "bool"
-    elif type(last) is str:
-        kind = "string"
-    else:
-        kind = "number"
+    kind = kind_of(last)
     return {
         "kind": kind,
         "count": len(vals),
@@ -199,7 +275,7 @@ def show(run: Run, as_json: bool) -> int:
     print(f"experiment  {d['experiment']}")
     if d["name"]:
         print(f"name        {d['name']}")
-    print(f"status      {d['status']}")
+    print(f"status      {out.status(d['status'], out.colour())}")
     # run.json is a plain file: show what is there, and never fail on a field of the wrong type.
     print(f"started     {run.created or '-'}   duration {out.duration(d['duration_s'])}")
     print(f"host        {info.get('user')}@{info.get('hostname')} pid {info.get('pid')}")
@@ -256,7 +332,8 @@ def _dict(v: Any) -> dict[str, Any]:
 
 @guarded
 def cmd_last(args: argparse.Namespace) -> int:
-    return show(out.open_store(args.store).last(), args.json)
+    with _source(args) as source:
+        return show(source.last(), args.json)
 
 
 @guarded
@@ -264,14 +341,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.artifact is None:
         if args.output is not None:
             raise CliError(f"-o {args.output} needs -a PATH: only an artifact's bytes go to a file")
-        return show(out.open_store(args.store).run(args.run), args.json)
+        with _source(args) as source:
+            return show(source.run(args.run), args.json)
     if args.json:
         raise CliError("--json cannot be combined with -a: -a prints the artifact's own bytes")
     from .. import _format as fmt
 
     fmt.check_artifact_path(args.artifact)
-    run = out.open_store(args.store).run(args.run)
-    data = read_artifact(run, args.artifact)
+    with _source(args) as source:
+        data = read_artifact(source.run(args.run), args.artifact)
     if args.output is None or args.output == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -294,11 +372,19 @@ def read_artifact(run: Run, path: str) -> bytes:
 
 
 def write_file(dest: Path, data: bytes) -> None:
-    """Write ``data`` to ``dest`` through a temporary file, so a failure leaves no half-written file."""
+    """Write ``data`` to ``dest`` through a temporary file, so a failure leaves no half-written file.
+
+    A symlink, a device (``/dev/stdout``) or a FIFO is written into, as a shell's ``>`` would:
+    replacing it would turn ``-o /dev/null`` into a regular file.
+    """
     if dest.is_dir():
         raise CliError(f"-o {dest} is a directory; give a file name")
     if not dest.parent.is_dir():
         raise CliError(f"-o {dest}: the folder {dest.parent} does not exist")
+    if dest.is_symlink() or (dest.exists() and not dest.is_file()):
+        with open(dest, "wb") as f:
+            f.write(data)
+        return
     from .. import _format as fmt
 
     fmt.write_bytes_atomic(dest, data, fsync=False)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Callable
+from typing import Any
 
 from .. import __version__
 from .._errors import AmltrackError
@@ -34,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    # The library warns about what it skipped (a damaged line, a run it cannot read); on the
+    # command line that is one line, like an error, not Python's file, line and source.
+    text = str(message).removeprefix("amltrack: ").removeprefix("amltrack ")
+    print(f"amltrack: warning: {text}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    warnings.showwarning = _one_line_warning
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)

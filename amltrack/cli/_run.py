@@ -47,6 +47,7 @@ TAIL_CHARS = 4000
 # comes for this long, then stop waiting for the end of the pipes.
 GRACE = 2.0
 POLL = 0.1
+RECORD_INTERVAL = 2.0  # seconds between manifest entries for logs that grew
 # Signals a terminal sends to its whole foreground process group, the child included when it is in
 # ours: forwarding one of those would deliver it twice.
 TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
@@ -135,6 +136,7 @@ class _Stream:
         self.size = 0
         self.error: OSError | None = None
         self.tail = b""
+        self.recorded = -1  # the size the manifest last gave for this log
 
     def attach(self, pipe: Any) -> None:
         self.pipe = pipe
@@ -169,6 +171,10 @@ class _Stream:
                 self.pipe.close()
 
     def record(self, artifacts: Artifacts) -> None:
+        """Give the log's size and hash so far in the manifest (again, if it grew since)."""
+        if self.recorded == self.size:
+            return
+        self.recorded = self.size
         if self.error is None:
             artifacts.record(
                 self.path, "stored", source=SOURCE, size=self.size, sha256=self.digest.hexdigest()
@@ -315,10 +321,18 @@ def _supervise(
     env.setdefault("PYTHONUNBUFFERED", "1")
     if forwarder.pending:
         return _not_started(forwarder.pending[0])
+    from .._files import Artifacts
+
     streams: list[_Stream] = []
+    artifacts: Artifacts | None = None
     try:
         streams.append(_Stream(run_dir, STDOUT_ARTIFACT, 1 if echo else None))
         streams.append(_Stream(run_dir, STDERR_ARTIFACT, 2 if echo else None))
+        # The logs are artifacts from the start, and their manifest entries follow them while the
+        # command runs, so `history info` lists them and a crash leaves them listed.
+        artifacts = Artifacts(run_dir)
+        for s in streams:
+            s.record(artifacts)
         sys.stdout.flush()
         sys.stderr.flush()
         try:
@@ -331,19 +345,15 @@ def _supervise(
         streams[0].attach(proc.stdout)
         streams[1].attach(proc.stderr)
         forwarder.attach(proc)
-        _pump(proc, streams)
+        _pump(proc, streams, artifacts)
         rc = proc.wait()
-    finally:
-        for s in streams:
-            s.close()
-    from .._files import Artifacts
-
-    artifacts = Artifacts(run_dir)
-    try:
         for s in streams:
             s.record(artifacts)
     finally:
-        artifacts.close()
+        for s in streams:
+            s.close()
+        if artifacts is not None:
+            artifacts.close()
     tail = streams[1].tail.decode("utf-8", "replace")[-TAIL_CHARS:]
     interrupts = [sig for sig in forwarder.received if sig in INTERRUPTS]
     if rc == 0:
@@ -371,14 +381,20 @@ def _not_started(sig: int) -> tuple[str, dict[str, Any] | None, int]:
     return "killed", error, 128 + sig
 
 
-def _pump(proc: Any, streams: list[_Stream]) -> None:
-    """Move output until both pipes end, or the child has exited and GRACE has passed."""
+def _pump(proc: Any, streams: list[_Stream], artifacts: Artifacts) -> None:
+    """Move output until both pipes end, or the child has exited and GRACE has passed; every
+    RECORD_INTERVAL seconds, give the logs' new sizes and hashes in the manifest."""
     by_fd = {s.fd: s for s in streams}
+    next_record = time.monotonic() + RECORD_INTERVAL
     with selectors.DefaultSelector() as sel:
         for s in streams:
             sel.register(s.fd, selectors.EVENT_READ)
         deadline: float | None = None
         while sel.get_map():
+            if time.monotonic() >= next_record:
+                for s in streams:
+                    s.record(artifacts)
+                next_record = time.monotonic() + RECORD_INTERVAL
             timeout = POLL if deadline is None else max(0.0, deadline - time.monotonic())
             for key, _ in sel.select(timeout):
                 try:

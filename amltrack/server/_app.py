@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, BinaryIO
 
+import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from .. import __version__
 from . import _errors
@@ -49,6 +51,54 @@ _ERROR_SCHEMA = {
     },
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {"4XX": _ERROR_SCHEMA, "5XX": _ERROR_SCHEMA}
+
+_HISTORY_RUN = {
+    "type": "object",
+    "required": ["id", "status", "run", "summary"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {
+            "type": "string",
+            "description": "as a reader of the store computes it: a run still running on file whose "
+            "process is gone (same host) or whose heartbeat is over 120 s old is crashed",
+        },
+        "run": {"type": "object", "description": "run.json"},
+        "summary": {"type": "object", "description": "summary.json ({} if the run has none)"},
+    },
+}
+_HISTORY_LIST = {
+    "type": "object",
+    "required": ["runs"],
+    "properties": {"runs": {"type": "array", "items": _HISTORY_RUN}},
+}
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_STREAM_BLOCK = 1 << 20
+
+
+def _json_answer(schema: dict[str, Any], description: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": description, "content": {"application/json": {"schema": schema}}}, **_ERRORS}
+
+
+def _json(obj: Any) -> Response:
+    # orjson, as the store's own reader: what it parsed it writes back unchanged.
+    return Response(orjson.dumps(obj), media_type="application/json")
+
+
+def _stream(f: BinaryIO, size: int) -> StreamingResponse:
+    """The first ``size`` bytes of ``f``: a file that grows meanwhile (an append) still matches its length."""
+
+    def blocks() -> Iterator[bytes]:
+        with f:
+            left = size
+            while left > 0:
+                block = f.read(min(left, _STREAM_BLOCK))
+                if not block:
+                    return
+                left -= len(block)
+                yield block
+
+    headers = {"Content-Length": str(size), "Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+    return StreamingResponse(blocks(), media_type="application/octet-stream", headers=headers)
 
 
 def create_app(
@@ -210,14 +260,77 @@ def create_app(
             storage.finalise, check_run_id(run_id), body, metrics_bytes, manifest_bytes
         )
 
+    # ------------------------------------------------------------------ history
+    # What `amltrack history list|last|info --remote` reads: finalised runs only, as a reader of the
+    # server's store sees them.
+
+    @app.get(
+        "/v1/history/runs",
+        tags=["history"],
+        dependencies=read,
+        response_class=Response,
+        responses=_json_answer(_HISTORY_LIST, "the runs, newest first"),
+    )
+    async def history_runs(
+        experiment: str | None = Query(None, max_length=1000, description="only this experiment's runs"),
+        status: str | None = Query(
+            None, description="only runs with this status: running, completed, failed, killed or crashed"
+        ),
+        limit: int = Query(0, ge=0, description="at most this many runs; 0 for all"),
+    ) -> Response:
+        """Finalised runs newest first, each with its run.json, summary.json and status."""
+        return _json({"runs": await run_in_threadpool(storage.history, experiment, status, limit)})
+
+    @app.get(
+        "/v1/history/runs/{ref}",
+        tags=["history"],
+        dependencies=read,
+        response_class=Response,
+        responses=_json_answer(_HISTORY_RUN, "the run"),
+    )
+    async def history_run(ref: str) -> Response:
+        """The finalised run ``ref`` names: its id, a unique prefix of it or of its random part, or ``last``."""
+        return _json(await run_in_threadpool(storage.history_run, ref))
+
+    @app.get(
+        "/v1/history/runs/{run_id}/files/{name}",
+        tags=["history"],
+        dependencies=read,
+        response_class=Response,
+        responses={200: {"description": "the file's bytes", "content": _BYTES}, **_ERRORS},
+    )
+    async def history_file(run_id: str, name: str) -> Response:
+        """The bytes of run.json, summary.json, metrics.jsonl or artifacts.jsonl of a finalised run."""
+        f, size = await run_in_threadpool(storage.open_run_file, run_id, name)
+        return _stream(f, size)
+
+    @app.get(
+        "/v1/history/runs/{run_id}/artifacts/{path:path}",
+        tags=["history"],
+        dependencies=read,
+        response_class=Response,
+        responses={200: {"description": "the artifact's bytes", "content": _BYTES}, **_ERRORS},
+    )
+    async def history_artifact(run_id: str, path: str) -> Response:
+        """The bytes of an artifact file of a finalised run."""
+        f, size = await run_in_threadpool(storage.open_artifact, run_id, path)
+        return _stream(f, size)
+
     _mount_ui(app, store, tokens)
     return app
 
 
 def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None) -> None:
-    """The web UI's pages under /ui, for holders of a read (or write) token."""
+    """The web UI's pages under /ui, for holders of a read (or write) token.
+
+    Without tokens the server is on loopback, where any web page could read it through DNS
+    rebinding: then the whole app, /v1 too, answers only to loopback host names, as `amltrack ui` does.
+    """
     from ..ui import create_app as create_ui
     from ..ui import token_auth
+    from ..ui._app import LOOPBACK_NAMES, HostCheck
 
     auth = None if tokens is None else token_auth(lambda t: tokens.scope_of(t) is not None)
     app.mount("/ui", create_ui(store, auth=auth))
+    if tokens is None:
+        app.add_middleware(HostCheck, allowed_hosts=LOOPBACK_NAMES)

@@ -21,20 +21,22 @@ import os
 import re
 import shutil
 import signal
+import stat
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from .. import _format as fmt
-from .._errors import InvalidPathError
+from .._errors import AmbiguousRunError, InvalidPathError, RunNotFoundError, StoreError
 from .._files import locked
-from .._store import create_store
+from .._store import Run, Store, create_store
 from ._errors import ApiError
 
 SERVER_DIR = ".server"
 APPEND_FILES = (fmt.METRICS_FILE, fmt.MANIFEST_FILE)
+RUN_FILES = (fmt.RUN_FILE, fmt.SUMMARY_FILE, *APPEND_FILES)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _HASH_BLOCK = 1 << 20
 _TMP_TAG = ".srv-"  # temporary files of this server carry it, so stale ones can be told apart
@@ -134,6 +136,8 @@ def _storage_error(e: OSError, what: str) -> ApiError:
     )
 
 
+def _read_error(e: OSError, what: str) -> ApiError:
+    return ApiError(500, "storage_error", f"the server could not read {what}: {e}; see the server's log")
 
 
 class ServerStore:
@@ -150,8 +154,10 @@ class ServerStore:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
-        self._hashes: dict[tuple[str, int, int, int, int], str] = {}
+        self._hashes: dict[tuple[int, int, int, int, int], str] = {}
         self.kill = KillSwitch(os.environ.get(KILL_ENV))
+        # The published runs as any reader sees them: runs/ holds only finalised runs.
+        self.reader = Store(self.root)
 
     # ----------------------------------------------------------------- helpers
 
@@ -182,10 +188,15 @@ class ServerStore:
             )
         return found
 
+    @staticmethod
+    def _stat_key(st: os.stat_result) -> tuple[int, int, int, int, int]:
+        # The inode, not the path: finalising renames the run's folder, and a 200 MB artifact must
+        # not be hashed again for that (files are replaced, never rewritten, so this is its content).
+        return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
     def file_sha256(self, path: Path, st: os.stat_result | None = None) -> str:
         """The file's SHA-256, cached by its stat signature (files are replaced, never rewritten)."""
-        st = st or path.stat()
-        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        key = self._stat_key(st or path.stat())
         sha = self._hashes.get(key)
         if sha is None:
             sha = sha256_file(path)
@@ -256,6 +267,95 @@ class ServerStore:
         if part.is_file():
             return {"sha256": sha, "size": part.stat().st_size, "complete": False}
         raise ApiError(404, "blob_not_found", f"run {run_id} has no upload of {sha}; start it at offset 0")
+
+    # ----------------------------------------------------------------- history (published runs)
+    # What `amltrack history ... --remote` reads. It goes through amltrack.Store over runs/, which
+    # holds only finalised runs, so filters, run references and statuses (crashed included) mean
+    # exactly what they mean to a local reader of this store.
+
+    @staticmethod
+    def _entry(run: Run) -> dict[str, Any]:
+        try:
+            return {"id": run.id, "status": run.status, "run": run.info, "summary": run.cached_summary()}
+        except StoreError as e:
+            raise _read_error(e, f"run {run.id}") from None
+
+    def history(self, experiment: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
+        """Published runs newest first, as ``Store.runs(experiment, status)`` gives them; 0 is no limit."""
+        if status is not None and status not in fmt.STATUSES:
+            raise ApiError(
+                400, "invalid_request", f"status {status[:50]!r} is not one of {', '.join(fmt.STATUSES)}"
+            )
+        try:
+            runs = self.reader.runs(experiment=experiment, status=status)
+        except StoreError as e:
+            raise _read_error(e, "the store") from None
+        return [self._entry(r) for r in (runs[:limit] if limit else runs)]
+
+    def history_run(self, ref: str) -> dict[str, Any]:
+        """The published run that ``ref`` (an id, a unique prefix, or ``last``) names, as ``Store.run``."""
+        check_run_id(ref)  # a reference is an id or a part of one: the same characters
+        try:
+            run = self.reader.run(ref)
+        except RunNotFoundError:
+            raise ApiError(
+                404,
+                "run_not_found",
+                f"no finalised run on this server matches {ref!r}; list them with GET /v1/history/runs",
+            ) from None
+        except AmbiguousRunError as e:
+            raise ApiError(400, "invalid_request", str(e)) from None
+        except StoreError as e:
+            raise _read_error(e, f"run {ref}") from None
+        return self._entry(run)
+
+    def _published(self, run_id: str) -> Path:
+        d = self.runs / check_run_id(run_id)
+        if not (d / fmt.RUN_FILE).is_file():
+            raise ApiError(
+                404,
+                "run_not_found",
+                f"the server has no finalised run {run_id}; list them with GET /v1/history/runs",
+            )
+        return d
+
+    def open_run_file(self, run_id: str, name: str) -> tuple[BinaryIO, int]:
+        """One of the run's four files, open, and its size now (metrics may grow while it is read)."""
+        if name not in RUN_FILES:
+            raise ApiError(404, "not_found", f"a run's files are {', '.join(RUN_FILES)}, not {name[:100]!r}")
+        d = self._published(run_id)
+        return self._open_inside(d / name, d, f"run {run_id} has no {name} on the server")
+
+    def open_artifact(self, run_id: str, path: str) -> tuple[BinaryIO, int]:
+        """The artifact file at ``path``, open, and its size."""
+        check_path(path)
+        root = self._published(run_id) / fmt.ARTIFACTS_DIR
+        return self._open_inside(
+            root / path,
+            root,
+            f"run {run_id} has no stored artifact {path!r} on the server; "
+            f"list its artifacts with GET /v1/history/runs/{run_id}/files/{fmt.MANIFEST_FILE}",
+        )
+
+    @staticmethod
+    def _open_inside(file: Path, root: Path, missing: str) -> tuple[BinaryIO, int]:
+        """``file`` opened for reading if it is a regular file that stays inside ``root``."""
+        try:
+            real = file.resolve(strict=True)
+            if not real.is_relative_to(root.resolve(strict=True)):
+                raise FileNotFoundError(file)
+            f = open(real, "rb")  # the response closes it
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, RuntimeError):
+            raise ApiError(404, "not_found", missing) from None
+        except OSError as e:
+            if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # a path no file of the run can have
+                raise ApiError(404, "not_found", missing) from None
+            raise _read_error(e, file.name) from None
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            f.close()
+            raise ApiError(404, "not_found", missing)
+        return f, st.st_size
 
     # ----------------------------------------------------------------- writing
 
@@ -413,7 +513,7 @@ class ServerStore:
             _die_at(chosen, "during")
             os.replace(blob, dest)
             st = dest.stat()
-            self._hashes[(str(dest), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)] = sha
+            self._hashes[self._stat_key(st)] = sha
         _die_at(chosen, "after")
         return {"path": path, "size": st.st_size, "sha256": sha}
 

@@ -1,0 +1,343 @@
+"""Reading runs back from amltrack's own history server: what ``amltrack history ... --remote`` shows.
+
+    with RemoteReader.open("team") as remote:        # a remote's name or a server URL
+        for run in remote.runs(status="completed", limit=10):
+            print(run.id, run.status, run.cached_summary().get("metrics"))
+        run = remote.run("last")                      # an id, a unique prefix, or "last"
+        run.metric("loss").values[-3:], run.read_artifact("model.bin")
+
+A run from the server is an ``amltrack.Run`` over a temporary store that the reader removes when it
+is closed: ``metrics.jsonl`` and ``artifacts.jsonl`` are fetched into it the first time they are
+read, so everything that reads a local run reads a remote one the same way. Its ``status`` is the
+server's (``crashed`` as the server's reader computes it), and ``read_artifact`` fetches the bytes.
+The server only shows finalised runs. The routes are ``GET /v1/history/...`` in ``docs/sync.md``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from .. import __version__
+from .. import _format as fmt
+from .._errors import ArtifactNotFoundError, RunNotFoundError
+from .._store import Run, Store
+from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
+from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
+
+_BLOCK = 1 << 20
+
+
+class RemoteRunNotFoundError(RunNotFoundError):
+    """No finalised run on the server matches the id or prefix."""
+
+    def __init__(self, ref: str, reader: RemoteReader) -> None:
+        self.ref = ref
+        self.store = reader.label
+        LookupError.__init__(
+            self,
+            f"no run matches {ref!r} on {reader.label}; "
+            f"list its runs with 'amltrack history list --remote {reader.name}'",
+        )
+
+
+class RemoteRun(Run):
+    """A run on the server, read through a temporary local copy of its files."""
+
+    def __init__(self, reader: RemoteReader, entry: dict[str, Any]) -> None:
+        run_id = str(entry["id"])
+        super().__init__(reader.store, reader.store.runs_dir / run_id, _object(entry.get("run")))
+        self._reader = reader
+        self._status = entry.get("status")
+        self._summary = _object(entry.get("summary"))
+        self._fetched: set[str] = set()
+
+    @property
+    def status(self) -> str:
+        """The status the server reports (its reader tells running from crashed)."""
+        return self._status if isinstance(self._status, str) else "unknown"
+
+    def reload(self) -> RemoteRun:
+        """Ask the server again: status, run.json and summary.json; the files are fetched anew."""
+        entry = self._reader._entry(self.id)
+        self._info = _object(entry.get("run"))
+        self._status = entry.get("status")
+        self._summary = _object(entry.get("summary"))
+        self._fetched.clear()
+        return self
+
+    def cached_summary(self) -> dict[str, Any]:
+        return dict(self._summary)
+
+    def _fetch(self, name: str) -> None:
+        if name in self._fetched:
+            return
+        dest = self.dir / name
+        if self._reader.fetch_file(self.id, name, dest):
+            # Readers take a file's mtime as a sign of life (a crashed run's end, a stale summary).
+            # The copy's mtime is only when it was fetched, and the server's when it was pushed:
+            # stamp the copy with the run's last heartbeat, its last sign of life the server knows.
+            beat = self._summary.get("heartbeat")
+            if not isinstance(beat, (int, float)):
+                beat = self.info.get("created_ts")
+            if isinstance(beat, (int, float)):
+                os.utime(dest, (beat, beat))
+        self._fetched.add(name)
+
+    def _read_metrics(self) -> dict[str, Any]:
+        self._fetch(fmt.METRICS_FILE)
+        return super()._read_metrics()
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        self._fetch(fmt.MANIFEST_FILE)
+        return super().artifacts()
+
+    def read_artifact(self, path: str) -> bytes:
+        """The artifact's bytes, from the server."""
+        return self._reader.read_artifact(self.id, path)
+
+
+def _object(v: Any) -> dict[str, Any]:
+    return v if isinstance(v, dict) else {}
+
+
+class RemoteReader:
+    """A reader of one amltrack server's finalised runs.
+
+    reader = RemoteReader("http://127.0.0.1:8765", token)   # or RemoteReader.open("team")
+    rows = reader.runs(experiment="mnist", limit=5)
+    reader.close()
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        *,
+        label: str | None = None,
+        name: str | None = None,
+        retries: int = 2,
+        backoff: float = 0.2,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = check_url(url)
+        self.label = label or self.url
+        self.name = name or self.url  # how a command names this server: for the hints in messages
+        self.retries = retries
+        self.backoff = backoff
+        self._token = token
+        headers = {"User-Agent": f"amltrack/{__version__}"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            transport=transport,
+        )
+        self._root = Path(tempfile.mkdtemp(prefix="amltrack-remote-"))
+        (self._root / fmt.RUNS_DIR).mkdir()
+        self.store = Store(self._root)
+
+    @classmethod
+    def open(cls, to: str, remotes: Remotes | None = None, **kwargs: Any) -> RemoteReader:
+        """A reader of ``to``, a remote's name or a server URL, with the token ``amltrack sync`` would send."""
+        entry: RemoteEntry = (remotes or Remotes.load()).resolve(to)
+        if entry.kind != "amltrack":
+            raise RemoteConfigError(
+                f"remote {entry.label} is an {entry.kind} server; --remote reads amltrack servers only "
+                "(http:// or https:// URLs)"
+            )
+        return cls(
+            entry.url,
+            entry.effective_token(),
+            label=entry.label,
+            name=to,
+            **kwargs,
+        )
+
+    def __repr__(self) -> str:
+        return f"RemoteReader({self.url!r})"
+
+    def close(self) -> None:
+        self._client.close()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    def __enter__(self) -> RemoteReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----------------------------------------------------------------- HTTP
+
+    def _send(
+        self, path: str, params: dict[str, Any] | None = None, *, stream: bool = False
+    ) -> httpx.Response:
+        """One GET, retried on a transport failure or a 502-504; an error answer raises."""
+        delay = self.backoff
+        for attempt in range(self.retries + 1):
+            try:
+                request = self._client.build_request("GET", path, params=params)
+                r = self._client.send(request, stream=stream)
+            except httpx.TransportError as e:
+                if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol):
+                    raise self._unavailable(e) from e
+                time.sleep(delay)
+                delay *= 3
+                continue
+            if r.status_code in (502, 503, 504) and attempt < self.retries:
+                r.close()
+                time.sleep(delay)
+                delay *= 3
+                continue
+            if r.status_code >= 400:
+                r.read()
+                r.close()
+                raise self._error(r)
+            return r
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        r = self._send(path, params)
+        try:
+            return orjson.loads(r.content)
+        except orjson.JSONDecodeError:
+            raise SyncError(
+                f"{self.label} answered GET {path} with something that is not JSON; "
+                "is this an amltrack server?"
+            ) from None
+
+    def _unavailable(self, cause: BaseException) -> RemoteUnavailableError:
+        e = RemoteUnavailableError(self.url, cause)
+        e.args = (
+            f"cannot reach {self.label} ({type(cause).__name__}: {cause}); check that the server runs "
+            "and the URL",
+        )
+        return e
+
+    def _error(self, r: httpx.Response) -> RemoteError:
+        try:
+            err = orjson.loads(r.content)["error"]
+            code, message = str(err["code"]), str(err["message"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            code, message = f"http_{r.status_code}", r.text[:200].strip() or r.reason_phrase
+        e = RemoteError(self.url, r.status_code, code, message)
+        where = self.label
+        if code == "unauthorized" and not self._token:
+            text = (
+                f"{where} needs a token to read runs: set ${TOKEN_ENV}, or store the remote's token with "
+                "'amltrack remote add NAME URL --token TOKEN'"
+            )
+        elif code == "unauthorized":
+            source = f"${TOKEN_ENV}" if os.environ.get(TOKEN_ENV) else "the remote's token"
+            text = (
+                f"{where} does not know the token sent ({source}); check ${TOKEN_ENV} or the remote's token"
+            )
+        elif code == "forbidden":
+            text = f"{where} refused to let this token read runs ({message}); use a token with the read scope"
+        else:
+            text = f"{where} refused the request ({r.status_code} {code}): {message}"
+        e.args = (text,)
+        return e
+
+    # ----------------------------------------------------------------- runs
+
+    def runs(
+        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+    ) -> list[RemoteRun]:
+        """Finalised runs newest first, as ``Store.runs``; ``limit`` 0 for all."""
+        params: dict[str, Any] = {"limit": limit}
+        if experiment is not None:
+            params["experiment"] = experiment
+        if status is not None:
+            params["status"] = status
+        body = self._history("/v1/history/runs", params)
+        return [RemoteRun(self, e) for e in body.get("runs") or [] if fmt.is_valid_run_id(e.get("id"))]
+
+    def _history(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        try:
+            body = self._get_json(path, params)
+        except RemoteError as e:
+            if e.code == "not_found":  # the route itself is missing: an older server
+                raise SyncError(
+                    f"{self.label} does not serve runs for reading (GET {path}: 404); "
+                    f"upgrade it to amltrack {__version__}"
+                ) from None
+            raise
+        if not isinstance(body, dict):
+            raise SyncError(f"{self.label} answered GET {path} with a {type(body).__name__}, not an object")
+        return body
+
+    def _entry(self, ref: str) -> dict[str, Any]:
+        if not fmt.is_valid_run_id(ref):
+            raise RemoteRunNotFoundError(ref, self)
+        try:
+            entry = self._history(f"/v1/history/runs/{ref}")
+        except RemoteError as e:
+            if e.code == "run_not_found":
+                raise RemoteRunNotFoundError(ref, self) from None
+            if e.code == "invalid_request":  # a prefix that matches several runs
+                e.args = (f"{e.message} (on {self.label})",)
+            raise
+        if not fmt.is_valid_run_id(entry.get("id")):
+            raise SyncError(f"{self.label} answered run {ref!r} with an invalid run id")
+        return entry
+
+    def run(self, ref: str) -> RemoteRun:
+        """The run ``ref`` names (an id, a unique prefix of it or of its random part, or ``last``)."""
+        return RemoteRun(self, self._entry(ref))
+
+    def last(self) -> RemoteRun:
+        """The newest run."""
+        return self.run("last")
+
+    # ----------------------------------------------------------------- files
+
+    def fetch_file(self, run_id: str, name: str, dest: Path) -> bool:
+        """Copy one of the run's four files to ``dest``; False if the run has none (it is not made)."""
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            r = self._send(f"/v1/history/runs/{run_id}/files/{name}", stream=True)
+        except RemoteError as e:
+            if e.code == "not_found":
+                return False
+            if e.code == "run_not_found":
+                raise RemoteRunNotFoundError(run_id, self) from None
+            raise
+        try:
+            with open(dest, "wb") as f:
+                for block in r.iter_bytes(_BLOCK):
+                    f.write(block)
+        except httpx.TransportError as e:
+            raise self._unavailable(e) from e
+        finally:
+            r.close()
+        return True
+
+    def read_artifact(self, run_id: str, path: str) -> bytes:
+        """The bytes of the run's artifact ``path``."""
+        fmt.check_artifact_path(path)
+        try:
+            r = self._send(f"/v1/history/runs/{run_id}/artifacts/{quote(path, safe='/')}")
+        except RemoteError as e:
+            if e.code == "not_found":
+                missing = ArtifactNotFoundError(path, run_id)
+                missing.args = (
+                    f"run {run_id} has no stored artifact {path!r} on {self.label}; list its artifacts "
+                    f"with 'amltrack history info -r {run_id} --remote {self.name}'",
+                )
+                raise missing from None
+            if e.code == "run_not_found":
+                raise RemoteRunNotFoundError(run_id, self) from None
+            raise
+        return r.content
