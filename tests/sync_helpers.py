@@ -142,32 +142,50 @@ def make_run(
     return run_id
 
 
-RUN_FILES = ("run.json", "summary.json", "metrics.jsonl", "artifacts.jsonl")
+# What docs/sync.md says a push does not copy: the ledger and its locks, the column index each
+# store builds for itself, the lock of summary.json. Everything else in a run folder must match.
+LOCAL_ONLY = ("sync", "cache", "summary.json.lock")
 
 
 def run_files(run_dir: Path) -> dict[str, bytes]:
-    """A run's synced content: its four files (a missing one reads as empty) and its artifact files."""
+    """Every file of a run folder, by its path in the folder, less the LOCAL_ONLY ones."""
     out = {}
-    for name in RUN_FILES:
-        p = run_dir / name
-        out[name] = p.read_bytes() if p.exists() else b""
-    root = run_dir / "artifacts"
-    for dirpath, _dirs, names in os.walk(root):
+    for dirpath, dirs, names in os.walk(run_dir):
+        rel = Path(dirpath).relative_to(run_dir)
+        if rel == Path("."):
+            dirs[:] = [d for d in dirs if d not in LOCAL_ONLY]
+            names = [n for n in names if n not in LOCAL_ONLY]
         for n in names:
-            p = Path(dirpath) / n
-            out["artifacts/" + p.relative_to(root).as_posix()] = p.read_bytes()
+            out[(rel / n).as_posix()] = (Path(dirpath) / n).read_bytes()
     return out
 
 
 def assert_same_run(local: Path, remote: Path) -> None:
+    assert remote.is_dir(), f"{remote} is not on the server"
     a, b = run_files(local), run_files(remote)
     assert sorted(a) == sorted(b), (sorted(a), sorted(b))
     for name in a:
         assert a[name] == b[name], f"{name} differs between {local} and {remote}"
 
 
+def stored_run_ids(store: Path) -> set[str]:
+    runs = store / "runs"
+    return {d.name for d in runs.iterdir() if d.is_dir()} if runs.is_dir() else set()
+
+
 def assert_same_store(local: Path, remote: Path, run_ids: list[str] | None = None) -> None:
-    ids = run_ids if run_ids is not None else sorted(os.listdir(local / "runs"))
+    """The server holds the local store's runs (or just ``run_ids`` of them) folder for folder.
+
+    Without ``run_ids`` the server holds no other run; with them, no other run of the local store
+    (a shared server may hold other stores' runs).
+    """
+    here, there = stored_run_ids(local), stored_run_ids(remote)
+    if run_ids is None:
+        assert there == here, f"runs only on the server: {there - here}; only here: {here - there}"
+        ids = sorted(here)
+    else:
+        assert there & here == set(run_ids), f"the server holds {there & here} of the local runs"
+        ids = list(run_ids)
     for rid in ids:
         assert_same_run(local / "runs" / rid, remote / "runs" / rid)
 

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import pty
 import re
+import select
 import stat
+import struct
+import subprocess
+import sys
+import termios
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,8 +22,11 @@ import httpx
 import pytest
 
 import amltrack
+from amltrack.cli._sync import human_bytes
 from amltrack.sync import AmltrackRemote, Remotes, remotes_of, sync
+from amltrack.sync import _ledger as ledger
 
+from .conftest import child_env, wait_until
 from .sync_helpers import (
     READ_TOKEN,
     WRITE_TOKEN,
@@ -226,6 +237,20 @@ def test_resume_after_sigkill_of_the_client(server: ServerProcess, tmp_path: Pat
     assert_same_run(local / "runs" / run_id, server.store / "runs" / run_id)
 
 
+class CountsRequests(httpx.HTTPTransport):
+    """Passes every request on, and keeps the path of each and the bytes of the bodies sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+        self.sent = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        self.sent += len(request.read())
+        return super().handle_request(request)
+
+
 def test_include_running_pushes_the_new_tail_without_duplicates(
     server: ServerProcess, tmp_path: Path, remote: Connect
 ) -> None:
@@ -241,13 +266,26 @@ def test_include_running_pushes_the_new_tail_without_duplicates(
         assert first.runs[0].outcome == "pushed" and first.runs[0].status == "running"
         there = amltrack.Store(server.store).run(rid)
         assert there.status == "running" and len(there.metric("loss")) == 500
+        before = run_files(server.store / "runs" / rid)
         for i in range(500, 800):
             logger.log("loss", 1 / (i + 1))
         logger.upload("ckpt/latest.txt", "step 800")
         logger.flush()
-        second = sync(local, remote(server), include_running=True)
+        wire = CountsRequests()
+        second = sync(local, remote(server, transport=wire), include_running=True)
         assert second.runs[0].outcome == "pushed"
         assert len(amltrack.Store(server.store).run(rid).metric("loss")) == 800
+        # Only the new data went: the tails of the two JSON Lines files, the new artifact, and
+        # run.json and summary.json (each sent whole when it changed; run.json always finalises).
+        after = run_files(server.store / "runs" / rid)
+        tails = 0
+        for name in ("metrics.jsonl", "artifacts.jsonl"):  # the run had no artifacts.jsonl yet
+            old, new = before.get(name, b""), after[name]
+            assert new.startswith(old) and len(new) > len(old)
+            tails += len(new) - len(old)
+        new_data = tails + len(b"step 800") + len(after["run.json"])
+        new_data += len(after["summary.json"]) if after["summary.json"] != before["summary.json"] else 0
+        assert second.runs[0].bytes == wire.sent == new_data
     finally:
         logger.finish()
     final = sync(local, remote(server))
@@ -351,20 +389,68 @@ def test_one_bad_run_is_reported_and_the_others_still_go(server: ServerProcess, 
     assert out.stdout.splitlines()[-1].startswith("0 pushed (0 B); 2 up to date, 0 skipped, 2 failed on ")
 
 
-def test_auth_failures_are_one_line_per_run(server: ServerProcess, tmp_path: Path) -> None:
+def test_a_refused_token_stops_the_sync_with_one_line(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
     local = tmp_path / "local"
-    make_run(local, records=5)
-    make_run(local, records=5)
-    for token, expected in (
-        (None, "401 unauthorized"),
-        ("wrong-token-0123456789", "401 unauthorized"),
-        (READ_TOKEN, "403 forbidden"),
+    ids = [make_run(local, records=5) for _ in range(3)]
+    for token, code, says in (
+        (None, "401 unauthorized", "it needs a token, and none was sent"),
+        ("wrong-token-0123456789", "401 unauthorized", "it does not know the token sent"),
+        (READ_TOKEN, "403 forbidden", "the token sent may only read"),
     ):
+        expected = f"{server.url} refused the request ({code}): {says}; set AMLTRACK_TOKEN"
         env = {"AMLTRACK_TOKEN": token} if token else {}
         out = cli("sync", "--store", str(local), "--to", server.url, **env)
-        assert out.returncode == 1 and "Traceback" not in out.stderr
-        failed = [line for line in out.stdout.splitlines() if line.startswith("FAILED")]
-        assert len(failed) == 2 and all(expected in line for line in failed), out.stdout
+        assert out.returncode == 1 and out.stderr == "", out.stderr
+        lines = out.stdout.splitlines()
+        assert len(lines) == 3, out.stdout
+        assert lines[0].startswith(f"FAILED      {ids[0]}  completed  {expected}"), lines[0]
+        assert lines[1] == f"not tried   2 more runs: {server.url} refused the request ({code})"
+        assert lines[2].startswith("0 pushed (0 B); 0 up to date, 0 skipped, 3 failed on ")
+        assert out.stdout.count("AMLTRACK_TOKEN") == 1, out.stdout
+
+        # No request names a run after the first: they were not tried.
+        transport = CountsRequests()
+        report = sync(local, remote(server, token, transport=transport))
+        assert [r.outcome for r in report.runs] == ["failed"] * 3
+        assert report.stopped == report.runs[0].reason and expected in report.stopped
+        assert all(r.reason.startswith("not tried: ") for r in report.runs[1:])
+        assert not [p for p in transport.paths if ids[1] in p or ids[2] in p], transport.paths
+    assert all(remote(server).state(rid) is None for rid in ids)
+
+
+def test_a_url_that_is_not_an_amltrack_server_stops_the_sync(tmp_path: Path) -> None:
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    local = tmp_path / "local"
+    ids = [make_run(local, records=5) for _ in range(3)]
+    (tmp_path / "www").mkdir()
+    httpd = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(tmp_path / "www"))
+    )
+    thread = threading.Thread(target=httpd.serve_forever, name="test-http")
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        out = cli("sync", "--store", str(local), "--to", url, "--json", AMLTRACK_TOKEN=WRITE_TOKEN)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+    assert out.returncode == 1 and out.stderr == "", out.stderr
+    report = json.loads(out.stdout)
+    assert report["stopped"].startswith(f"{url} is not an amltrack server (GET /v1/health answered 404 ")
+    assert "check the URL" in report["stopped"]
+    assert [r["reason"] for r in report["runs"]] == [report["stopped"]] + [
+        f"not tried: {url} cannot be used (see the first failed run)"
+    ] * 2
+    assert [r["id"] for r in report["runs"]] == ids
 
 
 def test_dry_run_sends_nothing(server: ServerProcess, tmp_path: Path, remote: Connect) -> None:
@@ -424,3 +510,213 @@ def test_remote_commands(config: Path) -> None:
     out = cli("remote", "remove", "team", **env)
     out = cli("sync", "--store", str(config / "s"), **env)
     assert out.returncode == 1 and "no default remote" in out.stderr
+
+
+def test_two_syncs_at_once_take_turns_and_send_everything_once(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    ids = [make_run(local, records=2000, artifacts={"w.bin": os.urandom(100_000)}) for _ in range(4)]
+    one_push = sum(len(b) for rid in ids for b in run_files(local / "runs" / rid).values())
+    srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log").start()
+    procs: list[subprocess.Popen] = []
+    try:
+        # Both syncs start while the first run is locked, as by a third sync: each waits on it,
+        # says so, and from then on they race over the same runs.
+        key = ledger.remote_key("amltrack", srv.url)
+        errs = [tmp_path / f"sync{i}.err" for i in range(2)]
+        with ledger.locked(local / "runs" / ids[0], key):
+            for err in errs:
+                with open(err, "w") as f:
+                    procs.append(
+                        subprocess.Popen(
+                            [sys.executable, "-m", "amltrack", "sync", "--store", str(local)]
+                            + ["--to", srv.url, "--json"],
+                            stdout=subprocess.PIPE,
+                            stderr=f,
+                            text=True,
+                            env=child_env(AMLTRACK_TOKEN=WRITE_TOKEN),
+                        )
+                    )
+            wait_until(lambda: all("waiting for it" in e.read_text() for e in errs), 30, "both syncs to wait")
+        reports = []
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0, (out, [e.read_text() for e in errs])
+            reports.append(json.loads(out))
+        for e in errs:
+            assert e.read_text() == (
+                f"amltrack: another sync is pushing run {ids[0]} to this remote; waiting for it (up to 60 s)\n"
+            )
+        # Each run was pushed by one of them, and found up to date by the other.
+        for rid in ids:
+            outcomes = sorted(r["outcome"] for rep in reports for r in rep["runs"] if r["id"] == rid)
+            assert outcomes == ["pushed", "up_to_date"], (rid, outcomes)
+        assert sum(rep["bytes"] for rep in reports) == one_push
+        assert_same_store(local, srv.store)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+        srv.stop()
+
+
+class Unavailable(httpx.HTTPTransport):
+    """Answers 503 to the first ``times`` write requests without passing them on, as a proxy does
+    while the server behind it restarts; then passes everything on to the real server."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__()
+        self.left = self.times = times
+        self.tries: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method != "GET":
+            self.tries.append(f"{request.method} {request.url.path}")
+            if self.left:
+                self.left -= 1
+                return httpx.Response(503, text="Service Unavailable", request=request)
+        return super().handle_request(request)
+
+
+def test_a_503_is_retried_after_growing_jittered_pauses(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=50)
+    pauses: list[float] = []
+    transport = Unavailable(times=2)
+    client = remote(server, transport=transport, backoff=0.2, sleep=pauses.append)
+    report = sync(local, client)
+    assert report.ok, report.runs
+    assert transport.tries[:3] == [f"PUT /v1/runs/{run_id}"] * 3  # the create, refused twice, then sent
+    assert_same_run(local / "runs" / run_id, server.store / "runs" / run_id)
+    # Back-off x3 with equal jitter: each pause in the upper half of its step, so they grow...
+    assert len(pauses) == 2 and 0.1 <= pauses[0] <= 0.2 + 1e-9 and 0.3 <= pauses[1] <= 0.6 + 1e-9, pauses
+    # ...and differ from one client (or try) to the next.
+    assert len({client.delay(0) for _ in range(20)}) == 20
+    assert max(client.delay(20) for _ in range(5)) <= 30.0  # bounded
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")
+
+
+def run_on_a_terminal(*args: str, timeout: float = 60, **env: str) -> tuple[int, str, str]:
+    """``python -m amltrack ARGS`` with stderr on a pseudo-terminal (200 columns): exit code, stdout,
+    and what the terminal showed, without escape sequences."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 200, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amltrack", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=child_env(TERM="xterm-256color", **env),
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.1)[0]:
+                continue
+            try:
+                data = os.read(master, 1 << 16)
+            except OSError:  # EIO: the process closed the terminal (it exited)
+                break
+            if not data:
+                break
+            shown += data
+        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, out.decode(), ANSI.sub("", shown.decode(errors="replace")).replace("\r", "\n")
+
+
+def test_progress_bars_on_a_terminal_and_quiet_on_a_pipe(server: ServerProcess, tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    ids = [make_run(local, records=1500, artifacts={"w.bin": os.urandom(200_000)}) for _ in range(2)]
+    records = [len((local / "runs" / rid / "metrics.jsonl").read_bytes().splitlines()) for rid in ids]
+    sizes = [sum(len(b) for b in run_files(local / "runs" / rid).values()) for rid in ids]
+    code, out, shown = run_on_a_terminal(
+        "sync", "--store", str(local), "--to", server.url, AMLTRACK_TOKEN=WRITE_TOKEN
+    )
+    assert code == 0, shown
+    assert out.splitlines()[-1].startswith("2 pushed ("), out
+    # The overall bar: runs done of all, and records and bytes sent in all.
+    assert re.search(r"overall .*0/2 runs, 0 records, 0 B sent", shown), shown
+    total = f"{sum(records):,} records, {human_bytes(sum(sizes))} sent"
+    assert re.search(rf"overall .*2/2 runs, {total}", shown), shown
+    # A bar per run: its bytes and records of their totals, drawn at least at the start and the end.
+    for rid, n, size in zip(ids, records, sizes):
+        assert re.search(rf"{rid} .*0 B/{human_bytes(size)}, 0/{n:,} records", shown), shown
+        assert re.search(rf"{rid} .*{human_bytes(size)}/{human_bytes(size)}, {n:,}/{n:,} records", shown)
+
+    # On a pipe, nothing but the report: no progress, no escape sequences.
+    more = make_run(local, records=1500)
+    piped = cli("sync", "--store", str(local), "--to", server.url, AMLTRACK_TOKEN=WRITE_TOKEN)
+    assert piped.returncode == 0 and piped.stderr == ""
+    assert piped.stdout.startswith(f"pushed      {more}  completed")
+    assert "\x1b" not in piped.stdout
+
+
+def test_a_run_json_or_summary_over_the_servers_limit_fails_that_run_saying_what_to_do(
+    tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    ok = make_run(local, records=20)
+    with amltrack.start_run("sync", store=local, outputs=None, params={"notes": "n" * 3000}) as lg:
+        lg.log("loss", 1.0)
+        big_run = lg.run_id
+    with amltrack.start_run("sync", store=local, outputs=None) as lg:
+        for i in range(60):
+            lg.log(f"metric_{i:02d}", i)
+        big_summary = lg.run_id
+    run_json = (local / "runs" / big_run / "run.json").stat().st_size
+    summary = (local / "runs" / big_summary / "summary.json").stat().st_size
+    assert run_json > 2048 and summary > 2048
+    assert (local / "runs" / big_summary / "run.json").stat().st_size < 2048
+    srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log", max_body=2048).start()
+    try:
+        out = cli("sync", "--store", str(local), "--to", srv.url, AMLTRACK_TOKEN=WRITE_TOKEN)
+        assert out.returncode == 1 and out.stderr == ""
+        lines = out.stdout.splitlines()
+        assert f"pushed      {ok}" in out.stdout
+        limit = f"over the request limit of 2048 bytes of {srv.url}, and it cannot be sent in parts"
+        assert (
+            f"FAILED      {big_run}  completed  run.json of run {big_run} is {run_json} bytes, {limit}; "
+            in (out.stdout)
+        )
+        assert f"summary.json of run {big_summary} is {summary} bytes, {limit}; " in out.stdout
+        assert (
+            f"raise the server's limit to at least that (amltrack server --max-body {run_json})" in out.stdout
+        )
+        assert "smaller chunks" not in out.stdout
+        assert lines[-1].startswith("1 pushed (") and "2 failed" in lines[-1]
+        # Checked before a byte of those runs went; the dry run says so too.
+        assert remote(srv).state(big_run) is None and remote(srv).state(big_summary) is None
+        dry = sync(local, remote(srv), dry_run=True)
+        assert [r.outcome for r in dry.runs if r.id != ok] == ["failed", "failed"]
+
+        # A proxy that takes less than the server announces: the 413 says the same, and names the proxy.
+        class AnnouncesMore(httpx.HTTPTransport):
+            def handle_request(self, request: httpx.Request) -> httpx.Response:
+                r = super().handle_request(request)
+                if request.url.path == "/v1/health":
+                    r.read()
+                    body = {**json.loads(r.content), "max_body": 1 << 20}
+                    return httpx.Response(200, json=body, request=request)
+                return r
+
+        report = sync(local, remote(srv, transport=AnnouncesMore()), runs=[big_run])
+        (failed,) = report.runs
+        assert failed.outcome == "failed" and not report.stopped
+        assert failed.reason == (
+            f"{srv.url} refused run.json of run {big_run} ({run_json} bytes) as too large (413), though "
+            f"it announces a limit of {1 << 20} bytes: a proxy in front of it may have a lower one; raise "
+            f"that limit to at least {run_json} bytes"
+        )
+    finally:
+        srv.stop()

@@ -74,21 +74,43 @@ def human_bytes(n: int) -> str:
 
 
 class RichProgress:
-    """A transient rich progress bar on stderr, one task per run being pushed."""
+    """Transient rich progress bars on stderr: one for the whole sync (runs done, metric records and
+    bytes sent) and one for the run being pushed (its bytes and records of their totals, and speed)."""
 
     def __init__(self) -> None:
         from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+        from rich.progress import BarColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+        from rich.text import Text
+
+        class Detail(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                f = task.fields
+                if f["kind"] == "overall":
+                    text = (
+                        f"{int(task.completed)}/{int(task.total or 0)} runs, "
+                        f"{f['records']:,} records, {human_bytes(f['bytes'])} sent"
+                    )
+                else:
+                    speed = f", {human_bytes(int(task.speed))}/s" if task.speed else ""
+                    text = (
+                        f"{human_bytes(int(task.completed))}/{human_bytes(int(task.total or 0))}, "
+                        f"{f['records']:,}/{f['records_total']:,} records{speed}"
+                    )
+                return Text(text, style="progress.download")
 
         self._progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
+            Detail(),
+            TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
+        self._overall: Any = None
         self._task: Any = None
+        self._bytes = 0
+        self._records = 0
+        self._run_records = 0
 
     def __enter__(self) -> RichProgress:
         self._progress.start()
@@ -97,17 +119,36 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         self._progress.stop()
 
-    def start(self, run_id: str, total: int) -> None:
-        self._task = self._progress.add_task(run_id, total=total)
+    def begin(self, runs: int) -> None:
+        self._overall = self._progress.add_task("overall", total=runs, kind="overall", records=0, bytes=0)
 
-    def advance(self, n: int) -> None:
+    def start(self, run_id: str, total: int, records: int = 0) -> None:
+        self._run_records = 0
+        self._task = self._progress.add_task(
+            run_id, total=total, kind="run", records=0, records_total=records
+        )
+
+    def advance(self, n: int, records: int = 0) -> None:
+        self._bytes += n
+        self._records += records
+        self._run_records += records
+        if self._overall is not None:
+            self._progress.update(self._overall, records=self._records, bytes=self._bytes)
         if self._task is not None:
-            self._progress.advance(self._task, n)
+            self._progress.update(self._task, advance=n, records=self._run_records)
 
     def finish(self) -> None:
+        if self._overall is not None:
+            self._progress.advance(self._overall, 1)
         if self._task is not None:
+            self._progress.refresh()  # draw the run's last state, however short its push was
             self._progress.remove_task(self._task)
             self._task = None
+
+
+def say(message: str) -> None:
+    """A note for the person at the terminal, on stderr (above the progress bars, if any)."""
+    print(f"amltrack: {message}", file=sys.stderr, flush=True)
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
@@ -125,9 +166,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     )
     if progress is not None:
         with progress:
-            report = sync(args.store, progress=progress, **kwargs)
+            report = sync(args.store, progress=progress, on_wait=say, **kwargs)
     else:
-        report = sync(args.store, progress=NullProgress(), **kwargs)
+        report = sync(args.store, progress=NullProgress(), on_wait=say, **kwargs)
     if args.json:
         out.print_json(report.to_dict())
     else:
@@ -136,14 +177,24 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def print_report(report: Any) -> None:
+    from ..sync._sync import NOT_TRIED
+
     shown = {"pushed": "pushed", "would_push": "would push", "skipped": "skipped", "failed": "FAILED"}
     rows = []
+    not_tried = [r for r in report.runs if r.outcome == "failed" and (r.reason or "").startswith(NOT_TRIED)]
+    skip = {r.id for r in not_tried}
     for r in report.runs:
+        if r.id in skip:
+            continue
         if r.outcome in shown:
             note = human_bytes(r.bytes) if r.outcome in ("pushed", "would_push") else (r.reason or "")
             rows.append(f"{shown[r.outcome]:<10}  {r.id}  {r.status or '-':<9}  {note}")
         for d in r.differences or []:
             rows.append(f"{'DIFFERS':<10}  {r.id}  {r.status or '-':<9}  {d}")
+    if not_tried:  # one line, not one per run: the FAILED line above says why and what to do
+        why = (not_tried[0].reason or "")[len(NOT_TRIED) + 2 :]
+        runs = "run" if len(not_tried) == 1 else "runs"
+        rows.append(f"{NOT_TRIED:<10}  {len(not_tried)} more {runs}: {why}")
     for line in rows:
         print(line)
     c = report.counts()

@@ -10,8 +10,11 @@ server's committed lengths. ``docs/sync.md`` has the protocol.
 from __future__ import annotations
 
 import hashlib
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -19,13 +22,31 @@ import httpx
 
 from .. import __version__
 from .. import _format as fmt
-from ._errors import RemoteError, RemoteUnavailableError, SyncError
+from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
 from ._remote import HttpRemote, Progress, PushResult
 from ._remotes import check_url
 
 CHUNK = 8 * 1024 * 1024
+MAX_BACKOFF = 30.0  # seconds: the longest pause between two tries of a request
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
+_COUNT_BLOCK = 1 << 20
+
+
+def count_lines(path: Path, start: int, end: int) -> int:
+    """The newlines in bytes [start, end) of the file: the records a push of that span sends."""
+    n = 0
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            block = f.read(min(_COUNT_BLOCK, left))
+            if not block:
+                break
+            n += block.count(b"\n")
+            left -= len(block)
+    return n
+
 
 @dataclass
 class _Plan:
@@ -64,11 +85,15 @@ class AmltrackRemote(HttpRemote):
         timeout: float = 60.0,
         chunk_size: int = CHUNK,
         transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = check_url(url)
         self.retries = retries
         self.backoff = backoff
         self.chunk_size = chunk_size
+        self._token = token
+        self._sleep = sleep
+        self._random = random.Random()  # seeded from os.urandom: two clients started together differ
         headers = {"User-Agent": f"amltrack/{__version__}"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
@@ -96,25 +121,22 @@ class AmltrackRemote(HttpRemote):
         write: bool = False,
     ) -> Any:
         """One request, retried on a transport failure or a 502-504 (every request is idempotent)."""
-        delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 r = self._client.request(method, url, params=params, content=content)
             except httpx.TransportError as e:
                 if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol):
                     raise RemoteUnavailableError(self.url, e) from e
-                time.sleep(delay)
-                delay *= 3
+                self._sleep(self.delay(attempt))
                 continue
             if r.status_code in (502, 503, 504) and attempt < self.retries:
-                time.sleep(delay)
-                delay *= 3
+                self._sleep(self.delay(attempt))
                 continue
             break
         if write:
             self._wrote()
         if r.status_code >= 400:
-            raise self._error(r)
+            raise self._error(r, len(content or b""))
         try:
             return r.json()
         except ValueError:
@@ -125,22 +147,104 @@ class AmltrackRemote(HttpRemote):
                 f"{method} {url} answered with something that is not JSON; is this an amltrack server?",
             ) from None
 
-    def _error(self, r: httpx.Response) -> RemoteError:
+    def delay(self, attempt: int) -> float:
+        """The pause before trying a request again after its ``attempt``-th try (0 is the first).
+
+        Exponential back-off (x3 a try, at most MAX_BACKOFF) with equal jitter: a random point in
+        the upper half of the step, so the pauses still grow while clients that failed together
+        (a server restart) do not all come back at the same moment.
+        """
+        step = min(MAX_BACKOFF, self.backoff * 3**attempt)
+        return step / 2 + self._random.uniform(0, step / 2)
+
+    def _error(self, r: httpx.Response, size: int = 0) -> RemoteError:
+        """The answer as a RemoteError whose message says what to do, rather than the server's own
+        words where those are meant for the writer of a client (a 413's "send smaller chunks")."""
+        status = r.status_code
         try:
             err = r.json()["error"]
             code, message = str(err["code"]), str(err["message"])
             extra = {k: v for k, v in err.items() if k not in ("code", "message")}
         except (ValueError, KeyError, TypeError):
-            code, message, extra = f"http_{r.status_code}", r.text[:200].strip() or r.reason_phrase, {}
-        return RemoteError(self.url, r.status_code, code, message, extra)
+            code, message, extra = f"http_{status}", r.text[:200].strip() or r.reason_phrase, {}
+        set_token = "AMLTRACK_TOKEN, or the remote's token ('amltrack remote add NAME URL --token T'),"
+        # The server's 401 and 403 messages are written for any client; say it once, for this one.
+        if code == "unauthorized":
+            message = (
+                "it does not know the token sent" if self._token else "it needs a token, and none was sent"
+            )
+            return RemoteError(
+                self.url, status, code, message, extra, hint=f"; set {set_token} to a token it knows"
+            )
+        if code == "forbidden":
+            return RemoteError(
+                self.url,
+                status,
+                code,
+                "the token sent may only read",
+                extra,
+                hint=f"; set {set_token} to a token with the write scope",
+                remote_wide=True,
+            )
+        if status == 403:  # from something in front of the server: it refuses every run alike
+            return RemoteError(self.url, status, code, message, extra, remote_wide=True)
+        if status == 413:
+            limit = f"its limit of {self._max_body} bytes" if self._max_body else "its limit"
+            return RemoteError(
+                self.url,
+                status,
+                code,
+                f"a request body of {size} bytes is over {limit}, or over a lower one of a proxy in front of it",
+                extra,
+                hint="; raise the limit (amltrack server --max-body BYTES, or the proxy's)",
+            )
+        return RemoteError(self.url, status, code, message, extra)
 
     def max_body(self) -> int:
+        """The server's request size limit, from ``GET /v1/health``, which also checks that the URL is
+        an amltrack server; every failure here is remote-wide."""
         if self._max_body is None:
-            health = self._call("GET", "/v1/health")
-            if health.get("server") != "amltrack":
-                raise SyncError(f"{self.url} is not an amltrack server (GET /v1/health)")
+            try:
+                health = self._call("GET", "/v1/health")
+            except RemoteError as e:
+                if e.status in (401, 403) or e.status >= 500:
+                    e.remote_wide = True  # a proxy that wants credentials, or a failing server
+                    raise
+                raise self._not_amltrack(f"GET /v1/health answered {e.status} {e.code}") from None
+            if not isinstance(health, dict) or health.get("server") != "amltrack":
+                raise self._not_amltrack("GET /v1/health does not answer as one does")
             self._max_body = int(health.get("max_body") or CHUNK)
         return self._max_body
+
+    def _not_amltrack(self, why: str) -> RemoteConfigError:
+        return RemoteConfigError(
+            f"{self.url} is not an amltrack server ({why}); check the URL: amltrack's server answers "
+            "GET /v1/health, and an MLflow server's URL starts with mlflow+http:// or mlflow+https://"
+        )
+
+    def _check_size(self, snap: Snapshot, name: str, data: bytes) -> None:
+        """run.json and summary.json go in one request each: one over the limit can never be sent."""
+        limit = self.max_body()
+        if len(data) > limit:
+            raise SyncError(
+                f"{name} of run {snap.id} is {len(data)} bytes, over the request limit of {limit} bytes "
+                f"of {self.url}, and it cannot be sent in parts; raise the server's limit to at least "
+                f"that (amltrack server --max-body {len(data)})"
+            )
+
+    def _put_whole(
+        self, snap: Snapshot, name: str, data: bytes, params: dict[str, Any] | None = None
+    ) -> None:
+        try:
+            self._call("PUT", f"/v1/runs/{snap.id}/{name}", content=data, params=params, write=True)
+        except RemoteError as e:
+            if e.status != 413:
+                raise
+            raise SyncError(
+                f"{self.url} refused {name} of run {snap.id} ({len(data)} bytes) as too large (413), "
+                f"though it announces a limit of {self.max_body()} bytes: a proxy in front of it may have "
+                f"a lower one; raise that limit to at least {len(data)} bytes"
+            ) from None
 
     def _chunk(self) -> int:
         return max(1, min(self.chunk_size, self.max_body()))
@@ -205,10 +309,15 @@ class AmltrackRemote(HttpRemote):
         files = snap.artifact_files(known)
         plan = self._plan(snap, state, files)
         result = PushResult(snap.id, planned=plan.bytes(snap), remote={"published": True})
-        if dry_run or not plan.finalise:
+        if not plan.finalise:
+            return result
+        self._check_size(snap, fmt.RUN_FILE, snap.run_json)
+        if plan.summary and snap.summary_json is not None:
+            self._check_size(snap, fmt.SUMMARY_FILE, snap.summary_json)
+        if dry_run:
             return result
         writes0 = self.writes
-        progress.start(snap.id, result.planned)
+        progress.start(snap.id, result.planned, count_lines(snap.dir / fmt.METRICS_FILE, *plan.metrics))
         rid = snap.id
         if plan.create:
             self._call("PUT", f"/v1/runs/{rid}", write=True)
@@ -219,14 +328,13 @@ class AmltrackRemote(HttpRemote):
             result.sent += self._upload(snap, f, progress)
         result.sent += self._append(snap, fmt.MANIFEST_FILE, *plan.manifest, progress)
         if plan.summary and snap.summary_json is not None:
-            self._call("PUT", f"/v1/runs/{rid}/summary.json", content=snap.summary_json, write=True)
+            self._put_whole(snap, fmt.SUMMARY_FILE, snap.summary_json)
             result.sent += len(snap.summary_json)
             progress.advance(len(snap.summary_json))
-        self._call(
-            "PUT",
-            f"/v1/runs/{rid}/run.json",
-            content=snap.run_json,
-            write=True,
+        self._put_whole(
+            snap,
+            fmt.RUN_FILE,
+            snap.run_json,
             params={"metrics_bytes": snap.metrics_size, "manifest_bytes": snap.manifest_size},
         )
         result.sent += len(snap.run_json)
@@ -272,7 +380,7 @@ class AmltrackRemote(HttpRemote):
                     continue
                 offset = int(r["size"])
                 sent += len(chunk)
-                progress.advance(len(chunk))
+                progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
         return sent
 
     def _upload(self, snap: Snapshot, f: LocalFile, progress: Progress) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,15 +61,54 @@ def remotes_of(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+# How long a sync waits for another one pushing the same run to the same remote, and after how
+# long it says that it waits. The other push ends in seconds unless the run is large or the link
+# slow; overlapping syncs (cron) then take turns run by run instead of failing.
+LOCK_TIMEOUT = 60.0
+LOCK_PATIENCE = 3.0
+
+
 @contextlib.contextmanager
-def locked(run_dir: Path, key: str) -> Iterator[None]:
-    """Hold the run's lock for this remote: two syncs never push one run to one remote at once."""
+def locked(
+    run_dir: Path,
+    key: str,
+    *,
+    timeout: float = LOCK_TIMEOUT,
+    on_wait: Callable[[str], None] | None = None,
+) -> Iterator[None]:
+    """Hold the run's lock for this remote: two syncs never push one run to one remote at once.
+
+    Waits up to ``timeout`` seconds for another sync to finish with the run, calling ``on_wait``
+    with a message if that takes more than LOCK_PATIENCE seconds; then SyncError.
+
+        with locked(run_dir, key):
+            ...  # ask the remote what it holds, and send the rest
+    """
     lock_path = run_dir / LEDGER_DIR / f"{key}.lock"
     lock_path.parent.mkdir(exist_ok=True)
+    lock = FileLock(str(lock_path))
     try:
-        with FileLock(str(lock_path), timeout=0):
-            yield
+        lock.acquire(timeout=min(timeout, LOCK_PATIENCE))
     except LockTimeout:
-        raise SyncError(
-            f"another sync is pushing run {run_dir.name} to this remote; wait for it to finish"
-        ) from None
+        if timeout <= LOCK_PATIENCE:
+            raise _busy(run_dir, timeout) from None
+        if on_wait is not None:
+            on_wait(
+                f"another sync is pushing run {run_dir.name} to this remote; waiting for it "
+                f"(up to {timeout:g} s)"
+            )
+        try:
+            lock.acquire(timeout=timeout - LOCK_PATIENCE)
+        except LockTimeout:
+            raise _busy(run_dir, timeout) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _busy(run_dir: Path, timeout: float) -> SyncError:
+    return SyncError(
+        f"another sync has been pushing run {run_dir.name} to this remote for over {timeout:g} s; "
+        "sync again when it is done"
+    )

@@ -19,18 +19,27 @@ from ._remotes import RemoteEntry
 
 
 class Progress(Protocol):
-    """Told what a push is about to send, then how much of it went."""
+    """Told how many runs a sync looks at; then, for each run it pushes, what it is about to send
+    (bytes, and metric records among them) and how much of it went; and when each run is done.
 
-    def start(self, run_id: str, total: int) -> None: ...
-    def advance(self, n: int) -> None: ...
+    ``begin`` is called once by ``sync``, ``start`` and ``advance`` by the remote during a push, and
+    ``finish`` after every run, pushed or not. A remote that cannot count records passes 0.
+    """
+
+    def begin(self, runs: int) -> None: ...
+    def start(self, run_id: str, total: int, records: int = 0) -> None: ...
+    def advance(self, n: int, records: int = 0) -> None: ...
     def finish(self) -> None: ...
 
 
 class NullProgress:
-    def start(self, run_id: str, total: int) -> None:
+    def begin(self, runs: int) -> None:
         pass
 
-    def advance(self, n: int) -> None:
+    def start(self, run_id: str, total: int, records: int = 0) -> None:
+        pass
+
+    def advance(self, n: int, records: int = 0) -> None:
         pass
 
     def finish(self) -> None:

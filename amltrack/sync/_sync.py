@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -11,12 +12,13 @@ from .. import _format as fmt
 from .._errors import AmltrackError, StoreError
 from .._store import Store
 from . import _ledger as ledger
-from ._errors import RemoteUnavailableError
+from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, Remote, open_remote
 from ._remotes import RemoteEntry, Remotes
 
 ENDED = ("completed", "failed", "killed", "crashed")
+NOT_TRIED = "not tried"  # how the reason of a run starts when a remote-wide error stopped the sync
 
 
 @dataclass
@@ -24,7 +26,8 @@ class RunOutcome:
     """What sync did with one run.
 
     ``outcome`` is ``pushed``, ``up_to_date``, ``would_push`` (dry run), ``skipped`` or ``failed``;
-    ``reason`` says why for the last two. ``differences`` is None unless verified.
+    ``reason`` says why for the last two (``not tried: ...`` for the runs after a remote-wide
+    error). ``differences`` is None unless verified.
     """
 
     id: str
@@ -38,10 +41,14 @@ class RunOutcome:
 
 @dataclass
 class SyncReport:
+    """What a sync did with each run; ``stopped`` is the error that stopped it early, if one did
+    (the remote unreachable, a token refused, a URL that is not a server of its kind)."""
+
     remote: str
     url: str
     dry_run: bool = False
     runs: list[RunOutcome] = field(default_factory=list)
+    stopped: str | None = None
 
     def _with(self, outcome: str) -> list[RunOutcome]:
         return [r for r in self.runs if r.outcome == outcome]
@@ -81,6 +88,7 @@ class SyncReport:
             "ok": self.ok,
             "bytes": self.bytes,
             "counts": self.counts(),
+            "stopped": self.stopped,
             "runs": [asdict(r) for r in self.runs],
         }
 
@@ -114,12 +122,20 @@ def sync(
     verify: bool = False,
     progress: Progress | None = None,
     remotes: Remotes | None = None,
+    lock_timeout: float = ledger.LOCK_TIMEOUT,
+    on_wait: Callable[[str], None] | None = None,
 ) -> SyncReport:
     """Push the store's ended runs (or ``runs``) to a remote: a URL, a remote's name, or the default.
 
     A run whose ledger shows it unchanged since its last complete push is not asked about unless
     ``all_runs``; ``include_running`` also pushes the new tail of running runs; ``verify`` compares every
-    run on the remote by hash afterwards. Nothing raises for one run: see the report.
+    run on the remote by hash afterwards. Nothing raises for one run: see the report. An error that
+    every run would meet (see ``SyncError.remote_wide``) stops the sync: the runs after it are
+    reported failed, "not tried", without a request.
+
+    A run another sync is pushing to the same remote is waited for, up to ``lock_timeout`` seconds
+    (``on_wait`` is told if that takes a while), and then asked about again, so overlapping syncs
+    take turns and send nothing twice.
 
         report = amltrack.sync.sync(to="team")
         print(report.counts(), report.ok)
@@ -130,6 +146,7 @@ def sync(
     report = SyncReport(remote=label, url=remote.url, dry_run=dry_run)
     key = ledger.remote_key(remote.kind, remote.url)
     progress = progress or NullProgress()
+    progress.begin(len(ids))
     try:
         for i, rid in enumerate(ids):
             try:
@@ -144,13 +161,14 @@ def sync(
                     dry_run=dry_run,
                     verify=verify,
                     progress=progress,
+                    lock_timeout=lock_timeout,
+                    on_wait=on_wait,
                 )
-            except RemoteUnavailableError as e:
-                report.runs.append(RunOutcome(rid, "failed", reason=str(e)))
-                report.runs += [
-                    RunOutcome(r, "failed", reason=f"not tried: {remote.url} is unreachable")
-                    for r in ids[i + 1 :]
-                ]
+            except _Stopped as stop:  # every other run would fail the same way
+                report.stopped = str(stop.error)
+                report.runs.append(stop.outcome)
+                why = _why_stopped(stop.error, remote.url)
+                report.runs += [RunOutcome(r, "failed", reason=f"{NOT_TRIED}: {why}") for r in ids[i + 1 :]]
                 break
             finally:
                 progress.finish()
@@ -174,7 +192,10 @@ def _sync_run(
     dry_run: bool,
     verify: bool,
     progress: Progress,
+    lock_timeout: float,
+    on_wait: Callable[[str], None] | None,
 ) -> RunOutcome | None:
+    """One run's outcome, or None for a folder that is not a run; _Stopped for a remote-wide error."""
     run_dir = store.runs_dir / rid
     try:
         snap = snapshot(store, rid)
@@ -192,28 +213,54 @@ def _sync_run(
             )
             return out
         entry = ledger.read(run_dir, key)
-        known = entry.get("artifacts") if entry else None
-        unchanged = bool(entry and entry.get("complete") and entry.get("local") == snap.fingerprint())
-        if all_runs or not unchanged:
+        if all_runs or not _unchanged(entry, snap):
             if dry_run:
+                known = entry.get("artifacts") if entry else None
                 result = remote.push_run(snap, progress, dry_run=True, known=known)
                 out.bytes = result.planned
                 out.outcome = "would_push" if result.planned else "up_to_date"
             else:
-                with ledger.locked(run_dir, key):
-                    result = remote.push_run(snap, progress, known=known)
-                    _record(snap, key, remote, entry, result.sent, result.remote)
-                out.bytes, out.writes = result.sent, result.writes
-                out.outcome = "pushed" if result.writes else "up_to_date"
+                with ledger.locked(run_dir, key, timeout=lock_timeout, on_wait=on_wait):
+                    # Read again under the lock: another sync may have pushed the run while this one
+                    # waited, and then there is nothing to ask; else the push asks the remote afresh.
+                    entry = ledger.read(run_dir, key)
+                    if all_runs or not _unchanged(entry, snap):
+                        known = entry.get("artifacts") if entry else None
+                        result = remote.push_run(snap, progress, known=known)
+                        _record(snap, key, remote, entry, result.sent, result.remote)
+                        out.bytes, out.writes = result.sent, result.writes
+                        out.outcome = "pushed" if result.writes else "up_to_date"
         if verify:
             out.differences = remote.verify_run(snap)
             if out.differences and not dry_run:
                 ledger.forget(run_dir, key)  # the next sync asks the remote instead of trusting the ledger
-    except RemoteUnavailableError:
-        raise
+    except SyncError as e:
+        out.outcome, out.reason = "failed", str(e)
+        if e.remote_wide:
+            raise _Stopped(out, e) from e
     except (AmltrackError, OSError) as e:
         out.outcome, out.reason = "failed", str(e)
     return out
+
+
+class _Stopped(Exception):
+    """A run failed with an error that every other run would meet: the sync stops."""
+
+    def __init__(self, outcome: RunOutcome, error: SyncError) -> None:
+        self.outcome, self.error = outcome, error
+
+
+def _unchanged(entry: dict[str, Any] | None, snap: Snapshot) -> bool:
+    """The ledger shows the run's last push complete, and the run unchanged since."""
+    return bool(entry and entry.get("complete") and entry.get("local") == snap.fingerprint())
+
+
+def _why_stopped(e: SyncError, url: str) -> str:
+    if isinstance(e, RemoteUnavailableError):
+        return f"{url} is unreachable"
+    if isinstance(e, RemoteError):
+        return f"{url} refused the request ({e.status} {e.code})"
+    return f"{url} cannot be used (see the first failed run)"
 
 
 def _record(
