@@ -390,10 +390,45 @@ def test_the_web_ui_is_served_to_holders_of_a_read_token(server: ServerProcess) 
         r = anon.get("/ui/api/runs")
         assert r.status_code == 401
         page = anon.get("/ui/")
-        assert page.status_code in (200, 401) and "token" in page.text.lower()  # the sign-in form
+        assert page.status_code == 401 and 'action="/ui/login"' in page.text  # the sign-in form
+        assert 'name="token"' in page.text and "ui.js" not in page.text
     with server.client(READ_TOKEN) as c:
         r = c.get("/ui/api/runs")
         assert r.status_code == 200, r.text
         assert c.get("/ui/").status_code == 200
     with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": "Bearer wrong-token-123456"}) as bad:
         assert bad.get("/ui/api/runs").status_code == 401
+
+
+def test_the_web_ui_is_announced_at_start_in_the_help_and_in_the_docs(server: ServerProcess) -> None:
+    assert f"web UI at {server.url}/ui/" in server.log.read_text()
+    assert "/ui/" in cli("server", "--help").stdout
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    assert "/ui/" in (docs / "sync.md").read_text() and "amltrack server" in (docs / "ui.md").read_text()
+    assert "`/ui/`" in (docs / "ui.md").read_text()
+
+
+def test_with_tokens_any_host_name_is_answered(server: ServerProcess) -> None:
+    with server.client(READ_TOKEN) as c:
+        assert c.get("/v1/runs", headers={"Host": "amltrack.example.org"}).status_code == 200
+        assert c.get("/ui/api/runs", headers={"Host": "amltrack.example.org:443"}).status_code == 200
+
+
+def test_without_tokens_it_answers_only_to_loopback_host_names(tmp_path: Path) -> None:
+    """A loopback server without tokens is open to any web page by DNS rebinding unless it checks Host."""
+    srv = ServerProcess(tmp_path / "store", tmp_path / "server.log", tokens=None).start()
+    try:
+        with srv.client(None) as c:
+            for path in ("/v1/health", "/v1/runs", "/ui/api/runs", "/ui/", "/openapi.json"):
+                for host in (f"127.0.0.1:{srv.port}", f"localhost:{srv.port}", f"[::1]:{srv.port}", "localhost"):
+                    assert c.get(path, headers={"Host": host}).status_code == 200, (path, host)
+                for host in ("attacker.example", f"attacker.example:{srv.port}", "127.0.0.1.nip.io", ""):
+                    r = c.get(path, headers={"Host": host})
+                    assert r.status_code == 400, (path, host, r.status_code)
+                    assert r.json()["error"]["code"] == "invalid_host" and "invalid_host" in ERROR_CODES
+                    assert "127.0.0.1" in r.json()["error"]["message"]
+            r = c.put(f"/v1/runs/{RID}", headers={"Host": "attacker.example"})
+            assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+            assert not (srv.store / "runs" / RID).exists() and not (srv.store / ".server" / "incoming" / RID).exists()
+    finally:
+        srv.stop()

@@ -619,6 +619,11 @@ def test_the_host_header_must_be_loopback_when_asked(ui_store: dict, serve: Call
     assert c.get("/api/runs", headers={"Host": "[::1]:8766"}).status_code == 200
     r = c.get("/api/runs", headers={"Host": "attacker.example:8766"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
+    assert r.headers["x-frame-options"] == "DENY", "the refusal has the security headers too"
+    # The address the connection came in on is allowed too: an IP literal cannot be rebound.
+    only = serve(create_app(ui_store["store"], allowed_hosts=["localhost"]))
+    assert only.get("/api/runs").status_code == 200  # Host: 127.0.0.1:<port>, the server's own address
+    assert only.get("/api/runs", headers={"Host": "127.0.0.2"}).status_code == 400
 
 
 TOKEN = "read-token-0123456789"

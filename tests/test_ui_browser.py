@@ -1,7 +1,8 @@
 """The UI in a real browser: Playwright driving Debian's chromium against an ``amltrack ui`` process.
 
-Each page is saved as a screenshot under test-results/ui/. .ci/run installs chromium with apt-get;
-without it (or without the playwright package) these tests skip and say why.
+Each page is saved as a screenshot under test-results/ui/, which each session empties first; a test
+that fails leaves FAILED-<test>.png there. .ci/run installs chromium with apt-get; without it (or
+without the playwright package) these tests skip and say why.
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
 
 import amltrack
 from amltrack import _assets
+from amltrack import _format as fmt
 
 from .conftest import child_env, wait_until
+from .sync_helpers import READ_TOKEN, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "test-results" / "ui"
@@ -31,6 +35,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 XSS = "<script>alert(1)</script>"
+IMG = "<img src=x onerror=alert(1)>"  # a metric of two runs: the compare page's legend
+BOLD = "<b>bold</b> &amp; <sup>2</sup>"  # one that plotly would draw as markup, were it not escaped
+HTML_FILE = "odd/<img src=x onerror=alert(2)>.html"  # an artifact: the run page's tree
 WEIGHTS = hashlib.sha256(b"weights").digest() * 1000  # 32,000 bytes
 
 if not os.path.exists(CHROMIUM):
@@ -39,14 +46,24 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytest.importorskip("plotly", reason="plotly is not installed: pip install -e '.[ui]'")
 
 
+def manifest_has(run_dir: Path, path: str, status: str) -> bool:
+    manifest = run_dir / fmt.MANIFEST_FILE
+    lines = manifest.read_text().splitlines() if manifest.exists() else []
+    return any(f'"path":"{path}"' in line and f'"status":"{status}"' in line for line in lines)
+
+
 def make_store(root: Path) -> dict[str, str]:
-    """Four runs: two completed mnist runs, a failed cifar run and a crashed one, plus an asset."""
+    """Four runs: two completed mnist runs, a failed cifar run and a crashed one, plus an asset.
+
+    Call with $AMLTRACK_OUTPUTS_KEEP_DELETED=1: baseline's outputs/ckpt_1.pt is deleted, its copy kept.
+    """
     store = root / "store"
     outputs = root / "outputs"
     outputs.mkdir()
     (outputs / "link.txt").symlink_to(root)  # the mirror records a link as skipped, with the reason
     logger = amltrack.get_logger("mnist", store=store, outputs=outputs, name="baseline",
                                  tags={"model": "<b>cnn</b>"}, params={"lr": 0.1})
+    (outputs / "ckpt_1.pt").write_bytes(b"checkpoint 1")
     for i in range(2000):
         logger.log("loss", math.exp(-i / 400) + (3.0 if i == 1234 else 0.0))
         logger.log("accuracy", 1 - math.exp(-i / 300))
@@ -55,14 +72,23 @@ def make_store(root: Path) -> dict[str, str]:
     logger.log("phase", "warmup")
     logger.log("phase", "<b>train</b>")
     logger.log(XSS, 1.0)
+    logger.log(IMG, 2.0)
+    logger.log(BOLD, 2.0)
     logger.upload("notes/config.txt", "lr=0.1\n")
     logger.upload("model/weights.bin", WEIGHTS)
+    logger.upload(HTML_FILE, "<script>alert(3)</script>")
+    wait_until(lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "stored"), 30, "the mirror to copy ckpt_1.pt")
+    (outputs / "ckpt_1.pt").unlink()
+    wait_until(lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "deleted"), 30, "the mirror to see it deleted")
     logger.finish()
     baseline = logger.run_id
     with amltrack.start_run("mnist", store=store, outputs=None, name="tuned") as other:
         for i in range(1500):
             other.log("loss", math.exp(-i / 250))
             other.log("accuracy", 1 - math.exp(-i / 200))
+        other.log(IMG, 1.0)
+        other.log(IMG, 3.0)
+        other.log(BOLD, 1.0)
         other.upload("model/weights.bin", WEIGHTS[::-1])
     with pytest.raises(ValueError), amltrack.start_run("cifar", store=store, outputs=None, name="diverged") as bad:
         bad.log("loss", float("inf"))
@@ -87,6 +113,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         mp.chdir(root)
         for var in ("AMLTRACK_RUN_ID", "AMLTRACK_STORE", "AMLTRACK_EXPERIMENT", "AMLTRACK_OUTPUTS"):
             mp.delenv(var, raising=False)
+        mp.setenv("AMLTRACK_OUTPUTS_KEEP_DELETED", "1")
         runs = make_store(root)
     log = root / "ui.log"
     with open(log, "w") as err:
@@ -107,9 +134,16 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     assert "Traceback" not in log.read_text(), log.read_text()
 
 
+@pytest.fixture(scope="session")
+def shots() -> Path:
+    """test-results/ui/, emptied once a session: no screenshot there is from an earlier one."""
+    shutil.rmtree(SHOTS, ignore_errors=True)
+    SHOTS.mkdir(parents=True)
+    return SHOTS
+
+
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def browser(shots: Path) -> Iterator[object]:
     with sync_api.sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
@@ -119,16 +153,34 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture
-def page(browser: object, ui: dict) -> Iterator[object]:
-    """A fresh page that fails the test on a script error, a CSP violation, or any alert()."""
+def page(browser: object, ui: dict, request: pytest.FixtureRequest) -> Iterator[object]:
+    """A fresh page that fails the test on a script error, a CSP violation, or any alert().
+
+    When the test failed (or the page had problems), the page as it was is saved as
+    FAILED-<test>.png. ``page.expected_errors`` lists console errors a test means to cause.
+    """
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     pg = context.new_page()
     problems: list[str] = []
+    pg.expected_errors = []
+
+    def on_console(m: object) -> None:
+        if m.type == "error" and not any(e in m.text for e in pg.expected_errors):
+            problems.append(f"console {m.type}: {m.text}")
+
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    pg.on("console", on_console)
     pg.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     pg.set_default_timeout(15_000)
+    failed = request.session.testsfailed
     yield pg
+    # The call's report is in by now: a failure of the test body has been counted.
+    if request.session.testsfailed > failed or problems:
+        name = re.sub(r"[^\w.-]+", "_", request.node.name)
+        try:
+            pg.screenshot(path=str(SHOTS / f"FAILED-{name}.png"), full_page=True)
+        except sync_api.Error:
+            pass  # a page that crashed or closed has nothing to show
     context.close()
     assert not problems, problems
 
@@ -179,8 +231,8 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     page.wait_for_selector("body[data-loaded]")
     page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
     names = page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)")
-    assert names == ["loss", "accuracy", XSS]
-    assert traces(page, "#charts .chart") == [1, 1, 1]
+    assert names == ["loss", "accuracy", XSS, IMG, BOLD]
+    assert traces(page, "#charts .chart") == [1, 1, 1, 1, 1]
     assert traces(page, "#lists .chart") == [1]
     # The script-named metric is a heading's text: no element was made from it, no alert fired.
     assert page.inner_text(f"#charts .chart-card[data-metric='{XSS}'] h3") == XSS
@@ -199,6 +251,21 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     assert "weights.bin" in tree and "31.3 KiB" in tree and "config.txt" in tree
     assert page.get_attribute("#artifacts li.file[data-path='outputs/link.txt']", "data-status") == "skipped"
     assert "links are not followed" in page.inner_text("#rejected")
+    # A file name is text in the tree, and its link a download.
+    html_file = f"#artifacts li.file[data-path='{HTML_FILE}']"
+    assert page.inner_text(f"{html_file} a.download") == HTML_FILE.split("/")[-1]
+    assert page.eval_on_selector_all("#artifacts img, #artifacts script", "es => es.length") == 0
+    # A file deleted from outputs/ whose copy was kept: deleted, not rejected, and still a download.
+    ckpt = "#artifacts li.file[data-path='outputs/ckpt_1.pt']"
+    assert page.get_attribute(ckpt, "data-status") == "deleted"
+    assert page.get_attribute(f"{ckpt} .status", "class") == "status artifact-deleted"
+    assert page.inner_text(f"{ckpt} .status") == "deleted" and "last copy kept" in page.inner_text(f"{ckpt} .reason")
+    assert page.eval_on_selector(f"{ckpt} .status", "e => getComputedStyle(e).backgroundColor") != \
+        page.eval_on_selector("#artifacts li.file[data-path='outputs/link.txt'] .status",
+                              "e => getComputedStyle(e).backgroundColor")
+    assert page.get_attribute(f"{ckpt} a.download", "download") == "ckpt_1.pt"
+    assert "ckpt_1.pt" not in page.inner_text("#rejected")
+    assert "1 rejected, 1 deleted" in page.inner_text("#artifacts > p.note")
     # Zoom: the chart asks for the visible steps again, every point of them.
     page.evaluate("(sel) => Plotly.relayout(document.querySelector(sel), {'xaxis.range': [1200, 1260]})", loss)
     zoomed = "(sel) => { const x = document.querySelector(sel).data[0].x; return x.length < 100 && x.includes(1234); }"
@@ -239,6 +306,22 @@ def test_compare_overlays_two_runs(page: object, ui: dict) -> None:
     page.wait_for_selector("#compare-chart[data-ready]")
     assert traces(page, "#compare-chart .chart") == [2]
     assert "metric=accuracy" in page.url
+    # A metric named as HTML, in both runs: its name is text in the title, the legend and the menu.
+    page.select_option("#compare-metric", IMG)
+    page.wait_for_function("(name) => document.querySelector('#compare-chart h3').textContent === name", arg=IMG)
+    page.wait_for_selector("#compare-chart[data-ready]")
+    assert traces(page, "#compare-chart .chart") == [2]
+    assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == IMG
+    assert page.eval_on_selector("#compare-metric", "s => s.selectedOptions[0].textContent") == IMG
+    assert page.eval_on_selector_all("img, #compare-chart script", "es => es.length") == 0
+    assert sorted(page.eval_on_selector_all("#compare-chart .legendtext", "ts => ts.map(t => t.textContent)")) == \
+        ["baseline", "tuned"]
+    page.select_option("#compare-metric", BOLD)
+    page.wait_for_function("(name) => document.querySelector('#compare-chart h3').textContent === name", arg=BOLD)
+    page.wait_for_selector("#compare-chart[data-ready]")
+    assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == BOLD
+    page.select_option("#compare-metric", IMG)
+    page.wait_for_selector("#compare-chart[data-ready]")
     shot(page, "compare")
 
 
@@ -247,21 +330,22 @@ def test_a_live_run_s_chart_grows_without_a_reload(page: object, ui: dict) -> No
     try:
         for i in range(10):
             logger.log("loss", 1.0 / (i + 1))
-        logger.log("loss", 0.05).wait()
+        logger.log("loss", 0.05)
         page.goto(f"{ui['url']}runs/{logger.run_id}")
         chart = "#charts .chart-card[data-metric='loss'] .chart"
         points = "([sel, n]) => document.querySelector(sel)?.dataset.points === n"
         page.wait_for_function(points, arg=[chart, "11"])
         assert page.inner_text("#run-status") == "running"
         page.evaluate("window.reloaded = false")
+        # The clock starts at log(), not once the writer has flushed: its interval counts too.
+        logged = time.monotonic()
         for i in range(20):
             logger.log("loss", 0.04 - i / 1000)
-        logger.log("acc", 0.5).wait()  # a new metric appears as a new chart
-        landed = time.monotonic()
+        logger.log("acc", 0.5)  # a new metric appears as a new chart
         page.wait_for_function(points, arg=[chart, "31"], timeout=5000)
         page.wait_for_selector("#charts .chart-card[data-metric='acc'][data-ready]", timeout=5000)
-        took = time.monotonic() - landed
-        assert took < 2.0, f"the chart took {took:.2f} s to show records on disk"
+        took = time.monotonic() - logged
+        assert took < 2.0, f"the chart took {took:.2f} s to show what log() was given"
         assert page.evaluate("window.reloaded") is False, "the page was not reloaded"
         shot(page, "live")
     finally:
@@ -281,3 +365,152 @@ def test_assets_page_lists_every_version(page: object, ui: dict) -> None:
         page.click("section[data-asset='mnist-cnn'] tr[data-version='1'] a.download")
     assert Path(info.value.path()).read_bytes() == WEIGHTS
     shot(page, "assets")
+
+
+def plot_point(page: object, chart: str, x: float, y: float) -> tuple[float, float]:
+    """Where on the screen the chart's drag layer (.nsewdrag) shows the point (x, y), scrolled into view.
+
+    A point on the layer's edge is moved 2 pixels in: plotly does not hover on the edge itself.
+    """
+    page.locator(chart).scroll_into_view_if_needed()
+    return tuple(page.eval_on_selector(chart, """(gd, [x, y]) => {
+        const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        const [x0, x1] = gd.layout.xaxis.range, [y0, y1] = gd.layout.yaxis.range;
+        const inside = (v, lo, size) => Math.min(Math.max(v, lo + 2), lo + size - 2);
+        return [inside(box.left + (x - x0) / (x1 - x0) * box.width, box.left, box.width),
+                inside(box.top + (y1 - y) / (y1 - y0) * box.height, box.top, box.height)];
+    }""", [x, y]))
+
+
+def hover_text(page: object, chart: str, x: float, y: float) -> list[str]:
+    """Moves the mouse onto the point (x, y) of a chart; the lines of the hover label plotly shows."""
+    px, py = plot_point(page, chart, x, y)
+    page.mouse.move(px - 30, py - 30)
+    page.mouse.move(px, py, steps=3)
+    label = f"{chart} .hoverlayer .hovertext"
+    page.wait_for_selector(label)
+    lines = "g => [...g.querySelectorAll('text.nums tspan.line'), g.querySelector('text.name')]"
+    return page.eval_on_selector(label, lines + ".map(t => t ? t.textContent : null)")
+
+
+def test_a_chart_shows_values_on_hover(page: object, ui: dict) -> None:
+    with amltrack.start_run("hover", store=ui["store"], outputs=None, name="hover") as logger:
+        for v in (24.0, 0.1 + 0.2, 3.14159265, 1e-7, 12.5):
+            logger.log("lr", v)
+    page.goto(f"{ui['url']}runs/{logger.run_id}")
+    chart = "#charts .chart-card[data-metric='lr'] .chart"
+    page.wait_for_selector("#charts .chart-card[data-metric='lr'][data-ready]")
+    # Six significant digits, no padding zeros ("24", not "24.0000"), no float noise ("0.3").
+    assert hover_text(page, chart, 0, 24.0) == ["step 0", "24", "lr"]
+    assert hover_text(page, chart, 1, 0.1 + 0.2) == ["step 1", "0.3", "lr"]
+    assert hover_text(page, chart, 2, 3.14159265) == ["step 2", "3.14159", "lr"]
+    assert hover_text(page, chart, 3, 1e-7) == ["step 3", "1e-7", "lr"]
+    shot(page, "hover")
+
+
+def test_dragging_on_a_chart_zooms_and_fetches_the_zoomed_steps(page: object, ui: dict) -> None:
+    page.goto(f"{ui['url']}runs/{ui['baseline']}")
+    loss = "#charts .chart-card[data-metric='loss'] .chart"
+    page.wait_for_selector("#charts .chart-card[data-metric='loss'][data-ready]")
+    page.locator(loss).scroll_into_view_if_needed()
+    before = page.eval_on_selector(loss, "gd => [...gd.layout.xaxis.range]")
+    assert len(page.eval_on_selector(loss, "gd => gd.data[0].x")) < 2000, "the full range is downsampled"
+    box = page.eval_on_selector(f"{loss} .nsewdrag", "e => { const b = e.getBoundingClientRect(); "
+                                "return [b.left, b.top, b.width, b.height]; }")
+    left, top, width, height = box
+    with page.expect_request(lambda r: "/series?" in r.url and "name=loss" in r.url and "x0=" in r.url) as asked:
+        page.mouse.move(left + 0.3 * width, top + 0.5 * height)
+        page.mouse.down()
+        page.mouse.move(left + 0.5 * width, top + 0.5 * height + 3, steps=8)
+        page.mouse.up()
+    after = page.eval_on_selector(loss, "gd => [...gd.layout.xaxis.range]")
+    assert before[0] < after[0] < after[1] < before[1] and after[1] - after[0] < 0.3 * (before[1] - before[0])
+    query = parse_qs(urlparse(asked.value.url).query)
+    x0, x1 = int(query["x0"][0]), int(query["x1"][0])
+    assert (x0, x1) == (math.floor(after[0]), math.ceil(after[1]))
+    # Every step of the zoomed range is drawn (one neighbour each side), no longer one of each bucket.
+    every = "([sel, a, b]) => { const x = document.querySelector(sel).data[0].x; " \
+            "return x[0] === Math.max(a - 1, 0) && x[x.length - 1] === b + 1 && x.length === b - a + 3; }"
+    page.wait_for_function(every, arg=[loss, x0, x1])
+    shot(page, "zoomed")
+
+
+def test_the_runs_page_shows_status_changes_without_a_reload(page: object, ui: dict) -> None:
+    script = ("import amltrack, sys\n"
+              f"lg = amltrack.get_logger('status', store={ui['store']!r}, outputs=None, name='doomed')\n"
+              "lg.log('loss', 1.0).wait()\n"
+              "print(lg.run_id, flush=True)\n"
+              "sys.stdin.read()\n")
+    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True, env=child_env())
+    finishing = amltrack.get_logger("status", store=ui["store"], outputs=None, name="finishing")
+    try:
+        doomed = child.stdout.readline().strip()
+        assert doomed, "the child did not start its run"
+        page.goto(ui["url"] + "?experiment=status")
+        status = "([id, s]) => document.querySelector(`tr[data-run-id='${id}'] .status`)?.textContent === s"
+        page.wait_for_function(status, arg=[doomed, "running"])
+        page.wait_for_function(status, arg=[finishing.run_id, "running"])
+        page.evaluate("window.reloaded = false")
+        child.kill()  # SIGKILL: the run stays "running" on file, and reads as crashed
+        child.wait(15)
+        finishing.finish()
+        changed = time.monotonic()
+        page.wait_for_function(status, arg=[doomed, "crashed"], timeout=5000)
+        page.wait_for_function(status, arg=[finishing.run_id, "completed"], timeout=5000)
+        assert time.monotonic() - changed < 5
+        assert page.evaluate("window.reloaded") is False, "the page was not reloaded"
+        shot(page, "runs-live")
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(15)
+        child.stdout.close()
+        child.stdin.close()
+
+
+def test_the_server_serves_the_ui_to_a_read_token(page: object, browser: object, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with amltrack.start_run("served", store=store, outputs=None, name="on the server") as logger:
+        for i in range(100):
+            logger.log("loss", 1.0 / (i + 1))
+            logger.log("accuracy", i / 100)
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"read:{READ_TOKEN}\n")
+    server = ServerProcess(store, tmp_path / "server.log", tokens=None, args=("--tokens-file", str(tokens)))
+    server.start()
+    try:
+        found = re.search(r"web UI at (http://127\.0\.0\.1:\d+/ui/)", server.log.read_text())
+        assert found and found.group(1) == f"{server.url}/ui/", server.log.read_text()
+        ui_url = found.group(1)
+        run_page = f"{ui_url}runs/{logger.run_id}"
+        # Without a token: the API answers 401, a page is the sign-in form.
+        page.expected_errors.append("the server responded with a status of 401")
+        anon = browser.new_context()
+        try:
+            for path in ("api/runs", f"api/runs/{logger.run_id}/series?name=loss", f"runs/{logger.run_id}"):
+                assert anon.request.get(ui_url + path).status == 401, path
+        finally:
+            anon.close()
+        assert page.goto(run_page).status == 401
+        page.fill("input[name=token]", "not-the-token-0123456789")
+        page.click("button[type=submit]")
+        page.wait_for_selector("p.error")
+        assert "does not know this token" in page.inner_text("p.error")
+        page.fill("input[name=token]", READ_TOKEN)
+        page.click("button[type=submit]")
+        page.wait_for_url(run_page)
+        page.wait_for_selector("body[data-loaded]")
+        page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
+        assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == \
+            ["loss", "accuracy"]
+        assert traces(page, "#charts .chart") == [1, 1]
+        assert page.get_attribute("#charts .chart-card[data-metric='loss'] .chart", "data-points") == "100"
+        shot(page, "server-run")
+        # The sign-in cookie is the page's only key: the same request without it is still refused.
+        assert page.request.get(ui_url + "api/runs").status == 200
+        assert page.context.cookies()[0]["httpOnly"] is True
+        page.context.clear_cookies()
+        assert page.request.get(ui_url + "api/runs").status == 401
+    finally:
+        server.stop()

@@ -3,12 +3,19 @@ opens their pages, and never spins or raises on a run it cannot cache."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import amltrack
 from amltrack.ui._cache import Caches, Warmer
+
+from .conftest import child_env, wait_until
 
 
 def logged(store: Path, n: int, name: str = "w") -> Path:
@@ -75,3 +82,31 @@ def test_a_run_that_cannot_be_cached_is_skipped_quietly(tmp_path: Path) -> None:
     assert warmer.run_once() is False
     assert warmer.run_once() is False
     os.remove(run_dir / "cache" / "ui")
+
+
+def serving(args: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "w") as err:
+        return subprocess.Popen([sys.executable, "-m", "amltrack", *args, "--port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+
+
+def cache_offset(run_dir: Path) -> int:
+    index = run_dir / "cache" / "ui" / "index.json"
+    return json.loads(index.read_text())["offset"] if index.exists() else -1
+
+
+@pytest.mark.parametrize("command", ["ui", "server"])
+def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, command: str) -> None:
+    store = tmp_path / "store"
+    early = logged(store, 20_000)  # there before the process starts
+    proc = serving([command, "--store", str(store)], tmp_path / "serve.log")
+    try:
+        wait_until(lambda: "http://127.0.0.1:" in (tmp_path / "serve.log").read_text(), 20, "the URL")
+        late = logged(store, 5_000)  # logged while it serves, and never asked for
+        for run_dir in (early, late):
+            size = (run_dir / "metrics.jsonl").stat().st_size
+            wait_until(lambda d=run_dir, s=size: cache_offset(d) == s, 30, f"the chart cache of {run_dir.name}")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

@@ -18,12 +18,14 @@ def add_parser(sub: Any) -> None:
             "Serve an amltrack store over HTTP: 'amltrack sync' pushes runs into it, and it stays an "
             "ordinary store that 'amltrack history --store DIR' reads. Tokens come from --tokens-file "
             "or $AMLTRACK_SERVER_TOKENS (entries 'read:TOKEN' or 'write:sha256:HEX'); without tokens "
-            "it listens on loopback only. See docs/sync.md.",
+            "it listens on loopback only. It also serves the web UI (the pages of 'amltrack ui') at "
+            "/ui/, to holders of a read or write token. See docs/sync.md.",
             width=90,
         ),
         epilog=(
             "examples:\n"
             "  amltrack server --new-token write        # prints a token and its tokens-file line\n"
+            "  amltrack server --store .amltrack        # the web UI at http://127.0.0.1:8765/ui/\n"
             "  amltrack server --store /srv/amltrack --host 0.0.0.0 --tokens-file /etc/amltrack/tokens"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -331,6 +331,8 @@ def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None
     from ..ui._app import LOOPBACK_NAMES, HostCheck
 
     auth = None if tokens is None else token_auth(lambda t: tokens.scope_of(t) is not None)
-    app.mount("/ui", create_ui(store, auth=auth))
+    ui = create_ui(store, auth=auth)
+    app.mount("/ui", ui)
+    app.state.ui_warmer = ui.state.api.warmer
     if tokens is None:
         app.add_middleware(HostCheck, allowed_hosts=LOOPBACK_NAMES)

@@ -27,6 +27,7 @@ ERROR_CODES = {
     "blob_not_found": "404: no upload of that content for the run",
     "method_not_allowed": "405: the URL does not take that method",
     "invalid_request": "400/422: a malformed query parameter or body",
+    "invalid_host": "400: a Host header that is not loopback, on a server without tokens (DNS rebinding)",
     "invalid_run_id": "400: a run id that is not valid",
     "invalid_path": "400: an artifact path that is absolute, has '..', NUL, ...",
     "invalid_json": "400: run.json or summary.json that is not a JSON object, or names another run",

@@ -90,11 +90,14 @@ def serve(
         sock, url = listen(host, port, 2048, ServerConfigError)
         auth = "no tokens (loopback only)" if tokens is None else f"{len(tokens)} token(s)"
         print(
-            f"amltrack server: serving {root} on {url} ({auth})", file=sys.stderr, flush=True
+            f"amltrack server: serving {root} on {url} ({auth}); web UI at {url}/ui/",
+            file=sys.stderr,
+            flush=True,
         )
         config = uvicorn.Config(
             app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
         )
+        app.state.ui_warmer.start()  # the newest runs' charts, ready before their pages are opened
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         os.close(lock_fd)

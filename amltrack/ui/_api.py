@@ -38,7 +38,7 @@ from .._errors import (
 )
 from .._store import Run, Store
 from . import _series
-from ._cache import Caches, SeriesCache
+from ._cache import Caches, SeriesCache, Warmer
 from ._static import plotly_available
 
 API_VERSION = 1
@@ -204,6 +204,7 @@ class Api:
         self.store = store
         self.show_store = show_store  # the store's path in /api/health, which needs no auth
         self.caches = Caches()
+        self.warmer = Warmer(store, self.caches)  # started by the serving process, not by tests' apps
 
     def _run(self, ref: str) -> Run:
         return self.store.run(ref)

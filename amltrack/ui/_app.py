@@ -44,13 +44,47 @@ def _hostname(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+class HostCheck:
+    """Answers 400 ``invalid_host`` to a request whose Host header is not one of ``allowed_hosts``.
+
+    A server on loopback is reachable from any web page the browser opens: a page at
+    ``attacker.example`` whose DNS name is then rebound to 127.0.0.1 reads it with the browser's
+    same-origin blessing, but its requests carry ``Host: attacker.example``. The address the
+    connection came in on is always allowed too: an IP literal cannot be rebound.
+
+        app.add_middleware(HostCheck, allowed_hosts=LOOPBACK_NAMES)   # a whole app
+    """
+
+    def __init__(self, app: ASGIApp, *, allowed_hosts: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {h.lower() for h in allowed_hosts}
+
+    def allows(self, scope: Scope) -> bool:
+        host = _hostname(Headers(scope=scope).get("host", "")).lower()
+        server = scope.get("server") or ("",)
+        return host in self.allowed or (bool(host) and host == str(server[0]).lower())
+
+    async def refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        names = ", ".join(sorted(self.allowed))
+        response = error_response(
+            400, "invalid_host", f"this server answers only to {names}; open it by that address"
+        )
+        await response(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not self.allows(scope):
+            await self.refuse(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 class Guard:
-    """Checks the Host header (DNS rebinding), runs the auth hook, and adds the security headers."""
+    """Checks the Host header (``HostCheck``), runs the auth hook, and adds the security headers."""
 
     def __init__(self, app: ASGIApp, *, auth: AuthHook | None, allowed_hosts: Iterable[str] | None) -> None:
         self.app = app
         self.auth = auth
-        self.allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+        self.hosts = None if allowed_hosts is None else HostCheck(app, allowed_hosts=allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,16 +99,9 @@ class Guard:
                         headers[k] = v
             await send(message)
 
-        if self.allowed is not None:
-            host = _hostname(Headers(scope=scope).get("host", "")).lower()
-            if host not in self.allowed:
-                response = error_response(
-                    400,
-                    "invalid_host",
-                    f"this UI answers only to {', '.join(sorted(self.allowed))}; open it by that address",
-                )
-                await response(scope, receive, send_with_headers)
-                return
+        if self.hosts is not None and not self.hosts.allows(scope):
+            await self.hosts.refuse(scope, receive, send_with_headers)
+            return
         if self.auth is not None:
             route = route_path(scope)
             if route not in PUBLIC_PATHS and not route.startswith(PUBLIC_PREFIXES):

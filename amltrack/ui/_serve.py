@@ -51,4 +51,5 @@ def serve(
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3
     )
+    app.state.api.warmer.start()  # the newest runs' charts, ready before their pages are opened
     uvicorn.Server(config).run(sockets=[sock])

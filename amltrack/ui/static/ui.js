@@ -133,11 +133,12 @@
   };
 
   // One chart: one or several sources (run, metric), each one trace, downsampled by the server to
-  // the chart's width and re-fetched for the zoomed range.
+  // the chart's width and re-fetched for the zoomed range. "legend" titles the legend (compare: the metric).
   class SeriesChart {
-    constructor(card, sources) {
+    constructor(card, sources, legend) {
       this.card = card;
       this.sources = sources;
+      this.legend = legend;
       this.log = false;
       this.range = null;
       this.div = el("div", { class: "chart" });
@@ -194,14 +195,15 @@
           type: "scatter", mode: data.x.length < 2 ? "markers" : "lines",
           x: data.x, y: data.y, name: plotlyText(src.label),
           line: { width: 1.5, shape: data.bools ? "hv" : "linear" },
-          hovertemplate: "step %{x}<br>%{y:.6g}<extra>%{fullData.name}</extra>",
+          hovertemplate: "step %{x}<br>%{y:.6~g}<extra>%{fullData.name}</extra>",
         });
       });
       const layout = {
         height: 260, margin: { l: 60, r: 15, t: 10, b: 40 },
         xaxis: { title: { text: "step" }, zeroline: false },
         yaxis: { type: this.log ? "log" : "linear", zeroline: false },
-        showlegend: this.sources.length > 1, legend: { orientation: "h", y: -0.25 },
+        showlegend: this.sources.length > 1,
+        legend: { orientation: "h", y: -0.25, title: this.legend ? { text: plotlyText(this.legend) } : undefined },
         hovermode: "closest", uirevision: "keep",
       };
       this.info.textContent = plural(count, "point") +
@@ -274,7 +276,7 @@
       Plotly.react(this.div, [{
         type: "scatter", mode: data.x.length < 2 ? "markers" : "lines+markers", x: data.x, y: data.y,
         name: plotlyText(this.name), marker: { size: 4 },
-        hovertemplate: "[%{x}] %{y:.6g}<extra></extra>",
+        hovertemplate: "[%{x}] %{y:.6~g}<extra></extra>",
       }], {
         height: 240, margin: { l: 60, r: 15, t: 10, b: 40 },
         xaxis: { title: { text: "position" } }, uirevision: "keep", showlegend: false,
@@ -614,6 +616,12 @@
     return el("section", { class: "meta-section" }, out, errors);
   }
 
+  // A file deleted from the outputs folder was not refused: it has its own status, its last copy
+  // a download when the mirror kept it. Everything else that is not stored was refused.
+  function artifactKind(entry) {
+    return entry.status === "stored" || entry.status === "deleted" ? entry.status : "rejected";
+  }
+
   function renderArtifacts(where, runId, entries) {
     if (!entries.length) { fill(where, message("No artifacts.")); return; }
     const root = { dirs: new Map(), files: [] };
@@ -640,20 +648,22 @@
           list(d)));
       }),
       node.files.sort((a, b) => a.name.localeCompare(b.name)).map(({ name, entry }) => {
-        const stored = entry.status === "stored";
-        const label = stored || entry.kept
+        const kind = artifactKind(entry);
+        const label = kind === "stored" || entry.kept
           ? el("a", { class: "name download", href: api("/runs/" + enc(runId) + "/artifacts/" + encPath(entry.path)),
             download: name, dataset: { path: entry.path } }, name)
           : el("span", { class: "name" }, name);
         return el("li", { class: "file", dataset: { path: entry.path, status: entry.status } }, label,
           el("span", { class: "size" }, fmtBytes(entry.size)),
-          el("span", { class: "status artifact-" + (stored ? "stored" : "rejected") }, entry.status),
-          entry.reason ? el("span", { class: "reason" }, entry.reason) : null);
+          el("span", { class: "status artifact-" + kind }, entry.status),
+          entry.reason ? el("span", { class: "reason reason-" + kind }, entry.reason) : null);
       }));
-    const rejected = entries.filter((a) => a.status !== "stored");
-    const stored = entries.length - rejected.length;
+    const rejected = entries.filter((a) => artifactKind(a) === "rejected");
+    const deleted = entries.filter((a) => artifactKind(a) === "deleted").length;
+    const stored = entries.length - rejected.length - deleted;
     const parts = [
-      message(stored + " stored, " + rejected.length + " rejected, " + fmtBytes(totals(root)[1]) + " in all"),
+      message(stored + " stored, " + rejected.length + " rejected, " + (deleted ? deleted + " deleted, " : "") +
+        fmtBytes(totals(root)[1]) + " in all"),
       list(root),
     ];
     if (rejected.length) {
@@ -729,7 +739,7 @@
       fill(card, el("h3", { class: "metric-name" }, metric || "no metric"));
       delete card.dataset.ready;
       if (!metric || !ids.length) return;
-      chart = new SeriesChart(card, resolved.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })));
+      chart = new SeriesChart(card, resolved.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })), metric);
       await chart.load();
       BODY.dataset.loaded = "1";
     }
