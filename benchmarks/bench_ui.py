@@ -17,6 +17,8 @@ chart's series at 1,200 pixels, the four series requests in parallel as a browse
   just been written).
 - cold, JSON only: the same with the writer's index deleted, as for a run synced from elsewhere:
   every line of metrics.jsonl is parsed.
+- background: nobody asks; the time from the UI's start until its warmer (amltrack/ui/_cache.py)
+  has the run's cache complete, with and without the writer's index, and then an open.
 - warm: the cache built, the UI process restarted, so nothing is held in its memory.
 - series: one chart-data request alone (warm, median of 10), full range and zoomed to 1%.
 - browser: with Playwright and Debian's chromium present, the time to every chart drawn (warm cache)
@@ -120,6 +122,19 @@ def open_run_page(ui: Ui, run_id: str) -> tuple[float, dict]:
     return elapsed, dict(zip(names, answers))
 
 
+def wait_ready(run_dir: Path, since: float) -> float:
+    """Seconds from ``since`` until the run's chart cache covers its whole metrics file."""
+    size = (run_dir / "metrics.jsonl").stat().st_size
+    index = run_dir / "cache" / "ui" / "index.json"
+    while True:
+        try:
+            if json.loads(index.read_bytes())["offset"] >= size:
+                return time.perf_counter() - since
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.02)
+
+
 def series(c: httpx.Client, run_id: str, name: str, **params: float) -> dict:
     while True:
         r = c.get(f"/api/runs/{run_id}/series", params={"name": name, "width": WIDTH, **params})
@@ -220,6 +235,18 @@ def main() -> None:
             assert answers["loss"]["count"] == points
         finally:
             ui.close()
+        # Nobody asks: how soon after the UI starts does its background warmer have the run ready?
+        for key, keep_index in (("background_ready_s", True), ("background_ready_json_s", False)):
+            shutil.rmtree(run_dir / "cache" / "ui")
+            if not keep_index:
+                (run_dir / "cache" / "columns.bin").unlink(missing_ok=True)
+            t = time.perf_counter()
+            ui = Ui(store, tmp / f"ui-{key}.log")
+            try:
+                out[key] = wait_ready(run_dir, t)
+                out[key.replace("ready", "then_open")], _ = open_run_page(ui, run_id)
+            finally:
+                ui.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for k, v in out.items():
@@ -231,6 +258,10 @@ def main() -> None:
     print(f"run page of a run with {points:,} points of 'loss' ({out['metrics_jsonl_mb']} MB of metrics.jsonl)")
     print(f"  cold open (cache built on first view):   {out['cold_open_s']:.2f} s")
     print(f"  cold open without the writer's index:    {out['cold_json_open_s']:.2f} s")
+    print(f"  ready in the background, no request:     {out['background_ready_s']:.2f} s after the UI starts "
+          f"(then open: {out['background_then_open_s']:.3f} s)")
+    print(f"  ... without the writer's index:          {out['background_ready_json_s']:.2f} s "
+          f"(then open: {out['background_then_open_json_s']:.3f} s)")
     print(f"  warm open, same UI process:              {out['warm_same_process_s']:.3f} s")
     print(f"  warm open, restarted UI process:         {out['warm_open_s']:.3f} s")
     print(f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms")
