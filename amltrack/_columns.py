@@ -229,10 +229,14 @@ class Block:
     extras: list[list[Any]]  # [i, value, nonfinite] for each record whose value is not a float
 
 
-def read_blocks(run_dir: Path, metrics: Any, start: int = 0) -> tuple[list[str], list[Block]] | None:
+def read_blocks(
+    run_dir: Path, metrics: Any, start: int = 0, limit: int | None = None
+) -> tuple[list[str], list[Block]] | None:
     """The index's metric names (by code) and its whole, contiguous blocks that end after byte
     ``start`` of metrics.jsonl, checked against the open metrics file ``metrics``; None if there is
-    no usable index. Blocks before ``start`` cost a read of their header only."""
+    no usable index. Blocks before ``start`` cost a read of their header only. With ``limit``, the
+    blocks stop once they hold that many records: checking a block reads its lines, so a caller
+    that takes a slice at a time should not pay for the whole file each time."""
     if not ENABLED:
         return None
     try:
@@ -240,15 +244,18 @@ def read_blocks(run_dir: Path, metrics: Any, start: int = 0) -> tuple[list[str],
     except OSError:
         return None
     try:
-        return _read_blocks(fd, os.fstat(metrics.fileno()).st_size, metrics, start)
+        return _read_blocks(fd, os.fstat(metrics.fileno()).st_size, metrics, start, limit)
     except OSError:
         return None
     finally:
         os.close(fd)
 
 
-def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str], list[Block]] | None:
+def _read_blocks(
+    fd: int, size: int, metrics: Any, start: int, limit: int | None
+) -> tuple[list[str], list[Block]] | None:
     names: list[str] = []
+    records = 0
     blocks: list[Block] = []
     checks: list[tuple[memoryview, int, int, int, int]] = []  # body, its CRC, the lines' range and CRC
     names_before: list[int] = []  # len(names) before each wanted block's own names
@@ -291,8 +298,11 @@ def _read_blocks(fd: int, size: int, metrics: Any, start: int) -> tuple[list[str
                 )
             )
             checks.append((body, body_crc, first, block_end, lines_crc))
+            records += n
         names += new
         end, pos = block_end, pos + hsize + size_body
+        if limit is not None and records >= limit:
+            break
     good = _count_intact(checks, metrics.fileno())
     if good < len(blocks):
         # A block whose bytes or whose lines in metrics.jsonl changed ends the index there (the

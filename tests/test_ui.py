@@ -730,7 +730,7 @@ def test_the_chart_cache_finds_the_index_again_after_parsing_json(
     # The chart cache has read the first batch and half of the second from JSON, as a cache built
     # before the index could be read would have: it ends mid-batch.
     lines = (logger.run_dir / fmt.METRICS_FILE).read_bytes().splitlines(keepends=True)
-    monkeypatch.setattr(_cache, "read_blocks", lambda *a: None)
+    monkeypatch.setattr(_cache, "read_blocks", lambda *a, **k: None)
     cache = _cache.SeriesCache(logger.run_dir)
     monkeypatch.setattr(_cache, "CHUNK", sum(map(len, lines[:1500])))
     cache.update(deadline=0)

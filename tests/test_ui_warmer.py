@@ -110,3 +110,33 @@ def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, co
         proc.terminate()
         proc.wait(timeout=20)
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The warmer works in slices (a deadline); each slice must check only the index blocks it takes,
+    # or a 10M-point run would be checked once per slice: 20 s instead of 2.
+    from amltrack.ui import _cache
+
+    logger = amltrack.get_logger("slices", store=tmp_path, outputs=None)
+    for b in range(6):
+        for i in range(1000):
+            logger.log("loss", float(b * 1000 + i))
+        logger.flush()
+    logger.finish()
+    checked: list[int] = []
+    read = _cache.read_blocks
+
+    def spy(*args: object, **kwargs: object) -> object:
+        found = read(*args, **kwargs)
+        checked.extend(b.n for b in (found[1] if found else []))
+        return found
+
+    monkeypatch.setattr(_cache, "read_blocks", spy)
+    monkeypatch.setattr(_cache, "INDEX_STEP", 2000)
+    cache = _cache.SeriesCache(logger.run_dir)
+    slices = 0
+    while not cache.update(deadline=0).done:
+        slices += 1
+    assert slices >= 2
+    assert sum(checked) == 6000  # every record's block checked once, however many slices
+    assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]

@@ -436,13 +436,23 @@ class SeriesCache:
             offset = idx["offset"]
             # The writer's column index (amltrack/_columns.py) holds the same records as arrays:
             # where it covers the bytes from here, take them from it instead of parsing JSON.
-            found = read_blocks(self.run_dir, f, offset) if offset < size else None
-            names, blocks = found if found is not None else ([], [])
-            at = {b.start: i for i, b in enumerate(blocks)}
-            starts = [b.start for b in blocks]
+            # A step's worth of blocks at a time, since reading a block checks its lines: a slice
+            # of work (a deadline) must not pay for checking the whole file.
+            names: list[str] = []
+            blocks: list[Block] = []
+            at: dict[int, int] = {}
+            starts: list[int] = []
+            window_end, more = -1, True  # where the blocks read end; whether more may follow
             while True:
                 if offset >= size:
                     return Progress(offset, size, True)
+                if more and offset >= window_end:
+                    found = read_blocks(self.run_dir, f, offset, limit=INDEX_STEP)
+                    names, blocks = found if found is not None else ([], [])
+                    at = {b.start: i for i, b in enumerate(blocks)}
+                    starts = [b.start for b in blocks]
+                    more = sum(b.n for b in blocks) >= INDEX_STEP
+                    window_end = blocks[-1].end if blocks else size
                 limit = CHUNK
                 i = at.get(offset)
                 if i is not None:
@@ -474,6 +484,7 @@ class SeriesCache:
                 except _Corrupt:
                     idx = self._new_generation(idx)
                     offset = 0
+                    window_end, more = -1, True
                     continue
                 offset = idx["offset"]
                 if deadline is not None and time.monotonic() >= deadline and offset < size:
