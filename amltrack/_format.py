@@ -41,8 +41,10 @@ NONFINITE_TO_STR = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
 STR_TO_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 _RUN_ID_RE = re.compile(r"^[0-9A-Za-z][0-9A-Za-z._-]{0,127}$")
-MAX_PATH_CHARS = 1024
-MAX_PART_CHARS = 255
+MAX_PATH_BYTES = 1024  # in UTF-8: with the store's own path it stays well under PATH_MAX (4096)
+# File systems allow 255 bytes a name; the rest is room for the temporary file written beside it
+# (".NAME.<pid>.<thread>.tmp"), so a part that is accepted can always be stored.
+MAX_PART_BYTES = 200
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -63,7 +65,7 @@ def utc_iso(ts: float) -> str:
 
 
 def check_artifact_path(path: object) -> str:
-    """Return ``path`` if it is a safe relative POSIX path, else raise InvalidPathError."""
+    """Return ``path`` if it is a safe relative POSIX path that can be stored, else raise InvalidPathError."""
     if not isinstance(path, str):
         raise InvalidPathError(path, f"it is a {type(path).__name__}, not a str")
     if not path:
@@ -74,18 +76,28 @@ def check_artifact_path(path: object) -> str:
         raise InvalidPathError(path, "it contains a backslash")
     if path.startswith("/"):
         raise InvalidPathError(path, "it is absolute")
-    if len(path) > MAX_PATH_CHARS:
-        raise InvalidPathError(path, f"it is longer than {MAX_PATH_CHARS} characters")
     if _CONTROL_RE.search(path):
         raise InvalidPathError(path, "it contains a control character")
+    ascii_only = path.isascii()
+    if not ascii_only:
+        try:
+            size = len(path.encode("utf-8"))
+        except UnicodeEncodeError:
+            # A lone surrogate (os.fsdecode of undecodable bytes, say) has no UTF-8 form, so no
+            # file name or manifest line can hold it.
+            raise InvalidPathError(path, "it is not valid Unicode (a lone surrogate)") from None
+    else:
+        size = len(path)
+    if size > MAX_PATH_BYTES:
+        raise InvalidPathError(path, f"it is longer than {MAX_PATH_BYTES} bytes in UTF-8")
     parts = path.split("/")
     if re.match(r"^[A-Za-z]:", parts[0]):
         raise InvalidPathError(path, "it starts with a drive letter")
     for part in parts:
         if part in ("", ".", ".."):
             raise InvalidPathError(path, f"it has an empty, '.' or '..' part ({part!r})")
-        if len(part) > MAX_PART_CHARS:
-            raise InvalidPathError(path, f"a part is longer than {MAX_PART_CHARS} characters")
+        if (len(part) if ascii_only else len(part.encode("utf-8"))) > MAX_PART_BYTES:
+            raise InvalidPathError(path, f"a part is longer than {MAX_PART_BYTES} bytes in UTF-8")
     return path
 
 
@@ -224,7 +236,11 @@ def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
                 if line.strip():
                     skipped += 1
     if skipped:
-        warn_once(where, f"amltrack skipped {skipped} unreadable line(s) in {where}")
+        warn_once(
+            where,
+            f"amltrack skipped {skipped} unreadable line(s) in {where} and read the rest; a line cut "
+            "short by a killed process is expected, anything more means the file was damaged or edited",
+        )
     return records, skipped
 
 

@@ -333,7 +333,11 @@ class Run:
             if enabled:
                 gc.enable()
         if bad:
-            fmt.warn_once(f"{path}:types", f"amltrack skipped {bad} malformed record(s) in {path}")
+            fmt.warn_once(
+                f"{path}:types",
+                f"amltrack skipped {bad} record(s) with missing or wrong-typed fields in {path} and read "
+                "the rest; the file was damaged or edited by hand",
+            )
         self.skipped = skipped + bad
         return out
 
@@ -482,7 +486,11 @@ class Run:
                 continue
             latest[r["path"]] = r
         if bad:
-            fmt.warn_once(f"{path}:types", f"amltrack skipped {bad} malformed entrie(s) in {path}")
+            fmt.warn_once(
+                f"{path}:types",
+                f"amltrack skipped {bad} entry(ies) with missing or wrong-typed fields in {path} and read "
+                "the rest; the file was damaged or edited by hand",
+            )
         self.skipped = skipped + bad
         return [latest[p] for p in sorted(latest)]
 
@@ -494,6 +502,14 @@ class Run:
             return file.read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ArtifactNotFoundError(path, self.id) from None
+
+
+def _holds_files(run_dir: Path) -> bool:
+    """Whether a run folder holds anything but the hidden temporary file of a run.json being written."""
+    try:
+        return any(not name.startswith(".") for name in os.listdir(run_dir))
+    except OSError:
+        return False
 
 
 class Store:
@@ -535,8 +551,18 @@ class Store:
             try:
                 info = fmt.read_json(d / fmt.RUN_FILE)
                 _check_run_schema(rid, info)
-            except (FileNotFoundError, NotADirectoryError):
-                continue  # being created, or not a run
+            except NotADirectoryError:
+                continue  # a stray file, not a run
+            except FileNotFoundError:
+                # An empty folder is a run being created (run.json is its first file); a folder
+                # that holds files but no run.json lost it, and its records would vanish unsaid.
+                if _holds_files(d):
+                    fmt.warn_once(
+                        str(d),
+                        f"amltrack skipped run {rid}: {d} holds files but no {fmt.RUN_FILE}; "
+                        f"restore {fmt.RUN_FILE} from a backup, or delete the folder",
+                    )
+                continue
             except StoreError as e:
                 fmt.warn_once(str(d), f"amltrack skipped run {rid}: {e}")
                 continue

@@ -143,10 +143,36 @@ def test_name_limits_accepted(logger: amltrack.Logger) -> None:
     logger.log("spaces / slashes: ok ü", 1).wait()
 
 
-@pytest.mark.parametrize("step, exc", [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)])
+@pytest.mark.parametrize(
+    "step, exc",
+    [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError), (2**63, ValueError),
+     (2**64, ValueError), (-(2**63) - 1, ValueError), (np.uint64(2**64 - 1), ValueError)],
+)
 def test_bad_steps_are_rejected(logger: amltrack.Logger, step, exc) -> None:
-    with pytest.raises(exc, match="step"):
+    with pytest.raises(exc, match="step") as e:
         logger.log("m", 1.0, step=step)
+    assert "'m'" in str(e.value) and str(step) in str(e.value)  # names the metric and the step
+    logger.log("m", 2.0).wait()  # the writer is unharmed and the next record is written
+    logger.finish()
+    assert [(r["step"], r["value"]) for r in records(logger)] == [(0, 2.0)]
+
+
+def test_the_last_step_is_accepted_and_the_one_after_it_is_refused(logger: amltrack.Logger) -> None:
+    last = 2**63 - 1
+    logger.log("m", 1.0, step=last)
+    with pytest.raises(InvalidMetricError, match=f"'m'.*{last}.*step="):
+        logger.log("m", 2.0)  # the default step would be 2**63
+    logger.log("m", 3.0, step=5)
+    logger.log("m", 4.0)
+    logger.log("n", 5.0, step=last - 1)
+    logger.log("n", 6.0)  # counted up to the last step
+    with pytest.raises(InvalidMetricError, match=f"'n'.*{last}"):
+        logger.log("n", 7.0)
+    logger.finish()
+    assert [(r["name"], r["step"], r["value"]) for r in records(logger)] == [
+        ("m", last, 1.0), ("m", 5, 3.0), ("m", 6, 4.0), ("n", last - 1, 5.0), ("n", last, 6.0)
+    ]
+    assert amltrack.Store(logger.store).run(logger.run_id).metric("m").steps == [last, 5, 6]
 
 
 def test_default_steps_count_per_name_and_follow_explicit_steps(logger: amltrack.Logger) -> None:
@@ -276,7 +302,7 @@ def test_upload_file(logger: amltrack.Logger, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/etc/passwd", "../escape", "a/../../b", "a\\b", "nul\x00", "", "a//b", "./a", "a/.", "C:/x",
+    ["/tmp/amltrack-escape.txt", "../escape", "a/../../b", "a\\b", "nul\x00", "", "a//b", "./a", "a/.", "C:/x",
      "x" * 1025, "a/" + "y" * 256, "ctl\x01"],
 )
 def test_bad_upload_paths_are_rejected(logger: amltrack.Logger, path: str) -> None:

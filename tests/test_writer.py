@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import orjson
+import pytest
 
 import amltrack
 
@@ -62,33 +64,36 @@ def test_a_file_size_limit_is_raised_on_the_next_call_and_earlier_data_stays(tmp
 
 
 def test_writer_recovers_when_the_disk_comes_back(store: Path) -> None:
-    """A transient failure keeps the bytes and writes them on a later flush; nothing is lost."""
-    import errno
-
-    logger = amltrack.get_logger(store=store, outputs=None)
-    w = logger._writer
-    real_write = __import__("os").write
-    calls = {"n": 0}
-
-    def flaky(fd, data):
-        calls["n"] += 1
-        if calls["n"] == 1:
-            return real_write(fd, bytes(data[:10]))  # a short write: the disk is filling up
-        if calls["n"] == 2:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(fd, data)
+    """A full disk is raised on the next call, naming the file; the bytes are kept and written once
+    the disk has room again, so nothing is lost and no line is torn."""
+    import threading
 
     import amltrack._writer as wmod
 
-    wmod.os.write = flaky
+    logger = amltrack.get_logger(store=store, outputs=None)
+    logger.log("m", -1).wait()
+    real_write = wmod.os.write
+    disk_back = threading.Event()
+    calls = {"n": 0}
+
+    def full_disk(fd, data):
+        calls["n"] += 1
+        if disk_back.is_set():
+            return real_write(fd, data)
+        if calls["n"] == 1:
+            return real_write(fd, bytes(data[:10]))  # a short write: the disk is filling up
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    wmod.os.write = full_disk
     try:
         for i in range(10):
             logger.log("m", i)
-        w.flush_interval = 0.05
-        try:
-            logger.flush(timeout=5)
-        except amltrack.WriteError as e:
-            assert "No space left" in str(e)
+        with pytest.raises(amltrack.WriteError, match="metrics.jsonl.*No space left") as e:
+            logger.flush(timeout=10)
+        assert isinstance(e.value, OSError) and e.value.errno == errno.ENOSPC
+        with pytest.raises(amltrack.WriteError, match="metrics.jsonl"):
+            logger.log("m", 10)  # the next call raises it too, while the disk stays full
+        disk_back.set()
 
         def flushed() -> bool:
             try:
@@ -100,8 +105,56 @@ def test_writer_recovers_when_the_disk_comes_back(store: Path) -> None:
         wait_until(flushed, what="the retried write")  # the writer retries on its own
     finally:
         wmod.os.write = real_write
+    logger.log("m", 10)
     logger.finish()
-    assert amltrack.Store(store).run(logger.run_id).metric("m").values == list(range(10))
+    raw = (logger.run_dir / "metrics.jsonl").read_bytes()
+    assert all(orjson.loads(line) for line in raw.splitlines())  # the torn line was completed
+    assert amltrack.Store(store).run(logger.run_id).metric("m").values == list(range(-1, 11))
+
+
+UPLOAD_FSIZE_SCRIPT = textwrap.dedent("""
+    import json, resource, signal, sys
+    import amltrack
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    logger = amltrack.get_logger("fsize", store=sys.argv[1], outputs=None)
+    logger.log("early", 1.5)
+    logger.upload("small.txt", "before the limit").wait()
+    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+    out = {"run": logger.run_id}
+    try:
+        logger.upload("big/weights.bin", b"w" * 1_000_000).wait(timeout=10)
+    except amltrack.WriteError as e:
+        out.update(error=str(e), errno=e.errno, is_oserror=isinstance(e, OSError))
+    try:
+        logger.log("after", 1)
+    except amltrack.WriteError as e:
+        out["next_call"] = str(e)
+    try:
+        logger.finish()
+    except amltrack.WriteError as e:
+        out["finish"] = str(e)
+    print(json.dumps(out))
+""")
+
+
+def test_an_upload_over_the_file_size_limit_is_raised_naming_it_and_earlier_data_stays(tmp_path: Path) -> None:
+    script = tmp_path / "upload_fsize.py"
+    script.write_text(UPLOAD_FSIZE_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s")], capture_output=True,
+                         text=True, timeout=60, env=child_env())
+    assert out.returncode == 0, out.stderr
+    result = orjson.loads(out.stdout.strip().splitlines()[-1])
+    assert "big/weights.bin" in result["error"] and "File too large" in result["error"], result
+    assert result["is_oserror"] and result["errno"] == errno.EFBIG
+    assert "big/weights.bin" in result["next_call"]  # raised again on the next call
+    assert "big/weights.bin" in result["finish"]  # and by finish(), which still ends the run
+    run = amltrack.Store(tmp_path / "s").run(result["run"])
+    assert run.status == "completed" and "big/weights.bin" in run.info["write_error"]
+    assert run.metric("early").values == [1.5]  # earlier data intact
+    assert run.read_artifact("small.txt") == b"before the limit"
+    assert [a["path"] for a in run.artifacts() if a["status"] == "stored"] == ["small.txt"]
+    left = sorted(p.relative_to(run.dir / "artifacts").as_posix() for p in (run.dir / "artifacts").rglob("*"))
+    assert left in (["small.txt"], ["big", "small.txt"])  # no partial file, no temporary file
 
 
 def _batch(logger: amltrack.Logger, records: list[tuple[str, object]]) -> list[dict]:

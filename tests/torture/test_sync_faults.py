@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import amltrack
 from amltrack.sync import AmltrackRemote, sync
 
@@ -15,7 +17,15 @@ from ..conftest import child_env
 from ..sync_helpers import WRITE_TOKEN, ServerProcess, assert_same_store, make_run
 from .conftest import size
 
+# Every sync has at least this many write requests, so a kill point drawn from 1..KILL_RANGE is always
+# reached: the first pushes at least three runs of four requests each (create, metrics, summary,
+# run.json); each later one pushes a new run with over 2 x 64 KiB of metrics and of artifact, that is
+# at least 1 (create) + 3 (metrics) + 3 (artifact chunks) + 1 (place it) + 1 (manifest) + 1 (summary)
+# + 1 (run.json) = 11 requests.
+KILL_RANGE = 10
 
+
+@pytest.mark.timeout(size(120, 600))  # 20 syncs of ever more runs: about 75 s on a busy 2-core machine
 def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> None:
     local = tmp_path / "local"
     rng = random.Random()
@@ -25,14 +35,14 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
                      artifacts={f"a{i}.bin": os.urandom(rng.randint(0, 200_000)) for i in range(rng.randint(0, 3))})
             for _ in range(3)]
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
+    syncs = size(3, 20)
     try:
         killed = 0
-        for i in range(size(3, 20)):
-            if rng.random() < 0.5:  # new data appears between syncs, as on a laptop that trains again
-                runs.append(make_run(local, records=rng.randint(10, 500)))
-            # The first push has at least three runs, so at least three write requests: a kill point
-            # among them is always reached, and later ones may fall past a small push's last request.
-            kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, 3 if i == 0 else 12)}"
+        for i in range(syncs):
+            if i > 0:  # new data between syncs, as on a laptop that trains again
+                runs.append(make_run(local, records=rng.randint(2000, 4000),
+                                     artifacts={"w.bin": os.urandom(rng.randint(140_000, 300_000))}))
+            kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, KILL_RANGE)}"
             srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
             client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
             try:
@@ -42,7 +52,9 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
             srv.stop()  # dead already if the kill point was reached; stopped otherwise
             if srv.proc is not None and srv.proc.returncode == -9:
                 killed += 1
-        assert killed >= 1, f"seed {seed}: no sync reached its kill point"
+        # Every kill point lies within its sync's requests, so every sync must have killed the server:
+        # fewer means a sync stopped short of what it had to send.
+        assert killed == syncs, f"seed {seed}: only {killed} of {syncs} syncs reached their kill point"
         srv.start()
         client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
         try:
