@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -140,3 +141,22 @@ def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monke
     assert slices >= 2
     assert sum(checked) == 6000  # every record's block checked once, however many slices
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
+
+
+def test_the_warmer_runs_at_a_lower_priority(tmp_path: Path) -> None:
+    logged(tmp_path, 10)
+    seen: list[int] = []
+    warmer = Warmer(amltrack.Store(tmp_path), Caches(), interval=0.05)
+    original = warmer.run_once
+
+    def spy() -> bool:
+        seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        return original()
+
+    warmer.run_once = spy  # type: ignore[method-assign]
+    warmer.start()
+    try:
+        wait_until(lambda: seen, what="a pass of the warmer")
+    finally:
+        warmer.stop()
+    assert seen[0] >= os.getpriority(os.PRIO_PROCESS, 0) + 10 or seen[0] == 19

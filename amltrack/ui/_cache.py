@@ -26,6 +26,7 @@ Only complete lines are consumed; a line still being written is read on the next
 from __future__ import annotations
 
 import bisect
+import contextlib
 import gc
 import hashlib
 import operator
@@ -54,6 +55,7 @@ VERSION = 1
 CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
 INDEX_STEP = 1_000_000  # records taken per step from the writer's column index
 HEAD = 4096  # the leading bytes whose hash tells a replaced file from a grown one
+NICE = 10  # the background warmer's nice value, where threads have their own
 KINDS = ("step", "value", "ts", "str", "list")
 _I8 = np.dtype("<i8")
 _F8 = np.dtype("<f8")
@@ -688,6 +690,10 @@ class Warmer:
             self._thread.join()
 
     def _loop(self) -> None:
+        # Background work: on Linux a thread has its own nice value, so training on the same laptop
+        # or a sync pushing to the same server goes first.
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
         while not self._stop.is_set():
             try:
                 behind = self.run_once()
