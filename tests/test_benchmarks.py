@@ -45,3 +45,13 @@ def test_cli_benchmark_smoke() -> None:
     figures = json.loads(out.stdout)
     for key in ("help_s", "list_s", "list_all_json_s", "info_s", "info_json_s", "floor_python_s"):
         assert figures[key] > 0, key
+
+
+def test_sync_benchmark_smoke() -> None:
+    out = subprocess.run([sys.executable, str(BENCH / "bench_sync.py"), "--smoke", "--json"],
+                         capture_output=True, text=True, timeout=300, env=child_env())
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    for key in ("metrics_push_s", "artifact_push_s", "artifact_mb_s", "first_push_runs_s", "resync_s",
+                "resync_all_s", "import_sync_s", "floor_python_s"):
+        assert figures[key] > 0, key

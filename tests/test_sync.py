@@ -720,3 +720,24 @@ def test_a_run_json_or_summary_over_the_servers_limit_fails_that_run_saying_what
         )
     finally:
         srv.stop()
+
+
+def test_a_resync_with_nothing_to_send_opens_no_connection(server: ServerProcess, tmp_path: Path) -> None:
+    # The ledger answers for every run: no request, and not even httpx imported (about 0.2 s of a
+    # 100-run re-sync, benchmarks/bench_sync.py).
+    local = tmp_path / "local"
+    make_run(local, records=20)
+    env = {"AMLTRACK_TOKEN": WRITE_TOKEN}
+    assert cli("sync", "--to", server.url, "--store", str(local), **env).returncode == 0
+    code = ("import sys, json; from amltrack.sync import sync; "
+            f"r = sync({str(local)!r}, {server.url!r}); "
+            "print(json.dumps([r.counts(), 'httpx' in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(**env),
+                         timeout=60)
+    counts, imported = json.loads(out.stdout)
+    assert counts["up_to_date"] == 1 and counts["pushed"] == 0, counts
+    assert imported is False
+    # And a run that needs pushing opens the remote then, as before.
+    make_run(local, records=20)
+    again = cli("sync", "--to", server.url, "--store", str(local), "--json", **env)
+    assert again.returncode == 0 and json.loads(again.stdout)["counts"]["pushed"] == 1

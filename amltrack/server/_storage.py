@@ -155,6 +155,7 @@ class ServerStore:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_lock = threading.Lock()
         self._hashes: dict[tuple[int, int, int, int, int], str] = {}
+        self._running: dict[tuple[str, str], tuple[Any, int]] = {}  # uploads' hashes so far, and lengths
         self.kill = KillSwitch(os.environ.get(KILL_ENV))
         # The published runs as any reader sees them: runs/ holds only finalised runs.
         self.reader = Store(self.root)
@@ -430,7 +431,10 @@ class ServerStore:
     def put_blob(self, run_id: str, sha: str, offset: int, total: int, data: bytes) -> dict[str, Any]:
         """Append a chunk of the content ``sha`` (``total`` bytes in all) at ``offset``.
 
-        When the last byte arrives the whole file is hashed; a mismatch discards the upload.
+        When the last byte arrives the whole content is checked against ``sha``; a mismatch discards
+        the upload. The hash is kept running while the chunks arrive (each one hashed while it is
+        written and fsynced), so the last chunk need not read the file back; an upload begun before
+        a restart of the server is hashed from its file.
         """
         check_sha256(sha)
         chosen = self.kill.write("blob")
@@ -453,10 +457,29 @@ class ServerStore:
             except OSError as e:
                 raise _storage_error(e, "an upload") from e
             part = bdir / f"{sha}.part"
-            size = self._append_at(part, offset, data, chosen) if data else self._require_offset(part, offset)
+            running = self._running.pop((run_id, sha), None)
+            hasher = running[0] if running and running[1] == offset else None
+            if hasher is None and offset == 0:
+                hasher = hashlib.sha256()
+            if data:
+                # hashlib lets go of the GIL on big buffers, so the hash overlaps the write and its fsync.
+                hashing = threading.Thread(target=hasher.update, args=(data,)) if hasher else None
+                if hashing:
+                    hashing.start()
+                try:
+                    size = self._append_at(part, offset, data, chosen)
+                finally:
+                    if hashing:
+                        hashing.join()
+            else:
+                size = self._require_offset(part, offset)
             complete = size == total
+            if not complete and hasher is not None:
+                if len(self._running) > 10_000:  # abandoned uploads; they fall back to the file
+                    self._running.clear()
+                self._running[(run_id, sha)] = (hasher, size)
             if complete:
-                if sha256_file(part) != sha:
+                if (hasher.hexdigest() if hasher else sha256_file(part)) != sha:
                     part.unlink()
                     raise ApiError(
                         422,

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 import signal
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
-
-import httpx
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._local import Snapshot
 from ._remotes import RemoteEntry
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class Progress(Protocol):

@@ -15,7 +15,7 @@ from . import _ledger as ledger
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, Remote, open_remote
-from ._remotes import RemoteEntry, Remotes
+from ._remotes import RemoteEntry, Remotes, check_url
 
 ENDED = ("completed", "failed", "killed", "crashed")
 NOT_TRIED = "not tried"  # how the reason of a run starts when a remote-wide error stopped the sync
@@ -108,7 +108,32 @@ def _open(to: str | RemoteEntry | Remote | None, remotes: Remotes | None) -> tup
     if to is not None and not isinstance(to, (str, RemoteEntry)):
         return to, to.url, False
     entry = to if isinstance(to, RemoteEntry) else (remotes or Remotes.load()).resolve(to)
-    return open_remote(entry), entry.label, True
+    if entry.kind not in _KINDS:
+        open_remote(entry)  # raises the error that says so
+    return _Deferred(entry), entry.label, True  # type: ignore[return-value]
+
+
+_KINDS = ("amltrack", "mlflow")
+
+
+class _Deferred:
+    """A remote opened on first use. A re-sync whose ledger answers for every run makes no request,
+    and so need not import httpx and set up a client (about 0.2 s of a 100-run re-sync's 0.5)."""
+
+    def __init__(self, entry: RemoteEntry) -> None:
+        self.entry = entry
+        self.kind = entry.kind
+        self.url = check_url(entry.url)  # what the remote's own client makes of it: the ledger's key
+        self._remote: Remote | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._remote is None:
+            self._remote = open_remote(self.entry)
+        return getattr(self._remote, name)
+
+    def close(self) -> None:
+        if self._remote is not None:
+            self._remote.close()
 
 
 def sync(
