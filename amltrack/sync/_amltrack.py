@@ -20,11 +20,10 @@ from urllib.parse import quote
 
 import httpx
 
-from .. import __version__
 from .. import _format as fmt
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
-from ._remote import HttpRemote, Progress, PushResult
+from ._remote import HttpRemote, Progress, PushResult, http_client
 from ._remotes import check_url
 
 CHUNK = 8 * 1024 * 1024
@@ -94,15 +93,7 @@ class AmltrackRemote(HttpRemote):
         self._token = token
         self._sleep = sleep
         self._random = random.Random()  # seeded from os.urandom: two clients started together differ
-        headers = {"User-Agent": f"amltrack/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._client = http_client(self.url, token, timeout, transport)
         self._max_body: int | None = None
         super().__init__()
 

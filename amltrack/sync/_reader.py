@@ -31,6 +31,7 @@ from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, RunNotFoundError
 from .._store import Run, Store
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
+from ._remote import http_client
 from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
 
 _BLOCK = 1 << 20
@@ -135,15 +136,7 @@ class RemoteReader:
         self.retries = retries
         self.backoff = backoff
         self._token = token
-        headers = {"User-Agent": f"amltrack/{__version__}"}
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(
-            base_url=self.url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=10.0),
-            transport=transport,
-        )
+        self._client = http_client(self.url, token, timeout, transport)
         self._root = Path(tempfile.mkdtemp(prefix="amltrack-remote-"))
         (self._root / fmt.RUNS_DIR).mkdir()
         self.store = Store(self._root)

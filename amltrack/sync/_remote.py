@@ -12,6 +12,7 @@ import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from .. import __version__
 from ._local import Snapshot
 from ._remotes import RemoteEntry
 
@@ -110,6 +111,20 @@ def open_remote(entry: RemoteEntry) -> Remote:
 KILL_ENV = "AMLTRACK_TEST_SYNC_KILL"
 
 _R = TypeVar("_R", bound="HttpRemote")
+
+
+def http_client(
+    url: str, token: str | None, timeout: float, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """The client every amltrack-server conversation uses: our User-Agent, the bearer token if any."""
+    import httpx
+
+    headers = {"User-Agent": f"amltrack/{__version__}"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(
+        base_url=url, headers=headers, timeout=httpx.Timeout(timeout, connect=10.0), transport=transport
+    )
 
 
 class HttpRemote:
