@@ -60,6 +60,10 @@ class InvalidPathError(AmltrackError, ValueError):
         )
 
 
+class InvalidOutputsError(AmltrackError, ValueError):
+    """An outputs folder that cannot be mirrored, such as one inside the store it would be copied to."""
+
+
 class RunNotFoundError(AmltrackError, LookupError):
     """No run in the store matches the id or prefix."""
 

@@ -9,7 +9,7 @@ import hashlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,16 @@ class Artifacts:
         max_size: int | None = None,
         stable: bool = False,
         extra: dict[str, Any] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> dict[str, Any]:
         """Store ``data`` or the file ``src`` as artifact ``path`` and record it in the manifest.
 
         With ``stable``, the source's signature (size, mtime, ctime, inode) must be the same after
-        the copy as before, else SourceChanged. With ``max_size``, reaching that many bytes raises
-        TooLarge. Nothing is left behind when either happens.
+        the copy as before, else SourceChanged; the path is checked without following a link, so a
+        file swapped for a symlink mid-copy counts as changed. With ``max_size``, reaching that many
+        bytes raises TooLarge. ``progress`` is called with the bytes copied so far after each block;
+        whatever it raises aborts the copy (the outputs mirror uses it for its deadline). Nothing is
+        left behind when any of these happens.
         """
         dest = self.root / path
         tmp = self._tmp_for(dest)
@@ -176,8 +180,10 @@ class Artifacts:
                                 raise TooLarge(size)
                             out.write(block)
                             digest.update(block)
+                            if progress is not None:
+                                progress(size)
                         if stable:
-                            after = signature(os.stat(src))  # type: ignore[arg-type]
+                            after = signature(os.lstat(src))  # type: ignore[arg-type]
                             if after != before or after[0] != size:
                                 raise SourceChanged(path)
             os.replace(tmp, dest)

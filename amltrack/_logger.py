@@ -25,6 +25,9 @@ MAX_NAME_CHARS = 255
 MAX_STRING_CHARS = 1 << 20  # a string metric of 1 Mi characters at most: a line, not a file
 _INT_MIN = -(1 << 63)
 _INT_MAX = (1 << 63) - 1
+# Default steps count up by one a call, so from below this they cannot reach 2**63 in any run's life
+# (2**62 calls); only an explicit step at or above it needs the checked path.
+_HIGH_STEP = 1 << 62
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 _SCALAR_TYPES = (bool, int, float, str)
 _time = time.time
@@ -199,7 +202,8 @@ class Logger:
         self.run_id = run_dir.name
         self._owner = owner
         self._writer = writer
-        self._steps: dict[str, int] = {}
+        self._steps: dict[str, int | None] = {}
+        self._high: dict[str, int] = {}  # next default step of names past _HIGH_STEP
         self._finished = False
         self._finish_lock = threading.Lock()
         self._mirror: Any = None
@@ -249,11 +253,22 @@ class Logger:
             if nxt is None:
                 name = _check_name(name)
                 nxt = 0
+                if step is None and name in steps:
+                    step = self._high_step(name)
             if step is None:
                 step = nxt
-            elif type(step) is not int or step < 0:
+                steps[name] = step + 1
+            elif type(step) is not int or step < 0 or step >= _HIGH_STEP:
                 step = _check_step(name, step)
-            steps[name] = step + 1
+                if step >= _HIGH_STEP:
+                    # Counting on from here could pass 2**63-1, so this name's default steps leave
+                    # the fast path: None sends its next call to _high_step, which checks.
+                    steps[name] = None
+                    self._high[name] = step + 1
+                else:
+                    steps[name] = step + 1
+            else:
+                steps[name] = step + 1
             if t is not float and t is not int and t is not bool:
                 w.special = True
             h = w.Handle()
@@ -270,6 +285,15 @@ class Logger:
         if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
             w.wake(n)
         return h
+
+    def _high_step(self, name: str) -> int:
+        """The default step after an explicit one of 2**62 or more, checked against 2**63-1."""
+        step = self._high[name]
+        if step > _INT_MAX:
+            raise InvalidMetricError(
+                f"metric {name!r} was logged at step {_INT_MAX}, the last one; pass step= explicitly"
+            )
+        return step
 
     def _blocked(self) -> None:
         if self._finished:
@@ -413,7 +437,14 @@ def _finalize_in_worker(logger: Logger) -> None:
 
 def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
     """The folder to mirror: ``outputs=``, else ``$AMLTRACK_OUTPUTS`` when the default was left, relative
-    to the working directory now; None, "" or "none" turn mirroring off."""
+    to the working directory now; None, "", "none", "off" or "0" turn mirroring off."""
+    if outputs is not None and (
+        not isinstance(outputs, (str, os.PathLike)) or not isinstance(os.fspath(outputs), str)
+    ):
+        raise TypeError(
+            f"outputs= must be a folder path (a str or os.PathLike) or None for no mirror, not {outputs!r} "
+            f"({type(outputs).__name__})"
+        )
     if outputs == "outputs" and "AMLTRACK_OUTPUTS" in os.environ:
         outputs = os.environ["AMLTRACK_OUTPUTS"]
     if outputs is None or str(outputs).strip().lower() in ("", "none", "off", "0"):
@@ -421,10 +452,18 @@ def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
     return os.path.abspath(os.fspath(outputs))
 
 
-def _start_mirror(folder: Path, run_dir: Path) -> Any:
+def _keep_deleted(keep: bool | None) -> bool:
+    """``keep_deleted_outputs=``, else ``$AMLTRACK_OUTPUTS_KEEP_DELETED``."""
+    if keep is None:
+        return os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
+    if not isinstance(keep, bool):
+        raise TypeError(f"keep_deleted_outputs= must be True, False or None, not {keep!r}")
+    return keep
+
+
+def _start_mirror(folder: Path, run_dir: Path, keep: bool) -> Any:
     from ._mirror import Mirror, MirrorProcess
 
-    keep = os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
     try:
         if sys.executable:  # a helper process: the training loop keeps the GIL to itself
             return MirrorProcess(folder, run_dir, keep_deleted=keep)
@@ -459,12 +498,16 @@ def _open_logger(
     outputs: str | os.PathLike[str] | None,
     run_id: str | None,
     flush_interval: float = FLUSH_INTERVAL,
+    *,
+    keep_deleted_outputs: bool | None = None,
 ) -> Logger:
     global _env_run_ours
     experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
     params = _check_mapping("param", params)
+    outputs_folder = _outputs_folder(outputs)  # checked before anything is created
+    keep_deleted = _keep_deleted(keep_deleted_outputs)
     if run_id is None:
         inherited = os.environ.get("AMLTRACK_RUN_ID") or None
         if inherited is not None and inherited != _env_run_ours:
@@ -475,6 +518,11 @@ def _open_logger(
             "starting with a letter or digit"
         )
     root = find_store(store)
+    store_in_outputs = None
+    if outputs_folder is not None:
+        from ._mirror import check_folder
+
+        store_in_outputs = check_folder(Path(outputs_folder), root)  # ValueError: folder in the store
     try:
         create_store(root)
     except OSError as e:
@@ -513,15 +561,24 @@ def _open_logger(
         "git": git,
         "tags": tags,
         "params": params,
-        "outputs": _outputs_folder(outputs),
+        "outputs": outputs_folder,
         "error": None,
     }
     fmt.write_json_atomic(run_dir / fmt.RUN_FILE, info)
     writer = Writer(run_dir, flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
     writer.start()
-    if info["outputs"] is not None:
-        logger._mirror = _start_mirror(Path(info["outputs"]), run_dir)
+    if outputs_folder is not None:
+        if store_in_outputs is not None:
+            import warnings
+
+            warnings.warn(
+                f"amltrack: the store {store_in_outputs} is inside the outputs folder {outputs_folder}; "
+                "it is left out of the mirror (pass store= or outputs= to keep them apart)",
+                UserWarning,
+                stacklevel=3,
+            )
+        logger._mirror = _start_mirror(Path(outputs_folder), run_dir, keep_deleted)
     if diff:
         writer.queue_upload("git/diff.patch", diff, "git")
     # Child processes (launchers, data-parallel ranks) log into this run by inheriting these.
@@ -541,11 +598,15 @@ def get_logger(
     store: str | os.PathLike[str] | None = None,
     outputs: str | os.PathLike[str] | None = "outputs",
     run_id: str | None = None,
+    keep_deleted_outputs: bool | None = None,
 ) -> Logger:
     """The process's current logger, creating its run on the first call.
 
     Later calls return the same logger until it is finished. A process started with
     ``AMLTRACK_RUN_ID`` (or given ``run_id=`` of an existing run) joins that run instead.
+    Files written under ``outputs`` become the run's artifacts (``docs/outputs.md``);
+    ``keep_deleted_outputs=True`` keeps the stored copy of a file deleted from that folder
+    (default: ``$AMLTRACK_OUTPUTS_KEEP_DELETED``, else False).
 
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
@@ -555,7 +616,9 @@ def get_logger(
     with _lock:
         if _current is not None and not _current.finished:
             return _current
-        logger = _open_logger(experiment, name, tags, params, store, outputs, run_id)
+        logger = _open_logger(
+            experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
+        )
         _current = logger
         _open.add(logger)
         return logger
@@ -574,15 +637,19 @@ def start_run(
     store: str | os.PathLike[str] | None = None,
     outputs: str | os.PathLike[str] | None = "outputs",
     run_id: str | None = None,
+    keep_deleted_outputs: bool | None = None,
 ) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
+    ``outputs`` and ``keep_deleted_outputs`` as for ``get_logger()``.
 
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
     """
     global _current
     with _lock:
-        logger = _open_logger(experiment, name, tags, params, store, outputs, run_id)
+        logger = _open_logger(
+            experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
+        )
         previous, _current = _current, logger
         _open.add(logger)
     try:

@@ -7,7 +7,12 @@ queue overflow, and once more, completely, when the run ends. The final sweep is
 mirror complete; the live path is an early copy.
 
 Files of ``CAP`` bytes (512 MiB) or more are not stored: they are recorded as rejected. Symlinks and
-other non-regular files are not followed: they are recorded as skipped.
+other non-regular files are not followed, nor is any path that passes through a linked folder: they
+are recorded as skipped. The run's own store is left out when it lies inside the folder.
+
+inotify is replaced by polling, with a warning, on a network file system, when the folder cannot be
+watched, and when a sweep finds a new file no event reported (watchdog ignores a failed watch on a
+subfolder, which is what the watch limit, ``fs.inotify.max_user_watches``, looks like).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat as stat_mod
 import sys
 import threading
 import time
@@ -26,7 +32,7 @@ from typing import Any
 from watchdog.events import FileSystemEventHandler
 
 from . import _format as fmt
-from ._errors import InvalidPathError
+from ._errors import InvalidOutputsError, InvalidPathError
 from ._files import Artifacts, SourceChanged, TooLarge, signature
 
 CAP = 536_870_912  # 512 MiB: a file this large or larger is rejected
@@ -36,6 +42,12 @@ SWEEP_INTERVAL = 30.0  # s between full reconciliation sweeps
 RECOPY_BIG_AFTER = 30.0  # s: a file over BIG is copied again at most this often while it changes
 BIG = 64 * 1024 * 1024
 FINAL_TIMEOUT = 120.0  # s the final sweep may take before it reports what it could not copy
+COPIER_JOIN = 10.0  # s stop() waits for the copier to leave; a copy gives way within a block anyway
+POLL_INTERVAL = 2.0  # s between polls when inotify cannot be used
+# s: a file that no event reported, found by one sweep and still unreported at a later one, this
+# long after it was made, means its folder is unwatched; generous, so that a busy machine's slow
+# event delivery does not count
+UNREPORTED_AFTER = 10.0
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "fuse")
 PREFIX = "outputs"
 
@@ -70,11 +82,51 @@ def _fs_type(path: Path) -> str | None:
     return kind
 
 
+def _max_user_watches() -> str:
+    try:
+        with open("/proc/sys/fs/inotify/max_user_watches") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+def store_of(run_dir: Path) -> Path:
+    """The store holding ``run_dir`` (``<store>/runs/<id>``); ``run_dir`` itself for a bare folder."""
+    run_dir = Path(run_dir).absolute()
+    return run_dir.parent.parent if run_dir.parent.name == fmt.RUNS_DIR else run_dir
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def check_folder(folder: Path, store: Path) -> Path | None:
+    """Check that ``folder`` can be mirrored into ``store``: the store when it lies inside the
+    folder (it is then left out of the mirror), else None. A folder inside the store (or the store
+    itself) cannot be mirrored: InvalidOutputsError, naming both."""
+    real_folder = os.path.realpath(folder)
+    real_store = os.path.realpath(store)
+    if _within(real_folder, real_store):
+        raise InvalidOutputsError(
+            f"outputs={os.fspath(folder)!r} is inside the store {os.fspath(store)}: mirroring it would copy "
+            "the store into itself; pass another outputs= folder (or outputs=None), or another store="
+        )
+    return Path(store) if _within(real_store, real_folder) else None
+
+
+class _Cancelled(Exception):
+    """The mirror is stopping: a live copy gives way to the final sweep."""
+
+
+class _OutOfTime(Exception):
+    """The final sweep's deadline passed in the middle of a copy."""
+
+
 class _Dirty:
     __slots__ = ("t", "closed")
 
     def __init__(self, t: float, closed: bool) -> None:
-        self.t = t
+        self.t = t  # the last event (a sweep's mark does not move it)
         self.closed = closed
 
 
@@ -88,7 +140,7 @@ class _OverflowWatch(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
             if "overflow" in record.getMessage().lower():
-                self.mirror.request_rescan(delay=1.0)
+                self.mirror.overflowed()
 
 
 class Mirror:
@@ -117,8 +169,20 @@ class Mirror:
         sweep_interval: float = SWEEP_INTERVAL,
         final_timeout: float = FINAL_TIMEOUT,
         recopy_big_after: float = RECOPY_BIG_AFTER,
+        unreported_after: float = UNREPORTED_AFTER,
     ) -> None:
         self.folder = Path(folder).absolute()
+        # The folder itself may be a link (outputs -> /scratch/...): watch and compare its real path.
+        self._real = Path(os.path.realpath(self.folder))
+        self._folder_str = str(self.folder)
+        self._real_str = str(self._real)
+        store = store_of(run_dir)
+        inside = check_folder(self.folder, store)
+        # The store (or, for a bare run folder, the run itself) is left out when it lies inside the
+        # folder: mirroring it would copy the copies, forever.
+        self._excluded: tuple[str, ...] = ()
+        if inside is not None:
+            self._excluded = (Path(os.path.realpath(inside)).relative_to(self._real).as_posix(),)
         self.artifacts = Artifacts(run_dir)
         self.keep_deleted = keep_deleted
         self.settle = settle
@@ -126,19 +190,31 @@ class Mirror:
         self.sweep_interval = sweep_interval
         self.final_timeout = final_timeout
         self.recopy_big_after = recopy_big_after
+        self.unreported_after = unreported_after
         self._polling = polling
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the dirty set, the walks, the rescan time
+        # One thread at a time brings paths in line with the folder: the copier, or the final sweep
+        # (which may start while a copier that outlived its join is still in a copy).
+        self._sync_lock = threading.Lock()
+        self._observer_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._closed = False
         self._dirty: dict[str, _Dirty] = {}
         self._walks: set[str] = set()
         self._rescan_at: float | None = None
+        # New files a sweep found before any event reported them -> their ctime (see _reconcile)
+        self._suspects: dict[str, float] = {}
         # rel path -> (status, signature or None, time of the last copy)
         self._state: dict[str, tuple[str, tuple[int, int, int, int] | None, float]] = {}
         self._warned: set[str] = set()
         self._observer: Any = None
         self._copier = threading.Thread(target=self._run, name="amltrack-mirror", daemon=True)
         self._overflow = _OverflowWatch(self)
+        self._started_wall = 0.0
+        self._overflow_wall = 0.0
+        self._deadline: float | None = None
+        self.overflows = 0
         self.mode = "off"
 
     # ----------------------------------------------------------------- life
@@ -147,55 +223,100 @@ class Mirror:
         self.folder.mkdir(parents=True, exist_ok=True)
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         logging.getLogger("watchdog").addHandler(self._overflow)
-        self._observer = self._make_observer()
+        self._started_wall = time.time()
+        with self._observer_lock:
+            self._observer = self._make_observer()
         self._copier.start()
         self.request_rescan(delay=0.0)  # files already there when the run starts
 
     def _make_observer(self) -> Any:
-        from watchdog.observers.polling import PollingObserver
-
-        handler = _Handler(self)
         polling = self._polling
         if polling is None:
             kind = _fs_type(self.folder) or ""
             if kind.split(".")[0] in NETWORK_FS:
                 _warn(
                     f"amltrack: {self.folder} is on a {kind} file system, where inotify sees no "
-                    "changes made by other machines; mirroring it by polling every 2 s"
+                    f"changes made by other machines; mirroring it by polling every {POLL_INTERVAL:g} s"
                 )
                 polling = True
         if not polling:
+            obs = None
             try:
                 from watchdog.observers.inotify import InotifyObserver
 
                 obs = InotifyObserver()
-                obs.schedule(handler, str(self.folder), recursive=True, follow_symlink=False)
+                obs.schedule(_Handler(self), self._real_str, recursive=True, follow_symlink=False)
                 obs.start()
                 self.mode = "inotify"
                 return obs
             except (OSError, ImportError) as e:
+                if obs is not None:
+                    with contextlib.suppress(Exception):
+                        obs.unschedule_all()
                 _warn(
                     f"amltrack: inotify cannot watch {self.folder} ({e}); mirroring it by polling "
-                    "every 2 s instead (raise fs.inotify.max_user_watches to avoid this)"
+                    f"every {POLL_INTERVAL:g} s instead (raise fs.inotify.max_user_watches to avoid this)"
                 )
-        obs = PollingObserver(timeout=2.0)
-        obs.schedule(handler, str(self.folder), recursive=True)
+        return self._start_polling()
+
+    def _start_polling(self) -> Any:
+        # lstat, not stat: watchdog's default poller follows symlinks, into folders outside.
+        try:
+            from watchdog.observers.polling import PollingObserverVFS
+
+            obs: Any = PollingObserverVFS(os.lstat, os.scandir, polling_interval=POLL_INTERVAL)
+        except ImportError:  # pragma: no cover - an old watchdog: _sync_path still skips linked paths
+            from watchdog.observers.polling import PollingObserver
+
+            obs = PollingObserver(timeout=POLL_INTERVAL)
+        obs.schedule(_Handler(self), self._real_str, recursive=True)
         obs.start()
         self.mode = "polling"
         return obs
 
-    def stop(self, timeout: float | None = None) -> dict[str, Any]:
-        """Stop watching, copy everything that differs, and report what could not be copied."""
-        if self._observer is not None:
+    def _switch_to_polling(self, why: str) -> None:
+        """From the copier thread: inotify misses changes here; poll instead, and say so once."""
+        with self._observer_lock:
+            if self._closed or self.mode != "inotify":
+                return
+            old, self._observer = self._observer, None
+        with self._lock:
+            self._suspects.clear()
+        if old is not None:
             with contextlib.suppress(Exception):
-                self._observer.stop()
-                self._observer.join(10)
+                old.stop()
+                old.join(10)
+        self._warn_once(
+            "polling",
+            f"amltrack: {why}; mirroring {self.folder} by polling every {POLL_INTERVAL:g} s instead "
+            "(raise fs.inotify.max_user_watches to avoid this)",
+        )
+        with self._observer_lock:
+            if self._closed:
+                return
+            self._observer = self._start_polling()
+        self.request_rescan(delay=0.0)
+
+    def stop(self, timeout: float | None = None) -> dict[str, Any]:
+        """Stop watching, copy everything that differs, and report what could not be copied.
+
+        ``timeout`` (default ``final_timeout``) bounds the final sweep, copies included; what it
+        had no time for is reported in ``failed``.
+        """
+        with self._observer_lock:
+            self._closed = True
+            obs, self._observer = self._observer, None
+        if obs is not None:
+            with contextlib.suppress(Exception):
+                obs.stop()
+                obs.join(10)
         logging.getLogger("watchdog").removeHandler(self._overflow)
-        self._stopping.set()
+        self._stopping.set()  # a live copy gives way at its next block
         self._wake.set()
         if self._copier.is_alive():
-            self._copier.join(10)
-        report = self._final_sweep(self.final_timeout if timeout is None else timeout)
+            self._copier.join(COPIER_JOIN)
+        deadline = time.monotonic() + (self.final_timeout if timeout is None else timeout)
+        report = self._final_sweep(deadline)
         self.artifacts.close()
         return report
 
@@ -205,19 +326,48 @@ class Mirror:
         if delay <= 0:
             self._wake.set()
 
+    def overflowed(self) -> None:
+        """watchdog lost inotify events: rescan once the burst is over (about 1 s after the last)."""
+        self.overflows += 1
+        self._overflow_wall = time.time()
+        with self._lock:
+            self._suspects.clear()  # their events may be among the lost ones
+        self.request_rescan(delay=1.0)
+
     # ----------------------------------------------------------------- events (no I/O here)
 
-    def mark(self, path: str, closed: bool = False) -> None:
+    def norm(self, path: str) -> str:
+        """An event's path, as a path under ``folder`` (events name the real, resolved folder)."""
+        if self._real_str != self._folder_str and _within(path, self._real_str):
+            return self._folder_str + path[len(self._real_str) :]
+        return path
+
+    def _left_out(self, path: str) -> bool:
+        if not self._excluded or not path.startswith(self._folder_str + os.sep):
+            return False
+        rel = path[len(self._folder_str) + 1 :]
+        return any(_within(rel, e) for e in self._excluded)
+
+    def mark(self, path: str, closed: bool = False, *, sweep: bool = False) -> None:
+        """``path`` may differ from its stored copy: copy it once it is ready. An event (or a walk,
+        or a retry) restarts its wait; a sweep's mark does not, so frequent sweeps cannot keep a
+        file from ever becoming ready."""
+        if self._left_out(path):
+            return
         with self._lock:
+            if not sweep:
+                self._suspects.pop(path, None)  # reported after all
             d = self._dirty.get(path)
             now = time.monotonic()
             if d is None:
                 self._dirty[path] = _Dirty(now, closed)
-            else:
+            elif not sweep:
                 d.t = now
                 d.closed = closed
 
     def mark_walk(self, path: str) -> None:
+        if self._left_out(path):
+            return
         with self._lock:
             self._walks.add(path)
         self._wake.set()
@@ -232,36 +382,43 @@ class Mirror:
             if self._stopping.is_set():
                 break
             try:
-                now = time.monotonic()
-                with self._lock:
-                    walks, self._walks = self._walks, set()
-                    rescan = self._rescan_at is not None and now >= self._rescan_at
-                    if rescan:
-                        self._rescan_at = None
-                for d in walks:
-                    for f in self._walk(Path(d)):
-                        self.mark(str(f))
-                if rescan or now - last_sweep >= self.sweep_interval:
-                    last_sweep = now
-                    self._reconcile()
-                for path in self._ready(now):
-                    if self._stopping.is_set():
-                        break
-                    try:
-                        self._sync_path(path, final=False)
-                    except Exception as e:  # this file only: try it again later, go on with the rest
-                        self._warn_once(
-                            f"copy:{path}",
-                            f"amltrack: could not copy outputs file {path} "
-                            f"({type(e).__name__}: {e}); will try again",
-                        )
-                        self.mark(path)
+                with self._sync_lock:
+                    last_sweep = self._step(last_sweep)
             except Exception as e:  # the mirror must never stop, nor stop training
                 self._warn_once(
                     "loop",
                     f"amltrack: the outputs mirror hit {type(e).__name__}: {e}; "
                     "it carries on and the final sweep will catch up",
                 )
+
+    def _step(self, last_sweep: float) -> float:
+        now = time.monotonic()
+        with self._lock:
+            walks, self._walks = self._walks, set()
+            rescan = self._rescan_at is not None and now >= self._rescan_at
+            if rescan:
+                self._rescan_at = None
+        for d in walks:
+            for f in self._walk(Path(d)):
+                self.mark(str(f))
+        if rescan or now - last_sweep >= self.sweep_interval:
+            last_sweep = now
+            self._reconcile()
+        for path in self._ready(now):
+            if self._stopping.is_set():
+                self.mark(path)  # the final sweep takes it from here
+                continue
+            try:
+                self._sync_path(path, final=False)
+            except _Cancelled:
+                self.mark(path)
+            except Exception as e:  # this file only: try it again later, go on with the rest
+                self._warn_once(
+                    f"copy:{path}",
+                    f"amltrack: could not copy outputs file {path} ({type(e).__name__}: {e}); will try again",
+                )
+                self.mark(path)
+        return last_sweep
 
     def _ready(self, now: float) -> list[str]:
         out = []
@@ -274,8 +431,13 @@ class Mirror:
         return out
 
     def _walk(self, top: Path) -> Iterator[Path]:
+        if top.is_symlink():  # a link to a folder: one non-regular entry, never walked into
+            yield top
+            return
         for root, dirs, files in os.walk(top, followlinks=False):
             base = Path(root)
+            if self._excluded:
+                dirs[:] = [n for n in dirs if not self._left_out(str(base / n))]
             for name in files:
                 yield base / name
             for name in dirs:  # a link to a directory is listed here; it is a non-regular entry
@@ -284,15 +446,31 @@ class Mirror:
                     yield p
 
     def _rel(self, path: Path) -> str | None:
-        try:
-            rel = path.absolute().relative_to(self.folder)
-        except ValueError:
-            return None
-        return rel.as_posix() if rel.parts else None
+        p = path.absolute()
+        for base in (self.folder, self._real):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return rel.as_posix() if rel.parts else None
+        return None
 
     def _reconcile(self) -> None:
-        """Compare the whole folder with what is stored: catches lost events and unwatched dirs."""
+        """Compare the whole folder with what is stored: catches lost events and unwatched dirs.
+
+        A file made after the mirror started (and after any queue overflow) that no event has
+        reported is a suspect. One that a later sweep finds still unreported, ``unreported_after``
+        seconds after it was made, means inotify is not watching its folder: watchdog ignores a
+        failed watch below the top, which is what the watch limit looks like.
+        """
         seen: set[str] = set()
+        detect = self.mode == "inotify"
+        lost = None
+        if detect:  # suspects of earlier sweeps; an event since has cleared the reported ones
+            made_before = time.time() - self.unreported_after
+            with self._lock:
+                lost = next((p for p, ctime in self._suspects.items() if ctime < made_before), None)
+        made_after = max(self._started_wall, self._overflow_wall + 1.0)
         for f in self._walk(self.folder):
             rel = self._rel(f)
             if rel is None:
@@ -300,28 +478,63 @@ class Mirror:
             seen.add(rel)
             state = self._state.get(rel)
             try:
-                sig = signature(os.lstat(f))
-            except FileNotFoundError:
+                st = os.lstat(f)
+            except OSError:
                 continue
+            sig = signature(st)
             if state is None or state[1] != sig:
-                self.mark(str(f))
+                path = str(f)
+                if detect and state is None and st.st_ctime > made_after:
+                    with self._lock:
+                        if path not in self._dirty:
+                            self._suspects.setdefault(path, st.st_ctime)
+                self.mark(path, sweep=True)
         for rel, state in list(self._state.items()):
             if rel not in seen and state[0] != "deleted":
-                self.mark(str(self.folder / rel))
+                self.mark(str(self.folder / rel), sweep=True)
+        if lost is not None:
+            self._switch_to_polling(
+                f"inotify reported no event for {lost}, a new file: a folder under {self.folder} is "
+                "not watched, most likely because the inotify watch limit (fs.inotify.max_user_watches "
+                f"= {_max_user_watches()}) is reached"
+            )
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
             self._warned.add(key)
             _warn(message)
 
-    def _sync_path(self, path: str, *, final: bool) -> str:
-        """Bring one path's stored state in line with the folder. Returns what happened."""
-        p = Path(path)
-        rel = self._rel(p)
-        if rel is None:
+    def _progress_live(self, copied: int) -> None:
+        if self._stopping.is_set():
+            raise _Cancelled
+
+    def _progress_final(self, copied: int) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise _OutOfTime
+
+    def _sync_path(self, path: str, *, final: bool, copy: bool = True) -> str:
+        """Bring one path's stored state in line with the folder. Returns what happened; with
+        ``copy=False``, "needs_copy" where a copy would be made."""
+        rel = self._rel(Path(path))
+        if rel is None or any(_within(rel, e) for e in self._excluded):
             return "outside"
+        p = self.folder / rel
         name = f"{PREFIX}/{rel}"
         state = self._state.get(rel)
+        if p.parent != self.folder:
+            # Never through a link: a folder in the path that is a symlink (inside or outside)
+            # makes the real parent differ from the lexical one.
+            lexical = os.path.join(self._real_str, os.path.dirname(rel))
+            if os.path.realpath(p.parent) != lexical:
+                self._record(
+                    rel,
+                    "skipped",
+                    name,
+                    None,
+                    size=None,
+                    reason="inside a linked folder; links are not followed",
+                )
+                return "skipped"
         try:
             st = os.lstat(p)
         except FileNotFoundError:
@@ -337,8 +550,6 @@ class Mirror:
         except InvalidPathError as e:
             self._record(rel, "skipped", name, sig, size=st.st_size, reason=e.reason)
             return "skipped"
-        import stat as stat_mod
-
         if not stat_mod.S_ISREG(st.st_mode):
             kind = "a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a regular file"
             self._record(rel, "skipped", name, sig, size=None, reason=f"{kind}; links are not followed")
@@ -354,6 +565,8 @@ class Mirror:
         ):
             self.mark(path)  # a big file still changing: copy it again later, not on every write
             return "deferred"
+        if not copy:
+            return "needs_copy"
         try:
             self.artifacts.put(
                 name,
@@ -362,6 +575,7 @@ class Mirror:
                 max_size=CAP,
                 stable=True,
                 extra={"mtime": fmt.utc_iso(st.st_mtime_ns / 1e9)},
+                progress=self._progress_final if final else self._progress_live,
             )
         except FileNotFoundError:
             return self._gone(rel, name, state)
@@ -410,40 +624,31 @@ class Mirror:
         self._state[rel] = ("deleted", None, time.monotonic())
         return "deleted"
 
-    def _final_sweep(self, timeout: float) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    def _fail(self, path: str, reason: str, report: dict[str, Any]) -> None:
+        """The final sweep could not bring ``path`` up to date: say so in the manifest and the report.
+        An earlier copy, if any, stays (``kept``)."""
+        rel = self._rel(Path(path)) or path
+        state = self._state.get(rel)
+        kept = state is not None and state[0] == "stored"
+        self.artifacts.record(f"{PREFIX}/{rel}", "failed", source="outputs", reason=reason, kept=kept)
+        report["failed"].append({"path": path, "reason": reason})
+
+    def _final_sweep(self, deadline: float) -> dict[str, Any]:
         report: dict[str, Any] = {"stored": 0, "rejected": 0, "skipped": 0, "deleted": 0, "failed": []}
-        paths = {str(f) for f in self._walk(self.folder)} if self.folder.is_dir() else set()
-        paths |= {str(self.folder / rel) for rel, s in self._state.items() if s[0] != "deleted"}
-        with self._lock:
-            paths |= set(self._dirty)
-            self._dirty.clear()
-        for path in sorted(paths):
-            if time.monotonic() > deadline:
-                report["failed"].append({"path": path, "reason": "the final sweep ran out of time"})
-                continue
-            try:
-                result = self._sync_path(path, final=True)
-                if result == "changed":  # once more: it may have settled
-                    with self._lock:
-                        self._dirty.pop(path, None)
-                    result = self._sync_path(path, final=True)
-                    if result == "changed":
-                        with self._lock:
-                            self._dirty.pop(path, None)
-                        rel = self._rel(Path(path)) or path
-                        self.artifacts.record(
-                            f"{PREFIX}/{rel}",
-                            "failed",
-                            source="outputs",
-                            reason="the file kept changing while it was copied at run end",
-                        )
-                        report["failed"].append({"path": path, "reason": "kept changing while copied"})
-                        continue
-                if result in report and result != "failed":
-                    report[result] += 1
-            except Exception as e:
-                report["failed"].append({"path": path, "reason": f"{type(e).__name__}: {e}"})
+        out_of_time = "the final sweep ran out of time"
+        # A copier that outlived its join holds this until its copy gives way (at the next block).
+        if not self._sync_lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            report["failed"].append(
+                {"path": str(self.folder), "reason": f"{out_of_time} (a copy did not stop)"}
+            )
+            _warn(f"amltrack: the outputs mirror could not sweep {self.folder} at run end: {out_of_time}")
+            return report
+        try:
+            self._deadline = deadline
+            self._sweep_all(report, out_of_time)
+        finally:
+            self._deadline = None
+            self._sync_lock.release()
         if report["failed"]:
             shown = ", ".join(f["path"] for f in report["failed"][:5])
             _warn(
@@ -451,6 +656,37 @@ class Mirror:
                 f"end: {shown}"
             )
         return report
+
+    def _sweep_all(self, report: dict[str, Any], out_of_time: str) -> None:
+        paths = {str(f) for f in self._walk(self.folder)} if self.folder.is_dir() else set()
+        paths |= {str(self.folder / rel) for rel, s in self._state.items() if s[0] != "deleted"}
+        with self._lock:
+            paths |= set(self._dirty)
+            self._dirty.clear()
+        for path in sorted(paths):
+            # Past the deadline nothing is copied, but everything is still looked at (an lstat
+            # each): only files that needed a copy are reported as failed.
+            copy = self._deadline is None or time.monotonic() <= self._deadline
+            try:
+                try:
+                    result = self._sync_path(path, final=True, copy=copy)
+                    if result == "changed":  # once more: it may have settled
+                        with self._lock:
+                            self._dirty.pop(path, None)
+                        result = self._sync_path(path, final=True, copy=copy)
+                        if result == "changed":
+                            with self._lock:
+                                self._dirty.pop(path, None)
+                            self._fail(path, "the file kept changing while it was copied at run end", report)
+                            continue
+                except _OutOfTime:
+                    result = "needs_copy"
+                if result == "needs_copy":
+                    self._fail(path, out_of_time, report)
+                elif result in report and result != "failed":
+                    report[result] += 1
+            except Exception as e:
+                report["failed"].append({"path": path, "reason": f"{type(e).__name__}: {e}"})
 
 
 class _Handler(FileSystemEventHandler):
@@ -462,22 +698,24 @@ class _Handler(FileSystemEventHandler):
 
     def dispatch(self, event: Any) -> None:
         kind = event.event_type
-        src = os.fsdecode(event.src_path)
         if kind in ("opened", "closed_no_write"):
             return
+        m = self.m
+        src = m.norm(os.fsdecode(event.src_path))
+        dest = m.norm(os.fsdecode(event.dest_path)) if kind == "moved" else ""
         if event.is_directory:
             if kind in ("created", "moved"):
-                self.m.mark_walk(os.fsdecode(event.dest_path) if kind == "moved" else src)
-            if kind in ("deleted", "moved"):
-                self.m.request_rescan(delay=0.5)  # its files are gone (or renamed): reconcile
+                m.mark_walk(dest or src)  # walk it: files written before its watch existed
+            if kind in ("deleted", "moved") and not m._left_out(src):
+                m.request_rescan(delay=0.5)  # its files are gone (or renamed): reconcile
             return
         if kind == "moved":
-            self.m.mark(src)  # gone from here
-            self.m.mark(os.fsdecode(event.dest_path), closed=True)
+            m.mark(src)  # gone from here
+            m.mark(dest, closed=True)
         elif kind == "closed":
-            self.m.mark(src, closed=True)
+            m.mark(src, closed=True)
         else:  # created, modified, deleted, attrib
-            self.m.mark(src)
+            m.mark(src)
 
 
 class MirrorProcess:
@@ -579,8 +817,9 @@ def _main(argv: list[str] | None = None) -> int:
     mirror.start()
     sys.stdin.buffer.read()  # until the training process finishes the run, or dies
     report = mirror.stop()
-    sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
-    sys.stdout.flush()
+    with contextlib.suppress(OSError):  # the training process may be gone (killed): nobody to tell
+        sys.stdout.buffer.write(orjson.dumps(report) + b"\n")
+        sys.stdout.flush()
     return 0
 
 

@@ -383,3 +383,47 @@ def test_the_logs_stay_listed_when_amltrack_run_itself_is_killed(store: Path, ch
     run = amltrack.Store(store).run(run.id)
     wait_until(lambda: run.reload().status == "crashed", what="the run to read as crashed")
     assert {a["path"]: a["status"] for a in run.artifacts()}["logs/stdout.txt"] == "stored"
+
+
+# Writes a checkpoint, waits until the mirror has stored it, then deletes it (a rotating checkpoint).
+ROTATE = r"""
+import json, os, pathlib, time
+manifest = pathlib.Path(os.environ["AMLTRACK_STORE"], "runs", os.environ["AMLTRACK_RUN_ID"], "artifacts.jsonl")
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/ckpt_0.pt", "wb") as f:
+    f.write(b"weights")
+
+def stored():
+    lines = manifest.read_bytes().split(b"\n")[:-1] if manifest.exists() else []
+    return any(json.loads(x)["path"] == "outputs/ckpt_0.pt" and json.loads(x)["status"] == "stored" for x in lines)
+
+deadline = time.monotonic() + 30
+while not stored() and time.monotonic() < deadline:
+    time.sleep(0.05)
+os.remove("outputs/ckpt_0.pt")
+"""
+
+
+@pytest.mark.parametrize("keep", [False, True], ids=["default", "keep-deleted"])
+def test_keep_deleted_keeps_the_copy_of_a_deleted_output(store: Path, tmp_path: Path, keep: bool) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    options = ("--keep-deleted",) if keep else ()
+    code, _, err = finish(amltrack_run(store, sys.executable, "-c", ROTATE, cwd=work, options=options))
+    assert code == 0, err
+    run = only_run(store)
+    entry = {a["path"]: a for a in run.artifacts()}["outputs/ckpt_0.pt"]
+    assert entry["status"] == "deleted" and entry["kept"] is keep
+    if keep:
+        assert run.read_artifact("outputs/ckpt_0.pt") == b"weights"
+    else:
+        assert not (run.dir / "artifacts" / "outputs" / "ckpt_0.pt").exists()
+
+
+def test_an_outputs_folder_inside_the_store_is_a_one_line_error(store: Path) -> None:
+    out = subprocess.run([sys.executable, "-m", "amltrack", "run", "--store", str(store), "--outputs",
+                          str(store / "runs"), "--", sys.executable, "-c", "pass"],
+                         capture_output=True, text=True, env=child_env(), timeout=60)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.startswith("amltrack: outputs=") and "is inside the store" in out.stderr
+    assert out.stderr.count("\n") == 1

@@ -88,6 +88,13 @@ def add_parser(sub: Any) -> None:
         "'none' for none)",
     )
     p.add_argument(
+        "--keep-deleted",
+        action="store_true",
+        default=None,
+        help="keep the stored copy of a file deleted from the outputs folder (default: removed, unless "
+        "$AMLTRACK_OUTPUTS_KEEP_DELETED=1)",
+    )
+    p.add_argument(
         "--quiet", "-q", action="store_true", help="do not print the run's id and status at the end"
     )
     p.add_argument(
@@ -271,10 +278,12 @@ def track(
     store: str | os.PathLike[str] | None = None,
     outputs: str | os.PathLike[str] | None = "outputs",
     echo: bool = True,
+    keep_deleted_outputs: bool | None = None,
 ) -> RunResult:
     """Run ``command`` as a new tracked run and wait for it; the result has the run's id, status and
     the exit code a shell would give (128+N for a signal). ``outputs`` is mirrored as
-    ``get_logger(outputs=)`` mirrors it (``$AMLTRACK_OUTPUTS`` applies; None for no mirror).
+    ``get_logger(outputs=)`` mirrors it (``$AMLTRACK_OUTPUTS`` applies; None for no mirror), and
+    ``keep_deleted_outputs`` as ``get_logger(keep_deleted_outputs=)``.
 
     Must be called from the main thread (it installs signal handlers for the command's lifetime).
     """
@@ -296,7 +305,9 @@ def track(
         from .. import _format as fmt
         from .._logger import _open_logger
 
-        logger = _open_logger(experiment, name, None, None, store, outputs, fmt.new_run_id())
+        logger = _open_logger(
+            experiment, name, None, None, store, outputs, fmt.new_run_id(), keep_deleted_outputs=keep_deleted_outputs
+        )
         try:
             status, error, code = _supervise(command, logger.run_dir, forwarder, echo)
         except BaseException as e:
@@ -421,7 +432,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise CliError("run needs a command after '--', for example: amltrack run -- python train.py")
     try:
         result = track(
-            command, experiment=args.experiment, name=args.name, store=args.store, outputs=args.outputs
+            command,
+            experiment=args.experiment,
+            name=args.name,
+            store=args.store,
+            outputs=args.outputs,
+            keep_deleted_outputs=args.keep_deleted,
         )
     except CommandError as e:
         print(f"amltrack: {e}", file=sys.stderr)

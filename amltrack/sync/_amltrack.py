@@ -26,7 +26,7 @@ from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
 from ._remote import HttpRemote, Progress, PushResult, http_client
 from ._remotes import check_url
 
-CHUNK = 8 * 1024 * 1024
+CHUNK = 16 * 1024 * 1024
 MAX_BACKOFF = 30.0  # seconds: the longest pause between two tries of a request
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 _COUNT_BLOCK = 1 << 20
