@@ -26,7 +26,7 @@ import orjson
 
 from . import _format as fmt
 from ._columns import ColumnWriter
-from ._errors import AmltrackError, WriteError
+from ._errors import AmltrackError, InvalidMetricError, WriteError
 from ._files import AppendFile, Artifacts
 
 FLUSH_INTERVAL = 0.5
@@ -446,6 +446,17 @@ class Writer:
         if self.writer_id is not None:
             wid = self.writer_id
             recs = [{**rec, "w": wid} for rec in recs]
+        try:
+            data = orjson.dumps([*recs, _END])
+        except orjson.JSONEncodeError:
+            # log() checks every value, so this is a bug; still, the batch's other records are
+            # written, and the one that cannot be is raised from the next call, never dropped quietly.
+            items, recs = self._drop_unencodable(items, recs)
+            if not items:
+                return None, uploads, None
+            values = list(map(_VALUE, items))
+            types = set(map(type, values))
+            data = orjson.dumps([*recs, _END])
         names = list(map(_NAME, items))
         if names.count(names[0]) == len(names):
             # One metric in the batch (a loop logging one thing, or a trickle): a C-level count
@@ -460,7 +471,6 @@ class Writer:
             self._names |= new_names
             self._ambiguous_names |= any("},{" in n for n in new_names)
         self._summarize(counts, last)
-        data = orjson.dumps([*recs, _END])
         if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs):
             dumps = orjson.dumps
             lines = memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n")
@@ -490,6 +500,25 @@ class Writer:
                 s.last = value
         self._summary_records += sum(counts.values())
         self._summary_dirty = True
+
+    def _drop_unencodable(self, items: list[Any], recs: list[Any]) -> tuple[list[Any], list[Any]]:
+        kept_items, kept_recs = [], []
+        for item, rec in zip(items, recs):
+            try:
+                orjson.dumps(rec)
+            except orjson.JSONEncodeError as e:
+                err = InvalidMetricError(
+                    f"metric {item['name']!r} at step {item['step']} could not be written ({e}), so it is "
+                    f"not in {self._metrics.path}; the records around it are. Please report this: "
+                    "log() should have refused the value"
+                )
+                with self.cond:
+                    self._unreported = self._unreported or err
+                    self._update_blocked()
+                continue
+            kept_items.append(item)
+            kept_recs.append(rec)
+        return kept_items, kept_recs
 
     @staticmethod
     def _chunks(data: memoryview) -> list[memoryview]:

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import orjson
@@ -216,3 +217,25 @@ def test_the_handle_is_the_record(store: Path) -> None:
     assert dict(h) == {"name": "loss", "step": 3, "value": 0.5, "ts": h["ts"], "seq": 1}
     h.wait()
     assert h.done() and "amltrack.Handle" in repr(h)
+
+
+def test_a_record_the_encoder_refuses_is_raised_and_the_rest_of_its_batch_is_written(tmp_path: Path) -> None:
+    # log() refuses such values; this injects one past it, as a bug in log()'s checks would.
+    logger = amltrack.get_logger("enc", store=tmp_path, outputs=None)
+    w = logger._writer
+    logger.log("a", 1.0)
+    with w.lock:
+        h = w.Handle()
+        h.update(name="bad", step=0, value=2**70, ts=time.time(), seq=w.next_seq())
+        w.buf.append(h)
+        w.special = True
+    logger.log("a", 2.0)
+    with pytest.raises(amltrack.InvalidMetricError, match="'bad' at step 0 could not be written"):
+        logger.flush()
+        logger.log("a", 3.0)
+    logger.log("a", 4.0)
+    logger.finish()
+    run = amltrack.Store(tmp_path).run(logger.run_id)
+    assert run.status == "completed"
+    assert run.metric("a").values[:2] == [1.0, 2.0] and run.metric("a").values[-1] == 4.0
+    assert "bad" not in run.metrics()
