@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -99,7 +98,7 @@ def main() -> None:
 
         print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
               f"Python {platform.python_version()}; min / median / max of {repeat} runs of each command, "
-              f"interleaved, each a fresh process (`{shutil.which(cli[0]) or cli[0]}` is the console script).")
+              f"interleaved, each a fresh process ({'the `amltrack` console script' if len(cli) == 1 else '`python -m amltrack`'}).")
         print()
         print("| command | size | target | min / median / max |")
         print("|---|---:|---|---|")
