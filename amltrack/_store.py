@@ -548,15 +548,21 @@ class Store:
     def _iter_runs(self) -> Iterator[Run]:
         for rid in self.run_ids():
             d = self.runs_dir / rid
+            lost = False
             try:
-                info = fmt.read_json(d / fmt.RUN_FILE)
+                try:
+                    info = fmt.read_json(d / fmt.RUN_FILE)
+                except FileNotFoundError:
+                    # An empty folder is a run being created (run.json is its first file); a folder
+                    # that holds files but no run.json lost it, and its records would vanish unsaid.
+                    # Files but a run.json on a second look: it landed in between, a run just made.
+                    lost = _holds_files(d)
+                    info = fmt.read_json(d / fmt.RUN_FILE)
                 _check_run_schema(rid, info)
             except NotADirectoryError:
                 continue  # a stray file, not a run
             except FileNotFoundError:
-                # An empty folder is a run being created (run.json is its first file); a folder
-                # that holds files but no run.json lost it, and its records would vanish unsaid.
-                if _holds_files(d):
+                if lost:
                     fmt.warn_once(
                         str(d),
                         f"amltrack skipped run {rid}: {d} holds files but no {fmt.RUN_FILE}; "

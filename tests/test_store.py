@@ -149,3 +149,28 @@ def test_artifacts(store: Path) -> None:
         run.read_artifact("b")  # a directory is not an artifact
     with pytest.raises(amltrack.InvalidPathError):
         run.read_artifact("../run.json")
+
+
+def test_a_run_json_that_lands_while_the_store_is_listed_is_no_lost_run(tmp_path: Path, monkeypatch) -> None:
+    import warnings
+
+    from amltrack import _format as fmt
+    from amltrack import _store
+
+    logger = amltrack.get_logger("race", store=tmp_path, outputs=None)
+    logger.finish()
+    run_json = logger.run_dir / "run.json"
+    saved = run_json.read_bytes()
+    run_json.unlink()
+    read = fmt.read_json
+
+    def late(path: Path) -> object:
+        if path == run_json and not run_json.exists():
+            run_json.write_bytes(saved)  # run.json lands just after this look found none
+            raise FileNotFoundError(path)
+        return read(path)
+
+    monkeypatch.setattr(_store.fmt, "read_json", late)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert [r.id for r in amltrack.Store(tmp_path).runs()] == [logger.run_id]
