@@ -91,7 +91,9 @@ def cuts_whole_lines(which: str, how: str, data: bytes, cut: int) -> bool:
     so the reader cannot tell it from a run that logged less (docs/reliability.md says so)."""
     if not which.endswith(".jsonl"):
         return False
-    return how in ("delete", "empty") or (how == "truncate" and (cut == 0 or data[cut - 1 : cut] == b"\n"))
+    # A cut just before a newline leaves the last line whole, only without its newline.
+    at_line_end = cut == 0 or data[cut - 1 : cut] == b"\n" or data[cut : cut + 1] == b"\n"
+    return how in ("delete", "empty") or (how == "truncate" and at_line_end)
 
 
 _examples = itertools.count()
