@@ -38,6 +38,7 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
     syncs = size(3, 20)
     try:
         killed = 0
+        missed: list[str] = []
         for i in range(syncs):
             if i > 0:  # new data between syncs, as on a laptop that trains again
                 runs.append(make_run(local, records=rng.randint(2000, 4000),
@@ -52,9 +53,11 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
             srv.stop()  # dead already if the kill point was reached; stopped otherwise
             if srv.proc is not None and srv.proc.returncode == -9:
                 killed += 1
+            else:
+                missed.append(f"sync {i} ({kill}, {client.writes} writes answered)")
         # Every kill point lies within its sync's requests, so every sync must have killed the server:
         # fewer means a sync stopped short of what it had to send.
-        assert killed == syncs, f"seed {seed}: only {killed} of {syncs} syncs reached their kill point"
+        assert killed == syncs, f"seed {seed}: only {killed} of {syncs} syncs reached their kill point: {missed}"
         srv.start()
         client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
         try:
