@@ -809,3 +809,25 @@ def test_every_name_maps_to_a_key_mlflow_accepts_and_back(name: str) -> None:
 def test_names_mlflow_accepts_are_kept() -> None:
     for name in ("loss", "train/loss", "val acc", "a-b_c.d", "ключ", "a/.../b", "x..y"):
         assert mlflow_key(name) == name
+
+
+def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A 503 cannot be had from a real MLflow server on demand; a transport gives two, then an answer.
+    from amltrack.sync import _mlflow
+
+    calls = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if len(calls) <= 2:
+            return httpx.Response(503, text="busy")
+        return httpx.Response(200, json={"experiment": {"experiment_id": "7", "lifecycle_stage": "active"}})
+
+    pauses: list[float] = []
+    monkeypatch.setattr(_mlflow.time, "sleep", pauses.append)
+    with MlflowRemote("mlflow+http://h:1", transport=httpx.MockTransport(answer), backoff=0.1) as r:
+        r._experiment("e", create=False)
+        assert len(calls) == 3 and len(pauses) == 2
+        assert 0.05 <= pauses[0] <= 0.1 and 0.15 <= pauses[1] <= 0.3  # equal jitter: the upper half of each step
+        samples = {r.delay(1) for _ in range(20)}
+        assert len(samples) > 1 and all(0.15 <= d <= 0.3 for d in samples)  # not one fixed pause

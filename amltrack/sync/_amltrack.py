@@ -10,7 +10,6 @@ server's committed lengths. ``docs/sync.md`` has the protocol.
 from __future__ import annotations
 
 import hashlib
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,6 @@ from ._remote import HttpRemote, Progress, PushResult, http_client
 from ._remotes import check_url
 
 CHUNK = 16 * 1024 * 1024
-MAX_BACKOFF = 30.0  # seconds: the longest pause between two tries of a request
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 _COUNT_BLOCK = 1 << 20
 
@@ -92,7 +90,6 @@ class AmltrackRemote(HttpRemote):
         self.chunk_size = chunk_size
         self._token = token
         self._sleep = sleep
-        self._random = random.Random()  # seeded from os.urandom: two clients started together differ
         self._client = http_client(self.url, token, timeout, transport)
         self._max_body: int | None = None
         super().__init__()
@@ -137,16 +134,6 @@ class AmltrackRemote(HttpRemote):
                 "bad_response",
                 f"{method} {url} answered with something that is not JSON; is this an amltrack server?",
             ) from None
-
-    def delay(self, attempt: int) -> float:
-        """The pause before trying a request again after its ``attempt``-th try (0 is the first).
-
-        Exponential back-off (x3 a try, at most MAX_BACKOFF) with equal jitter: a random point in
-        the upper half of the step, so the pauses still grow while clients that failed together
-        (a server restart) do not all come back at the same moment.
-        """
-        step = min(MAX_BACKOFF, self.backoff * 3**attempt)
-        return step / 2 + self._random.uniform(0, step / 2)
 
     def _error(self, r: httpx.Response, size: int = 0) -> RemoteError:
         """The answer as a RemoteError whose message says what to do, rather than the server's own

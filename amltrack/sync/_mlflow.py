@@ -456,7 +456,6 @@ class MlflowRemote(HttpRemote):
         ``retry`` is True for a request that can be repeated as it is, or a function that gives
         the body to send instead (None: send nothing more) for one that cannot.
         """
-        delay = self.backoff
         body = None if json is None else orjson.dumps(json)
         for attempt in range(self.retries + 1):
             if attempt and callable(retry):
@@ -478,12 +477,10 @@ class MlflowRemote(HttpRemote):
             except httpx.TransportError as e:
                 if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol) or not retry:
                     raise RemoteUnavailableError(self.url, e) from e
-                time.sleep(delay)
-                delay *= 3
+                time.sleep(self.delay(attempt))
                 continue
             if r.status_code in (429, 502, 503, 504) and attempt < self.retries and retry:
-                time.sleep(_retry_after(r, delay))
-                delay *= 3
+                time.sleep(_retry_after(r, self.delay(attempt)))
                 continue
             break
         if write:

@@ -8,6 +8,7 @@ A remote kind is a module with a class that has ``kind``, ``url``, ``push_run``,
 from __future__ import annotations
 
 import os
+import random
 import signal
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -109,6 +110,7 @@ def open_remote(entry: RemoteEntry) -> Remote:
 # Test-only: "N" SIGKILLs the sync process right after the answer to its N-th write request, to
 # test that a push resumes from any point. See docs/sync.md.
 KILL_ENV = "AMLTRACK_TEST_SYNC_KILL"
+MAX_BACKOFF = 30.0  # seconds: the longest pause between two tries of a request
 
 _R = TypeVar("_R", bound="HttpRemote")
 
@@ -132,7 +134,10 @@ class HttpRemote:
 
     _client: httpx.Client
 
+    backoff: float  # seconds: the first pause before a request is tried again
+
     def __init__(self) -> None:
+        self._random = random.Random()  # seeded from os.urandom: two clients started together differ
         self.writes = 0
         kill = os.environ.get(KILL_ENV)
         self._kill_after = int(kill) if kill and kill.isdigit() else None
@@ -142,6 +147,16 @@ class HttpRemote:
         self.writes += 1
         if self._kill_after is not None and self.writes >= self._kill_after:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def delay(self, attempt: int) -> float:
+        """The pause before trying a request again after its ``attempt``-th try (0 is the first).
+
+        Exponential back-off (x3 a try, at most MAX_BACKOFF) with equal jitter: a random point in
+        the upper half of the step, so the pauses still grow while clients that failed together
+        (a server restart) do not all come back at the same moment.
+        """
+        step = min(MAX_BACKOFF, self.backoff * 3**attempt)
+        return step / 2 + self._random.uniform(0, step / 2)
 
     def close(self) -> None:
         self._client.close()
