@@ -78,7 +78,9 @@ class KillSwitch:
 
 
 def _die_at(chosen: str | None, stage: str) -> None:
-    if chosen == stage:
+    # A write with no middle (nothing to write, or one atomic replace) takes a "during" kill at its
+    # end, so every counted write has all three points.
+    if chosen == stage or (stage == "after" and chosen == "during"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -367,7 +369,6 @@ class ServerStore:
         _die_at(chosen, "before")
         with self._lock(run_id):
             if self.locate(run_id) is not None:
-                _die_at(chosen, "during")  # nothing to make: the last two points at once
                 _die_at(chosen, "after")
                 return False
             try:
@@ -444,8 +445,8 @@ class ServerStore:
             bdir = self.blobs / run_id
             done = bdir / sha
             if done.is_file():
-                for stage in ("before", "during", "after"):  # nothing to write: all three points at once
-                    _die_at(chosen, stage)
+                _die_at(chosen, "before")
+                _die_at(chosen, "after")
                 return {"sha256": sha, "size": done.stat().st_size, "complete": True}
             if offset + len(data) > total:
                 raise ApiError(
@@ -515,7 +516,6 @@ class ServerStore:
             d, _ = self._require(run_id)
             dest = d / fmt.ARTIFACTS_DIR / path
             if dest.is_file() and self.file_sha256(dest) == sha:
-                _die_at(chosen, "during")  # already in place: the last two points at once
                 _die_at(chosen, "after")
                 return {"path": path, "size": dest.stat().st_size, "sha256": sha}
             blob = self.blobs / run_id / sha
@@ -558,7 +558,6 @@ class ServerStore:
                 raise ApiError(
                     409, "path_conflict", f"artifact path {path!r} is a directory on the server"
                 ) from None
-            _die_at(chosen, "during")  # the file gone, its empty folders not yet
             # Empty folders left behind would keep a later file from taking their name.
             parent = (root / path).parent
             while parent != root:
@@ -576,7 +575,6 @@ class ServerStore:
         _die_at(chosen, "before")
         with self._lock(run_id):
             d, _ = self._require(run_id)
-            _die_at(chosen, "during")  # every write has a "during": the kill switch's points are uniform
             try:
                 fmt.write_bytes_atomic(d / fmt.SUMMARY_FILE, data, tag=_TMP_TAG)
             except OSError as e:
