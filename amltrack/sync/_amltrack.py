@@ -22,7 +22,7 @@ import httpx
 from .. import _format as fmt
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
-from ._remote import HttpRemote, Progress, PushResult, http_client
+from ._remote import HttpRemote, Progress, PushResult, error_fields, http_client
 from ._remotes import check_url
 
 CHUNK = 16 * 1024 * 1024
@@ -139,12 +139,7 @@ class AmltrackRemote(HttpRemote):
         """The answer as a RemoteError whose message says what to do, rather than the server's own
         words where those are meant for the writer of a client (a 413's "send smaller chunks")."""
         status = r.status_code
-        try:
-            err = r.json()["error"]
-            code, message = str(err["code"]), str(err["message"])
-            extra = {k: v for k, v in err.items() if k not in ("code", "message")}
-        except (ValueError, KeyError, TypeError):
-            code, message, extra = f"http_{status}", r.text[:200].strip() or r.reason_phrase, {}
+        code, message, extra = error_fields(r)
         set_token = "AMLTRACK_TOKEN, or the remote's token ('amltrack remote add NAME URL --token T'),"
         # The server's 401 and 403 messages are written for any client; say it once, for this one.
         if code == "unauthorized":

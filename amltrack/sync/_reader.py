@@ -31,7 +31,7 @@ from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, RunNotFoundError
 from .._store import Run, Store
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._remote import http_client
+from ._remote import HttpRemote, error_fields, http_client
 from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
 
 _BLOCK = 1 << 20
@@ -110,7 +110,7 @@ def _object(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-class RemoteReader:
+class RemoteReader(HttpRemote):
     """A reader of one amltrack server's finalised runs.
 
     reader = RemoteReader("http://127.0.0.1:8765", token)   # or RemoteReader.open("team")
@@ -140,6 +140,7 @@ class RemoteReader:
         self._root = Path(tempfile.mkdtemp(prefix="amltrack-remote-"))
         (self._root / fmt.RUNS_DIR).mkdir()
         self.store = Store(self._root)
+        super().__init__()
 
     @classmethod
     def open(cls, to: str, remotes: Remotes | None = None, **kwargs: Any) -> RemoteReader:
@@ -162,14 +163,8 @@ class RemoteReader:
         return f"RemoteReader({self.url!r})"
 
     def close(self) -> None:
-        self._client.close()
+        super().close()
         shutil.rmtree(self._root, ignore_errors=True)
-
-    def __enter__(self) -> RemoteReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # ----------------------------------------------------------------- HTTP
 
@@ -177,7 +172,6 @@ class RemoteReader:
         self, path: str, params: dict[str, Any] | None = None, *, stream: bool = False
     ) -> httpx.Response:
         """One GET, retried on a transport failure or a 502-504; an error answer raises."""
-        delay = self.backoff
         for attempt in range(self.retries + 1):
             try:
                 request = self._client.build_request("GET", path, params=params)
@@ -185,13 +179,11 @@ class RemoteReader:
             except httpx.TransportError as e:
                 if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol):
                     raise self._unavailable(e) from e
-                time.sleep(delay)
-                delay *= 3
+                time.sleep(self.delay(attempt))
                 continue
             if r.status_code in (502, 503, 504) and attempt < self.retries:
                 r.close()
-                time.sleep(delay)
-                delay *= 3
+                time.sleep(self.delay(attempt))
                 continue
             if r.status_code >= 400:
                 r.read()
@@ -219,11 +211,7 @@ class RemoteReader:
         return e
 
     def _error(self, r: httpx.Response) -> RemoteError:
-        try:
-            err = orjson.loads(r.content)["error"]
-            code, message = str(err["code"]), str(err["message"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            code, message = f"http_{r.status_code}", r.text[:200].strip() or r.reason_phrase
+        code, message, _ = error_fields(r)
         e = RemoteError(self.url, r.status_code, code, message)
         where = self.label
         if code == "unauthorized" and not self._token:

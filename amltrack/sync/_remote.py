@@ -129,8 +129,20 @@ def http_client(
     )
 
 
+def error_fields(r: httpx.Response) -> tuple[str, str, dict[str, Any]]:
+    """An amltrack server's error answer as its code, message and extra fields (docs/sync.md), or
+    ``http_<status>`` and the body's start for an answer from something else."""
+    try:
+        err = r.json()["error"]
+        code, message = str(err["code"]), str(err["message"])
+        return code, message, {k: v for k, v in err.items() if k not in ("code", "message")}
+    except (ValueError, KeyError, TypeError):
+        return f"http_{r.status_code}", r.text[:200].strip() or r.reason_phrase, {}
+
+
 class HttpRemote:
-    """What the remotes share: their httpx client's lifetime, and the count of write requests."""
+    """What the servers' clients share (both remotes and the history reader): the httpx client's
+    lifetime, the pauses between tries of a request, and the count of write requests."""
 
     _client: httpx.Client
 
