@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -225,24 +224,18 @@ def metric_details(metric: Metric) -> dict[str, Any]:
     min and max are over every number logged (a list metric's elements included, NaN left out); the
     sparkline is of the series, or for a list metric of its latest list.
     """
+    from .._store import number_range
+
     vals = metric.values
     last = vals[-1]
-    nums: list[Any] = []
-    if out.only_numbers(vals):
-        nums = vals if math.isfinite(sum(vals)) else [v for v in vals if v == v]
-    else:
-        for v in vals:
-            if type(v) is list:
-                nums.extend(x for x in v if x == x)
-            elif type(v) in (int, float) and v == v:
-                nums.append(v)
+    lo, hi = number_range(vals)
     kind = kind_of(last)
     return {
         "kind": kind,
         "count": len(vals),
         "last": last,
-        "min": min(nums) if nums else None,
-        "max": max(nums) if nums else None,
+        "min": lo,
+        "max": hi,
         "sparkline": out.sparkline(last if kind == "list" else vals),
     }
 
