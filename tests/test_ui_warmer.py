@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 import amltrack
+from amltrack.ui import _cache
 from amltrack.ui._cache import Caches, Warmer
 
 from .conftest import child_env, wait_until
@@ -77,12 +78,17 @@ def test_a_torn_last_line_does_not_keep_the_warmer_busy(tmp_path: Path) -> None:
 
 def test_a_run_that_cannot_be_cached_is_skipped_quietly(tmp_path: Path) -> None:
     run_dir = logged(tmp_path, 100)
-    (run_dir / "cache").mkdir(exist_ok=True)
-    (run_dir / "cache" / "ui").write_text("a file where the cache folder goes")
+    os.remove(run_dir / "metrics.jsonl")
+    (run_dir / "metrics.jsonl").mkdir()  # a real fault: the metrics file cannot be read
+    with pytest.raises(OSError):
+        _cache.SeriesCache(run_dir).update()  # what a page's own request meets, and reports
     warmer = Warmer(amltrack.Store(tmp_path), Caches(), interval=0.05)
     assert warmer.run_once() is False
+    updates: list[Path] = []
+    original = warmer.caches.get
+    warmer.caches.get = lambda d: updates.append(d) or original(d)  # type: ignore[method-assign]
     assert warmer.run_once() is False
-    os.remove(run_dir / "cache" / "ui")
+    assert updates == []  # not tried again until the file changes
 
 
 def serving(args: list[str], log: Path) -> subprocess.Popen:
@@ -116,8 +122,6 @@ def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, co
 def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The warmer works in slices (a deadline); each slice must check only the index blocks it takes,
     # or a 10M-point run would be checked once per slice: 20 s instead of 2.
-    from amltrack.ui import _cache
-
     logger = amltrack.get_logger("slices", store=tmp_path, outputs=None)
     for b in range(6):
         for i in range(1000):

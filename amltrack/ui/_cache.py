@@ -514,17 +514,14 @@ class SeriesCache:
     def _consume_blocks(
         self, idx: dict[str, Any], names: list[str], blocks: list[Block], i: int, f: Any
     ) -> bool:
-        """Take the index's blocks from ``blocks[i]`` on while they hold only numbers and bools
-        (strings and lists need their line offsets, which only the JSON gives); False if none."""
+        """Take the index's blocks from ``blocks[i]`` on (read a step, INDEX_STEP records, at a time)
+        while they hold only numbers and bools (strings and lists need their line offsets, which
+        only the JSON gives); False if none."""
         taken: list[Block] = []
-        records = 0
         for b in blocks[i:]:
-            if records >= INDEX_STEP or any(
-                type(e) is not list or len(e) != 3 or type(e[1]) not in (int, bool) for e in b.extras
-            ):
+            if any(type(e) is not list or len(e) != 3 or type(e[1]) not in (int, bool) for e in b.extras):
                 break
             taken.append(b)
-            records += b.n
         if not taken:
             return False
         try:
