@@ -6,52 +6,46 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from .conftest import child_env
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def test_core_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "bench_core.py"), "--smoke", "--json"],
+def smoke(script: str) -> Any:
+    """``benchmarks/<script> --smoke --json``: its JSON, once it exited cleanly."""
+    out = subprocess.run([sys.executable, str(BENCH / script), "--smoke", "--json"],
                          capture_output=True, text=True, timeout=300, env=child_env())
     assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout)
+    return json.loads(out.stdout)
+
+
+def test_core_benchmark_smoke() -> None:
+    figures = smoke("bench_core.py")
     for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "read_json_s", "list_runs_s"):
         assert figures[key] > 0, key
 
 
 def test_mirror_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "bench_mirror.py"), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env())
-    assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout)
+    figures = smoke("bench_mirror.py")
     assert figures["median_ms"] > 0 and figures["on_s"] > 0 and figures["off_s"] > 0
 
 
 def test_bytes_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "bench_bytes.py"), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env())
-    assert out.returncode == 0, out.stderr
-    per_point = json.loads(out.stdout)["bytes_per_point"]
+    per_point = smoke("bench_bytes.py")["bytes_per_point"]
     assert per_point["one line per step with its values"] < per_point["metrics.jsonl as written"]
     assert per_point["the writer's column index (cache/columns.bin)"] >= 28
 
 
 def test_cli_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "bench_cli.py"), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env())
-    assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout)
+    figures = smoke("bench_cli.py")
     for key in ("help_s", "list_s", "list_all_json_s", "info_s", "info_json_s", "floor_python_s"):
         assert figures[key] > 0, key
 
 
 def test_sync_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(BENCH / "bench_sync.py"), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env())
-    assert out.returncode == 0, out.stderr
-    figures = json.loads(out.stdout)
+    figures = smoke("bench_sync.py")
     for key in ("metrics_push_s", "artifact_push_s", "artifact_mb_s", "first_push_runs_s", "resync_s",
                 "resync_all_s", "import_sync_s", "floor_python_s"):
         assert figures[key] > 0, key
