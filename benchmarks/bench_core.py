@@ -114,6 +114,15 @@ def make_runs(store: str, n: int) -> None:
             f.write(orjson.dumps(summary))
 
 
+def cpu_model() -> str:
+    """The processor's name from /proc/cpuinfo, for the machine line of a table."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return "unknown"
+
+
 def child(code: str, *args: str) -> dict:
     out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -131,12 +140,7 @@ def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, result
         vals = sorted(results[key])
         return " / ".join(format(v, fmt) for v in (vals[0], med[key], vals[-1]))
 
-    cpu = "unknown"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     rows = [
         ("`log()` of a scalar, median", f"{n_lat:,} calls", "≤ 2 µs", spread("log_median_us", ".2f") + " µs"),
         ("`log()` of a scalar, p99", f"{n_lat:,} calls", "≤ 20 µs", spread("log_p99_us", ".2f") + " µs"),

@@ -30,6 +30,9 @@ import tempfile
 import textwrap
 import time
 
+from bench_cli import amltrack_command
+from bench_core import cpu_model
+
 TOKEN = "bench-write-token-0123456789abcdef"
 MB = 1_000_000
 
@@ -64,11 +67,6 @@ MANY_RUNS = textwrap.dedent("""
                 lg.log("loss", 1.0 / (i + 1))
             lg.upload("notes.txt", f"run {r}")
 """)
-
-
-def amltrack_command() -> list[str]:
-    script = os.path.join(os.path.dirname(sys.executable), "amltrack")
-    return [script] if os.path.exists(script) else [sys.executable, "-m", "amltrack"]
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -260,12 +258,7 @@ def main() -> None:
 
         import amltrack
 
-        model = "unknown"
-        try:
-            with open("/proc/cpuinfo") as f:
-                model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        except (OSError, StopIteration):
-            pass
+        model = cpu_model()
         print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({model}, {os.cpu_count()} cores), "
               f"Python {platform.python_version()}, amltrack {amltrack.__version__}; min / median / max of "
               f"{repeat} repeats, each on a fresh server store, each sync a fresh `amltrack sync --to URL "
