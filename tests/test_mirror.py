@@ -44,6 +44,20 @@ def manifest(run_dir: Path) -> dict[str, dict]:
     return {entry["path"]: entry for entry in manifest_lines(run_dir)}
 
 
+def pause_first_copy(mirror: Mirror, path: str) -> tuple[threading.Event, threading.Event]:
+    """The first copy of artifact ``path`` stops after its first block: the first event is set
+    then, and the copy goes on once the test sets the second."""
+    started, resume = threading.Event(), threading.Event()
+
+    def on_block(p: str, n: int) -> None:
+        if p == path and not started.is_set():
+            started.set()
+            resume.wait(30)
+
+    slow_copies(mirror, on_block)
+    return started, resume
+
+
 def slow_copies(mirror: Mirror, on_block) -> None:
     """Call ``on_block(artifact path, bytes so far)`` after each block the mirror copies: a test's
     handle on a copy in flight (to pause it, or change its source mid-copy)."""
@@ -343,14 +357,7 @@ def test_a_file_grown_past_the_cap_while_being_copied(make) -> None:
     with open(p, "wb") as f:
         f.write(b"small")
     h.live("grows.bin")  # an earlier, smaller copy is stored
-    started, grown = threading.Event(), threading.Event()
-
-    def pause_first_big_copy(path: str, n: int) -> None:
-        if path == "outputs/grows.bin" and not started.is_set():
-            started.set()
-            grown.wait(30)
-
-    slow_copies(h.mirror, pause_first_big_copy)
+    started, grown = pause_first_copy(h.mirror, "outputs/grows.bin")
     os.truncate(p, CAP - 1_000_000)  # sparse, just under the cap
     assert started.wait(30), "the copy of grows.bin did not start"
     os.truncate(p, CAP + 100_000_000)  # it grows past the cap mid-copy
@@ -370,14 +377,7 @@ def test_a_source_changed_during_its_copy_is_never_stored_half_and_half(make) ->
     h = make()
     p = h.folder / "state.bin"
     v1, v2 = b"a" * (4 << 20), b"b" * (4 << 20)  # four blocks each
-    first_block, rewritten = threading.Event(), threading.Event()
-
-    def pause_after_the_first_block(path: str, n: int) -> None:
-        if path == "outputs/state.bin" and not first_block.is_set():
-            first_block.set()
-            rewritten.wait(30)
-
-    slow_copies(h.mirror, pause_after_the_first_block)
+    first_block, rewritten = pause_first_copy(h.mirror, "outputs/state.bin")
     p.write_bytes(v1)
     assert first_block.wait(30), "the copy of state.bin did not start"
     with open(p, "r+b") as f:  # rewritten in place, same size, while the copy is in its first block
