@@ -130,20 +130,37 @@ class ColumnWriter:
             header = _HEADER.pack(
                 MAGIC, n, start, end, len(names_json), len(extras), zlib.crc32(lines), zlib.crc32(body)
             )
-            block = header + body
-            if self._fd is None:
-                self.path.parent.mkdir(exist_ok=True)
-                flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-                self._fd = os.open(self.path, flags, 0o644)
-            view = memoryview(block)
-            while view:
-                view = view[os.write(self._fd, view) :]
+            self._write(header + body)
         except (OSError, ValueError, OverflowError, TypeError, struct.error, orjson.JSONEncodeError):
             # The index is an optimisation: a block that could not be written whole ends it, and
             # the reader parses the rest from metrics.jsonl.
             self.stop()
             return
         self._end = end
+
+    def add_raw(self, start: int, lines: memoryview) -> None:
+        """A raw block for a batch with rows: no columns, its lines are parsed when read."""
+        if not self.active:
+            return
+        if start != self._end:
+            self.stop()
+            return
+        end = start + len(lines)
+        try:
+            self._write(_HEADER.pack(MAGIC, 0, start, end, 0, 0, zlib.crc32(lines), 0))
+        except OSError:
+            self.stop()
+            return
+        self._end = end
+
+    def _write(self, block: bytes) -> None:
+        if self._fd is None:
+            self.path.parent.mkdir(exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
+            self._fd = os.open(self.path, flags, 0o644)
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def stop(self) -> None:
         self.active = False
@@ -228,6 +245,11 @@ class Block:
     stamps: memoryview  # float64
     extras: list[list[Any]]  # [i, value, nonfinite] for each record whose value is not a float
 
+    @property
+    def raw(self) -> bool:
+        """A batch with rows (``log_metrics()``): no columns; its lines are to be parsed."""
+        return self.n == 0
+
 
 def read_blocks(
     run_dir: Path, metrics: Any, start: int = 0, limit: int | None = None
@@ -267,8 +289,10 @@ def _read_blocks(
             break
         magic, n, first, block_end, len_names, n_extras, lines_crc, body_crc = _HEADER.unpack(header)
         size_body = len_names + 28 * n + n_extras
-        if magic != MAGIC or first != end or block_end > size or pos + hsize + size_body > length or n == 0:
+        if magic != MAGIC or first != end or block_end > size or pos + hsize + size_body > length:
             break  # torn by a crash, or not ours: the JSON Lines from here on
+        if n == 0 and (size_body or block_end <= first):
+            break  # a raw block has no body and covers some lines
         wanted = block_end > start
         # Blocks the caller has consumed already cost their names only.
         body = memoryview(os.pread(fd, size_body if wanted else len_names, pos + hsize))
@@ -308,7 +332,7 @@ def _read_blocks(
         # A block whose bytes or whose lines in metrics.jsonl changed ends the index there (the
         # lines were edited: believe them, not the index); its names and those after it go too.
         del names[names_before[good] :], blocks[good:]
-    if not names:
+    if not names and not blocks:
         return None
     return names, blocks
 
@@ -337,12 +361,46 @@ def _count_intact(checks: list[tuple[memoryview, int, int, int, int]], metrics_f
 _PARALLEL_BYTES = 16 << 20
 
 
-def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
-    """The index of ``run_dir`` as columns, checked against the open metrics file ``metrics``."""
+def read_segments(run_dir: Path, metrics: Any) -> list[Columns | tuple[int, int]] | None:
+    """What the index covers of metrics.jsonl from byte 0, in file order: runs of blocks as
+    ``Columns``, and for raw blocks (batches with rows) the byte range ``(start, end)`` of
+    metrics.jsonl whose lines the caller parses. None if there is no usable index."""
     found = read_blocks(run_dir, metrics)
     if found is None or not found[1]:
         return None
     names, blocks = found
+    out: list[Columns | tuple[int, int]] = []
+    run: list[Block] = []
+    for b in [*blocks, None]:
+        if b is not None and not b.raw:
+            run.append(b)
+            continue
+        if run:
+            cols = _to_columns(names, run)
+            if cols is None:  # damaged past its CRC checks: the JSON Lines from there on
+                return out or None
+            out.append(cols)
+            run = []
+        if b is None:
+            break
+        last = out[-1] if out else None
+        if type(last) is tuple:
+            out[-1] = (last[0], b.end)
+        else:
+            out.append((b.start, b.end))
+    return out
+
+
+def read_columns(run_dir: Path, metrics: Any) -> Columns | None:
+    """The index of ``run_dir`` as columns up to its first raw block, checked against the open
+    metrics file ``metrics``."""
+    segments = read_segments(run_dir, metrics)
+    if not segments or type(segments[0]) is tuple:
+        return None
+    return segments[0]  # type: ignore[return-value]
+
+
+def _to_columns(names: list[str], blocks: list[Block]) -> Columns | None:
     codes: array[int] = array("I")
     steps: array[int] = array("q")
     vals: array[float] = array("d")

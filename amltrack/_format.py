@@ -125,6 +125,42 @@ def decode_value(value: Any, nonfinite: bool) -> Any:
     return STR_TO_NONFINITE.get(value, value)
 
 
+def is_row(r: Any) -> bool:
+    """Whether a metrics.jsonl record is a row (``log_metrics()``: several metrics at one step)."""
+    return type(r) is dict and "values" in r and "name" not in r
+
+
+def row_points(r: dict[str, Any]) -> list[dict[str, Any]]:
+    """The point records of row ``r``, in its key order, as if ``log()`` had written each one.
+
+    A row holds numbers and bools only, so a string in it is a non-finite marker when the row is
+    flagged; its entries keep the flag and the rest do not need it.
+    """
+    values = r.get("values")
+    if type(values) is not dict:
+        return []
+    shared = {k: v for k, v in r.items() if k != "values" and k != "nonfinite"}
+    flagged = r.get("nonfinite") is True
+    out = []
+    for name, value in values.items():
+        p = {"name": name, **shared, "value": value}
+        if flagged and type(value) is str:
+            p["nonfinite"] = True
+        out.append(p)
+    return out
+
+
+def expand_rows(records: list[Any]) -> list[Any]:
+    """``records`` with each row replaced by its point records, in file order."""
+    out: list[Any] = []
+    for r in records:
+        if type(r) is dict and "values" in r and "name" not in r:
+            out += row_points(r)
+        else:
+            out.append(r)
+    return out
+
+
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, overload
 
 from . import _format as fmt
-from ._columns import Columns, read_columns, split_columns
+from ._columns import Columns, read_segments, split_columns
 from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
@@ -326,15 +326,28 @@ class Run:
         # Millions of small containers make the cyclic collector rescan everything again and again.
         gc.disable()
         try:
+            parts: list[dict[str, Metric]] = []
+            skipped = bad = 0
             try:
                 with open(path, "rb") as f:
-                    cols = read_columns(self.dir, f)
-                    if cols is not None:
-                        f.seek(cols.end)
+                    # The writer's index covers the file from its start: columns to copy, and
+                    # ranges of rows (log_metrics) to parse. The JSON Lines after it are parsed.
+                    segments = read_segments(self.dir, f) or []
+                    end = 0
+                    for seg in segments:
+                        if isinstance(seg, Columns):
+                            parts.append({name: Metric(name, *series) for name, series in seg.grouped().items()})
+                            end = seg.end
+                        else:
+                            f.seek(seg[0])
+                            out, sk, b = self._parse(f.read(seg[1] - seg[0]), str(path))
+                            parts.append(out)
+                            skipped, bad, end = skipped + sk, bad + b, seg[1]
+                    f.seek(end)
                     data = f.read()
-                    if cols is not None and b'"w":' in data:
+                    if segments and b'"w":' in data:
                         # Another process logged too: merge everything by time, from the JSON Lines.
-                        cols = None
+                        parts, skipped, bad = [], 0, 0
                         f.seek(0)
                         data = f.read()
             except FileNotFoundError:
@@ -342,17 +355,13 @@ class Run:
                 return {}
             except OSError as e:
                 raise StoreError(e.errno, f"cannot read {path}: {e.strerror}") from e
-            records, skipped = fmt.parse_jsonl(data, str(path))
-            if b'"w":' in data:
-                out, bad = self._group_multi(records)
-            else:
-                out, bad = self._group(records, nonfinite=b'"nonfinite"' in data)
-            del records
-            if cols is not None:
-                out = self._with_columns(cols, out)
+            tail, sk, b = self._parse(data, str(path))
+            del data
+            out = self._concat([*parts, tail]) if parts else tail
         finally:
             if enabled:
                 gc.enable()
+        skipped, bad = skipped + sk, bad + b
         if bad:
             fmt.warn_once(
                 f"{path}:types",
@@ -362,18 +371,31 @@ class Run:
         self.skipped = skipped + bad
         return out
 
+    @classmethod
+    def _parse(cls, data: bytes, where: str) -> tuple[dict[str, Metric], int, int]:
+        """Metrics of JSON Lines ``data``, the unreadable lines and the records with bad fields."""
+        records, skipped = fmt.parse_jsonl(data, where)
+        if b'"values":' in data:
+            records = fmt.expand_rows(records)
+        if b'"w":' in data:
+            out, bad = cls._group_multi(records)
+        else:
+            out, bad = cls._group(records, nonfinite=b'"nonfinite"' in data)
+        return out, skipped, bad
+
     @staticmethod
-    def _with_columns(cols: Columns, tail: dict[str, Metric]) -> dict[str, Metric]:
-        """The indexed head of metrics.jsonl, then what the JSON Lines after it add."""
-        out = {name: Metric(name, *series) for name, series in cols.grouped().items()}
-        for name, m in tail.items():
-            head = out.get(name)
-            if head is None:
-                out[name] = m
-            else:
-                head.steps += m.steps
-                head.values += m.values
-                head.timestamps += m.timestamps
+    def _concat(parts: list[dict[str, Metric]]) -> dict[str, Metric]:
+        """Metrics read from consecutive parts of metrics.jsonl, each metric's points in file order."""
+        out = parts[0]
+        for part in parts[1:]:
+            for name, m in part.items():
+                head = out.get(name)
+                if head is None:
+                    out[name] = m
+                else:
+                    head.steps += m.steps
+                    head.values += m.values
+                    head.timestamps += m.timestamps
         return out
 
     @classmethod

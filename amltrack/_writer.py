@@ -149,6 +149,7 @@ class Writer:
         # per-record passes it skips otherwise.
         self.special = False
         self.has_uploads = False
+        self.rows = False  # set by log_metrics(): the buffer holds a row, which the index does not take
         self.next_seq = itertools.count(1).__next__  # called with lock held: seq order == buf order
         # Set while log() must not queue: a write error, an error to report once, or closing.
         self.blocked: object = None
@@ -318,8 +319,8 @@ class Writer:
                         break
                     self.cond.wait(remaining)
                 items, self.buf = self.buf, []
-                special, has_uploads = self.special, self.has_uploads
-                self.special = self.has_uploads = False
+                special, has_uploads, rows = self.special, self.has_uploads, self.rows
+                self.special = self.has_uploads = self.rows = False
                 self._swapped_seq = (
                     self.last_seq()
                     if not items
@@ -330,7 +331,7 @@ class Writer:
                 fsync = self._fsync_requested
                 self.cond.notify_all()
             try:
-                self._write_batch(items, fsync, special, has_uploads)
+                self._write_batch(items, fsync, special, has_uploads, rows)
             except BaseException as e:  # never let the thread die silently
                 with self.cond:
                     self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
@@ -351,9 +352,17 @@ class Writer:
             self.cond.notify_all()
 
     def _write_batch(
-        self, items: list[Any], fsync: bool, special: bool = True, has_uploads: bool = True
+        self,
+        items: list[Any],
+        fsync: bool,
+        special: bool = True,
+        has_uploads: bool = True,
+        rows: bool = True,
     ) -> None:
-        lines, uploads, index = self._encode(items, special, has_uploads)
+        if rows:
+            lines, uploads, index = self._encode_rows(items)
+        else:
+            lines, uploads, index = self._encode(items, special, has_uploads)
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
         carried = bool(self._carry)
@@ -368,8 +377,11 @@ class Writer:
                 if self._columns is not None:
                     self._columns.stop()
             else:
-                if self._columns is not None and index is not None and lines is not None and not carried:
-                    self._columns.add(start, lines, *index)
+                if self._columns is not None and lines is not None and not carried:
+                    if rows:
+                        self._columns.add_raw(start, lines)
+                    elif index is not None:
+                        self._columns.add(start, lines, *index)
         uploads = self._retry_uploads + uploads
         self._retry_uploads = []
         for up in uploads:
@@ -479,6 +491,55 @@ class Writer:
         data = data.replace(b"},{", b"}\n{")
         return memoryview(data)[1:-3], uploads, (items, recs, names, counts, values, types)
 
+    def _encode_rows(
+        self, items: list[Any]
+    ) -> tuple[memoryview | None, list[UploadHandle], tuple[Any, ...] | None]:
+        """Encode a batch that holds rows (``log_metrics()``), a record at a time.
+
+        A row is one record for many points, so this per-record path costs less per point than
+        ``_encode``'s per-batch one does for ``log()``. The column index takes such a batch as a
+        raw block: its lines are parsed when read, which for rows is about as fast as the columns.
+        """
+        uploads = [h for h in items if type(h) is UploadHandle]
+        recs = [h for h in items if type(h) is not UploadHandle]
+        counts: dict[str, int] = {}
+        last: dict[str, dict[str, Any]] = {}
+        wid = self.writer_id
+        encode = fmt.encode_value
+        for i, rec in enumerate(recs):
+            values = rec.get("values")
+            if values is None:
+                name = rec["name"]
+                counts[name] = counts.get(name, 0) + 1
+                last[name] = rec
+                v = rec["value"]
+                if type(v) is float or type(v) is list:
+                    enc, nonfinite = encode(v)
+                    if nonfinite:
+                        rec = recs[i] = {**rec, "value": enc, "nonfinite": True}
+            else:
+                step, ts = rec["step"], rec["ts"]
+                for name, v in values.items():
+                    counts[name] = counts.get(name, 0) + 1
+                    last[name] = {"step": step, "ts": ts, "value": v}
+                if not _isfinite(sum(values.values())) and not all(map(_isfinite, values.values())):
+                    enc_values = {k: encode(v)[0] for k, v in values.items()}
+                    rec = recs[i] = {**rec, "values": enc_values, "nonfinite": True}
+            if wid is not None:
+                recs[i] = {**rec, "w": wid}
+        if not recs:
+            return None, uploads, None
+        dumps = orjson.dumps
+        try:
+            data = b"\n".join(map(dumps, recs)) + b"\n"
+        except orjson.JSONEncodeError:
+            kept_items, recs = self._drop_unencodable([h for h in items if type(h) is not UploadHandle], recs)
+            if not recs:
+                return None, uploads, None
+            return self._encode_rows(uploads + kept_items)
+        self._summarize(counts, last)
+        return memoryview(data), uploads, None
+
     def _summarize(self, counts: dict[str, int], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary
         for name, n in counts.items():
@@ -507,8 +568,9 @@ class Writer:
             try:
                 orjson.dumps(rec)
             except orjson.JSONEncodeError as e:
+                what = f"metric {item['name']!r}" if "name" in item else f"metrics {list(item['values'])!r:.200}"
                 err = InvalidMetricError(
-                    f"metric {item['name']!r} at step {item['step']} could not be written ({e}), so it is "
+                    f"{what} at step {item['step']} could not be written ({e}), so it is "
                     f"not in {self._metrics.path}; the records around it are. Please report this: "
                     "log() should have refused the value"
                 )
