@@ -186,6 +186,37 @@ _K_TS = operator.itemgetter("ts")
 _make_point = functools.partial(tuple.__new__, Point)
 
 
+def _row_columns(
+    names: tuple[str, ...], rows: list[dict[str, Any]], nonfinite: bool
+) -> tuple[list[int], list[float], list[list[Any]]] | None:
+    """Steps, timestamps and one column of values per name of rows that all hold ``names`` in that
+    order; None if a field has the wrong type, for the checked path to sort out."""
+    try:
+        steps = list(map(_K_STEP, rows))
+        stamps = list(map(_K_TS, rows))
+    except KeyError:
+        return None
+    if set(map(type, steps)) != {int} or min(steps) < 0 or not set(map(type, stamps)) <= _NUMBER_SET:
+        return None
+    columns = [list(c) for c in zip(*map(dict.values, map(_K_VALUES, rows)))]
+    flags = None
+    for k, col in enumerate(columns):
+        types = set(map(type, col))
+        if types <= _ROW_SET:
+            continue
+        if not types <= _ROW_SET | {str}:
+            return None
+        if flags is None:
+            flags = [nonfinite and r.get("nonfinite") is True for r in rows]
+        get = fmt.STR_TO_NONFINITE.get
+        columns[k] = [get(v, v) if type(v) is str and flags[j] else v for j, v in enumerate(col)]
+    return steps, stamps, columns
+
+
+_ROW_SET = {int, float, bool}
+_K_VALUES = operator.itemgetter("values")
+
+
 def _valid_value(v: Any) -> bool:
     t = type(v)
     if t is float or t is int or t is str or t is bool:
@@ -375,13 +406,67 @@ class Run:
     def _parse(cls, data: bytes, where: str) -> tuple[dict[str, Metric], int, int]:
         """Metrics of JSON Lines ``data``, the unreadable lines and the records with bad fields."""
         records, skipped = fmt.parse_jsonl(data, where)
-        if b'"values":' in data:
-            records = fmt.expand_rows(records)
+        rows = b'"values":' in data
         if b'"w":' in data:
-            out, bad = cls._group_multi(records)
+            out, bad = cls._group_multi(fmt.expand_rows(records) if rows else records)
+        elif rows:
+            out, bad = cls._group_rows(records, nonfinite=b'"nonfinite"' in data)
         else:
             out, bad = cls._group(records, nonfinite=b'"nonfinite"' in data)
         return out, skipped, bad
+
+    @classmethod
+    def _group_rows(cls, records: list[Any], nonfinite: bool) -> tuple[dict[str, Metric], int]:
+        """Group records that include rows (``log_metrics()``) into metrics, as columns.
+
+        Rows with the same names become columns at once, a transposition in C, and a metric held
+        by rows of several name sets is put back into file order. Anything else (point records
+        among them, a field of the wrong type) takes the general path: one point per entry.
+        """
+        by_names: dict[tuple[str, ...], list[int]] = {}
+        points: list[int] = []  # log() records among the rows
+        for i, r in enumerate(records):
+            v = r.get("values") if type(r) is dict and "name" not in r else None
+            if type(v) is not dict or not v:
+                points.append(i)
+                continue
+            key = tuple(v)
+            ix = by_names.get(key)
+            if ix is None:
+                by_names[key] = [i]
+            else:
+                ix.append(i)
+        parts: dict[str, list[tuple[list[int], list[int], list[Any], list[float]]]] = {}
+        for key, ix in by_names.items():
+            rows = records if len(by_names) == 1 and not points else [records[i] for i in ix]
+            columns = _row_columns(key, rows, nonfinite)
+            if columns is None:
+                return cls._group(fmt.expand_rows(records), nonfinite)
+            steps, stamps = columns[0], columns[1]
+            for name, values in zip(key, columns[2]):
+                # each metric its own lists: reading more of the file extends them in place
+                parts.setdefault(name, []).append((ix, steps.copy(), values, stamps.copy()))
+        if points:
+            grouped, bad = cls._group([records[i] for i in points], nonfinite)
+            if bad:
+                return cls._group(fmt.expand_rows(records), nonfinite)
+            at: dict[str, list[int]] = {}
+            for i in points:
+                at.setdefault(records[i]["name"], []).append(i)
+            for name, m in grouped.items():
+                parts.setdefault(name, []).append((at[name], m.steps, m.values, m.timestamps))
+        out = {}
+        for name, series in parts.items():
+            if len(series) == 1:
+                out[name] = Metric(name, *series[0][1:])
+                continue
+            where = [i for ix, *_ in series for i in ix]
+            order = sorted(range(len(where)), key=where.__getitem__)
+            pick = operator.itemgetter(*order)  # two parts or more: two points or more
+            out[name] = Metric(
+                name, *(list(pick([x for part in series for x in part[k]])) for k in (1, 2, 3))
+            )
+        return out, 0
 
     @staticmethod
     def _concat(parts: list[dict[str, Metric]]) -> dict[str, Metric]:

@@ -494,51 +494,76 @@ class Writer:
     def _encode_rows(
         self, items: list[Any]
     ) -> tuple[memoryview | None, list[UploadHandle], tuple[Any, ...] | None]:
-        """Encode a batch that holds rows (``log_metrics()``), a record at a time.
+        """Encode a batch that holds rows (``log_metrics()``) and fold it into the summary delta.
 
-        A row is one record for many points, so this per-record path costs less per point than
-        ``_encode``'s per-batch one does for ``log()``. The column index takes such a batch as a
-        raw block: its lines are parsed when read, which for rows is about as fast as the columns.
+        The column index takes such a batch as a raw block: its lines are parsed when read, which
+        for rows costs about what the columns do. Rows logged with the same names, the common
+        case, are counted once per set of names rather than once per entry.
         """
         uploads = [h for h in items if type(h) is UploadHandle]
-        recs = [h for h in items if type(h) is not UploadHandle]
+        recs = [h for h in items if type(h) is not UploadHandle] if uploads else items
+        if not recs:
+            return None, uploads, None
+        vals = [r.get("values") for r in recs]
         counts: dict[str, int] = {}
-        last: dict[str, dict[str, Any]] = {}
-        wid = self.writer_id
+        last_at: dict[str, int] = {}  # name: index of the last record holding it
+        groups: dict[tuple[str, ...], list[int]] = {}  # a row's names: [rows, index of the last]
+        for i, v in enumerate(vals):
+            if v is None:
+                name = recs[i]["name"]
+                counts[name] = counts.get(name, 0) + 1
+                last_at[name] = i
+                continue
+            key = tuple(v)
+            g = groups.get(key)
+            if g is None:
+                groups[key] = [1, i]
+            else:
+                g[0] += 1
+                g[1] = i
+        for key, (n, i) in groups.items():
+            for name in key:
+                counts[name] = counts.get(name, 0) + n
+                if last_at.get(name, -1) < i:
+                    last_at[name] = i
+        last = {}
+        for name, i in last_at.items():
+            r, v = recs[i], vals[i]
+            last[name] = r if v is None else {"step": r["step"], "ts": r["ts"], "value": v[name]}
+        # Rows hold only numbers and bools: one sum says whether all of them are finite.
+        if None in vals or not _isfinite(sum(map(sum, map(dict.values, vals)))):
+            recs = self._encode_nonfinite(recs)
+        if self.writer_id is not None:
+            wid = self.writer_id
+            recs = [{**rec, "w": wid} for rec in recs]
+        try:
+            data = orjson.dumps([*recs, _END])
+        except orjson.JSONEncodeError:
+            kept, _ = self._drop_unencodable([h for h in items if type(h) is not UploadHandle], recs)
+            return self._encode_rows(uploads + kept) if kept else (None, uploads, None)
+        self._summarize(counts, last)
+        if data.count(b"},{") != len(recs):  # a name or string holds "},{"
+            return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n"), uploads, None
+        # as in _encode: [{...}\n{...}\n{}] without its first byte and its last three
+        return memoryview(data.replace(b"},{", b"}\n{"))[1:-3], uploads, None
+
+    @staticmethod
+    def _encode_nonfinite(recs: list[Any]) -> list[Any]:
+        """``recs`` with NaN and infinities as their JSON Lines strings, in copies of the records
+        that hold them (the records are the callers' handles)."""
+        out = recs.copy()
         encode = fmt.encode_value
         for i, rec in enumerate(recs):
             values = rec.get("values")
             if values is None:
-                name = rec["name"]
-                counts[name] = counts.get(name, 0) + 1
-                last[name] = rec
                 v = rec["value"]
                 if type(v) is float or type(v) is list:
                     enc, nonfinite = encode(v)
                     if nonfinite:
-                        rec = recs[i] = {**rec, "value": enc, "nonfinite": True}
-            else:
-                step, ts = rec["step"], rec["ts"]
-                for name, v in values.items():
-                    counts[name] = counts.get(name, 0) + 1
-                    last[name] = {"step": step, "ts": ts, "value": v}
-                if not _isfinite(sum(values.values())) and not all(map(_isfinite, values.values())):
-                    enc_values = {k: encode(v)[0] for k, v in values.items()}
-                    rec = recs[i] = {**rec, "values": enc_values, "nonfinite": True}
-            if wid is not None:
-                recs[i] = {**rec, "w": wid}
-        if not recs:
-            return None, uploads, None
-        dumps = orjson.dumps
-        try:
-            data = b"\n".join(map(dumps, recs)) + b"\n"
-        except orjson.JSONEncodeError:
-            kept_items, recs = self._drop_unencodable([h for h in items if type(h) is not UploadHandle], recs)
-            if not recs:
-                return None, uploads, None
-            return self._encode_rows(uploads + kept_items)
-        self._summarize(counts, last)
-        return memoryview(data), uploads, None
+                        out[i] = {**rec, "value": enc, "nonfinite": True}
+            elif not _isfinite(sum(values.values())) and not all(map(_isfinite, values.values())):
+                out[i] = {**rec, "values": {k: encode(v)[0] for k, v in values.items()}, "nonfinite": True}
+        return out
 
     def _summarize(self, counts: dict[str, int], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary

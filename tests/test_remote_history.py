@@ -43,13 +43,15 @@ class Synced:
 
 
 def rich_run(store: Path) -> str:
-    """Numbers, a list metric, strings, bools, NaN and infinity; artifacts, one of them not stored."""
+    """Numbers, a list metric, strings, bools, NaN and infinity, rows; artifacts, one of them not stored."""
     with amltrack.start_run(
         "rich", store=store, outputs=None, name="baseline", params={"lr": 0.1}, tags={"k": "v"}
     ) as lg:
         for i in range(500):
             lg.log("loss", 1.0 / (i + 1))
             lg.log("hist", [i, i + 0.5, float("nan")])
+            # rows (log_metrics): the server reads them without the writer's index
+            lg.log_metrics({"val/acc": i / 500, "grad_norm": float("inf") if i == 9 else i * 0.1, "best": i > 400})
             if i % 50 == 0:
                 lg.log("phase", f"step {i}")
                 lg.log("converged", i > 300)

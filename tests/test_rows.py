@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,6 @@ from amltrack._columns import columns_path, read_segments
 
 from .conftest import child_env
 from .test_columns import as_plain, from_json
-
-STEP = {"loss": 0.5, "acc": 0.9, "lr": 1e-3, "done": False, "epoch": 3}
 
 
 def rows_and_points(store: Path, batches: int = 3) -> tuple[amltrack.Logger, amltrack.Logger]:
@@ -228,3 +227,51 @@ def test_a_step_of_ten_metrics_costs_under_40_bytes_a_point(logger: amltrack.Log
     logger.finish()
     size = (logger.run_dir / "metrics.jsonl").stat().st_size + columns_path(logger.run_dir).stat().st_size
     assert size / 20_000 < 40
+
+
+def _row(step: int, values: dict, **extra: object) -> dict:
+    return {"step": step, "values": values, "ts": 1000.0 + step, "seq": step + 1, **extra}
+
+
+ROW_FILES = {
+    "two name sets sharing a name": [
+        _row(i, {"loss": float(i), "lr": 0.1} if i % 3 else {"loss": -float(i), "val": i, "ok": True})
+        for i in range(30)
+    ],
+    "rows and log() records of one name": [
+        _row(i, {"loss": float(i)}) if i % 2 else {"name": "loss", "step": i, "value": "text", "ts": 5.0, "seq": 1}
+        for i in range(20)
+    ],
+    "the same names in another order": [_row(i, {"a": i, "b": -i} if i % 2 else {"b": -i, "a": i}) for i in range(10)],
+    "non-finite entries and a string in an unflagged row": [
+        _row(0, {"x": "NaN", "y": 1.0}, nonfinite=True),
+        _row(1, {"x": "-Infinity", "y": "Infinity"}, nonfinite=True),
+        _row(2, {"x": "NaN", "y": 2}),
+    ],
+    "a row with a step of the wrong type": [_row(0, {"x": 1.0}), {**_row(1, {"x": 2.0}), "step": "1"}, _row(2, {"x": 3.0})],
+    "a row with a list in it": [_row(0, {"x": 1.0, "l": [1, 2]}), _row(1, {"x": 2.0, "l": 3.0})],
+    "an empty row and one that is not an object": [_row(0, {"x": 1.0}), _row(1, {}), {**_row(2, {}), "values": [1]}],
+}
+
+
+@pytest.mark.parametrize("case", list(ROW_FILES))
+def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) -> None:
+    """The reader's column path for rows gives what one point line per entry gives, bad fields too."""
+    import amltrack._format as fmt
+
+    amltrack.get_logger("a", store=store, outputs=None).finish()
+    rows_run = amltrack.Store(store).last()
+    records = ROW_FILES[case]
+    (rows_run.dir / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
+    (rows_run.dir / "cache" / "columns.bin").unlink(missing_ok=True)
+    points_dir = rows_run.dir.parent / (rows_run.id[:-1] + "f")
+    points_dir.mkdir()
+    (points_dir / "run.json").write_bytes((rows_run.dir / "run.json").read_bytes())
+    points = [p for r in records for p in (fmt.row_points(r) if fmt.is_row(r) else [r])]
+    (points_dir / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in points))
+    got = amltrack.Store(store).run(rows_run.id)
+    want = amltrack.Store(store).run(points_dir.name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # damaged lines are reported once per file: not the point here
+        assert as_plain(got.metrics()) == as_plain(want.metrics())
+    assert got.skipped == want.skipped

@@ -77,7 +77,7 @@ PEERS = {
     p.name: p
     for p in [
         Peer("amltrack", ["<this checkout>"], [
-            Variant("amltrack", "amltrack", "amltrack `log()`", "10 x `log(name, v, step=)`")]),
+            Variant("amltrack", "amltrack", "amltrack `log()`", "`log_metrics(dict, step=)`")]),
         Peer("mlflow", ["mlflow"], [
             Variant("mlflow", "MLflow", "MLflow `log_metric`, SQLite (its default)", "`log_metrics(dict, step=)`",
                     lat_n=2_000, steps=1_000, reader="own"),

@@ -80,9 +80,7 @@ class Amltrack(Adapter):
         return self.logger.run_id
 
     def log_step(self, metrics: dict[str, float], step: int) -> None:
-        _log = self.logger.log
-        for k, v in metrics.items():
-            _log(k, v, step=step)
+        self.logger.log_metrics(metrics, step=step)
 
     def close(self) -> None:
         self.logger.finish()
