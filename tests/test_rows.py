@@ -264,7 +264,7 @@ def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) 
     records = ROW_FILES[case]
     (rows_run.dir / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in records))
     (rows_run.dir / "cache" / "columns.bin").unlink(missing_ok=True)
-    points_dir = rows_run.dir.parent / (rows_run.id[:-1] + "f")
+    points_dir = rows_run.dir.parent / (rows_run.id[:-1] + ("1" if rows_run.id.endswith("0") else "0"))
     points_dir.mkdir()
     (points_dir / "run.json").write_bytes((rows_run.dir / "run.json").read_bytes())
     points = [p for r in records for p in (fmt.row_points(r) if fmt.is_row(r) else [r])]
