@@ -29,6 +29,7 @@ def run_dir(store: Path) -> Path:
     logger.log("lr", [0.1, 0.01, float("nan")])
     logger.log("note", "NaN")
     logger.log("inf", float("inf"))
+    logger.log_metrics({"loss": 0.1, "acc": 0.5, "val": float("nan")}, step=5)  # a row
     logger.upload("notes/config.txt", "lr=0.1")
     logger.finish()
     return logger.run_dir
@@ -41,14 +42,15 @@ def test_jq_examples(run_dir: Path) -> None:
                          env={**os.environ, "RUN": str(run_dir)}, check=True)
     lines = out.stdout.splitlines()
     assert lines[0] == "completed docs"
-    assert '  "loss": 0.2,' in lines  # the last loss
-    assert "4,0.2" in lines  # the CSV row of step 4
+    assert '  "loss": 0.1,' in lines  # the last loss, from the row
+    assert '  "val": "NaN"' in lines  # a metric logged only in a row
+    assert "4,0.2" in lines and "5,0.1" in lines  # the CSV rows of steps 4 and 5
     assert "6\tnotes/config.txt" in lines
 
 
 def test_python_examples(run_dir: Path) -> None:
     code = [b for b in blocks("python") if "os.environ" in b]
-    expected = [("loss", "completed", "inf"), ("0.2",)]
+    expected = [("loss", "completed", "inf", "val"), ("0.1",)]
     assert len(code) == len(expected)
     for block, wanted in zip(code, expected):
         out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
