@@ -119,8 +119,7 @@ def train(args: argparse.Namespace) -> amltrack.Logger:
         p = sigmoid(h @ w2 + b2)[:, 0]
         loss = float(-np.mean(y_tr * np.log(p + eps) + (1 - y_tr) * np.log(1 - p + eps)))
         acc = float(np.mean((p > 0.5) == y_tr))
-        logger.log("loss", loss, step=step)
-        logger.log("accuracy", acc, step=step)
+        logger.log_metrics({"loss": loss, "accuracy": acc}, step=step)  # one record for the step
 
         # Backward pass.
         d_logit = ((p - y_tr) / len(y_tr))[:, None]

@@ -59,7 +59,8 @@ _MAX_DOUBLE = 1.7976931348623157e308  # what MLflow's SQL store keeps of an infi
 TAG_RUN_ID = "amltrack.run_id"
 TAG_STATUS = "amltrack.status"
 TAG_STATE = "amltrack.sync.state"  # in_progress while a push is under way, complete after it
-# "OFFSET:K": the records of metrics.jsonl before byte OFFSET, and K points of the record there.
+# "OFFSET:K": the lines of metrics.jsonl before byte OFFSET, and K points of the line there (a row's
+# points count across its entries, in key order).
 TAG_CURSOR = "amltrack.sync.cursor"
 TAG_ARTIFACTS = "amltrack.sync.artifacts"  # a digest of the artifacts the last complete push uploaded
 TAG_STRINGS = "amltrack.string_metrics"  # how many string values went to STRINGS_FILE
@@ -195,13 +196,27 @@ def to_ms(seconds: float) -> int:
 Point = tuple[str, float, int, int]
 
 
-def parse_record(line: bytes) -> tuple[str, int, float, int, Any] | None:
-    """(name, step, ts, ms, value) of a metrics.jsonl line, or None for what every reader skips."""
+# A metric record of metrics.jsonl: (name, step, ts, ms, value).
+Record = tuple[str, int, float, int, Any]
+
+
+def parse_line(line: bytes) -> list[Record | None]:
+    """The records of a metrics.jsonl line: one for a point record, one per entry for a row, in its
+    key order, as if each had been logged alone; None for each that every reader skips (a line
+    that is not a record, or a row with no entries, is one None)."""
     try:
         r = orjson.loads(line)
     except orjson.JSONDecodeError:
-        return None
-    if type(r) is not dict or "value" not in r:
+        return [None]
+    if type(r) is not dict:
+        return [None]
+    if fmt.is_row(r):
+        return [_record(p) for p in fmt.row_points(r)] or [None]
+    return [_record(r)]
+
+
+def _record(r: dict[str, Any]) -> Record | None:
+    if "value" not in r:
         return None
     name, step, ts = r.get("name"), r.get("step"), r.get("ts")
     if type(name) is not str or type(step) is not int or not 0 <= step <= _INT64_MAX:
@@ -848,7 +863,7 @@ class MlflowRemote(HttpRemote):
         try:
             collect = bool(uploads & {STRINGS_FILE, NAMES_FILE})
             if plan.cursor != (snap.metrics_size, 0) or collect:
-                scan = self._push_metrics(snap, rid, plan, progress, result, collect=collect)
+                self._push_metrics(snap, rid, plan, progress, result, scan, collect=collect)
             if uploads:
                 result.sent += self._upload(snap, remote, want, plan.uploads, scan, progress)
         finally:
@@ -903,47 +918,53 @@ class MlflowRemote(HttpRemote):
         plan: _Plan,
         progress: Progress,
         result: PushResult,
+        scan: _Scan,
         *,
         collect: bool,
-    ) -> _Scan:
+    ) -> None:
         """Send the points from the cursor on, in batches that move the cursor; with ``collect``,
-        also gather the string values and mapped names of the whole file."""
-        scan = _Scan()
+        also gather the string values and mapped names of the whole file into ``scan`` (whose
+        strings file the caller closes, also when this raises)."""
         keys: dict[str, str] = {}
         start, skip = plan.cursor
         batch: list[Point] = []
         uncertain = plan.resuming
         done = start  # the file offset the points sent so far cover, for the progress bar
         for off, nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0 if collect else start, snap.metrics_size):
-            rec = parse_record(line)
-            if rec is None:
-                scan.skipped += 1
-                continue
-            name, step, ts, ms, value = rec
-            key = keys.get(name)
-            if key is None:
-                key = keys[name] = mlflow_key(name)
-                if key != name:
-                    scan.names[key] = name
-            points = record_points(step, value)
-            if points is None:
-                if type(value) is str:
-                    if scan.strings_file is None:
-                        scan.strings_file = tempfile.TemporaryFile()
-                    scan.strings_file.write(
-                        orjson.dumps({"name": name, "step": step, "value": value, "ts": ts}) + b"\n"
-                    )
-                    scan.strings += 1
-                else:
+            # The points of the whole line, in order: a row's entries, and a list's elements, each
+            # count in the cursor's K, so a push cut anywhere in the line resumes at the next point.
+            line_points: list[Point] = []
+            for rec in parse_line(line):
+                if rec is None:
                     scan.skipped += 1
-                continue
+                    continue
+                name, step, ts, ms, value = rec
+                key = keys.get(name)
+                if key is None:
+                    key = keys[name] = mlflow_key(name)
+                    if key != name:
+                        scan.names[key] = name
+                points = record_points(step, value)
+                if points is None:
+                    if type(value) is str:
+                        if scan.strings_file is None:
+                            scan.strings_file = tempfile.TemporaryFile()
+                        scan.strings_file.write(
+                            orjson.dumps({"name": name, "step": step, "value": value, "ts": ts}) + b"\n"
+                        )
+                        scan.strings += 1
+                    else:
+                        scan.skipped += 1
+                    continue
+                if off >= start:
+                    line_points += [(key, v, ms, s) for s, v in points]
             if off < start:
                 continue
-            for k in range(skip if off == start else 0, len(points)):
-                s, v = points[k]
-                batch.append((key, v, ms, s))
+            n = len(line_points)
+            for k in range(skip if off == start else 0, n):
+                batch.append(line_points[k])
                 if len(batch) == self.batch:
-                    cursor = (off, k + 1) if k + 1 < len(points) else (nxt, 0)
+                    cursor = (off, k + 1) if k + 1 < n else (nxt, 0)
                     result.sent += self._log_metrics(run_id, batch, cursor, uncertain)
                     uncertain = False
                     progress.advance(cursor[0] - done)
@@ -952,7 +973,6 @@ class MlflowRemote(HttpRemote):
             end = (snap.metrics_size, 0)
             result.sent += self._log_metrics(run_id, batch, end, uncertain)
         progress.advance(max(0, snap.metrics_size - done))
-        return scan
 
     def _log_metrics(self, run_id: str, points: list[Point], cursor: tuple[int, int], uncertain: bool) -> int:
         """One log-batch of points and the cursor after them; a batch that may have landed
@@ -1089,17 +1109,17 @@ class MlflowRemote(HttpRemote):
         local: dict[str, Counter[tuple[Any, ...]]] = {}
         keys: dict[str, str] = {}
         for _off, _nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0, snap.metrics_size):
-            rec = parse_record(line)
-            if rec is None:
-                continue
-            name, step, _ts, ms, value = rec
-            points = record_points(step, value)
-            if points is None:
-                continue
-            key = keys.get(name) or keys.setdefault(name, mlflow_key(name))
-            c = local.setdefault(key, Counter())
-            for s, v in points:
-                c[(_same_value(v), ms, s)] += 1
+            for rec in parse_line(line):
+                if rec is None:
+                    continue
+                name, step, _ts, ms, value = rec
+                points = record_points(step, value)
+                if points is None:
+                    continue
+                key = keys.get(name) or keys.setdefault(name, mlflow_key(name))
+                c = local.setdefault(key, Counter())
+                for s, v in points:
+                    c[(_same_value(v), ms, s)] += 1
         there = {
             m["key"] for m in self._get("runs/get", run_id=remote.id)["run"]["data"].get("metrics") or []
         }
