@@ -3,9 +3,9 @@
     python benchmarks/bench_bytes.py            # 10 metrics x 10,000 steps, as benchmarks/peers
     python benchmarks/bench_bytes.py --smoke    # 10 x 100, run by the test suite
 
-Logs the peers' training-loop workload with amltrack, then re-encodes the same records in ways the
-format could change to, so that a format decision can be made from numbers: what each costs per
-point on disk. Sizes only; nothing here is timed.
+Logs the peers' training-loop workload with amltrack, a point at a time with ``log()`` and a step at
+a time with ``log_metrics()``, then re-encodes the ``log()`` records in other ways: what each costs
+per point on disk. Sizes only; nothing here is timed.
 """
 
 from __future__ import annotations
@@ -38,6 +38,16 @@ def main() -> None:
         logger.finish()
         jsonl = (logger.run_dir / "metrics.jsonl").read_bytes()
         index = (logger.run_dir / "cache" / "columns.bin").stat().st_size
+        rows_logger = amltrack.get_logger("bytes-rows", store=Path(tmp) / "rows", outputs=None)
+        rng = random.Random(1)
+        for step in range(steps):
+            rows_logger.log_metrics(
+                {name: math.exp(-step / steps) * (k + 1) + rng.random() * 0.01 for k, name in enumerate(names)},
+                step=step,
+            )
+        rows_logger.finish()
+        rows_jsonl = (rows_logger.run_dir / "metrics.jsonl").stat().st_size
+        rows_index = (rows_logger.run_dir / "cache" / "columns.bin").stat().st_size
     recs = [orjson.loads(line) for line in jsonl.splitlines()]
     points = len(recs)
 
@@ -50,8 +60,10 @@ def main() -> None:
         row["values"][r["name"]] = r["value"]
     out = {
         "points": points,
-        "metrics.jsonl as written": len(jsonl),
-        "the writer's column index (cache/columns.bin)": index,
+        "log(): metrics.jsonl as written": len(jsonl),
+        "log(): the writer's column index (cache/columns.bin)": index,
+        "log_metrics(): metrics.jsonl as written": rows_jsonl,
+        "log_metrics(): the writer's column index": rows_index,
         "metrics.jsonl without seq": lines([{k: v for k, v in r.items() if k != "seq"} for r in recs]),
         "short keys, no seq, millisecond timestamps": lines(
             [{"n": r["name"], "s": r["step"], "v": r["value"], "t": round(r["ts"] * 1000)} for r in recs]
@@ -65,7 +77,7 @@ def main() -> None:
         return
     print(f"{points:,} points ({len(names)} metrics x {steps:,} steps), bytes per point:")
     for k, v in per_point.items():
-        print(f"  {k:<48} {v:>6.1f}")
+        print(f"  {k:<54} {v:>6.1f}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,28 @@ THROUGHPUT = textwrap.dedent("""
                       "mem_above_baseline_mb": (peak - base) / 1024, "run": logger.run_id}))
 """)
 
+ROWS = textwrap.dedent("""
+    import json, sys, time
+    import amltrack
+    steps = int(sys.argv[1])
+    names = ("loss", "accuracy", "lr", "grad_norm", "val_loss", "val_accuracy", "epoch", "throughput",
+             "weight_norm", "gpu_mem")
+    logger = amltrack.get_logger("bench", store=sys.argv[2], outputs=None)
+    log_metrics = logger.log_metrics
+    t1 = time.perf_counter()
+    for step in range(steps):
+        x = 1.0 / (step + 1)
+        log_metrics({k: x + j for j, k in enumerate(names)}, step=step)
+    logger.finish()
+    t2 = time.perf_counter()
+    run = amltrack.Store(sys.argv[2]).run(logger.run_id)
+    t3 = time.perf_counter()
+    metrics = run.metrics()
+    t4 = time.perf_counter()
+    assert sum(map(len, metrics.values())) == 10 * steps
+    print(json.dumps({"wall_s": t2 - t1, "read_s": t4 - t3}))
+""")
+
 READ = textwrap.dedent("""
     import json, sys, time
     import amltrack, amltrack._columns
@@ -149,6 +171,8 @@ def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, result
         ("memory above baseline while doing so", f"{n_put:,}", "≤ 100 MB", spread("throughput_mem_mb", ".0f") + " MB"),
         ("reading back one metric", f"{n_put:,} points", "≤ 1.5 s", spread("read_s", ".2f") + " s"),
         ("... from the JSON Lines alone, without the index", f"{n_put:,} points", "-", spread("read_json_s", ".2f") + " s"),
+        ("points written as rows of 10 (`log_metrics()`) and durable", f"{n_put:,}", "-", spread("rows_wall_s", ".2f") + " s"),
+        ("reading back every metric of them", f"{n_put:,} points", "-", spread("rows_read_s", ".2f") + " s"),
         ("listing runs with their status", f"{n_runs:,} runs", "well under 1 s", spread("list_runs_s", ".2f") + " s"),
         ("... and their cached metric summaries", f"{n_runs:,} runs", "-", spread("list_rows_s", ".2f") + " s"),
     ]
@@ -196,6 +220,9 @@ def main() -> None:
             add("throughput_mem_mb", put["mem_above_baseline_mb"])
             add("read_s", child(READ, str(n_put), store, put["run"], "index")["read_s"])
             add("read_json_s", child(READ, str(n_put), store, put["run"], "json")["read_s"])
+            rows = child(ROWS, str(n_put // 10), os.path.join(tmp, f"rows{i}"))
+            add("rows_wall_s", rows["wall_s"])
+            add("rows_read_s", rows["read_s"])
     med = {k: statistics.median(v) for k, v in results.items()}
     if a.json:
         print(json.dumps(med))
@@ -210,6 +237,8 @@ def main() -> None:
           f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline")
     print(f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s "
           f"({med['read_json_s']:.2f} s from the JSON Lines alone)")
+    print(f"{n_put:,} points as rows of 10 (log_metrics) written and durable: {med['rows_wall_s']:.2f} s; "
+          f"every metric read back: {med['rows_read_s']:.2f} s")
     print(f"listing {n_runs:,} runs with their status: {med['list_runs_s']:.2f} s, "
           f"plus their cached metric summaries: {med['list_rows_s']:.2f} s")
     print(f"(median of {repeat} runs, each in a fresh process)")

@@ -23,7 +23,8 @@ def smoke(script: str) -> Any:
 
 def test_core_benchmark_smoke() -> None:
     figures = smoke("bench_core.py")
-    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "read_json_s", "list_runs_s"):
+    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "read_json_s", "list_runs_s",
+                "rows_wall_s", "rows_read_s"):
         assert figures[key] > 0, key
 
 
@@ -34,8 +35,10 @@ def test_mirror_benchmark_smoke() -> None:
 
 def test_bytes_benchmark_smoke() -> None:
     per_point = smoke("bench_bytes.py")["bytes_per_point"]
-    assert per_point["one line per step with its values"] < per_point["metrics.jsonl as written"]
-    assert per_point["the writer's column index (cache/columns.bin)"] >= 28
+    assert per_point["one line per step with its values"] < per_point["log(): metrics.jsonl as written"]
+    assert per_point["log(): the writer's column index (cache/columns.bin)"] >= 28
+    rows = per_point["log_metrics(): metrics.jsonl as written"] + per_point["log_metrics(): the writer's column index"]
+    assert rows < 40
 
 
 def test_cli_benchmark_smoke() -> None:
