@@ -331,7 +331,7 @@ class Logger:
                 continue
             if row is None:
                 row = dict(values)
-            row[_check_name(name)] = _row_value(name, value)
+            row[name] = _row_value(_check_name(name), value)
         if row is not None:
             values = row
         steps = self._steps
