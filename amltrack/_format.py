@@ -151,11 +151,12 @@ def row_points(r: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def expand_rows(records: list[Any]) -> list[Any]:
-    """``records`` with each row replaced by its point records, in file order."""
+    """``records`` with each row replaced by its point records, in file order. A row without
+    entries (``values`` not an object, or empty) stays as it is, for the reader to count as bad."""
     out: list[Any] = []
     for r in records:
         if type(r) is dict and "values" in r and "name" not in r:
-            out += row_points(r)
+            out += row_points(r) or [r]
         else:
             out.append(r)
     return out

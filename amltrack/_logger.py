@@ -146,12 +146,18 @@ def _row_value(name: str, value: Any) -> Any:
     if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", 0):
         raise TypeError(
             f"metric {name!r}: log_metrics() takes numbers and bools, not {type(value).__name__} "
-            f"{value!r:.80}; log strings and lists with log({name!r}, value)"
+            f"{_short_repr(value)}; log strings and lists with log({name!r}, value)"
         )
     v = _coerce(name, value)
     if type(v) not in (float, int, bool):  # pragma: no cover - _coerce returns these for scalars
-        raise TypeError(f"metric {name!r}: log_metrics() takes numbers and bools, not {v!r:.80}")
+        raise TypeError(f"metric {name!r}: log_metrics() takes numbers and bools, not {_short_repr(v)}")
     return v
+
+
+def _short_repr(value: Any) -> str:
+    """A value's repr on one line and at most 80 characters, for an error message."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_string(name: str, value: str) -> str:
@@ -314,7 +320,7 @@ class Logger:
             if not isinstance(values, Mapping):
                 raise TypeError(
                     f"log_metrics() takes a dict of metric name to number, not {type(values).__name__} "
-                    f"{values!r:.80}; for one metric call log(name, value)"
+                    f"{_short_repr(values)}; for one metric call log(name, value)"
                 )
             values = dict(values)
         if not values:
@@ -335,10 +341,15 @@ class Logger:
         if row is not None:
             values = row
         steps = self._steps
+        plain = True
         for name in values:
-            if name not in steps:  # a name seen before was checked then
-                if type(_check_name(name)) is not str or type(name) is not str:
-                    values = {str(k): v for k, v in values.items()}  # orjson takes str keys only
+            if type(name) is not str:
+                _check_name(name)
+                plain = False
+            elif name not in steps:  # a name seen before was checked then
+                _check_name(name)
+        if not plain:  # a StrEnum member, numpy.str_: orjson takes str keys only
+            values = {str(k): v for k, v in values.items()}
         w = self._writer
         lock = w.lock
         lock.acquire()

@@ -267,7 +267,7 @@ def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) 
     points_dir = rows_run.dir.parent / (rows_run.id[:-1] + ("1" if rows_run.id.endswith("0") else "0"))
     points_dir.mkdir()
     (points_dir / "run.json").write_bytes((rows_run.dir / "run.json").read_bytes())
-    points = [p for r in records for p in (fmt.row_points(r) if fmt.is_row(r) else [r])]
+    points = [p for r in records for p in (fmt.row_points(r) or [r] if fmt.is_row(r) else [r])]
     (points_dir / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in points))
     got = amltrack.Store(store).run(rows_run.id)
     want = amltrack.Store(store).run(points_dir.name)

@@ -1,10 +1,13 @@
-"""The reader over damaged stores: only clear amltrack errors, and it says what it skipped."""
+"""The reader over damaged stores: only clear amltrack errors, it says what it skipped, and a row
+(log_metrics()) reads back whole or not at all."""
 
 from __future__ import annotations
 
 import itertools
+import math
 import shutil
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +18,14 @@ from hypothesis import strategies as st
 
 import amltrack
 from amltrack import _format as fmt
+from amltrack._columns import read_segments
 
+from ..test_columns import as_plain
 from .conftest import size
 
-FILES = ["run.json", "metrics.jsonl", "summary.json", "artifacts.jsonl", "artifacts/a/b.txt", "../../store.json"]
+FILES = ["run.json", "metrics.jsonl", "summary.json", "artifacts.jsonl", "artifacts/a/b.txt", "../../store.json",
+         "cache/columns.bin"]
+ROW = ("alpha", "beta", "gamma", "delta")  # the names of each row: no one of them is another with more inserted
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +33,17 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("pristine") / "s"
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(store.parent)  # not in a git checkout: no git/diff.patch, the same run everywhere
+        # every call its own time, so that a row's entries are told apart by theirs
+        mp.setattr(amltrack._logger, "_time", itertools.count(1_800_000_000.0).__next__)
         logger = amltrack._logger._open_logger("c", "n", {"t": "1"}, {"p": 2}, store, None, None)
         for i in range(50):
             logger.log("loss", 1 / (i + 1))
             logger.log("list", [i, i + 1.5, float("nan")])
             logger.log("text", f"line {i}")
+            if 10 <= i < 30 or i >= 40:  # batches of points alone and batches with rows: both kinds of index block
+                logger.log_metrics(dict(zip(ROW, (i, i / 3, math.nan if i % 2 else -math.inf, i % 3 == 0))))
+            if i % 10 == 9:
+                logger.flush()
         logger.upload("a/b.txt", "artifact")
         logger.finish()
     return store
@@ -40,12 +53,18 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pristine_read(pristine: Path) -> dict[str, Any]:
     read, skipped = read_everything(pristine)
     assert skipped == 0 and read
+    ((counts, _, _),) = read.values()
+    assert all(counts[name] == 30 for name in ROW)
+    (run_dir,) = (pristine / "runs").iterdir()
+    with open(run_dir / "metrics.jsonl", "rb") as f:
+        kinds = [type(seg).__name__ for seg in read_segments(run_dir, f) or []]
+    assert kinds == ["Columns", "tuple", "Columns", "tuple"], kinds  # the index has both kinds of block
     return read
 
 
 def read_everything(store: Path) -> tuple[dict[str, Any], int]:
-    """What the reader gives back (per run: points per metric, manifest paths and states) and the
-    lines it said it skipped (``run.skipped``, after each read that sets it)."""
+    """What the reader gives back (per run: points per metric, manifest paths and states, and the
+    points themselves) and the lines it said it skipped (``run.skipped``, after each read that sets it)."""
     s = amltrack.Store(store)
     out: dict[str, Any] = {}
     skipped = 0
@@ -64,6 +83,7 @@ def read_everything(store: Path) -> tuple[dict[str, Any], int]:
         out[run.id] = (
             {name: len(m) for name, m in metrics.items()},
             {a["path"]: a.get("status") for a in artifacts},
+            as_plain(metrics),
         )
     s.runs(status="crashed")
     try:
@@ -76,11 +96,11 @@ def read_everything(store: Path) -> tuple[dict[str, Any], int]:
 def lost(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     """What ``before`` has that ``after`` does not: runs, metric points, manifest entries."""
     out = []
-    for rid, (metrics, artifacts) in before.items():
+    for rid, (metrics, artifacts, _) in before.items():
         if rid not in after:
             out.append(f"run {rid}")
             continue
-        got_metrics, got_artifacts = after[rid]
+        got_metrics, got_artifacts, _ = after[rid]
         out += [f"{n}: {k - got_metrics.get(n, 0)} point(s)" for n, k in metrics.items() if got_metrics.get(n, 0) < k]
         out += [f"artifact {p}" for p in artifacts if p not in got_artifacts]
     return out
@@ -94,6 +114,46 @@ def cuts_whole_lines(which: str, how: str, data: bytes, cut: int) -> bool:
     # A cut just before a newline leaves the last line whole, only without its newline.
     at_line_end = cut == 0 or data[cut - 1 : cut] == b"\n" or data[cut : cut + 1] == b"\n"
     return how in ("delete", "empty") or (how == "truncate" and at_line_end)
+
+
+def rows_in_part(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[float, int]]:
+    """The times at which the damaged run ``after`` has a number of points that is neither one point
+    nor a whole row, with that number. Every call of the pristine run ``before`` has its own time, so
+    the points at a row's time are its entries (damage to a time moves them all)."""
+    rows = set(before[ROW[0]][2])
+    points = {ts for _, _, stamps in before.values() for ts in stamps} - rows
+    got = Counter(ts for _, _, stamps in after.values() for ts in stamps)
+    return sorted(
+        (ts, k) for ts, k in got.items()
+        if k not in ({len(ROW)} if ts in rows else {1} if ts in points else {1, len(ROW)})
+    )
+
+
+WRONG = [5, "x", None, [1], {"a": 1}, -1.5, True]
+
+
+def damage_a_field(data: bytes, cut: int) -> tuple[bytes, bool]:
+    """JSON Lines ``data`` with one field of the record around byte ``cut`` given a value of another
+    type, and whether that field was an entry of a row: one entry goes alone, as its log() would."""
+    lines = data.split(b"\n")
+    i = min(data[:cut].count(b"\n"), len(lines) - 1)
+    if not lines[i]:  # after the last newline
+        i -= 1
+    rec = orjson.loads(lines[i])
+    fields: list[Any] = list(rec)
+    if fmt.is_row(rec):
+        # "values" itself, or one of its entries
+        fields = list(rec) + [("values", name) for name in rec["values"]]
+    field = fields[(cut // 7) % len(fields)]
+    wrong = WRONG[cut % len(WRONG)]
+    if field in ("name", "path") and isinstance(wrong, str):
+        wrong = None  # another str there is another metric or artifact, no damage the reader could see
+    if isinstance(field, tuple):
+        rec["values"][field[1]] = wrong
+    else:
+        rec[field] = wrong
+    lines[i] = orjson.dumps(rec)
+    return b"\n".join(lines), isinstance(field, tuple)
 
 
 _examples = itertools.count()
@@ -114,6 +174,7 @@ def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
     target = (run_dir / which).resolve()
     data = target.read_bytes()
     cut = int(len(data) * pos)
+    one_entry = False  # the damage is to one entry of a row
     if how == "truncate":
         target.write_bytes(data[:cut])
     elif how == "garbage":
@@ -127,6 +188,9 @@ def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
         target.write_bytes(b"")
     elif how == "wrongtype":
         target.write_bytes(b'[1, "two", null]\n' if target.suffix != ".jsonl" else b'{"name": 1, "step": "x"}\n[]\n')
+    elif how == "fields" and target.suffix == ".jsonl":
+        damaged, one_entry = damage_a_field(data, cut)
+        target.write_bytes(damaged)
     elif how == "fields" and target.suffix == ".json":
         try:
             obj = orjson.loads(data)
@@ -150,6 +214,12 @@ def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
     missing = lost(pristine_read, got)
     if missing and not cuts_whole_lines(which, how, data, cut):
         assert caught or skipped, f"{how} {which} at {cut}: lost {missing} without a warning or a skip count"
+    if which == "cache/columns.bin":  # derived data: damage to it costs nothing and changes nothing
+        assert got == pristine_read and not skipped and not caught, f"{how} {which} at {cut}"
+    for rid, (_, _, points) in got.items():
+        if not one_entry:
+            torn = rows_in_part(pristine_read[rid][2], points)
+            assert not torn, f"{how} {which} at {cut}: rows read back in part (time, points): {torn}"
     shutil.rmtree(store)
 
 
@@ -200,3 +270,22 @@ def test_a_future_run_schema_is_a_clear_error(pristine: Path, tmp_path: Path) ->
     (run_dir / "run.json").write_bytes(orjson.dumps(info))
     with pytest.raises(amltrack.StoreError, match="upgrade amltrack"):
         _ = amltrack.Store(store).run(run_dir.name).info
+
+
+def test_a_row_whose_values_is_not_an_object_is_counted(pristine: Path, tmp_path: Path) -> None:
+    """A record with a wrong-typed field is skipped and counted (docs/reliability.md)."""
+    for wrong in ([1], 5, "x", None):
+        store = tmp_path / f"s{next(_examples)}"
+        shutil.copytree(pristine, store)
+        (run_dir,) = (store / "runs").iterdir()
+        metrics = run_dir / "metrics.jsonl"
+        lines = metrics.read_bytes().splitlines()
+        i = next(i for i, line in enumerate(lines) if b'"values":' in line)
+        lines[i] = orjson.dumps({**orjson.loads(lines[i]), "values": wrong})
+        metrics.write_bytes(b"\n".join(lines) + b"\n")
+        run = amltrack.Store(store).run(run_dir.name)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = run.metrics()
+        assert len(got["alpha"]) == 29
+        assert run.skipped and caught, f"values {wrong!r}: a row lost without a skip count or a warning"
