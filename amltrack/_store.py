@@ -406,7 +406,7 @@ class Run:
     def _parse(cls, data: bytes, where: str) -> tuple[dict[str, Metric], int, int]:
         """Metrics of JSON Lines ``data``, the unreadable lines and the records with bad fields."""
         records, skipped = fmt.parse_jsonl(data, where)
-        rows = b'"values":' in data
+        rows = b'"values"' in data
         if b'"w":' in data:
             out, bad = cls._group_multi(fmt.expand_rows(records) if rows else records)
         elif rows:

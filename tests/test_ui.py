@@ -5,6 +5,7 @@ tests/test_ui_browser.py drives the same pages in a real browser.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -740,3 +741,319 @@ def test_the_chart_cache_finds_the_index_again_after_parsing_json(
     cache.update()
     assert len(parsed) == 1 and indexed == [1000]  # the rest of batch 2 from JSON, batch 3 indexed
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(3000)]
+
+
+# ---------------------------------------------------------------------------- rows (log_metrics)
+
+
+def log_with_rows(store: Path) -> amltrack.Logger:
+    """log() points and rows, flushed so that the writer's index has raw blocks between normal ones."""
+    logger = amltrack.get_logger("rows", store=store, outputs=None)
+    for i in range(200):
+        logger.log("loss", 1.0 / (i + 1))
+    logger.flush()  # an index block
+    for i in range(50):
+        logger.log_metrics({"loss": 0.5 / (i + 1), "acc": i / 50, "epoch": i // 10, "best": i % 2 == 0})
+    logger.log("note", "rows and strings in one batch")
+    logger.log_metrics({"odd": float("nan"), "acc": 1.0})
+    logger.log_metrics({"odd": float("inf"), "big": 2**62})
+    logger.log_metrics({"odd": float("-inf"), "loss": 0.01}, step=1000)
+    logger.flush()  # a raw block
+    for _ in range(100):
+        logger.log("loss", 0.001)
+        logger.log("acc", 0.99)
+    logger.flush()  # an index block
+    logger.log_metrics({"only_rows": 3.5})
+    logger.flush()
+    logger.log_metrics({"only_rows": 4.5, "loss": 0.0}, step=5)  # a step that goes back: not sorted
+    logger.flush()  # two raw blocks in a row
+    logger.log("loss", 1.0)
+    return logger
+
+
+def block_sizes(run_dir: Path) -> list[tuple[int, int]]:
+    """The writer's index blocks as (records, bytes of metrics.jsonl): records 0 for a raw block."""
+    from amltrack._columns import read_blocks
+
+    with open(run_dir / fmt.METRICS_FILE, "rb") as f:
+        found = read_blocks(run_dir, f)
+    return [(b.n, b.end - b.start) for b in found[1]] if found else []
+
+
+def as_points(run_dir: Path, to: Path) -> Path:
+    """A copy of the run whose metrics.jsonl has each row as the lines log() writes, and no index."""
+    shutil.copytree(run_dir, to)
+    shutil.rmtree(to / "cache")
+    info = orjson.loads((to / fmt.RUN_FILE).read_bytes())
+    fmt.write_json_atomic(to / fmt.RUN_FILE, {**info, "id": to.name})
+    lines = (run_dir / fmt.METRICS_FILE).read_bytes().splitlines()
+    points = fmt.expand_rows([orjson.loads(line) for line in lines])
+    (to / fmt.METRICS_FILE).write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in points))
+    return to
+
+
+def cache_contents(run_dir: Path) -> dict:
+    """Everything the chart cache holds of a run, as plain values (NaN as a string, to compare)."""
+    cache = _cache.SeriesCache(run_dir)
+    assert cache.update().done
+    idx = cache.index()
+    out: dict = {"skipped": idx["skipped"], "records": idx["records"]}
+    for name, m in idx["metrics"].items():
+        nums = cache.numbers(name)
+        out[name] = {
+            **{k: m[k] for k in ("id", "numbers", "bools", "nonfinite", "strings", "lists", "sorted", "last_step")},
+            "series": None if nums is None else [
+                nums.steps.tolist(), [repr(v) for v in nums.values.tolist()], nums.timestamps.tolist(),
+                nums.ordered, nums.all_finite, nums.all_bool,
+            ],
+            "str": cache.records(name, "str", 0, None),
+            "list": cache.records(name, "list", 0, None),
+        }
+    return out
+
+
+def test_rows_read_through_the_cache_as_the_reader_reads_them_and_as_points(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    logger = log_with_rows(store)
+    logger.finish()
+    sizes = block_sizes(logger.run_dir)
+    kinds = "".join("r" if n == 0 else "i" for n, _ in sizes)
+    assert re.fullmatch(r"i+ri+rri+", kinds), sizes  # raw blocks between normal ones, two in a row
+    parsed, indexed = spy_on_sources(monkeypatch)
+    assert_cache_matches_reader(logger.run_dir)
+    # Normal blocks from the index; each run of raw blocks parsed from its lines, in one piece.
+    runs = [list(g) for _, g in itertools.groupby(sizes, key=lambda s: s[0] == 0)]
+    assert indexed == [sum(n for n, _ in g) for g in runs if g[0][0]] == [200, 200, 1]
+    assert parsed == [sum(size for _, size in g) for g in runs if not g[0][0]]
+    got = cache_contents(logger.run_dir)
+    assert got == cache_contents(as_points(logger.run_dir, store / "runs" / "20260101T000000000-0000000000000000"))
+    assert (got["loss"]["numbers"], got["loss"]["sorted"], got["loss"]["last_step"]) == (353, False, 6)
+    assert (got["best"]["numbers"], got["best"]["bools"]) == (50, 50)
+    assert (got["odd"]["numbers"], got["odd"]["nonfinite"]) == (3, 3)
+    assert got["only_rows"]["series"][:2] == [[0, 5], ["3.5", "4.5"]]
+    assert got["skipped"] == 0 and got["records"] == 200 + 200 + 1 + 50 * 4 + 1 + 6 + 3
+
+
+def test_the_api_answers_the_same_for_rows_as_for_points(
+    store: Path, serve: Callable[..., httpx.Client]
+) -> None:
+    logger = log_with_rows(store)
+    logger.finish()
+    copy = as_points(logger.run_dir, store / "runs" / "20260101T000000000-0000000000000000")
+    client = serve(create_app(store))
+    answers = []
+    for rid in (logger.run_id, copy.name):
+        body = client.get(f"/api/runs/{rid}/metrics").json()
+        assert body["building"] is None
+        series = {
+            m["name"]: client.get(f"/api/runs/{rid}/series", params={"name": m["name"], "width": 20}).json()
+            for m in body["metrics"]
+        }
+        strings = client.get(f"/api/runs/{rid}/strings").json()
+        answers.append((body["metrics"], body["skipped"], series, strings))
+    assert answers[0] == answers[1]
+    metrics, _, series, _ = answers[0]
+    assert [m["name"] for m in metrics][:3] == ["loss", "acc", "epoch"]
+    assert series["only_rows"]["x"] == [0, 5] and series["only_rows"]["y"] == [3.5, 4.5]
+    assert series["odd"]["nonfinite"] == 3 and series["odd"]["x"] == []
+    assert series["loss"]["downsampled"] and min(series["loss"]["y"]) == 0.0 and max(series["loss"]["y"]) == 1.0
+
+
+def test_rows_between_index_blocks_are_read_in_slices_while_the_run_grows(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_cache, "CHUNK", 200)  # smaller than a batch of rows: a raw block is parsed whole
+    monkeypatch.setattr(_cache, "INDEX_STEP", 7)  # the index is read a few blocks at a time
+    logger = amltrack.get_logger("rows", store=store, outputs=None)
+    cache = _cache.SeriesCache(logger.run_dir)
+    stopped = 0  # slices that ended with bytes left to read
+    for b in range(12):
+        if b % 3 == 0:
+            for i in range(5):
+                logger.log_metrics({"a": b + i / 10, "b": i % 2 == 1, "c": float("nan") if i == 3 else i})
+        elif b % 3 == 1:
+            for i in range(10):
+                logger.log("a", float(b * 100 + i))
+        else:
+            logger.log_metrics({"c": b})
+            logger.flush()
+            logger.log("a", 0.5)
+            logger.flush()
+            logger.log_metrics({"a": b, "d": -b})
+        logger.flush()
+        for _ in range(2):  # a slice or two of work as the file grows: each may stop anywhere
+            stopped += not cache.update(deadline=0).done
+    logger.finish()
+    assert 0 in [n for n, _ in block_sizes(logger.run_dir)][1:-1]
+    while not cache.update(deadline=0).done:
+        stopped += 1
+    assert stopped >= 8  # at least after the first two of the three blocks of each third batch
+    assert_cache_matches_reader(logger.run_dir)
+    assert cache_contents(logger.run_dir) == cache_contents(
+        as_points(logger.run_dir, store / "runs" / "20260101T000000000-0000000000000000")
+    )
+
+
+def test_a_cache_that_stopped_inside_rows_goes_on_from_the_index(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = log_with_rows(store)
+    logger.finish()
+    data = (logger.run_dir / fmt.METRICS_FILE).read_bytes()
+    expected = cache_contents(logger.run_dir)
+    shutil.rmtree(logger.run_dir / "cache" / "ui")
+    ends = [i + 1 for i, c in enumerate(data) if c == ord("\n")]
+    for cut in ends[195:260:7] + ends[-6:-1]:  # around and inside the raw blocks
+        # A cache built before the index could be read (or by an older amltrack) ends at any line.
+        with monkeypatch.context() as m:
+            m.setattr(_cache, "read_blocks", lambda *a, **k: None)
+            m.setattr(_cache, "CHUNK", cut)
+            cache = _cache.SeriesCache(logger.run_dir)
+            cache.update(deadline=0)
+            assert cache.index()["offset"] == cut
+        assert cache_contents(logger.run_dir) == expected, cut
+        shutil.rmtree(logger.run_dir / "cache" / "ui")
+
+
+def test_nonfinite_entries_of_rows_are_nonfinite_numbers(tmp_path: Path) -> None:
+    run_dir = tmp_path / "store" / "runs" / "20260101T000000000-0000000000000000"
+    run_dir.mkdir(parents=True)
+    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
+    (run_dir / fmt.METRICS_FILE).write_bytes(
+        b'{"step":0,"values":{"a":"NaN","b":1.5,"c":"-Infinity"},"ts":1.0,"seq":1,"nonfinite":true}\n'
+        b'{"step":1,"values":{"a":2.0,"c":"Infinity","d":true},"ts":2.0,"seq":2,"nonfinite":true}\n'
+        b'{"name":"a","step":2,"value":"Infinity","ts":2.5,"seq":3,"nonfinite":true}\n'
+        # Not flagged: a string (a row never holds one, but as the reader reads it).
+        b'{"step":3,"values":{"a":3,"b":"NaN"},"ts":3.0,"seq":4}\n'
+    )
+    assert_cache_matches_reader(run_dir)
+    got = cache_contents(run_dir)
+    assert (got["a"]["numbers"], got["a"]["nonfinite"]) == (4, 2)
+    assert got["a"]["series"][:2] == [[0, 1, 2, 3], ["nan", "2.0", "inf", "3.0"]]
+    assert (got["b"]["numbers"], got["b"]["nonfinite"], got["b"]["str"]) == (1, 0, [(3, "NaN", 3.0)])
+    assert (got["c"]["numbers"], got["c"]["nonfinite"], got["c"]["series"][1]) == (2, 2, ["-inf", "inf"])
+    assert (got["d"]["numbers"], got["d"]["bools"], got["d"]["series"][4]) == (1, 1, True)
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        ['"a":1,"b":2.5', '"b":3,"a":4.5', '"a":-2,"b":-1'],  # the same metrics, in any order
+        ['"a":1,"b":true', '"b":false,"a":4.5'],  # a metric of bools
+        ['"a":1,"b":true', '"b":2,"a":4.5'],  # bools and numbers in one metric
+        ['"a":1,"b":2.5', '"a":2,"c":7', '"c":3,"a":1'],  # others, as many
+        ['"a":1,"b":2.5', '"a":2,"c":7', '"a":3'],  # others, fewer
+        ['"a":1,"b":2.5', '"a":2,"b":"Infinity"'],  # a flagged row: checked one by one
+        ['"a":1,"b":2.5', '"a":2,"b":[1]'],  # a list, which a row never holds: as the reader reads it
+    ],
+)
+def test_rows_of_the_same_metrics_or_of_others_in_one_chunk(tmp_path: Path, rows: list[str]) -> None:
+    run_dir = tmp_path / "store" / "runs" / "20260101T000000000-0000000000000001"
+    run_dir.mkdir(parents=True)
+    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
+    (run_dir / fmt.METRICS_FILE).write_bytes(b"".join(
+        b'{"step":%d,"values":{%s},"ts":%d.5,"seq":%d%s}\n'
+        % (i, r.encode(), i, i + 1, b',"nonfinite":true' if "Infinity" in r else b"")
+        for i, r in enumerate(rows)
+    ))
+    assert_cache_matches_reader(run_dir)
+    got = cache_contents(run_dir)
+    assert list(got)[2:4] == ["a", "b"]  # in the order of the first row's keys
+    assert got["a"]["series"][0] == list(range(len(rows)))
+    assert got == cache_contents(as_points(run_dir, tmp_path / "store" / "runs" / "20260101T000000000-0000000000000000"))
+
+
+def test_a_damaged_row_is_skipped_and_counted_as_a_damaged_point_is(store: Path) -> None:
+    logger = log_with_rows(store)
+    logger.finish()
+    path = logger.run_dir / fmt.METRICS_FILE
+    lines = path.read_bytes().splitlines(keepends=True)
+    row = next(i for i, line in enumerate(lines) if line.startswith(b'{"step":') and b'"acc"' in line)
+    point = next(i for i in range(row + 60, len(lines)) if lines[i].startswith(b'{"name":"loss"'))
+    clean = cache_contents(logger.run_dir)
+    import warnings
+
+    for damaged in (row, point):
+        # Same length: the index's CRC of its lines finds the edit, and the JSON from there is parsed.
+        broken = lines[damaged].replace(b",", b";", 1)
+        path.write_bytes(b"".join(lines[:damaged] + [broken] + lines[damaged + 1 :]))
+        shutil.rmtree(logger.run_dir / "cache" / "ui")  # an edit in place, past the head the cache checks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the reader warns about the line
+            assert_cache_matches_reader(logger.run_dir)
+            run = amltrack.Store(store).run(logger.run_id)
+            run.metrics()
+        got = cache_contents(logger.run_dir)
+        assert got["skipped"] == run.skipped == 1
+        assert got["records"] == clean["records"] - (4 if damaged == row else 1)
+    # A field of the wrong type (a negative step): skipped as the reader skips it, counted as it counts.
+    bad = lines[row].replace(b'{"step":', b'{"step":-', 1)
+    path.write_bytes(b"".join(lines[:row] + [bad] + lines[row + 1 :]))
+    shutil.rmtree(logger.run_dir / "cache" / "ui")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the reader warns about the record, once a process
+        assert_cache_matches_reader(logger.run_dir)
+        run = amltrack.Store(store).run(logger.run_id)
+        run.metrics()
+    got = cache_contents(logger.run_dir)
+    assert got["skipped"] == run.skipped > 0 and got["records"] == clean["records"] - 4
+
+
+ROW_VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+)
+ROW = st.tuples(
+    st.dictionaries(NAMES, ROW_VALUES, min_size=1, max_size=4),
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.floats(0, 2e9),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.lists(st.one_of(RECORD, ROW), max_size=40),
+    st.lists(st.integers(min_value=0, max_value=4000), max_size=4),
+    st.sampled_from([64, 256, 1 << 20]),
+)
+def test_any_file_with_rows_read_in_any_pieces_caches_as_the_reader_reads_it(
+    tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int
+) -> None:
+    run_dir = tmp_path_factory.mktemp("store") / "runs" / "20260101T000000000-0000000000000000"
+    run_dir.mkdir(parents=True)
+    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
+    data = b""
+    for seq, r in enumerate(records, 1):
+        if len(r) == 3:  # a row
+            values, step, ts = r
+            enc = {k: fmt.encode_value(v) for k, v in values.items()}
+            rec = {"step": step, "values": {k: e for k, (e, _) in enc.items()}, "ts": ts, "seq": seq}
+            if any(nf for _, nf in enc.values()):
+                rec["nonfinite"] = True
+        else:
+            name, step, value, ts = r
+            e, nonfinite = fmt.encode_value(value)
+            rec = {"name": name, "step": step, "value": e, "ts": ts, "seq": seq}
+            if nonfinite:
+                rec["nonfinite"] = True
+        data += orjson.dumps(rec) + b"\n"
+    if records:
+        data = data.replace(b"\n", b"\n\n", 1) + b"garbage\n"
+    old = _cache.CHUNK
+    _cache.CHUNK = chunk
+    try:
+        cache = _cache.SeriesCache(run_dir)
+        path = run_dir / fmt.METRICS_FILE
+        path.write_bytes(b"")
+        for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+            with open(path, "r+b") as f:
+                f.seek(0, 2)
+                f.write(data[f.tell() : cut])
+            cache.update()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert_cache_matches_reader(run_dir)
+    finally:
+        _cache.CHUNK = old

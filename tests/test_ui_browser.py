@@ -408,6 +408,25 @@ def test_a_chart_shows_values_on_hover(page: object, ui: dict) -> None:
     shot(page, "hover")
 
 
+def test_a_metric_logged_only_in_rows_draws_a_chart(page: object, ui: dict) -> None:
+    with amltrack.start_run("rows", store=ui["store"], outputs=None, name="in rows") as logger:
+        logger.log("lr", 0.1)
+        logger.flush()  # a block of the writer's index, then a raw one for the rows
+        for i in range(500):
+            acc = float("nan") if i == 250 else i / 500
+            logger.log_metrics({"row_loss": math.exp(-i / 100), "row_acc": acc, "row_ok": i % 3 == 0})
+    page.goto(f"{ui['url']}runs/{logger.run_id}")
+    page.wait_for_selector("body[data-loaded]")
+    page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
+    assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == \
+        ["lr", "row_loss", "row_acc", "row_ok"]
+    assert traces(page, "#charts .chart") == [1, 1, 1, 1]
+    loss = "#charts .chart-card[data-metric='row_loss'] .chart"
+    assert page.get_attribute(loss, "data-points") == "500"
+    assert page.eval_on_selector(loss, "e => [e.data[0].x[0], e.data[0].y[0], e.data[0].x.at(-1)]") == [0, 1.0, 499]
+    shot(page, "rows")
+
+
 def test_dragging_on_a_chart_zooms_and_fetches_the_zoomed_steps(page: object, ui: dict) -> None:
     page.goto(f"{ui['url']}runs/{ui['baseline']}")
     loss = "#charts .chart-card[data-metric='loss'] .chart"

@@ -147,6 +147,66 @@ def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monke
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
 
 
+def test_slices_of_work_check_each_raw_block_of_a_rows_run_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Raw blocks (batches of rows) hold no record count; they must still end a slice's window, or
+    # each slice would check the lines of every raw block after it: quadratic in the run's size.
+    logger = amltrack.get_logger("slices", store=tmp_path, outputs=None)
+    for b in range(6):
+        for i in range(1000):
+            logger.log_metrics({"loss": float(b * 1000 + i), "acc": 0.5, "lr": 0.1, "epoch": b})
+        logger.flush()
+    logger.finish()
+    checked: list[int] = []
+    read = _cache.read_blocks
+
+    def spy(*args: object, **kwargs: object) -> object:
+        found = read(*args, **kwargs)
+        checked.extend(b.end - b.start for b in (found[1] if found else []))
+        return found
+
+    monkeypatch.setattr(_cache, "read_blocks", spy)
+    monkeypatch.setattr(_cache, "INDEX_STEP", 2000)
+    cache = _cache.SeriesCache(logger.run_dir)
+    slices = 0
+    while not cache.update(deadline=0).done:
+        slices += 1
+    assert slices >= 2
+    assert sum(checked) == (logger.run_dir / "metrics.jsonl").stat().st_size  # each raw block once
+    assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
+
+
+def test_the_warmer_builds_the_cache_of_a_run_logged_in_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    logger = amltrack.get_logger("rows", store=tmp_path, outputs=None)
+    for b in range(6):  # batches of rows (raw blocks in the writer's index) between batches of points
+        for i in range(300):
+            if b % 2:
+                logger.log("loss", 1.0 / (b * 300 + i + 1))
+            else:
+                logger.log_metrics({"loss": 1.0 / (b * 300 + i + 1), "acc": i / 300, "done": i == 299,
+                                    "odd": float("nan") if i == 7 else 0.5})
+        logger.flush()
+    logger.finish()
+    monkeypatch.setattr(Warmer, "SLICE", 0.0)  # one piece of work a pass
+    monkeypatch.setattr(_cache, "CHUNK", 4096)
+    caches = Caches()
+    warmer = Warmer(amltrack.Store(tmp_path), caches, interval=0.05)
+    passes = 1
+    while warmer.run_once():
+        passes += 1
+    assert passes >= 6  # a piece a batch: each batch of rows is parsed whole
+    cache = caches.get(logger.run_dir)
+    assert cache.index()["offset"] == (logger.run_dir / "metrics.jsonl").stat().st_size
+    expected = amltrack.Store(tmp_path).run(logger.run_id).metrics()
+    for name, metric in expected.items():
+        nums = cache.numbers(name)
+        assert nums.steps.tolist() == metric.steps, name
+        assert nums.values.tolist() == [float(v) for v in metric.values] or name == "odd", name
+    m = cache.index()["metrics"]
+    assert (m["loss"]["numbers"], m["acc"]["numbers"], m["done"]["bools"], m["odd"]["nonfinite"]) == (1800, 900, 900, 3)
+
+
 def test_the_warmer_runs_at_a_lower_priority(tmp_path: Path) -> None:
     logged(tmp_path, 10)
     seen: list[int] = []

@@ -20,7 +20,9 @@ generation ``<gen>``. A run directory the UI may not write to gets its cache und
 temporary directory instead.
 
 Records are checked as ``Run.metrics()`` checks them and malformed ones are skipped and counted.
-Only complete lines are consumed; a line still being written is read on the next update.
+A row (``log_metrics()``: several metrics at one step in one line) counts as one point per entry,
+as if ``log()`` had been called once per entry. Only complete lines are consumed; a line still
+being written is read on the next update.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import bisect
 import contextlib
 import gc
 import hashlib
+import itertools
 import operator
 import os
 import secrets
@@ -66,6 +69,7 @@ _K_NAME = operator.itemgetter("name")
 _K_STEP = operator.itemgetter("step")
 _K_VALUE = operator.itemgetter("value")
 _K_TS = operator.itemgetter("ts")
+_K_VALUES = operator.itemgetter("values")
 _NUMBER_SET = {int, float}
 
 
@@ -145,11 +149,15 @@ def _parse_chunk(data: bytes, base: int) -> tuple[dict[str, _Part], int, bool]:
             recs = None
     if recs is not None and not multi and b'"nonfinite"' not in data:
         fast = _parse_clean(recs)
+        if fast is None and b'"values"' in data:  # rows (log_metrics()): a row has no "name"
+            fast = _parse_clean_rows(recs)
         if fast is not None:
             return fast, 0, False
     lines = data.split(b"\n")
     lines.pop()
-    return _parse_checked(lines, recs, base, multi)
+    # A row's "values" key, unless a hand-written line spells a letter of it as a \u escape.
+    rows = b'"values"' in data or b"\\u" in data
+    return _parse_checked(lines, recs, base, multi, rows)
 
 
 def _parse_clean(recs: list[Any]) -> dict[str, _Part] | None:
@@ -161,6 +169,84 @@ def _parse_clean(recs: list[Any]) -> dict[str, _Part] | None:
         stamps = list(map(_K_TS, recs))
     except (KeyError, TypeError):
         return None
+    return _clean_columns(names, steps, values, stamps)
+
+
+def _parse_clean_rows(recs: list[Any]) -> dict[str, _Part] | None:
+    """``_parse_clean`` for a chunk with rows: each row's entries as points at its step and ts."""
+    uniform = _parse_uniform_rows(recs)
+    if uniform is not None:
+        return uniform
+    names: list[Any] = []
+    steps: list[Any] = []
+    values: list[Any] = []
+    stamps: list[Any] = []
+    try:
+        for r in recs:
+            if "name" in r:
+                names.append(r["name"])
+                steps.append(r["step"])
+                values.append(r["value"])
+                stamps.append(r["ts"])
+                continue
+            entries = r["values"]
+            if type(entries) is not dict:
+                return None
+            k = len(entries)
+            names += entries
+            values += entries.values()
+            steps += [r["step"]] * k
+            stamps += [r["ts"]] * k
+    except (KeyError, TypeError):
+        return None
+    return _clean_columns(names, steps, values, stamps)
+
+
+def _parse_uniform_rows(recs: list[Any]) -> dict[str, _Part] | None:
+    """The common case of rows: the same metrics in every record of the chunk (``log_metrics()``
+    with the same dict keys each step), through C-level passes; else None. The order of a row's
+    keys matters only for the order in which metrics first appear, that of the first row."""
+    try:
+        entries = list(map(_K_VALUES, recs))
+        steps = list(map(_K_STEP, recs))
+        stamps = list(map(_K_TS, recs))
+        if any(map(operator.contains, recs, itertools.repeat("name"))):
+            return None  # a record with a "name" is a point, whatever else it has
+    except (KeyError, TypeError):
+        return None
+    if not entries or set(map(type, entries)) != {dict}:
+        return None
+    first = entries[0]
+    if (
+        set(map(len, entries)) != {len(first)}
+        or set(map(type, steps)) != {int}
+        or not set(map(type, stamps)) <= _NUMBER_SET
+        or min(steps) < 0
+    ):
+        return None
+    out: dict[str, _Part] = {}
+    try:
+        s = np.array(steps, dtype=_I8)
+        t = np.array(stamps, dtype=_F8)
+        for name in first:
+            # As many entries in each row, and each of the first row's names in every row: the same.
+            values = list(map(operator.itemgetter(name), entries))
+            types = set(map(type, values))
+            if not types <= _NUMBER_SET and types != {bool}:
+                return None  # bools mixed with numbers, or a string or a list: checked one by one
+            part = out[name] = _Part()
+            part.steps, part.values, part.stamps = s, np.array(values, dtype=_F8), t
+            if bool in types:
+                part.bools = len(values)
+    except (KeyError, OverflowError):
+        return None
+    return out
+
+
+def _clean_columns(
+    names: list[Any], steps: list[Any], values: list[Any], stamps: list[Any]
+) -> dict[str, _Part] | None:
+    """The parts of records given as columns, if they are plain numbers; None if anything is odd."""
     if (
         set(map(type, names)) != {str}
         or set(map(type, steps)) != {int}
@@ -194,9 +280,13 @@ def _parse_clean(recs: list[Any]) -> dict[str, _Part] | None:
 
 
 def _parse_checked(
-    lines: list[bytes], recs: list[Any] | None, base: int, multi: bool
+    lines: list[bytes], recs: list[Any] | None, base: int, multi: bool, rows: bool = False
 ) -> tuple[dict[str, _Part], int, bool]:
-    """Every record checked as ``Run._group_checked`` checks it; line offsets kept for strings and lists."""
+    """Every record checked as ``Run._group_checked`` checks it; line offsets kept for strings and lists.
+
+    With ``rows`` (the chunk may hold some), each row is first replaced by its points, which all
+    keep the row's line.
+    """
     skipped = 0
     if recs is None:
         recs = []
@@ -210,6 +300,19 @@ def _parse_checked(
                     skipped += 1
     else:
         numbered = None  # record i is line i
+    if rows:
+        points: list[Any] = []
+        where: list[int] = []
+        for j, r in enumerate(recs):
+            line_no = j if numbered is None else numbered[j]
+            if fmt.is_row(r):
+                found = fmt.row_points(r) or [r]  # a row without entries is a bad record, as the reader counts it
+                points += found
+                where += [line_no] * len(found)
+            else:
+                points.append(r)
+                where.append(line_no)
+        recs, numbered = points, where
     starts: np.ndarray | None = None
     out: dict[str, _Part] = {}
     for j, r in enumerate(recs):
@@ -356,7 +459,9 @@ class SeriesCache:
                 f.seek(off)
                 try:
                     rec = orjson.loads(f.readline())
-                    value = fmt.decode_value(rec["value"], rec.get("nonfinite") is True)
+                    # A row holds numbers and bools, but one edited by hand may hold a string too.
+                    value = rec["values"][name] if fmt.is_row(rec) else rec["value"]
+                    value = fmt.decode_value(value, rec.get("nonfinite") is True)
                     out.append((rec["step"], value, rec["ts"]))
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue  # the file was replaced since the index was read; the next update sees it
@@ -453,8 +558,12 @@ class SeriesCache:
                     names, blocks = found if found is not None else ([], [])
                     at = {b.start: i for i, b in enumerate(blocks)}
                     starts = [b.start for b in blocks]
-                    more = sum(b.n for b in blocks) >= INDEX_STEP
                     window_end = blocks[-1].end if blocks else size
+                    # Raw blocks (rows) have no records to count towards the limit: should they
+                    # have ended the blocks read short of the file's end, look again after them.
+                    more = sum(b.n for b in blocks) >= INDEX_STEP or (
+                        window_end < size and any(b.n == 0 for b in blocks)
+                    )
                 limit = CHUNK
                 i = at.get(offset)
                 if i is not None:
@@ -463,7 +572,13 @@ class SeriesCache:
                         if deadline is not None and time.monotonic() >= deadline and offset < size:
                             return Progress(offset, size, False)
                         continue
-                    limit = blocks[i].end - offset  # parse this block's lines; the index again after
+                    # Parse this block's lines, and those of the blocks after it that the index
+                    # cannot give either (a run logging a row per step has a raw block per line),
+                    # up to a chunk; the index again after.
+                    j = i + 1
+                    while j < len(blocks) and blocks[j].end - offset <= CHUNK and not _indexed(blocks[j]):
+                        j += 1
+                    limit = blocks[j - 1].end - offset
                 else:
                     # Parse up to where the next block starts, so that the index can take over there.
                     k = bisect.bisect_right(starts, offset)
@@ -473,10 +588,10 @@ class SeriesCache:
                 data = f.read(min(limit, size - offset))
                 end = data.rfind(b"\n")
                 while end < 0 and offset + len(data) < size:  # a line longer than a chunk
-                    more = f.read(min(CHUNK, size - offset - len(data)))
-                    if not more:
+                    rest = f.read(min(CHUNK, size - offset - len(data)))
+                    if not rest:
                         break
-                    data += more
+                    data += rest
                     end = data.rfind(b"\n")
                 if end < 0:  # only a line still being written (or cut short) is left
                     return Progress(offset, size, True)
@@ -516,10 +631,10 @@ class SeriesCache:
     ) -> bool:
         """Take the index's blocks from ``blocks[i]`` on (read a step, INDEX_STEP records, at a time)
         while they hold only numbers and bools (strings and lists need their line offsets, which
-        only the JSON gives); False if none."""
+        only the JSON gives, and a raw block's rows are only in the JSON); False if none."""
         taken: list[Block] = []
         for b in blocks[i:]:
-            if any(type(e) is not list or len(e) != 3 or type(e[1]) not in (int, bool) for e in b.extras):
+            if not _indexed(b):
                 break
             taken.append(b)
         if not taken:
@@ -584,6 +699,14 @@ class SeriesCache:
             head = f.read(min(HEAD, idx["offset"]))
             idx["head_len"], idx["head"] = len(head), hashlib.sha1(head).hexdigest()
         fmt.write_json_atomic(self.dir / INDEX_FILE, idx, fsync=False)
+
+
+def _indexed(b: Block) -> bool:
+    """Whether the index gives block ``b``'s records: it has columns (it is not a raw block, whose
+    rows are parsed from their lines) and its values are numbers and bools."""
+    return b.n > 0 and not any(
+        type(e) is not list or len(e) != 3 or type(e[1]) not in (int, bool) for e in b.extras
+    )
 
 
 def _parts_from_blocks(names: list[str], blocks: list[Block]) -> dict[str, _Part] | None:
