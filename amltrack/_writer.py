@@ -447,14 +447,7 @@ class Writer:
             # Only bools, ints and floats: the sum is finite unless one is not (or it overflowed).
             plain = _isfinite(sum(values)) or all(map(_isfinite, values))
         if not plain:
-            # The records are the callers' handles: an encoded value goes into a copy.
-            recs = items.copy()
-            for i, rec in enumerate(recs):
-                v = rec["value"]
-                if type(v) is float or type(v) is list:
-                    enc, nonfinite = fmt.encode_value(v)
-                    if nonfinite:
-                        recs[i] = {**rec, "value": enc, "nonfinite": True}
+            recs = self._encode_nonfinite(items)
         if self.writer_id is not None:
             wid = self.writer_id
             recs = [{**rec, "w": wid} for rec in recs]

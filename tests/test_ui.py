@@ -352,6 +352,49 @@ VALUES = st.one_of(
 RECORD = st.tuples(NAMES, st.integers(min_value=0, max_value=2**63 - 1), VALUES, st.floats(0, 2e9))
 
 
+def grow_and_compare(tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int) -> None:
+    """Write ``records`` (point tuples and row tuples) as a metrics file that grows to each cut, maybe
+    mid-line, updating the cache at each; then the cache must hold what the reader reads."""
+    run_dir = tmp_path_factory.mktemp("store") / "runs" / "20260101T000000000-0000000000000000"
+    run_dir.mkdir(parents=True)
+    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
+    data = b""
+    for seq, r in enumerate(records, 1):
+        if len(r) == 3:  # a row
+            values, step, ts = r
+            enc = {k: fmt.encode_value(v) for k, v in values.items()}
+            rec = {"step": step, "values": {k: e for k, (e, _) in enc.items()}, "ts": ts, "seq": seq}
+            if any(nf for _, nf in enc.values()):
+                rec["nonfinite"] = True
+        else:
+            name, step, value, ts = r
+            e, nonfinite = fmt.encode_value(value)
+            rec = {"name": name, "step": step, "value": e, "ts": ts, "seq": seq}
+            if nonfinite:
+                rec["nonfinite"] = True
+        data += orjson.dumps(rec) + b"\n"
+    if records:
+        data = data.replace(b"\n", b"\n\n", 1) + b"garbage\n"
+    old = _cache.CHUNK
+    _cache.CHUNK = chunk
+    try:
+        cache = _cache.SeriesCache(run_dir)
+        path = run_dir / fmt.METRICS_FILE
+        path.write_bytes(b"")
+        for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
+            with open(path, "r+b") as f:
+                f.seek(0, 2)
+                f.write(data[f.tell() : cut])
+            cache.update()
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert_cache_matches_reader(run_dir)
+    finally:
+        _cache.CHUNK = old
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     st.lists(RECORD, max_size=60),
@@ -361,36 +404,7 @@ RECORD = st.tuples(NAMES, st.integers(min_value=0, max_value=2**63 - 1), VALUES,
 def test_any_file_read_in_any_pieces_caches_as_the_reader_reads_it(
     tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int
 ) -> None:
-    run_dir = tmp_path_factory.mktemp("store") / "runs" / "20260101T000000000-0000000000000000"
-    run_dir.mkdir(parents=True)
-    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
-    data = b""
-    for seq, (name, step, value, ts) in enumerate(records, 1):
-        enc, nonfinite = fmt.encode_value(value)
-        rec = {"name": name, "step": step, "value": enc, "ts": ts, "seq": seq}
-        if nonfinite:
-            rec["nonfinite"] = True
-        data += orjson.dumps(rec) + b"\n"
-    if records:
-        data = data.replace(b"\n", b"\n\n", 1) + b"garbage\n"  # an empty line and a bad one are skipped
-    old = _cache.CHUNK
-    _cache.CHUNK = chunk
-    try:
-        cache = _cache.SeriesCache(run_dir)
-        path = run_dir / fmt.METRICS_FILE
-        path.write_bytes(b"")
-        for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
-            with open(path, "r+b") as f:  # the file grows to each cut, maybe mid-line
-                f.seek(0, 2)
-                f.write(data[f.tell() : cut])
-            cache.update()
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the reader warns about the garbage line
-            assert_cache_matches_reader(run_dir)
-    finally:
-        _cache.CHUNK = old
+    grow_and_compare(tmp_path_factory, records, cuts, chunk)
 
 
 # ---------------------------------------------------------------------------- the API
@@ -1019,41 +1033,4 @@ ROW = st.tuples(
 def test_any_file_with_rows_read_in_any_pieces_caches_as_the_reader_reads_it(
     tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int
 ) -> None:
-    run_dir = tmp_path_factory.mktemp("store") / "runs" / "20260101T000000000-0000000000000000"
-    run_dir.mkdir(parents=True)
-    fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
-    data = b""
-    for seq, r in enumerate(records, 1):
-        if len(r) == 3:  # a row
-            values, step, ts = r
-            enc = {k: fmt.encode_value(v) for k, v in values.items()}
-            rec = {"step": step, "values": {k: e for k, (e, _) in enc.items()}, "ts": ts, "seq": seq}
-            if any(nf for _, nf in enc.values()):
-                rec["nonfinite"] = True
-        else:
-            name, step, value, ts = r
-            e, nonfinite = fmt.encode_value(value)
-            rec = {"name": name, "step": step, "value": e, "ts": ts, "seq": seq}
-            if nonfinite:
-                rec["nonfinite"] = True
-        data += orjson.dumps(rec) + b"\n"
-    if records:
-        data = data.replace(b"\n", b"\n\n", 1) + b"garbage\n"
-    old = _cache.CHUNK
-    _cache.CHUNK = chunk
-    try:
-        cache = _cache.SeriesCache(run_dir)
-        path = run_dir / fmt.METRICS_FILE
-        path.write_bytes(b"")
-        for cut in sorted(c % (len(data) + 1) for c in cuts) + [len(data)]:
-            with open(path, "r+b") as f:
-                f.seek(0, 2)
-                f.write(data[f.tell() : cut])
-            cache.update()
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            assert_cache_matches_reader(run_dir)
-    finally:
-        _cache.CHUNK = old
+    grow_and_compare(tmp_path_factory, records, cuts, chunk)

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -119,6 +120,26 @@ def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, co
     assert "Traceback" not in (tmp_path / "serve.log").read_text()
 
 
+def update_in_slices(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, int, list[Any]]:
+    """A cache of ``run_dir`` built a slice at a time (a step of 2,000 index records): the cache, the
+    number of slices, and every index block that was read and checked."""
+    checked: list[Any] = []
+    read = _cache.read_blocks
+
+    def spy(*args: object, **kwargs: object) -> object:
+        found = read(*args, **kwargs)
+        checked.extend(found[1] if found else [])
+        return found
+
+    monkeypatch.setattr(_cache, "read_blocks", spy)
+    monkeypatch.setattr(_cache, "INDEX_STEP", 2000)
+    cache = _cache.SeriesCache(run_dir)
+    slices = 0
+    while not cache.update(deadline=0).done:
+        slices += 1
+    return cache, slices, checked
+
+
 def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The warmer works in slices (a deadline); each slice must check only the index blocks it takes,
     # or a 10M-point run would be checked once per slice: 20 s instead of 2.
@@ -128,22 +149,9 @@ def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monke
             logger.log("loss", float(b * 1000 + i))
         logger.flush()
     logger.finish()
-    checked: list[int] = []
-    read = _cache.read_blocks
-
-    def spy(*args: object, **kwargs: object) -> object:
-        found = read(*args, **kwargs)
-        checked.extend(b.n for b in (found[1] if found else []))
-        return found
-
-    monkeypatch.setattr(_cache, "read_blocks", spy)
-    monkeypatch.setattr(_cache, "INDEX_STEP", 2000)
-    cache = _cache.SeriesCache(logger.run_dir)
-    slices = 0
-    while not cache.update(deadline=0).done:
-        slices += 1
+    cache, slices, checked = update_in_slices(logger.run_dir, monkeypatch)
     assert slices >= 2
-    assert sum(checked) == 6000  # every record's block checked once, however many slices
+    assert sum(b.n for b in checked) == 6000  # every record's block checked once, however many slices
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
 
 
@@ -158,22 +166,10 @@ def test_slices_of_work_check_each_raw_block_of_a_rows_run_once(
             logger.log_metrics({"loss": float(b * 1000 + i), "acc": 0.5, "lr": 0.1, "epoch": b})
         logger.flush()
     logger.finish()
-    checked: list[int] = []
-    read = _cache.read_blocks
-
-    def spy(*args: object, **kwargs: object) -> object:
-        found = read(*args, **kwargs)
-        checked.extend(b.end - b.start for b in (found[1] if found else []))
-        return found
-
-    monkeypatch.setattr(_cache, "read_blocks", spy)
-    monkeypatch.setattr(_cache, "INDEX_STEP", 2000)
-    cache = _cache.SeriesCache(logger.run_dir)
-    slices = 0
-    while not cache.update(deadline=0).done:
-        slices += 1
+    cache, slices, checked = update_in_slices(logger.run_dir, monkeypatch)
     assert slices >= 2
-    assert sum(checked) == (logger.run_dir / "metrics.jsonl").stat().st_size  # each raw block once
+    # each raw block once
+    assert sum(b.end - b.start for b in checked) == (logger.run_dir / "metrics.jsonl").stat().st_size
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
 
 
