@@ -380,11 +380,13 @@ class Logger:
             h["seq"] = w.next_seq()
             buf = w.buf
             buf.append(h)
+            w.extra += len(values) - 1
             n = len(buf)
+            points = n + w.extra  # the batch size and the queue's bound count points
         finally:
             lock.release()
-        if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
-            w.wake(n)
+        if n == 1 or points >= BATCH_SIZE and (not w._urgent or points >= w.max_pending):
+            w.wake(n if n == 1 else points)
         return h
 
     def _high_step(self, name: str) -> int:

@@ -150,6 +150,9 @@ class Writer:
         self.special = False
         self.has_uploads = False
         self.rows = False  # set by log_metrics(): the buffer holds a row, which the index does not take
+        # A row's entries beyond its first, in the buffer: the queue's bounds count points, so
+        # that rows of many metrics do not hold many times the memory log() records would.
+        self.extra = 0
         self.next_seq = itertools.count(1).__next__  # called with lock held: seq order == buf order
         # Set while log() must not queue: a write error, an error to report once, or closing.
         self.blocked: object = None
@@ -210,7 +213,7 @@ class Writer:
             self._pending_bytes += h.size
             self._urgent = True
             self.cond.notify_all()
-            if self._pending_bytes > MAX_PENDING_BYTES or len(self.buf) >= self.max_pending:
+            if self._pending_bytes > MAX_PENDING_BYTES or len(self.buf) + self.extra >= self.max_pending:
                 self._wait_for_room()
             return h
 
@@ -219,7 +222,7 @@ class Writer:
         self._urgent = True
         self.cond.notify_all()
         while (
-            (len(self.buf) >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES)
+            (len(self.buf) + self.extra >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES)
             and len(self.buf) > 1
             and self.error is None
             and self._thread.is_alive()
@@ -321,6 +324,7 @@ class Writer:
                 items, self.buf = self.buf, []
                 special, has_uploads, rows = self.special, self.has_uploads, self.rows
                 self.special = self.has_uploads = self.rows = False
+                self.extra = 0
                 self._swapped_seq = (
                     self.last_seq()
                     if not items

@@ -275,3 +275,39 @@ def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) 
         warnings.simplefilter("ignore")  # damaged lines are reported once per file: not the point here
         assert as_plain(got.metrics()) == as_plain(want.metrics())
     assert got.skipped == want.skipped
+
+
+def test_the_queue_bound_counts_a_rows_points(logger: amltrack.Logger) -> None:
+    """The writer's queue holds at most max_pending points, not rows: 30 rows of 100 fill 3,000."""
+    import threading
+    import time
+
+    w = logger._writer
+    w.max_pending = 3000  # above BATCH_SIZE (2,000), as in use
+    release = threading.Event()
+    orig = w._write_batch
+
+    def held_up(*batch: object) -> None:  # a disk that takes its time
+        release.wait(10)
+        orig(*batch)
+
+    w._write_batch = held_up  # type: ignore[method-assign]
+
+    def producer() -> None:
+        for i in range(100):
+            logger.log_metrics({f"m{k}": float(i) for k in range(100)}, step=i)
+
+    t = threading.Thread(target=producer)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(w.buf) < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.3)
+        assert t.is_alive() and len(w.buf) <= 31, len(w.buf)
+    finally:
+        release.set()
+        t.join(10)
+    logger.finish()
+    got = amltrack.Store(logger.store).run(logger.run_id).metrics()
+    assert len(got) == 100 and all(m.values == [float(i) for i in range(100)] for m in got.values())
