@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import os
 import re
-import secrets
 import tempfile
 import time
 import warnings
@@ -52,7 +51,8 @@ def new_run_id(now: float | None = None) -> str:
     """A run id that sorts by creation time (ms) and carries 64 random bits: ``20261127T005321123-<16 hex>``."""
     now = time.time() if now is None else now
     ms = int(now * 1000) % 1000
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{ms:03d}-{secrets.token_hex(8)}"
+    # os.urandom is what secrets.token_hex reads; importing secrets costs a reader 7 ms
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{ms:03d}-{os.urandom(8).hex()}"
 
 
 def is_valid_run_id(run_id: object) -> bool:
