@@ -46,6 +46,7 @@ THROUGHPUT = textwrap.dedent("""
     import json, resource, sys, time
     t0 = time.perf_counter()
     import amltrack
+    amltrack.get_logger  # amltrack loads its modules on first use: the baseline includes them
     n = int(sys.argv[1])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     logger = amltrack.get_logger("bench", store=sys.argv[2], outputs=None)
