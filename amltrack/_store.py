@@ -419,9 +419,10 @@ class Run:
     def _group_rows(cls, records: list[Any], nonfinite: bool) -> tuple[dict[str, Metric], int]:
         """Group records that include rows (``log_metrics()``) into metrics, as columns.
 
-        Rows with the same names become columns at once, a transposition in C, and a metric held
-        by rows of several name sets is put back into file order. Anything else (point records
-        among them, a field of the wrong type) takes the general path: one point per entry.
+        Rows with the same names become columns at once, a transposition in C; log() records
+        among them are grouped as ``_group`` does; a metric found in several of those parts is put
+        back into file order. A field of the wrong type anywhere sends the lot down the checked
+        path, one point per entry, so that it is counted as the reader counts bad records.
         """
         by_names: dict[tuple[str, ...], list[int]] = {}
         points: list[int] = []  # log() records among the rows
