@@ -452,9 +452,7 @@ class Writer:
             plain = _isfinite(sum(values)) or all(map(_isfinite, values))
         if not plain:
             recs = self._encode_nonfinite(items)
-        if self.writer_id is not None:
-            wid = self.writer_id
-            recs = [{**rec, "w": wid} for rec in recs]
+        recs = self._tagged(recs)
         try:
             data = orjson.dumps([*recs, _END])
         except orjson.JSONEncodeError:
@@ -480,13 +478,8 @@ class Writer:
             self._names |= new_names
             self._ambiguous_names |= any("},{" in n for n in new_names)
         self._summarize(counts, last)
-        if (str in types or self._ambiguous_names) and data.count(b"},{") != len(recs):
-            dumps = orjson.dumps
-            lines = memoryview(b"\n".join([dumps(r) for r in recs]) + b"\n")
-            return lines, uploads, (items, recs, names, counts, values, types)
-        # [{...}\n{...}\n{}] without its first byte and its last three
-        data = data.replace(b"},{", b"}\n{")
-        return memoryview(data)[1:-3], uploads, (items, recs, names, counts, values, types)
+        lines = _as_lines(data, recs, check=str in types or self._ambiguous_names)
+        return lines, uploads, (items, recs, names, counts, values, types)
 
     def _encode_rows(
         self, items: list[Any]
@@ -530,19 +523,21 @@ class Writer:
         # Rows hold only numbers and bools: one sum says whether all of them are finite.
         if None in vals or not _isfinite(sum(map(sum, map(dict.values, vals)))):
             recs = self._encode_nonfinite(recs)
-        if self.writer_id is not None:
-            wid = self.writer_id
-            recs = [{**rec, "w": wid} for rec in recs]
+        recs = self._tagged(recs)
         try:
             data = orjson.dumps([*recs, _END])
         except orjson.JSONEncodeError:
             kept, _ = self._drop_unencodable([h for h in items if type(h) is not UploadHandle], recs)
             return self._encode_rows(uploads + kept) if kept else (None, uploads, None)
         self._summarize(counts, last)
-        if data.count(b"},{") != len(recs):  # a name or string holds "},{"
-            return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n"), uploads, None
-        # as in _encode: [{...}\n{...}\n{}] without its first byte and its last three
-        return memoryview(data.replace(b"},{", b"}\n{"))[1:-3], uploads, None
+        return _as_lines(data, recs), uploads, None
+
+    def _tagged(self, recs: list[Any]) -> list[Any]:
+        """``recs`` with this writer's id, in copies, when it joined another process's run."""
+        if self.writer_id is None:
+            return recs
+        wid = self.writer_id
+        return [{**rec, "w": wid} for rec in recs]
 
     @staticmethod
     def _encode_nonfinite(recs: list[Any]) -> list[Any]:
@@ -671,6 +666,17 @@ class Writer:
                 self._summary.setdefault(name, s)
             self._summary_records += records
             self._summary_dirty = bool(delta)
+
+
+def _as_lines(data: bytes, recs: list[Any], check: bool = True) -> memoryview:
+    """The JSON Lines of ``recs`` from ``data``, their one ``orjson.dumps`` as ``[*recs, {}]``: the
+    separators ``},{`` become newlines, and the trailing empty object turns the last one into the
+    final newline. With ``check``, a batch where a string holds ``},{`` (more separators than
+    records) is encoded a record at a time instead."""
+    if check and data.count(b"},{") != len(recs):
+        return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n")
+    # [{...}\n{...}\n{}] without its first byte and its last three
+    return memoryview(data.replace(b"},{", b"}\n{"))[1:-3]
 
 
 def merge_summary(current: dict[str, Any], delta: dict[str, _MetricSummary], records: int) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
@@ -501,8 +502,8 @@ def test_a_folder_inside_the_store_cannot_be_mirrored(tmp_path: Path) -> None:
     assert str(tmp_path / "store") in str(e.value)
 
 
-def test_a_network_file_system_is_polled(make, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_mirror, "_fs_type", lambda path: "nfs4")  # the fault: an NFS mount
+def polled(make) -> tuple[Any, str]:
+    """A mirror that should poll, started, given a file, stopped: the harness and its one warning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         h = make()
@@ -511,6 +512,12 @@ def test_a_network_file_system_is_polled(make, monkeypatch: pytest.MonkeyPatch) 
         h.stop()
     assert h.mirror.mode == "polling"
     (message,) = mirror_warnings(caught)
+    return h, message
+
+
+def test_a_network_file_system_is_polled(make, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_mirror, "_fs_type", lambda path: "nfs4")  # the fault: an NFS mount
+    h, message = polled(make)
     assert "nfs4" in message and str(h.folder) in message and "polling" in message
 
 
@@ -531,14 +538,7 @@ def _failing_watches(monkeypatch: pytest.MonkeyPatch, allow: Path | None) -> Non
 
 def test_polling_when_inotify_cannot_watch_the_folder(make, monkeypatch: pytest.MonkeyPatch) -> None:
     _failing_watches(monkeypatch, allow=None)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        h = make()
-        (h.folder / "p.txt").write_text("polled")
-        h.live("p.txt", timeout=30)
-        h.stop()
-    assert h.mirror.mode == "polling"
-    (message,) = mirror_warnings(caught)
+    _, message = polled(make)
     assert "watch limit reached" in message and "polling" in message
 
 
