@@ -11,7 +11,8 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from itertools import count
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,8 @@ class Logger:
         self.run_id = run_dir.name
         self._owner = owner
         self._writer = writer
-        self._steps: dict[str, int | None] = {}
+        # name: the __next__ of an itertools.count of its default steps; None past _HIGH_STEP
+        self._steps: dict[str, Callable[[], int] | None] = {}
         self._high: dict[str, int] = {}  # next default step of names past _HIGH_STEP
         self._finished = False
         self._finish_lock = threading.Lock()
@@ -259,52 +261,86 @@ class Logger:
         else:
             value = _coerce(_check_name(name), value)
         w = self._writer
-        lock = w.lock
-        # acquire/release in try/finally costs half of a with-statement here
-        lock.acquire()
-        try:
-            if w.blocked is not None:
+        if w.blocked is not None:
+            with w.lock:
                 self._blocked()
-            steps = self._steps
-            try:
-                nxt = steps.get(name)
-            except TypeError:  # unhashable
-                nxt = None
-            if nxt is None:
-                name = _check_name(name)
-                nxt = 0
-                if step is None and name in steps:
-                    step = self._high_step(name)
-            if step is None:
-                step = nxt
-                steps[name] = step + 1
-            elif type(step) is not int or step < 0 or step >= _HIGH_STEP:
-                step = _check_step(name, step)
-                if step >= _HIGH_STEP:
-                    # Counting on from here could pass 2**63-1, so this name's default steps leave
-                    # the fast path: None sends its next call to _high_step, which checks.
-                    steps[name] = None
-                    self._high[name] = step + 1
-                else:
-                    steps[name] = step + 1
-            else:
-                steps[name] = step + 1
-            if t is not float and t is not int and t is not bool:
-                w.special = True
-            h = w.Handle()
-            h["name"] = name
-            h["step"] = step
-            h["value"] = value
-            h["ts"] = _time()
-            h["seq"] = w.next_seq()
-            buf = w.buf
-            buf.append(h)
-            n = len(buf)
-        finally:
-            lock.release()
+        # No lock: a name's counter hands out its default steps atomically, and the queue's append
+        # is atomic. The writer numbers the records (seq) in the order it takes them off.
+        try:
+            nxt = self._steps.get(name)
+        except TypeError:  # unhashable
+            nxt = None
+        if nxt is None:  # a new name, or one past _HIGH_STEP
+            name, step = self._first_step(name, step)
+        elif step is None:
+            step = nxt()
+        elif type(step) is not int or step < 0 or step >= _HIGH_STEP:
+            step = self._set_step(name, step)
+        elif nxt() != step:  # the counter moves on to step + 1 when the steps count up by one
+            self._steps[name] = count(step + 1).__next__
+        h = w.Handle()
+        h["name"] = name
+        h["step"] = step
+        h["value"] = value
+        h["ts"] = _time()
+        h["seq"] = None
+        queue = w.queue
+        queue.append(h)
+        n = len(queue)
+        if w.blocked is not None:
+            self._queued_while_blocked(h)
         if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
             w.wake(n)
         return h
+
+    def _first_step(self, name: Any, step: Any) -> tuple[str, int]:
+        """log()'s checked name and step for a name without a counter: new, or past _HIGH_STEP."""
+        name = _check_name(name)
+        if step is not None:
+            return name, self._set_step(name, step)
+        with self._writer.lock:
+            steps = self._steps
+            nxt = steps.get(name)
+            if nxt is not None:  # another thread made the counter meanwhile
+                return name, nxt()
+            if name in steps:
+                step = self._high_step(name)
+                self._high[name] = step + 1
+            else:
+                step = 0
+                steps[name] = count(1).__next__
+        return name, step
+
+    def _set_step(self, name: str, step: Any) -> int:
+        """An explicit step, checked; the name's default steps go on from it."""
+        step = _check_step(name, step)
+        with self._writer.lock:
+            if step >= _HIGH_STEP:
+                # Counting on from here could pass 2**63-1, so this name's default steps leave
+                # the counter: None sends its next call to _high_step, which checks.
+                self._steps[name] = None
+                self._high[name] = step + 1
+            else:
+                self._steps[name] = count(step + 1).__next__
+        return step
+
+    def _queued_while_blocked(self, h: Handle) -> None:
+        """After log()'s append saw the writer blocked: keep the record, or raise if finish() took
+        the writer's last look at the queue before the append."""
+        w = self._writer
+        if not self._finished and not w._closing:
+            return  # a write error after the check: the record waits in the queue with the others
+        if w._thread.is_alive() and threading.current_thread() is not w._thread:
+            w._thread.join()
+        with w.cond:
+            if h["seq"] is not None:
+                return
+            queue = w.queue
+            for i, x in enumerate(queue):
+                if x is h:
+                    del queue[i]
+                    break
+        raise RunFinishedError(self.run_id)
 
     def log_metrics(self, values: Mapping[str, Any], *, step: int | None = None) -> Handle:
         """Queue several metrics at one step as one record; returns a handle like ``log()``'s.
@@ -356,32 +392,40 @@ class Logger:
         try:
             if w.blocked is not None:
                 self._blocked()
+            if step is not None and (type(step) is not int or step < 0 or step > _INT_MAX):
+                step = _check_step(next(iter(values)), step)
+            high = self._high
+            if step is None and high:
+                for name in values:  # refuse a name at 2**63-1 before any counter moves
+                    if steps.get(name, 0) is None:
+                        self._high_step(name)
+            # Reading a counter moves it on: nexts[i] + 1 is where values' i-th name's counter is now.
+            nexts = [-1 if (c := steps.get(name)) is None else c() for name in values]
             if step is None:
                 step = 0
-                for name in values:
-                    nxt = steps.get(name)
-                    if nxt is None:
-                        nxt = self._high_step(name) if name in steps else 0
+                for name, nxt in zip(values, nexts):
+                    if nxt < 0 and name in steps:
+                        nxt = high[name]
                     if nxt > step:
                         step = nxt
-            elif type(step) is not int or step < 0 or step > _INT_MAX:
-                step = _check_step(next(iter(values)), step)
-            for name in values:
-                if step >= _HIGH_STEP:
+            if step >= _HIGH_STEP:
+                for name in values:
                     steps[name] = None
-                    self._high[name] = step + 1
-                else:
-                    steps[name] = step + 1
+                    high[name] = step + 1
+            else:
+                for name, nxt in zip(values, nexts):
+                    if nxt != step:
+                        steps[name] = count(step + 1).__next__
             w.rows = True
             h = w.Handle()
             h["step"] = step
             h["values"] = values if row is not None else dict(values)
             h["ts"] = _time()
-            h["seq"] = w.next_seq()
-            buf = w.buf
-            buf.append(h)
+            h["seq"] = None
+            queue = w.queue
+            queue.append(h)
             w.extra += len(values) - 1
-            n = len(buf)
+            n = len(queue)
             points = n + w.extra  # the batch size and the queue's bound count points
         finally:
             lock.release()
@@ -399,6 +443,7 @@ class Logger:
         return step
 
     def _blocked(self) -> None:
+        """Raise why nothing may be queued now, if anything. Called with the writer's lock held."""
         if self._finished:
             raise RunFinishedError(self.run_id)
         self._writer.check()

@@ -1,10 +1,10 @@
 """The background writer: the one thread that turns queued records into bytes on disk.
 
-The caller's thread only validates and appends its record (the handle it returns, a dict) to an
-in-memory buffer under a lock; this thread swaps the buffer out, encodes the records as they are with
-one ``orjson.dumps`` per batch, and appends whole lines to ``metrics.jsonl`` with
-one ``os.write`` per batch on an ``O_APPEND`` descriptor, so records from several processes never
-interleave mid-line. A record is durable (visible to other processes, safe from a crash of this
+The caller's thread only validates and appends its record (the handle it returns, a dict) to a
+``deque``, without a lock; this thread takes the queued records off in one C-level pass, numbers
+them in that order (their ``seq``), encodes them as they are with one ``orjson.dumps`` per batch,
+and appends whole lines to ``metrics.jsonl`` with one ``os.write`` per batch on an ``O_APPEND``
+descriptor, so records from several processes never interleave mid-line. A record is durable (visible to other processes, safe from a crash of this
 process) once its batch's ``write`` has returned; ``flush(fsync=True)`` adds power-loss safety.
 """
 
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import itertools
 import math
 import operator
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
+from itertools import count, islice, repeat
 from pathlib import Path
 from typing import Any
 
@@ -58,8 +58,9 @@ class Handle(dict):  # type: ignore[type-arg]
     _writer: Writer
 
     @property
-    def seq(self) -> int:
-        """The record's sequence number in this process: the order of the calls."""
+    def seq(self) -> int | None:
+        """The record's sequence number in this process, its place in the file; None until the
+        writer takes the record off the queue."""
         return self["seq"]  # type: ignore[no-any-return]
 
     def wait(self, timeout: float | None = None) -> None:
@@ -69,11 +70,12 @@ class Handle(dict):  # type: ignore[type-arg]
 
             logger.log("accuracy", 0.93).wait()
         """
-        self._writer.wait_for(self["seq"], timeout)
+        self._writer.wait_for(self, timeout)
 
     def done(self) -> bool:
         """True once the record is durable."""
-        return self._writer.durable_seq >= self["seq"]  # type: ignore[no-any-return]
+        seq = self["seq"]
+        return seq is not None and self._writer.durable_seq >= seq  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<amltrack.Handle {dict.__repr__(self)}>"
@@ -85,10 +87,10 @@ class UploadHandle:
     __slots__ = ("_writer", "seq", "path", "data", "source", "local_file", "error", "size")
 
     def __init__(
-        self, writer: Writer, seq: int, path: str, data: bytes | None, source: str, local_file: str | None
+        self, writer: Writer, path: str, data: bytes | None, source: str, local_file: str | None
     ) -> None:
         self._writer = writer
-        self.seq = seq
+        self.seq: int | None = None  # set by the writer when it takes the upload off the queue
         self.path = path
         self.data = data
         self.source = source
@@ -98,12 +100,12 @@ class UploadHandle:
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the artifact and its manifest entry are on disk."""
-        self._writer.wait_for(self.seq, timeout)
+        self._writer.wait_for(self, timeout)
         if self.error is not None:
             raise self.error
 
     def done(self) -> bool:
-        return self._writer.durable_seq >= self.seq
+        return self.seq is not None and self._writer.durable_seq >= self.seq
 
 
 class _MetricSummary:
@@ -143,21 +145,20 @@ class Writer:
         self.lock = threading.Lock()
         self.Handle = type("Handle", (Handle,), {"__slots__": (), "_writer": self})
         self.cond = threading.Condition(self.lock)
-        self.buf: list[Any] = []
-        # Set by log() (lock held) when the buffer may hold a value other than a bool, int or float,
-        # and by queue_upload() when it holds an upload: the writer's checks for those are
-        # per-record passes it skips otherwise.
-        self.special = False
+        # log() appends here without the lock (deque.append is atomic), which is a quarter of its
+        # cost; log_metrics() and queue_upload() append with the lock held, and set these flags
+        # first, so the writer, which takes records off with the lock held, sees the flags of
+        # every record it takes. The flags say a batch needs a per-record pass.
+        self.queue: deque[Any] = deque()
         self.has_uploads = False
-        self.rows = False  # set by log_metrics(): the buffer holds a row, which the index does not take
-        # A row's entries beyond its first, in the buffer: the queue's bounds count points, so
+        self.rows = False  # the queue holds a row (log_metrics()), which the index does not take
+        # A row's entries beyond its first, in the queue: the queue's bounds count points, so
         # that rows of many metrics do not hold many times the memory log() records would.
         self.extra = 0
-        self.next_seq = itertools.count(1).__next__  # called with lock held: seq order == buf order
         # Set while log() must not queue: a write error, an error to report once, or closing.
         self.blocked: object = None
-        self.durable_seq = 0
-        self._swapped_seq = 0
+        self.durable_seq = 0  # every record numbered up to this one is in the file
+        self._taken = 0  # the last seq handed out, to the last record taken off the queue
         self.error: BaseException | None = None  # the live failure; log() raises it while set
         self._unreported: BaseException | None = None  # a per-item failure to raise once
         self._urgent = False
@@ -206,14 +207,13 @@ class Writer:
     ) -> UploadHandle:
         with self.cond:
             self.check()
-            seq = self.next_seq()
-            h = UploadHandle(self, seq, path, data, source, local_file)
-            self.buf.append(h)
+            h = UploadHandle(self, path, data, source, local_file)
             self.has_uploads = True
+            self.queue.append(h)
             self._pending_bytes += h.size
             self._urgent = True
             self.cond.notify_all()
-            if self._pending_bytes > MAX_PENDING_BYTES or len(self.buf) + self.extra >= self.max_pending:
+            if self._pending_bytes > MAX_PENDING_BYTES or len(self.queue) + self.extra >= self.max_pending:
                 self._wait_for_room()
             return h
 
@@ -222,8 +222,8 @@ class Writer:
         self._urgent = True
         self.cond.notify_all()
         while (
-            (len(self.buf) + self.extra >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES)
-            and len(self.buf) > 1
+            (len(self.queue) + self.extra >= self.max_pending or self._pending_bytes > MAX_PENDING_BYTES)
+            and len(self.queue) > 1
             and self.error is None
             and self._thread.is_alive()
         ):
@@ -241,17 +241,14 @@ class Writer:
     def _update_blocked(self) -> None:
         self.blocked = self.error or self._unreported or (True if self._closing else None)
 
-    def last_seq(self) -> int:
-        """The newest sequence number handed out (called with cond held)."""
-        if self.buf:
-            last = self.buf[-1]
-            return last.seq if type(last) is UploadHandle else last["seq"]
-        return self._swapped_seq
-
-    def wait_for(self, seq: int, timeout: float | None = None) -> None:
+    def wait_for(self, item: Handle | UploadHandle | int, timeout: float | None = None) -> None:
+        """Block until ``item`` (a handle, or a seq) is durable."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
-            while self.durable_seq < seq:
+            while True:
+                seq = item if type(item) is int else item.seq  # a handle gets it when it is taken
+                if seq is not None and self.durable_seq >= seq:
+                    return
                 if self.error is not None:
                     raise self.error
                 if not self._thread.is_alive():
@@ -267,13 +264,15 @@ class Writer:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise TimeoutError(
-                            f"record {seq} of {self.run_dir.name} was not written within {timeout} s"
+                            f"record {seq or '(still queued)'} of {self.run_dir.name} "
+                            f"was not written within {timeout} s"
                         )
                     self.cond.wait(min(remaining, 1.0))
 
     def flush(self, timeout: float | None = None, *, fsync: bool = False) -> None:
         with self.cond:
-            seq = self.last_seq()
+            # What is queued now gets the next numbers, in order: the writer numbers with cond held.
+            seq = self._taken + len(self.queue)
             if fsync:
                 self._fsync_requested = True
                 self._urgent = True
@@ -306,36 +305,52 @@ class Writer:
 
     def _run(self) -> None:
         interval = self.flush_interval
-        idle_since = time.monotonic()
+        idle_since = looked = time.monotonic()
         while True:
             with self.cond:
                 pending_since = None
                 while not self._urgent and not self._closing:
                     now = time.monotonic()
-                    if self.buf or self._carry or self._retry_uploads:
+                    if self.queue or self._carry or self._retry_uploads:
                         if pending_since is None:
-                            pending_since = now
+                            pending_since = looked  # what is queued came after the last empty look
                         remaining = pending_since + interval - now
                     else:
+                        looked = now
                         remaining = idle_since + HEARTBEAT_INTERVAL - now
+                        if remaining > 0:
+                            # log() wakes this thread when it queues the first record, but two
+                            # threads appending at once without the lock may each see two: look
+                            # again every interval rather than sleep to the heartbeat.
+                            remaining = min(remaining, interval)
+                            self.cond.wait(remaining)
+                            continue
                     if remaining <= 0:
                         break
                     self.cond.wait(remaining)
-                items, self.buf = self.buf, []
-                special, has_uploads, rows = self.special, self.has_uploads, self.rows
-                self.special = self.has_uploads = self.rows = False
+                # What log() appends meanwhile stays queued: islice over popleft is one C loop.
+                queue = self.queue
+                n = len(queue)
+                items = list(islice(iter(queue.popleft, None), n)) if n else []
+                has_uploads, rows = self.has_uploads, self.rows
+                self.has_uploads = self.rows = False
                 self.extra = 0
-                self._swapped_seq = (
-                    self.last_seq()
-                    if not items
-                    else (items[-1].seq if type(items[-1]) is UploadHandle else items[-1]["seq"])
-                )
+                if has_uploads:
+                    for seq, h in enumerate(items, self._taken + 1):
+                        if type(h) is UploadHandle:
+                            h.seq = seq
+                        else:
+                            h["seq"] = seq
+                elif n:
+                    deque(map(dict.__setitem__, items, repeat("seq"), count(self._taken + 1)), 0)
+                self._taken += n
+                looked = time.monotonic()
                 self._urgent = False
                 closing = self._closing
                 fsync = self._fsync_requested
                 self.cond.notify_all()
             try:
-                self._write_batch(items, fsync, special, has_uploads, rows)
+                self._write_batch(items, fsync, has_uploads, rows)
             except BaseException as e:  # never let the thread die silently
                 with self.cond:
                     self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
@@ -344,7 +359,7 @@ class Writer:
             idle_since = time.monotonic()
             if closing:
                 with self.cond:
-                    done = not self.buf and not self._carry and not self._retry_uploads
+                    done = not self.queue and not self._carry and not self._retry_uploads
                     if done or self.error is not None:
                         break
         self._write_summary(final=True)
@@ -359,14 +374,13 @@ class Writer:
         self,
         items: list[Any],
         fsync: bool,
-        special: bool = True,
         has_uploads: bool = True,
         rows: bool = True,
     ) -> None:
         if rows:
             lines, uploads, index = self._encode_rows(items)
         else:
-            lines, uploads, index = self._encode(items, special, has_uploads)
+            lines, uploads, index = self._encode(items, has_uploads)
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
         carried = bool(self._carry)
@@ -414,7 +428,7 @@ class Writer:
             self.error = failed
             self._update_blocked()
             if failed is None and not self._retry_uploads:
-                self.durable_seq = self._swapped_seq
+                self.durable_seq = self._taken
                 if fsync:
                     self._fsync_requested = False
             self.cond.notify_all()
@@ -425,7 +439,7 @@ class Writer:
             self._write_summary()
 
     def _encode(
-        self, items: list[Any], special: bool = True, has_uploads: bool = True
+        self, items: list[Any], has_uploads: bool = True
     ) -> tuple[memoryview | None, list[UploadHandle], tuple[Any, ...] | None]:
         """Encode a batch as JSON Lines and fold it into the summary delta.
 
@@ -445,11 +459,8 @@ class Writer:
         recs = items
         values = list(map(_VALUE, items))
         types = set(map(type, values))
-        if special:
-            plain = types <= _NUMERIC and (float not in types or all(map(_isfinite, values)))
-        else:
-            # Only bools, ints and floats: the sum is finite unless one is not (or it overflowed).
-            plain = _isfinite(sum(values)) or all(map(_isfinite, values))
+        # Only bools, ints and floats: the sum is finite unless one is not (or it overflowed).
+        plain = types <= _NUMERIC and (_isfinite(sum(values)) or all(map(_isfinite, values)))
         if not plain:
             recs = self._encode_nonfinite(items)
         recs = self._tagged(recs)

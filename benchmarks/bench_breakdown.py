@@ -24,12 +24,12 @@ CHILD = textwrap.dedent("""
     mode, n = sys.argv[1], int(sys.argv[2])
     def done(self):
         with self.cond:
-            self.durable_seq = self._swapped_seq
+            self.durable_seq = self._taken
             self.cond.notify_all()
     if mode == "caller":
         W.Writer._write_batch = lambda self, items, *flags: done(self)
     elif mode == "encode":
-        W.Writer._write_batch = lambda self, items, fsync, *flags: (self._encode(items, *flags), done(self))
+        W.Writer._write_batch = lambda self, items, fsync, *flags: (self._encode(items, flags[0]), done(self))
     elif mode == "noindex":
         import amltrack._columns
         amltrack._columns.ENABLED = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from pathlib import Path
 
@@ -229,6 +230,26 @@ def test_many_threads_log_safely(logger: amltrack.Logger) -> None:
         mine = [r for r in recs if r["name"] == f"t{k}"]
         assert [r["value"] for r in mine] == list(range(2000))
         assert [r["step"] for r in mine] == list(range(2000))
+
+
+def test_threads_logging_one_name_with_default_steps_get_each_step_once(logger: amltrack.Logger) -> None:
+    def work() -> None:
+        for i in range(5000):
+            logger.log("shared", i)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns every few calls, not every 5 ms
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    logger.flush()
+    m = amltrack.Store(logger.store).run(logger.run_id).metric("shared")
+    assert sorted(m.steps) == list(range(20000))
 
 
 def test_backpressure_blocks_instead_of_dropping(store: Path) -> None:

@@ -301,10 +301,10 @@ def test_the_queue_bound_counts_a_rows_points(logger: amltrack.Logger) -> None:
     t.start()
     try:
         deadline = time.monotonic() + 10
-        while len(w.buf) < 30 and time.monotonic() < deadline:
+        while len(w.queue) < 30 and time.monotonic() < deadline:
             time.sleep(0.01)
         time.sleep(0.3)
-        assert t.is_alive() and len(w.buf) <= 31, len(w.buf)
+        assert t.is_alive() and len(w.queue) <= 31, len(w.queue)
     finally:
         release.set()
         t.join(10)

@@ -7,7 +7,9 @@ import math
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections import deque
 from pathlib import Path
 
 import orjson
@@ -211,12 +213,16 @@ def test_a_batch_larger_than_one_write_is_split_at_line_ends(store: Path) -> Non
 
 
 def test_the_handle_is_the_record(store: Path) -> None:
-    logger = amltrack.get_logger("w", store=store, outputs=None)
+    # A flush interval of a minute: the writer takes the record off the queue, and numbers it,
+    # only when wait() asks.
+    logger = amltrack._logger._open_logger("w", None, None, None, store, None, None, 60.0)
+    amltrack._logger._open.add(logger)
+    logger.log("loss", 0.25, step=2).wait()
     h = logger.log("loss", 0.5, step=3)
-    assert isinstance(h, amltrack.Handle) and h.seq == 1
-    assert dict(h) == {"name": "loss", "step": 3, "value": 0.5, "ts": h["ts"], "seq": 1}
+    assert isinstance(h, amltrack.Handle) and h.seq is None and not h.done()
     h.wait()
-    assert h.done() and "amltrack.Handle" in repr(h)
+    assert h.done() and "amltrack.Handle" in repr(h) and h.seq == 2
+    assert dict(h) == {"name": "loss", "step": 3, "value": 0.5, "ts": h["ts"], "seq": 2}
 
 
 def test_a_record_the_encoder_refuses_is_raised_and_the_rest_of_its_batch_is_written(tmp_path: Path) -> None:
@@ -224,11 +230,9 @@ def test_a_record_the_encoder_refuses_is_raised_and_the_rest_of_its_batch_is_wri
     logger = amltrack.get_logger("enc", store=tmp_path, outputs=None)
     w = logger._writer
     logger.log("a", 1.0)
-    with w.lock:
-        h = w.Handle()
-        h.update(name="bad", step=0, value=2**70, ts=time.time(), seq=w.next_seq())
-        w.buf.append(h)
-        w.special = True
+    h = w.Handle()
+    h.update(name="bad", step=0, value=2**70, ts=time.time(), seq=None)
+    w.queue.append(h)
     logger.log("a", 2.0)
     with pytest.raises(amltrack.InvalidMetricError, match="'bad' at step 0 could not be written"):
         logger.flush()
@@ -239,3 +243,45 @@ def test_a_record_the_encoder_refuses_is_raised_and_the_rest_of_its_batch_is_wri
     assert run.status == "completed"
     assert run.metric("a").values[:2] == [1.0, 2.0] and run.metric("a").values[-1] == 4.0
     assert "bad" not in run.metrics()
+
+
+def test_a_log_whose_append_comes_after_finishs_last_look_is_refused_not_lost(store: Path) -> None:
+    # log() appends without the lock, so finish() can drain the queue and stop the writer between
+    # log()'s check and its append. The queue below makes that happen on the call logging 2.0.
+    logger = amltrack.get_logger("late", store=store, outputs=None)
+    logger.log("m", 1.0).wait()
+    w = logger._writer
+
+    class FinishFirst(deque):  # type: ignore[type-arg]
+        def append(self, h: object) -> None:
+            if isinstance(h, dict) and h.get("value") == 2.0:
+                t = threading.Thread(target=logger.finish)
+                t.start()
+                t.join()
+                assert not w._thread.is_alive()
+            super().append(h)
+
+    w.queue = FinishFirst(w.queue)
+    with pytest.raises(amltrack.RunFinishedError):
+        logger.log("m", 2.0)
+    assert not w.queue  # taken back out, not left behind for nobody
+    with pytest.raises(amltrack.RunFinishedError):
+        logger.log("m", 3.0)
+    assert amltrack.Store(store).run(logger.run_id).metric("m").values == [1.0]
+
+
+def test_a_record_queued_without_a_wake_is_written_within_the_interval(store: Path) -> None:
+    # Two threads appending at once may each see a queue of two, and neither wakes the idle writer;
+    # the writer looks at the queue every flush interval anyway.
+    logger = amltrack.get_logger("nowake", store=store, outputs=None)
+    logger.log("m", 1.0).wait()
+    time.sleep(0.2)  # the writer is idle again
+    w = logger._writer
+    h = w.Handle()
+    h.update(name="m", step=1, value=2.0, ts=time.time(), seq=None)
+    t0 = time.monotonic()
+    w.queue.append(h)  # what log() does, without its wake
+    wait_until(h.done, timeout=5, what="the queued record")
+    assert time.monotonic() - t0 < 2 * w.flush_interval + 0.5
+    logger.finish()
+    assert amltrack.Store(store).run(logger.run_id).metric("m").values == [1.0, 2.0]
