@@ -392,26 +392,22 @@ class Logger:
         try:
             if w.blocked is not None:
                 self._blocked()
-            if step is not None and (type(step) is not int or step < 0 or step > _INT_MAX):
-                step = _check_step(next(iter(values)), step)
-            high = self._high
-            if step is None and high:
-                for name in values:  # refuse a name at 2**63-1 before any counter moves
-                    if steps.get(name, 0) is None:
-                        self._high_step(name)
-            # Reading a counter moves it on: nexts[i] + 1 is where values' i-th name's counter is now.
-            nexts = [-1 if (c := steps.get(name)) is None else c() for name in values]
+            # Reading a counter moves it on, so each name's counter is read once and replaced only
+            # when the row's step is not the one it gave.
+            nexts = None
             if step is None:
-                step = 0
-                for name, nxt in zip(values, nexts):
-                    if nxt < 0 and name in steps:
-                        nxt = high[name]
-                    if nxt > step:
-                        step = nxt
+                step, nexts = self._row_step(values)
+            elif type(step) is not int or step < 0 or step > _INT_MAX:
+                step = _check_step(next(iter(values)), step)
             if step >= _HIGH_STEP:
                 for name in values:
                     steps[name] = None
-                    high[name] = step + 1
+                    self._high[name] = step + 1
+            elif nexts is None:
+                for name in values:
+                    c = steps.get(name)
+                    if c is None or c() != step:
+                        steps[name] = count(step + 1).__next__
             else:
                 for name, nxt in zip(values, nexts):
                     if nxt != step:
@@ -432,6 +428,18 @@ class Logger:
         if n == 1 or points >= BATCH_SIZE and (not w._urgent or points >= w.max_pending):
             w.wake(n if n == 1 else points)
         return h
+
+    def _row_step(self, values: dict[str, Any]) -> tuple[int, list[int]]:
+        """log_metrics()'s default step, the highest next default step among the names, and each
+        name's next default step (-1 for a new name). Called with the writer's lock held."""
+        steps = self._steps
+        step = 0
+        if self._high:
+            for name in values:  # names past _HIGH_STEP, checked before any counter moves
+                if steps.get(name, 0) is None:
+                    step = max(step, self._high_step(name))
+        nexts = [-1 if (c := steps.get(name)) is None else c() for name in values]
+        return max(step, max(nexts)), nexts
 
     def _high_step(self, name: str) -> int:
         """The default step after an explicit one of 2**62 or more, checked against 2**63-1."""

@@ -41,6 +41,7 @@ MAX_WRITE = 1 << 20  # bytes per write() call, each a run of whole lines
 _TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
 
 _NAME = operator.itemgetter("name")
+_setitem = operator.setitem  # a third of dict.__setitem__'s cost when map() calls it
 _VALUE = operator.itemgetter("value")
 _NUMERIC = {float, int, bool}
 _isfinite = math.isfinite
@@ -342,7 +343,7 @@ class Writer:
                         else:
                             h["seq"] = seq
                 elif n:
-                    deque(map(dict.__setitem__, items, repeat("seq"), count(self._taken + 1)), 0)
+                    deque(map(_setitem, items, repeat("seq"), count(self._taken + 1)), 0)
                 self._taken += n
                 looked = time.monotonic()
                 self._urgent = False
