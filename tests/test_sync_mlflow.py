@@ -625,11 +625,14 @@ def test_wrong_credentials_and_a_refused_host_say_what_to_do(
             request.headers["Host"] = "mlflow.example.org"
             return super().handle_request(request)
 
+    other = ended_run(local, "completed")
     with MlflowRemote(server.url, transport=OtherHost()) as remote:
         report = sync(local, remote)
-    (r,) = report.runs
-    assert r.outcome == "failed" and "Host header 'mlflow.example.org'" in r.reason
-    assert "--allowed-hosts" in r.reason
+    first, second = report.runs  # every request carries the Host header: the sync stops at the first
+    assert first.outcome == "failed" and "Host header 'mlflow.example.org'" in first.reason
+    assert "--allowed-hosts" in first.reason
+    assert second.outcome == "failed" and second.reason.startswith("not tried: "), second.reason
+    assert {first.id, second.id} == {rid, other}
 
 
 class Recorder(httpx.HTTPTransport):

@@ -535,6 +535,7 @@ class MlflowRemote(HttpRemote):
                 "INVALID_HOST",
                 f"the server refused the Host header {host!r}: ask its operator to add it to MLflow's "
                 "--allowed-hosts (MLFLOW_SERVER_ALLOWED_HOSTS), or use a host name it allows",
+                remote_wide=True,  # the same Host header goes with every request
             )
         if status == 403:
             return RemoteError(
