@@ -325,14 +325,13 @@ class Logger:
         return step
 
     def _queued_while_blocked(self, h: Handle) -> None:
-        """After log()'s append saw the writer blocked: keep the record, or raise if finish() took
-        the writer's last look at the queue before the append."""
+        """After log()'s append saw the writer blocked: keep the record, or, when finish() began
+        between log()'s check and its append, take it back out and raise, as the writer may
+        already have taken its last look at the queue. A record the writer took is kept."""
         w = self._writer
         if not self._finished and not w._closing:
             return  # a write error after the check: the record waits in the queue with the others
-        if w._thread.is_alive() and threading.current_thread() is not w._thread:
-            w._thread.join()
-        with w.cond:
+        with w.cond:  # the writer takes records, and numbers them, with this held
             if h["seq"] is not None:
                 return
             queue = w.queue
