@@ -334,8 +334,10 @@ class Logger:
         with w.cond:  # the writer takes records, and numbers them, with this held
             if h["seq"] is not None:
                 return
+            # Other threads may append meanwhile, at the right end only, so a copy (one C call)
+            # finds the record's index and that index still holds it.
             queue = w.queue
-            for i, x in enumerate(queue):
+            for i, x in enumerate(list(queue)):
                 if x is h:
                     del queue[i]
                     break

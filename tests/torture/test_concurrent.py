@@ -185,3 +185,40 @@ def test_threads_logging_rows_and_points_into_one_run_while_it_is_read(tmp_path:
     assert len(lines) == sum(2 * n + (n + 999) // 1000 for n in counts)  # one line a call
     assert as_plain(metrics) == from_json(run.dir)  # the index and the JSON Lines read the same
     assert run.cached_summary()["records"] == sum(map(len, metrics.values()))
+
+
+def test_threads_logging_while_finish_runs_get_each_record_written_or_refused(tmp_path: Path) -> None:
+    # log() queues without a lock, so finish() on the main thread races the other threads' appends;
+    # a small switch interval makes the threads take turns inside log() often enough to hit it.
+    # test_writer.py forces the worst order (the append after the last drain) deterministically.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    try:
+        for trial in range(size(5, 60)):
+            logger = amltrack.get_logger("race", store=tmp_path, outputs=None)
+            returned: list[list[int]] = [[] for _ in range(3)]
+
+            def work(k: int, logger: amltrack.Logger = logger, returned: list[list[int]] = returned) -> None:
+                i = 0
+                while True:
+                    try:
+                        logger.log(f"t{k}", i)
+                    except amltrack.RunFinishedError:
+                        return
+                    returned[k].append(i)
+                    i += 1
+
+            threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.02)
+            logger.finish()
+            for t in threads:
+                t.join(10)
+                assert not t.is_alive()
+            run = amltrack.Store(tmp_path).run(logger.run_id)
+            for k in range(3):  # each value whose log() returned is written, and no other
+                got = run.metric(f"t{k}").values if returned[k] else []
+                assert got == returned[k], (trial, k, len(got), len(returned[k]))
+    finally:
+        sys.setswitchinterval(interval)
