@@ -279,9 +279,8 @@ def test_a_record_queued_without_a_wake_is_written_within_the_interval(store: Pa
     w = logger._writer
     h = w.Handle()
     h.update(name="m", step=1, value=2.0, ts=time.time(), seq=None)
-    t0 = time.monotonic()
     w.queue.append(h)  # what log() does, without its wake
+    # Well before the heartbeat (10 s), which is when a writer that only waits for wakes would look.
     wait_until(h.done, timeout=5, what="the queued record")
-    assert time.monotonic() - t0 < 2 * w.flush_interval + 0.5
     logger.finish()
     assert amltrack.Store(store).run(logger.run_id).metric("m").values == [1.0, 2.0]
