@@ -4,8 +4,9 @@ The caller's thread only validates and appends its record (the handle it returns
 ``deque``, without a lock; this thread takes the queued records off in one C-level pass, numbers
 them in that order (their ``seq``), encodes them as they are with one ``orjson.dumps`` per batch,
 and appends whole lines to ``metrics.jsonl`` with one ``os.write`` per batch on an ``O_APPEND``
-descriptor, so records from several processes never interleave mid-line. A record is durable (visible to other processes, safe from a crash of this
-process) once its batch's ``write`` has returned; ``flush(fsync=True)`` adds power-loss safety.
+descriptor, so records from several processes never interleave mid-line. A record is durable
+(visible to other processes, safe from a crash of this process) once its batch's ``write`` has
+returned; ``flush(fsync=True)`` adds power-loss safety.
 """
 
 from __future__ import annotations
@@ -146,10 +147,10 @@ class Writer:
         self.lock = threading.Lock()
         self.Handle = type("Handle", (Handle,), {"__slots__": (), "_writer": self})
         self.cond = threading.Condition(self.lock)
-        # log() appends here without the lock (deque.append is atomic), which is a quarter of its
-        # cost; log_metrics() and queue_upload() append with the lock held, and set these flags
-        # first, so the writer, which takes records off with the lock held, sees the flags of
-        # every record it takes. The flags say a batch needs a per-record pass.
+        # log() appends here without the lock (deque.append is atomic): the lock was a fifth of
+        # its cost. log_metrics() and queue_upload() append with the lock held and set these flags
+        # with it, and the writer takes records off with it held, so a batch's flags cover every
+        # record in it. The flags say a batch needs a per-record pass.
         self.queue: deque[Any] = deque()
         self.has_uploads = False
         self.rows = False  # the queue holds a row (log_metrics()), which the index does not take
@@ -316,18 +317,17 @@ class Writer:
                         if pending_since is None:
                             pending_since = looked  # what is queued came after the last empty look
                         remaining = pending_since + interval - now
+                        if remaining <= 0:
+                            break
                     else:
                         looked = now
                         remaining = idle_since + HEARTBEAT_INTERVAL - now
-                        if remaining > 0:
-                            # log() wakes this thread when it queues the first record, but two
-                            # threads appending at once without the lock may each see two: look
-                            # again every interval rather than sleep to the heartbeat.
-                            remaining = min(remaining, interval)
-                            self.cond.wait(remaining)
-                            continue
-                    if remaining <= 0:
-                        break
+                        if remaining <= 0:
+                            break
+                        # log() wakes this thread when it queues the first record, but two threads
+                        # appending at once without the lock may each see two: look again every
+                        # interval rather than sleep to the heartbeat.
+                        remaining = min(remaining, interval)
                     self.cond.wait(remaining)
                 # What log() appends meanwhile stays queued: islice over popleft is one C loop.
                 queue = self.queue
