@@ -315,14 +315,18 @@ class Logger:
         """An explicit step, checked; the name's default steps go on from it."""
         step = _check_step(name, step)
         with self._writer.lock:
-            if step >= _HIGH_STEP:
-                # Counting on from here could pass 2**63-1, so this name's default steps leave
-                # the counter: None sends its next call to _high_step, which checks.
-                self._steps[name] = None
-                self._high[name] = step + 1
-            else:
-                self._steps[name] = count(step + 1).__next__
+            self._go_on_from(name, step)
         return step
+
+    def _go_on_from(self, name: str, step: int) -> None:
+        """Make ``name``'s default steps go on from ``step``. Called with the writer's lock held."""
+        if step >= _HIGH_STEP:
+            # Counting on from here could pass 2**63-1, so this name's default steps leave the
+            # counter: None sends its next call to _high_step, which checks.
+            self._steps[name] = None
+            self._high[name] = step + 1
+        else:
+            self._steps[name] = count(step + 1).__next__
 
     def _queued_while_blocked(self, h: Handle) -> None:
         """After log()'s append saw the writer blocked: keep the record, or, when finish() began
@@ -402,8 +406,7 @@ class Logger:
                 step = _check_step(next(iter(values)), step)
             if step >= _HIGH_STEP:
                 for name in values:
-                    steps[name] = None
-                    self._high[name] = step + 1
+                    self._go_on_from(name, step)
             elif nexts is None:
                 for name in values:
                     c = steps.get(name)
