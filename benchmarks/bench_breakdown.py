@@ -1,6 +1,7 @@
 """Where the time of 1,000,000 durable scalars goes: the caller, the encoder, the disk.
 
     python benchmarks/bench_breakdown.py [--n 1000000] [--repeat 3]
+    python benchmarks/bench_breakdown.py --smoke --json   # tiny sizes, run by the test suite
 
 Runs the same loop four ways, each in a fresh process: with the writer's batch handling replaced by
 a no-op (the caller's cost alone), by the encoder without the write, unchanged but without the
@@ -47,7 +48,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, for the test suite")
+    ap.add_argument("--json", action="store_true", help="print the medians as JSON")
     a = ap.parse_args()
+    if a.smoke:
+        a.n, a.repeat = 2000, 1
     with tempfile.TemporaryDirectory() as tmp:
         modes = ("caller", "encode", "noindex", "full")
         times: dict[str, list[float]] = {m: [] for m in modes}
@@ -57,6 +62,9 @@ def main() -> None:
                                      capture_output=True, text=True, check=True)
                 times[mode].append(json.loads(out.stdout)["s"])
         res = {m: statistics.median(t) for m, t in times.items()}
+    if a.json:
+        print(json.dumps(res))
+        return
     print(f"{a.n:,} scalars, median of {a.repeat}: caller alone {res['caller']:.2f} s; "
           f"+ encoding {res['encode'] - res['caller']:.2f} s; + writing {res['noindex'] - res['encode']:.2f} s; "
           f"+ the column index {res['full'] - res['noindex']:.2f} s; "

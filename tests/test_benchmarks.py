@@ -28,6 +28,12 @@ def test_core_benchmark_smoke() -> None:
         assert figures[key] > 0, key
 
 
+def test_breakdown_benchmark_smoke() -> None:
+    # It replaces the writer's batch handling with its own, so it breaks when the writer changes.
+    times = smoke("bench_breakdown.py")
+    assert set(times) == {"caller", "encode", "noindex", "full"} and all(t > 0 for t in times.values())
+
+
 def test_mirror_benchmark_smoke() -> None:
     figures = smoke("bench_mirror.py")
     assert figures["median_ms"] > 0 and figures["on_s"] > 0 and figures["off_s"] > 0
