@@ -7,6 +7,7 @@ import hashlib
 import json
 import mmap
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -590,27 +591,54 @@ def _stored_paths(run_dir: Path) -> set[str]:
     return {e["path"] for e in manifest_lines(run_dir) if e["status"] == "stored"}
 
 
-def test_an_inotify_queue_overflow_is_followed_by_a_rescan(make, tmp_path: Path) -> None:
-    # About four events a file: several times what the kernel queues while the reader catches up
+# The mirror in a child process of its own, so that the test can stop its inotify reader outright.
+_STOPPABLE_MIRROR = """
+import orjson, sys
+from pathlib import Path
+from amltrack._mirror import Mirror
+m = Mirror(Path(sys.argv[1]), Path(sys.argv[2]), settle=0.2, quiet=0.6, sweep_interval=3600)
+m.start()
+print("started", flush=True)
+sys.stdin.read()
+report = m.stop()
+print(orjson.dumps({"report": report, "overflows": m.overflows, "mode": m.mode}).decode(), flush=True)
+"""
+
+
+def test_an_inotify_queue_overflow_is_followed_by_a_rescan(tmp_path: Path) -> None:
+    # The overflow is made certain, not hoped for: the mirror's process is stopped (SIGSTOP) while
+    # the burst is written, so nothing reads the inotify queue, and the burst makes at least two
+    # events a file (create, close) for as many files as the queue holds events.
     n = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
-    (tmp_path / "outputs" / "burst").mkdir(parents=True)  # not a new folder: no walk finds the files
-    h = make(sweep_interval=3600)  # no periodic sweep to fall back on
-    writer = (
-        "import os, sys\n"
-        "d = sys.argv[1]\n"
-        f"for i in range({n}):\n"
-        "    fd = os.open(f'{d}/f{i:06d}', os.O_WRONLY | os.O_CREAT, 0o644)\n"
-        "    os.write(fd, b'x')\n"
-        "    os.close(fd)\n"
+    folder, run_dir = tmp_path / "outputs", tmp_path / "run"
+    (folder / "burst").mkdir(parents=True)  # not a new folder: no walk finds the files
+    run_dir.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _STOPPABLE_MIRROR, str(folder), str(run_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
     )
-    subprocess.run([sys.executable, "-c", writer, str(h.folder / "burst")], check=True, timeout=60)
-    expected = {f"outputs/burst/f{i:06d}" for i in range(n)}
-    deadline = time.monotonic() + 90
-    while not expected <= _stored_paths(h.run_dir):  # every file, before the final sweep
-        assert time.monotonic() < deadline, f"{len(expected - _stored_paths(h.run_dir))} files never stored"
-        threading.Event().wait(0.5)
-    assert h.mirror.overflows >= 1, "the burst did not overflow the inotify queue: the test proves nothing"
-    assert h.stop()["failed"] == []
+    try:
+        assert proc.stdout.readline().strip() == "started"
+        (folder / "probe.txt").write_text("the reader is up")  # its watch is set and its events are read
+        wait_until(lambda: "outputs/probe.txt" in _stored_paths(run_dir), timeout=120, what="the probe stored")
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            for i in range(n):
+                (folder / "burst" / f"f{i:06d}").write_bytes(b"x")
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        expected = {f"outputs/burst/f{i:06d}" for i in range(n)}
+        # Every file, live: the periodic sweep is an hour away and the final one has not run, so
+        # only the rescan that follows the overflow can find the files whose events were lost.
+        wait_until(lambda: expected <= _stored_paths(run_dir), timeout=300, what=f"all {n} burst files stored")
+        out, _ = proc.communicate("", timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["mode"] == "inotify" and result["overflows"] >= 1, result
+    assert result["report"]["failed"] == []
 
 
 def test_the_periodic_sweep_finds_what_no_event_reported(make) -> None:
