@@ -74,13 +74,13 @@ class ServerProcess:
             m = re.search(r"on (http://127\.0\.0\.1:(\d+))", text)
             return m and m.group(1)
 
-        url = str(wait_until(ready, 30, "the server to listen"))
+        url = str(wait_until(ready, 60, "the server to listen"))
         if url == "port taken":  # a restart whose old port was taken meanwhile: any free one will do
             self.port = 0
             return self.start(**env)
         self.url = url
         self.port = int(self.url.rsplit(":", 1)[1])
-        wait_until(self._healthy, 30, "the server to answer")
+        wait_until(self._healthy, 60, "the server to answer")
         return self
 
     def _healthy(self) -> bool:

@@ -209,7 +209,7 @@ def test_unwaited_records_are_flushed_within_the_interval(logger: amltrack.Logge
 
     logger.log("m", 1.0)
     path = logger.run_dir / "metrics.jsonl"
-    wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout=5, what="the periodic flush")
+    wait_until(lambda: path.exists() and path.stat().st_size > 0, timeout=60, what="the periodic flush")
 
 
 def test_many_threads_log_safely(logger: amltrack.Logger) -> None:

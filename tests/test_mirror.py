@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -99,7 +98,7 @@ class Harness:
     def entry(self, rel: str) -> dict | None:
         return manifest(self.run_dir).get(f"outputs/{rel}")
 
-    def live(self, rel: str, src: Path | None = None, timeout: float = 20) -> None:
+    def live(self, rel: str, src: Path | None = None, timeout: float = 60) -> None:
         """Wait until the live path stored ``rel`` with the source's current bytes."""
         src = src or self.folder / rel
 
@@ -554,7 +553,7 @@ def test_a_subfolder_left_unwatched_switches_to_polling(make, tmp_path: Path, mo
         (h.folder / "sentinel.txt").write_text("x")
         h.live("sentinel.txt")  # the folder's own event has been handled by now
         (h.folder / "sub" / "f.txt").write_text("no event for this one")
-        wait_until(lambda: h.mirror.mode == "polling", timeout=20, what="the switch to polling")
+        wait_until(lambda: h.mirror.mode == "polling", timeout=60, what="the switch to polling")
         (h.folder / "sub" / "g.txt").write_text("polled")
         h.live("sub/g.txt", timeout=30)
         h.stop()
@@ -852,7 +851,7 @@ def test_the_mirror_does_not_stop_training_when_copies_fail(h: Harness) -> None:
         (h.folder / "a.txt").write_text("a")
         (h.folder / "b.txt").write_text("b")
         h.live("b.txt")  # the other files go on
-        wait_until(lambda: failures["outputs/a.txt"] >= 3, timeout=20, what="a.txt tried three times")
+        wait_until(lambda: failures["outputs/a.txt"] >= 3, timeout=60, what="a.txt tried three times")
         about_a = [m for m in mirror_warnings(caught) if "a.txt" in m]
         assert len(about_a) == 1, about_a  # once, while the error persists
         assert "Permission denied" in about_a[0] and "will try again" in about_a[0]

@@ -3,6 +3,7 @@ shown exactly as the local commands show the same runs, and every failure as one
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -133,10 +134,13 @@ def one_line_error(result: tuple[int, str, str] | object, *words: str) -> str:
     return err
 
 
-def free_port() -> int:
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A port that refuses connections for as long as it is held: bound, never listening, so no other
+    process can take it meanwhile (a port that was merely free a moment ago may be anybody's by now)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        yield s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- same output
@@ -286,10 +290,11 @@ def test_failures_are_one_line_and_say_what_to_do(
     one_line_error(
         run_cli(capsys, "history", "list", "--remote", "nosuch"), "no remote named 'nosuch'", "amltrack remote add"
     )
-    dead = f"http://127.0.0.1:{free_port()}"
-    one_line_error(
-        run_cli(capsys, "history", "last", "--remote", dead), f"cannot reach {dead}", "check that the server runs"
-    )
+    with refused_port() as port:
+        dead = f"http://127.0.0.1:{port}"
+        one_line_error(
+            run_cli(capsys, "history", "last", "--remote", dead), f"cannot reach {dead}", "check that the server runs"
+        )
     one_line_error(run_cli(capsys, "history", "list", "--remote", "ftp://x"), "not an http:// or https:// URL")
     one_line_error(
         run_cli(capsys, "history", "list", "--remote", "mlflow+http://127.0.0.1:1"), "amltrack servers only"

@@ -300,10 +300,11 @@ def test_the_queue_bound_counts_a_rows_points(logger: amltrack.Logger) -> None:
     t = threading.Thread(target=producer)
     t.start()
     try:
-        deadline = time.monotonic() + 10
-        while len(w.queue) < 30 and time.monotonic() < deadline:
+        deadline = time.monotonic() + 60
+        while len(w.queue) < 30:  # full: the producer is held at the bound from here on
+            assert time.monotonic() < deadline, f"the queue never filled: {len(w.queue)} rows"
             time.sleep(0.01)
-        time.sleep(0.3)
+        time.sleep(0.3)  # time for a producer that the bound failed to hold to overfill it
         assert t.is_alive() and len(w.queue) <= 31, len(w.queue)
     finally:
         release.set()

@@ -536,7 +536,7 @@ def test_two_syncs_at_once_take_turns_and_send_everything_once(tmp_path: Path) -
                             env=child_env(AMLTRACK_TOKEN=WRITE_TOKEN),
                         )
                     )
-            wait_until(lambda: all("waiting for it" in e.read_text() for e in errs), 30, "both syncs to wait")
+            wait_until(lambda: all("waiting for it" in e.read_text() for e in errs), 60, "both syncs to wait")
         reports = []
         for p in procs:
             out, _ = p.communicate(timeout=120)

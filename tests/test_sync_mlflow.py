@@ -47,6 +47,10 @@ USER, PASSWORD = "admin", "test-password-4b9e1c7a"
 MAX_DOUBLE = 1.7976931348623157e308  # MLflow's SQL store keeps an infinity as the largest double
 
 
+class _PortTaken(Exception):
+    pass
+
+
 class MlflowServer:
     """``mlflow server`` on 127.0.0.1 in its own process group, its output in a log file."""
 
@@ -65,6 +69,16 @@ class MlflowServer:
         return f"mlflow+{self.http}"
 
     def start(self, timeout: float = 240) -> MlflowServer:
+        # MLflow takes a port number, not a socket: a port free a moment ago may be taken before it
+        # listens. Then it exits saying so, and another port will do.
+        for _ in range(5):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                continue
+        raise AssertionError(f"mlflow server found its port taken five times:\n{self.tail()}")
+
+    def _start(self, timeout: float) -> MlflowServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -116,6 +130,8 @@ class MlflowServer:
 
         def up() -> bool:
             if self.proc.poll() is not None:
+                if "address already in use" in self.tail().lower():
+                    raise _PortTaken
                 raise AssertionError(f"mlflow server exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 return httpx.get(self.http + "/health", timeout=2).status_code == 200

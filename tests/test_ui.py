@@ -448,7 +448,7 @@ class ThreadServer:
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
                                        name="ui-test-server")
         self.thread.start()
-        wait_until(lambda: self.server.started, 20, "the test server to start")
+        wait_until(lambda: self.server.started, 60, "the test server to start")
 
     def stop(self) -> None:
         self.server.should_exit = True
@@ -702,7 +702,7 @@ def test_the_command_serves_until_terminated(store: Path, tmp_path: Path) -> Non
         proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
                                 stdout=subprocess.DEVNULL, stderr=err, env=child_env())
     try:
-        line = wait_until(lambda: re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()), 20, "the UI's URL")
+        line = wait_until(lambda: re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()), 60, "the UI's URL")
         url = line.group(0)
         health = httpx.get(url + "api/health", timeout=10).json()
         assert health["ui"] == 1 and health["store"] == str(store)

@@ -54,7 +54,7 @@ def test_a_live_run_is_kept_current_in_the_background(tmp_path: Path) -> None:
             logger.log("loss", 1.0 / (i + 1))
         logger.flush()
         size = (logger.run_dir / "metrics.jsonl").stat().st_size
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60
         while caches.get(logger.run_dir).index()["offset"] < size:
             assert time.monotonic() < deadline, "the warmer did not catch up with the live run"
             time.sleep(0.05)
@@ -109,11 +109,11 @@ def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, co
     early = logged(store, 20_000)  # there before the process starts
     proc = serving([command, "--store", str(store)], tmp_path / "serve.log")
     try:
-        wait_until(lambda: "http://127.0.0.1:" in (tmp_path / "serve.log").read_text(), 20, "the URL")
+        wait_until(lambda: "http://127.0.0.1:" in (tmp_path / "serve.log").read_text(), 60, "the URL")
         late = logged(store, 5_000)  # logged while it serves, and never asked for
         for run_dir in (early, late):
             size = (run_dir / "metrics.jsonl").stat().st_size
-            wait_until(lambda d=run_dir, s=size: cache_offset(d) == s, 30, f"the chart cache of {run_dir.name}")
+            wait_until(lambda d=run_dir, s=size: cache_offset(d) == s, 60, f"the chart cache of {run_dir.name}")
     finally:
         proc.terminate()
         proc.wait(timeout=20)
