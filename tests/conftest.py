@@ -7,9 +7,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 import amltrack
 from amltrack import _logger
+
+# Hypothesis times its examples and their generation; on a loaded or single-core machine both take
+# longer, and a test must not fail for that. (A test's own @settings replaces these, so each of those
+# suppresses too_slow as well.)
+settings.register_profile("amltrack", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("amltrack")
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +59,9 @@ def logger(store: Path) -> amltrack.Logger:
     return amltrack.get_logger("test", store=store, outputs=None)
 
 
-def wait_until(cond: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+def wait_until(
+    cond: Callable[[], object], timeout: float = 60.0, what: str = "condition", interval: float = 0.01
+) -> object:
     """Poll ``cond`` until it is true. The timeout only bounds a test that is failing anyway, so it is
     generous: a loaded or single-core machine must never fail a test by being slow."""
     deadline = time.monotonic() + timeout
@@ -62,7 +71,7 @@ def wait_until(cond: Callable[[], object], timeout: float = 60.0, what: str = "c
             return v
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(interval)
 
 
 def child_env(**extra: str) -> dict[str, str]:

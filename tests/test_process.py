@@ -32,7 +32,7 @@ import amltrack
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
-DEADLINE = 30.0  # seconds for any one thing a child should do; generous for a loaded 2-core box
+DEADLINE = 60.0  # seconds for any one thing a child should do; generous for a loaded single core
 
 
 # ----------------------------------------------------------------- helpers

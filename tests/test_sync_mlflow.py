@@ -811,7 +811,7 @@ def mlflow_accepts(key: str) -> bool:
     return bool(MLFLOW_KEY.match(key)) and unique and len(key) <= 250
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=255))
 def test_every_name_maps_to_a_key_mlflow_accepts_and_back(name: str) -> None:
     for reserved in ((), ("mlflow.", "amltrack.")):

@@ -395,7 +395,7 @@ def grow_and_compare(tmp_path_factory: pytest.TempPathFactory, records: list, cu
         _cache.CHUNK = old
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     st.lists(RECORD, max_size=60),
     st.lists(st.integers(min_value=0, max_value=4000), max_size=4),
@@ -1024,7 +1024,7 @@ ROW = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(
     st.lists(st.one_of(RECORD, ROW), max_size=40),
     st.lists(st.integers(min_value=0, max_value=4000), max_size=4),

@@ -123,7 +123,7 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
                                 stdout=subprocess.DEVNULL, stderr=err, env=child_env(), cwd=root)
     try:
         found = wait_until(lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
-                           30, "the UI to print its URL")
+                           60, "the UI to print its URL")
         assert proc.poll() is None, log.read_text()
         yield {**runs, "url": found.group(0), "log": log}
     finally:
