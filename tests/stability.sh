@@ -42,7 +42,7 @@ for load in "${loads[@]}"; do
     esac
     echo "stability: $load run $n of $rounds ..." >&2
     start=$(date +%s)
-    "${prefix[@]}" .venv/bin/python -m pytest -q -p no:cacheprovider >"$log" 2>&1
+    "${prefix[@]}" .venv/bin/python -m pytest -q >"$log" 2>&1
     rc=$?
     stop_hogs
     took=$(( $(date +%s) - start ))
