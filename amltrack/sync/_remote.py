@@ -118,10 +118,12 @@ _R = TypeVar("_R", bound="HttpRemote")
 def http_client(
     url: str, token: str | None, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> httpx.Client:
-    """The client every amltrack-server conversation uses: our User-Agent, the bearer token if any."""
+    """The client every amltrack-server conversation uses: our User-Agent, the bearer token if any,
+    and ``X-Amltrack-Client``, which a browser cannot send cross-site without a CORS preflight that the
+    server never grants: the server refuses a write without it (docs/sync.md, "Cross-site requests")."""
     import httpx
 
-    headers = {"User-Agent": f"amltrack/{__version__}"}
+    headers = {"User-Agent": f"amltrack/{__version__}", "X-Amltrack-Client": f"amltrack/{__version__}"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
     return httpx.Client(
