@@ -283,3 +283,118 @@ def parse_jsonl(data: bytes, where: str = "<bytes>") -> tuple[list[Any], int]:
 
 def iter_dicts(records: Iterable[Any]) -> Iterable[dict[str, Any]]:
     return (r for r in records if type(r) is dict)
+
+
+# ------------------------------------------------------------------ shapes of run.json and summary.json
+# What readers rely on. The server refuses a pushed file with any problem, so that one holder of a
+# write token cannot break every reader's listing; a local reader keeps what is sound, so that a
+# damaged cache costs its run the cached figures only, never the listing.
+
+_SCALARS = (str, int, float, bool, type(None))
+_METRIC_KINDS = ("number", "string", "bool", "list")
+
+
+def _short(v: Any) -> str:
+    text = repr(v) if isinstance(v, _SCALARS) else f"a {type(v).__name__}"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int  # JSON gives exact types; a bool is not a count
+
+
+def _is_number(v: Any) -> bool:
+    return type(v) is int or type(v) is float
+
+
+def run_info_problem(info: Any, run_id: str) -> str | None:
+    """Why ``info`` is not a run.json of run ``run_id`` that readers can rely on, or None."""
+    if not isinstance(info, dict):
+        return f"holds a {type(info).__name__}, not a JSON object"
+    if info.get("id") != run_id:
+        return f"names run {_short(info.get('id'))}, not {run_id}" if "id" in info else "has no id"
+    schema = info.get("schema")
+    if not _is_int(schema) or schema < 1:
+        return f"has schema {_short(schema)}, not a version number (1)"
+    if schema > SCHEMA_VERSION:
+        return f"has schema {schema}, newer than this amltrack knows ({SCHEMA_VERSION}): upgrade amltrack"
+    if info.get("status") not in (*STATUSES[:-1],):  # "crashed" is a reader's verdict, never on file
+        return f"has status {_short(info.get('status'))}, not one of {', '.join(STATUSES[:-1])}"
+    for key, ok, what in (
+        ("experiment", lambda v: isinstance(v, str), "a string"),
+        ("name", lambda v: isinstance(v, str), "a string"),
+        ("created", lambda v: isinstance(v, str), "a string"),
+        ("ended", lambda v: isinstance(v, str), "a string"),
+        ("created_ts", _is_number, "a number"),
+        ("ended_ts", _is_number, "a number"),
+        ("pid", _is_int, "an int"),
+        ("pid_start", _is_int, "an int"),
+        ("hostname", lambda v: isinstance(v, str), "a string"),
+        ("user", lambda v: isinstance(v, str), "a string"),
+    ):
+        v = info.get(key)
+        if v is not None and not ok(v):
+            return f"has {key} {_short(v)}, not {what} or null"
+    for key in ("tags", "params"):
+        v = info.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, dict):
+            return f"has {key} {_short(v)}, not an object"
+        for k, x in v.items():
+            if not isinstance(x, _SCALARS):
+                return f"has {key}[{_short(k)}] {_short(x)}, not a string, number, bool or null"
+    return None
+
+
+def _metric_summary_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return f"is {_short(entry)}, not an object"
+    count = entry.get("count")
+    if not _is_int(count) or count < 0:
+        return f"has count {_short(count)}, not an int >= 0"
+    if "kind" in entry and entry["kind"] not in _METRIC_KINDS:
+        return f"has kind {_short(entry['kind'])}, not one of {', '.join(_METRIC_KINDS)}"
+    for key, ok, what in (
+        ("step", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+        ("length", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+        ("ts", _is_number, "a number"),
+        ("last", lambda v: isinstance(v, _SCALARS), "a single value"),
+        ("min", lambda v: isinstance(v, _SCALARS), "a single value"),
+        ("max", lambda v: isinstance(v, _SCALARS), "a single value"),
+    ):
+        if key in entry and not ok(entry[key]):
+            return f"has {key} {_short(entry[key])}, not {what}"
+    return None
+
+
+def summary_problem(summary: Any) -> str | None:
+    """Why ``summary`` is not a summary.json that readers can rely on, or None."""
+    if not isinstance(summary, dict):
+        return f"holds a {type(summary).__name__}, not a JSON object"
+    for key, ok, what in (("heartbeat", _is_number, "a number"), ("records", _is_int, "an int")):
+        if key in summary and not ok(summary[key]):
+            return f"has {key} {_short(summary[key])}, not {what}"
+    metrics = summary.get("metrics", {})
+    if not isinstance(metrics, dict):
+        return f"has metrics {_short(metrics)}, not an object"
+    for name, entry in metrics.items():
+        problem = _metric_summary_problem(entry)
+        if problem is not None:
+            return f"metric {_short(name)} {problem}"
+    return None
+
+
+def clean_summary(summary: Any) -> dict[str, Any]:
+    """The parts of ``summary`` that readers can rely on: what has a problem is left out."""
+    if not isinstance(summary, dict):
+        return {}
+    out = {k: v for k, v in summary.items() if k not in ("heartbeat", "records", "metrics")}
+    if _is_number(summary.get("heartbeat")):
+        out["heartbeat"] = summary["heartbeat"]
+    if _is_int(summary.get("records")):
+        out["records"] = summary["records"]
+    metrics = summary.get("metrics")
+    if isinstance(metrics, dict):
+        out["metrics"] = {n: e for n, e in metrics.items() if _metric_summary_problem(e) is None}
+    return out

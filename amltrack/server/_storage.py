@@ -570,7 +570,9 @@ class ServerStore:
         return deleted
 
     def put_summary(self, run_id: str, data: bytes) -> None:
-        parse_object(data, fmt.SUMMARY_FILE)
+        problem = fmt.summary_problem(parse_object(data, fmt.SUMMARY_FILE))
+        if problem is not None:
+            raise ApiError(400, "invalid_json", f"{fmt.SUMMARY_FILE} {problem}; the run is unchanged")
         chosen = self.kill.write("summary")
         _die_at(chosen, "before")
         with self._lock(run_id):
@@ -587,17 +589,9 @@ class ServerStore:
         Refused (409 ``incomplete``) unless the metrics and manifest hold exactly the lengths the
         client pushed, so a run never appears finished with data missing.
         """
-        info = parse_object(data, fmt.RUN_FILE)
-        if "id" in info and info["id"] != run_id:
-            raise ApiError(400, "invalid_json", f"run.json names run {str(info['id'])[:200]!r}, not {run_id}")
-        schema = info.get("schema")
-        if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
-            raise ApiError(
-                400,
-                "invalid_json",
-                f"run.json has schema {schema}, newer than this server stores "
-                f"({fmt.SCHEMA_VERSION}); upgrade the server",
-            )
+        problem = fmt.run_info_problem(parse_object(data, fmt.RUN_FILE), run_id)
+        if problem is not None:  # the published copy stays as it was
+            raise ApiError(400, "invalid_json", f"{fmt.RUN_FILE} {problem}; the run is unchanged")
         chosen = self.kill.write("finalise")
         _die_at(chosen, "before")
         with self._lock(run_id):
