@@ -23,6 +23,9 @@ Messages say what happened, to what, and what to do.
 
 from __future__ import annotations
 
+import errno as _errno
+from itertools import islice
+
 __all__ = [
     "AmbiguousRunError",
     "AmltrackError",
@@ -44,6 +47,104 @@ class AmltrackError(Exception):
     """Base class of every error amltrack raises on purpose."""
 
 
+ECHO_CHARS = 100  # the most of a caller's value that an error message shows
+_ECHO_ITEMS = 6  # items shown of a list, tuple, set or dict
+_ECHO_LEVELS = 3  # levels of nesting shown
+_ECHO_BITS = 320  # an int of more bits (about 100 digits) is shown by its size
+_BRACKETS: tuple[tuple[type, str, str], ...] = (
+    (list, "[", "]"),
+    (tuple, "(", ")"),
+    (dict, "{", "}"),
+    (set, "{", "}"),
+    (frozenset, "frozenset({", "})"),
+)
+
+
+def short_repr(value: object, limit: int = ECHO_CHARS) -> str:
+    """``value`` for an error message: its repr on one line, cut to at most ``limit`` characters.
+
+    It is built from the first few items and levels of the value only, so a list of a million
+    items, or one nested a thousand levels deep, costs what a small one does. A collection of a
+    type it does not know is shown by its type alone, as its own ``repr()`` could be of any size.
+
+        short_repr([[0] * 10**6])   # '[[0, 0, 0, 0, 0, 0, ...]]'
+        short_repr("x" * 10**6)     # "'xxx...xxx'..." (the quote closes)
+    """
+    text = _echo(value, limit, _ECHO_LEVELS)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _echo(v: object, budget: int, levels: int) -> str:
+    # Only the base types' own methods are called (str.__getitem__, int.__repr__, ...), so a
+    # subclass's override cannot make the text large or slow.
+    if v is None or isinstance(v, bool):
+        return "None" if v is None else repr(bool(v))
+    if isinstance(v, (str, bytes, bytearray)):
+        return _echo_text(v, budget)
+    if isinstance(v, int):
+        bits = int.bit_length(v)
+        return int.__repr__(v) if bits <= _ECHO_BITS else f"<int of {bits} bits>"
+    if isinstance(v, float):
+        return float.__repr__(v)
+    found = next((row for row in _BRACKETS if isinstance(v, row[0])), None)
+    if found is None:
+        return _echo_other(v, budget)
+    base, start, end = found
+    size = base.__len__(v)  # type: ignore[attr-defined]
+    if size == 0:
+        return "set()" if base is set else start + end
+    if levels <= 0:
+        return start + "..." + end
+    parts: list[str] = []
+    used = len(start)
+    items = dict.items(v) if base is dict else base.__iter__(v)  # type: ignore[attr-defined, arg-type]
+    for item in islice(items, _ECHO_ITEMS):
+        if base is dict:
+            k, x = item
+            key = _echo(k, budget - used, levels - 1)
+            text = f"{key}: {_echo(x, budget - used - len(key), levels - 1)}"
+        else:
+            text = _echo(item, budget - used, levels - 1)
+        parts.append(text)
+        used += len(text) + 2
+        if used >= budget:
+            break
+    if len(parts) < size:
+        parts.append("...")
+    if base is tuple and size == 1:
+        return f"({parts[0]},)"
+    return start + ", ".join(parts) + end
+
+
+def _echo_text(v: str | bytes | bytearray, budget: int) -> str:
+    """A str's or bytes' repr, or, when it is longer than ``budget``, the repr of its start and
+    "...": the quote closes, so the text shown is a prefix of the value."""
+    budget = max(budget, 8)
+    base = str if isinstance(v, str) else bytes
+    head = base(v[:budget]) if base is bytes else str.__getitem__(v, slice(0, budget))  # type: ignore[arg-type]
+    text = repr(head)
+    if len(head) == len(v) and len(text) <= budget:
+        return text
+    while len(text) > budget - 3 and head:  # escapes make one character up to 10 long
+        head = head[: len(head) - max(1, (len(text) - budget + 3) // 10)]
+        text = repr(head)
+    return text + "..."
+
+
+def _echo_other(v: object, budget: int) -> str:
+    t = type(v)
+    shape = getattr(v, "shape", None) if hasattr(t, "ndim") else None
+    if isinstance(shape, tuple) and shape:  # an array: numpy, torch, ...
+        return f"<{t.__name__} of shape {_echo(shape, 40, 1)}>"
+    if shape is None and (hasattr(t, "__len__") or hasattr(t, "__iter__")):
+        return f"<{t.__name__} object>"  # a collection: its own repr could be of any size
+    try:  # a scalar of its own type (numpy.int64, Decimal, a 0-D array): a short repr
+        text = repr(v)
+    except Exception:
+        return f"<{t.__name__} object>"
+    return " ".join(text[: budget + 1].split())
+
+
 class InvalidMetricError(AmltrackError, ValueError):
     """A metric name, value or step that amltrack will not store."""
 
@@ -51,13 +152,24 @@ class InvalidMetricError(AmltrackError, ValueError):
 class InvalidPathError(AmltrackError, ValueError):
     """An artifact path that is not a safe, relative POSIX path."""
 
-    def __init__(self, path: object, reason: str) -> None:
+    def __init__(self, path: object, reason: str, *, clashes_with: str | None = None) -> None:
         self.path = path
         self.reason = reason
-        super().__init__(
-            f"artifact path {path!r} is not allowed: {reason}; "
-            "use a relative POSIX path such as 'plots/loss.png'"
+        self.clashes_with = clashes_with  # the artifact a file-and-folder clash is with
+        hint = (
+            "upload one of the two under another path"
+            if clashes_with is not None
+            else "use a relative POSIX path such as 'plots/loss.png'"
         )
+        super().__init__(f"artifact path {_quote_path(path)} is not allowed: {reason}; {hint}")
+
+
+def _quote_path(path: object) -> str:
+    """An artifact path for an error message: whole up to the longest path that is stored (1024
+    bytes), so that a clash names both paths in full; a longer one, or not a str, cut."""
+    if type(path) is str and len(path) <= 1024:
+        return repr(path)
+    return short_repr(path)
 
 
 class InvalidOutputsError(AmltrackError, ValueError):
@@ -150,19 +262,52 @@ class StoreError(AmltrackError, OSError):
     """A store or run directory that amltrack cannot open."""
 
 
-class WriteError(AmltrackError, OSError):
-    """The background writer failed to write a file of the run."""
+# What to do about a write error, by its errno. Errors of the whole run (the disk, the file-size
+# limit) are retried by the writer; the others concern one file, so the advice is about that file.
+_WRITE_ADVICE = {
+    _errno.ENOSPC: "free disk space",
+    _errno.EDQUOT: "free disk space or raise the disk quota",
+    _errno.EFBIG: "raise the file-size limit (ulimit -f)",
+    _errno.EIO: "check the disk",
+    _errno.EEXIST: "a file of the run's artifacts stands where a folder is needed; upload under another path",
+    _errno.ENOTDIR: "a file of the run's artifacts stands where a folder is needed; upload under another path",
+    _errno.EISDIR: "a folder of the run's artifacts stands where the file would go; upload under another path",
+    _errno.ENAMETOOLONG: "use a shorter path",
+    _errno.EACCES: "check the permissions of the run's folder",
+    _errno.EPERM: "check the permissions of the run's folder",
+    _errno.EROFS: "store the run on a writable file system",
+    _errno.ENOENT: "check that the file to upload still exists",
+}
 
-    def __init__(self, path: object, cause: BaseException) -> None:
+
+class WriteError(AmltrackError, OSError):
+    """The background writer failed to write a file of the run.
+
+    ``retried`` says whether the writer keeps the bytes and writes them again (a full disk, a
+    file-size limit: errors of the whole run) or gave up on this one file (any other errno).
+    """
+
+    def __init__(self, path: object, cause: BaseException, *, retried: bool = True) -> None:
         self.path = str(path)
         self.cause = cause
-        errno = getattr(cause, "errno", None)
-        super().__init__(
-            errno,
-            f"amltrack could not write {self.path}: {cause}; "
-            "free disk space or raise the file-size limit; records not yet written are kept "
-            "and written again on the next flush",
-        )
+        self.retried = retried
+        code = getattr(cause, "errno", None)
+        if isinstance(code, int):
+            name = _errno.errorcode.get(code, f"errno {code}")
+            what = f"{getattr(cause, 'strerror', None) or cause} ({name})"
+            filename = getattr(cause, "filename", None)
+            if filename is not None and str(filename) != self.path:
+                what += f" at {filename}"
+        else:
+            text = str(cause)
+            what = f"{type(cause).__name__}: {text if len(text) <= 200 else text[:197] + '...'}"
+        advice = _WRITE_ADVICE.get(code, "") if isinstance(code, int) else ""
+        if retried:
+            then = "records not yet written are kept and written again on the next flush"
+        else:
+            then = "this file was not stored, and the run goes on without it"
+        advice = f"{advice}; " if advice else ""
+        super().__init__(code, f"amltrack could not write {self.path}: {what}; {advice}{then}")
 
     def __str__(self) -> str:
         return self.strerror or ""

@@ -7,8 +7,10 @@ import contextlib
 import errno
 import hashlib
 import os
+import stat
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import orjson
 
 from . import _format as fmt
+from ._errors import InvalidPathError
 
 try:
     import fcntl
@@ -112,6 +115,40 @@ class AppendFile:
                 self._fd = None
 
 
+def _parents(path: str) -> list[str]:
+    """The folders an artifact path needs: ``a/b/c`` needs ``a`` and ``a/b``."""
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def _first_inside(root: Path, path: str) -> str:
+    """A path under the folder ``path`` to name in a message: a file near the top if there is one,
+    else the deepest folder found (``path`` itself when it is empty)."""
+    for _ in range(32):
+        try:
+            with os.scandir(root / path) as it:
+                first = min(it, key=lambda e: (e.name.startswith("."), e.name), default=None)
+        except OSError:
+            return path
+        if first is None:
+            return path
+        path = f"{path}/{first.name}"
+        if not first.is_dir(follow_symlinks=False):
+            return path
+    return path
+
+
+def _clash(path: str, other: str) -> InvalidPathError:
+    """The error for an upload to ``path`` that clashes with the artifact file or folder ``other``."""
+    if other == path:
+        reason = "it is a folder of this run's artifacts, so it cannot be a file"
+    elif other.startswith(path + "/"):
+        reason = f"it is a folder of this run's artifacts (it holds {other!r}), so it cannot be a file"
+    else:
+        reason = f"{other!r} is a file of this run's artifacts, so it cannot be a folder"
+    return InvalidPathError(path, reason, clashes_with=other)
+
+
 class SourceChanged(Exception):
     """The file being copied changed while it was read; copy it again once it settles."""
 
@@ -135,6 +172,53 @@ class Artifacts:
         self.root = run_dir / fmt.ARTIFACTS_DIR
         self.manifest = AppendFile(run_dir / fmt.MANIFEST_FILE)
         self.unsynced: list[Path] = []
+        # Paths claimed by this process's uploads not yet written, and the folders they need:
+        # counts, as the same path may be queued twice. Once written, the disk says the same.
+        self._files: Counter[str] = Counter()
+        self._folders: Counter[str] = Counter()
+
+    def claim(self, path: str) -> None:
+        """Reserve ``path`` for an upload, or raise InvalidPathError when a file of the run's
+        artifacts stands where the path needs a folder, or a folder where it would go: one claimed by
+        an upload of this process not yet written, or one on disk.
+
+        The caller serializes claim() and release(), and releases a claim only once its file is on
+        disk or given up, so that a clash is always seen in one place or the other."""
+        parents = _parents(path)
+        other = next((p for p in parents if p in self._files), None)
+        if other is None and path in self._folders:
+            other = next(f for f in self._files if f.startswith(path + "/"))
+        if other is not None:
+            raise _clash(path, other)
+        self.check_on_disk(path, parents)
+        self._files[path] += 1
+        for p in parents:
+            self._folders[p] += 1
+
+    def release(self, path: str) -> None:
+        """End the claim of an upload that is on disk now, or that failed and clashes with nothing."""
+        for counts, key in ((self._files, path), *((self._folders, p) for p in _parents(path))):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+
+    def check_on_disk(self, path: str, parents: list[str] | None = None) -> None:
+        """Raise InvalidPathError when a file of the run's artifacts on disk stands where ``path``
+        needs a folder, or a folder where it would go: another process (one that joined the run,
+        the outputs mirror) may have written it. Any other error is left for the writer to report."""
+        for p in _parents(path) if parents is None else parents:
+            try:
+                st = os.stat(self.root / p)
+            except OSError:
+                return  # no such folder: nothing below it exists either
+            if not stat.S_ISDIR(st.st_mode):
+                raise _clash(path, p)
+        try:
+            st = os.stat(self.root / path)
+        except OSError:
+            return
+        if stat.S_ISDIR(st.st_mode):  # a file there is fine: the upload replaces it
+            raise _clash(path, _first_inside(self.root, path))
 
     def _tmp_for(self, dest: Path) -> Path:
         dest.parent.mkdir(parents=True, exist_ok=True)

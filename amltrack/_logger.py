@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _format as fmt
-from ._errors import InvalidMetricError, RunFinishedError, StoreError
+from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
 from ._writer import BATCH_SIZE, FLUSH_INTERVAL, Handle, UploadHandle, Writer
@@ -44,34 +44,50 @@ _finishing = 0  # loggers being finished right now; a SIGTERM then must not cut 
 
 
 # ----------------------------------------------------------------- validation
+# An error message shows a caller's value through short_repr(), cut to about 100 characters and
+# built from its first items only; a name is shown whole up to the limit on names.
+
+
+def _quote_name(name: Any) -> str:
+    """A metric name for an error message: its repr, of its first 40 characters when it is longer
+    than a name may be; a name that is not a str as ``short_repr()`` shows it."""
+    if type(name) is not str:
+        return short_repr(name)
+    return repr(name) if len(name) <= MAX_NAME_CHARS else f"{name[:40]!r}..."
 
 
 def _check_name(name: object) -> str:
     if not isinstance(name, str):
-        raise TypeError(f"metric name {name!r} is a {type(name).__name__}; names are str")
+        raise TypeError(f"metric name {_quote_name(name)} is a {type(name).__name__}; names are str")
     name = str(name)
     if not name:
         raise InvalidMetricError("metric name is empty; give a name such as 'loss'")
     if len(name) > MAX_NAME_CHARS:
         raise InvalidMetricError(
-            f"metric name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_NAME_CHARS}"
+            f"metric name {_quote_name(name)} is {len(name)} characters; the limit is {MAX_NAME_CHARS}"
         )
     if not _CONTROL.isdisjoint(name):
-        raise InvalidMetricError(f"metric name {name!r} contains a control character; remove it")
+        raise InvalidMetricError(f"metric name {_quote_name(name)} contains a control character; remove it")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidMetricError(f"metric name {name!r} is not valid Unicode (a lone surrogate)") from None
+        raise InvalidMetricError(
+            f"metric name {_quote_name(name)} is not valid Unicode (a lone surrogate)"
+        ) from None
     return name
 
 
 def _check_step(name: str, step: object) -> int:
     if type(step) is not int:
         if isinstance(step, bool) or not hasattr(step, "__index__"):
-            raise TypeError(f"step {step!r} of metric {name!r} is a {type(step).__name__}; steps are int")
+            raise TypeError(
+                f"step {short_repr(step)} of metric {_quote_name(name)} is a {type(step).__name__}; steps are int"
+            )
         step = step.__index__()  # numpy and torch integers
     if step < 0 or step > _INT_MAX:
-        raise InvalidMetricError(f"step {step} of metric {name!r} is out of range; steps are 0 .. 2**63-1")
+        raise InvalidMetricError(
+            f"step {short_repr(step)} of metric {_quote_name(name)} is out of range; steps are 0 .. 2**63-1"
+        )
     return step  # type: ignore[return-value]
 
 
@@ -82,11 +98,12 @@ def _check_number(name: str, v: Any, where: str = "") -> Any:
     if t is int:
         if not _INT_MIN <= v <= _INT_MAX:
             raise InvalidMetricError(
-                f"metric {name!r}{where}: integer {v} does not fit in 64 bits; log it as a float"
+                f"metric {_quote_name(name)}{where}: integer {short_repr(v)} does not fit in 64 bits; "
+                "log it as a float"
             )
         return v
     if t is bool:
-        raise TypeError(f"metric {name!r}{where}: a list holds numbers, not bool {v!r}")
+        raise TypeError(f"metric {_quote_name(name)}{where}: a list holds numbers, not bool {v!r}")
     if isinstance(v, float):
         return float(v)  # numpy.float64 and other float subclasses
     if isinstance(v, int):
@@ -94,7 +111,7 @@ def _check_number(name: str, v: Any, where: str = "") -> Any:
     item = getattr(v, "item", None)
     if item is not None and getattr(v, "ndim", 0) == 0 and getattr(v, "size", 1) == 1:
         return _check_number(name, item(), where)
-    raise TypeError(f"metric {name!r}{where}: {type(v).__name__} {v!r} is not a number")
+    raise TypeError(f"metric {_quote_name(name)}{where}: {type(v).__name__} {short_repr(v)} is not a number")
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -115,20 +132,24 @@ def _coerce(name: str, value: Any) -> Any:
             return _scalar_item(name, value)
         if ndim != 1:
             raise InvalidMetricError(
-                f"metric {name!r}: a {ndim}-D {type(value).__name__} cannot be logged; "
+                f"metric {_quote_name(name)}: a {short_repr(ndim, 20)}-D {type(value).__name__} cannot be logged; "
                 "log a 1-D array or flatten it"
             )
         dtype = str(getattr(value, "dtype", ""))
         if "bool" in dtype or "complex" in dtype:
-            raise TypeError(f"metric {name!r}: an array of {dtype} is not an array of numbers")
+            raise TypeError(
+                f"metric {_quote_name(name)}: an array of {dtype[:40]} is not an array of numbers"
+            )
         items = tolist()
         if not isinstance(items, list):
-            raise TypeError(f"metric {name!r}: {type(value).__name__}.tolist() did not give a list")
+            raise TypeError(
+                f"metric {_quote_name(name)}: {type(value).__name__}.tolist() did not give a list"
+            )
         return [_check_number(name, v, f" element {i}") for i, v in enumerate(items)]
     if getattr(value, "item", None) is not None:
         return _scalar_item(name, value)
     raise TypeError(
-        f"metric {name!r}: cannot log a {type(value).__name__}; log a number, str, bool, or a list "
+        f"metric {_quote_name(name)}: cannot log a {type(value).__name__}; log a number, str, bool, or a list "
         "or 1-D array of numbers"
     )
 
@@ -146,25 +167,21 @@ def _row_value(name: str, value: Any) -> Any:
     """A ``log_metrics()`` value as a plain float, int or bool, or raise naming the metric."""
     if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", 0):
         raise TypeError(
-            f"metric {name!r}: log_metrics() takes numbers and bools, not {type(value).__name__} "
-            f"{_short_repr(value)}; log strings and lists with log({name!r}, value)"
+            f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {type(value).__name__} "
+            f"{short_repr(value)}; log strings and lists with log({_quote_name(name)}, value)"
         )
     v = _coerce(name, value)
     if type(v) not in (float, int, bool):  # pragma: no cover - _coerce returns these for scalars
-        raise TypeError(f"metric {name!r}: log_metrics() takes numbers and bools, not {_short_repr(v)}")
+        raise TypeError(
+            f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {short_repr(v)}"
+        )
     return v
-
-
-def _short_repr(value: Any) -> str:
-    """A value's repr on one line and at most 80 characters, for an error message."""
-    text = " ".join(repr(value).split())
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_string(name: str, value: str) -> str:
     if len(value) > MAX_STRING_CHARS:
         raise InvalidMetricError(
-            f"string metric {name!r} is {len(value)} characters; the limit is {MAX_STRING_CHARS}: "
+            f"string metric {_quote_name(name)} is {len(value)} characters; the limit is {MAX_STRING_CHARS}: "
             "upload long text as an artifact"
         )
     if not value.isascii():
@@ -172,7 +189,7 @@ def _check_string(name: str, value: str) -> str:
             value.encode("utf-8")
         except UnicodeEncodeError:
             raise InvalidMetricError(
-                f"string metric {name!r} is not valid Unicode (a lone surrogate)"
+                f"string metric {_quote_name(name)} is not valid Unicode (a lone surrogate)"
             ) from None
     return value
 
@@ -185,12 +202,12 @@ def _check_mapping(kind: str, m: Mapping[str, Any] | None) -> dict[str, Any]:
     out = {}
     for k, v in m.items():
         if not isinstance(k, str) or not k:
-            raise TypeError(f"{kind} key {k!r} must be a non-empty str")
+            raise TypeError(f"{kind} key {short_repr(k)} must be a non-empty str")
         if v is not None and not isinstance(v, _SCALAR_TYPES):
             item = getattr(v, "item", None)
             if item is None:
                 raise TypeError(
-                    f"{kind} {k!r} is a {type(v).__name__}; values are str, int, float, bool or None"
+                    f"{kind} {short_repr(k)} is a {type(v).__name__}; values are str, int, float, bool or None"
                 )
             v = item()
         out[k] = v
@@ -201,7 +218,9 @@ def _check_label(kind: str, v: Any) -> str | None:
     if v is None:
         return None
     if not isinstance(v, str) or not v or len(v) > MAX_NAME_CHARS or not _CONTROL.isdisjoint(v):
-        raise InvalidMetricError(f"{kind} {v!r} must be a non-empty str of at most 255 printable characters")
+        raise InvalidMetricError(
+            f"{kind} {short_repr(v)} must be a non-empty str of at most 255 printable characters"
+        )
     return v
 
 
@@ -254,10 +273,10 @@ class Logger:
             pass
         elif t is int:
             if not _INT_MIN <= value <= _INT_MAX:
-                _check_number(name if type(name) is str else repr(name), value)
+                _check_number(_check_name(name), value)  # raises, naming a name that was checked
         elif t is str:
             if len(value) > MAX_STRING_CHARS or not value.isascii():
-                value = _check_string(name if type(name) is str else repr(name), value)
+                value = _check_string(name, value)
         else:
             value = _coerce(_check_name(name), value)
         w = self._writer
@@ -361,7 +380,7 @@ class Logger:
             if not isinstance(values, Mapping):
                 raise TypeError(
                     f"log_metrics() takes a dict of metric name to number, not {type(values).__name__} "
-                    f"{_short_repr(values)}; for one metric call log(name, value)"
+                    f"{short_repr(values)}; for one metric call log(name, value)"
                 )
             values = dict(values)
         if not values:
@@ -450,7 +469,7 @@ class Logger:
         step = self._high[name]
         if step > _INT_MAX:
             raise InvalidMetricError(
-                f"metric {name!r} was logged at step {_INT_MAX}, the last one; pass step= explicitly"
+                f"metric {_quote_name(name)} was logged at step {_INT_MAX}, the last one; pass step= explicitly"
             )
         return step
 
@@ -471,13 +490,13 @@ class Logger:
                 data = content.encode("utf-8")
             except UnicodeEncodeError:
                 raise ValueError(
-                    f"artifact {path!r}: content is not valid Unicode (a lone surrogate)"
+                    f"artifact {short_repr(path)}: content is not valid Unicode (a lone surrogate)"
                 ) from None
         elif isinstance(content, (bytes, bytearray, memoryview)):
             data = bytes(content)
         else:
             raise TypeError(
-                f"artifact {path!r}: content is a {type(content).__name__}; upload str or bytes, "
+                f"artifact {short_repr(path)}: content is a {type(content).__name__}; upload str or bytes, "
                 "or use upload_file() for a file"
             )
         return self._queue_upload(path, data, "upload")
@@ -490,9 +509,11 @@ class Logger:
         fmt.check_artifact_path(path)
         src = os.fspath(local_file)
         if not os.path.exists(src):
-            raise FileNotFoundError(f"artifact {path!r}: local file {src!r} does not exist")
+            raise FileNotFoundError(
+                f"artifact {short_repr(path)}: local file {short_repr(src)} does not exist"
+            )
         if not os.path.isfile(src):
-            raise ValueError(f"artifact {path!r}: {src!r} is not a regular file")
+            raise ValueError(f"artifact {short_repr(path)}: {short_repr(src)} is not a regular file")
         return self._queue_upload(path, None, "upload_file", os.path.abspath(src))
 
     def _queue_upload(
@@ -513,7 +534,7 @@ class Logger:
         run's own process sets its status. Calling it again does nothing.
         """
         if status not in fmt.ENDED_STATUSES:
-            raise ValueError(f"status {status!r} is not one of {', '.join(fmt.ENDED_STATUSES)}")
+            raise ValueError(f"status {short_repr(status)} is not one of {', '.join(fmt.ENDED_STATUSES)}")
         self._finish(status, None)
 
     def _finish(self, status: str, error: dict[str, Any] | None) -> None:
@@ -602,7 +623,7 @@ def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
         not isinstance(outputs, (str, os.PathLike)) or not isinstance(os.fspath(outputs), str)
     ):
         raise TypeError(
-            f"outputs= must be a folder path (a str or os.PathLike) or None for no mirror, not {outputs!r} "
+            f"outputs= must be a folder path (a str or os.PathLike) or None for no mirror, not {short_repr(outputs)} "
             f"({type(outputs).__name__})"
         )
     if outputs == "outputs" and "AMLTRACK_OUTPUTS" in os.environ:
@@ -617,7 +638,7 @@ def _keep_deleted(keep: bool | None) -> bool:
     if keep is None:
         return os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
     if not isinstance(keep, bool):
-        raise TypeError(f"keep_deleted_outputs= must be True, False or None, not {keep!r}")
+        raise TypeError(f"keep_deleted_outputs= must be True, False or None, not {short_repr(keep)}")
     return keep
 
 
@@ -674,7 +695,7 @@ def _open_logger(
             run_id = inherited
     if run_id is not None and not fmt.is_valid_run_id(run_id):
         raise ValueError(
-            f"run id {run_id!r} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+            f"run id {short_repr(run_id)} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit"
         )
     root = find_store(store)

@@ -27,7 +27,7 @@ import orjson
 
 from . import _format as fmt
 from ._columns import ColumnWriter
-from ._errors import AmltrackError, InvalidMetricError, WriteError
+from ._errors import AmltrackError, InvalidMetricError, WriteError, short_repr
 from ._files import AppendFile, Artifacts
 
 FLUSH_INTERVAL = 0.5
@@ -209,6 +209,9 @@ class Writer:
     ) -> UploadHandle:
         with self.cond:
             self.check()
+            # A file where the path needs a folder, or a folder where it would go, is refused here,
+            # at the call: queued by this process, or on disk (written by it or by another one).
+            self._artifacts.claim(path)
             h = UploadHandle(self, path, data, source, local_file)
             self.has_uploads = True
             self.queue.append(h)
@@ -407,18 +410,18 @@ class Writer:
             try:
                 self._store_upload(up)
             except OSError as e:
-                err = WriteError(self.run_dir / fmt.ARTIFACTS_DIR / up.path, e)
-                if e.errno in _TRANSIENT:
+                dest = self.run_dir / fmt.ARTIFACTS_DIR / up.path
+                if e.errno in _TRANSIENT:  # the disk or a limit, for the whole run: retried
                     self._retry_uploads.append(up)
-                    failed = failed or err
+                    failed = failed or WriteError(dest, e)
                     continue
-                up.error = err
+                # An error of this one file (a clash made by another process, a permission, a
+                # name too long): only its handle raises it, and the run goes on.
+                up.error = WriteError(dest, e, retried=False)
                 self._record_failed_upload(up, e)
-                with self.cond:
-                    self._unreported = self._unreported or err
-                    self._update_blocked()
             with self.cond:
                 self._pending_bytes -= up.size
+                self._artifacts.release(up.path)  # on disk, or given up: the disk tells from now on
             up.data = None
         if fsync and failed is None:
             try:
@@ -597,7 +600,8 @@ class Writer:
             try:
                 orjson.dumps(rec)
             except orjson.JSONEncodeError as e:
-                what = f"metric {item['name']!r}" if "name" in item else f"metrics {list(item['values'])!r:.200}"
+                names = item["name"] if "name" in item else list(item["values"])
+                what = f"metric {names!r}" if "name" in item else f"metrics {short_repr(names, 200)}"
                 err = InvalidMetricError(
                     f"{what} at step {item['step']} could not be written ({e}), so it is "
                     f"not in {self._metrics.path}; the records around it are. Please report this: "
@@ -641,7 +645,8 @@ class Writer:
                 "failed",
                 source=up.source,
                 size=up.size,
-                reason=f"{type(e).__name__}: {e.strerror or e}",
+                reason=f"{type(e).__name__}: {e.strerror or e}"
+                + (f" ({errno.errorcode[e.errno]})" if e.errno in errno.errorcode else ""),
             )
 
     def _fsync_all(self) -> None:

@@ -605,7 +605,10 @@ def test_every_upload_is_stored_exactly_or_rejected_at_the_call(quick_runs: Path
                 logger.upload(path, content)
             assert isinstance(e.value, tuple(faults)), (path, content, e.value)
             if path_fault(path) is not None and content_fault(content) is None:
-                assert isinstance(e.value, amltrack.InvalidPathError) and repr(path) in str(e.value)
+                # named whole up to the longest path that is stored, a longer one by its start
+                long = isinstance(path, str) and len(path) > 1024
+                shown = repr(path[:8])[:-1] if long else repr(path)
+                assert isinstance(e.value, amltrack.InvalidPathError) and shown in str(e.value)
         else:
             logger.upload(path, content).wait(timeout=30)  # inside the domain: must be accepted and stored
     run = amltrack.Store(quick_runs).run(logger.run_id)
