@@ -104,7 +104,10 @@ class ServerProcess:
             self.proc.wait(10)
 
     def client(self, token: str | None = WRITE_TOKEN) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        # As amltrack sync: the header that tells a write from one a web page could have sent.
+        headers = {"X-Amltrack-Client": "tests"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 

@@ -60,7 +60,7 @@ class RawResponse:
 def raw(server: ServerProcess, method: str, target: str, body: bytes = b"x\n") -> RawResponse:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        conn.request(method, target, body=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}"})
+        conn.request(method, target, body=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}", "X-Amltrack-Client": "tests"})
         r = conn.getresponse()
         return RawResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
     finally:

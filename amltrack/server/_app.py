@@ -16,6 +16,7 @@ from .. import __version__
 from . import _errors
 from ._auth import Tokens
 from ._errors import ApiError
+from ._guard import SecurityHeaders, check_same_site
 from ._limits import DEFAULT_MAX_BODY, BodyLimit
 from ._storage import ServerStore, check_run_id
 
@@ -124,11 +125,14 @@ def create_app(
     app.state.storage = storage
     _errors.install(app)
     app.add_middleware(BodyLimit, max_body=max_body)
+    app.add_middleware(SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="a token with the read or the write scope")
 
     def scope(needed: str) -> Any:
-        def check(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
             if tokens is None:
+                if needed == "write":
+                    check_same_site(request.scope)
                 return
             challenge = {"WWW-Authenticate": "Bearer"}
             if credentials is None:
@@ -150,6 +154,8 @@ def create_app(
                 raise ApiError(
                     403, "forbidden", "this token may only read; writing needs a token with the write scope"
                 )
+            if needed == "write":  # a token in a browser's hands (pasted into a page) must not write either
+                check_same_site(request.scope)
 
         return Depends(check)
 

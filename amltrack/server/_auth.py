@@ -1,9 +1,15 @@
 """Bearer tokens with a read or a write scope, kept as SHA-256 digests and compared in constant time.
 
 A token entry is ``SCOPE:SECRET``: SCOPE is ``read`` or ``write``, SECRET the token itself or
-``sha256:<64 hex digits>`` of it, so a tokens file need not hold any token in the clear. A tokens
-file has one entry per line (``#`` starts a comment); ``$AMLTRACK_SERVER_TOKENS`` holds entries
-separated by commas or newlines::
+``sha256:<64 hex digits>`` of it, so a tokens file need not hold any token in the clear. The
+grammar, for a tokens file and ``$AMLTRACK_SERVER_TOKENS`` alike:
+
+- a ``#`` at the start of a line or after a space or tab starts a comment, to the end of the line;
+  a ``#`` inside a token is part of the token (``write:abc#def`` is the token ``abc#def``);
+- what is left of a line holds entries separated by commas; blank entries are ignored;
+- an entry is ``SCOPE:SECRET``, with spaces allowed around it but not inside SECRET.
+
+A line that breaks a rule is refused at start, naming its line number::
 
     write:sha256:3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855   # laptop
     read:0e5f1c9a7d2b4c6e8f0a1b3c5d7e9f11                                          # dashboard
@@ -23,6 +29,30 @@ from pathlib import Path
 SCOPES = ("read", "write")
 MIN_TOKEN_CHARS = 16
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMENT = re.compile(r"(?:^|[ \t])#.*$")  # '#' after a space: 'write:abc#def' keeps its '#'
+
+
+def _entry(item: str, where: str) -> tuple[str, bytes]:
+    scope, sep, secret = item.partition(":")
+    scope, secret = scope.strip(), secret.strip()
+    if not sep or scope not in SCOPES:
+        raise TokenConfigError(f"{where} does not start with 'read:' or 'write:'; write SCOPE:TOKEN")
+    if any(c.isspace() for c in secret):
+        raise TokenConfigError(
+            f"{where} has a space inside its token; a comment starts with ' #', and entries are "
+            "separated by commas or lines"
+        )
+    if secret.startswith("sha256:"):
+        hexd = secret[len("sha256:") :].lower()
+        if not _HEX64.match(hexd):
+            raise TokenConfigError(f"{where} has a sha256: that is not 64 hex digits")
+        return scope, bytes.fromhex(hexd)
+    if len(secret) < MIN_TOKEN_CHARS:
+        raise TokenConfigError(
+            f"{where} has a token shorter than {MIN_TOKEN_CHARS} characters; "
+            "make one with 'amltrack server --new-token write'"
+        )
+    return scope, digest(secret)
 
 
 class TokenConfigError(ValueError):
@@ -60,29 +90,11 @@ class Tokens:
     @classmethod
     def parse(cls, text: str, where: str = "tokens") -> Tokens:
         entries: list[tuple[str, bytes]] = []
-        for n, raw in enumerate(re.split(r"[\n,]", text), 1):
-            item = raw.split("#", 1)[0].strip()
-            if not item:
-                continue
-            scope, sep, secret = item.partition(":")
-            scope = scope.strip()
-            secret = secret.strip()
-            if not sep or scope not in SCOPES:
-                raise TokenConfigError(
-                    f"{where}: entry {n} does not start with 'read:' or 'write:'; write SCOPE:TOKEN"
-                )
-            if secret.startswith("sha256:"):
-                hexd = secret[len("sha256:") :].lower()
-                if not _HEX64.match(hexd):
-                    raise TokenConfigError(f"{where}: entry {n} has a sha256: that is not 64 hex digits")
-                entries.append((scope, bytes.fromhex(hexd)))
-            else:
-                if len(secret) < MIN_TOKEN_CHARS:
-                    raise TokenConfigError(
-                        f"{where}: entry {n} has a token shorter than {MIN_TOKEN_CHARS} characters; "
-                        "make one with 'amltrack server --new-token write'"
-                    )
-                entries.append((scope, digest(secret)))
+        for n, line in enumerate(text.splitlines(), 1):
+            for item in _COMMENT.sub("", line).split(","):
+                item = item.strip()
+                if item:
+                    entries.append(_entry(item, f"{where}: line {n}"))
         return cls(entries)
 
     @classmethod

@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 ERROR_CODES = {
     "unauthorized": "401: no token, or a token the server does not know",
     "forbidden": "403: a read token on a route that writes",
+    "cross_site": "403: a write that a web page could have sent cross-site (foreign Origin or Sec-Fetch-Site, "
+    "or neither X-Amltrack-Client nor a non-form Content-Type)",
     "not_found": "404: no such URL",
     "run_not_found": "404: no run with that id on the server (create it with PUT /v1/runs/{run})",
     "blob_not_found": "404: no upload of that content for the run",
@@ -60,8 +62,19 @@ class ApiError(Exception):
         return {"error": {"code": self.code, "message": self.message, **self.extra}}
 
 
+# On every answer of the API, errors included (a 500 is sent from outside every middleware): its
+# answers are data, never a page to render, frame or sniff.
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'; sandbox",
+    "cross-origin-resource-policy": "same-origin",
+}
+
+
 def error_response(e: ApiError) -> JSONResponse:
-    return JSONResponse(e.body(), status_code=e.status, headers=e.headers)
+    return JSONResponse(e.body(), status_code=e.status, headers={**SECURITY_HEADERS, **(e.headers or {})})
 
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 401: "unauthorized"}

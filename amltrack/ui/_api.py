@@ -39,6 +39,7 @@ from .._errors import (
 from .._store import Run, Store
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
+from ._pages import SECURITY_HEADERS
 from ._static import plotly_available
 
 API_VERSION = 1
@@ -68,7 +69,7 @@ def error_response(status: int, code: str, message: str) -> Response:
         orjson.dumps({"error": {"code": code, "message": message}}),
         status_code=status,
         media_type="application/json",
-        headers={"Cache-Control": "no-store"},
+        headers={"Cache-Control": "no-store", **SECURITY_HEADERS},
     )
 
 

@@ -19,21 +19,12 @@ from .._store import Store
 from . import _api
 from ._api import Api, ApiError, error_response
 from ._auth import AuthHook
-from ._pages import PAGE_CSP, Pages, route_path
+from ._pages import SECURITY_HEADERS, Pages, route_path
 from ._static import static
 
 # Reachable without the auth hook: code and styles (no data), and the liveness check.
 PUBLIC_PREFIXES = ("/static/",)
 PUBLIC_PATHS = ("/api/health",)
-
-SECURITY_HEADERS = {
-    "x-content-type-options": "nosniff",
-    "referrer-policy": "no-referrer",
-    "x-frame-options": "DENY",
-    "cross-origin-opener-policy": "same-origin",
-    "cross-origin-resource-policy": "same-origin",
-    "content-security-policy": PAGE_CSP,
-}
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 
