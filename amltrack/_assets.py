@@ -27,11 +27,10 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import _format as fmt
 from ._errors import (
-    ArtifactNotFoundError,
     AssetNotFoundError,
     EmptyPrefixError,
     InvalidAssetNameError,
@@ -39,7 +38,7 @@ from ._errors import (
     StoreError,
 )
 from ._files import COPY_BLOCK
-from ._store import Run, Store
+from ._store import Run, Store, open_beneath
 
 __all__ = [
     "Asset",
@@ -95,11 +94,12 @@ def _under(path: str, prefix: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-def _copy(src: Path, dest: Path) -> tuple[int, str]:
-    """Copy ``src`` to ``dest`` (whose folder exists) and return the size and sha256 of what was copied."""
+def _copy(src: BinaryIO, dest: Path) -> tuple[int, str]:
+    """Copy the open file ``src`` to ``dest`` (whose folder exists), close ``src``, and return the size
+    and sha256 of what was copied."""
     digest = hashlib.sha256()
     size = 0
-    with open(src, "rb") as f, open(dest, "wb") as out:
+    with src as f, open(dest, "wb") as out:
         while block := f.read(COPY_BLOCK):
             out.write(block)
             digest.update(block)
@@ -154,15 +154,22 @@ class Asset:
     def size(self) -> int:
         return sum(f["size"] for f in self.files if type(f.get("size")) is int)
 
-    def _file(self, path: str) -> Path:
+    def _open(self, path: str) -> BinaryIO:
+        """The asset's file ``path``, open, reached through no symlink (RefusedFileError if one is on
+        its way: asset.json and the files are plain files anyone can edit)."""
         fmt.check_artifact_path(path)
+        missing = AssetNotFoundError(self.ref, self.dir.parent.parent.parent, path)
         if not any(f["path"] == path for f in self.files):
-            raise AssetNotFoundError(self.ref, self.dir.parent.parent.parent, path)
-        return self.dir / FILES_DIR / path
+            raise missing
+        try:
+            return open_beneath(self.dir, f"{FILES_DIR}/{path}")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise missing from None
 
     def read(self, path: str) -> bytes:
         """The bytes of the asset's file ``path``."""
-        return self._file(path).read_bytes()
+        with self._open(path) as f:
+            return f.read()
 
     def download(self, dest: str | os.PathLike[str]) -> list[Path]:
         """Write every file into the folder ``dest`` at its path; returns the files written.
@@ -191,7 +198,7 @@ class Asset:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
             os.close(fd)
             try:
-                _, digest = _copy(self.dir / FILES_DIR / path, Path(tmp))
+                _, digest = _copy(self._open(path), Path(tmp))
                 if digest != sha:
                     raise StoreError(
                         f"file {path!r} of asset {self.ref} does not match the sha256 in its "
@@ -305,10 +312,7 @@ def promote(run: Run, prefix: str, name: str) -> Asset:
             path = fmt.check_artifact_path(entry["path"])
             dest = staging / FILES_DIR / path
             dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                size, sha = _copy(run.dir / fmt.ARTIFACTS_DIR / path, dest)
-            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-                raise ArtifactNotFoundError(path, run.id) from None
+            size, sha = _copy(run.open_artifact(path), dest)  # never through a symlink
             files.append({"path": path, "size": size, "sha256": sha})
         files.sort(key=lambda f: f["path"])
         from filelock import FileLock  # here, not at import: every CLI command imports this module

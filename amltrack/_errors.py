@@ -322,3 +322,19 @@ class RunFinishedError(AmltrackError, RuntimeError):
             f"run {run_id} is finished and takes no more records; "
             "call amltrack.get_logger() or amltrack.start_run() for a new run"
         )
+
+
+class RefusedFileError(AmltrackError, PermissionError):
+    """A file of a run or an asset that amltrack will not read: reached through a symlink, or not a
+    regular file (a FIFO, a device). A link could lead anywhere, so none is ever followed."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(
+            f"amltrack refused to read {self.path}: {reason}; a run's artifacts and an asset's files "
+            "must be plain files in plain folders, so replace it with the file itself"
+        )
+
+    def __str__(self) -> str:
+        return str(self.args[0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import gc
 import heapq
@@ -9,10 +10,11 @@ import math
 import operator
 import os
 import socket
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, overload
+from typing import Any, BinaryIO, NamedTuple, overload
 
 from . import _format as fmt
 from ._columns import Columns, read_segments, split_columns
@@ -20,6 +22,7 @@ from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
     MetricNotFoundError,
+    RefusedFileError,
     RunNotFoundError,
     StoreError,
 )
@@ -43,6 +46,79 @@ def find_store(path: str | os.PathLike[str] | None = None) -> Path:
         if candidate.is_dir():
             return candidate
     return cwd / fmt.STORE_DIRNAME
+
+
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_WALK_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC
+# O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer (it is refused after).
+_LEAF_FLAGS = os.O_RDONLY | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0) | _CLOEXEC
+_DIR_FD = bool(_NOFOLLOW) and os.open in os.supports_dir_fd
+
+
+def open_beneath(base: Path, rel: str) -> BinaryIO:
+    """``base/rel`` open for reading, reached without following a symlink anywhere in ``rel``.
+
+    The one way amltrack opens a run's artifact or an asset's file (``base`` is the run's or the
+    asset's folder, ``rel`` e.g. ``artifacts/plots/loss.png``). Each part of ``rel`` is opened inside
+    the folder opened before it with O_NOFOLLOW, so a link in any part - to a file or to a folder,
+    pointing out of the run or inside it - raises RefusedFileError, and no link swapped in between a
+    check and the open can slip through, as the open is the check. A FIFO, a device or a socket is
+    refused too. ``base`` itself is opened as it is: a store may live behind a link.
+    FileNotFoundError if a part is missing or a file stands where a folder should be;
+    IsADirectoryError if ``rel`` names a folder.
+
+        with open_beneath(run.dir, "artifacts/model.bin") as f:
+            head = f.read(16)
+    """
+    parts = rel.split("/")
+    if not _DIR_FD:  # pragma: no cover - no openat() (Windows): check each part, then open
+        return _open_checked(base, parts)
+    fd = os.open(base, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    try:
+        for i, name in enumerate(parts):
+            leaf = i == len(parts) - 1
+            try:
+                child = os.open(name, _LEAF_FLAGS if leaf else _WALK_FLAGS, dir_fd=fd)
+            except OSError as e:
+                if e.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO):
+                    raise
+                _refuse(base.joinpath(*parts[: i + 1]), os.stat(name, dir_fd=fd, follow_symlinks=False), leaf)
+                raise
+            os.close(fd)
+            fd = child
+        st = os.fstat(fd)
+        _refuse(base.joinpath(*parts), st, leaf=True)
+        os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+        fd = -1
+        return f
+    finally:
+        if fd >= 0:
+            os.close(fd)
+
+
+def _refuse(where: Path, st: os.stat_result, leaf: bool) -> None:
+    """Raise what a part of a path that is not a plain folder (or, at the end, a plain file) means."""
+    mode = st.st_mode
+    if stat.S_ISLNK(mode):
+        raise RefusedFileError(where, "it is a symlink")
+    if stat.S_ISDIR(mode):
+        if leaf:
+            raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", str(where))
+        return
+    if not leaf:
+        raise FileNotFoundError(errno.ENOTDIR, "a file stands where a folder should be", str(where))
+    if not stat.S_ISREG(mode):
+        raise RefusedFileError(where, "it is not a regular file (a FIFO, a device or a socket)")
+
+
+def _open_checked(base: Path, parts: list[str]) -> BinaryIO:  # pragma: no cover - Windows
+    path = base
+    for i, name in enumerate(parts):
+        path = path / name
+        _refuse(path, os.lstat(path), leaf=i == len(parts) - 1)
+    return open(path, "rb")
 
 
 def _check_schema(root: Path) -> None:
@@ -612,14 +688,25 @@ class Run:
         self.skipped = skipped + bad
         return [latest[p] for p in sorted(latest)]
 
-    def read_artifact(self, path: str) -> bytes:
-        """The stored bytes of artifact ``path``."""
+    def open_artifact(self, path: str) -> BinaryIO:
+        """Artifact ``path``'s file, open for reading; RefusedFileError if a symlink is on its way.
+
+        with run.open_artifact("model.bin") as f:
+            head = f.read(16)
+        """
         fmt.check_artifact_path(path)
-        file = self.dir / fmt.ARTIFACTS_DIR / path
         try:
-            return file.read_bytes()
+            return open_beneath(self.dir, f"{fmt.ARTIFACTS_DIR}/{path}")
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ArtifactNotFoundError(path, self.id) from None
+
+    def read_artifact(self, path: str) -> bytes:
+        """The stored bytes of artifact ``path``; RefusedFileError if it is reached through a symlink.
+
+        run.read_artifact("notes/config.txt")
+        """
+        with self.open_artifact(path) as f:
+            return f.read()
 
 
 def _holds_files(run_dir: Path) -> bool:

@@ -20,6 +20,7 @@ from urllib.parse import quote
 import httpx
 
 from .. import _format as fmt
+from ._answers import Route, count, flag, obj, table, text
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
 from ._remote import HttpRemote, Progress, PushResult, error_fields, http_client
@@ -186,7 +187,10 @@ class AmltrackRemote(HttpRemote):
                 raise self._not_amltrack(f"GET /v1/health answered {e.status} {e.code}") from None
             if not isinstance(health, dict) or health.get("server") != "amltrack":
                 raise self._not_amltrack("GET /v1/health does not answer as one does")
-            self._max_body = int(health.get("max_body") or CHUNK)
+            limit = health.get("max_body")
+            if limit is not None and (type(limit) is not int or limit < 1):
+                raise self._not_amltrack(f"GET /v1/health answered max_body={limit!r:.60}, not a size")
+            self._max_body = limit or CHUNK
         return self._max_body
 
     def _not_amltrack(self, why: str) -> RemoteConfigError:
@@ -223,13 +227,33 @@ class AmltrackRemote(HttpRemote):
         return max(1, min(self.chunk_size, self.max_body()))
 
     def state(self, run_id: str, *, hashes: bool = False) -> dict[str, Any] | None:
-        """What the server holds of the run, or None if it has nothing."""
+        """What the server holds of the run, or None if it has nothing: ``published``, ``files``
+        ``{name: {size, sha256} | None}`` and ``artifacts`` ``{path: {size, sha256}}``, checked."""
         try:
-            return self._call("GET", f"/v1/runs/{run_id}", params={"hashes": "true"} if hashes else None)
+            body = self._call("GET", f"/v1/runs/{run_id}", params={"hashes": "true"} if hashes else None)
         except RemoteError as e:
             if e.code == "run_not_found":
                 return None
             raise
+        at = Route(self.url, f"GET /v1/runs/{run_id}")
+        d = obj(body, at)
+        files: dict[str, dict[str, Any] | None] = {}
+        for name, entry in table(d, "files", at).items():
+            if entry is not None:  # null: the server has no such file yet
+                e = obj(entry, at, f"files.{name}")
+                entry = {
+                    "size": count(e, "size", at, f"files.{name}"),
+                    "sha256": text(e, "sha256", at, f"files.{name}", optional=True),
+                }
+            files[name] = entry
+        artifacts = {}
+        for path, entry in table(d, "artifacts", at).items():
+            e = obj(entry, at, f"artifacts.{path}")
+            artifacts[path] = {
+                "size": count(e, "size", at, f"artifacts.{path}"),
+                "sha256": text(e, "sha256", at, f"artifacts.{path}"),
+            }
+        return {"published": flag(d, "published", at), "files": files, "artifacts": artifacts}
 
     # ----------------------------------------------------------------- push
 
@@ -332,6 +356,7 @@ class AmltrackRemote(HttpRemote):
                     cut = chunk.rfind(b"\n")
                     if cut >= 0:
                         chunk = chunk[: cut + 1]
+                at = Route(self.url, f"POST /v1/runs/{snap.id}/append/{name}")
                 try:
                     r = self._call(
                         "POST",
@@ -343,15 +368,20 @@ class AmltrackRemote(HttpRemote):
                 except RemoteError as e:
                     if e.code != "offset_mismatch":
                         raise
-                    committed = int(e.extra.get("committed", -1))
-                    if not 0 <= committed <= end:
+                    committed = count(e.extra, "committed", at)
+                    if committed > end:
                         raise SyncError(
                             f"the remote's {name} of run {snap.id} has {committed} bytes, more than the "
                             f"local {end}: the copies have diverged"
                         ) from None
+                    if committed == offset:  # taken at its word, the same request would be sent forever
+                        raise at.bad(f"409 offset_mismatch with 'committed' = {committed}, the offset sent") from None
                     offset = committed  # an earlier answer was lost, or another push got there first
                     continue
-                offset = int(r["size"])
+                size = count(obj(r, at), "size", at)
+                if size != offset + len(chunk):
+                    raise at.bad(f"'size' = {size}, not {offset + len(chunk)} (the offset plus the bytes sent)")
+                offset = size
                 sent += len(chunk)
                 progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
         return sent
@@ -366,11 +396,13 @@ class AmltrackRemote(HttpRemote):
             if e.code != "blob_not_found":
                 raise
             blob = {"size": 0, "complete": False}
-        offset = int(blob["size"])
-        complete = bool(blob["complete"])
+        at = Route(self.url, f"GET /v1/runs/{rid}/blobs/{f.sha256}")
+        blob = obj(blob, at)
+        offset, complete = count(blob, "size", at), flag(blob, "complete", at)
+        at = Route(self.url, f"POST /v1/runs/{rid}/blobs/{f.sha256}")
         chunk_size = self._chunk()
         if not complete:
-            with open(snap.dir / fmt.ARTIFACTS_DIR / f.path, "rb") as fh:
+            with snap.run.open_artifact(f.path) as fh:  # never through a symlink
                 while not complete:
                     if offset > f.size:
                         raise SyncError(
@@ -394,9 +426,21 @@ class AmltrackRemote(HttpRemote):
                     except RemoteError as e:
                         if e.code != "offset_mismatch":
                             raise
-                        offset = int(e.extra.get("committed", 0))
+                        committed = count(e.extra, "committed", at)
+                        if committed == offset:  # the same request would be sent forever
+                            raise at.bad(
+                                f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
+                            ) from None
+                        offset = committed
                         continue
-                    offset, complete = int(r["size"]), bool(r["complete"])
+                    r = obj(r, at)
+                    size, complete = count(r, "size", at), flag(r, "complete", at)
+                    if size != (f.size if complete else offset + len(chunk)) or (not complete and size >= f.size):
+                        raise at.bad(
+                            f"'size' = {size} and 'complete' = {str(complete).lower()} after a chunk of "
+                            f"{len(chunk)} bytes at {offset} of {f.size}"
+                        )
+                    offset = size
                     sent += len(chunk)
                     progress.advance(len(chunk))
         self._call(
@@ -427,7 +471,7 @@ class AmltrackRemote(HttpRemote):
             (fmt.MANIFEST_FILE, snap.manifest_size),
         ):
             remote = files.get(name) or {"size": 0, "sha256": _EMPTY_SHA}
-            size, path = int(remote["size"]), snap.dir / name
+            size, path = remote["size"], snap.dir / name
             full = path.stat().st_size if path.exists() else 0
             if size > full:
                 diffs.append(f"{name} has {size} bytes on the remote, more than the local {full}")

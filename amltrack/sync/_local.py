@@ -6,12 +6,12 @@ import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
 from .. import _format as fmt
-from .._errors import InvalidPathError, StoreError
+from .._errors import ArtifactNotFoundError, InvalidPathError, RefusedFileError, StoreError
 from .._store import Run, Store
 
 _TAIL_BLOCK = 1 << 16
@@ -45,16 +45,21 @@ def sha256_bytes(data: bytes | None) -> str | None:
 
 def sha256_file(path: Path, limit: int | None = None) -> str:
     """SHA-256 of the file, or of its first ``limit`` bytes."""
+    with open(path, "rb") as f:
+        return sha256_open(f, limit)
+
+
+def sha256_open(f: BinaryIO, limit: int | None = None) -> str:
+    """SHA-256 of the open file from where it stands, or of its next ``limit`` bytes."""
     h = hashlib.sha256()
     left = limit
-    with open(path, "rb") as f:
-        while left is None or left > 0:
-            block = f.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left))
-            if not block:
-                break
-            h.update(block)
-            if left is not None:
-                left -= len(block)
+    while left is None or left > 0:
+        block = f.read(HASH_BLOCK if left is None else min(HASH_BLOCK, left))
+        if not block:
+            break
+        h.update(block)
+        if left is not None:
+            left -= len(block)
     return h.hexdigest()
 
 
@@ -79,6 +84,8 @@ class Snapshot:
     manifest_size: int
     _stored: dict[str, dict[str, Any]] | None = field(default=None, repr=False)
     _files: dict[str, LocalFile] | None = field(default=None, repr=False)
+    # Stored artifacts that are not read, and why (a symlink on the way): filled by artifact_files().
+    refused: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def id(self) -> str:
@@ -128,29 +135,44 @@ class Snapshot:
         """The stored artifacts that exist as files, with their SHA-256.
 
         ``known`` (the ledger's ``{path: {sha256, size, mtime_ns}}``) saves re-hashing a file whose
-        size and mtime did not change.
+        size and mtime did not change. A file reached through a symlink is left out, and put in
+        ``refused`` with the reason: its target could be any file of the machine.
         """
         if self._files is not None:
             return self._files
         known = known or {}
         out: dict[str, LocalFile] = {}
-        root = self.dir / fmt.ARTIFACTS_DIR
+        self.refused = {}
         for path in self.stored:
-            file = root / path
             try:
-                st = file.stat()
-            except (FileNotFoundError, NotADirectoryError):
+                f = self.run.open_artifact(path)
+            except ArtifactNotFoundError:
                 continue
-            if not os.path.isfile(file):
+            except RefusedFileError as e:
+                self.refused[path] = str(e)
                 continue
-            k = known.get(path)
-            if isinstance(k, dict) and k.get("size") == st.st_size and k.get("mtime_ns") == st.st_mtime_ns:
-                sha = str(k.get("sha256"))
-            else:
-                sha = sha256_file(file)
+            with f:
+                st = os.fstat(f.fileno())
+                k = known.get(path)
+                if (
+                    isinstance(k, dict)
+                    and k.get("size") == st.st_size
+                    and k.get("mtime_ns") == st.st_mtime_ns
+                ):
+                    sha = str(k.get("sha256"))
+                else:
+                    sha = sha256_open(f)
             out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns)
         self._files = out
         return out
+
+    def refusal(self) -> str | None:
+        """One line on the artifacts ``artifact_files`` refused, or None if it refused none."""
+        if not self.refused:
+            return None
+        path, why = next(iter(sorted(self.refused.items())))
+        more = f" (and {len(self.refused) - 1} more)" if len(self.refused) > 1 else ""
+        return f"artifact {path!r} of run {self.id}{more} was left out: {why}"
 
 
 def _latest_stored(data: bytes) -> dict[str, dict[str, Any]]:

@@ -35,6 +35,7 @@ import orjson
 
 from .. import __version__
 from .. import _format as fmt
+from . import _answers as answers
 from . import _ledger as ledger
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, sha256_bytes
@@ -282,15 +283,19 @@ class _RemoteRun:
     tags: dict[str, str]
 
     @classmethod
-    def of(cls, run: dict[str, Any]) -> _RemoteRun:
-        info = run.get("info") or {}
-        data = run.get("data") or {}
+    def of(cls, answer: dict[str, Any], at: answers.Route) -> _RemoteRun:
+        """The run in an answer's ``run`` field, its fields checked as they are used."""
+        run = answers.obj(answers.field(answer, "run", at), at, "run")
+        info = answers.obj(run.get("info") or {}, at, "run.info")
+        data = answers.obj(run.get("data") or {}, at, "run.data")
+        params = answers.objects(data, "params", at, optional=True)
+        tags = answers.objects(data, "tags", at, optional=True)
         return cls(
             id=str(info.get("run_id") or info.get("run_uuid")),
             experiment_id=str(info.get("experiment_id")),
             info=info,
-            params={p["key"]: p.get("value", "") for p in data.get("params") or []},
-            tags={t["key"]: t.get("value", "") for t in data.get("tags") or []},
+            params={answers.text(p, "key", at, "run.data.params"): p.get("value", "") for p in params},
+            tags={answers.text(t, "key", at, "run.data.tags"): t.get("value", "") for t in tags},
         )
 
     @property
@@ -318,6 +323,7 @@ class _Wanted:
     tags: dict[str, str]
     artifacts: dict[str, str]  # MLflow path -> the SHA-256 of its content, or a marker of what it is made of
     local_files: dict[str, Path]  # MLflow path -> the local file it is uploaded from
+    artifact_paths: dict[str, str]  # MLflow path -> the artifact path, opened through Run.open_artifact
     contents: dict[str, bytes]  # MLflow path -> the bytes it is uploaded from (run.json, summary.json)
     names: dict[str, dict[str, str]]  # kind -> {MLflow key: amltrack name} where they differ
     digest: str = ""
@@ -562,11 +568,17 @@ class MlflowRemote(HttpRemote):
             )
         return RemoteError(self.url, status, code or f"HTTP_{status}", message)
 
-    def _get(self, endpoint: str, **params: Any) -> Any:
-        return self._request("GET", f"{API}/{endpoint}", params=params)
+    def _at(self, method: str, endpoint: str) -> answers.Route:
+        return answers.Route(self.url, f"{method} {API}/{endpoint}")
+
+    def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
+        """The answer, a JSON object (every answer of MLflow's REST API is one)."""
+        return answers.obj(self._request("GET", f"{API}/{endpoint}", params=params), self._at("GET", endpoint))
 
     def _post(self, endpoint: str, body: dict[str, Any], *, write: bool = True, retry: Any = True) -> Any:
-        return self._request("POST", f"{API}/{endpoint}", json=body, write=write, retry=retry)
+        """The answer, a JSON object; None if ``retry`` found the request done after a lost answer."""
+        answer = self._request("POST", f"{API}/{endpoint}", json=body, write=write, retry=retry)
+        return None if answer is None else answers.obj(answer, self._at("POST", endpoint))
 
     # ----------------------------------------------------------------- experiments and runs
 
@@ -576,17 +588,19 @@ class MlflowRemote(HttpRemote):
             return self._experiments[name]
         for _ in range(2):
             try:
-                exp = self._get("experiments/get-by-name", experiment_name=name)["experiment"]
+                got = self._get("experiments/get-by-name", experiment_name=name)
             except RemoteError as e:
                 if e.code != "RESOURCE_DOES_NOT_EXIST":
                     raise
             else:
+                at = self._at("GET", "experiments/get-by-name")
+                exp = answers.obj(answers.field(got, "experiment", at), at, "experiment")
                 if exp.get("lifecycle_stage") == "deleted":
                     raise SyncError(
                         f"experiment {name!r} is deleted on {self.url}: restore it in MLflow, or delete it "
                         "for good ('mlflow gc') so that sync can create it again"
                     )
-                self._experiments[name] = str(exp["experiment_id"])
+                self._experiments[name] = str(answers.text(exp, "experiment_id", at, "experiment"))
                 return self._experiments[name]
             if not create:
                 return None
@@ -596,17 +610,20 @@ class MlflowRemote(HttpRemote):
                 if e.code != "RESOURCE_ALREADY_EXISTS":  # another client made it meanwhile
                     raise
                 continue
-            self._experiments[name] = str(made["experiment_id"])
+            self._experiments[name] = str(
+                answers.text(made, "experiment_id", self._at("POST", "experiments/create"))
+            )
             return self._experiments[name]
         raise SyncError(f"experiment {name!r} could not be created or found on {self.url}")
 
     def _get_run(self, run_id: str) -> _RemoteRun | None:
         try:
-            return _RemoteRun.of(self._get("runs/get", run_id=run_id)["run"])
+            got = self._get("runs/get", run_id=run_id)
         except RemoteError as e:
             if e.code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
+        return _RemoteRun.of(got, self._at("GET", "runs/get"))
 
     def _search(self, experiment_id: str, local_id: str) -> _RemoteRun | None:
         """The MLflow run tagged with ``local_id``; the oldest if a race made two."""
@@ -620,7 +637,8 @@ class MlflowRemote(HttpRemote):
             },
             write=False,
         )
-        runs = [_RemoteRun.of(r) for r in found.get("runs") or []]
+        at = self._at("POST", "runs/search")
+        runs = [_RemoteRun.of({"run": r}, at) for r in answers.objects(found, "runs", at, optional=True)]
         runs = [r for r in runs if r.tags.get(TAG_RUN_ID) == local_id]
         if not runs:
             return None
@@ -665,7 +683,7 @@ class MlflowRemote(HttpRemote):
             run = self._search(exp_id, snap.id)
             assert run is not None
             return run
-        return _RemoteRun.of(made["run"])
+        return _RemoteRun.of(made, self._at("POST", "runs/create"))
 
     # ----------------------------------------------------------------- planning
 
@@ -705,13 +723,14 @@ class MlflowRemote(HttpRemote):
 
         artifacts: dict[str, str] = {}
         files: dict[str, Path] = {}
+        artifact_paths: dict[str, str] = {}
         contents: dict[str, bytes] = {}
         root = snap.dir / fmt.ARTIFACTS_DIR
         for path, f in sorted(snap.artifact_files(known).items()):
             p = mlflow_path(path)
             if p != path:
                 names["artifacts"][p] = path
-            artifacts[p], files[p] = f.sha256, root / path
+            artifacts[p], files[p], artifact_paths[p] = f.sha256, root / path, path
         # The run's own files, as this snapshot read them: the JSON Lines files up to their last
         # whole line (append-only, so their length names their content), and the generated ones,
         # named by what they are made from.
@@ -760,6 +779,7 @@ class MlflowRemote(HttpRemote):
             tags=tags,
             artifacts=artifacts,
             local_files=files,
+            artifact_paths=artifact_paths,
             contents=contents,
             names=names,
         )
@@ -1004,8 +1024,9 @@ class MlflowRemote(HttpRemote):
             if token:
                 params["page_token"] = token
             page = self._get("metrics/get-history", **params)
-            yield from page.get("metrics") or []
-            token = page.get("next_page_token")
+            at = self._at("GET", "metrics/get-history")
+            yield from answers.objects(page, "metrics", at, optional=True)
+            token = answers.text(page, "next_page_token", at, optional=True)
             if not token:
                 return
 
@@ -1058,6 +1079,8 @@ class MlflowRemote(HttpRemote):
             elif p in want.contents:
                 data = tempfile.TemporaryFile()
                 data.write(want.contents[p])
+            elif p in want.artifact_paths:
+                data = snap.run.open_artifact(want.artifact_paths[p])  # never through a symlink
             if data is not None:
                 data.flush()
                 size = data.seek(0, os.SEEK_END)
@@ -1121,9 +1144,10 @@ class MlflowRemote(HttpRemote):
                 c = local.setdefault(key, Counter())
                 for s, v in points:
                     c[(_same_value(v), ms, s)] += 1
-        there = {
-            m["key"] for m in self._get("runs/get", run_id=remote.id)["run"]["data"].get("metrics") or []
-        }
+        at = self._at("GET", "runs/get")
+        run = answers.obj(answers.field(self._get("runs/get", run_id=remote.id), "run", at), at, "run")
+        data = answers.obj(run.get("data") or {}, at, "run.data")
+        there = {answers.text(m, "key", at, "run.data.metrics") for m in answers.objects(data, "metrics", at, optional=True)}
         diffs = []
         for key in sorted(set(local) | there):
             have: Counter[tuple[Any, ...]] = Counter()
@@ -1153,12 +1177,17 @@ class MlflowRemote(HttpRemote):
             token = None
             while True:
                 page = self._get("artifacts/list", **params, **({"page_token": token} if token else {}))
-                for f in page.get("files") or []:
+                at = self._at("GET", "artifacts/list")
+                for f in answers.objects(page, "files", at, optional=True):
+                    p = str(answers.text(f, "path", at, "files"))
+                    size = f.get("file_size") or 0
                     if f.get("is_dir"):
-                        todo.append(f["path"])
+                        todo.append(p)
+                    elif type(size) is int or (type(size) is str and size.isdigit()):  # int64 may be a string
+                        there[p] = int(size)
                     else:
-                        there[f["path"]] = int(f.get("file_size") or 0)
-                token = page.get("next_page_token")
+                        raise at.bad(f"'files.file_size' = {size!r:.60}, not a size")
+                token = answers.text(page, "next_page_token", at, optional=True)
                 if not token:
                     break
         sizes = _sizes(snap, want)

@@ -30,6 +30,7 @@ from .. import __version__
 from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, RunNotFoundError
 from .._store import Run, Store
+from ._answers import Route, objects
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._remote import HttpRemote, error_fields, http_client
 from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
@@ -243,7 +244,8 @@ class RemoteReader(HttpRemote):
         if status is not None:
             params["status"] = status
         body = self._history("/v1/history/runs", params)
-        return [RemoteRun(self, e) for e in body.get("runs") or [] if fmt.is_valid_run_id(e.get("id"))]
+        entries = objects(body, "runs", Route(self.label, "GET /v1/history/runs"))
+        return [RemoteRun(self, e) for e in entries if fmt.is_valid_run_id(e.get("id"))]
 
     def _history(self, path: str, params: dict[str, Any] | None = None) -> Any:
         try:

@@ -244,6 +244,7 @@ def _sync_run(
                 result = remote.push_run(snap, progress, dry_run=True, known=known)
                 out.bytes = result.planned
                 out.outcome = "would_push" if result.planned else "up_to_date"
+                _check_refused(snap, "it would not be sent")
             else:
                 with ledger.locked(run_dir, key, timeout=lock_timeout, on_wait=on_wait):
                     # Read again under the lock: another sync may have pushed the run while this one
@@ -252,8 +253,10 @@ def _sync_run(
                     if all_runs or not _unchanged(entry, snap):
                         known = entry.get("artifacts") if entry else None
                         result = remote.push_run(snap, progress, known=known)
-                        _record(snap, key, remote, entry, result.sent, result.remote)
                         out.bytes, out.writes = result.sent, result.writes
+                        # Not recorded as complete: the next sync looks again, and says so again.
+                        _check_refused(snap, "the run's other files were pushed")
+                        _record(snap, key, remote, entry, result.sent, result.remote)
                         out.outcome = "pushed" if result.writes else "up_to_date"
         if verify:
             out.differences = remote.verify_run(snap)
@@ -266,6 +269,13 @@ def _sync_run(
     except (AmltrackError, OSError) as e:
         out.outcome, out.reason = "failed", str(e)
     return out
+
+
+def _check_refused(snap: Snapshot, then: str) -> None:
+    """Fail the run if an artifact was left out of the push because a symlink is on its way."""
+    refusal = snap.refusal()
+    if refusal is not None:
+        raise SyncError(f"{refusal}; {then}")
 
 
 class _Stopped(Exception):
