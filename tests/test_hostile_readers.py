@@ -250,7 +250,7 @@ def test_mlflow_client_reads_no_symlinked_artifact(store: Path, secret: Path) ->
 
 # ----------------------------------------------------------------- a remote that answers wrongly
 
-FAKE_SERVER = r'''
+FAKE_SERVER = r"""
 import json, re, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -289,7 +289,7 @@ class Handler(BaseHTTPRequestHandler):
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 print("PORT", server.server_address[1], flush=True)
 server.serve_forever()
-'''
+"""
 
 RUN = r"/v1/runs/[^/]+"
 NO_RUN = ["GET", RUN, 404, {"error": {"code": "run_not_found", "message": "no such run"}}]
@@ -328,8 +328,15 @@ CASES: dict[str, tuple[list[list[Any]], str, str]] = {
         "'size' = 1.5",
     ),
     "append-bad-committed": (
-        [NO_RUN, ["POST", RUN + r"/append/.+", 409, {"error": {"code": "offset_mismatch", "message": "m",
-                                                               "committed": "abc"}}]],
+        [
+            NO_RUN,
+            [
+                "POST",
+                RUN + r"/append/.+",
+                409,
+                {"error": {"code": "offset_mismatch", "message": "m", "committed": "abc"}},
+            ],
+        ],
         "POST /v1/runs/{rid}/append/metrics.jsonl",
         "'committed' = 'abc'",
     ),

@@ -15,12 +15,13 @@ The server only shows finalised runs. The routes are ``GET /v1/history/...`` in 
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
@@ -105,6 +106,10 @@ class RemoteRun(Run):
     def read_artifact(self, path: str) -> bytes:
         """The artifact's bytes, from the server."""
         return self._reader.read_artifact(self.id, path)
+
+    def open_artifact(self, path: str) -> BinaryIO:
+        """The artifact's bytes from the server, as a file: the temporary store holds no artifacts."""
+        return io.BytesIO(self.read_artifact(path))
 
 
 def _object(v: Any) -> dict[str, Any]:
