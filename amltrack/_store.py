@@ -421,9 +421,12 @@ class Run:
     # ----------------------------------------------------------------- metrics
 
     def cached_summary(self) -> dict[str, Any]:
-        """The small ``summary.json`` kept up to date while the run logs: cheap, for listings."""
+        """The small ``summary.json`` kept up to date while the run logs: cheap, for listings.
+
+        Only what has the documented shape: a damaged cache costs the run these figures, which
+        ``summary()`` computes from metrics.jsonl anyway, never the listing it is read for."""
         try:
-            return fmt.read_json(self.dir / fmt.SUMMARY_FILE)
+            return fmt.clean_summary(fmt.read_json(self.dir / fmt.SUMMARY_FILE))
         except (FileNotFoundError, StoreError):
             return {}
 
