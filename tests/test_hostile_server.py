@@ -309,3 +309,41 @@ def test_a_crash_s_answer_carries_the_security_headers_too(tmp_path: Path, monke
                 assert r.headers.get(k) == v, (path, k, dict(r.headers))
     finally:
         server.stop()
+
+
+# ----------------------------------------------------------------- symlinks on the server's side
+
+
+@pytest.mark.parametrize("where", ["artifacts", "file", "run"])
+def test_the_server_and_its_ui_serve_no_file_through_a_symlink(
+    published: tuple[ServerProcess, str], tmp_path: Path, where: str
+) -> None:
+    srv, run_id = published
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "leak.txt").write_bytes(b"the secret")
+    run_dir = srv.store / "runs" / run_id
+    manifest = run_dir / "artifacts.jsonl"
+    with open(manifest, "ab") as f:  # the manifest says it is stored, as an attacker's would
+        f.write(orjson.dumps({"path": "leak.txt", "status": "stored", "size": 10, "sha256": "0" * 64}) + b"\n")
+    if where == "artifacts":  # the whole artifacts folder is a link to an outside folder
+        if (run_dir / "artifacts").exists():
+            (run_dir / "artifacts").rename(tmp_path / "old-artifacts")
+        (run_dir / "artifacts").symlink_to(secret)
+    elif where == "file":
+        (run_dir / "artifacts").mkdir(exist_ok=True)
+        (run_dir / "artifacts" / "leak.txt").symlink_to(secret / "leak.txt")
+    else:  # the run's own metrics file is a link
+        (run_dir / "metrics.jsonl").unlink()
+        (run_dir / "metrics.jsonl").symlink_to(secret / "leak.txt")
+    with srv.client() as c:
+        answers = [
+            c.get(f"/v1/history/runs/{run_id}/artifacts/leak.txt"),
+            c.get(f"/v1/history/runs/{run_id}/files/metrics.jsonl"),
+            c.get(f"/ui/api/runs/{run_id}/artifacts/leak.txt"),
+        ]
+    for r in answers:
+        assert b"the secret" not in r.content, (r.request.url, r.status_code)
+    assert answers[0].status_code == 404 and answers[2].status_code == 404
+    if where == "run":
+        assert answers[1].status_code == 404

@@ -21,7 +21,6 @@ import os
 import re
 import shutil
 import signal
-import stat
 import threading
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -29,9 +28,9 @@ from typing import Any, BinaryIO
 import orjson
 
 from .. import _format as fmt
-from .._errors import AmbiguousRunError, InvalidPathError, RunNotFoundError, StoreError
+from .._errors import AmbiguousRunError, InvalidPathError, RefusedFileError, RunNotFoundError, StoreError
 from .._files import locked
-from .._store import Run, Store, create_store
+from .._store import Run, Store, create_store, open_beneath
 from ._errors import ApiError
 
 SERVER_DIR = ".server"
@@ -326,39 +325,31 @@ class ServerStore:
         """One of the run's four files, open, and its size now (metrics may grow while it is read)."""
         if name not in RUN_FILES:
             raise ApiError(404, "not_found", f"a run's files are {', '.join(RUN_FILES)}, not {name[:100]!r}")
-        d = self._published(run_id)
-        return self._open_inside(d / name, d, f"run {run_id} has no {name} on the server")
+        self._published(run_id)
+        return self._open_inside(f"{run_id}/{name}", f"run {run_id} has no {name} on the server")
 
     def open_artifact(self, run_id: str, path: str) -> tuple[BinaryIO, int]:
         """The artifact file at ``path``, open, and its size."""
         check_path(path)
-        root = self._published(run_id) / fmt.ARTIFACTS_DIR
+        self._published(run_id)
         return self._open_inside(
-            root / path,
-            root,
+            f"{run_id}/{fmt.ARTIFACTS_DIR}/{path}",
             f"run {run_id} has no stored artifact {path!r} on the server; "
             f"list its artifacts with GET /v1/history/runs/{run_id}/files/{fmt.MANIFEST_FILE}",
         )
 
-    @staticmethod
-    def _open_inside(file: Path, root: Path, missing: str) -> tuple[BinaryIO, int]:
-        """``file`` opened for reading if it is a regular file that stays inside ``root``."""
+    def _open_inside(self, rel: str, missing: str) -> tuple[BinaryIO, int]:
+        """``runs/rel`` opened for reading if it is a plain file reached through no symlink (the run
+        folder and ``artifacts/`` included): the one opener of artifacts, ``open_beneath``."""
         try:
-            real = file.resolve(strict=True)
-            if not real.is_relative_to(root.resolve(strict=True)):
-                raise FileNotFoundError(file)
-            f = open(real, "rb")  # the response closes it
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, RuntimeError):
+            f = open_beneath(self.runs, rel)  # the response closes it
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError, RefusedFileError):
             raise ApiError(404, "not_found", missing) from None
         except OSError as e:
             if e.errno in (errno.ENAMETOOLONG, errno.ELOOP):  # a path no file of the run can have
                 raise ApiError(404, "not_found", missing) from None
-            raise _read_error(e, file.name) from None
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            f.close()
-            raise ApiError(404, "not_found", missing)
-        return f, st.st_size
+            raise _read_error(e, rel.rsplit("/", 1)[-1]) from None
+        return f, os.fstat(f.fileno()).st_size
 
     # ----------------------------------------------------------------- writing
 

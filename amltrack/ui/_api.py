@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +25,7 @@ import numpy as np
 import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, Response
+from starlette.responses import Response, StreamingResponse
 
 from .. import __version__, _assets
 from .. import _format as fmt
@@ -36,7 +37,7 @@ from .._errors import (
     InvalidPathError,
     RunNotFoundError,
 )
-from .._store import Run, Store
+from .._store import Run, Store, open_beneath
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
 from ._pages import SECURITY_HEADERS
@@ -439,7 +440,7 @@ class Api:
         # A file deleted from outputs/ whose last copy the mirror kept is still there to download.
         if entry is None or not (entry.get("status") == "stored" or entry.get("kept") is True):
             raise ArtifactNotFoundError(path, run.id)
-        return download(run.dir / fmt.ARTIFACTS_DIR, path, lambda: ArtifactNotFoundError(path, run.id))
+        return download(run.dir, f"{fmt.ARTIFACTS_DIR}/{path}", lambda: ArtifactNotFoundError(path, run.id))
 
     def assets(self, request: Request) -> Response:
         by_name: dict[str, list[dict[str, Any]]] = {}
@@ -471,26 +472,33 @@ class Api:
         if not any(f.get("path") == path for f in asset.files):
             raise AssetNotFoundError(asset.ref, self.store.path, path)
         return download(
-            asset.dir / _assets.FILES_DIR,
-            path,
+            asset.dir,
+            f"{_assets.FILES_DIR}/{path}",
             lambda: AssetNotFoundError(asset.ref, self.store.path, path),
         )
 
 
-def download(root: Path, path: str, missing: Any) -> Response:
-    """``root/path`` as an attachment, if it is a regular file that stays inside ``root``."""
-    file = root / path
+def download(base: Path, rel: str, missing: Any) -> Response:
+    """``base/rel`` as an attachment, if it is a plain file reached through no symlink (the one
+    opener of artifacts, ``open_beneath``: ``artifacts/`` itself may not be a link either)."""
     try:
-        real = file.resolve(strict=True)
-        inside = real.is_relative_to(root.resolve(strict=True))
-    except (OSError, RuntimeError):
+        f = open_beneath(base, rel)
+    except OSError:  # missing, a folder, a link, a FIFO: nothing this route serves
         raise missing() from None
-    if not inside or not real.is_file():
-        raise missing()
-    name = os.path.basename(path)
+    size = os.fstat(f.fileno()).st_size
+    name = os.path.basename(rel)
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     headers = {
         **DOWNLOAD_HEADERS,
         "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}",
     }
-    return FileResponse(real, media_type="application/octet-stream", headers=headers)
+    headers["Content-Length"] = str(size)
+
+    def blocks() -> Iterator[bytes]:
+        with f:  # the bytes of the file opened, whatever its name points to meanwhile
+            left = size
+            while left > 0 and (block := f.read(min(left, 1 << 20))):
+                left -= len(block)
+                yield block
+
+    return StreamingResponse(blocks(), media_type="application/octet-stream", headers=headers)

@@ -66,6 +66,11 @@ def run(tmp_path: Path) -> Iterator[tuple[amltrack.Logger, amltrack.Run]]:
 # ----------------------------------------------------------------- the Python API
 
 
+def named(path: str, message: str) -> bool:
+    """The message names the path: whole, or by its start when it is longer than a path may be."""
+    return repr(path) in message or (len(path.encode()) > 1024 and repr(path)[:60] in message)
+
+
 @pytest.mark.parametrize("path", PARAMS)
 def test_logger_upload_and_upload_file_refuse(run, tmp_path: Path, path: str) -> None:
     logger, r = run
@@ -74,7 +79,7 @@ def test_logger_upload_and_upload_file_refuse(run, tmp_path: Path, path: str) ->
     for call in (lambda: logger.upload(path, b"x"), lambda: logger.upload_file(path, src)):
         with pytest.raises(amltrack.InvalidPathError) as e:
             call()
-        assert repr(path) in str(e.value) and "\n" not in str(e.value)
+        assert named(path, str(e.value)) and "\n" not in str(e.value)
     logger.flush()
     assert [a["path"] for a in r.artifacts()] == ["a/b.txt"]
     assert artifact_files(r.dir) == ["a/b.txt"] and escaped(tmp_path) == []
@@ -85,7 +90,7 @@ def test_run_read_artifact_refuses(run, path: str) -> None:
     _, r = run
     with pytest.raises(amltrack.InvalidPathError) as e:
         r.read_artifact(path)
-    assert repr(path) in str(e.value)
+    assert named(path, str(e.value))
 
 
 @pytest.mark.parametrize("path", PARAMS)
@@ -154,7 +159,7 @@ def request(srv: ServerProcess, method: str, target: str, token: str) -> tuple[i
     """Sent byte for byte: no client-side normalising of '..' or '//'."""
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     try:
-        conn.request(method, target, headers={"Authorization": f"Bearer {token}"})
+        conn.request(method, target, headers={"Authorization": f"Bearer {token}", "X-Amltrack-Client": "tests"})
         r = conn.getresponse()
         body = r.read()
         assert r.getheader("content-type", "").startswith("application/json"), (r.status, body[:300])
