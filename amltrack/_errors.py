@@ -14,6 +14,7 @@ amltrack::
     ├── AssetNotFoundError (LookupError)
     ├── InvalidAssetNameError (ValueError)
     ├── MetricNotFoundError (LookupError)
+    ├── RefusedFileError (PermissionError) an artifact or asset file reached through a symlink
     ├── StoreError (OSError)              a store that cannot be opened or has a newer schema
     ├── WriteError (OSError)              the background writer could not write a file
     └── RunFinishedError (RuntimeError)   logging into a logger after finish()
@@ -36,6 +37,7 @@ __all__ = [
     "InvalidMetricError",
     "InvalidPathError",
     "MetricNotFoundError",
+    "RefusedFileError",
     "RunFinishedError",
     "RunNotFoundError",
     "StoreError",
