@@ -117,3 +117,43 @@ def described_operation(server: ServerProcess, method: str, template: str) -> di
     if not _spec:
         _spec.update(httpx.get(f"{server.url}/openapi.json", timeout=30).json())
     return _spec["paths"].get(template.replace(":path", ""), {}).get(method.lower(), {})
+
+
+# ----------------------------------------------------------------- writes a web page could send
+
+SITE_WRITES = [(m, t) for m, t in WRITES if not t.startswith("/ui/")]  # the UI has no write routes
+
+
+@pytest.fixture(scope="module")
+def open_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    d = tmp_path_factory.mktemp("open")
+    srv = ServerProcess(d / "store", d / "server.log", tokens=None).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_the_ui_has_no_write_route_and_the_api_has_them_all() -> None:
+    assert [t for _, t in WRITES if t.startswith("/ui/")] == []
+    assert len(SITE_WRITES) >= 7
+
+
+@pytest.mark.parametrize("tokens", ["with tokens", "without tokens"])
+@pytest.mark.parametrize("method, template", SITE_WRITES)
+def test_every_write_route_refuses_what_a_page_could_send_cross_site(
+    server: ServerProcess, open_server: ServerProcess, tokens: str, method: str, template: str
+) -> None:
+    srv = server if tokens == "with tokens" else open_server
+    auth = {"Authorization": f"Bearer {WRITE_TOKEN}"} if tokens == "with tokens" else {}
+    before = sorted(p.relative_to(srv.store).as_posix() for p in srv.store.rglob("*"))
+    for headers in (
+        {"Origin": "http://evil.example", "Content-Type": "text/plain"},  # a page's simple request
+        {"Content-Type": "application/x-www-form-urlencoded"},  # a form, its Origin left out
+        {},  # a body with no Content-Type, as fetch() sends a Blob
+        {"Sec-Fetch-Site": "cross-site", "X-Amltrack-Client": "x"},
+    ):
+        r = httpx.request(method, srv.url + url(template), headers={**auth, **headers}, content=b"x\n",
+                          params=PARAMS, timeout=30)
+        check_refused(r, method, template, 403, "cross_site")
+    assert sorted(p.relative_to(srv.store).as_posix() for p in srv.store.rglob("*")) == before
