@@ -573,8 +573,27 @@ class Logger:
                     os.environ.pop("AMLTRACK_RUN_ID", None)
                     if _env_run_ours == self.run_id:
                         _env_run_ours = None
+        self._tell_failed_uploads()
         if write_error is not None:
             raise write_error
+
+    def _tell_failed_uploads(self) -> None:
+        """Warn, in the caller's thread, of the uploads that failed and whose wait() nobody called:
+        a failure of one upload does not stop the run, but it must not pass unseen either."""
+        with self._writer.cond:
+            unseen = [h for h in self._writer.failed_uploads if not h.reported]
+        if not unseen:
+            return
+        import warnings
+
+        shown = "; ".join(str(h.error) for h in unseen[:3])
+        more = f" (and {len(unseen) - 3} more)" if len(unseen) > 3 else ""
+        warnings.warn(
+            f"amltrack: {len(unseen)} upload(s) of run {self.run_id} were not stored: {shown}{more}; "
+            "artifacts.jsonl lists them as failed",
+            UserWarning,
+            stacklevel=4,
+        )
 
     def _stop_mirror(self) -> dict[str, Any] | None:
         mirror, self._mirror = self._mirror, None

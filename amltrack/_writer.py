@@ -86,7 +86,7 @@ class Handle(dict):  # type: ignore[type-arg]
 class UploadHandle:
     """What ``upload()`` returns; ``wait()`` raises if this artifact could not be stored."""
 
-    __slots__ = ("_writer", "seq", "path", "data", "source", "local_file", "error", "size")
+    __slots__ = ("_writer", "seq", "path", "data", "source", "local_file", "error", "size", "reported")
 
     def __init__(
         self, writer: Writer, path: str, data: bytes | None, source: str, local_file: str | None
@@ -99,11 +99,13 @@ class UploadHandle:
         self.local_file = local_file
         self.error: BaseException | None = None
         self.size = len(data) if data is not None else 0
+        self.reported = False  # its error was raised from wait(): finish() need not tell of it
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the artifact and its manifest entry are on disk."""
         self._writer.wait_for(self, timeout)
         if self.error is not None:
+            self.reported = True
             raise self.error
 
     def done(self) -> bool:
@@ -169,6 +171,7 @@ class Writer:
         self._pending_bytes = 0
         self._carry: list[bytes | memoryview] = []  # bytes whose write failed, retried first
         self._retry_uploads: list[UploadHandle] = []
+        self.failed_uploads: list[UploadHandle] = []  # given up: each one's wait() raises its error
         self._metrics = AppendFile(run_dir / fmt.METRICS_FILE)
         # Processes that join a run leave the index to its own process, whose lines it covers.
         self._columns = ColumnWriter(run_dir) if writer_id is None else None
@@ -419,6 +422,8 @@ class Writer:
                 # name too long): only its handle raises it, and the run goes on.
                 up.error = WriteError(dest, e, retried=False)
                 self._record_failed_upload(up, e)
+                with self.cond:
+                    self.failed_uploads.append(up)
             with self.cond:
                 self._pending_bytes -= up.size
                 self._artifacts.release(up.path)  # on disk, or given up: the disk tells from now on

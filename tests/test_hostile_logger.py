@@ -371,6 +371,27 @@ def test_an_error_of_one_upload_fails_its_handle_only_naming_the_errno(
     assert "write_error" not in run.info
 
 
+def test_a_failed_upload_nobody_waited_for_is_told_at_finish(logger: amltrack.Logger) -> None:
+    artifacts = logger.run_dir / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    release = _held_writer(logger)
+    try:
+        logger.upload("late/x", b"mine")  # its handle is dropped: nobody will wait() for it
+        waited = logger.upload("other/y", b"mine")
+        (artifacts / "late").write_bytes(b"theirs")
+        (artifacts / "other").write_bytes(b"theirs")
+    finally:
+        release.set()
+    with pytest.raises(amltrack.WriteError):
+        waited.wait(timeout=60)  # told here: finish() need not tell of it again
+    logger.log("after", 1.0)
+    with pytest.warns(UserWarning, match=r"1 upload\(s\) of run .* were not stored: .*late/x.*EEXIST") as told:
+        logger.finish()
+    assert len(told) == 1 and "other/y" not in str(told[0].message)
+    run = amltrack.Store(logger.store).run(logger.run_id)
+    assert run.status == "completed" and run.metric("after").values == [1.0]
+
+
 def test_a_full_disk_names_its_errno_and_says_what_to_do(logger: amltrack.Logger) -> None:
     e = amltrack.WriteError(
         logger.run_dir / "metrics.jsonl", OSError(errno.ENOSPC, "No space left on device")
