@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from starlette.datastructures import Headers, MutableHeaders
+from starlette.datastructures import Headers
 
+from ..ui._app import adding_headers
 from ._errors import SECURITY_HEADERS, ApiError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -65,16 +66,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-
-        async def send_with_headers(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for k, v in SECURITY_HEADERS.items():
-                    if k not in headers:
-                        headers[k] = v
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, adding_headers(send, SECURITY_HEADERS))
 
 
 def check_same_site(scope: dict[str, Any]) -> None:

@@ -35,6 +35,20 @@ def _hostname(host_header: str) -> str:
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
 
 
+def adding_headers(send: Send, added: dict[str, str]) -> Send:
+    """``send`` that adds ``added`` to the response's headers, except those the response sets itself."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = MutableHeaders(scope=message)
+            for k, v in added.items():
+                if k not in headers:
+                    headers[k] = v
+        await send(message)
+
+    return send_with_headers
+
+
 class HostCheck:
     """Answers 400 ``invalid_host`` to a request whose Host header is not one of ``allowed_hosts``.
 
@@ -82,14 +96,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for k, v in SECURITY_HEADERS.items():
-                    if k not in headers:
-                        headers[k] = v
-            await send(message)
-
+        send_with_headers = adding_headers(send, SECURITY_HEADERS)
         if self.hosts is not None and not self.hosts.allows(scope):
             await self.hosts.refuse(scope, receive, send_with_headers)
             return
