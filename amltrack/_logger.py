@@ -14,7 +14,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from itertools import count
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import _format as fmt
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
@@ -249,6 +249,9 @@ class Logger:
         self._finish_lock = threading.Lock()
         self._mirror: Any = None
         self.mirror_report: dict[str, Any] | None = None
+        # experiment, name, tags and params, for get_logger() to tell whether its arguments name
+        # this run; read from run.json on first need when this process joined the run
+        self._identity: dict[str, Any] | None = None
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else "open"
@@ -700,6 +703,7 @@ def _open_logger(
     flush_interval: float = FLUSH_INTERVAL,
     *,
     keep_deleted_outputs: bool | None = None,
+    inherit: bool = True,
 ) -> Logger:
     global _env_run_ours
     experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
@@ -708,15 +712,12 @@ def _open_logger(
     params = _check_mapping("param", params)
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
-    if run_id is None:
+    if run_id is None and inherit:
         inherited = os.environ.get("AMLTRACK_RUN_ID") or None
         if inherited is not None and inherited != _env_run_ours:
             run_id = inherited
     if run_id is not None and not fmt.is_valid_run_id(run_id):
-        raise ValueError(
-            f"run id {short_repr(run_id)} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
+        _bad_run_id(run_id)
     root = find_store(store)
     store_in_outputs = None
     if outputs_folder is not None:
@@ -767,6 +768,7 @@ def _open_logger(
     fmt.write_json_atomic(run_dir / fmt.RUN_FILE, info)
     writer = Writer(run_dir, flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
+    logger._identity = {"experiment": experiment, "name": name, "tags": tags, "params": params}
     writer.start()
     if outputs_folder is not None:
         if store_in_outputs is not None:
@@ -802,26 +804,86 @@ def get_logger(
 ) -> Logger:
     """The process's current logger, creating its run on the first call.
 
-    Later calls return the same logger until it is finished. A process started with
-    ``AMLTRACK_RUN_ID`` (or given ``run_id=`` of an existing run) joins that run instead.
-    Files written under ``outputs`` become the run's artifacts (``docs/outputs.md``);
-    ``keep_deleted_outputs=True`` keeps the stored copy of a file deleted from that folder
-    (default: ``$AMLTRACK_OUTPUTS_KEEP_DELETED``, else False).
+    Called with no arguments, or with arguments that match the open run, it returns the open
+    logger (one logger per process, as in the Azure ML Workbench). Called with an ``experiment``,
+    ``name``, ``tags``, ``params``, ``store`` or ``run_id`` that differs from the open run's, it
+    finishes that run as ``completed`` and starts (for ``run_id``: joins) the run they name, so a
+    loop of ``get_logger(name=..., params=...)`` makes one run per call. Arguments left out are not
+    compared; ``tags`` and ``params`` are compared as whole dicts; ``outputs`` and
+    ``keep_deleted_outputs`` apply to a new run only. ``start_run()`` is the clearer way to sweep.
+
+    A process started with ``AMLTRACK_RUN_ID`` (or given ``run_id=`` of an existing run) joins that
+    run instead of creating one. Files written under ``outputs`` become the run's artifacts
+    (``docs/outputs.md``); ``keep_deleted_outputs=True`` keeps the stored copy of a file deleted
+    from that folder (default: ``$AMLTRACK_OUTPUTS_KEEP_DELETED``, else False).
 
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
         logger.log("loss", 0.31)
+        get_logger() is logger          # True: the open run
     """
     global _current
     with _lock:
-        if _current is not None and not _current.finished:
-            return _current
+        current = _current
+        switching = current is not None and not current.finished
+        if switching:
+            if not _names_other_run(current, experiment, name, tags, params, store, run_id):
+                return current
+            # Check the new run's arguments before ending the open one, so a typo ends nothing.
+            _check_label("experiment", experiment)
+            _check_label("run name", name)
+            _check_mapping("tag", tags)
+            _check_mapping("param", params)
+            _outputs_folder(outputs)
+            _keep_deleted(keep_deleted_outputs)
+            if run_id is not None and not fmt.is_valid_run_id(run_id):
+                _bad_run_id(run_id)
+            current._finish("completed", None)
+        # Arguments that named another run do not mean the run inherited through AMLTRACK_RUN_ID,
+        # which may be the one just finished.
         logger = _open_logger(
-            experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
+            experiment, name, tags, params, store, outputs, run_id,
+            keep_deleted_outputs=keep_deleted_outputs, inherit=not switching,
         )
         _current = logger
         _open.add(logger)
         return logger
+
+
+def _names_other_run(
+    logger: Logger,
+    experiment: str | None,
+    name: str | None,
+    tags: Mapping[str, Any] | None,
+    params: Mapping[str, Any] | None,
+    store: str | os.PathLike[str] | None,
+    run_id: str | None,
+) -> bool:
+    """Whether get_logger()'s explicit arguments name a run other than ``logger``'s."""
+    if run_id is not None:  # a run id names one run, whatever else is given
+        return run_id != logger.run_id
+    if store is not None and os.path.realpath(find_store(store)) != os.path.realpath(logger.store):
+        return True
+    ident = logger._identity
+    if ident is None:
+        try:
+            info = fmt.read_json(logger.run_dir / fmt.RUN_FILE)
+        except (OSError, ValueError):
+            info = {}
+        ident = logger._identity = {k: info.get(k) for k in ("experiment", "name", "tags", "params")}
+    return (
+        (experiment is not None and experiment != ident["experiment"])
+        or (name is not None and name != ident["name"])
+        or (tags is not None and _check_mapping("tag", tags) != (ident["tags"] or {}))
+        or (params is not None and _check_mapping("param", params) != (ident["params"] or {}))
+    )
+
+
+def _bad_run_id(run_id: Any) -> NoReturn:
+    raise ValueError(
+        f"run id {short_repr(run_id)} is not valid: use 1-128 letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit"
+    )
 
 
 get_azureml_logger = get_logger

@@ -1,0 +1,79 @@
+"""Defects a new user hits first: get_logger() in a sweep, run names as RUN, the CLI's defaults,
+usage errors, binary artifacts on a terminal, table widths, and the default steps of log()."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import amltrack
+
+from .conftest import child_env
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "amltrack", *args], capture_output=True, text=True,
+                          env=env or child_env(), timeout=60)
+
+
+# ----------------------------------------------------------------- item 2: get_logger() in a sweep
+
+
+def test_get_logger_in_a_sweep_loop_makes_one_run_per_call(store: Path) -> None:
+    ids = []
+    for i, lr in enumerate((0.1, 0.01, 0.001)):
+        lg = amltrack.get_logger("sweep", name=f"lr={lr}", params={"lr": lr}, store=store, outputs=None)
+        ids.append(lg.run_id)
+        for step in range(3):
+            lg.log("loss", lr * (i + 10) + step)
+    lg.finish()
+    assert len(set(ids)) == 3
+    runs = {r.id: r for r in amltrack.Store(store).runs()}
+    assert set(runs) == set(ids)
+    for i, (rid, lr) in enumerate(zip(ids, (0.1, 0.01, 0.001))):
+        run = runs[rid]
+        assert run.status == "completed"
+        assert run.name == f"lr={lr}" and run.info["params"] == {"lr": lr}
+        assert run.metric("loss").values == [lr * (i + 10) + step for step in range(3)]
+
+
+def test_get_logger_without_arguments_or_with_matching_ones_returns_the_open_run(store: Path) -> None:
+    a = amltrack.get_logger("exp", name="one", params={"lr": 0.1}, tags={"t": "x"}, store=store, outputs=None)
+    assert amltrack.get_logger() is a
+    assert amltrack.get_logger() is a
+    assert amltrack.get_logger("exp") is a
+    assert amltrack.get_logger("exp", name="one", params={"lr": 0.1}, store=store) is a
+    assert amltrack.get_logger(tags={"t": "x"}, run_id=a.run_id, outputs=None) is a
+    assert not a.finished
+
+
+def test_get_logger_with_another_run_id_finishes_the_open_run_and_joins(store: Path) -> None:
+    with amltrack.start_run("other", store=store, outputs=None) as other:
+        other_id = other.run_id
+    a = amltrack.get_logger("exp", store=store, outputs=None)
+    b = amltrack.get_logger(run_id=other_id, store=store, outputs=None)
+    assert b is not a and b.run_id == other_id
+    assert a.finished
+    assert amltrack.Store(store).run(a.run_id).status == "completed"
+    assert amltrack.get_logger() is b
+    b.log("late", 1).wait()
+    b.finish()
+    assert amltrack.Store(store).run(other_id).metric("late").values == [1]
+
+
+def test_get_logger_with_another_experiment_or_store_starts_a_new_run(tmp_path: Path, store: Path) -> None:
+    a = amltrack.get_logger("exp", store=store, outputs=None)
+    b = amltrack.get_logger("exp2", store=store, outputs=None)
+    assert b is not a and a.finished
+    c = amltrack.get_logger("exp2", store=tmp_path / "elsewhere", outputs=None)
+    assert c is not b and b.finished and c.store == (tmp_path / "elsewhere").absolute()
+
+
+def test_get_logger_with_bad_new_arguments_leaves_the_open_run_open(store: Path) -> None:
+    a = amltrack.get_logger("exp", store=store, outputs=None)
+    with pytest.raises(ValueError):
+        amltrack.get_logger("bad\nname", store=store, outputs=None)
+    assert not a.finished and amltrack.get_logger() is a
