@@ -28,6 +28,25 @@ from ._errors import (
 )
 from ._metadata import pid_alive
 
+
+def short_id(run_id: str) -> str:
+    """The id tables show: the first 8 hex digits of the random part, which ``Store.run`` accepts.
+
+    short_id("20261206T101010123-0123456789abcdef") == "01234567"
+    """
+    _, sep, random_part = run_id.partition("-")
+    return random_part[:8] if sep and len(random_part) >= 8 else run_id
+
+
+class AmbiguousRunNameError(AmbiguousRunError):
+    """Several runs bear the run name given as a reference; the message lists their short ids."""
+
+    def __init__(self, ref: str, matches: list[str]) -> None:
+        super().__init__(ref, matches)
+        shown = ", ".join(short_id(m) for m in matches[:5]) + (" ..." if len(matches) > 5 else "")
+        self.args = (f"run name {ref!r} is shared by {len(matches)} runs ({shown}); give one of their ids",)
+
+
 # A running run whose heartbeat is older than this, and whose process cannot be checked (another
 # host), reads as crashed. Live writers beat every 10 s.
 CRASH_AFTER = 120.0
@@ -801,7 +820,13 @@ class Store:
         return out
 
     def run(self, ref: str) -> Run:
-        """The run whose id is ``ref``, starts with ``ref``, or whose random part starts with it; or ``last``."""
+        """The run that ``ref`` names: ``last``, a run id, a unique prefix of one, a unique prefix of
+        its random part (the 16 hex digits after the ``-``; a table's short id is its first 8), or a
+        unique run name. Ids and prefixes take precedence over names; a name that several runs bear
+        raises AmbiguousRunError listing them.
+
+            store.run("last"); store.run("7f3a9c0d"); store.run("lr=0.05")
+        """
         if not isinstance(ref, str) or not ref:
             raise RunNotFoundError(str(ref), self.path)
         if ref == "last":
@@ -812,11 +837,17 @@ class Store:
         matches = [i for i in ids if i.startswith(ref)]
         if not matches:
             matches = [i for i in ids if "-" in i and i.split("-", 1)[1].startswith(ref)]
-        if not matches:
-            raise RunNotFoundError(ref, self.path)
         if len(matches) > 1:
             raise AmbiguousRunError(ref, matches)
-        return Run(self, self.runs_dir / matches[0])
+        if matches:
+            return Run(self, self.runs_dir / matches[0])
+        # No id starts so: a name, read from each run.json only now, so ids cost no reads.
+        named = [run for run in self._iter_runs() if run.name == ref]
+        if len(named) > 1:
+            raise AmbiguousRunNameError(ref, [r.id for r in named])
+        if named:
+            return named[0]
+        raise RunNotFoundError(ref, self.path)
 
     def last(self) -> Run:
         """The newest run."""

@@ -3,6 +3,7 @@ usage errors, binary artifacts on a terminal, table widths, and the default step
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,49 @@ def test_get_logger_with_bad_new_arguments_leaves_the_open_run_open(store: Path)
     with pytest.raises(ValueError):
         amltrack.get_logger("bad\nname", store=store, outputs=None)
     assert not a.finished and amltrack.get_logger() is a
+
+
+# ----------------------------------------------------------------- item 11: a run's name as RUN
+
+
+def _named_runs(store: Path) -> dict[str, str]:
+    ids = {}
+    for name in ("lr=0.05", "lr=0.1", "twin", "twin"):
+        with amltrack.start_run("names", name=name, store=store, outputs=None) as lg:
+            lg.log("loss", 0.5)
+        ids.setdefault(name, lg.run_id)
+    return ids
+
+
+def test_a_unique_run_name_is_accepted_as_run(store: Path) -> None:
+    ids = _named_runs(store)
+    assert amltrack.Store(store).run("lr=0.05").id == ids["lr=0.05"]
+    out = cli("history", "info", "-r", "lr=0.05", "--store", str(store), "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["id"] == ids["lr=0.05"]
+
+
+def test_an_ambiguous_run_name_is_an_error_listing_short_ids(store: Path) -> None:
+    _named_runs(store)
+    twins = [r.id for r in amltrack.Store(store).runs() if r.name == "twin"]
+    with pytest.raises(amltrack.AmbiguousRunError) as e:
+        amltrack.Store(store).run("twin")
+    assert sorted(e.value.matches) == sorted(twins)
+    assert all(rid.split("-", 1)[1][:8] in str(e.value) for rid in twins)
+    out = cli("history", "info", "-r", "twin", "--store", str(store))
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "twin" in out.stderr, out.stderr
+
+
+def test_ids_and_prefixes_take_precedence_over_names(store: Path) -> None:
+    with amltrack.start_run("names", name="other", store=store, outputs=None) as first:
+        pass
+    short = first.run_id.split("-", 1)[1][:8]
+    with amltrack.start_run("names", name=short, store=store, outputs=None) as second:
+        pass
+    with amltrack.start_run("names", name=first.run_id[:4], store=store, outputs=None):
+        pass
+    s = amltrack.Store(store)
+    assert s.run(short).id == first.run_id  # the short id, not the run named so
+    assert s.run(second.run_id).id == second.run_id
+    with pytest.raises(amltrack.AmbiguousRunError):
+        s.run(first.run_id[:4])  # a prefix of every id: never the run named so

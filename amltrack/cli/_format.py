@@ -27,6 +27,10 @@ class CliError(AmltrackError):
     """A command cannot do what it was asked; the message is the one line the user sees."""
 
 
+# What -r RUN accepts, as Store.run resolves it.
+RUN_HELP = "a run id, a unique prefix of it or of its short id, a unique run name, or 'last'"
+
+
 def add_store_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--store",

@@ -58,7 +58,7 @@ def add_parser(sub: Any) -> None:
         "  amltrack history info -r last --remote team -a plots/loss.png -o loss.png",
     )
     add_source_args(p)
-    p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
+    p.add_argument("-r", "--run", required=True, metavar="RUN", help=out.RUN_HELP)
     p.add_argument(
         "-a", "--artifact", metavar="PATH", default=None, help="print this artifact's exact bytes instead"
     )
@@ -79,7 +79,7 @@ def add_parser(sub: Any) -> None:
         ),
     )
     add_store_arg(p)
-    p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
+    p.add_argument("-r", "--run", required=True, metavar="RUN", help=out.RUN_HELP)
     p.add_argument(
         "-ap",
         "--artifact-prefix",

@@ -32,7 +32,7 @@ def add_parser(sub: Any) -> None:
         ),
     )
     add_store_arg(p)
-    p.add_argument("-r", "--run", required=True, metavar="RUN", help="a run id, a unique prefix, or 'last'")
+    p.add_argument("-r", "--run", required=True, metavar="RUN", help=out.RUN_HELP)
     p.add_argument("names", nargs="*", metavar="NAME", help="only these metrics, in this order")
     p.add_argument("--format", "-f", choices=FORMATS, default=None, help="the output format (default csv)")
     p.add_argument("--json", action="store_true", help="the same as --format json")

@@ -46,7 +46,7 @@ def add_parser(sub: Any) -> None:
         nargs="+",
         action="extend",
         default=None,
-        help="only these runs (ids, unique prefixes, or 'last')",
+        help="only these runs (ids, unique prefixes, unique run names, or 'last')",
     )
     select.add_argument(
         "--all",
