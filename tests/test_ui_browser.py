@@ -531,3 +531,27 @@ def test_the_server_serves_the_ui_to_a_read_token(page: object, browser: object,
         assert page.request.get(ui_url + "api/runs").status == 401
     finally:
         server.stop()
+
+
+META = "(field) => [...document.querySelectorAll('#meta tr')].find(tr => tr.cells[0].textContent === field)" \
+    "?.cells[1].textContent"
+
+
+def test_a_run_s_metadata_table_shows_its_end_without_a_reload(page: object, ui: dict) -> None:
+    logger = amltrack.get_logger("live-meta", store=ui["store"], outputs=None, name="ending")
+    try:
+        logger.log("loss", 1.0).wait()
+        page.goto(f"{ui['url']}runs/{logger.run_id}")
+        page.wait_for_selector("body[data-loaded]")
+        assert page.evaluate(META, "Status") == "running" and page.evaluate(META, "Ended") == "–"
+        page.evaluate("window.reloaded = false")
+    finally:
+        logger.finish()
+    # Only the page's polling can bring the end in: the badge and the table alike.
+    ended = f"() => {{ const cell = {META}; " \
+            "return document.querySelector('#run-status').textContent === 'completed' && " \
+            "cell('Status') === 'completed' && /^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(cell('Ended')); }"
+    page.wait_for_function(ended, timeout=LIVE_WAIT)
+    assert page.evaluate("window.reloaded") is False, "the page was not reloaded"
+    assert page.evaluate(META, "Duration") == page.inner_text("#run-duration")
+    shot(page, "live-ended")

@@ -553,6 +553,17 @@
       showError(charts, e);
     }
 
+    // Everything on the page that the end of the run changes: the badge and the metadata table.
+    function showLive(p) {
+      status.textContent = p.status;
+      status.className = "status status-" + (STATUSES.includes(p.status) ? p.status : "other");
+      duration.textContent = fmtDuration(p.duration_s);
+      for (const [field, text] of [["Status", p.status], ["Ended", fmtTime(p.ended)]]) {
+        const cell = $("#meta td[data-field='" + field + "']", app);
+        if (cell) cell.textContent = text;
+      }
+    }
+
     // Live: one small request a second; charts re-fetch only when their counts changed.
     async function live(cursor) {
       for (;;) {
@@ -564,9 +575,7 @@
         } catch (e) {
           continue;
         }
-        status.textContent = p.status;
-        status.className = "status status-" + (STATUSES.includes(p.status) ? p.status : "other");
-        duration.textContent = fmtDuration(p.duration_s);
+        showLive(p);
         if (p.changed) {
           const artifactsChanged = p.cursor.split(".")[3] !== cursor.split(".")[3];
           cursor = p.cursor;
@@ -581,6 +590,7 @@
         }
         if (p.status !== "running") {
           const d = await getJSON(api("/runs/" + enc(id)));
+          showLive(d.run);
           renderArtifacts(artifacts, id, d.artifacts);
           return;
         }
@@ -601,7 +611,7 @@
     const table = (obj, cls) => el("table", { class: "kv-table " + cls }, el("tbody", {},
       Object.entries(obj).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, fmtValue(v))))));
     const parts = [el("table", { class: "kv-table meta", id: "meta" }, el("tbody", {},
-      rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, v)))))];
+      rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { dataset: { field: k } }, v)))))];
     const side = [];
     if (run.tags && Object.keys(run.tags).length) side.push(el("h3", {}, "Tags"), table(run.tags, "tags-table"));
     if (run.params && Object.keys(run.params).length) side.push(el("h3", {}, "Parameters"), table(run.params, "params-table"));
