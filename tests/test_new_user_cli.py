@@ -124,3 +124,17 @@ def test_ids_and_prefixes_take_precedence_over_names(store: Path) -> None:
     assert s.run(second.run_id).id == second.run_id
     with pytest.raises(amltrack.AmbiguousRunError):
         s.run(first.run_id[:4])  # a prefix of every id: never the run named so
+
+
+# ----------------------------------------------------------------- item 12: metrics defaults to last
+
+
+def test_metrics_without_run_reads_the_newest_run(store: Path) -> None:
+    with amltrack.start_run("m", store=store, outputs=None) as old:
+        old.log("loss", 9.0)
+    with amltrack.start_run("m", store=store, outputs=None) as new:
+        new.log("loss", 1.5)
+    out = cli("metrics", "loss", "--json", "--store", str(store))
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["run"] == new.run_id and doc["metrics"]["loss"]["values"] == [1.5]

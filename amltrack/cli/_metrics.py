@@ -28,11 +28,11 @@ def add_parser(sub: Any) -> None:
         "amltrack metrics -r last loss acc --format csv > curves.csv",
         description=(
             "Print every point of a run's metrics (all of them, or the NAMEs given) in call order: "
-            "name, step, value and timestamp (Unix seconds)."
+            "name, step, value and timestamp (Unix seconds). RUN defaults to the newest run."
         ),
     )
     add_store_arg(p)
-    p.add_argument("-r", "--run", required=True, metavar="RUN", help=out.RUN_HELP)
+    p.add_argument("-r", "--run", default="last", metavar="RUN", help=out.RUN_HELP + " (default: last)")
     p.add_argument("names", nargs="*", metavar="NAME", help="only these metrics, in this order")
     p.add_argument("--format", "-f", choices=FORMATS, default=None, help="the output format (default csv)")
     p.add_argument("--json", action="store_true", help="the same as --format json")
