@@ -138,3 +138,24 @@ def test_metrics_without_run_reads_the_newest_run(store: Path) -> None:
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["run"] == new.run_id and doc["metrics"]["loss"]["values"] == [1.5]
+
+
+# ----------------------------------------------------------------- item 13: a subcommand's own usage
+
+
+@pytest.mark.parametrize(
+    ("argv", "usage"),
+    [
+        (["history", "list", "--bogus"], "usage: amltrack history list "),
+        (["metrics", "--nope"], "usage: amltrack metrics "),
+        (["remote", "list", "-x"], "usage: amltrack remote list "),
+        (["--bogus"], "usage: amltrack [-h]"),
+    ],
+)
+def test_an_unknown_option_prints_its_subcommands_usage(argv: list[str], usage: str) -> None:
+    out = cli(*argv)
+    assert out.returncode == 2, out
+    assert out.stderr.startswith(usage), out.stderr
+    prog = usage.removeprefix("usage: ").removesuffix(" [-h]").strip()
+    assert f"{prog}: error: unrecognized arguments: {argv[-1]}" in out.stderr, out.stderr
+    assert out.stdout == ""

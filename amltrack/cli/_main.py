@@ -22,8 +22,24 @@ EPILOG = """examples:
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that refuses unknown arguments itself.
+
+    argparse hands a subcommand's unknown options up to the top-level parser, which then prints
+    its own usage (``amltrack [-h] [--version] COMMAND``), not the subcommand's. Every subparser is
+    of this class (argparse makes them of their parent's), so the subcommand that met the unknown
+    option prints its usage line and the error, and exits 2.
+    """
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> tuple[argparse.Namespace, list[str]]:
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="amltrack",
         description="Inspect, run, promote and sync amltrack runs: plain files in a local store.",
         epilog=EPILOG,
