@@ -4,6 +4,7 @@ usage errors, binary artifacts on a terminal, table widths, and the default step
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,64 @@ def test_an_unknown_option_prints_its_subcommands_usage(argv: list[str], usage: 
     prog = usage.removeprefix("usage: ").removesuffix(" [-h]").strip()
     assert f"{prog}: error: unrecognized arguments: {argv[-1]}" in out.stderr, out.stderr
     assert out.stdout == ""
+
+
+# ----------------------------------------------------------------- item 5: binary bytes and a terminal
+
+
+def cli_on_tty(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+    """Run the CLI with a pseudo-terminal as its stdout: the exit code, what reached the terminal, stderr."""
+    master, slave = os.openpty()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "amltrack", *args], stdout=slave,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env or child_env())
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:  # read until the child's end of the terminal is closed (EIO on Linux)
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        err = proc.stderr.read().decode()
+        proc.stderr.close()
+        code = proc.wait(timeout=60)
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    return code, b"".join(chunks), err
+
+
+BINARY = b"PK\x03\x04\x00\x00\xff\xfe binary model bytes \x00\x01\x02"
+
+
+def _artifact_run(store: Path) -> str:
+    with amltrack.start_run("a", store=store, outputs=None) as lg:
+        lg.upload("outputs/model.npz", BINARY).wait()
+        lg.upload("notes.txt", "héllo, plain text\n").wait()
+    return lg.run_id
+
+
+def test_a_binary_artifact_is_not_written_to_a_terminal(store: Path) -> None:
+    _artifact_run(store)
+    code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "outputs/model.npz", "--store", str(store))
+    assert code == 1, (code, shown, err)
+    assert b"\x00" not in shown and b"binary model" not in shown
+    assert err.startswith("amltrack: ") and err.count("\n") == 1 and "-o FILE" in err and "-o -" in err, err
+
+
+def test_text_artifacts_and_forced_or_piped_binary_still_print(store: Path) -> None:
+    _artifact_run(store)
+    code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "notes.txt", "--store", str(store))
+    assert code == 0 and "héllo, plain text".encode() in shown, (code, shown, err)
+    code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "outputs/model.npz", "-o", "-",
+                                  "--store", str(store))
+    assert code == 0 and b"binary model bytes" in shown, (code, shown, err)
+    piped = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", "last", "-a",
+                            "outputs/model.npz", "--store", str(store)], capture_output=True, env=child_env(),
+                           timeout=60)
+    assert piped.returncode == 0 and piped.stdout == BINARY, piped.stderr

@@ -342,7 +342,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
     fmt.check_artifact_path(args.artifact)
     with _source(args) as source:
-        data = read_artifact(source.run(args.run), args.artifact)
+        run = source.run(args.run)
+        data = read_artifact(run, args.artifact)
+    if args.output is None and sys.stdout.isatty() and not looks_like_text(data):
+        # As curl does: binary bytes on a terminal are noise at best and escape sequences at worst.
+        raise CliError(
+            f"artifact {args.artifact!r} of run {run.id} is binary ({len(data)} bytes) and stdout is a "
+            "terminal; write it with -o FILE, or -o - to print it anyway"
+        )
     if args.output is None or args.output == "-":
         sys.stdout.flush()
         sys.stdout.buffer.write(data)
@@ -350,6 +357,24 @@ def cmd_info(args: argparse.Namespace) -> int:
     else:
         write_file(Path(args.output), data)
     return 0
+
+
+TEXT_SNIFF_BYTES = 8192
+
+
+def looks_like_text(data: bytes) -> bool:
+    """Whether ``data``'s first 8 KiB hold no NUL byte and are valid UTF-8 (a character cut at the
+    8 KiB mark counts as valid)."""
+    import codecs
+
+    head = data[:TEXT_SNIFF_BYTES]
+    if b"\0" in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(data) <= TEXT_SNIFF_BYTES)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_artifact(run: Run, path: str) -> bytes:
