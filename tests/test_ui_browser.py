@@ -555,3 +555,24 @@ def test_a_run_s_metadata_table_shows_its_end_without_a_reload(page: object, ui:
     assert page.evaluate("window.reloaded") is False, "the page was not reloaded"
     assert page.evaluate(META, "Duration") == page.inner_text("#run-duration")
     shot(page, "live-ended")
+
+
+def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> None:
+    with amltrack.start_run("compare-refs", store=ui["store"], outputs=None) as newest:  # unnamed, and last
+        for i in range(50):
+            newest.log("loss", 1.0 / (i + 1))
+    short = {rid: rid.split("-")[1][:8] for rid in (ui["baseline"], ui["failed"], newest.run_id)}
+    refs = [short[ui["baseline"]][:6], short[ui["failed"]][:6], "last", "nosuchrun"]
+    page.expected_errors.append("the server responded with a status of 404")  # nosuchrun, asked of the API
+    page.goto(f"{ui['url']}compare?runs={','.join(refs)}&metric=loss")
+    page.wait_for_selector("#compare-chart[data-ready]")
+    chips = page.eval_on_selector_all("#compare-runs li.chip[data-run-id]", """lis => lis.map(li =>
+        [li.dataset.runId, li.querySelector('a').textContent, li.querySelector('.status').textContent])""")
+    # Each run by its name (the unnamed one by its short id) and its real status, not the ref and "other".
+    assert chips == [[ui["baseline"], "baseline", "completed"], [ui["failed"], "diverged", "failed"],
+                     [newest.run_id, short[newest.run_id], "completed"]]
+    assert page.inner_text("#compare-runs li.chip[data-ref='nosuchrun']").startswith("nosuchrun not found")
+    names = page.eval_on_selector("#compare-chart .chart", "e => e.data.map(t => t.name)")
+    assert names == ["baseline", "diverged", short[newest.run_id]]
+    assert parse_qs(urlparse(page.url).query)["runs"] == [",".join(refs)], "the URL keeps the refs"
+    shot(page, "compare-refs")

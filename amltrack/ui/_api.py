@@ -37,7 +37,7 @@ from .._errors import (
     InvalidPathError,
     RunNotFoundError,
 )
-from .._store import Run, Store, open_beneath
+from .._store import Run, Store, open_beneath, short_id
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
 from ._pages import SECURITY_HEADERS
@@ -184,6 +184,7 @@ def run_row(run: Run) -> dict[str, Any]:
             )
     return {
         "id": run.id,
+        "short_id": short_id(run.id),
         "experiment": run.experiment,
         "name": run.name,
         "status": run.status,
@@ -245,6 +246,7 @@ class Api:
         info["status"] = run.status
         info["duration_s"] = run.duration()
         info["id"] = run.id
+        info["short_id"] = short_id(run.id)
         artifacts = [
             {k: a.get(k) for k in ("path", "size", "status", "reason", "source", "time", "sha256", "kept")}
             for a in run.artifacts()

@@ -114,8 +114,9 @@
     const known = STATUSES.includes(status) ? status : "other";
     return el("span", { class: "status status-" + known, ...(extra || {}) }, status);
   }
+  // A run's name, else its short id (the one the CLI's tables show, which the store accepts as a ref).
   function runLabel(r) {
-    return r.name || r.id;
+    return r.name || r.short_id || r.id;
   }
   function message(text, cls) {
     return el("p", { class: cls || "note" }, text);
@@ -690,7 +691,9 @@
   async function comparePage(app, s) {
     document.title = "Compare runs · amltrack";
     const params = new URLSearchParams(location.search);
-    let ids = (params.get("runs") || "").split(",").filter(Boolean);
+    // The URL keeps the refs it was given (an id, a prefix of it or of its random part, "last");
+    // each is resolved to its run by the API, as the run page's ref is.
+    let refs = (params.get("runs") || "").split(",").filter(Boolean);
     let metric = params.get("metric") || "";
     let all;
     try {
@@ -698,9 +701,10 @@
     } catch (e) { showError(app, e); return; }
     if (!alive(s)) return;
     const byId = new Map(all.map((r) => [r.id, r]));
+    const idOf = new Map();  // ref -> run id, or an Error when no run (or several) answers to it
     const picked = el("ul", { id: "compare-runs", class: "chips" });
     const add = el("select", { id: "compare-add", "aria-label": "add a run", onchange: () => {
-      if (add.value) { ids.push(add.value); update(); }
+      if (add.value) { refs.push(add.value); update(); }
     } });
     const select = el("select", { id: "compare-metric", "aria-label": "metric", onchange: () => {
       metric = select.value; update(false);
@@ -711,28 +715,62 @@
       el("div", { class: "toolbar" }, el("label", {}, "Metric ", select), el("label", {}, "Add run ", add)),
       picked, note, card);
     let chart = null;
+    let runs = [];  // the chosen runs, once each, in the order of their refs
+
+    async function resolve(ref) {
+      if (idOf.has(ref)) return;
+      if (byId.has(ref)) { idOf.set(ref, ref); return; }
+      try {
+        const d = await getJSON(api("/runs/" + enc(ref)));
+        if (!byId.has(d.run.id)) byId.set(d.run.id, d.run);  // a run newer than the list
+        idOf.set(ref, d.run.id);
+      } catch (e) {
+        idOf.set(ref, e);
+      }
+    }
+
+    function drawChips() {
+      fill(picked, ...refs.map((ref) => {
+        const remove = (label) => el("button", { type: "button", class: "remove", "aria-label": "remove " + label,
+          onclick: () => { refs = refs.filter((x) => x !== ref); update(); } }, "×");
+        const id = idOf.get(ref);
+        if (id instanceof Error) {
+          return el("li", { class: "chip missing", dataset: { ref } }, el("span", {}, ref), " ",
+            el("span", { class: "status status-other", title: id.message }, "not found"), remove(ref));
+        }
+        const r = byId.get(id);
+        return el("li", { class: "chip", dataset: { runId: r.id, ref } },
+          el("a", { href: runUrl(r.id) }, runLabel(r)), " ", statusBadge(r.status), remove(runLabel(r)));
+      }));
+    }
 
     async function metricsOf(id) {
       for (;;) {
         const m = await getJSON(api("/runs/" + enc(id) + "/metrics"));
         if (!m.building) return m.metrics.filter((x) => x.numbers).map((x) => x.name);
-        note.textContent = "indexing " + id + "…";
+        note.textContent = "indexing " + runLabel(byId.get(id) || { id }) + "…";
         await sleep(200);
       }
     }
 
     async function update(reloadMetrics = true) {
-      ids = [...new Set(ids)];
-      const resolved = ids.map((id) => byId.get(id) || all.find((r) => r.id.startsWith(id)) || { id, name: null });
-      fill(picked, ...resolved.map((r) => el("li", { class: "chip", dataset: { runId: r.id } },
-        el("a", { href: runUrl(r.id) }, runLabel(r)), " ", statusBadge(r.status || "other"),
-        el("button", { type: "button", class: "remove", "aria-label": "remove " + runLabel(r), onclick: () => {
-          ids = ids.filter((x) => x !== r.id); update();
-        } }, "×"))));
+      await Promise.all(refs.map(resolve));
+      if (!alive(s)) return;
+      // A run named twice (say by "last" and by its id) is drawn once, under the first ref.
+      const seen = new Set();
+      refs = refs.filter((ref) => {
+        const id = idOf.get(ref);
+        const key = id instanceof Error ? "?" + ref : id;
+        if (seen.has(key)) return false;
+        seen.add(key);
+        return true;
+      });
+      runs = refs.map((ref) => idOf.get(ref)).filter((id) => !(id instanceof Error)).map((id) => byId.get(id));
+      drawChips();
       fill(add, el("option", { value: "" }, "…"),
-        all.filter((r) => !ids.includes(r.id)).map((r) => el("option", { value: r.id }, runLabel(r) + " · " + r.id)));
+        all.filter((r) => !seen.has(r.id)).map((r) => el("option", { value: r.id }, runLabel(r) + " · " + r.id)));
       if (reloadMetrics) {
-        const lists = await Promise.all(resolved.map((r) => metricsOf(r.id).catch(() => [])));
+        const lists = await Promise.all(runs.map((r) => metricsOf(r.id).catch(() => [])));
         const union = [...new Set(lists.flat())];
         const common = union.filter((n) => lists.every((l) => l.includes(n)));
         if (!union.includes(metric)) metric = common[0] || union[0] || "";
@@ -742,14 +780,14 @@
       }
       if (!alive(s)) return;
       const q = new URLSearchParams();
-      if (ids.length) q.set("runs", ids.join(","));
+      if (refs.length) q.set("runs", refs.join(","));
       if (metric) q.set("metric", metric);
       history.replaceState(null, "", location.pathname + "?" + q);
-      note.textContent = ids.length ? "" : "Pick runs on the Runs page, or add one here.";
+      note.textContent = refs.length ? "" : "Pick runs on the Runs page, or add one here.";
       fill(card, el("h3", { class: "metric-name" }, metric || "no metric"));
       delete card.dataset.ready;
-      if (!metric || !ids.length) return;
-      chart = new SeriesChart(card, resolved.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })), metric);
+      if (!metric || !runs.length) { BODY.dataset.loaded = "1"; return; }
+      chart = new SeriesChart(card, runs.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })), metric);
       await chart.load();
       BODY.dataset.loaded = "1";
     }
@@ -758,10 +796,12 @@
     // Live: while any of the runs is running, redraw every two seconds.
     while (alive(s)) {
       await sleep(POLL_LIST_MS);
-      if (!alive(s) || !chart || !ids.some((id) => (byId.get(id) || {}).status === "running")) continue;
+      if (!alive(s) || !chart || !runs.some((r) => (byId.get(r.id) || r).status === "running")) continue;
       try {
         all = (await getJSON(api("/runs"))).runs;
         for (const r of all) byId.set(r.id, r);
+        if (!alive(s)) return;
+        drawChips();
         await chart.load();
       } catch (e) { /* try again */ }
     }
