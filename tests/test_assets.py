@@ -255,7 +255,7 @@ def test_promote_and_asset_commands_on_the_sample(sample: Path, tmp_path: Path) 
     assert [(a["name"], a["version"]) for a in listed] == [("cfg", 1), ("cfg", 2)]
     assert listed[1] == shown
     table = cli("asset", "list", store=sample).stdout
-    assert "cfg:1" in table and "cfg:2" in table and run.id in table
+    assert "cfg:1" in table and "cfg:2" in table and run.id.split("-", 1)[1][:8] in table  # the short id
 
     assert json.loads(cli("asset", "show", "cfg", "--json", store=sample).stdout) == shown
     assert json.loads(cli("asset", "show", "cfg:1", "--json", store=sample).stdout)["prefix"] == "config"

@@ -368,7 +368,7 @@ def on_a_terminal(*args: str, **env: str) -> str:
 
 
 def test_colour_only_on_a_terminal_and_never_with_no_color() -> None:
-    shown = on_a_terminal("history", "list", "--store", str(SAMPLE))
+    shown = on_a_terminal("history", "list", "--store", str(SAMPLE), COLUMNS="200")  # wide: every column
     assert "\x1b[32mcompleted\x1b[0m" in shown
     lines = shown.replace("\r", "").splitlines()
     plain = re.sub(r"\x1b\[[0-9;]*m", "", lines[2])
@@ -416,7 +416,7 @@ def test_history_list_shows_what_the_read_api_says(store: Path) -> None:
     assert rows[1]["lengths"] == {"hist": 3}
     text = cli("history", "list", "--store", str(store)).stdout
     assert "acc=0.5, hist=[3 values], loss=0.2" in text and "zeta" not in text
-    assert f"{b.run_id}  exp-b       -      failed" in text
+    assert f"{b.run_id.split('-', 1)[1][:8]}  exp-b       -      failed" in text  # the short id
 
 
 def test_a_crashed_runs_row_is_read_from_its_metrics_when_its_summary_is_behind(store: Path) -> None:

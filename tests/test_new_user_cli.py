@@ -221,3 +221,98 @@ def test_text_artifacts_and_forced_or_piped_binary_still_print(store: Path) -> N
                             "outputs/model.npz", "--store", str(store)], capture_output=True, env=child_env(),
                            timeout=60)
     assert piped.returncode == 0 and piped.stdout == BINARY, piped.stderr
+
+
+# ----------------------------------------------------------------- item 10: tables fit the terminal
+
+
+def _wide_store(store: Path) -> list[str]:
+    ids = []
+    for i in range(2):
+        with amltrack.start_run("an-experiment-with-a-long-name", name=f"a rather long run name number {i}",
+                                params={"lr": 0.1}, store=store, outputs=None) as lg:
+            for name in ("validation/accuracy_top_5", "validation/cross_entropy_loss", "zz" * 30):
+                lg.log(name, 0.123456789 * (i + 1))
+            lg.log("per-class recall", [0.5] * 10)
+            lg.upload("outputs/checkpoints/" + "deep/" * 12 + "weights.bin", b"\x00" * 10).wait()
+        ids.append(lg.run_id)
+    return ids
+
+
+def _short(run_id: str) -> str:
+    return run_id.split("-", 1)[1][:8]
+
+
+def _assert_fits(text: str, width: int) -> None:
+    assert text.strip(), text
+    too_wide = [line for line in text.splitlines() if len(line) > width]
+    assert not too_wide, "\n".join(too_wide)
+
+
+def test_tables_fit_columns_and_show_short_ids(store: Path, tmp_path: Path) -> None:
+    ids = _wide_store(store)
+    env = child_env(COLUMNS="80", AMLTRACK_CONFIG_DIR=str(tmp_path / "config"))
+    listed = cli("history", "list", "--store", str(store), env=env)
+    assert listed.returncode == 0, listed.stderr
+    _assert_fits(listed.stdout, 80)
+    for rid in ids:
+        assert _short(rid) in listed.stdout and rid not in listed.stdout
+    info = cli("history", "info", "-r", _short(ids[0]), "--store", str(store), env=env)
+    assert info.returncode == 0, info.stderr
+    assert info.stdout.splitlines()[0] == f"run         {ids[0]}"  # info shows the full id
+    _assert_fits("\n".join(info.stdout.splitlines()[1:]), 80)
+    ref = cli("history", "promote", "-r", _short(ids[0]), "-ap", "outputs", "-n", "a-long-asset-name-for-a-model",
+              "--store", str(store), env=env).stdout.strip()
+    assets = cli("asset", "list", "--store", str(store), env=env).stdout
+    _assert_fits(assets, 80)
+    assert _short(ids[0]) in assets and ids[0] not in assets
+    shown = cli("asset", "show", ref, "--store", str(store), env=env).stdout
+    _assert_fits(shown.split("\n\n", 1)[1], 80)  # the files table; the header shows paths whole
+    url = "https://tracking.example.com/" + "a-very-long-path/" * 6
+    assert cli("remote", "add", "a-team-server-name", url, env=env).returncode == 0
+    _assert_fits(cli("remote", "list", env=env).stdout, 80)
+    rows = json.loads(cli("history", "list", "--json", "--store", str(store), env=env).stdout)
+    assert sorted(r["id"] for r in rows) == sorted(ids)  # --json keeps the full ids
+    wide = cli("history", "list", "--store", str(store), env=child_env(COLUMNS="250")).stdout
+    assert "STARTED" in wide and "METRICS" in wide  # nothing dropped when there is room
+
+
+def test_a_short_id_is_accepted_as_run(store: Path) -> None:
+    ids = _wide_store(store)
+    assert amltrack.Store(store).run(_short(ids[1])).id == ids[1]
+
+
+def test_tables_fit_the_terminal_without_columns(store: Path) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    _wide_store(store)
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 70, 0, 0))
+    env = {k: v for k, v in child_env().items() if k not in ("COLUMNS", "LINES")}
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "history", "list", "--store", str(store)],
+                                stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        os.close(slave)
+        slave = -1
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        proc.stderr.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+    import re
+
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode().replace("\r", ""))
+    _assert_fits(shown, 70)
+    assert "ID" in shown and "STATUS" in shown

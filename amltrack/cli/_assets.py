@@ -73,12 +73,14 @@ def cmd_list(args: argparse.Namespace) -> int:
                     a.ref,
                     str(len(a.files)),
                     str(a.size),
-                    str(a.info.get("source_run")),
+                    out.short_id(a.info.get("source_run")),
                     str(a.info.get("prefix")),
                     str(a.info.get("created") or "-")[:19].replace("T", " "),
                 ]
                 for a in assets
             ],
+            flex={"ASSET": 16, "PREFIX": 12},
+            drop=["FILES", "CREATED"],
         )
     )
     return 0
@@ -103,6 +105,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         out.table(
             ["FILE", "SIZE", "SHA256"],
             [[f["path"], str(f.get("size")), str(f.get("sha256"))] for f in asset.files],
+            flex={"SHA256": 12, "FILE": 24},
         )
     )
     return 0

@@ -186,14 +186,90 @@ def value(v: Any) -> str:
     return s if len(s) <= 40 else s[:37] + "..."
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [len(h) for h in headers]
+def terminal_width() -> int | None:
+    """The width tables fit: ``$COLUMNS`` when set, else the terminal's when stdout is one, else None
+    (a pipe or a file gets whole rows; scripts should read ``--json``)."""
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isdigit() and int(cols) > 0:
+        return int(cols)
+    if sys.stdout.isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    return None
+
+
+def short_id(run_id: Any) -> str:
+    """A run id as tables show it: the first 8 hex digits of its random part, which RUN accepts."""
+    from .._store import short_id as short
+
+    return short(run_id) if isinstance(run_id, str) else str(run_id)
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    flex: dict[str, int] | None = None,
+    drop: Sequence[str] = (),
+    width: int | None = None,
+) -> str:
+    """Rows under headers, in columns two spaces apart, fitted to ``width`` (default: the terminal's).
+
+    When the natural table is too wide, the columns named in ``drop`` are left out, in that order,
+    until the rest can fit; then the widest of the ``flex`` columns (header: narrowest width) is
+    narrowed, a character at a time, its cells cut with "…", until the table fits.
+    """
+    if width is None:
+        width = terminal_width()
+    n = len(headers)
+    natural = [len(h) for h in headers]
     for row in rows:
-        widths = [max(w, _width(c)) for w, c in zip(widths, row)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c + " " * (w - _width(c)) for c, w in zip(row, widths)).rstrip() for row in rows]
+        natural = [max(w, _width(c)) for w, c in zip(natural, row)]
+    widths = list(natural)
+    keep = list(range(n))
+    if width is not None:
+        flex = flex or {}
+        least = [
+            min(natural[i], max(flex[h], len(h))) if h in flex else natural[i] for i, h in enumerate(headers)
+        ]
+
+        def total(ws: Sequence[int]) -> int:
+            return sum(ws[i] for i in keep) + 2 * (len(keep) - 1)
+
+        for h in drop:
+            if total(least) <= width:
+                break
+            keep.remove(headers.index(h))
+        # Narrow the widest flex column a character at a time, so the cut is shared out evenly.
+        narrowable = [headers.index(h) for h in flex if headers.index(h) in keep]
+        for _ in range(total(widths) - width):
+            i = max((i for i in narrowable if widths[i] > least[i]), key=lambda i: widths[i], default=None)
+            if i is None:
+                break
+            widths[i] -= 1
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(_fit(cells[i], widths[i]) for i in keep).rstrip()
+
+    lines = [line(headers), "  ".join("-" * widths[i] for i in keep)]
+    lines += [line(row) for row in rows]
     return "\n".join(lines)
+
+
+def hanging(head: str, text: str, width: int | None) -> str:
+    """``head + text``, with ``text`` wrapped to ``width`` under itself when the line is too long."""
+    if width is None or len(head) + len(text) <= width:
+        return (head + text).rstrip()
+    lines = textwrap.wrap(text, max(width - len(head), 20)) or [""]
+    return "\n".join([(head + lines[0]).rstrip(), *(" " * len(head) + rest for rest in lines[1:])])
+
+
+def _fit(cell: str, w: int) -> str:
+    n = _width(cell)
+    if n > w:  # only flex columns, whose cells are plain text, are narrower than their cells
+        return cell[: max(w - 1, 0)] + "…"
+    return cell + " " * (w - n)
 
 
 def _width(cell: str) -> int:

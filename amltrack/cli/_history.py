@@ -198,7 +198,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "METRICS", "LAST VALUES"],
             [
                 [
-                    r["id"],
+                    out.short_id(r["id"]),
                     r["experiment"],
                     r["name"] or "-",
                     out.status(r["status"], coloured),
@@ -213,6 +213,8 @@ def cmd_list(args: argparse.Namespace) -> int:
                 ]
                 for r in rows
             ],
+            flex={"LAST VALUES": 16, "NAME": 10, "EXPERIMENT": 10},
+            drop=["METRICS", "DURATION", "STARTED", "LAST VALUES"],
         )
     )
     return 0
@@ -298,6 +300,8 @@ def show(run: Run, as_json: bool) -> int:
                     ]
                     for n, m in d["metrics"].items()
                 ],
+                flex={"METRIC": 16, "LAST": 10, "MIN": 10, "MAX": 10},
+                drop=["COUNT", "MIN", "MAX", "SERIES"],
             )
         )
     if d["artifacts"]:
@@ -314,6 +318,8 @@ def show(run: Run, as_json: bool) -> int:
                     ]
                     for a in d["artifacts"]
                 ],
+                flex={"NOTE": 12, "ARTIFACT": 24},
+                drop=["NOTE"],
             )
         )
     return 0

@@ -93,6 +93,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     ]
                     for r in rows
                 ],
+                flex={"URL": 24, "NAME": 10},
             )
         )
     else:

@@ -181,6 +181,7 @@ def print_report(report: Any) -> None:
 
     shown = {"pushed": "pushed", "would_push": "would push", "skipped": "skipped", "failed": "FAILED"}
     rows = []
+    width = out.terminal_width()
     not_tried = [r for r in report.runs if r.outcome == "failed" and (r.reason or "").startswith(NOT_TRIED)]
     skip = {r.id for r in not_tried}
     for r in report.runs:
@@ -188,13 +189,14 @@ def print_report(report: Any) -> None:
             continue
         if r.outcome in shown:
             note = human_bytes(r.bytes) if r.outcome in ("pushed", "would_push") else (r.reason or "")
-            rows.append(f"{shown[r.outcome]:<10}  {r.id}  {r.status or '-':<9}  {note}")
+            rows.append(out.hanging(f"{shown[r.outcome]:<10}  {out.short_id(r.id)}  {r.status or '-':<9}  ",
+                                    note, width))
         for d in r.differences or []:
-            rows.append(f"{'DIFFERS':<10}  {r.id}  {r.status or '-':<9}  {d}")
+            rows.append(out.hanging(f"{'DIFFERS':<10}  {out.short_id(r.id)}  {r.status or '-':<9}  ", d, width))
     if not_tried:  # one line, not one per run: the FAILED line above says why and what to do
         why = (not_tried[0].reason or "")[len(NOT_TRIED) + 2 :]
         runs = "run" if len(not_tried) == 1 else "runs"
-        rows.append(f"{NOT_TRIED:<10}  {len(not_tried)} more {runs}: {why}")
+        rows.append(out.hanging(f"{NOT_TRIED:<10}  ", f"{len(not_tried)} more {runs}: {why}", width))
     for line in rows:
         print(line)
     c = report.counts()
@@ -208,4 +210,4 @@ def print_report(report: Any) -> None:
     verified = [r for r in report.runs if r.differences is not None]
     if verified:
         tail += f", {len(verified) - len(report.differing)} verified, {len(report.differing)} differ"
-    print(f"{head}; {tail} on {report.remote}")
+    print(out.hanging("", f"{head}; {tail} on {report.remote}", width))
