@@ -265,7 +265,10 @@ class Logger:
         """Queue one value of metric ``name``; returns a handle whose ``wait()`` blocks until it is on disk.
 
         Values: bool, int, float (NaN and infinities too), str, or a list/tuple/1-D array of numbers
-        (one record, shown as a chart). ``step`` defaults to a per-name counter 0, 1, 2, ...
+        (one record, shown as a chart). ``step`` defaults to a per-name counter 0, 1, 2, ... that
+        goes on from any explicit step. Each name counts only its own calls, so a metric logged on
+        every other iteration gets steps 0, 1, 2, ... while one logged every iteration reaches twice
+        as far: pass ``step=`` (the loop's counter) to line metrics up with each other.
 
             logger.log("loss", 0.25)
             logger.log("lr schedule", [0.1, 0.05, 0.01])

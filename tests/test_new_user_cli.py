@@ -316,3 +316,32 @@ def test_tables_fit_the_terminal_without_columns(store: Path) -> None:
     shown = re.sub(r"\x1b\[[0-9;]*m", "", b"".join(chunks).decode().replace("\r", ""))
     _assert_fits(shown, 70)
     assert "ID" in shown and "STATUS" in shown
+
+
+# ----------------------------------------------------------------- item 8: default steps are per name
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_default_steps_count_per_name(logger: amltrack.Logger) -> None:
+    for step in range(6):
+        if step % 2 == 0:
+            logger.log("loss", float(step))
+        logger.log_metrics({"acc": 0.5, "lr": 0.1})
+    logger.log("aligned", 1.0, step=4)
+    logger.log("aligned", 2.0)
+    logger.finish()
+    run = amltrack.Store(logger.store).run(logger.run_id)
+    assert run.metric("loss").steps == [0, 1, 2]  # its own calls, not the loop's steps
+    assert run.metric("acc").steps == [0, 1, 2, 3, 4, 5]
+    assert run.metric("aligned").steps == [4, 5]  # an explicit step, and the counter goes on from it
+
+
+def test_the_per_name_step_rule_and_its_fix_are_documented() -> None:
+    doc = " ".join(amltrack.Logger.log.__doc__.split())
+    assert "Each name counts only its own calls" in doc and "pass ``step=``" in doc
+    fmt_doc = (ROOT / "docs" / "format.md").read_text()
+    assert "Each name counts its own calls" in fmt_doc and "pass `step=`" in fmt_doc
+    readme = (ROOT / "README.md").read_text()
+    tour = readme[readme.index("logger = get_logger("):readme.index("logger.log_metrics(")]
+    assert "steps count per name" in tour and "step=" in tour
