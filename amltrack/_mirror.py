@@ -10,6 +10,13 @@ Files of ``CAP`` bytes (512 MiB) or more are not stored: they are recorded as re
 other non-regular files are not followed, nor is any path that passes through a linked folder: they
 are recorded as skipped. The run's own store is left out when it lies inside the folder.
 
+A run's outputs are the files written during it. A snapshot of the folder (a signature per entry)
+is taken when the run starts, before anything watches it; an entry whose signature still equals its
+snapshot is recorded once as ``preexisting`` and not copied, so files an earlier run left behind do
+not become artifacts of every later one. A change (size, mtime, ctime or inode) makes it an output
+of this run like any other. With the helper process, the training process takes the snapshot and
+hands it over, so a file written before the helper is up is not mistaken for an old one.
+
 inotify is replaced by polling, with a warning, on a network file system, when the folder cannot be
 watched, and when a sweep finds a new file no event reported (watchdog ignores a failed watch on a
 subfolder, which is what the watch limit, ``fs.inotify.max_user_watches``, looks like).
@@ -50,6 +57,9 @@ POLL_INTERVAL = 2.0  # s between polls when inotify cannot be used
 UNREPORTED_AFTER = 10.0
 NETWORK_FS = ("nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "afs", "ceph", "glusterfs", "lustre", "fuse")
 PREFIX = "outputs"
+PREEXISTING = "in the outputs folder before the run started and not changed by it; not stored"
+
+Sig = tuple[int, int, int, int]
 
 _log = logging.getLogger("amltrack.mirror")
 
@@ -114,6 +124,74 @@ def check_folder(folder: Path, store: Path) -> Path | None:
     return Path(store) if _within(real_store, real_folder) else None
 
 
+class _Tree:
+    """The mirrored folder: its path as given and its real path, the store left out of it, and
+    its walk. Shared by the mirror and by the snapshot a training process takes for its helper."""
+
+    def __init__(self, folder: Path, run_dir: Path) -> None:
+        self.folder = Path(folder).absolute()
+        # The folder itself may be a link (outputs -> /scratch/...): watch and compare its real path.
+        self.real = Path(os.path.realpath(self.folder))
+        self.folder_str = str(self.folder)
+        self.real_str = str(self.real)
+        inside = check_folder(self.folder, store_of(run_dir))
+        # The store (or, for a bare run folder, the run itself) is left out when it lies inside the
+        # folder: mirroring it would copy the copies, forever.
+        self.excluded: tuple[str, ...] = ()
+        if inside is not None:
+            self.excluded = (Path(os.path.realpath(inside)).relative_to(self.real).as_posix(),)
+
+    def left_out(self, path: str) -> bool:
+        if not self.excluded or not path.startswith(self.folder_str + os.sep):
+            return False
+        rel = path[len(self.folder_str) + 1 :]
+        return any(_within(rel, e) for e in self.excluded)
+
+    def walk(self, top: Path) -> Iterator[Path]:
+        if top.is_symlink():  # a link to a folder: one non-regular entry, never walked into
+            yield top
+            return
+        for root, dirs, files in os.walk(top, followlinks=False):
+            base = Path(root)
+            if self.excluded:
+                dirs[:] = [n for n in dirs if not self.left_out(str(base / n))]
+            for name in files:
+                yield base / name
+            for name in dirs:  # a link to a directory is listed here; it is a non-regular entry
+                p = base / name
+                if p.is_symlink():
+                    yield p
+
+    def rel(self, path: Path) -> str | None:
+        p = path.absolute()
+        for base in (self.folder, self.real):
+            try:
+                rel = p.relative_to(base)
+            except ValueError:
+                continue
+            return rel.as_posix() if rel.parts else None
+        return None
+
+    def snapshot(self) -> dict[str, Sig]:
+        """Every entry under the folder now, by relative path: what a run starting now did not write."""
+        out: dict[str, Sig] = {}
+        if not self.folder.is_dir():
+            return out
+        for f in self.walk(self.folder):
+            rel = self.rel(f)
+            if rel is None:
+                continue
+            with contextlib.suppress(OSError):  # gone already: nothing to leave out
+                out[rel] = signature(os.lstat(f))
+        return out
+
+
+def snapshot(folder: Path, run_dir: Path) -> dict[str, Sig]:
+    """The signature of every entry under ``folder`` now, by path relative to it: taken when a run
+    starts, it tells the files the run wrote from those it found (``preexisting``)."""
+    return _Tree(folder, run_dir).snapshot()
+
+
 class _Cancelled(Exception):
     """The mirror is stopping: a live copy gives way to the final sweep."""
 
@@ -151,6 +229,9 @@ class Mirror:
         ...
         report = m.stop()      # final sweep: report["failed"] lists what could not be copied
 
+    ``snapshot``: the folder's entries when the run started (``snapshot()``), taken by ``start()``
+    when not given. An entry still as it was then is recorded once as ``preexisting``, not copied.
+
     ``keep_deleted``: a file deleted from the folder is always marked ``deleted`` in the manifest;
     with ``keep_deleted=False`` (the default) its stored copy is removed too, so the stored
     ``outputs/`` matches the final folder (rotating checkpoints do not pile up); with True the last
@@ -170,19 +251,17 @@ class Mirror:
         final_timeout: float = FINAL_TIMEOUT,
         recopy_big_after: float = RECOPY_BIG_AFTER,
         unreported_after: float = UNREPORTED_AFTER,
+        snapshot: dict[str, Sig] | None = None,
     ) -> None:
-        self.folder = Path(folder).absolute()
-        # The folder itself may be a link (outputs -> /scratch/...): watch and compare its real path.
-        self._real = Path(os.path.realpath(self.folder))
-        self._folder_str = str(self.folder)
-        self._real_str = str(self._real)
-        store = store_of(run_dir)
-        inside = check_folder(self.folder, store)
-        # The store (or, for a bare run folder, the run itself) is left out when it lies inside the
-        # folder: mirroring it would copy the copies, forever.
-        self._excluded: tuple[str, ...] = ()
-        if inside is not None:
-            self._excluded = (Path(os.path.realpath(inside)).relative_to(self._real).as_posix(),)
+        self._tree = _Tree(folder, run_dir)
+        self.folder = self._tree.folder
+        self._real = self._tree.real
+        self._folder_str = self._tree.folder_str
+        self._real_str = self._tree.real_str
+        self._excluded = self._tree.excluded
+        # What was in the folder when the run started (None: take it at start()): an entry whose
+        # signature still equals this one is not an output of this run.
+        self._snapshot = snapshot
         self.artifacts = Artifacts(run_dir)
         self.keep_deleted = keep_deleted
         self.settle = settle
@@ -206,7 +285,7 @@ class Mirror:
         # New files a sweep found before any event reported them -> their ctime (see _reconcile)
         self._suspects: dict[str, float] = {}
         # rel path -> (status, signature or None, time of the last copy)
-        self._state: dict[str, tuple[str, tuple[int, int, int, int] | None, float]] = {}
+        self._state: dict[str, tuple[str, Sig | None, float]] = {}
         self._warned: set[str] = set()
         self._observer: Any = None
         self._copier = threading.Thread(target=self._run, name="amltrack-mirror", daemon=True)
@@ -224,6 +303,8 @@ class Mirror:
         warnings.filterwarnings("ignore", message="Callback with id", category=RuntimeWarning)
         logging.getLogger("watchdog").addHandler(self._overflow)
         self._started_wall = time.time()
+        if self._snapshot is None:  # before the observer: whatever it reports is this run's
+            self._snapshot = self._tree.snapshot()
         with self._observer_lock:
             self._observer = self._make_observer()
         self._copier.start()
@@ -343,10 +424,7 @@ class Mirror:
         return path
 
     def _left_out(self, path: str) -> bool:
-        if not self._excluded or not path.startswith(self._folder_str + os.sep):
-            return False
-        rel = path[len(self._folder_str) + 1 :]
-        return any(_within(rel, e) for e in self._excluded)
+        return self._tree.left_out(path)
 
     def mark(self, path: str, closed: bool = False, *, sweep: bool = False) -> None:
         """``path`` may differ from its stored copy: copy it once it is ready. An event (or a walk,
@@ -431,29 +509,10 @@ class Mirror:
         return out
 
     def _walk(self, top: Path) -> Iterator[Path]:
-        if top.is_symlink():  # a link to a folder: one non-regular entry, never walked into
-            yield top
-            return
-        for root, dirs, files in os.walk(top, followlinks=False):
-            base = Path(root)
-            if self._excluded:
-                dirs[:] = [n for n in dirs if not self._left_out(str(base / n))]
-            for name in files:
-                yield base / name
-            for name in dirs:  # a link to a directory is listed here; it is a non-regular entry
-                p = base / name
-                if p.is_symlink():
-                    yield p
+        return self._tree.walk(top)
 
     def _rel(self, path: Path) -> str | None:
-        p = path.absolute()
-        for base in (self.folder, self._real):
-            try:
-                rel = p.relative_to(base)
-            except ValueError:
-                continue
-            return rel.as_posix() if rel.parts else None
-        return None
+        return self._tree.rel(path)
 
     def _reconcile(self) -> None:
         """Compare the whole folder with what is stored: catches lost events and unwatched dirs.
@@ -550,6 +609,11 @@ class Mirror:
         except InvalidPathError as e:
             self._record(rel, "skipped", name, sig, size=st.st_size, reason=e.reason)
             return "skipped"
+        if self._snapshot and self._snapshot.get(rel) == sig:
+            # Left by an earlier run (or by hand) and untouched by this one: not this run's output.
+            size = st.st_size if stat_mod.S_ISREG(st.st_mode) else None
+            self._record(rel, "preexisting", name, sig, size=size, reason=PREEXISTING)
+            return "preexisting"
         if not stat_mod.S_ISREG(st.st_mode):
             kind = "a symlink" if stat_mod.S_ISLNK(st.st_mode) else "not a regular file"
             self._record(rel, "skipped", name, sig, size=None, reason=f"{kind}; links are not followed")
@@ -724,6 +788,10 @@ class MirrorProcess:
 
     The helper stops when its stdin closes: at ``stop()``, or when this process dies, even by
     SIGKILL, so the outputs of a crashed run are still swept into the store.
+
+    The snapshot of what was in the folder before the run is taken here, not in the helper: the
+    helper takes a moment to start, and a file the run writes meanwhile is the run's own. It goes
+    to the helper as the first line on its stdin.
     """
 
     def __init__(
@@ -735,6 +803,7 @@ class MirrorProcess:
         self.folder = Path(folder).absolute()
         self.final_timeout = final_timeout
         self.folder.mkdir(parents=True, exist_ok=True)
+        found = _encode_snapshot(snapshot(self.folder, run_dir))
         args = [
             sys.executable,
             "-m",
@@ -749,6 +818,9 @@ class MirrorProcess:
         self._proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True
         )  # Ctrl-C at the terminal is for training
+        with contextlib.suppress(OSError):  # the helper died at once: stop() says it left no report
+            self._proc.stdin.write(found)  # type: ignore[union-attr]
+            self._proc.stdin.flush()  # type: ignore[union-attr]
 
     def stop(self, timeout: float | None = None) -> dict[str, Any]:
         import subprocess
@@ -792,6 +864,30 @@ def orjson_loads(data: bytes) -> Any:
     return orjson.loads(data)
 
 
+def _encode_snapshot(found: dict[str, Sig]) -> bytes:
+    """One JSON line. A name that is not valid UTF-8 is left out: the store cannot hold it, so the
+    helper records it as skipped either way."""
+    import orjson
+
+    def utf8(rel: str) -> bool:
+        try:
+            rel.encode()
+        except UnicodeEncodeError:
+            return False
+        return True
+
+    return orjson.dumps({rel: sig for rel, sig in found.items() if utf8(rel)}) + b"\n"
+
+
+def _read_snapshot(line: bytes) -> dict[str, Sig]:
+    """The snapshot the training process sent; empty (everything is this run's) if it sent none."""
+    try:
+        found = orjson_loads(line)
+        return {rel: (sig[0], sig[1], sig[2], sig[3]) for rel, sig in found.items()}
+    except Exception:
+        return {}
+
+
 def _main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -800,7 +896,8 @@ def _main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(
         prog="python -m amltrack._mirror",
-        description="Mirror a folder into a run until stdin closes (internal).",
+        description="Mirror a folder into a run until stdin closes; stdin's first line is the "
+        "folder's snapshot at run start (internal).",
     )
     ap.add_argument("folder")
     ap.add_argument("run_dir")
@@ -811,8 +908,13 @@ def _main(argv: list[str] | None = None) -> int:
     _plain_warnings = True
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # training comes first: on a busy machine the mirror waits, the final sweep catches up
+    found = _read_snapshot(sys.stdin.buffer.readline())
     mirror = Mirror(
-        Path(a.folder), Path(a.run_dir), keep_deleted=a.keep_deleted, final_timeout=a.final_timeout
+        Path(a.folder),
+        Path(a.run_dir),
+        keep_deleted=a.keep_deleted,
+        final_timeout=a.final_timeout,
+        snapshot=found,
     )
     mirror.start()
     sys.stdin.buffer.read()  # until the training process finishes the run, or dies

@@ -426,12 +426,14 @@ def test_polling_mode_mirrors_too(make) -> None:
     h.assert_same("p.txt")
 
 
-def test_files_present_before_the_run_starts(make, tmp_path: Path) -> None:
+def test_files_present_before_the_run_starts_are_not_its_outputs(make, tmp_path: Path) -> None:
+    # The live path, too, records them as preexisting (tests/test_outputs_preexisting.py has the rest).
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "early.txt").write_text("already here")
     h = make()
-    h.live("early.txt")
+    wait_until(lambda: (h.entry("early.txt") or {}).get("status") == "preexisting", what="early.txt preexisting")
     h.stop()
+    assert not h.stored("early.txt").exists()
 
 
 def test_names_the_store_cannot_hold_are_skipped(h: Harness) -> None:
