@@ -4,9 +4,9 @@
     python examples/train_demo.py --store /tmp/st --steps 500
 
 It logs loss and accuracy every step, the learning-rate schedule once (as a list), the optimizer
-and a closing note as string metrics, writes the trained weights to ./outputs/model.npz, and then
-reads the run back through ``amltrack.Store`` and prints it. Only numpy is needed; ``rich`` is used
-for the table when it is installed.
+and a closing note as string metrics, and writes the trained weights to ./outputs/model.npz, which
+the outputs mirror stores with the run. It ends with one line: the run ID and how to look at the
+run (``amltrack history last``, ``amltrack ui``). Only numpy is needed.
 """
 
 from __future__ import annotations
@@ -145,77 +145,24 @@ def train(args: argparse.Namespace) -> amltrack.Logger:
     out_dir = Path("outputs")  # relative to the working directory, like a real training script
     out_dir.mkdir(parents=True, exist_ok=True)
     model_file = out_dir / "model.npz"
-    np.savez(model_file, w1=w1, b1=b1, w2=w2, b2=b2)
-    # The outputs/ watcher (a later issue) will mirror ./outputs into the run by itself; until it
-    # exists the file is uploaded by hand.
-    logger.upload_file("outputs/model.npz", model_file)
+    np.savez(model_file, w1=w1, b1=b1, w2=w2, b2=b2)  # stored with the run by the outputs mirror
 
     logger.finish()
     return logger
-
-
-def _fmt(v: object) -> str:
-    if isinstance(v, float):
-        return f"{v:.6g}"
-    if isinstance(v, list):
-        return f"[{len(v)} values]"
-    if v is None:
-        return "-"
-    s = str(v)
-    return s if len(s) <= 40 else s[:37] + "..."
-
-
-def show(logger: amltrack.Logger) -> None:
-    run = amltrack.Store(logger.store).run(logger.run_id)
-    duration = run.duration()
-    print(f"run:        {run.id}")
-    print(f"experiment: {run.experiment}")
-    print(f"name:       {run.name}")
-    print(f"status:     {run.status}")
-    print(f"duration:   {duration:.2f} s" if duration is not None else "duration:   -")
-    print(f"store:      {run.store.path}")
-
-    rows = [
-        (name, str(s["count"]), _fmt(s["last"]), _fmt(s["min"]), _fmt(s["max"]))
-        for name, s in sorted(run.summary().items())
-    ]
-    arts = [(a["path"], str(a.get("size", "-")), str(a.get("status", ""))) for a in run.artifacts()]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        Console = None  # noqa: N806
-    if Console is not None:
-        console = Console()
-        table = Table("metric", "count", "last", "min", "max", title="metrics")
-        for r in rows:
-            table.add_row(*r)
-        console.print(table)
-        atable = Table("artifact", "bytes", "status", title="artifacts")
-        for a in arts:
-            atable.add_row(*a)
-        console.print(atable)
-        return
-    header = ("metric", "count", "last", "min", "max")
-    widths = [max(len(header[i]), *(len(r[i]) for r in rows)) for i in range(5)] if rows else [8] * 5
-    print()
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-    print()
-    print("artifacts:")
-    if not arts:
-        print("  (none)")
-    for path, size, status in arts:
-        print(f"  {path}  {size} bytes  {status}")
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     t0 = time.perf_counter()
     logger = train(args)
-    print(f"trained {args.steps} steps in {time.perf_counter() - t0:.2f} s")
-    show(logger)
+    seconds = time.perf_counter() - t0
+    run = amltrack.Store(logger.store).run(logger.run_id)
+    points = sum(s["count"] for s in run.summary().values())
+    store = f" --store {args.store}" if args.store else ""
+    print(
+        f"run {run.id} logged {points} points in {seconds:.2f} s; "
+        f"see it with `amltrack history last{store}` or `amltrack ui{store}`"
+    )
     return 0
 
 
