@@ -345,3 +345,15 @@ def test_the_per_name_step_rule_and_its_fix_are_documented() -> None:
     readme = (ROOT / "README.md").read_text()
     tour = readme[readme.index("logger = get_logger("):readme.index("logger.log_metrics(")]
     assert "steps count per name" in tour and "step=" in tour
+
+
+def test_a_long_sync_reason_wraps_under_itself() -> None:
+    from amltrack.cli._format import hanging
+
+    head = "FAILED      20261206T101010123-0123456789abcdef  completed  "
+    reason = "http://server:8765 refused the request (401 unauthorized): it needs a token; set AMLTRACK_TOKEN"
+    text = hanging(head, reason, 80)
+    lines = text.splitlines()
+    assert len(lines) > 1 and all(len(line) <= 80 for line in lines)
+    assert " ".join(line.strip() for line in lines) == (head + reason).strip()
+    assert hanging(head, reason, None) == head + reason  # a pipe: one line

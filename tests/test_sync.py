@@ -338,7 +338,7 @@ def test_verify_reports_a_tampered_remote_and_the_next_sync_repairs_it(
 
     out = cli("sync", "--store", str(local), "--to", server.url, "--verify", AMLTRACK_TOKEN=READ_TOKEN)
     assert out.returncode == 1, out.stdout
-    assert f"DIFFERS     {run_id.split('-', 1)[1][:8]}" in out.stdout  # the short id
+    assert f"DIFFERS     {run_id}" in out.stdout
     assert "artifact model.bin differs" in out.stdout
     assert "artifact extra.txt is on the remote but not stored locally" in out.stdout
     assert "metrics.jsonl differs from the local file in its first" in out.stdout
@@ -458,7 +458,7 @@ def test_dry_run_sends_nothing(server: ServerProcess, tmp_path: Path, remote: Co
     run_id = make_run(local, records=100, artifacts={"f.txt": b"12345"})
     out = cli("sync", "--store", str(local), "--to", server.url, "--dry-run", AMLTRACK_TOKEN=READ_TOKEN)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.startswith(f"would push  {run_id.split('-', 1)[1][:8]}  completed")
+    assert out.stdout.startswith(f"would push  {run_id}  completed")
     assert out.stdout.splitlines()[-1].startswith("dry run, nothing sent: 1 to push (")
     assert remote(server).state(run_id) is None
     assert not (local / "runs" / run_id / "sync").exists()

@@ -189,10 +189,10 @@ def print_report(report: Any) -> None:
             continue
         if r.outcome in shown:
             note = human_bytes(r.bytes) if r.outcome in ("pushed", "would_push") else (r.reason or "")
-            rows.append(out.hanging(f"{shown[r.outcome]:<10}  {out.short_id(r.id)}  {r.status or '-':<9}  ",
+            rows.append(out.hanging(f"{shown[r.outcome]:<10}  {r.id}  {r.status or '-':<9}  ",
                                     note, width))
         for d in r.differences or []:
-            rows.append(out.hanging(f"{'DIFFERS':<10}  {out.short_id(r.id)}  {r.status or '-':<9}  ", d, width))
+            rows.append(out.hanging(f"{'DIFFERS':<10}  {r.id}  {r.status or '-':<9}  ", d, width))
     if not_tried:  # one line, not one per run: the FAILED line above says why and what to do
         why = (not_tried[0].reason or "")[len(NOT_TRIED) + 2 :]
         runs = "run" if len(not_tried) == 1 else "runs"
@@ -210,4 +210,4 @@ def print_report(report: Any) -> None:
     verified = [r for r in report.runs if r.differences is not None]
     if verified:
         tail += f", {len(verified) - len(report.differing)} verified, {len(report.differing)} differ"
-    print(out.hanging("", f"{head}; {tail} on {report.remote}", width))
+    print(f"{head}; {tail} on {report.remote}")  # one line, whatever the width: scripts read it
