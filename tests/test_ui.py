@@ -604,7 +604,7 @@ def test_pages_carry_no_user_data(client: httpx.Client, ui_store: dict) -> None:
         assert "script-src 'self'" in r.headers["content-security-policy"]
         assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
     assert 'data-run="' + ui_store["run"] + '"' in client.get(f"/runs/{ui_store['run'].split('-')[1][:6]}").text
-    missing = client.get("/runs/%3Cb%3Enope")
+    missing = client.get("/runs/%3Cb%3Enope", headers={"Accept": "text/html"})  # a browser: the error is a page
     assert missing.status_code == 404 and "&lt;b&gt;nope" in missing.text and "<b>nope" not in missing.text
     assert client.get("/api/nothing").json() == {"error": {"code": "not_found", "message": "no such URL"}}
 

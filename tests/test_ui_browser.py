@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 
@@ -576,3 +576,22 @@ def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> No
     assert names == ["baseline", "diverged", short[newest.run_id]]
     assert parse_qs(urlparse(page.url).query)["runs"] == [",".join(refs)], "the URL keeps the refs"
     shot(page, "compare-refs")
+
+
+def test_a_missing_run_s_page_says_so_and_leads_back(page: object, ui: dict) -> None:
+    page.expected_errors.append("the server responded with a status of 404")  # the page itself is the 404
+    # A ref with a slash in it is no run page's URL: the page for an unknown URL, as plain.
+    for ref, title, text in (("nosuchrun", "Run not found", "There is no run “nosuchrun” in this store."),
+                             (IMG, "Run not found", f"There is no run “{IMG}” in this store."),
+                             (XSS, "Page not found", f"There is no page at /runs/{XSS}.")):
+        answer = page.goto(f"{ui['url']}runs/{quote(ref, safe='')}")
+        assert answer.status == 404 and answer.headers["content-type"].startswith("text/html")
+        assert page.inner_text("main h1") == title
+        # The ref is text on the page, never markup, and no command line is offered.
+        assert page.inner_text("main p.error") == text
+        assert page.eval_on_selector_all("main script, main img", "es => es.length") == 0
+        assert "amltrack history" not in page.inner_text("body") and "--store" not in page.inner_text("body")
+    shot(page, "missing-run")
+    page.click("main a.back")
+    page.wait_for_selector("body[data-loaded]")
+    assert ui["baseline"] in rows(page)

@@ -10,7 +10,7 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import __version__
 from . import _errors
@@ -124,6 +124,7 @@ def create_app(
     )
     app.state.storage = storage
     _errors.install(app)
+    app.add_middleware(RootToUi)  # innermost: its redirect gets the security headers and the Host check
     app.add_middleware(BodyLimit, max_body=max_body)
     app.add_middleware(SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="a token with the read or the write scope")
@@ -324,6 +325,24 @@ def create_app(
 
     _mount_ui(app, store, tokens)
     return app
+
+
+class RootToUi:
+    """Sends a GET of the server's bare address to the web UI at ``/ui/`` (307), whatever it accepts.
+
+    A person who types the server's address lands on its pages. A middleware rather than a route: the
+    redirect needs no token (it reveals nothing) and is not part of the API the walk of the routes checks.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        root = str(scope.get("root_path", "")).rstrip("/")
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in ("/", root + "/"):
+            await RedirectResponse(f"{root}/ui/", status_code=307)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None) -> None:

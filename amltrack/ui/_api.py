@@ -40,7 +40,7 @@ from .._errors import (
 from .._store import Run, Store, open_beneath, short_id
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
-from ._pages import SECURITY_HEADERS
+from ._pages import SECURITY_HEADERS, error_page, wants_html
 from ._static import plotly_available
 
 API_VERSION = 1
@@ -74,37 +74,79 @@ def error_response(status: int, code: str, message: str) -> Response:
     )
 
 
+def error_answer(request: Request, status: int, code: str, message: str, title: str, text: str) -> Response:
+    """The error as JSON for a program, or as a page (``title``, ``text``) for a browser's navigation."""
+    if wants_html(request):
+        return error_page(request, status, title, text)
+    return error_response(status, code, message)
+
+
 async def on_api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_answer(request, exc.status, exc.code, exc.message, "Bad request", exc.message)
 
 
 async def on_amltrack_error(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, (RunNotFoundError, AmbiguousRunError)):
-        return error_response(404, "run_not_found", str(exc))
+    # A run ref's messages are the UI's own: the store's name a CLI command and the store's path.
+    if isinstance(exc, AmbiguousRunError):
+        return error_answer(
+            request,
+            404,
+            "run_not_found",
+            f"{exc.ref!r} names {len(exc.matches)} runs; give more of the run's id",
+            "Run not found",
+            f"More than one run answers to “{exc.ref}”. Give more of the run's id.",
+        )
+    if isinstance(exc, RunNotFoundError):
+        return error_answer(
+            request,
+            404,
+            "run_not_found",
+            f"no run matches {exc.ref!r} in this store",
+            "Run not found",
+            f"There is no run “{exc.ref}” in this store.",
+        )
     if isinstance(exc, AssetNotFoundError):
         return error_response(404, "asset_not_found", str(exc))
     if isinstance(exc, ArtifactNotFoundError):
         return error_response(404, "artifact_not_found", str(exc))
     if isinstance(exc, (InvalidPathError, InvalidAssetNameError)):
         return error_response(400, "invalid_path", str(exc))
-    return error_response(500, "store_error", str(exc))
+    print(f"amltrack ui: {request.url.path}: {exc}", file=sys.stderr)
+    return error_answer(
+        request, 500, "store_error", str(exc), "The store could not be read", "The UI's log says why."
+    )
 
 
 async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     codes = {404: "not_found", 405: "method_not_allowed"}
     message = {404: "no such URL", 405: "this URL does not take that method"}
-    return error_response(
+    text = {
+        404: f"There is no page at {request.url.path}.",
+        405: f"The page at {request.url.path} cannot be asked for with {request.method}.",
+    }
+    title = {404: "Page not found", 405: "Not allowed"}
+    return error_answer(
+        request,
         exc.status_code,
         codes.get(exc.status_code, "invalid_request"),
         message.get(exc.status_code, str(exc.detail)),
+        title.get(exc.status_code, "Bad request"),
+        text.get(exc.status_code, str(exc.detail)),
     )
 
 
 async def on_internal_error(request: Request, exc: Exception) -> Response:
     traceback.print_exception(exc, file=sys.stderr)
-    return error_response(500, "internal_error", f"the UI failed: {type(exc).__name__}: {exc}")
+    return error_answer(
+        request,
+        500,
+        "internal_error",
+        f"the UI failed: {type(exc).__name__}: {exc}",
+        "Something went wrong",
+        "The UI failed while answering; its log says why.",
+    )
 
 
 def safe(v: Any) -> Any:

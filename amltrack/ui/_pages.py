@@ -1,7 +1,8 @@
 """The UI's HTML pages: small shells that ``static/ui.js`` fills from the JSON API.
 
 No user data is written into the HTML: a page carries only its kind, the URL prefix it is served
-under and, on a run page, the run id (checked by the store's run id rules, and escaped anyway).
+under and, on a run page, the run id (checked by the store's run id rules, and escaped anyway). An
+error page for a browser (``error_page``) says what the URL asked for, escaped.
 Everything else (metric names, tags, file names) reaches the page through JSON and is inserted as
 text by ``ui.js``.
 """
@@ -13,7 +14,6 @@ import html
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from .._errors import AmbiguousRunError, RunNotFoundError
 from .._store import Store
 from ._static import plotly_available, url
 
@@ -111,6 +111,34 @@ def render(
     )
 
 
+def wants_html(request: Request) -> bool:
+    """Whether an error should be a page: a browser's navigation names ``text/html`` in ``Accept``.
+
+    API routes answer JSON whatever they are asked, and so does every request that does not ask
+    for HTML (curl, httpx and ``fetch()`` send ``*/*``).
+    """
+    if route_path(request.scope).startswith("/api/"):
+        return False
+    return "text/html" in request.headers.get("accept", "").lower()
+
+
+def error_page(request: Request, status_code: int, title: str, text: str) -> HTMLResponse:
+    """An error as a page for a person: what was not found, in plain words, and the way back.
+
+    ``text`` may hold what the URL said (a run ref, a path): it is escaped like everything else here.
+    The security headers are set here too, for a crash is answered from outside the UI's guard.
+    """
+    base = html.escape(base_path(request), quote=True)
+    main = (
+        f'<section class="error-page"><h1>{html.escape(title)}</h1>'
+        f'<p class="error">{html.escape(text)}</p>'
+        f'<p><a class="back" href="{base}/">Back to the runs list</a></p></section>'
+    )
+    response = render(request, "error", title, main=main, status_code=status_code)
+    response.headers.update({**SECURITY_HEADERS, "Cache-Control": "no-store"})
+    return response
+
+
 class Pages:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -119,12 +147,7 @@ class Pages:
         return render(request, "runs", "Runs")
 
     def run(self, request: Request) -> HTMLResponse:
-        ref = request.path_params["ref"]
-        try:
-            run = self.store.run(ref)
-        except (RunNotFoundError, AmbiguousRunError) as e:
-            message = f'<p class="error">{html.escape(str(e))}</p>'
-            return render(request, "missing", "Run not found", main=message, status_code=404)
+        run = self.store.run(request.path_params["ref"])  # a missing run: the error handlers' page
         return render(request, "run", f"Run {run.id}", charts=True, data={"run": run.id})
 
     def compare(self, request: Request) -> HTMLResponse:
