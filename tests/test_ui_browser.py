@@ -62,9 +62,12 @@ def make_store(root: Path) -> dict[str, str]:
     store = root / "store"
     outputs = root / "outputs"
     outputs.mkdir()
-    (outputs / "link.txt").symlink_to(root)  # the mirror records a link as skipped, with the reason
+    (outputs / "old.bin").write_bytes(b"an earlier run's")  # there before the run: preexisting
     logger = amltrack.get_logger("mnist", store=store, outputs=outputs, name="baseline",
                                  tags={"model": "<b>cnn</b>"}, params={"lr": 0.1})
+    # Made during the run (a file there before it would be preexisting): the mirror records a link
+    # as skipped, with the reason.
+    (outputs / "link.txt").symlink_to(root)
     (outputs / "ckpt_1.pt").write_bytes(b"checkpoint 1")
     for i in range(2000):
         logger.log("loss", math.exp(-i / 400) + (3.0 if i == 1234 else 0.0))
@@ -267,7 +270,13 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
                               "e => getComputedStyle(e).backgroundColor")
     assert page.get_attribute(f"{ckpt} a.download", "download") == "ckpt_1.pt"
     assert "ckpt_1.pt" not in page.inner_text("#rejected")
-    assert "1 rejected, 1 deleted" in page.inner_text("#artifacts > p.note")
+    assert "1 rejected, 1 deleted, 1 there before the run" in page.inner_text("#artifacts > p.note")
+    # A file that was in outputs/ before the run: listed as such, never rejected, no download.
+    old = "#artifacts li.file[data-path='outputs/old.bin']"
+    assert page.get_attribute(old, "data-status") == "preexisting"
+    assert page.get_attribute(f"{old} .status", "class") == "status artifact-preexisting"
+    assert page.eval_on_selector_all(f"{old} a.download", "es => es.length") == 0
+    assert "old.bin" not in page.inner_text("#rejected")
     # Zoom: the chart asks for the visible steps again, every point of them.
     page.evaluate("(sel) => Plotly.relayout(document.querySelector(sel), {'xaxis.range': [1200, 1260]})", loss)
     zoomed = "(sel) => { const x = document.querySelector(sel).data[0].x; return x.length < 100 && x.includes(1234); }"

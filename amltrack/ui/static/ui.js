@@ -629,8 +629,10 @@
 
   // A file deleted from the outputs folder was not refused: it has its own status, its last copy
   // a download when the mirror kept it. Everything else that is not stored was refused.
+  // stored and deleted are what they say; preexisting is a file that was in outputs/ before the run
+  // and unchanged during it (not the run's, never copied); anything else was refused.
   function artifactKind(entry) {
-    return entry.status === "stored" || entry.status === "deleted" ? entry.status : "rejected";
+    return ["stored", "deleted", "preexisting"].includes(entry.status) ? entry.status : "rejected";
   }
 
   function renderArtifacts(where, runId, entries) {
@@ -671,10 +673,11 @@
       }));
     const rejected = entries.filter((a) => artifactKind(a) === "rejected");
     const deleted = entries.filter((a) => artifactKind(a) === "deleted").length;
-    const stored = entries.length - rejected.length - deleted;
+    const preexisting = entries.filter((a) => artifactKind(a) === "preexisting").length;
+    const stored = entries.length - rejected.length - deleted - preexisting;
     const parts = [
       message(stored + " stored, " + rejected.length + " rejected, " + (deleted ? deleted + " deleted, " : "") +
-        fmtBytes(totals(root)[1]) + " in all"),
+        (preexisting ? preexisting + " there before the run, " : "") + fmtBytes(totals(root)[1]) + " in all"),
       list(root),
     ];
     if (rejected.length) {
