@@ -75,6 +75,8 @@ def wait_until(
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_")}
+    # Not the runner's terminal size either: a CLI child's tables fit $COLUMNS, and a test that
+    # wants a width sets its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_") and k not in ("COLUMNS", "LINES")}
     env.update(extra)
     return env

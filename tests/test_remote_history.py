@@ -338,7 +338,8 @@ def test_the_history_routes_need_a_token_and_check_what_they_are_given(synced: S
         bad = {
             "/v1/history/runs?status=bogus": (400, "invalid_request"),
             "/v1/history/runs?limit=-1": (422, "invalid_request"),
-            "/v1/history/runs/..x": (400, "invalid_run_id"),
+            "/v1/history/runs/..x": (404, "run_not_found"),  # a name no run bears; never a path
+            "/v1/history/runs/a%01b": (400, "invalid_run_id"),
             f"/v1/history/runs/{rid}/files/store.json": (404, "not_found"),
             f"/v1/history/runs/{rid}/files/cache": (404, "not_found"),
             f"/v1/history/runs/{rid}/artifacts/..%2F..%2F..%2Fstore.json": (400, "invalid_path"),
@@ -361,3 +362,23 @@ def test_the_history_routes_need_a_token_and_check_what_they_are_given(synced: S
     ):
         assert set(spec["paths"][path]) == {"get"}, path
         assert "4XX" in spec["paths"][path]["get"]["responses"]
+
+
+def test_a_run_name_is_a_reference_through_the_remote_too(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = tmp_path / "local"
+    with amltrack.start_run("sweep", store=local, outputs=None, name="lr=0.05", params={"lr": 0.05}) as lg:
+        lg.log("loss", 0.5)
+        run_id = lg.run_id
+    srv = ServerProcess(tmp_path / "store", tmp_path / "server.log").start()
+    try:
+        with AmltrackRemote(srv.url, WRITE_TOKEN) as remote:
+            assert sync(local, remote).ok
+        code, out, err = run_cli(capsys, "history", "info", "-r", "lr=0.05", "--json", "--remote", srv.url)
+        assert code == 0, err
+        assert json.loads(out)["id"] == run_id
+        code, _, err = run_cli(capsys, "history", "info", "-r", "lr=0.5", "--remote", srv.url)
+        assert code == 1 and "lr=0.5" in err and "Traceback" not in err
+    finally:
+        srv.stop()

@@ -295,8 +295,15 @@ class ServerStore:
         return [self._entry(r) for r in (runs[:limit] if limit else runs)]
 
     def history_run(self, ref: str) -> dict[str, Any]:
-        """The published run that ``ref`` (an id, a unique prefix, or ``last``) names, as ``Store.run``."""
-        check_run_id(ref)  # a reference is an id or a part of one: the same characters
+        """The published run that ``ref`` (an id, a unique prefix, a unique run name, or ``last``)
+        names, as ``Store.run``, which turns only a valid run id into a path."""
+        if not ref or len(ref) > 255 or not ref.isprintable():
+            raise ApiError(
+                400,
+                "invalid_run_id",
+                f"run reference {ref[:100]!r} is not valid: give a run id, a prefix of one, 'last' or a "
+                "run name (1 to 255 printable characters)",
+            )
         try:
             run = self.reader.run(ref)
         except RunNotFoundError:

@@ -267,10 +267,10 @@ class RemoteReader(HttpRemote):
         return body
 
     def _entry(self, ref: str) -> dict[str, Any]:
-        if not fmt.is_valid_run_id(ref):
+        if not ref or len(ref) > 255 or not ref.isprintable():  # what the server takes as a reference
             raise RemoteRunNotFoundError(ref, self)
         try:
-            entry = self._history(f"/v1/history/runs/{ref}")
+            entry = self._history(f"/v1/history/runs/{quote(ref, safe='')}")
         except RemoteError as e:
             if e.code == "run_not_found":
                 raise RemoteRunNotFoundError(ref, self) from None
@@ -282,7 +282,8 @@ class RemoteReader(HttpRemote):
         return entry
 
     def run(self, ref: str) -> RemoteRun:
-        """The run ``ref`` names (an id, a unique prefix of it or of its random part, or ``last``)."""
+        """The run ``ref`` names (an id, a unique prefix of it or of its random part, a unique run
+        name, or ``last``)."""
         return RemoteRun(self, self._entry(ref))
 
     def last(self) -> RemoteRun:
