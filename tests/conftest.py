@@ -1,10 +1,16 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -72,6 +78,28 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def ui_process(store: Path | str, log: Path, **popen: Any) -> Iterator[str]:
+    """A real ``amltrack ui --port 0`` over ``store``, its stderr in ``log``: yields its URL (ending in
+    ``/``), then stops it with SIGTERM (SIGKILL if it lingers) and checks it printed no traceback."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
+                                stdout=subprocess.DEVNULL, stderr=err, env=child_env(), **popen)
+    try:
+        found = wait_until(lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
+                           60, "the UI to print its URL")
+        assert proc.poll() is None, log.read_text()
+        yield found.group(0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+    assert "Traceback" not in log.read_text(), log.read_text()
 
 
 def child_env(**extra: str) -> dict[str, str]:

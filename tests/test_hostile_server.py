@@ -4,9 +4,6 @@ the headers of error answers. (tests/torture/test_server_auth.py walks every rou
 
 from __future__ import annotations
 
-import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +13,7 @@ import pytest
 
 import amltrack
 
-from .conftest import child_env, wait_until
+from .conftest import ui_process
 from .sync_helpers import WRITE_TOKEN, ServerProcess, cli, make_run
 
 RID = "20261206T101010123-0123456789abcdef"
@@ -250,20 +247,12 @@ def test_a_damaged_summary_costs_its_run_the_cached_figures_never_the_listing(tm
     (store / "runs" / bad / "summary.json").write_text('{"metrics": 5, "heartbeat": "x"}')
     run = amltrack.Store(store).run(bad)
     assert run.cached_summary() == {} and run.summary()["loss"]["count"] == 5  # the truth is in metrics.jsonl
-    log = tmp_path / "ui.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
-    try:
-        found = wait_until(lambda: re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()), 60, "the UI's URL")
-        r = httpx.get(found.group(0) + "api/runs", timeout=30)
+    with ui_process(store, tmp_path / "ui.log") as url:
+        r = httpx.get(url + "api/runs", timeout=30)
         assert r.status_code == 200, r.text
         rows = {row["id"]: row for row in r.json()["runs"]}
         assert set(rows) == {good, bad}
         assert rows[bad]["metric_count"] == 0 and rows[good]["metric_count"] == 3
-    finally:
-        proc.terminate()
-        proc.wait(60)
     out = cli("history", "list", "--store", str(store), "--json")
     assert out.returncode == 0 and bad in out.stdout, out.stderr
 

@@ -16,22 +16,11 @@ import pytest
 import amltrack
 from amltrack import _mirror
 
+from . import test_mirror
 from .conftest import child_env, wait_until
 from .test_mirror import Harness, manifest_lines, sha
 
-
-@pytest.fixture
-def make(tmp_path: Path):
-    """``make(**mirror options)``: a started Harness, stopped at the end of the test whatever happens."""
-    made: list[Harness] = []
-
-    def factory(**kw) -> Harness:
-        made.append(Harness(tmp_path, **kw))
-        return made[-1]
-
-    yield factory
-    for harness in made:
-        harness.stop()
+make = test_mirror.make  # the mirror tests' fixture: a started Harness, stopped after the test
 
 
 @pytest.fixture

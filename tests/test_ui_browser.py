@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import amltrack
 from amltrack import _assets
 from amltrack import _format as fmt
 
-from .conftest import child_env, wait_until
+from .conftest import child_env, ui_process, wait_until
 from .sync_helpers import READ_TOKEN, ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,22 +120,8 @@ def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         mp.setenv("AMLTRACK_OUTPUTS_KEEP_DELETED", "1")
         runs = make_store(root)
     log = root / "ui.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", runs["store"], "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env(), cwd=root)
-    try:
-        found = wait_until(lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
-                           60, "the UI to print its URL")
-        assert proc.poll() is None, log.read_text()
-        yield {**runs, "url": found.group(0), "log": log}
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    with ui_process(runs["store"], log, cwd=root) as url:
+        yield {**runs, "url": url, "log": log}
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,6 @@ whose bare address sends a browser there."""
 
 from __future__ import annotations
 
-import re
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -18,7 +14,7 @@ import pytest
 
 import amltrack
 
-from .conftest import child_env, wait_until
+from .conftest import ui_process
 from .sync_helpers import READ_TOKEN, ServerProcess
 
 pytest.importorskip("numpy", reason="the UI needs the ui extra: pip install -e '.[ui]'")
@@ -36,25 +32,9 @@ def ui(store: Path, tmp_path: Path) -> Iterator[httpx.Client]:
     """A real ``amltrack ui`` over a store with one run, and a client of it; the process is stopped."""
     with amltrack.start_run("pages", store=store, outputs=None, name="one") as logger:
         logger.log("loss", 1.0)
-    log = tmp_path / "ui.log"
-    with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
-    try:
-        found = wait_until(lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+", log.read_text()),
-                           60, "the UI to print its URL")
-        assert proc.poll() is None, log.read_text()
-        with httpx.Client(base_url=found.group(0), timeout=30) as client:
-            client.run_id = logger.run_id
-            yield client
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(15)
-    assert "Traceback" not in log.read_text(), log.read_text()
+    with ui_process(store, tmp_path / "ui.log") as url, httpx.Client(base_url=url, timeout=30) as client:
+        client.run_id = logger.run_id
+        yield client
 
 
 def assert_error_page(r: httpx.Response, status: int, says: str, home: str, like: httpx.Response) -> None:
