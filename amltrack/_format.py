@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ._errors import InvalidPathError, StoreError
+from ._errors import InvalidPathError, StoreError, short_repr
 
 SCHEMA_VERSION = 1
 
@@ -294,11 +294,6 @@ _SCALARS = (str, int, float, bool, type(None))
 _METRIC_KINDS = ("number", "string", "bool", "list")
 
 
-def _short(v: Any) -> str:
-    text = repr(v) if isinstance(v, _SCALARS) else f"a {type(v).__name__}"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
 def _is_int(v: Any) -> bool:
     return type(v) is int  # JSON gives exact types; a bool is not a count
 
@@ -312,14 +307,15 @@ def run_info_problem(info: Any, run_id: str) -> str | None:
     if not isinstance(info, dict):
         return f"holds a {type(info).__name__}, not a JSON object"
     if info.get("id") != run_id:
-        return f"names run {_short(info.get('id'))}, not {run_id}" if "id" in info else "has no id"
+        return f"names run {short_repr(info.get('id'))}, not {run_id}" if "id" in info else "has no id"
     schema = info.get("schema")
     if not _is_int(schema) or schema < 1:
-        return f"has schema {_short(schema)}, not a version number (1)"
+        return f"has schema {short_repr(schema)}, not a version number (1)"
     if schema > SCHEMA_VERSION:
         return f"has schema {schema}, newer than this amltrack knows ({SCHEMA_VERSION}): upgrade amltrack"
-    if info.get("status") not in (*STATUSES[:-1],):  # "crashed" is a reader's verdict, never on file
-        return f"has status {_short(info.get('status'))}, not one of {', '.join(STATUSES[:-1])}"
+    on_file = ("running", *ENDED_STATUSES)  # "crashed" is a reader's verdict, never on file
+    if info.get("status") not in on_file:
+        return f"has status {short_repr(info.get('status'))}, not one of {', '.join(on_file)}"
     for key, ok, what in (
         ("experiment", lambda v: isinstance(v, str), "a string"),
         ("name", lambda v: isinstance(v, str), "a string"),
@@ -334,27 +330,27 @@ def run_info_problem(info: Any, run_id: str) -> str | None:
     ):
         v = info.get(key)
         if v is not None and not ok(v):
-            return f"has {key} {_short(v)}, not {what} or null"
+            return f"has {key} {short_repr(v)}, not {what} or null"
     for key in ("tags", "params"):
         v = info.get(key)
         if v is None:
             continue
         if not isinstance(v, dict):
-            return f"has {key} {_short(v)}, not an object"
+            return f"has {key} {short_repr(v)}, not an object"
         for k, x in v.items():
             if not isinstance(x, _SCALARS):
-                return f"has {key}[{_short(k)}] {_short(x)}, not a string, number, bool or null"
+                return f"has {key}[{short_repr(k)}] {short_repr(x)}, not a string, number, bool or null"
     return None
 
 
 def _metric_summary_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
-        return f"is {_short(entry)}, not an object"
+        return f"is {short_repr(entry)}, not an object"
     count = entry.get("count")
     if not _is_int(count) or count < 0:
-        return f"has count {_short(count)}, not an int >= 0"
+        return f"has count {short_repr(count)}, not an int >= 0"
     if "kind" in entry and entry["kind"] not in _METRIC_KINDS:
-        return f"has kind {_short(entry['kind'])}, not one of {', '.join(_METRIC_KINDS)}"
+        return f"has kind {short_repr(entry['kind'])}, not one of {', '.join(_METRIC_KINDS)}"
     for key, ok, what in (
         ("step", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
         ("length", lambda v: _is_int(v) and v >= 0, "an int >= 0"),
@@ -364,7 +360,7 @@ def _metric_summary_problem(entry: Any) -> str | None:
         ("max", lambda v: isinstance(v, _SCALARS), "a single value"),
     ):
         if key in entry and not ok(entry[key]):
-            return f"has {key} {_short(entry[key])}, not {what}"
+            return f"has {key} {short_repr(entry[key])}, not {what}"
     return None
 
 
@@ -374,14 +370,14 @@ def summary_problem(summary: Any) -> str | None:
         return f"holds a {type(summary).__name__}, not a JSON object"
     for key, ok, what in (("heartbeat", _is_number, "a number"), ("records", _is_int, "an int")):
         if key in summary and not ok(summary[key]):
-            return f"has {key} {_short(summary[key])}, not {what}"
+            return f"has {key} {short_repr(summary[key])}, not {what}"
     metrics = summary.get("metrics", {})
     if not isinstance(metrics, dict):
-        return f"has metrics {_short(metrics)}, not an object"
+        return f"has metrics {short_repr(metrics)}, not an object"
     for name, entry in metrics.items():
         problem = _metric_summary_problem(entry)
         if problem is not None:
-            return f"metric {_short(name)} {problem}"
+            return f"metric {short_repr(name)} {problem}"
     return None
 
 

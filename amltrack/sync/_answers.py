@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import short_repr
 from ._errors import SyncError
 
 
@@ -41,11 +42,6 @@ class Route:
 
     def bad(self, what: str) -> BadAnswerError:
         return BadAnswerError(self.url, self.route, what)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _kind(value: Any) -> str:
@@ -77,7 +73,7 @@ def count(d: dict[str, Any], key: str, at: Route, within: str = "") -> int:
     """``d[key]`` as a whole number >= 0 (a size, an offset); a bool or a float is not one."""
     v = field(d, key, at, within)
     if type(v) is not int or v < 0:
-        raise at.bad(f"{_name(key, within)!r} = {_show(v)}, not a whole number >= 0")
+        raise at.bad(f"{_name(key, within)!r} = {short_repr(v, 60)}, not a whole number >= 0")
     return v
 
 
@@ -85,7 +81,7 @@ def flag(d: dict[str, Any], key: str, at: Route, within: str = "") -> bool:
     """``d[key]`` as true or false."""
     v = field(d, key, at, within)
     if type(v) is not bool:
-        raise at.bad(f"{_name(key, within)!r} = {_show(v)}, not true or false")
+        raise at.bad(f"{_name(key, within)!r} = {short_repr(v, 60)}, not true or false")
     return v
 
 
@@ -95,7 +91,7 @@ def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: 
     if v is None and optional:
         return None
     if type(v) is not str:
-        raise at.bad(f"{_name(key, within)!r} = {_show(v)}, not a string")
+        raise at.bad(f"{_name(key, within)!r} = {short_repr(v, 60)}, not a string")
     return v
 
 
