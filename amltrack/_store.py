@@ -680,6 +680,13 @@ class Run:
             raise MetricNotFoundError(name, self.id)
         return m
 
+    def _overview(self) -> dict[str, dict[str, Any]]:
+        """What ``history info`` shows of each metric (``_summary.describe``); sets ``skipped``."""
+        from ._summary import describe
+
+        metrics = self._read_metrics()
+        return {name: describe(metrics[name]) for name in sorted(metrics)}
+
     def summary(self) -> dict[str, dict[str, Any]]:
         """Per metric: count, last, and min and max over its numbers (list metrics: over the elements)."""
         out: dict[str, dict[str, Any]] = {}

@@ -160,7 +160,7 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, flo
     dt, cpu = time.perf_counter() - t0, children_cpu() - c0
     if out.returncode:
         raise RuntimeError(f"{' '.join(cmd)} exited with {out.returncode}:\n{out.stdout}{out.stderr}")
-    return dt, cpu, (json.loads(out.stdout) if out.stdout.strip() else {})
+    return dt, cpu, (json.loads(out.stdout) if out.stdout.lstrip().startswith(("{", "[")) else {})
 
 
 def main() -> None:
@@ -214,6 +214,14 @@ def main() -> None:
                     forget_pushes(store)
                 rep = sync("metrics_push_s", server, metrics)
                 assert rep["counts"]["pushed"] == 1 and rep["bytes"] >= metrics_bytes, rep
+                # What `history info` costs over that run: the server's summary, against the local
+                # read of the whole file, and the CLI's own start-up.
+                (rid,) = os.listdir(os.path.join(metrics, "runs"))
+                info = run("info_remote_s", [*cli, "history", "info", "-r", rid, "--remote", server.url, "--json"],
+                           server)
+                assert info["metrics"]["loss"]["count"] == n_records, info["metrics"]
+                run("info_local_s", [*cli, "history", "info", "-r", rid, "--store", metrics, "--json"])
+                run("cli_floor_s", [*cli, "--version"])
                 rep = sync("artifact_push_s", server, artifact)
                 assert rep["counts"]["pushed"] == 1 and rep["bytes"] >= art_bytes, rep
                 add("artifact_mb_s", art_bytes / MB / results["artifact_push_s"][-1])
@@ -237,6 +245,11 @@ def main() -> None:
         ("first push of many small runs", f"{n_runs:,} runs", "-", "first_push_runs_s", "s"),
         ("re-sync, nothing to send (the ledger answers)", f"{n_runs:,} runs", "≤ 0.5 s", "resync_s", "s"),
         ("re-sync with `--all` (the server is asked about each)", f"{n_runs:,} runs", "-", "resync_all_s", "s"),
+        ("`history info --remote` of that run (the server's summary)", f"{n_records:,} records",
+         "≤ 0.3 s + start-up", "info_remote_s", "s"),
+        ("`history info` of that run, local (reads the whole file)", f"{n_records:,} records", "-",
+         "info_local_s", "s"),
+        ("start-up: `amltrack --version`", "-", "-", "cli_floor_s", "s"),
         ('`python -c "import amltrack.sync"`', "-", "-", "import_sync_s", "s"),
         ("floor: `python -c pass`", "-", "-", "floor_python_s", "s"),
     ]

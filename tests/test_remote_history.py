@@ -382,3 +382,64 @@ def test_a_run_name_is_a_reference_through_the_remote_too(
         assert code == 1 and "lr=0.5" in err and "Traceback" not in err
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------------------- the server's summary
+
+
+def test_info_takes_the_servers_summary_and_never_fetches_the_metrics(synced: Synced) -> None:
+    from amltrack.cli._history import run_details
+    from amltrack.sync._reader import RemoteReader
+
+    local = run_details(amltrack.Store(synced.local).run(synced.rich))
+    with RemoteReader(synced.server.url, READ_TOKEN) as reader:
+        run = reader.run(synced.rich)
+        remote = run_details(run)
+        assert not (run.dir / "metrics.jsonl").exists() and "metrics.jsonl" not in run._fetched
+    assert json.dumps(remote, default=str) == json.dumps(local, default=str)
+    assert remote["metrics"]["loss"]["count"] == 500 and remote["metrics"]["grad_norm"]["max"] == float("inf")
+
+
+def test_the_summary_is_folded_once_and_started_over_when_the_file_changes(tmp_path: Path) -> None:
+    local = tmp_path / "local"
+    rid = make_run(local, records=3000)
+    srv = ServerProcess(tmp_path / "store", tmp_path / "server.log").start()
+    try:
+        done = cli("sync", "--to", srv.url, "--store", str(local), AMLTRACK_TOKEN=WRITE_TOKEN)
+        assert done.returncode == 0, done.stderr
+        metrics = tmp_path / "store" / "runs" / rid / "metrics.jsonl"
+        fold = json.loads((metrics.parent / "cache" / "metrics-summary.json").read_bytes())
+        assert fold["end"] == metrics.stat().st_size  # finalising folded it: a reader pays nothing
+
+        def summary() -> dict:
+            with srv.client(READ_TOKEN) as c:
+                r = c.get(f"/v1/history/runs/{rid}/summary", params={"points": 8})
+                assert r.status_code == 200, r.text
+                return r.json()
+
+        first = summary()
+        assert first["metrics"]["loss"]["count"] == 3000 and len(first["metrics"]["loss"]["points"]) == 8
+        assert first["metrics"]["nonfinite"]["nonfinite"] == ["last"] and first["skipped"] == 0
+        # The head of the file overwritten in place: an answer that still counts every point was
+        # not read from the file but from the fold.
+        data = metrics.read_bytes()
+        metrics.write_bytes(b" " * 200 + b"\n" + data[201:])
+        assert summary() == first
+        # The end of the file cut: the fold no longer matches it and is made again from the file.
+        metrics.write_bytes(b" " * 200 + b"\n" + data[201 : data.rindex(b"\n", 0, len(data) - 1) + 1])
+        again = summary()
+        # ...and now it reads the damaged head: the line cut in two there is skipped.
+        assert again["metrics_bytes"] == metrics.stat().st_size and again["skipped"] == 1
+        assert "nonfinite" not in again["metrics"]  # the cut line was its only point
+        assert again["metrics"]["loss"]["count"] < 3000
+    finally:
+        srv.stop()
+
+
+def test_the_summary_route_checks_what_it_is_given(synced: Synced) -> None:
+    with synced.server.client(READ_TOKEN) as c:
+        assert c.get(f"/v1/history/runs/{synced.staged}/summary").json()["error"]["code"] == "run_not_found"
+        assert c.get("/v1/history/runs/..%2f..%2fetc/summary").status_code in (400, 404)
+        assert c.get(f"/v1/history/runs/{synced.rich}/summary", params={"points": 0}).status_code == 422
+    with httpx.Client(base_url=synced.server.url) as c:
+        assert c.get(f"/v1/history/runs/{synced.rich}/summary").status_code == 401

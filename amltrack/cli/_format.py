@@ -133,31 +133,13 @@ def json_safe(v: Any) -> Any:
     return v
 
 
-def only_numbers(values: Sequence[Any]) -> bool:
-    """Whether every value is an int or a float (not a bool, a string or a list), tested in C."""
-    return set(map(type, values)) <= _PLAIN_NUMBERS
-
-
-_PLAIN_NUMBERS = {int, float}
-
-
 def sparkline(values: Sequence[Any], width: int = 24) -> str:
-    # A metric of a million numbers is the common case for `history info`: when every value is a
-    # finite number, which one C-level sum tells, the values are used as they are.
-    if only_numbers(values) and math.isfinite(sum(values)):
-        nums = list(values)
-    else:
-        nums = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-        nums = [v for v in nums if math.isfinite(v)]
+    """The finite numbers among ``values`` as a line of at most ``width`` bars (bucket means)."""
+    from .._summary import bucket_means, finite_numbers
+
+    nums = bucket_means(finite_numbers(list(values)), width)
     if not nums:
         return ""
-    if len(nums) > width:  # bucket means, so the line keeps its shape
-        step = len(nums) / width
-        nums = [
-            sum(b) / len(b)
-            for i in range(width)
-            if (b := nums[int(i * step) : max(int((i + 1) * step), int(i * step) + 1)])
-        ]
     lo, hi = min(nums), max(nums)
     if hi == lo:
         return SPARKS[3] * len(nums)

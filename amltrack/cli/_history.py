@@ -13,7 +13,7 @@ from . import _format as out
 from ._format import CliError, add_json_arg, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
-    from .._store import Metric, Run
+    from .._store import Run
 
 # The library's amltrack._format.STATUSES, repeated so that building the parser does not import the
 # library (tests/test_cli.py checks that the two agree).
@@ -220,31 +220,23 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def metric_details(metric: Metric) -> dict[str, Any]:
-    """Count, last, min and max as ``Run.summary()`` has them, plus the kind and a sparkline.
+def metric_details(overview: dict[str, Any]) -> dict[str, Any]:
+    """A metric's ``_summary.describe()`` overview with its points drawn as a sparkline.
 
     min and max are over every number logged (a list metric's elements included, NaN left out); the
     sparkline is of the series, or for a list metric of its latest list.
     """
-    from .._store import number_range
-
-    vals = metric.values
-    last = vals[-1]
-    lo, hi = number_range(vals)
-    kind = kind_of(last)
-    return {
-        "kind": kind,
-        "count": len(vals),
-        "last": last,
-        "min": lo,
-        "max": hi,
-        "sparkline": out.sparkline(last if kind == "list" else vals),
-    }
+    details = {k: overview[k] for k in ("kind", "count", "last", "min", "max")}
+    details["sparkline"] = out.sparkline(overview["points"])
+    return details
 
 
 def run_details(run: Run) -> dict[str, Any]:
-    """Everything ``history info`` shows, as the dict its --json prints (before NaN becomes "NaN")."""
-    metrics = run.metrics()
+    """Everything ``history info`` shows, as the dict its --json prints (before NaN becomes "NaN").
+
+    A run on a server is summarised by the server, so this costs the same whatever the run's size.
+    """
+    metrics = run._overview()
     skipped = run.skipped
     artifacts = run.artifacts()
     return {

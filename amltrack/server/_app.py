@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import __version__
+from .._summary import POINTS
 from . import _errors
 from ._auth import Tokens
 from ._errors import ApiError
@@ -71,6 +72,21 @@ _HISTORY_LIST = {
     "type": "object",
     "required": ["runs"],
     "properties": {"runs": {"type": "array", "items": _HISTORY_RUN}},
+}
+_HISTORY_SUMMARY = {
+    "type": "object",
+    "required": ["id", "metrics_bytes", "skipped", "metrics"],
+    "properties": {
+        "id": {"type": "string"},
+        "metrics_bytes": {"type": "integer", "description": "the bytes of metrics.jsonl summarised"},
+        "skipped": {"type": "integer", "description": "lines of metrics.jsonl that could not be read"},
+        "metrics": {
+            "type": "object",
+            "description": "per metric: kind, count, last, min, max, points (bucket means of its finite "
+            "numbers, or of a list metric's last list), and nonfinite: which of last, min and max are "
+            "NaN or infinities written as in metrics.jsonl",
+        },
+    },
 }
 _BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _STREAM_BLOCK = 1 << 20
@@ -310,6 +326,23 @@ def create_app(
         """The bytes of run.json, summary.json, metrics.jsonl or artifacts.jsonl of a finalised run."""
         f, size = await run_in_threadpool(storage.open_run_file, run_id, name)
         return _stream(f, size)
+
+    @app.get(
+        "/v1/history/runs/{run_id}/summary",
+        tags=["history"],
+        dependencies=read,
+        response_class=Response,
+        responses=_json_answer(_HISTORY_SUMMARY, "the run's metrics, summarised"),
+    )
+    async def history_summary(
+        run_id: str,
+        points: int = Query(POINTS, ge=1, le=1000, description="points per metric for a sparkline"),
+    ) -> Response:
+        """Per metric of a finalised run: kind, count, last, min, max and points for a sparkline.
+
+        Computed as the metrics arrive, so it costs the same whatever the run's size.
+        """
+        return _json(await run_in_threadpool(storage.overview, check_run_id(run_id), points))
 
     @app.get(
         "/v1/history/runs/{run_id}/artifacts/{path:path}",

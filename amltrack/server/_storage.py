@@ -22,15 +22,18 @@ import re
 import shutil
 import signal
 import threading
+import zlib
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
 from .. import _format as fmt
+from .._columns import CACHE_DIR
 from .._errors import AmbiguousRunError, InvalidPathError, RefusedFileError, RunNotFoundError, StoreError
 from .._files import locked
 from .._store import Run, Store, create_store, open_beneath
+from .._summary import Fold, encode_overview
 from ._errors import ApiError
 
 SERVER_DIR = ".server"
@@ -39,6 +42,11 @@ RUN_FILES = (fmt.RUN_FILE, fmt.SUMMARY_FILE, *APPEND_FILES)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _HASH_BLOCK = 1 << 20
 _TMP_TAG = ".srv-"  # temporary files of this server carry it, so stale ones can be told apart
+# Beside each run: what its metrics.jsonl folds into for `history info --remote` (see _summary), so
+# that the answer costs the same for ten points as for ten million. Derived data, safe to delete.
+FOLD_FILE = f"{CACHE_DIR}/metrics-summary.json"
+_FOLD_PIECE = 8 << 20  # bytes of metrics.jsonl parsed at a time, to bound the memory of a catch-up
+_FOLD_CHECK = 4096  # the bytes before a fold's end whose CRC-32 tells that the file is still the one folded
 
 # Test-only: "STAGE:N" or "STAGE:N:KIND" SIGKILLs the server at STAGE (before, during, after) of
 # its N-th write request (of that KIND: create, append, blob, commit, delete, summary, finalise), to
@@ -117,6 +125,13 @@ def parse_object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ApiError(400, "invalid_json", f"{what} holds a {type(obj).__name__}, not a JSON object")
     return obj
+
+
+def _fold_check(f: BinaryIO, end: int) -> int:
+    """The CRC-32 of the bytes of ``f`` just before ``end``: a fold covers the file only while they match."""
+    start = max(0, end - _FOLD_CHECK)
+    f.seek(start)
+    return zlib.crc32(f.read(end - start))
 
 
 def sha256_file(path: Path) -> str:
@@ -317,6 +332,60 @@ class ServerStore:
         except StoreError as e:
             raise _read_error(e, f"run {ref}") from None
         return self._entry(run)
+
+    def overview(self, run_id: str, width: int) -> dict[str, Any]:
+        """Per metric of a finalised run: kind, count, last, min, max and ``width`` points for a sparkline."""
+        d = self._published(run_id)
+        try:
+            fold = self._fold(run_id, d)
+        except OSError as e:
+            raise _read_error(e, fmt.METRICS_FILE) from None
+        return {
+            "id": run_id,
+            "metrics_bytes": fold.end,
+            "skipped": fold.skipped,
+            "metrics": encode_overview(fold.describe(width)),
+        }
+
+    def _fold(self, run_id: str, d: Path) -> Fold:
+        """The run's fold, brought up to the last whole line of its metrics.jsonl and saved again.
+
+        A saved fold that no longer matches the file (one replaced or cut since) is started over.
+        Parsing costs only what was appended since the fold was saved: finalising saves it, so a
+        reader pays nothing.
+        """
+        with self._lock(f"fold:{run_id}"):
+            path = d / FOLD_FILE
+            try:
+                saved = orjson.loads(path.read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                saved = None
+            fold = Fold.from_json(saved) or Fold()
+            try:
+                f = open(d / fmt.METRICS_FILE, "rb")
+            except FileNotFoundError:
+                return Fold()
+            with f:
+                if fold.end and _fold_check(f, fold.end) != (saved or {}).get("check"):
+                    fold = Fold()
+                start = fold.end
+                f.seek(start)
+                carry = b""
+                while block := f.read(_FOLD_PIECE):
+                    block = carry + block
+                    cut = block.rfind(b"\n") + 1  # a line still being appended waits for the next read
+                    carry = block[cut:]
+                    if cut:
+                        fold.feed(block[:cut], str(d / fmt.METRICS_FILE))
+                if fold.end != start:
+                    state = fold.to_json()
+                    state["check"] = _fold_check(f, fold.end)
+                    try:
+                        path.parent.mkdir(exist_ok=True)
+                        fmt.write_json_atomic(path, state, fsync=False)
+                    except OSError:  # a read-only store still answers; it folds again next time
+                        pass
+            return fold
 
     def _published(self, run_id: str) -> Path:
         d = self.runs / check_run_id(run_id)
@@ -620,5 +689,9 @@ class ServerStore:
                 with contextlib.suppress(OSError):
                     stale.unlink()
             state = self._state(run_id, False)
+        try:  # so that the first `history info --remote` after a push finds the fold up to date
+            self._fold(run_id, d)
+        except OSError:
+            pass
         _die_at(chosen, "after")
         return state

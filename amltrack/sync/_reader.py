@@ -31,7 +31,8 @@ from .. import __version__
 from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, RunNotFoundError
 from .._store import Run, Store
-from ._answers import Route, objects
+from .._summary import decode_overview
+from ._answers import Route, count, field, obj, objects, table
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._remote import HttpRemote, error_fields, http_client
 from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
@@ -102,6 +103,12 @@ class RemoteRun(Run):
     def artifacts(self) -> list[dict[str, Any]]:
         self._fetch(fmt.MANIFEST_FILE)
         return super().artifacts()
+
+    def _overview(self) -> dict[str, dict[str, Any]]:
+        """The server's summary of the metrics: a few hundred bytes a metric, however long the run."""
+        body = self._reader.overview(self.id)
+        self.skipped = body["skipped"]
+        return body["metrics"]
 
     def read_artifact(self, path: str) -> bytes:
         """The artifact's bytes, from the server."""
@@ -312,6 +319,23 @@ class RemoteReader(HttpRemote):
         finally:
             r.close()
         return True
+
+    def overview(self, run_id: str) -> dict[str, Any]:
+        """``GET /v1/history/runs/{id}/summary``: per metric kind, count, last, min, max and points."""
+        route = Route(self.label, f"GET /v1/history/runs/{run_id}/summary")
+        try:
+            body = self._history(f"/v1/history/runs/{run_id}/summary")
+        except RemoteError as e:
+            if e.code == "run_not_found":
+                raise RemoteRunNotFoundError(run_id, self) from None
+            raise
+        metrics = table(body, "metrics", route)
+        for name, m in metrics.items():
+            count(obj(m, route, f"metrics.{name}"), "count", route, f"metrics.{name}")
+            if type(field(m, "points", route, f"metrics.{name}")) is not list:
+                raise route.bad(f"'metrics.{name}.points' that is not a list")
+        skipped = count(body, "skipped", route)
+        return {"skipped": skipped, "metrics": decode_overview(metrics)}
 
     def read_artifact(self, run_id: str, path: str) -> bytes:
         """The bytes of the run's artifact ``path``."""
