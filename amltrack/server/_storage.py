@@ -276,14 +276,18 @@ class ServerStore:
 
     def blob_state(self, run_id: str, sha: str) -> dict[str, Any]:
         self._require(run_id)
-        check_sha256(sha)
-        done = self.blobs / run_id / sha
+        return self.upload_state(self.blobs / run_id, check_sha256(sha), f"run {run_id}")
+
+    @staticmethod
+    def upload_state(bdir: Path, sha: str, owner: str) -> dict[str, Any]:
+        """How much of the upload ``sha`` in ``bdir`` has arrived; 404 ``blob_not_found`` if none."""
+        done = bdir / sha
         if done.is_file():
             return {"sha256": sha, "size": done.stat().st_size, "complete": True}
-        part = self.blobs / run_id / f"{sha}.part"
+        part = bdir / f"{sha}.part"
         if part.is_file():
             return {"sha256": sha, "size": part.stat().st_size, "complete": False}
-        raise ApiError(404, "blob_not_found", f"run {run_id} has no upload of {sha}; start it at offset 0")
+        raise ApiError(404, "blob_not_found", f"{owner} has no upload of {sha}; start it at offset 0")
 
     # ----------------------------------------------------------------- history (published runs)
     # What `amltrack history ... --remote` reads. It goes through amltrack.Store over runs/, which
@@ -498,66 +502,72 @@ class ServerStore:
         return size
 
     def put_blob(self, run_id: str, sha: str, offset: int, total: int, data: bytes) -> dict[str, Any]:
-        """Append a chunk of the content ``sha`` (``total`` bytes in all) at ``offset``.
+        """Append a chunk of the content ``sha`` (``total`` bytes in all) at ``offset``."""
+        check_sha256(sha)
+        chosen = self.kill.write("blob")
+        with self._lock(run_id):
+            self._require(run_id)
+            answer = self.put_chunk(self.blobs / run_id, sha, offset, total, data, chosen)
+        _die_at(chosen, "after")
+        return answer
+
+    def put_chunk(
+        self, bdir: Path, sha: str, offset: int, total: int, data: bytes, chosen: str | None
+    ) -> dict[str, Any]:
+        """Append a chunk of the upload ``sha`` in ``bdir`` (under its owner's lock).
 
         When the last byte arrives the whole content is checked against ``sha``; a mismatch discards
         the upload. The hash is kept running while the chunks arrive (each one hashed while it is
         written and fsynced), so the last chunk need not read the file back; an upload begun before
         a restart of the server is hashed from its file.
         """
-        check_sha256(sha)
-        chosen = self.kill.write("blob")
-        with self._lock(run_id):
-            self._require(run_id)
-            bdir = self.blobs / run_id
-            done = bdir / sha
-            if done.is_file():
-                _die_at(chosen, "before")
-                _die_at(chosen, "after")
-                return {"sha256": sha, "size": done.stat().st_size, "complete": True}
-            if offset + len(data) > total:
-                raise ApiError(
-                    400,
-                    "invalid_request",
-                    f"a chunk at {offset} of {len(data)} bytes passes the size {total}",
-                )
+        done = bdir / sha
+        if done.is_file():
+            _die_at(chosen, "before")
+            return {"sha256": sha, "size": done.stat().st_size, "complete": True}
+        if offset + len(data) > total:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"a chunk at {offset} of {len(data)} bytes passes the size {total}",
+            )
+        try:
+            bdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _storage_error(e, "an upload") from e
+        part = bdir / f"{sha}.part"
+        key = (str(bdir), sha)
+        running = self._running.pop(key, None)
+        hasher = running[0] if running and running[1] == offset else None
+        if hasher is None and offset == 0:
+            hasher = hashlib.sha256()
+        if data:
+            # hashlib lets go of the GIL on big buffers, so the hash overlaps the write and its fsync.
+            hashing = threading.Thread(target=hasher.update, args=(data,)) if hasher else None
+            if hashing:
+                hashing.start()
             try:
-                bdir.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise _storage_error(e, "an upload") from e
-            part = bdir / f"{sha}.part"
-            running = self._running.pop((run_id, sha), None)
-            hasher = running[0] if running and running[1] == offset else None
-            if hasher is None and offset == 0:
-                hasher = hashlib.sha256()
-            if data:
-                # hashlib lets go of the GIL on big buffers, so the hash overlaps the write and its fsync.
-                hashing = threading.Thread(target=hasher.update, args=(data,)) if hasher else None
+                size = self._append_at(part, offset, data, chosen)
+            finally:
                 if hashing:
-                    hashing.start()
-                try:
-                    size = self._append_at(part, offset, data, chosen)
-                finally:
-                    if hashing:
-                        hashing.join()
-            else:
-                size = self._require_offset(part, offset)
-            complete = size == total
-            if not complete and hasher is not None:
-                if len(self._running) > 10_000:  # abandoned uploads; they fall back to the file
-                    self._running.clear()
-                self._running[(run_id, sha)] = (hasher, size)
-            if complete:
-                if (hasher.hexdigest() if hasher else sha256_file(part)) != sha:
-                    part.unlink()
-                    raise ApiError(
-                        422,
-                        "hash_mismatch",
-                        f"the {total} bytes uploaded do not have SHA-256 {sha}; the upload was discarded, "
-                        "send it again",
-                    )
-                os.replace(part, done)
-        _die_at(chosen, "after")
+                    hashing.join()
+        else:
+            size = self._require_offset(part, offset)
+        complete = size == total
+        if not complete and hasher is not None:
+            if len(self._running) > 10_000:  # abandoned uploads; they fall back to the file
+                self._running.clear()
+            self._running[key] = (hasher, size)
+        if complete:
+            if (hasher.hexdigest() if hasher else sha256_file(part)) != sha:
+                part.unlink()
+                raise ApiError(
+                    422,
+                    "hash_mismatch",
+                    f"the {total} bytes uploaded do not have SHA-256 {sha}; the upload was discarded, "
+                    "send it again",
+                )
+            os.replace(part, done)
         return {"sha256": sha, "size": size, "complete": complete}
 
     @staticmethod
