@@ -21,7 +21,7 @@ import amltrack
 from amltrack.cli._main import main
 from amltrack.sync import AmltrackRemote, Remotes, sync
 
-from .conftest import child_env
+from .conftest import child_env, wait_until
 from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, cli, make_run
 
 ARTIFACTS = {
@@ -408,8 +408,10 @@ def test_the_summary_is_folded_once_and_started_over_when_the_file_changes(tmp_p
         done = cli("sync", "--to", srv.url, "--store", str(local), AMLTRACK_TOKEN=WRITE_TOKEN)
         assert done.returncode == 0, done.stderr
         metrics = tmp_path / "store" / "runs" / rid / "metrics.jsonl"
-        fold = json.loads((metrics.parent / "cache" / "metrics-summary.json").read_bytes())
-        assert fold["end"] == metrics.stat().st_size  # finalising folded it: a reader pays nothing
+        saved = metrics.parent / "cache" / "metrics-summary.json"
+        # Finalising folds it in the background: a reader pays nothing.
+        wait_until(lambda: saved.exists() and json.loads(saved.read_bytes())["end"] == metrics.stat().st_size,
+                   what="the server to fold the pushed metrics")
 
         def summary() -> dict:
             with srv.client(READ_TOKEN) as c:

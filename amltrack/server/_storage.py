@@ -17,12 +17,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import logging
 import os
 import re
 import shutil
 import signal
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +38,7 @@ from .._store import Run, Store, create_store, open_beneath
 from .._summary import Fold, encode_overview
 from ._errors import ApiError
 
+log = logging.getLogger("amltrack.server")
 SERVER_DIR = ".server"
 APPEND_FILES = (fmt.METRICS_FILE, fmt.MANIFEST_FILE)
 RUN_FILES = (fmt.RUN_FILE, fmt.SUMMARY_FILE, *APPEND_FILES)
@@ -173,6 +176,7 @@ class ServerStore:
         self._hashes: dict[tuple[int, int, int, int, int], str] = {}
         self._running: dict[tuple[str, str], tuple[Any, int]] = {}  # uploads' hashes so far, and lengths
         self.kill = KillSwitch(os.environ.get(KILL_ENV))
+        self._folder = ThreadPoolExecutor(1, thread_name_prefix="amltrack-fold")
         # The published runs as any reader sees them: runs/ holds only finalised runs.
         self.reader = Store(self.root)
 
@@ -350,6 +354,12 @@ class ServerStore:
             "skipped": fold.skipped,
             "metrics": encode_overview(fold.describe(width)),
         }
+
+    def _fold_quietly(self, run_id: str, d: Path) -> None:
+        try:
+            self._fold(run_id, d)
+        except Exception as e:  # noqa: BLE001 - a reader folds again; the log says why this one did not
+            log.warning("amltrack server: could not summarise the metrics of run %s: %s", run_id, e)
 
     def _fold(self, run_id: str, d: Path) -> Fold:
         """The run's fold, brought up to the last whole line of its metrics.jsonl and saved again.
@@ -699,9 +709,9 @@ class ServerStore:
                 with contextlib.suppress(OSError):
                     stale.unlink()
             state = self._state(run_id, False)
-        try:  # so that the first `history info --remote` after a push finds the fold up to date
-            self._fold(run_id, d)
-        except OSError:
-            pass
+        # In the background, so the push's answer does not wait for it (1,000,000 records take a
+        # second or so); the first `history info --remote` after a push then finds it done, or waits
+        # for it under its lock rather than folding the same bytes again.
+        self._folder.submit(self._fold_quietly, run_id, d)
         _die_at(chosen, "after")
         return state
