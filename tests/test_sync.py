@@ -343,12 +343,70 @@ def test_verify_reports_a_tampered_remote_and_the_next_sync_repairs_it(
     assert "artifact extra.txt is on the remote but not stored locally" in out.stdout
     assert "metrics.jsonl differs from the local file in its first" in out.stdout
     assert "1 differ" in out.stdout.splitlines()[-1]
-    assert not list((local / "runs" / run_id / "sync").glob("*.json"))  # the ledger is no longer trusted
+    (entry,) = remotes_of(local / "runs" / run_id)  # the ledger is no longer trusted
+    assert entry["complete"] is False and entry["recheck"] is True
 
     (there / "metrics.jsonl").write_bytes((local / "runs" / run_id / "metrics.jsonl").read_bytes())
     repaired = sync(local, remote(server), verify=True)
     assert repaired.ok and repaired.runs[0].outcome == "pushed" and repaired.runs[0].differences == []
     assert_same_run(local / "runs" / run_id, there)
+
+
+def test_a_difference_verify_finds_is_repaired_by_the_next_sync_and_by_all(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    arts = {"notes/x.txt": b"x" * 100, "model.bin": b"weights" * 1000, "keep.txt": b"keep"}
+    run_id = make_run(local, records=300, artifacts=arts)
+    here, there = local / "runs" / run_id, server.store / "runs" / run_id
+    to = ("--store", str(local), "--to", server.url)
+
+    lost: dict[str, int] = {}
+
+    def sync_(*args: str) -> subprocess.CompletedProcess:
+        return cli("sync", *to, *args, AMLTRACK_TOKEN=WRITE_TOKEN)
+
+    def lose_data() -> None:
+        """What a server's disk can lose or get wrong: artifact files, and the tail of the JSON Lines
+        files (acknowledged appends lost with the power)."""
+        (there / "artifacts" / "notes" / "x.txt").unlink()
+        (there / "artifacts" / "model.bin").write_bytes(b"WEIGHTS" * 1000)  # same size, other bytes
+        for name in ("metrics.jsonl", "artifacts.jsonl"):
+            lines = (there / name).read_bytes().splitlines(keepends=True)
+            (there / name).write_bytes(b"".join(lines[:-2]))
+            lost[name] = len(lines[-1] + lines[-2])
+
+    def assert_found(out: subprocess.CompletedProcess) -> None:
+        assert out.returncode == 1, out.stdout + out.stderr
+        for diff in (
+            "artifact notes/x.txt is missing on the remote",
+            "artifact model.bin differs",
+            *(f"{name} has {n} bytes not pushed yet" for name, n in lost.items()),
+        ):
+            assert diff in out.stdout, (diff, out.stdout)
+
+    def assert_repaired_by(out: subprocess.CompletedProcess) -> None:
+        assert out.returncode == 0 and out.stdout.startswith(f"pushed      {run_id}"), out.stdout
+        checked = cli("sync", *to, "--verify", AMLTRACK_TOKEN=READ_TOKEN)
+        assert checked.returncode == 0 and "DIFFERS" not in checked.stdout, checked.stdout
+        assert_same_run(here, there)
+        (entry,) = remotes_of(here)
+        assert entry["complete"] is True and "recheck" not in entry
+
+    assert sync_().returncode == 0
+    lose_data()
+    assert_found(cli("sync", *to, "--verify", AMLTRACK_TOKEN=READ_TOKEN))
+    assert_repaired_by(sync_())
+
+    # --dry-run sends nothing, but the difference it found reaches the next sync all the same.
+    lose_data()
+    assert_found(cli("sync", *to, "--dry-run", "--verify", AMLTRACK_TOKEN=READ_TOKEN))
+    assert_repaired_by(sync_())
+
+    # Without --verify the ledger answers for the run; --all asks the server, and repairs it.
+    lose_data()
+    assert sync_().stdout.startswith("nothing to send")
+    assert_repaired_by(sync_("--all"))
 
 
 def test_one_bad_run_is_reported_and_the_others_still_go(server: ServerProcess, tmp_path: Path) -> None:

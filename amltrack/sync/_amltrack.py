@@ -300,6 +300,7 @@ class AmltrackRemote(HttpRemote):
         *,
         dry_run: bool = False,
         known: dict[str, Any] | None = None,
+        check: bool = False,  # every push asks for each artifact's hash: nothing is trusted without
     ) -> PushResult:
         self.max_body()  # an early, clear error if the URL is not an amltrack server
         state = self.state(snap.id)

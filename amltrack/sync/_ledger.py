@@ -45,11 +45,6 @@ def write(run_dir: Path, key: str, entry: dict[str, Any]) -> None:
     fmt.write_json_atomic(p, entry)
 
 
-def forget(run_dir: Path, key: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path(run_dir, key).unlink()
-
-
 def remotes_of(run_dir: Path) -> list[dict[str, Any]]:
     """Every ledger entry of the run: one per remote it was pushed to."""
     out = []

@@ -785,7 +785,13 @@ class MlflowRemote(HttpRemote):
         )
 
     def _plan(
-        self, snap: Snapshot, remote: _RemoteRun | None, want: _Wanted, previous: dict[str, Any]
+        self,
+        snap: Snapshot,
+        remote: _RemoteRun | None,
+        want: _Wanted,
+        previous: dict[str, Any],
+        *,
+        check: bool = False,
     ) -> _Plan:
         have = remote or _RemoteRun("", "", {}, {}, {})
         for k, v in want.params.items():
@@ -812,6 +818,14 @@ class MlflowRemote(HttpRemote):
             ):
                 base = previous["uploaded"]  # the remote holds what the last complete push uploaded
             uploads = [p for p, mark in want.artifacts.items() if base.get(p) != mark]
+        sizes = _sizes(snap, want)
+        if check and remote is not None:
+            # The digest says what the last complete push uploaded, not what the run holds now: an
+            # artifact deleted or replaced on MLflow since leaves it as it was. MLflow keeps no
+            # hashes, so what is there is compared by size, as --verify does.
+            there = self._listing(remote)
+            stale = {p for p, size in sizes.items() if there.get(p) != size}
+            uploads = [p for p in want.artifacts if p in stale or p in uploads]
         update: dict[str, Any] = {}
         if have.info.get("status") != want.status:
             update["status"] = want.status
@@ -834,7 +848,6 @@ class MlflowRemote(HttpRemote):
                 or have.tags.get(TAG_ARTIFACTS) != want.digest
             ),
         )
-        sizes = _sizes(snap, want)
         plan.estimate = (
             (len(snap.run_json) if plan.create else 0)
             + sum(len(k) + len(v) for k, v in plan.params + plan.tags)
@@ -853,11 +866,12 @@ class MlflowRemote(HttpRemote):
         *,
         dry_run: bool = False,
         known: dict[str, Any] | None = None,
+        check: bool = False,
     ) -> PushResult:
         previous = (ledger.read(snap.dir, self._key) or {}).get("remote_state") or {}
         want = self._wanted(snap, known)
         remote = self.find_run(snap, create_experiment=not dry_run)
-        plan = self._plan(snap, remote, want, previous)
+        plan = self._plan(snap, remote, want, previous, check=check)
         result = PushResult(snap.id, planned=plan.estimate)
         if remote is not None:
             result.remote = self._ledger_state(remote, want)
@@ -1169,6 +1183,20 @@ class MlflowRemote(HttpRemote):
         return diffs
 
     def _verify_artifacts(self, snap: Snapshot, remote: _RemoteRun, want: _Wanted) -> list[str]:
+        there = self._listing(remote)
+        sizes = _sizes(snap, want)
+        diffs = []
+        for p in want.artifacts:
+            if p not in sizes:
+                continue  # generated: present only when it has content
+            if p not in there:
+                diffs.append(f"artifact {p} is missing on the remote")
+            elif there[p] != sizes[p]:
+                diffs.append(f"artifact {p} has {there[p]} bytes on the remote, {sizes[p]} here")
+        return diffs
+
+    def _listing(self, remote: _RemoteRun) -> dict[str, int]:
+        """Every artifact file of the MLflow run, and its size."""
         there: dict[str, int] = {}
         todo = [""]
         while todo:
@@ -1190,16 +1218,7 @@ class MlflowRemote(HttpRemote):
                 token = answers.text(page, "next_page_token", at, optional=True)
                 if not token:
                     break
-        sizes = _sizes(snap, want)
-        diffs = []
-        for p in want.artifacts:
-            if p not in sizes:
-                continue  # generated: present only when it has content
-            if p not in there:
-                diffs.append(f"artifact {p} is missing on the remote")
-            elif there[p] != sizes[p]:
-                diffs.append(f"artifact {p} has {there[p]} bytes on the remote, {sizes[p]} here")
-        return diffs
+        return there
 
 
 def _batches(items: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:

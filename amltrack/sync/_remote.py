@@ -75,10 +75,14 @@ class Remote(Protocol):
         *,
         dry_run: bool = False,
         known: dict[str, Any] | None = None,
+        check: bool = False,
     ) -> PushResult:
         """Make the remote hold exactly ``snap``; resumable from any interruption.
 
-        ``known`` is the ledger's artifact hashes, to skip hashing unchanged files.
+        ``known`` is the ledger's artifact hashes, to skip hashing unchanged files. ``check`` asks
+        the remote what it holds of every artifact, where a remote would otherwise trust its own
+        record of the last complete push (``--all``, and the push after ``--verify`` found a
+        difference).
         """
         ...
 

@@ -6,6 +6,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import _format as fmt
@@ -241,7 +242,9 @@ def _sync_run(
         if all_runs or not _unchanged(entry, snap):
             if dry_run:
                 known = entry.get("artifacts") if entry else None
-                result = remote.push_run(snap, progress, dry_run=True, known=known)
+                result = remote.push_run(
+                    snap, progress, dry_run=True, known=known, check=all_runs or _distrusted(entry)
+                )
                 out.bytes = result.planned
                 out.outcome = "would_push" if result.planned else "up_to_date"
                 _check_refused(snap, "it would not be sent")
@@ -252,7 +255,9 @@ def _sync_run(
                     entry = ledger.read(run_dir, key)
                     if all_runs or not _unchanged(entry, snap):
                         known = entry.get("artifacts") if entry else None
-                        result = remote.push_run(snap, progress, known=known)
+                        result = remote.push_run(
+                            snap, progress, known=known, check=all_runs or _distrusted(entry)
+                        )
                         out.bytes, out.writes = result.sent, result.writes
                         # Not recorded as complete: the next sync looks again, and says so again.
                         _check_refused(snap, "the run's other files were pushed")
@@ -260,8 +265,9 @@ def _sync_run(
                         out.outcome = "pushed" if result.writes else "up_to_date"
         if verify:
             out.differences = remote.verify_run(snap)
-            if out.differences and not dry_run:
-                ledger.forget(run_dir, key)  # the next sync asks the remote instead of trusting the ledger
+            if out.differences:
+                with ledger.locked(run_dir, key, timeout=lock_timeout, on_wait=on_wait):
+                    _distrust(run_dir, key, remote, rid)
     except SyncError as e:
         out.outcome, out.reason = "failed", str(e)
         if e.remote_wide:
@@ -288,6 +294,21 @@ class _Stopped(Exception):
 def _unchanged(entry: dict[str, Any] | None, snap: Snapshot) -> bool:
     """The ledger shows the run's last push complete, and the run unchanged since."""
     return bool(entry and entry.get("complete") and entry.get("local") == snap.fingerprint())
+
+
+def _distrusted(entry: dict[str, Any] | None) -> bool:
+    """--verify found the remote's copy different since the last complete push (see _distrust)."""
+    return bool(entry and entry.get("recheck"))
+
+
+def _distrust(run_dir: Path, key: str, remote: Remote, rid: str) -> None:
+    """Mark the ledger entry after --verify found a difference: the next sync asks the remote, and
+    checks what it holds of every artifact instead of trusting its record of the last push (an
+    MLflow run's artifacts digest). The entry's remote state stays, and so do its artifact hashes,
+    which spare hashing unchanged files. Under the run's lock, so that a push that ends meanwhile
+    cannot write over the mark; with --dry-run too, since only the local ledger changes."""
+    entry = ledger.read(run_dir, key) or {"kind": remote.kind, "remote": remote.url, "run": rid}
+    ledger.write(run_dir, key, {**entry, "complete": False, "recheck": True})
 
 
 def _why_stopped(e: SyncError, url: str) -> str:
