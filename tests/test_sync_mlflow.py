@@ -697,6 +697,63 @@ def test_a_running_run_is_pushed_in_parts(
     assert len(server.history(tags["(run_id)"], "loss")) == 500
 
 
+def test_an_artifact_deleted_or_replaced_on_mlflow_is_sent_again(
+    server: MlflowServer, tmp_path: Path, creds: dict[str, str]
+) -> None:
+    local = tmp_path / "local"
+    with amltrack.start_run("mlflow-repair", store=local, outputs=None) as lg:
+        lg.log("loss", 0.5)
+        for path, data in (("notes/x.txt", "x" * 100), ("model.bin", b"w" * 5000), ("keep.txt", "keep")):
+            lg.upload(path, data)
+        rid = lg.run_id
+    run = amltrack.Store(local).run(rid)
+    to = ("--store", str(local), "--to", server.url)
+    assert cli("sync", *to, **creds).returncode == 0
+    with server.client() as c:
+        got = c.get("/api/2.0/mlflow/runs/get", params={"run_id": server.tags(rid)["(run_id)"]})
+        root = "/api/2.0/mlflow-artifacts/artifacts/" + got.json()["run"]["info"]["artifact_uri"].split(":/", 1)[1]
+
+    def tamper(*paths: str) -> None:
+        with server.client() as c:
+            for p in paths:
+                if p == "model.bin":  # other bytes, and a size --verify can tell (MLflow keeps no hashes)
+                    c.put(f"{root}/{p}", content=b"W" * 4000).raise_for_status()
+                else:
+                    c.delete(f"{root}/{p}").raise_for_status()
+                    assert c.get(f"{root}/{p}").status_code == 404
+
+    def assert_holds_the_run() -> None:
+        with server.client() as c:
+            for path in ("notes/x.txt", "model.bin", "keep.txt"):
+                assert c.get(f"{root}/{path}").content == run.read_artifact(path), path
+
+    def uploads(**kwargs: Any) -> list[str]:
+        puts = Recorder()
+        with MlflowRemote(server.url, transport=puts) as remote:
+            report = sync(local, remote, **kwargs)
+        assert report.ok and report.runs[0].outcome == "pushed", report
+        return sorted(p for p in puts.paths if not p.startswith("amltrack/"))
+
+    tamper("notes/x.txt", "model.bin")
+    found = cli("sync", *to, "--verify", **creds)
+    assert found.returncode == 1, found.stdout + found.stderr
+    assert "artifact notes/x.txt is missing on the remote" in found.stdout
+    assert "artifact model.bin has 4000 bytes on the remote, 5000 here" in found.stdout
+    assert uploads() == ["model.bin", "notes/x.txt"]  # what differs, and only that
+    checked = cli("sync", *to, "--verify", **creds)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert_holds_the_run()
+
+    # Without --verify the ledger answers for the run; --all asks MLflow what the run holds.
+    tamper("keep.txt")
+    assert cli("sync", *to, **creds).stdout.startswith("nothing to send")
+    dry = cli("sync", *to, "--all", "--dry-run", **creds)
+    assert dry.stdout.startswith(f"would push  {rid}"), dry.stdout
+    assert uploads(all_runs=True) == ["keep.txt"]
+    assert cli("sync", *to, "--all", "--verify", **creds).returncode == 0
+    assert_holds_the_run()
+
+
 # ----------------------------------------------------------------- without a server
 
 
