@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from . import _format as out
-from ._format import add_json_arg, add_store_arg, command_parser, guarded
+from ._format import add_json_arg, command_parser, guarded
+from ._history import add_source_args
 
 __all__ = ["add_parser"]
 
@@ -23,15 +26,17 @@ def add_parser(sub: Any) -> None:
     )
     asub = asset.add_subparsers(dest="asset_command", metavar="COMMAND", required=True)
 
-    p = command_parser(asub, "list", "every version of every asset", "amltrack asset list --json")
-    add_store_arg(p)
+    p = command_parser(
+        asub, "list", "every version of every asset", "amltrack asset list --json\n  amltrack asset list --remote team"
+    )
+    add_source_args(p, "assets")
     add_json_arg(p)
     p.set_defaults(handler=cmd_list)
 
     p = command_parser(
         asub, "show", "one asset version: where it came from and its files", "amltrack asset show mnist-cnn:2"
     )
-    add_store_arg(p)
+    add_source_args(p, "assets")
     p.add_argument("ref", metavar="NAME[:VERSION]", help="an asset, at its latest version unless given")
     add_json_arg(p)
     p.set_defaults(handler=cmd_show)
@@ -43,27 +48,41 @@ def add_parser(sub: Any) -> None:
         "amltrack asset download mnist-cnn deploy/",
         description=(
             "Write an asset version's files into DIR at their paths (DIR is created if needed; files "
-            "already there are replaced). Nothing is written outside DIR."
+            "already there are replaced). Nothing is written outside DIR. With --remote, from an amltrack "
+            "server that 'amltrack sync' pushed it to."
         ),
     )
-    add_store_arg(p)
+    add_source_args(p, "assets")
     p.add_argument("ref", metavar="NAME[:VERSION]", help="an asset, at its latest version unless given")
     p.add_argument("dir", metavar="DIR", help="the folder to write into")
     add_json_arg(p)
     p.set_defaults(handler=cmd_download)
 
 
+@contextlib.contextmanager
+def _source(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
+    """The local store, or with --remote a reader of the server's assets; and where that is, for messages."""
+    if args.remote is None:
+        store = out.open_store(args.store)
+        yield store, f"in {store}"
+        return
+    from ..sync._reader import RemoteReader  # httpx is imported only when a command runs
+
+    with RemoteReader.open(args.remote) as reader:
+        yield reader, f"on {reader.label}"
+
+
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     from .. import _assets
 
-    store = out.open_store(args.store)
-    assets = _assets.list_assets(store)
+    with _source(args) as (source, where):
+        assets = source.assets() if args.remote else _assets.list_assets(source)
     if args.json:
         out.print_json([a.to_json() for a in assets])
         return 0
     if not assets:
-        print(f"no assets in {store}", file=sys.stderr)
+        print(f"no assets {where}", file=sys.stderr)
         return 0
     print(
         out.table(
@@ -90,7 +109,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     from .. import _assets
 
-    asset = _assets.get(out.open_store(args.store), args.ref)
+    with _source(args) as (source, _):
+        asset = source.asset(args.ref) if args.remote else _assets.get(source, args.ref)
     if args.json:
         out.print_json(asset.to_json())
         return 0
@@ -99,7 +119,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"source run  {info.get('source_run')} ({info.get('experiment')})")
     print(f"prefix      {info.get('prefix')}")
     print(f"created     {info.get('created')}")
-    print(f"folder      {asset.dir}")
+    if not args.remote:
+        print(f"folder      {asset.dir}")
     print()
     print(
         out.table(
@@ -115,8 +136,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from .. import _assets
 
-    asset = _assets.get(out.open_store(args.store), args.ref)
-    asset.download(args.dir)
+    with _source(args) as (source, _):
+        asset = source.asset(args.ref) if args.remote else _assets.get(source, args.ref)
+        asset.download(args.dir)
     paths = [f["path"] for f in asset.files]
     if args.json:
         out.print_json({"asset": asset.ref, "dir": os.path.abspath(args.dir), "files": paths})

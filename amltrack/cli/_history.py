@@ -92,15 +92,16 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(handler=cmd_promote)
 
 
-def add_source_args(p: argparse.ArgumentParser) -> None:
-    """--store DIR, or --remote NAME|URL: a local store, or the finalised runs of an amltrack server."""
+def add_source_args(p: argparse.ArgumentParser, what: str = "runs") -> None:
+    """--store DIR, or --remote NAME|URL: a local store, or the finalised runs (or ``what``) of an
+    amltrack server."""
     group = p.add_mutually_exclusive_group()
     add_store_arg(group)  # type: ignore[arg-type]  # a group takes arguments as a parser does
     group.add_argument(
         "--remote",
         metavar="NAME|URL",
         default=None,
-        help="read the runs of this amltrack server instead: a remote's name ('amltrack remote list') "
+        help=f"read the {what} of this amltrack server instead: a remote's name ('amltrack remote list') "
         "or its URL; the token is $AMLTRACK_TOKEN, else the remote's",
     )
 

@@ -193,6 +193,13 @@ def print_report(report: Any) -> None:
                                     note, width))
         for d in r.differences or []:
             rows.append(out.hanging(f"{'DIFFERS':<10}  {r.id}  {r.status or '-':<9}  ", d, width))
+    for a in report.assets:
+        if a.outcome in shown:
+            where = f" (on the remote: {a.remote_ref})" if a.remote_ref and a.remote_ref != a.ref else ""
+            note = human_bytes(a.bytes) if a.outcome in ("pushed", "would_push") else (a.reason or "")
+            rows.append(out.hanging(f"{shown[a.outcome]:<10}  asset {a.ref}{where}  ", note, width))
+    if report.assets_skipped and not report.assets_skipped.startswith(NOT_TRIED):
+        rows.append(out.hanging(f"{'skipped':<10}  assets  ", report.assets_skipped, width))
     if not_tried:  # one line, not one per run: the FAILED line above says why and what to do
         why = (not_tried[0].reason or "")[len(NOT_TRIED) + 2 :]
         runs = "run" if len(not_tried) == 1 else "runs"
@@ -200,9 +207,10 @@ def print_report(report: Any) -> None:
     for line in rows:
         print(line)
     c = report.counts()
+    a = report.to_dict()["asset_counts"]
     if report.dry_run:
         head = f"dry run, nothing sent: {c['would_push']} to push ({human_bytes(report.bytes)})"
-    elif c["pushed"] == 0 and c["failed"] == 0:
+    elif c["pushed"] == 0 and c["failed"] == 0 and a["pushed"] == 0 and a["failed"] == 0:
         head = "nothing to send"
     else:
         head = f"{c['pushed']} pushed ({human_bytes(report.bytes)})"
@@ -210,4 +218,7 @@ def print_report(report: Any) -> None:
     verified = [r for r in report.runs if r.differences is not None]
     if verified:
         tail += f", {len(verified) - len(report.differing)} verified, {len(report.differing)} differ"
+    if report.assets:
+        tail += (f"; assets: {a['would_push'] if report.dry_run else a['pushed']} "
+                 f"{'to push' if report.dry_run else 'pushed'}, {a['up_to_date']} up to date, {a['failed']} failed")
     print(f"{head}; {tail} on {report.remote}")  # one line, whatever the width: scripts read it

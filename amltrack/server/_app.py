@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from .. import __version__
 from .._summary import POINTS
 from . import _errors
+from ._assets import ServerAssets
 from ._auth import Tokens
 from ._errors import ApiError
 from ._guard import SecurityHeaders, check_same_site
@@ -87,6 +88,18 @@ _HISTORY_SUMMARY = {
             "NaN or infinities written as in metrics.jsonl",
         },
     },
+}
+_ASSET = {
+    "type": "object",
+    "required": ["name", "version", "files"],
+    "description": "asset.json: name, version, source_run, experiment, prefix, files [{path, size, sha256}], "
+    "size, created; a pushed version also origin (the SHA-256 of the asset.json pushed), pushed_version "
+    "(its version where it was promoted) and pushed (when)",
+}
+_ASSET_LIST = {
+    "type": "object",
+    "required": ["assets"],
+    "properties": {"assets": {"type": "array", "items": _ASSET}},
 }
 _BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 _STREAM_BLOCK = 1 << 20
@@ -356,8 +369,73 @@ def create_app(
         f, size = await run_in_threadpool(storage.open_artifact, run_id, path)
         return _stream(f, size)
 
+    _add_asset_routes(app, ServerAssets(storage), read, write)
     _mount_ui(app, store, tokens)
     return app
+
+
+def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write: list[Any]) -> None:
+    """What `amltrack sync` pushes promoted assets through, and `amltrack asset ... --remote` reads."""
+
+    @app.get(
+        "/v1/assets",
+        tags=["assets"],
+        dependencies=read,
+        response_class=Response,
+        responses=_json_answer(_ASSET_LIST, "every version of every asset"),
+    )
+    async def list_assets() -> Response:
+        """Every version of every asset, by name, then version: each one's asset.json."""
+        return _json({"assets": await run_in_threadpool(assets.list)})
+
+    @app.get(
+        "/v1/assets/{ref}",
+        tags=["assets"],
+        dependencies=read,
+        response_class=Response,
+        responses=_json_answer(_ASSET, "the version's asset.json"),
+    )
+    async def get_asset(ref: str) -> Response:
+        """The asset version ``NAME:VERSION``, or the latest version of ``NAME``."""
+        return _json(await run_in_threadpool(assets.get, ref))
+
+    @app.get(
+        "/v1/assets/{ref}/files/{path:path}",
+        tags=["assets"],
+        dependencies=read,
+        response_class=Response,
+        responses={200: {"description": "the file's bytes", "content": _BYTES}, **_ERRORS},
+    )
+    async def asset_file(ref: str, path: str) -> Response:
+        """The bytes of a file of the asset version ``ref`` (``NAME`` or ``NAME:VERSION``)."""
+        f, size = await run_in_threadpool(assets.open_file, ref, path)
+        return _stream(f, size)
+
+    @app.get("/v1/assets/{name}/blobs/{sha256}", tags=["assets"], dependencies=read, responses=_ERRORS)
+    async def get_asset_blob(name: str, sha256: str) -> dict[str, Any]:
+        """How much of an upload the server holds; complete if a version of the asset already holds it."""
+        return await run_in_threadpool(assets.blob_state, name, sha256)
+
+    @app.post(
+        "/v1/assets/{name}/blobs/{sha256}",
+        tags=["assets"],
+        dependencies=write,
+        responses=_ERRORS,
+        openapi_extra=_RAW_BODY,
+    )
+    async def put_asset_blob(
+        request: Request, name: str, sha256: str, offset: int = Query(ge=0), size: int = Query(ge=0)
+    ) -> dict[str, Any]:
+        """Append a chunk of the content with this SHA-256 (``size`` bytes in all) at ``offset``."""
+        body = await request.body()
+        return await run_in_threadpool(assets.put_blob, name, sha256, offset, size, body)
+
+    @app.put("/v1/assets/{name}", tags=["assets"], dependencies=write, responses=_ERRORS, openapi_extra=_RAW_BODY)
+    async def put_asset(request: Request, name: str) -> dict[str, Any]:
+        """Place the version an asset.json describes, once: the same asset.json again answers the
+        version it made, and the latest version's content again answers that version."""
+        body = await request.body()
+        return await run_in_threadpool(assets.place, name, body)
 
 
 class RootToUi:

@@ -52,10 +52,10 @@ _FOLD_PIECE = 8 << 20  # bytes of metrics.jsonl parsed at a time, to bound the m
 _FOLD_CHECK = 4096  # the bytes before a fold's end whose CRC-32 tells that the file is still the one folded
 
 # Test-only: "STAGE:N" or "STAGE:N:KIND" SIGKILLs the server at STAGE (before, during, after) of
-# its N-th write request (of that KIND: create, append, blob, commit, delete, summary, finalise), to
+# its N-th write request (of that KIND: create, append, blob, commit, delete, summary, finalise, asset), to
 # test that a push resumes from any point. See docs/sync.md.
 KILL_ENV = "AMLTRACK_TEST_SERVER_KILL"
-WRITE_KINDS = ("create", "append", "blob", "commit", "delete", "summary", "finalise")
+WRITE_KINDS = ("create", "append", "blob", "commit", "delete", "summary", "finalise", "asset")
 
 
 class KillSwitch:

@@ -14,16 +14,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import httpx
 
 from .. import _format as fmt
-from ._answers import Route, count, flag, obj, table, text
+from .._assets import ASSET_FILE, Asset
+from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
-from ._remote import HttpRemote, Progress, PushResult, error_fields, http_client
+from ._remote import AssetPush, HttpRemote, Progress, PushResult, error_fields, http_client
 from ._remotes import check_url
 
 CHUNK = 16 * 1024 * 1024
@@ -451,6 +452,109 @@ class AmltrackRemote(HttpRemote):
             write=True,
         )
         return sent
+
+    def _send_content(
+        self, base: str, sha: str, size: int, source: Callable[[], BinaryIO], what: str, progress: Progress
+    ) -> int:
+        """Upload the content ``sha`` (``size`` bytes, read from ``source()``) to ``{base}/{sha}`` in
+        chunks, resuming a partial upload; the bytes sent."""
+        sent = 0
+        try:
+            blob = self._call("GET", f"{base}/{sha}")
+        except RemoteError as e:
+            if e.code != "blob_not_found":
+                raise
+            blob = {"size": 0, "complete": False}
+        at = Route(self.url, f"GET {base}/{sha}")
+        blob = obj(blob, at)
+        offset, complete = count(blob, "size", at), flag(blob, "complete", at)
+        if complete:
+            return 0
+        at = Route(self.url, f"POST {base}/{sha}")
+        chunk_size = self._chunk()
+        with source() as fh:
+            while not complete:
+                if offset > size:
+                    raise SyncError(f"the remote holds {offset} bytes of {what}, more than its {size}; sync again")
+                fh.seek(offset)
+                chunk = fh.read(min(chunk_size, size - offset))
+                if len(chunk) < min(chunk_size, size - offset):
+                    raise SyncError(f"{what} shrank while it was sent; sync again")
+                try:
+                    r = self._call(
+                        "POST", f"{base}/{sha}", params={"offset": offset, "size": size}, content=chunk, write=True
+                    )
+                except RemoteError as e:
+                    if e.code != "offset_mismatch":
+                        raise
+                    committed = count(e.extra, "committed", at)
+                    if committed == offset:  # the same request would be sent forever
+                        raise at.bad(f"409 offset_mismatch with 'committed' = {committed}, the offset sent") from None
+                    offset = committed
+                    continue
+                r = obj(r, at)
+                got, complete = count(r, "size", at), flag(r, "complete", at)
+                if got != (size if complete else offset + len(chunk)) or (not complete and got >= size):
+                    raise at.bad(
+                        f"'size' = {got} and 'complete' = {str(complete).lower()} after a chunk of "
+                        f"{len(chunk)} bytes at {offset} of {size}"
+                    )
+                offset = got
+                sent += len(chunk)
+                progress.advance(len(chunk))
+        return sent
+
+    # ----------------------------------------------------------------- assets
+
+    def push_asset(self, asset: Asset, progress: Progress, *, dry_run: bool = False) -> AssetPush:
+        """Upload the files of an asset version that the server lacks, then place the version by its
+        asset.json; the server answers the version it made, or the one that already holds it."""
+        self.max_body()
+        body = (asset.dir / ASSET_FILE).read_bytes()
+        name = asset.name
+        base = f"/v1/assets/{quote(name, safe='')}/blobs"
+        files = {f["sha256"]: f for f in asset.files if isinstance(f.get("sha256"), str)}
+        missing = []
+        for sha, f in sorted(files.items()):
+            at = Route(self.url, f"GET {base}/{sha}")
+            try:
+                state = obj(self._call("GET", f"{base}/{sha}"), at)
+                complete = flag(state, "complete", at)
+            except RemoteError as e:
+                if e.code != "blob_not_found":
+                    raise
+                complete = False
+            if not complete:
+                missing.append(f)
+        result = AssetPush(asset.ref, planned=sum(int(f.get("size") or 0) for f in missing) + len(body))
+        if dry_run:
+            return result
+        if len(body) > self.max_body():
+            raise SyncError(
+                f"asset.json of asset {asset.ref} is {len(body)} bytes, over the request limit of "
+                f"{self.max_body()} bytes of {self.url}; raise it (amltrack server --max-body {len(body)})"
+            )
+        progress.start(asset.ref, result.planned)
+        for f in missing:
+            result.sent += self._send_content(
+                base, f["sha256"], int(f.get("size") or 0),
+                lambda path=f["path"]: asset._open(path),  # never through a symlink
+                f"file {f['path']} of asset {asset.ref}", progress,
+            )
+        route = f"/v1/assets/{quote(name, safe='')}"
+        at = Route(self.url, f"PUT {route}")
+        answer = obj(self._call("PUT", route, content=body, write=True), at)
+        result.remote_ref = text(answer, "ref", at)
+        result.existing = text(answer, "existing", at, optional=True)
+        if result.existing is None:  # else it held the version already: the asset.json only asked
+            result.sent += len(body)
+        progress.advance(len(body))
+        return result
+
+    def assets(self) -> list[dict[str, Any]]:
+        """Every version of every asset on the server: their asset.json objects."""
+        return objects(obj(self._call("GET", "/v1/assets"), Route(self.url, "GET /v1/assets")), "assets",
+                       Route(self.url, "GET /v1/assets"))
 
     # ----------------------------------------------------------------- verify
 

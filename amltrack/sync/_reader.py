@@ -29,7 +29,9 @@ import orjson
 
 from .. import __version__
 from .. import _format as fmt
-from .._errors import ArtifactNotFoundError, RunNotFoundError
+from .._assets import Asset
+from .._assets import parse_ref as check_asset_ref
+from .._errors import ArtifactNotFoundError, AssetNotFoundError, RunNotFoundError
 from .._store import Run, Store
 from .._summary import decode_overview
 from ._answers import Route, count, field, obj, objects, table
@@ -337,6 +339,43 @@ class RemoteReader(HttpRemote):
         skipped = count(body, "skipped", route)
         return {"skipped": skipped, "metrics": decode_overview(metrics)}
 
+    # ----------------------------------------------------------------- assets
+
+    def assets(self) -> list[RemoteAsset]:
+        """Every version of every asset on the server, by name, then version."""
+        at = Route(self.label, "GET /v1/assets")
+        return [_asset(self, a, at) for a in objects(self._assets("/v1/assets"), "assets", at)]
+
+    def asset(self, ref: str) -> RemoteAsset:
+        """The asset version ``NAME:VERSION``, or the latest version of ``NAME``."""
+        check_asset_ref(ref)
+        body = self._assets(f"/v1/assets/{quote(ref, safe=':')}", ref)
+        return _asset(self, body, Route(self.label, f"GET /v1/assets/{ref}"))
+
+    def asset_file(self, ref: str, path: str) -> bytes:
+        return self._send_asset(f"/v1/assets/{quote(ref, safe=':')}/files/{quote(path, safe='/')}", ref).content
+
+    def _assets(self, path: str, ref: str | None = None) -> Any:
+        body = orjson.loads(self._send_asset(path, ref).content)
+        if not isinstance(body, dict):
+            raise SyncError(f"{self.label} answered GET {path} with a {type(body).__name__}, not an object")
+        return body
+
+    def _send_asset(self, path: str, ref: str | None) -> httpx.Response:
+        try:
+            return self._send(path)
+        except RemoteError as e:
+            if e.code == "asset_not_found" and ref is not None:
+                missing = AssetNotFoundError(ref, self.label)
+                missing.args = (f"no asset {ref!r} on {self.label}; list them with "
+                                f"'amltrack asset list --remote {self.name}'",)
+                raise missing from None
+            if e.code == "not_found" and ref is None:  # the route itself is missing: an older server
+                raise SyncError(
+                    f"{self.label} does not serve assets (GET {path}: 404); upgrade it to amltrack {__version__}"
+                ) from None
+            raise
+
     def read_artifact(self, run_id: str, path: str) -> bytes:
         """The bytes of the run's artifact ``path``."""
         fmt.check_artifact_path(path)
@@ -354,3 +393,26 @@ class RemoteReader(HttpRemote):
                 raise RemoteRunNotFoundError(run_id, self) from None
             raise
         return r.content
+
+
+class RemoteAsset(Asset):
+    """An asset version on the server: ``info`` from its asset.json, each file's bytes fetched when read."""
+
+    def __init__(self, reader: RemoteReader, info: dict[str, Any]) -> None:
+        super().__init__(reader.store.path / "assets" / str(info["name"]) / str(info["version"]), info)
+        self._reader = reader
+
+    def _open(self, path: str) -> BinaryIO:
+        fmt.check_artifact_path(path)
+        if not any(f["path"] == path for f in self.files):
+            missing = AssetNotFoundError(self.ref, self._reader.label, path)
+            missing.args = (f"asset {self.ref} has no file {path!r}; list its files with "
+                            f"'amltrack asset show {self.ref} --remote {self._reader.name}'",)
+            raise missing
+        return io.BytesIO(self._reader.asset_file(self.ref, path))
+
+
+def _asset(reader: RemoteReader, info: dict[str, Any], at: Route) -> RemoteAsset:
+    if not isinstance(info.get("name"), str) or type(info.get("version")) is not int:
+        raise at.bad("an asset without a name or a version")
+    return RemoteAsset(reader, info)

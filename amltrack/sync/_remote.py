@@ -64,6 +64,17 @@ class PushResult:
         return self.planned == 0
 
 
+@dataclass
+class AssetPush:
+    """What pushing one asset version did: bytes sent (or planned), and the version it is on the remote."""
+
+    ref: str
+    sent: int = 0
+    planned: int = 0
+    remote_ref: str | None = None
+    existing: str | None = None  # "origin": placed by an earlier push; "content": the latest already held it
+
+
 class Remote(Protocol):
     kind: str
     url: str

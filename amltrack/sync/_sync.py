@@ -9,10 +9,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import _assets
 from .. import _format as fmt
 from .._errors import AmltrackError, StoreError
 from .._store import Store
 from . import _ledger as ledger
+from ._assets import AssetOutcome, asset_counts, push_assets
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, Remote, open_remote
@@ -50,6 +52,9 @@ class SyncReport:
     dry_run: bool = False
     runs: list[RunOutcome] = field(default_factory=list)
     stopped: str | None = None
+    assets: list[AssetOutcome] = field(default_factory=list)
+    # Why no asset was pushed, when the remote takes none (an MLflow server) or the sync stopped.
+    assets_skipped: str | None = None
 
     def _with(self, outcome: str) -> list[RunOutcome]:
         return [r for r in self.runs if r.outcome == outcome]
@@ -68,12 +73,12 @@ class SyncReport:
 
     @property
     def bytes(self) -> int:
-        return sum(r.bytes for r in self.runs)
+        return sum(r.bytes for r in self.runs) + sum(a.bytes for a in self.assets)
 
     @property
     def ok(self) -> bool:
-        """No run failed and --verify found no difference."""
-        return not self.failed and not self.differing
+        """No run or asset failed and --verify found no difference."""
+        return not self.failed and not self.differing and not any(a.outcome == "failed" for a in self.assets)
 
     def counts(self) -> dict[str, int]:
         out = {k: 0 for k in ("pushed", "up_to_date", "would_push", "skipped", "failed")}
@@ -91,6 +96,9 @@ class SyncReport:
             "counts": self.counts(),
             "stopped": self.stopped,
             "runs": [asdict(r) for r in self.runs],
+            "asset_counts": asset_counts(self.assets),
+            "assets": [asdict(a) for a in self.assets],
+            "assets_skipped": self.assets_skipped,
         }
 
 
@@ -172,7 +180,10 @@ def sync(
     report = SyncReport(remote=label, url=remote.url, dry_run=dry_run)
     key = ledger.remote_key(remote.kind, remote.url)
     progress = progress or NullProgress()
-    progress.begin(len(ids))
+    assets = _assets.list_assets(store) if remote.kind == "amltrack" else []
+    if runs:
+        assets = [a for a in assets if a.info.get("source_run") in ids]
+    progress.begin(len(ids) + len(assets))
     try:
         for i, rid in enumerate(ids):
             try:
@@ -200,6 +211,18 @@ def sync(
                 progress.finish()
             if outcome is not None:
                 report.runs.append(outcome)
+        if report.stopped:
+            report.assets_skipped = f"{NOT_TRIED}: the sync stopped"
+        elif remote.kind != "amltrack":
+            if _assets.list_assets(store):
+                report.assets_skipped = f"a {remote.kind} server takes no assets; sync them to an amltrack server"
+        else:
+            report.assets, error = push_assets(
+                store, remote, key, runs=set(ids) if runs else None, all_assets=all_runs,
+                dry_run=dry_run, progress=progress, not_tried=NOT_TRIED,
+            )
+            if error is not None:
+                report.stopped = str(error)
     finally:
         if owned:
             remote.close()

@@ -835,7 +835,7 @@
                 href: api("/assets/" + enc(a.name) + "/" + v.version + "/files/" + encPath(f.path)) }, f.path),
               el("span", { class: "size" }, fmtBytes(f.size)))))))))))));
     fill(app, el("h1", {}, "Assets"),
-      sections.length ? sections : message("No assets yet: promote a run's artifacts with 'amltrack history promote'."));
+      sections.length ? sections : message("No assets yet: promote a run's artifacts with 'amltrack history promote', and 'amltrack sync' sends them to a server."));
     BODY.dataset.loaded = "1";
     warmCharts();
   }
