@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import amltrack
+from amltrack import _assets
 from amltrack.sync import MlflowRemote, NullProgress, Remotes, open_remote, snapshot, sync
 from amltrack.sync._mlflow import amltrack_name, mlflow_key, mlflow_path
 
@@ -370,6 +371,7 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
     killed = ended_run(local, "killed")
     crashed, heartbeat = crashed_run(local)
     store = amltrack.Store(local)
+    _assets.promote(store.run(rich), "model", "weights")  # MLflow takes no assets: the report says so
 
     dry = cli("sync", "--store", str(local), "--to", server.url, "--dry-run", **creds)
     assert dry.returncode == 0, dry.stderr
@@ -380,6 +382,8 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["ok"] and report["counts"]["pushed"] == 4, report
+    assert report["assets"] == [] and "amltrack servers only" in report["assets_skipped"]
+    assert "skipped     assets  assets go to amltrack servers only, not to mlflow servers" in dry.stdout
 
     back = server.read(rich, failed, killed, crashed)
     assert [len(back[r]) for r in (rich, failed, killed, crashed)] == [1, 1, 1, 1]

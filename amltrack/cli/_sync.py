@@ -198,7 +198,9 @@ def print_report(report: Any) -> None:
             where = f" (on the remote: {a.remote_ref})" if a.remote_ref and a.remote_ref != a.ref else ""
             note = human_bytes(a.bytes) if a.outcome in ("pushed", "would_push") else (a.reason or "")
             rows.append(out.hanging(f"{shown[a.outcome]:<10}  asset {a.ref}{where}  ", note, width))
-    if report.assets_skipped and not report.assets_skipped.startswith(NOT_TRIED):
+    # Said when runs went (or would go) without them, not on every sync that has nothing to send.
+    sending = any(r.outcome in ("pushed", "would_push") for r in report.runs)
+    if report.assets_skipped and sending and not report.assets_skipped.startswith(NOT_TRIED):
         rows.append(out.hanging(f"{'skipped':<10}  assets  ", report.assets_skipped, width))
     if not_tried:  # one line, not one per run: the FAILED line above says why and what to do
         why = (not_tried[0].reason or "")[len(NOT_TRIED) + 2 :]

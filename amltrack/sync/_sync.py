@@ -215,7 +215,7 @@ def sync(
             report.assets_skipped = f"{NOT_TRIED}: the sync stopped"
         elif remote.kind != "amltrack":
             if _assets.list_assets(store):
-                report.assets_skipped = f"a {remote.kind} server takes no assets; sync them to an amltrack server"
+                report.assets_skipped = f"assets go to amltrack servers only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(
                 store, remote, key, runs=set(ids) if runs else None, all_assets=all_runs,
