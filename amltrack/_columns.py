@@ -59,7 +59,8 @@ _U32 = struct.Struct("<I")
 _STEP = operator.itemgetter("step")
 _TS = operator.itemgetter("ts")
 _FLOAT = {float}
-ENABLED = sys.byteorder == "little" and array("I").itemsize == 4
+# Windows has no os.pread: the index is off there, and readers parse metrics.jsonl (it is derived data).
+ENABLED = sys.byteorder == "little" and array("I").itemsize == 4 and hasattr(os, "pread")
 
 
 def columns_path(run_dir: Path) -> Path:

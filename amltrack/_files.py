@@ -10,6 +10,7 @@ import os
 import stat
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,25 +23,83 @@ from ._errors import InvalidPathError
 
 try:
     import fcntl
-    import resource
-except ImportError:  # pragma: no cover - Windows
+except ImportError:  # Windows: appends lock through msvcrt (see locked())
     fcntl = None  # type: ignore[assignment]
+try:
+    import resource
+except ImportError:  # Windows: no file-size limit to check
     resource = None  # type: ignore[assignment]
 
+from . import _platform
+
 COPY_BLOCK = 1 << 20
+# os.open on Windows opens in text mode (each \n written as \r\n) unless told O_BINARY, and has no
+# O_CLOEXEC (its handles are not inherited anyway).
+OPEN_FLAGS = getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+# On Windows a byte-range lock is mandatory: while it is held, nobody may read or write those bytes.
+# So appenders lock one byte far past any end a JSON Lines file will reach, which readers never touch.
+# Windows allows a lock beyond the end of a file. (1 TiB: a file position every file system takes.)
+WINDOWS_LOCK_OFFSET = 1 << 40
+LOCK_RETRY = (0.001, 0.05)  # s: the first and the longest wait between tries for a Windows lock
 
 
 @contextlib.contextmanager
 def locked(fd: int) -> Iterator[None]:
-    """Hold the file's exclusive flock: every appender of a store's JSON Lines files takes it."""
-    if fcntl is None:  # pragma: no cover - Windows: O_APPEND writes alone
-        yield
+    """Hold the file's exclusive lock: every appender of a store's JSON Lines files takes it, in any
+    process, so lines never interleave and a newcomer's torn-line check sees a finished file.
+
+    ``flock`` on Linux and macOS; on Windows ``msvcrt.locking`` of the byte at WINDOWS_LOCK_OFFSET,
+    taken by trying again until it is free (as ``flock`` waits), released when the block ends or the
+    process dies. The file position is left where it was found."""
+    plat = _platform.current()
+    if plat.locking == "msvcrt":
+        with _msvcrt_locked(fd, plat.msvcrt()):
+            yield
         return
     fcntl.flock(fd, fcntl.LOCK_EX)
     try:
         yield
     finally:
         fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _msvcrt_locked(fd: int, msvcrt: Any) -> Iterator[None]:
+    # msvcrt.locking locks from the current position; LK_NBLCK fails at once when another process
+    # holds the byte (LK_LOCK would try ten times, a second apart, then fail: too slow, and still
+    # a failure to handle).
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    wait = LOCK_RETRY[0]
+    while True:
+        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            break
+        except OSError:
+            time.sleep(wait)
+            wait = min(wait * 2, LOCK_RETRY[1])
+    os.lseek(fd, pos, os.SEEK_SET)
+    try:
+        yield
+    finally:
+        pos = os.lseek(fd, 0, os.SEEK_CUR)
+        os.lseek(fd, WINDOWS_LOCK_OFFSET, os.SEEK_SET)
+        try:
+            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        finally:
+            os.lseek(fd, pos, os.SEEK_SET)
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    """os.pread, or seek and read where there is none (Windows); callers hold the file's lock."""
+    if hasattr(os, "pread"):
+        return os.pread(fd, n, offset)
+    pos = os.lseek(fd, 0, os.SEEK_CUR)
+    try:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, n)
+    finally:
+        os.lseek(fd, pos, os.SEEK_SET)
 
 
 def _check_size_limit(fd: int, n: int) -> None:
@@ -55,15 +114,15 @@ def _check_size_limit(fd: int, n: int) -> None:
 def _end_torn_line(fd: int) -> None:
     """If a writer died mid-line, end that line so our first record does not get glued to it."""
     size = os.fstat(fd).st_size
-    if size and os.pread(fd, 1, size - 1) != b"\n":
+    if size and _pread(fd, 1, size - 1) != b"\n":
         os.write(fd, b"\n")
 
 
 class AppendFile:
     """A JSON Lines file that several threads and processes append whole lines to.
 
-    Every appender holds the file's flock while it writes, so the torn-line check of a newcomer
-    sees a finished file, never another process's write in flight, and lines never interleave.
+    Every appender holds the file's lock (``locked()``) while it writes, so the torn-line check of a
+    newcomer sees a finished file, never another process's write in flight, and lines never interleave.
     """
 
     def __init__(self, path: Path) -> None:
@@ -80,7 +139,7 @@ class AppendFile:
         with self._lock:
             first = self._fd is None
             if first:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o644)
             fd = self._fd
             with locked(fd):
                 if first:
@@ -149,6 +208,44 @@ def _clash(path: str, other: str) -> InvalidPathError:
     return InvalidPathError(path, reason, clashes_with=other)
 
 
+def _folded(path: str) -> str:
+    """The key under which a file system that ignores case holds ``path`` (macOS's also ignores the
+    Unicode normal form, so both are folded)."""
+    return unicodedata.normalize("NFC", path).casefold()
+
+
+def _case_twin(root: Path, path: str) -> str | None:
+    """An artifact on disk that is ``path`` to this file system but spelled otherwise (``Model.pt``
+    for ``model.pt``), or None. Only a file system that ignores case finds ``path`` through a twin,
+    so the folder is listed only when the path is found, to see whose name it is."""
+    try:
+        os.stat(root / path)
+    except OSError:
+        return None
+    parts = path.split("/")
+    for i, name in enumerate(parts):
+        try:
+            with os.scandir(root.joinpath(*parts[:i])) as it:
+                names = [e.name for e in it]
+        except OSError:
+            return None
+        if name in names:
+            continue
+        key = _folded(name)
+        twin = next((n for n in names if _folded(n) == key), None)
+        return "/".join([*parts[:i], twin]) if twin is not None else None
+    return None
+
+
+def _case_clash(path: str, other: str) -> InvalidPathError:
+    return InvalidPathError(
+        path,
+        f"it differs only in case from {other!r}, another artifact of this run, and on "
+        f"{_platform.current().name} both would be one file",
+        clashes_with=other,
+    )
+
+
 class SourceChanged(Exception):
     """The file being copied changed while it was read; copy it again once it settles."""
 
@@ -176,11 +273,16 @@ class Artifacts:
         # counts, as the same path may be queued twice. Once written, the disk says the same.
         self._files: Counter[str] = Counter()
         self._folders: Counter[str] = Counter()
+        # Where the platform ignores case (macOS, Windows): every path this process claimed, by its
+        # folded key, so that Model.pt and model.pt cannot both become artifacts of the run.
+        self._spelled: dict[str, str] = {}
 
     def claim(self, path: str) -> None:
         """Reserve ``path`` for an upload, or raise InvalidPathError when a file of the run's
         artifacts stands where the path needs a folder, or a folder where it would go: one claimed by
-        an upload of this process not yet written, or one on disk.
+        an upload of this process not yet written, or one on disk. Where the platform ignores case
+        (``_platform``: macOS, Windows), also when the path differs only in case from another
+        artifact, claimed by this process or on disk: both would be one file there.
 
         The caller serializes claim() and release(), and releases a claim only once its file is on
         disk or given up, so that a clash is always seen in one place or the other."""
@@ -190,7 +292,17 @@ class Artifacts:
             other = next(f for f in self._files if f.startswith(path + "/"))
         if other is not None:
             raise _clash(path, other)
+        key = None
+        if _platform.current().fold_case:
+            key = _folded(path)
+            other = self._spelled.get(key)
+            if other is None or other == path:
+                other = _case_twin(self.root, path)
+            if other is not None and other != path:
+                raise _case_clash(path, other)
         self.check_on_disk(path, parents)
+        if key is not None:
+            self._spelled[key] = path
         self._files[path] += 1
         for p in parents:
             self._folders[p] += 1

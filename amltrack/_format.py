@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from . import _platform
 from ._errors import InvalidPathError, StoreError, short_repr
 
 SCHEMA_VERSION = 1
@@ -45,6 +46,15 @@ MAX_PATH_BYTES = 1024  # in UTF-8: with the store's own path it stays well under
 # (".NAME.<pid>.<thread>.tmp"), so a part that is accepted can always be stored.
 MAX_PART_BYTES = 200
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What a Windows file system cannot hold in a name (docs/format.md, "Paths"): these characters, a
+# device name with or without an extension (NUL.txt is NUL; Windows drops the spaces before the dot),
+# and a trailing dot or space, which Windows strips, so the file would get another name.
+WINDOWS_CHARS = '<>:"|?*'
+_WINDOWS_CHARS_RE = re.compile('[<>:"|?*]')
+WINDOWS_DEVICES = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{kind}{n}" for kind in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2", "\u00b3")]
+)
 
 
 def new_run_id(now: float | None = None) -> str:
@@ -98,7 +108,26 @@ def check_artifact_path(path: object) -> str:
             raise InvalidPathError(path, f"it has an empty, '.' or '..' part ({part!r})")
         if (len(part) if ascii_only else len(part.encode("utf-8"))) > MAX_PART_BYTES:
             raise InvalidPathError(path, f"a part is longer than {MAX_PART_BYTES} bytes in UTF-8")
+    if _platform.current().windows_names:
+        problem = windows_name_problem(parts)
+        if problem is not None:
+            raise InvalidPathError(path, f"{problem}, which a Windows file system cannot hold")
     return path
+
+
+def windows_name_problem(parts: list[str]) -> str | None:
+    """Why a path of these parts cannot be a file on Windows, or None. Checked on Windows only:
+    elsewhere such a name is an ordinary file, and refusing it would cost a Linux user the file."""
+    for part in parts:
+        bad = _WINDOWS_CHARS_RE.search(part)
+        if bad:
+            return f"it contains {bad.group()!r}"
+        if part[-1] in ". ":
+            return f"a part ends in a {'dot' if part[-1] == '.' else 'space'} ({part!r})"
+        device = part.split(".", 1)[0].rstrip(" ").upper()
+        if device in WINDOWS_DEVICES:
+            return f"a part ({part!r}) is the device name {device}"
+    return None
 
 
 def encode_value(value: Any) -> tuple[Any, bool]:
@@ -325,6 +354,7 @@ def run_info_problem(info: Any, run_id: str) -> str | None:
         ("ended_ts", _is_number, "a number"),
         ("pid", _is_int, "an int"),
         ("pid_start", _is_int, "an int"),
+        ("pid_created", _is_number, "a number"),
         ("hostname", lambda v: isinstance(v, str), "a string"),
         ("user", lambda v: isinstance(v, str), "a string"),
     ):

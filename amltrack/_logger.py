@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import _format as fmt
+from . import _platform
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
@@ -975,6 +976,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated(128 + signum)
 
 
+def _on_break(signum: int, frame: Any) -> None:
+    """The console's Ctrl-Break (Windows): handled as Ctrl-C is, a KeyboardInterrupt in the main
+    thread, so the run is marked killed after writing everything queued. Left alone, it would end
+    the process at once, with no atexit and nothing drained, and the run would read as crashed."""
+    global _exit_state
+    _exit_state = ("killed", None)
+    if _finishing or not threading.main_thread().is_alive():
+        return  # already draining: let the drain finish (see _on_sigterm)
+    raise KeyboardInterrupt
+
+
 def _at_exit() -> None:
     status, error = _exit_state or ("completed", None)
     for logger in list(_open):
@@ -993,9 +1005,16 @@ def _install_hooks() -> None:
     _previous_excepthook = sys.excepthook
     sys.excepthook = _excepthook
     if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _on_sigterm)
+        # SIGTERM reaches no Windows process from outside (os.kill and Task Manager end it
+        # outright: the run reads as crashed), but the handler costs nothing there.
+        handlers = [(signal.SIGTERM, _on_sigterm)]
+        brk = _platform.current().break_signal
+        if brk is not None:
+            handlers.append((brk, _on_break))
+        for sig, handler in handlers:
+            with contextlib.suppress(ValueError, OSError):
+                if signal.getsignal(sig) == signal.SIG_DFL:
+                    signal.signal(sig, handler)
 
 
 def _after_fork_in_child() -> None:

@@ -17,9 +17,11 @@ not become artifacts of every later one. A change (size, mtime, ctime or inode) 
 of this run like any other. With the helper process, the training process takes the snapshot and
 hands it over, so a file written before the helper is up is not mistaken for an old one.
 
-inotify is replaced by polling, with a warning, on a network file system, when the folder cannot be
-watched, and when a sweep finds a new file no event reported (watchdog ignores a failed watch on a
-subfolder, which is what the watch limit, ``fs.inotify.max_user_watches``, looks like).
+On Linux, inotify is replaced by polling, with a warning, on a network file system, when the folder
+cannot be watched, and when a sweep finds a new file no event reported (watchdog ignores a failed
+watch on a subfolder, which is what the watch limit, ``fs.inotify.max_user_watches``, looks like).
+On macOS and Windows the mirror polls from the start (``_platform``): nothing it promises rests on
+close events, which only inotify gives, and the polling observer is what the tests run here.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 from watchdog.events import FileSystemEventHandler
 
 from . import _format as fmt
+from . import _platform
 from ._errors import InvalidOutputsError, InvalidPathError
 from ._files import Artifacts, SourceChanged, TooLarge, signature
 
@@ -50,7 +53,7 @@ RECOPY_BIG_AFTER = 30.0  # s: a file over BIG is copied again at most this often
 BIG = 64 * 1024 * 1024
 FINAL_TIMEOUT = 120.0  # s the final sweep may take before it reports what it could not copy
 COPIER_JOIN = 10.0  # s stop() waits for the copier to leave; a copy gives way within a block anyway
-POLL_INTERVAL = 2.0  # s between polls when inotify cannot be used
+POLL_INTERVAL = 2.0  # s between polls where inotify is not used
 # s: a file that no event reported, found by one sweep and still unreported at a later one, this
 # long after it was made, means its folder is unwatched; generous, so that a busy machine's slow
 # event delivery does not count
@@ -77,7 +80,9 @@ def _warn(message: str) -> None:
 
 
 def _fs_type(path: Path) -> str | None:
-    """The file system type of the mount holding ``path``, from /proc/mounts (Linux)."""
+    """The file system type of the mount holding ``path``, from /proc/mounts (Linux; else None)."""
+    if not _platform.current().proc:
+        return None
     try:
         with open("/proc/mounts") as f:
             mounts = [line.split()[1:3] for line in f if len(line.split()) >= 3]
@@ -93,6 +98,8 @@ def _fs_type(path: Path) -> str | None:
 
 
 def _max_user_watches() -> str:
+    if not _platform.current().proc:
+        return "unknown"
     try:
         with open("/proc/sys/fs/inotify/max_user_watches") as f:
             return f.read().strip()
@@ -232,6 +239,10 @@ class Mirror:
     ``snapshot``: the folder's entries when the run started (``snapshot()``), taken by ``start()``
     when not given. An entry still as it was then is recorded once as ``preexisting``, not copied.
 
+    ``polling``: True polls, False uses inotify (falling back to polling where it cannot), None
+    (the default) takes the platform's choice (``_platform``: inotify on Linux, polling elsewhere).
+    ``poll_interval``: seconds between polls.
+
     ``keep_deleted``: a file deleted from the folder is always marked ``deleted`` in the manifest;
     with ``keep_deleted=False`` (the default) its stored copy is removed too, so the stored
     ``outputs/`` matches the final folder (rotating checkpoints do not pile up); with True the last
@@ -245,6 +256,7 @@ class Mirror:
         *,
         keep_deleted: bool = False,
         polling: bool | None = None,
+        poll_interval: float = POLL_INTERVAL,
         settle: float = SETTLE,
         quiet: float = QUIET,
         sweep_interval: float = SWEEP_INTERVAL,
@@ -271,6 +283,7 @@ class Mirror:
         self.recopy_big_after = recopy_big_after
         self.unreported_after = unreported_after
         self._polling = polling
+        self.poll_interval = poll_interval
         self._lock = threading.Lock()  # the dirty set, the walks, the rescan time
         # One thread at a time brings paths in line with the folder: the copier, or the final sweep
         # (which may start while a copier that outlived its join is still in a copy).
@@ -312,12 +325,14 @@ class Mirror:
 
     def _make_observer(self) -> Any:
         polling = self._polling
+        if polling is None and _platform.current().observer == "polling":
+            polling = True  # macOS, Windows: no inotify, and no close events to rely on
         if polling is None:
             kind = _fs_type(self.folder) or ""
             if kind.split(".")[0] in NETWORK_FS:
                 _warn(
                     f"amltrack: {self.folder} is on a {kind} file system, where inotify sees no "
-                    f"changes made by other machines; mirroring it by polling every {POLL_INTERVAL:g} s"
+                    f"changes made by other machines; mirroring it by polling every {self.poll_interval:g} s"
                 )
                 polling = True
         if not polling:
@@ -336,7 +351,7 @@ class Mirror:
                         obs.unschedule_all()
                 _warn(
                     f"amltrack: inotify cannot watch {self.folder} ({e}); mirroring it by polling "
-                    f"every {POLL_INTERVAL:g} s instead (raise fs.inotify.max_user_watches to avoid this)"
+                    f"every {self.poll_interval:g} s instead (raise fs.inotify.max_user_watches to avoid this)"
                 )
         return self._start_polling()
 
@@ -345,11 +360,11 @@ class Mirror:
         try:
             from watchdog.observers.polling import PollingObserverVFS
 
-            obs: Any = PollingObserverVFS(os.lstat, os.scandir, polling_interval=POLL_INTERVAL)
+            obs: Any = PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.poll_interval)
         except ImportError:  # pragma: no cover - an old watchdog: _sync_path still skips linked paths
             from watchdog.observers.polling import PollingObserver
 
-            obs = PollingObserver(timeout=POLL_INTERVAL)
+            obs = PollingObserver(timeout=self.poll_interval)
         obs.schedule(_Handler(self), self._real_str, recursive=True)
         obs.start()
         self.mode = "polling"
@@ -369,7 +384,7 @@ class Mirror:
                 old.join(10)
         self._warn_once(
             "polling",
-            f"amltrack: {why}; mirroring {self.folder} by polling every {POLL_INTERVAL:g} s instead "
+            f"amltrack: {why}; mirroring {self.folder} by polling every {self.poll_interval:g} s instead "
             "(raise fs.inotify.max_user_watches to avoid this)",
         )
         with self._observer_lock:
@@ -782,6 +797,19 @@ class _Handler(FileSystemEventHandler):
             m.mark(src)
 
 
+CREATE_NEW_PROCESS_GROUP = 0x200  # Windows' creation flag (subprocess has it only there)
+
+
+def _apart(plat: _platform.Platform) -> dict[str, Any]:
+    """How the helper process is started apart from the terminal, so that Ctrl-C there is for
+    training alone: in a session of its own (POSIX), or in a console process group of its own,
+    where Ctrl-C is off (Windows). Ctrl-Break still reaches every process of a Windows console;
+    the helper ignores it (``_ignore_console_interrupts``)."""
+    if plat.windows:
+        return {"creationflags": CREATE_NEW_PROCESS_GROUP}
+    return {"start_new_session": True}
+
+
 class MirrorProcess:
     """The same mirror in a helper process, so its inotify handling and copying never compete with
     the training loop for the GIL (measured: about 0.5 ms of Python per file otherwise).
@@ -815,9 +843,12 @@ class MirrorProcess:
         ]
         if keep_deleted:
             args.append("--keep-deleted")
+        plat = _platform.current()
+        if plat.observer == "polling":  # the training process's platform decides, forced or not
+            args.append("--polling")
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, start_new_session=True
-        )  # Ctrl-C at the terminal is for training
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True, **_apart(plat)
+        )
         with contextlib.suppress(OSError):  # the helper died at once: stop() says it left no report
             self._proc.stdin.write(found)  # type: ignore[union-attr]
             self._proc.stdin.flush()  # type: ignore[union-attr]
@@ -888,6 +919,21 @@ def _read_snapshot(line: bytes) -> dict[str, Sig]:
         return {}
 
 
+def _ignore_console_interrupts() -> None:
+    """The helper ends when its stdin closes, never by the terminal's interrupts: a Ctrl-C or
+    Ctrl-Break meant for training must not cut its final sweep short. (On POSIX it is in a session
+    of its own and gets none; a Windows console sends Ctrl-Break to every process attached to it.)"""
+    import signal
+
+    sigs = [signal.SIGINT]
+    brk = _platform.current().break_signal
+    if brk is not None:
+        sigs.append(brk)
+    for sig in sigs:
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def _main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
@@ -903,9 +949,11 @@ def _main(argv: list[str] | None = None) -> int:
     ap.add_argument("run_dir")
     ap.add_argument("--keep-deleted", action="store_true")
     ap.add_argument("--final-timeout", type=float, default=FINAL_TIMEOUT)
+    ap.add_argument("--polling", action="store_true", help="poll instead of using inotify")
     a = ap.parse_args(argv)
     global _plain_warnings
     _plain_warnings = True
+    _ignore_console_interrupts()
     with contextlib.suppress(OSError, AttributeError):
         os.nice(10)  # training comes first: on a busy machine the mirror waits, the final sweep catches up
     found = _read_snapshot(sys.stdin.buffer.readline())
@@ -915,6 +963,7 @@ def _main(argv: list[str] | None = None) -> int:
         keep_deleted=a.keep_deleted,
         final_timeout=a.final_timeout,
         snapshot=found,
+        polling=True if a.polling else None,
     )
     mirror.start()
     sys.stdin.buffer.read()  # until the training process finishes the run, or dies

@@ -407,8 +407,12 @@ class Run:
         host = info.get("hostname")
         pid = info.get("pid")
         if host == socket.gethostname() and isinstance(pid, int):
-            start = info.get("pid_start")
-            return pid_alive(pid, start if isinstance(start, int) else None)
+            start, created = info.get("pid_start"), info.get("pid_created")
+            return pid_alive(
+                pid,
+                start if type(start) is int else None,
+                created if type(created) in (int, float) else None,
+            )
         beat = self.cached_summary().get("heartbeat")
         if not isinstance(beat, (int, float)):
             beat = info.get("created_ts")

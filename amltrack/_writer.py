@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from . import _format as fmt
+from . import _platform
 from ._columns import ColumnWriter
 from ._errors import AmltrackError, InvalidMetricError, WriteError, short_repr
 from ._files import AppendFile, Artifacts
@@ -657,6 +658,8 @@ class Writer:
     def _fsync_all(self) -> None:
         self._metrics.fsync()
         self._artifacts.fsync()
+        if _platform.current().windows:
+            return  # a folder cannot be opened as a file there; NTFS journals the renames itself
         dfd = os.open(self.run_dir, os.O_RDONLY)
         try:
             os.fsync(dfd)

@@ -1,4 +1,8 @@
-"""The outputs mirror, with the real inotify observer on real directories: one test per case."""
+"""The outputs mirror on real directories: one test per case, each run twice, with the real inotify
+observer (Linux) and with watchdog's polling observer (what macOS and Windows get, ``_platform``).
+
+A test of inotify's own failings (its watch limit, its queue overflow, a network file system) is
+skipped under polling, which has none of them; every other one holds for both."""
 
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ import orjson
 import pytest
 
 import amltrack
-from amltrack import _mirror
+from amltrack import _mirror, _platform
 from amltrack._mirror import CAP, Mirror
 
 from .conftest import child_env, wait_until
@@ -81,6 +85,26 @@ def mirror_warnings(caught) -> list[str]:
     return [str(w.message) for w in caught if str(w.message).startswith("amltrack:")]
 
 
+POLL = 0.2  # s between polls in these tests: the logic under test, not the default interval's wait
+
+
+@pytest.fixture(autouse=True, params=["inotify", "polling"])
+def observer(request: pytest.FixtureRequest):
+    """Every test of this file twice: the mirror's observer as on Linux, then as on macOS and Windows."""
+    with _platform.forced(observer=request.param):
+        yield request.param
+
+
+def forcing(observer: str) -> str:
+    """The first line of a child's script that takes this test's observer (forcing is per process)."""
+    return f"from amltrack import _platform\n_forced = _platform.forced(observer={observer!r})\n_forced.__enter__()\n"
+
+
+def inotify_only(observer: str, why: str) -> None:
+    if observer != "inotify":
+        pytest.skip(f"inotify only: {why}")
+
+
 class Harness:
     def __init__(self, tmp_path: Path, **kw) -> None:
         self.folder = tmp_path / "outputs"
@@ -88,6 +112,7 @@ class Harness:
         self.run_dir.mkdir()
         kw.setdefault("settle", 0.2)
         kw.setdefault("quiet", 0.6)
+        kw.setdefault("poll_interval", POLL)
         self.mirror = Mirror(self.folder, self.run_dir, **kw)
         self.mirror.start()
         self.report: dict | None = None
@@ -141,12 +166,12 @@ def h(make) -> Harness:
     return make()
 
 
-def test_small_file(h: Harness) -> None:
+def test_small_file(h: Harness, observer: str) -> None:
     (h.folder / "a.txt").write_text("hello")
     h.live("a.txt")
     h.stop()
     h.assert_same("a.txt")
-    assert h.mirror.mode == "inotify"
+    assert h.mirror.mode == observer
 
 
 def test_200_mb_written_in_chunks(h: Harness) -> None:
@@ -280,10 +305,9 @@ def test_an_mmap_write(h: Harness) -> None:
     assert h.stored("mm.bin").read_bytes()[:5] == b"hello"
 
 
-@pytest.mark.parametrize("polling", [False, True], ids=["inotify", "polling"])
-def test_a_symlink_pointing_outside_is_skipped(make, tmp_path: Path, polling: bool) -> None:
-    h = make(polling=polling)
-    assert h.mirror.mode == ("polling" if polling else "inotify")
+def test_a_symlink_pointing_outside_is_skipped(make, tmp_path: Path, observer: str) -> None:
+    h = make()
+    assert h.mirror.mode == observer
     (h.folder / "first.txt").write_text("x")
     h.live("first.txt", timeout=30)  # the start-up sweep is over: from here on only the watcher finds files
     secret = tmp_path / "secret.txt"
@@ -319,7 +343,7 @@ def test_a_path_through_a_linked_folder_is_skipped(make, tmp_path: Path) -> None
     assert not h.stored("linkdir/x.txt").exists()
 
 
-def test_the_folder_itself_may_be_a_link(make, tmp_path: Path) -> None:
+def test_the_folder_itself_may_be_a_link(make, tmp_path: Path, observer: str) -> None:
     real = tmp_path / "scratch" / "outputs"
     real.mkdir(parents=True)
     os.symlink(real, tmp_path / "outputs")
@@ -327,7 +351,7 @@ def test_the_folder_itself_may_be_a_link(make, tmp_path: Path) -> None:
     (h.folder / "sub").mkdir()
     (h.folder / "sub" / "a.txt").write_text("through the linked folder")
     h.live("sub/a.txt")  # events name the real folder; the live path still stores it
-    assert h.mirror.mode == "inotify"
+    assert h.mirror.mode == observer
     h.stop()
     h.assert_same("sub/a.txt")
 
@@ -480,7 +504,7 @@ def test_the_handler_walks_any_created_or_moved_in_folder(tmp_path: Path) -> Non
 def test_the_store_inside_the_folder_is_left_out(tmp_path: Path) -> None:
     run_dir = tmp_path / "store" / "runs" / "r1"
     run_dir.mkdir(parents=True)
-    m = Mirror(tmp_path, run_dir, settle=0.1, quiet=0.3, sweep_interval=0.5)
+    m = Mirror(tmp_path, run_dir, settle=0.1, quiet=0.3, sweep_interval=0.5, poll_interval=POLL)
     m.start()
     try:
         (tmp_path / "a.txt").write_text("a")
@@ -517,7 +541,8 @@ def polled(make) -> tuple[Any, str]:
     return h, message
 
 
-def test_a_network_file_system_is_polled(make, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_network_file_system_is_polled(make, monkeypatch: pytest.MonkeyPatch, observer: str) -> None:
+    inotify_only(observer, "what polling is, is no fallback there")
     monkeypatch.setattr(_mirror, "_fs_type", lambda path: "nfs4")  # the fault: an NFS mount
     h, message = polled(make)
     assert "nfs4" in message and str(h.folder) in message and "polling" in message
@@ -538,13 +563,17 @@ def _failing_watches(monkeypatch: pytest.MonkeyPatch, allow: Path | None) -> Non
     monkeypatch.setattr(inotify_c.InotifyFD, "add_callback", add_callback)
 
 
-def test_polling_when_inotify_cannot_watch_the_folder(make, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_polling_when_inotify_cannot_watch_the_folder(make, monkeypatch: pytest.MonkeyPatch, observer: str) -> None:
+    inotify_only(observer, "a watch that fails")
     _failing_watches(monkeypatch, allow=None)
     _, message = polled(make)
     assert "watch limit reached" in message and "polling" in message
 
 
-def test_a_subfolder_left_unwatched_switches_to_polling(make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_subfolder_left_unwatched_switches_to_polling(
+    make, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, observer: str
+) -> None:
+    inotify_only(observer, "the watch limit")
     (tmp_path / "outputs").mkdir()
     _failing_watches(monkeypatch, allow=tmp_path / "outputs")  # the top is watched, subfolders are not
     with warnings.catch_warnings(record=True) as caught:
@@ -565,7 +594,7 @@ def test_a_subfolder_left_unwatched_switches_to_polling(make, tmp_path: Path, mo
     h.assert_same("sub/g.txt")
 
 
-def test_ordinary_work_is_not_taken_for_an_unwatched_folder(make, tmp_path: Path) -> None:
+def test_ordinary_work_is_not_taken_for_an_unwatched_folder(make, tmp_path: Path, observer: str) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         h = make(sweep_interval=0.2, unreported_after=0.2)
@@ -585,7 +614,7 @@ def test_ordinary_work_is_not_taken_for_an_unwatched_folder(make, tmp_path: Path
         h.live("last.txt")
         mode = h.mirror.mode
         h.stop()
-    assert mode == "inotify" and mirror_warnings(caught) == []
+    assert mode == observer and mirror_warnings(caught) == []
 
 
 def _stored_paths(run_dir: Path) -> set[str]:
@@ -606,7 +635,8 @@ print(orjson.dumps({"report": report, "overflows": m.overflows, "mode": m.mode})
 """
 
 
-def test_an_inotify_queue_overflow_is_followed_by_a_rescan(tmp_path: Path) -> None:
+def test_an_inotify_queue_overflow_is_followed_by_a_rescan(tmp_path: Path, observer: str) -> None:
+    inotify_only(observer, "its event queue")
     # The overflow is made certain, not hoped for: the mirror's process is stopped (SIGSTOP) while
     # the burst is written, so nothing reads the inotify queue, and the burst makes at least two
     # events a file (create, close) for as many files as the queue holds events.
@@ -822,10 +852,10 @@ def test_rejected_files_show_in_history_info(tmp_path: Path, store: Path, capfd:
     assert "rejected" in text and "512 MiB" in text
 
 
-def test_a_script_that_exits_normally_gets_its_outputs_stored(tmp_path: Path, store: Path) -> None:
+def test_a_script_that_exits_normally_gets_its_outputs_stored(tmp_path: Path, store: Path, observer: str) -> None:
     script = tmp_path / "train.py"
     script.write_text(
-        "import amltrack, os\n"
+        forcing(observer) + "import amltrack, os\n"
         "lg = amltrack.get_logger('m')\n"
         "with open('outputs/model.bin', 'wb') as f:\n"
         "    f.write(os.urandom(100_000))\n"
@@ -867,10 +897,10 @@ def test_the_mirror_does_not_stop_training_when_copies_fail(h: Harness) -> None:
     h.assert_same("b.txt")
 
 
-def test_outputs_of_a_killed_process_are_still_swept_in(tmp_path: Path, store: Path) -> None:
+def test_outputs_of_a_killed_process_are_still_swept_in(tmp_path: Path, store: Path, observer: str) -> None:
     script = tmp_path / "train.py"
     script.write_text(
-        "import amltrack, sys, time\n"
+        forcing(observer) + "import amltrack, sys, time\n"
         "lg = amltrack.get_logger('m')\n"
         "open('outputs/last.txt', 'w').write('written just before the crash')\n"
         "print(lg.run_id, flush=True)\n"
