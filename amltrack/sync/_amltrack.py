@@ -21,6 +21,7 @@ import httpx
 
 from .. import _format as fmt
 from .._assets import ASSET_FILE, Asset
+from .._errors import AmltrackError, ArtifactNotFoundError, RefusedFileError
 from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
@@ -28,6 +29,7 @@ from ._remote import AssetPush, HttpRemote, Progress, PushResult, error_fields, 
 from ._remotes import check_url
 
 CHUNK = 16 * 1024 * 1024
+ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload, before it is reported
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 _COUNT_BLOCK = 1 << 20
 
@@ -63,6 +65,10 @@ class _Plan:
         if self.summary and snap.summary_json is not None:
             n += len(snap.summary_json)
         return n + (len(snap.run_json) if self.finalise else 0)
+
+
+class _Changed(Exception):
+    """The artifact file being sent does not hold what was hashed from it: rewritten in place."""
 
 
 class AmltrackRemote(HttpRemote):
@@ -323,8 +329,17 @@ class AmltrackRemote(HttpRemote):
         result.sent += self._append(snap, fmt.METRICS_FILE, *plan.metrics, progress)
         for path in plan.deletes:
             self._call("DELETE", f"/v1/runs/{rid}/artifacts/{quote(path, safe='/')}", write=True)
+        remote_artifacts = (state or {}).get("artifacts") or {}
         for f in plan.uploads:
-            result.sent += self._upload(snap, f, progress)
+            # One artifact that cannot go must not keep the metrics and the manifest from the server:
+            # a running run would be missing there, or stale, for as long as its job rewrites the file.
+            try:
+                remote_sha = (remote_artifacts.get(f.path) or {}).get("sha256")
+                self._send_artifact(snap, f.path, remote_sha, progress, result)
+            except (AmltrackError, OSError) as e:
+                if isinstance(e, SyncError) and e.remote_wide:
+                    raise
+                result.unsent[f.path] = str(e)
         result.sent += self._append(snap, fmt.MANIFEST_FILE, *plan.manifest, progress)
         if plan.summary and snap.summary_json is not None:
             self._put_whole(snap, fmt.SUMMARY_FILE, snap.summary_json)
@@ -388,10 +403,42 @@ class AmltrackRemote(HttpRemote):
                 progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
         return sent
 
-    def _upload(self, snap: Snapshot, f: LocalFile, progress: Progress) -> int:
-        """Upload an artifact's content in chunks, resuming a partial upload, then place it at its path."""
+    def _send_artifact(
+        self, snap: Snapshot, path: str, remote_sha: str | None, progress: Progress, result: PushResult
+    ) -> None:
+        """Upload the artifact as it is when opened, and place it.
+
+        What goes is hashed from the file it is read from, so a file the job replaced since the
+        listing is sent as its new version. A file rewritten in place under the upload (the server
+        finds the hash wrong, or it comes up short) is sent again with its new content, up to
+        ARTIFACT_TRIES times in all.
+        """
+        why = ""
+        for _ in range(ARTIFACT_TRIES):
+            try:
+                fh, f = snap.open_to_send(path)
+            except (ArtifactNotFoundError, RefusedFileError):
+                return  # gone since the listing (the manifest's next entry says so), or refused: reported
+            with fh:
+                if f.sha256 == remote_sha:
+                    return  # replaced by the content the server holds
+                try:
+                    self._upload(snap, f, fh, progress, result)
+                    return
+                except _Changed as e:
+                    why = str(e)
+        raise SyncError(
+            f"artifact {path} of run {snap.id} changed while it was sent, {ARTIFACT_TRIES} times in a row "
+            f"({why}): it is being rewritten in place; sync again when it is not (a job that writes a new "
+            "file and renames it over the old one never meets this)"
+        )
+
+    def _upload(
+        self, snap: Snapshot, f: LocalFile, fh: BinaryIO, progress: Progress, result: PushResult
+    ) -> None:
+        """Upload content ``f`` from its open file in chunks, resuming a partial upload of the same
+        content, then place it at its path; _Changed if the file turns out not to hold ``f``."""
         rid = snap.id
-        sent = 0
         try:
             blob = self._call("GET", f"/v1/runs/{rid}/blobs/{f.sha256}")
         except RemoteError as e:
@@ -403,55 +450,53 @@ class AmltrackRemote(HttpRemote):
         offset, complete = count(blob, "size", at), flag(blob, "complete", at)
         at = Route(self.url, f"POST /v1/runs/{rid}/blobs/{f.sha256}")
         chunk_size = self._chunk()
-        if not complete:
-            with snap.run.open_artifact(f.path) as fh:  # never through a symlink
-                while not complete:
-                    if offset > f.size:
-                        raise SyncError(
-                            f"the remote holds {offset} bytes of artifact {f.path} of run {rid}, more than "
-                            f"its {f.size}; sync again"
-                        )
-                    fh.seek(offset)
-                    chunk = fh.read(min(chunk_size, f.size - offset))
-                    if len(chunk) < min(chunk_size, f.size - offset):
-                        raise SyncError(
-                            f"artifact {f.path} of run {rid} shrank while it was sent; sync again"
-                        )
-                    try:
-                        r = self._call(
-                            "POST",
-                            f"/v1/runs/{rid}/blobs/{f.sha256}",
-                            params={"offset": offset, "size": f.size},
-                            content=chunk,
-                            write=True,
-                        )
-                    except RemoteError as e:
-                        if e.code != "offset_mismatch":
-                            raise
-                        committed = count(e.extra, "committed", at)
-                        if committed == offset:  # the same request would be sent forever
-                            raise at.bad(
-                                f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
-                            ) from None
-                        offset = committed
-                        continue
-                    r = obj(r, at)
-                    size, complete = count(r, "size", at), flag(r, "complete", at)
-                    if size != (f.size if complete else offset + len(chunk)) or (not complete and size >= f.size):
-                        raise at.bad(
-                            f"'size' = {size} and 'complete' = {str(complete).lower()} after a chunk of "
-                            f"{len(chunk)} bytes at {offset} of {f.size}"
-                        )
-                    offset = size
-                    sent += len(chunk)
-                    progress.advance(len(chunk))
+        while not complete:
+            if offset > f.size:
+                raise SyncError(
+                    f"the remote holds {offset} bytes of artifact {f.path} of run {rid}, more than "
+                    f"its {f.size}; sync again"
+                )
+            fh.seek(offset)
+            chunk = fh.read(min(chunk_size, f.size - offset))
+            if len(chunk) < min(chunk_size, f.size - offset):
+                raise _Changed(f"it was {f.size} bytes when opened and ended at {offset + len(chunk)}")
+            try:
+                r = self._call(
+                    "POST",
+                    f"/v1/runs/{rid}/blobs/{f.sha256}",
+                    params={"offset": offset, "size": f.size},
+                    content=chunk,
+                    write=True,
+                )
+            except RemoteError as e:
+                if e.code == "hash_mismatch":  # the server took the last chunk, and discarded the upload
+                    result.sent += len(chunk)
+                    raise _Changed("the server found that the bytes sent are not those hashed") from None
+                if e.code != "offset_mismatch":
+                    raise
+                committed = count(e.extra, "committed", at)
+                if committed == offset:  # the same request would be sent forever
+                    raise at.bad(
+                        f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
+                    ) from None
+                offset = committed
+                continue
+            r = obj(r, at)
+            size, complete = count(r, "size", at), flag(r, "complete", at)
+            if size != (f.size if complete else offset + len(chunk)) or (not complete and size >= f.size):
+                raise at.bad(
+                    f"'size' = {size} and 'complete' = {str(complete).lower()} after a chunk of "
+                    f"{len(chunk)} bytes at {offset} of {f.size}"
+                )
+            offset = size
+            result.sent += len(chunk)
+            progress.advance(len(chunk))
         self._call(
             "PUT",
             f"/v1/runs/{rid}/artifacts/{quote(f.path, safe='/')}",
             params={"sha256": f.sha256},
             write=True,
         )
-        return sent
 
     def _send_content(
         self, base: str, sha: str, size: int, source: Callable[[], BinaryIO], what: str, progress: Progress

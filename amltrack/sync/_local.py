@@ -63,12 +63,20 @@ def sha256_open(f: BinaryIO, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of an artifact file from another. The store replaces an artifact
+    (os.replace of a new file), never rewrites it in place, so a file whose inode, size and times
+    are those of the file hashed holds the content hashed."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @dataclass
 class LocalFile:
     path: str
     size: int
     sha256: str
     mtime_ns: int
+    identity: tuple[int, ...] = ()
 
 
 @dataclass
@@ -162,9 +170,40 @@ class Snapshot:
                     sha = str(k.get("sha256"))
                 else:
                     sha = sha256_open(f)
-            out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns)
+            out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns, identity(st))
         self._files = out
         return out
+
+    def open_to_send(self, path: str) -> tuple[BinaryIO, LocalFile]:
+        """Artifact ``path`` open for sending, and what that open file holds.
+
+        A file replaced since ``artifact_files`` hashed it (a running job rewrites its "latest"
+        checkpoint) is hashed again from this open file, so the bytes read from it are the ones the
+        hash names, whichever version that is; the snapshot then lists that version, for the ledger.
+        A file gone meanwhile is dropped from the list (ArtifactNotFoundError); one now reached through
+        a symlink is moved to ``refused`` (RefusedFileError).
+        """
+        files = self.artifact_files()
+        try:
+            f = self.run.open_artifact(path)
+        except ArtifactNotFoundError:
+            files.pop(path, None)
+            raise
+        except RefusedFileError as e:
+            files.pop(path, None)
+            self.refused[path] = str(e)
+            raise
+        try:
+            st = os.fstat(f.fileno())
+            listed = files.get(path)
+            if listed is None or listed.identity != identity(st):
+                listed = LocalFile(path, st.st_size, sha256_open(f, st.st_size), st.st_mtime_ns, identity(st))
+                f.seek(0)
+                files[path] = listed
+        except BaseException:
+            f.close()
+            raise
+        return f, listed
 
     def refusal(self) -> str | None:
         """One line on the artifacts ``artifact_files`` refused, or None if it refused none."""
