@@ -35,8 +35,10 @@ class Meddles(httpx.HTTPTransport):
     def __init__(self, when: Callable[[httpx.Request], bool], act: Callable[[], None]) -> None:
         super().__init__()
         self.when, self.act, self.times = when, act, 0
+        self.seen: list[str] = []  # "METHOD /path" of every request
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(f"{request.method} {request.url.path}")
         if self.when(request):
             self.times += 1
             self.act()

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -21,15 +22,14 @@ import httpx
 
 from .. import _format as fmt
 from .._assets import ASSET_FILE, Asset
-from .._errors import AmltrackError, ArtifactNotFoundError, RefusedFileError
+from .._errors import AmltrackError
 from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
+from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes, sha256_file
 from ._remote import AssetPush, HttpRemote, Progress, PushResult, error_fields, http_client
 from ._remotes import check_url
 
 CHUNK = 16 * 1024 * 1024
-ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload, before it is reported
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 _COUNT_BLOCK = 1 << 20
 
@@ -65,10 +65,6 @@ class _Plan:
         if self.summary and snap.summary_json is not None:
             n += len(snap.summary_json)
         return n + (len(snap.run_json) if self.finalise else 0)
-
-
-class _Changed(Exception):
-    """The artifact file being sent does not hold what was hashed from it: rewritten in place."""
 
 
 class AmltrackRemote(HttpRemote):
@@ -335,7 +331,8 @@ class AmltrackRemote(HttpRemote):
             # a running run would be missing there, or stale, for as long as its job rewrites the file.
             try:
                 remote_sha = (remote_artifacts.get(f.path) or {}).get("sha256")
-                self._send_artifact(snap, f.path, remote_sha, progress, result)
+                upload = partial(self._upload, snap, remote_sha=remote_sha, progress=progress, result=result)
+                send_artifact(snap, f.path, upload)
             except (AmltrackError, OSError) as e:
                 if isinstance(e, SyncError) and e.remote_wide:
                     raise
@@ -403,42 +400,25 @@ class AmltrackRemote(HttpRemote):
                 progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
         return sent
 
-    def _send_artifact(
-        self, snap: Snapshot, path: str, remote_sha: str | None, progress: Progress, result: PushResult
-    ) -> None:
-        """Upload the artifact as it is when opened, and place it.
-
-        What goes is hashed from the file it is read from, so a file the job replaced since the
-        listing is sent as its new version. A file rewritten in place under the upload (the server
-        finds the hash wrong, or it comes up short) is sent again with its new content, up to
-        ARTIFACT_TRIES times in all.
-        """
-        why = ""
-        for _ in range(ARTIFACT_TRIES):
-            try:
-                fh, f = snap.open_to_send(path)
-            except (ArtifactNotFoundError, RefusedFileError):
-                return  # gone since the listing (the manifest's next entry says so), or refused: reported
-            with fh:
-                if f.sha256 == remote_sha:
-                    return  # replaced by the content the server holds
-                try:
-                    self._upload(snap, f, fh, progress, result)
-                    return
-                except _Changed as e:
-                    why = str(e)
-        raise SyncError(
-            f"artifact {path} of run {snap.id} changed while it was sent, {ARTIFACT_TRIES} times in a row "
-            f"({why}): it is being rewritten in place; sync again when it is not (a job that writes a new "
-            "file and renames it over the old one never meets this)"
-        )
-
     def _upload(
-        self, snap: Snapshot, f: LocalFile, fh: BinaryIO, progress: Progress, result: PushResult
+        self,
+        snap: Snapshot,
+        fh: BinaryIO,
+        f: LocalFile,
+        *,
+        remote_sha: str | None,
+        progress: Progress,
+        result: PushResult,
     ) -> None:
         """Upload content ``f`` from its open file in chunks, resuming a partial upload of the same
-        content, then place it at its path; _Changed if the file turns out not to hold ``f``."""
+        content, then place it at its path; ArtifactChanged if the file turns out not to hold ``f``.
+
+        ``f`` is what the file holds when opened, hashed from it if the job replaced it since the
+        listing, so a resumed upload continues the content it began.
+        """
         rid = snap.id
+        if f.sha256 == remote_sha:
+            return  # replaced since the listing by the content the server holds
         try:
             blob = self._call("GET", f"/v1/runs/{rid}/blobs/{f.sha256}")
         except RemoteError as e:
@@ -459,7 +439,7 @@ class AmltrackRemote(HttpRemote):
             fh.seek(offset)
             chunk = fh.read(min(chunk_size, f.size - offset))
             if len(chunk) < min(chunk_size, f.size - offset):
-                raise _Changed(f"it was {f.size} bytes when opened and ended at {offset + len(chunk)}")
+                raise ArtifactChanged(f"it was {f.size} bytes when opened and ended at {offset + len(chunk)}")
             try:
                 r = self._call(
                     "POST",
@@ -471,7 +451,7 @@ class AmltrackRemote(HttpRemote):
             except RemoteError as e:
                 if e.code == "hash_mismatch":  # the server took the last chunk, and discarded the upload
                     result.sent += len(chunk)
-                    raise _Changed("the server found that the bytes sent are not those hashed") from None
+                    raise ArtifactChanged("the server found the bytes sent are not those hashed") from None
                 if e.code != "offset_mismatch":
                     raise
                 committed = count(e.extra, "committed", at)

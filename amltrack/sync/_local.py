@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,9 +14,17 @@ import orjson
 from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, InvalidPathError, RefusedFileError, StoreError
 from .._store import Run, Store
+from ._errors import SyncError
 
 _TAIL_BLOCK = 1 << 16
 HASH_BLOCK = 1 << 20
+ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload, before it is reported
+
+
+
+
+class ArtifactChanged(SyncError):
+    """The artifact file being sent does not hold what was hashed from it: rewritten in place."""
 
 
 def whole_lines_size(path: Path) -> int:
@@ -212,6 +221,33 @@ class Snapshot:
         path, why = next(iter(sorted(self.refused.items())))
         more = f" (and {len(self.refused) - 1} more)" if len(self.refused) > 1 else ""
         return f"artifact {path!r} of run {self.id}{more} was left out: {why}"
+
+
+def send_artifact(snap: Snapshot, path: str, send: Callable[[BinaryIO, LocalFile], None]) -> LocalFile | None:
+    """Send artifact ``path`` with ``send(open file, what it holds)``; the version sent, or None if
+    the file is gone since the listing (the manifest's next entry says so) or now refused.
+
+    ``send`` raises ArtifactChanged when the file turns out to be rewritten in place under it; it is
+    then opened (and hashed) again and sent with its new content, ARTIFACT_TRIES times in all, and
+    then SyncError names it.
+    """
+    why = ""
+    for _ in range(ARTIFACT_TRIES):
+        try:
+            fh, f = snap.open_to_send(path)
+        except (ArtifactNotFoundError, RefusedFileError):
+            return None
+        with fh:
+            try:
+                send(fh, f)
+                return f
+            except ArtifactChanged as e:
+                why = str(e)
+    raise SyncError(
+        f"artifact {path} of run {snap.id} changed while it was sent, {ARTIFACT_TRIES} times in a row "
+        f"({why}): it is being rewritten in place; sync again when it is not (a job that writes a new "
+        "file and renames it over the old one never meets this)"
+    )
 
 
 def _latest_stored(data: bytes) -> dict[str, dict[str, Any]]:
