@@ -17,15 +17,13 @@ from amltrack.sync import AmltrackRemote, sync
 from amltrack.sync import _ledger as ledger
 
 from .conftest import child_env, wait_until
-from .sync_helpers import WRITE_TOKEN, ServerProcess, assert_same_run, cli, run_files
+from .sync_helpers import WRITE_TOKEN, ServerProcess, assert_same_run, cli, run_files, running_server
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    d = tmp_path_factory.mktemp("live-server")
-    srv = ServerProcess(d / "store", d / "server.log").start()
-    yield srv
-    srv.stop()
+    with running_server(tmp_path_factory.mktemp("live-server")) as srv:
+        yield srv
 
 
 class Meddles(httpx.HTTPTransport):
@@ -213,16 +211,14 @@ logger.finish()
 
 def test_twenty_live_syncs_while_a_job_rewrites_its_files_all_succeed(tmp_path: Path) -> None:
     # Small chunks: a push makes many requests, as a big checkpoint over a slow link would.
-    server = ServerProcess(tmp_path / "server", tmp_path / "server.log", max_body=16 * 1024).start()
-    try:
+    with running_server(tmp_path / "server", max_body=16 * 1024) as server:
         live_syncs(server, tmp_path)
-    finally:
-        server.stop()
 
 
 def live_syncs(server: ServerProcess, tmp_path: Path) -> None:
     local, outputs, stop = tmp_path / "local", tmp_path / "outputs", tmp_path / "stop"
     outputs.mkdir()
+    push = ("sync", "--store", str(local), "--to", server.url)
     job = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(outputs), str(stop), str(local)],
         stdout=subprocess.PIPE,
@@ -237,15 +233,7 @@ def live_syncs(server: ServerProcess, tmp_path: Path) -> None:
         there = server.store / "runs" / rid / "artifacts" / "checkpoints" / "latest.bin"
         versions = set()
         for i in range(20):
-            out = cli(
-                "sync",
-                "--store",
-                str(local),
-                "--to",
-                server.url,
-                "--include-running",
-                AMLTRACK_TOKEN=WRITE_TOKEN,
-            )
+            out = cli(*push, "--include-running", AMLTRACK_TOKEN=WRITE_TOKEN)
             assert out.returncode == 0, f"sync {i + 1} of 20 failed:\n{out.stdout}{out.stderr}"
             versions.add(there.read_bytes()[:12])
         assert len(versions) > 1  # the job did replace the file while the syncs ran
@@ -253,7 +241,7 @@ def live_syncs(server: ServerProcess, tmp_path: Path) -> None:
         stop.touch()
         assert job.wait(60) == 0
         job.stdout.close()
-    out = cli("sync", "--store", str(local), "--to", server.url, "--verify", AMLTRACK_TOKEN=WRITE_TOKEN)
+    out = cli(*push, "--verify", AMLTRACK_TOKEN=WRITE_TOKEN)
     assert out.returncode == 0, out.stdout + out.stderr
     assert_same_run(local / "runs" / rid, server.store / "runs" / rid)
     assert amltrack.Store(server.store).run(rid).status == "completed"
