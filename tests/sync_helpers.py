@@ -117,6 +117,7 @@ class ServerProcess:
 @contextlib.contextmanager
 def running_server(d: Path, **kwargs: Any) -> Iterator[ServerProcess]:
     """A started ServerProcess with its store and log in ``d``, stopped when the block ends."""
+    d.mkdir(parents=True, exist_ok=True)
     srv = ServerProcess(d / "store", d / "server.log", **kwargs).start()
     try:
         yield srv

@@ -24,7 +24,12 @@ ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload,
 
 
 class ArtifactChanged(SyncError):
-    """The artifact file being sent does not hold what was hashed from it: rewritten in place."""
+    """The artifact file being sent does not hold what was hashed from it: rewritten in place.
+    ``sent`` is the bytes that went before that was found."""
+
+    def __init__(self, message: str, sent: int = 0) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def whole_lines_size(path: Path) -> int:
@@ -242,7 +247,7 @@ def send_artifact(snap: Snapshot, path: str, send: Callable[[BinaryIO, LocalFile
                 send(fh, f)
                 return f
             except ArtifactChanged as e:
-                why = str(e)
+                why = str(e).removesuffix("; sync again")
     raise SyncError(
         f"artifact {path} of run {snap.id} changed while it was sent, {ARTIFACT_TRIES} times in a row "
         f"({why}): it is being rewritten in place; sync again when it is not (a job that writes a new "
