@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -109,6 +112,17 @@ class ServerProcess:
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@contextlib.contextmanager
+def running_server(d: Path, **kwargs: Any) -> Iterator[ServerProcess]:
+    """A started ServerProcess with its store and log in ``d``, stopped when the block ends."""
+    d.mkdir(parents=True, exist_ok=True)
+    srv = ServerProcess(d / "store", d / "server.log", **kwargs).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess:

@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import json
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from amltrack._listen import is_loopback
 from amltrack.server import ERROR_CODES, Tokens, entry_for
 from amltrack.server._auth import TokenConfigError
 
+from .conftest import wait_until
 from .sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess, cli
 
 RID = "20261127T005321123-7f3a9c2e1b4d6a80"
@@ -213,6 +215,42 @@ def test_appends_are_conditional_on_the_committed_offset(server: ServerProcess) 
         assert r.status_code == 200 and r.json()["published"] is True
     run = amltrack.Store(server.store).run(rid)
     assert run.status == "completed" and (run.dir / "run.json").read_bytes() == run_json
+
+
+def test_a_client_gone_mid_body_is_one_info_line_and_nothing_written(server: ServerProcess) -> None:
+    rid = "20261127T005321123-00000000000000c1"
+    blob = sha(b"x" * 1000)
+    with server.client() as c:
+        assert c.put(f"/v1/runs/{rid}").status_code == 201
+        c.post(f"/v1/runs/{rid}/append/metrics.jsonl", params={"offset": 0}, content=b'{"a":1}\n')
+    start = server.log.stat().st_size
+    targets = [
+        f"/v1/runs/{rid}/append/metrics.jsonl?offset=8",
+        f"/v1/runs/{rid}/blobs/{blob}?offset=0&size=1000",
+        f"/v1/runs/{rid}/summary.json",
+    ]
+    for target in targets:
+        # A sync killed mid-request: it announced 1000 bytes, sent a few, and its socket closed.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+            method = "PUT" if target.endswith(".json") else "POST"
+            s.sendall(
+                f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {WRITE_TOKEN}\r\n"
+                "X-Amltrack-Client: tests\r\nContent-Length: 1000\r\n\r\n".encode()
+                + b'{"a":2}\n'
+            )
+
+    def logged() -> list[str] | None:
+        lines = server.log.read_text()[start:].splitlines()
+        return lines if sum("went away" in line for line in lines) == len(targets) else None
+
+    lines = wait_until(logged, 60, "the server to note each client that went away")
+    assert len(lines) == len(targets), lines  # one line each, and no traceback
+    for line, target in zip(lines, targets):
+        assert line.startswith("INFO") and target.split("?")[0] in line, line
+    with server.client() as c:
+        state = c.get(f"/v1/runs/{rid}").json()
+        assert state["files"]["metrics.jsonl"]["size"] == 8 and state["files"]["summary.json"] is None
+        assert_error(c.get(f"/v1/runs/{rid}/blobs/{blob}"), 404, "blob_not_found")
 
 
 def test_uploads_resume_by_offset_and_are_checked_by_hash(server: ServerProcess) -> None:

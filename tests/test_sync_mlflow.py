@@ -36,6 +36,7 @@ from amltrack.sync import MlflowRemote, NullProgress, Remotes, open_remote, snap
 from amltrack.sync._mlflow import amltrack_name, mlflow_key, mlflow_path
 
 from .conftest import wait_until
+from .sync_helpers import make_run
 
 pytestmark = pytest.mark.timeout(300)  # the first test also waits for the server to start
 
@@ -756,6 +757,53 @@ def test_an_artifact_deleted_or_replaced_on_mlflow_is_sent_again(
     assert uploads(all_runs=True) == ["keep.txt"]
     assert cli("sync", *to, "--all", "--verify", **creds).returncode == 0
     assert_holds_the_run()
+
+
+def test_a_file_replaced_after_the_listing_is_recorded_as_the_version_sent(
+    server: MlflowServer, tmp_path: Path, creds: dict[str, str]
+) -> None:
+    from .test_sync_live import Meddles, first
+
+    local = tmp_path / "local"
+    logger = amltrack.get_logger("mlflow-replaced", store=local, outputs=None)
+    try:
+        logger.log("loss", 1.0)
+        logger.upload("ckpt/latest.txt", "a" * 10)
+        logger.flush()
+
+        def replace() -> None:  # as the job's next checkpoint would, after the listing hashed "a"
+            logger.upload("ckpt/latest.txt", "b" * 20)
+            logger.flush()
+
+        wire = Meddles(first(lambda r: r.url.path.endswith("/runs/log-batch")), replace)
+        with MlflowRemote(server.url, transport=wire) as remote:
+            assert sync(local, remote, include_running=True).ok
+        assert wire.times == 1
+        # Back to the content the first listing saw: MLflow holds the other one, so it must go again.
+        logger.upload("ckpt/latest.txt", "a" * 10)
+        logger.flush()
+        again = sync(local, server.url, include_running=True, verify=True)
+        assert again.ok and again.runs[0].differences == [], again.runs[0]
+    finally:
+        logger.finish()
+
+
+def test_a_file_rewritten_in_place_under_its_upload_is_sent_again(
+    server: MlflowServer, tmp_path: Path, creds: dict[str, str]
+) -> None:
+    from .test_sync_live import Meddles, first, rewrite_in_place
+
+    local = tmp_path / "local"
+    rid = make_run(local, records=10, artifacts={"ckpt/latest.bin": os.urandom(50_000)})
+    path = local / "runs" / rid / "artifacts" / "ckpt" / "latest.bin"
+    wire = Meddles(
+        first(lambda r: r.method == "PUT" and r.url.path.endswith("/latest.bin")), rewrite_in_place(path)
+    )
+    with MlflowRemote(server.url, transport=wire) as remote:
+        report = sync(local, remote, verify=True)
+    assert report.ok and report.runs[0].differences == [], report.runs[0]
+    # MLflow checks no hash: the client saw the file change under the upload, and sent it again.
+    assert sum(r.startswith("PUT ") and r.endswith("/latest.bin") for r in wire.seen) == 2
 
 
 # ----------------------------------------------------------------- without a server

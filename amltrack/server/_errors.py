@@ -12,12 +12,16 @@ to resume from. ``tests/test_server.py`` pins this.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+log = logging.getLogger("amltrack.server")
 
 ERROR_CODES = {
     "unauthorized": "401: no token, or a token the server does not know",
@@ -117,7 +121,19 @@ def install(app: FastAPI) -> None:
             )
         )
 
+    async def on_disconnect(request: Request, e: Exception) -> JSONResponse:
+        # A sync killed or cut off mid-request: routes read the whole body before they write, so
+        # nothing was written, and the client's next push resumes from the committed lengths. Not an
+        # error of the server's, so not a traceback in its log; the answer goes nowhere.
+        log.info(
+            "%s %s: the client went away before sending the whole body; nothing was written",
+            request.method,
+            request.url.path,
+        )
+        return error_response(ApiError(400, "invalid_request", "the request body ended early"))
+
     app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(ClientDisconnect, on_disconnect)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(Exception, on_crash)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from .._errors import AmltrackError
 from .._listen import is_loopback, listen
@@ -52,6 +54,14 @@ def _lock_store(root: Path) -> int:
     return fd
 
 
+def _log_config(base: dict[str, Any]) -> dict[str, Any]:
+    """uvicorn's logging, warnings and up, plus the server's own notes at info level (a client that
+    went away mid-request), in the same format on stderr."""
+    config = copy.deepcopy(base)
+    config["loggers"]["amltrack.server"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
+
+
 def serve(
     store: str | os.PathLike[str],
     *,
@@ -95,7 +105,12 @@ def serve(
             flush=True,
         )
         config = uvicorn.Config(
-            app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+            app,
+            log_level="warning",
+            log_config=_log_config(uvicorn.config.LOGGING_CONFIG),
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=5,
         )
         app.state.ui_warmer.start()  # the newest runs' charts, ready before their pages are opened
         uvicorn.Server(config).run(sockets=[sock])

@@ -12,7 +12,9 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -21,9 +23,10 @@ import httpx
 
 from .. import _format as fmt
 from .._assets import ASSET_FILE, Asset
+from .._errors import AmltrackError
 from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._local import LocalFile, Snapshot, sha256_bytes, sha256_file
+from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes, sha256_file
 from ._remote import AssetPush, HttpRemote, Progress, PushResult, error_fields, http_client
 from ._remotes import check_url
 
@@ -323,8 +326,18 @@ class AmltrackRemote(HttpRemote):
         result.sent += self._append(snap, fmt.METRICS_FILE, *plan.metrics, progress)
         for path in plan.deletes:
             self._call("DELETE", f"/v1/runs/{rid}/artifacts/{quote(path, safe='/')}", write=True)
+        remote_artifacts = (state or {}).get("artifacts") or {}
         for f in plan.uploads:
-            result.sent += self._upload(snap, f, progress)
+            # One artifact that cannot go must not keep the metrics and the manifest from the server:
+            # a running run would be missing there, or stale, for as long as its job rewrites the file.
+            try:
+                remote_sha = (remote_artifacts.get(f.path) or {}).get("sha256")
+                upload = partial(self._upload, snap, remote_sha=remote_sha, progress=progress, result=result)
+                send_artifact(snap, f.path, upload)
+            except (AmltrackError, OSError) as e:
+                if isinstance(e, SyncError) and e.remote_wide:
+                    raise
+                result.unsent[f.path] = str(e)
         result.sent += self._append(snap, fmt.MANIFEST_FILE, *plan.manifest, progress)
         if plan.summary and snap.summary_json is not None:
             self._put_whole(snap, fmt.SUMMARY_FILE, snap.summary_json)
@@ -388,76 +401,56 @@ class AmltrackRemote(HttpRemote):
                 progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
         return sent
 
-    def _upload(self, snap: Snapshot, f: LocalFile, progress: Progress) -> int:
-        """Upload an artifact's content in chunks, resuming a partial upload, then place it at its path."""
+    def _upload(
+        self,
+        snap: Snapshot,
+        fh: BinaryIO,
+        f: LocalFile,
+        *,
+        remote_sha: str | None,
+        progress: Progress,
+        result: PushResult,
+    ) -> None:
+        """Upload content ``f`` from its open file, resuming a partial upload of the same content,
+        then place it at its path; ArtifactChanged if the file turns out not to hold ``f``.
+
+        ``f`` is what the file holds when opened, hashed from it if the job replaced it since the
+        listing, so a resumed upload continues the content it began.
+        """
+        if f.sha256 == remote_sha:
+            return  # replaced since the listing by the content the server holds
         rid = snap.id
-        sent = 0
         try:
-            blob = self._call("GET", f"/v1/runs/{rid}/blobs/{f.sha256}")
-        except RemoteError as e:
-            if e.code != "blob_not_found":
-                raise
-            blob = {"size": 0, "complete": False}
-        at = Route(self.url, f"GET /v1/runs/{rid}/blobs/{f.sha256}")
-        blob = obj(blob, at)
-        offset, complete = count(blob, "size", at), flag(blob, "complete", at)
-        at = Route(self.url, f"POST /v1/runs/{rid}/blobs/{f.sha256}")
-        chunk_size = self._chunk()
-        if not complete:
-            with snap.run.open_artifact(f.path) as fh:  # never through a symlink
-                while not complete:
-                    if offset > f.size:
-                        raise SyncError(
-                            f"the remote holds {offset} bytes of artifact {f.path} of run {rid}, more than "
-                            f"its {f.size}; sync again"
-                        )
-                    fh.seek(offset)
-                    chunk = fh.read(min(chunk_size, f.size - offset))
-                    if len(chunk) < min(chunk_size, f.size - offset):
-                        raise SyncError(
-                            f"artifact {f.path} of run {rid} shrank while it was sent; sync again"
-                        )
-                    try:
-                        r = self._call(
-                            "POST",
-                            f"/v1/runs/{rid}/blobs/{f.sha256}",
-                            params={"offset": offset, "size": f.size},
-                            content=chunk,
-                            write=True,
-                        )
-                    except RemoteError as e:
-                        if e.code != "offset_mismatch":
-                            raise
-                        committed = count(e.extra, "committed", at)
-                        if committed == offset:  # the same request would be sent forever
-                            raise at.bad(
-                                f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
-                            ) from None
-                        offset = committed
-                        continue
-                    r = obj(r, at)
-                    size, complete = count(r, "size", at), flag(r, "complete", at)
-                    if size != (f.size if complete else offset + len(chunk)) or (not complete and size >= f.size):
-                        raise at.bad(
-                            f"'size' = {size} and 'complete' = {str(complete).lower()} after a chunk of "
-                            f"{len(chunk)} bytes at {offset} of {f.size}"
-                        )
-                    offset = size
-                    sent += len(chunk)
-                    progress.advance(len(chunk))
+            result.sent += self._send_content(
+                f"/v1/runs/{rid}/blobs",
+                f.sha256,
+                f.size,
+                lambda: nullcontext(fh),
+                f"artifact {f.path} of run {rid}",
+                progress,
+            )
+        except ArtifactChanged as e:
+            result.sent += e.sent
+            raise
         self._call(
             "PUT",
             f"/v1/runs/{rid}/artifacts/{quote(f.path, safe='/')}",
             params={"sha256": f.sha256},
             write=True,
         )
-        return sent
 
     def _send_content(
-        self, base: str, sha: str, size: int, source: Callable[[], BinaryIO], what: str, progress: Progress
+        self,
+        base: str,
+        sha: str,
+        size: int,
+        source: Callable[[], AbstractContextManager[BinaryIO]],
+        what: str,
+        progress: Progress,
     ) -> int:
         """Upload the content ``sha`` (``size`` bytes, read from ``source()``) to ``{base}/{sha}`` in
-        chunks, resuming a partial upload; the bytes sent."""
+        chunks, resuming a partial upload; the bytes sent. ArtifactChanged (with the bytes sent) if
+        the file does not hold that content: it comes up short, or the server finds another hash."""
         sent = 0
         try:
             blob = self._call("GET", f"{base}/{sha}")
@@ -479,12 +472,20 @@ class AmltrackRemote(HttpRemote):
                 fh.seek(offset)
                 chunk = fh.read(min(chunk_size, size - offset))
                 if len(chunk) < min(chunk_size, size - offset):
-                    raise SyncError(f"{what} shrank while it was sent; sync again")
+                    raise ArtifactChanged(
+                        f"{what} shrank while it was sent, to {offset + len(chunk)} of {size} bytes; sync again",
+                        sent,
+                    )
                 try:
                     r = self._call(
                         "POST", f"{base}/{sha}", params={"offset": offset, "size": size}, content=chunk, write=True
                     )
                 except RemoteError as e:
+                    if e.code == "hash_mismatch":  # the server took the last chunk, and discarded the upload
+                        raise ArtifactChanged(
+                            f"the server found the bytes sent of {what} are not those hashed; sync again",
+                            sent + len(chunk),
+                        ) from None
                     if e.code != "offset_mismatch":
                         raise
                     committed = count(e.extra, "committed", at)

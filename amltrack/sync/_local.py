@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -13,9 +14,22 @@ import orjson
 from .. import _format as fmt
 from .._errors import ArtifactNotFoundError, InvalidPathError, RefusedFileError, StoreError
 from .._store import Run, Store
+from ._errors import SyncError
 
 _TAIL_BLOCK = 1 << 16
 HASH_BLOCK = 1 << 20
+ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload, before it is reported
+
+
+
+
+class ArtifactChanged(SyncError):
+    """The artifact file being sent does not hold what was hashed from it: rewritten in place.
+    ``sent`` is the bytes that went before that was found."""
+
+    def __init__(self, message: str, sent: int = 0) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 def whole_lines_size(path: Path) -> int:
@@ -63,12 +77,20 @@ def sha256_open(f: BinaryIO, limit: int | None = None) -> str:
     return h.hexdigest()
 
 
+def identity(st: os.stat_result) -> tuple[int, ...]:
+    """What tells one version of an artifact file from another. The store replaces an artifact
+    (os.replace of a new file), never rewrites it in place, so a file whose inode, size and times
+    are those of the file hashed holds the content hashed."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @dataclass
 class LocalFile:
     path: str
     size: int
     sha256: str
     mtime_ns: int
+    identity: tuple[int, ...] = ()
 
 
 @dataclass
@@ -162,9 +184,40 @@ class Snapshot:
                     sha = str(k.get("sha256"))
                 else:
                     sha = sha256_open(f)
-            out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns)
+            out[path] = LocalFile(path, st.st_size, sha, st.st_mtime_ns, identity(st))
         self._files = out
         return out
+
+    def open_to_send(self, path: str) -> tuple[BinaryIO, LocalFile]:
+        """Artifact ``path`` open for sending, and what that open file holds.
+
+        A file replaced since ``artifact_files`` hashed it (a running job rewrites its "latest"
+        checkpoint) is hashed again from this open file, so the bytes read from it are the ones the
+        hash names, whichever version that is; the snapshot then lists that version, for the ledger.
+        A file gone meanwhile is dropped from the list (ArtifactNotFoundError); one now reached through
+        a symlink is moved to ``refused`` (RefusedFileError).
+        """
+        files = self.artifact_files()
+        try:
+            f = self.run.open_artifact(path)
+        except ArtifactNotFoundError:
+            files.pop(path, None)
+            raise
+        except RefusedFileError as e:
+            files.pop(path, None)
+            self.refused[path] = str(e)
+            raise
+        try:
+            st = os.fstat(f.fileno())
+            listed = files.get(path)
+            if listed is None or listed.identity != identity(st):
+                listed = LocalFile(path, st.st_size, sha256_open(f, st.st_size), st.st_mtime_ns, identity(st))
+                f.seek(0)
+                files[path] = listed
+        except BaseException:
+            f.close()
+            raise
+        return f, listed
 
     def refusal(self) -> str | None:
         """One line on the artifacts ``artifact_files`` refused, or None if it refused none."""
@@ -173,6 +226,33 @@ class Snapshot:
         path, why = next(iter(sorted(self.refused.items())))
         more = f" (and {len(self.refused) - 1} more)" if len(self.refused) > 1 else ""
         return f"artifact {path!r} of run {self.id}{more} was left out: {why}"
+
+
+def send_artifact(snap: Snapshot, path: str, send: Callable[[BinaryIO, LocalFile], None]) -> LocalFile | None:
+    """Send artifact ``path`` with ``send(open file, what it holds)``; the version sent, or None if
+    the file is gone since the listing (the manifest's next entry says so) or now refused.
+
+    ``send`` raises ArtifactChanged when the file turns out to be rewritten in place under it; it is
+    then opened (and hashed) again and sent with its new content, ARTIFACT_TRIES times in all, and
+    then SyncError names it.
+    """
+    why = ""
+    for _ in range(ARTIFACT_TRIES):
+        try:
+            fh, f = snap.open_to_send(path)
+        except (ArtifactNotFoundError, RefusedFileError):
+            return None
+        with fh:
+            try:
+                send(fh, f)
+                return f
+            except ArtifactChanged as e:
+                why = str(e).removesuffix("; sync again")
+    raise SyncError(
+        f"artifact {path} of run {snap.id} changed while it was sent, {ARTIFACT_TRIES} times in a row "
+        f"({why}): it is being rewritten in place; sync again when it is not (a job that writes a new "
+        "file and renames it over the old one never meets this)"
+    )
 
 
 def _latest_stored(data: bytes) -> dict[str, dict[str, Any]]:

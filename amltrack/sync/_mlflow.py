@@ -26,6 +26,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, unquote, urlsplit
@@ -38,7 +39,7 @@ from .. import _format as fmt
 from . import _answers as answers
 from . import _ledger as ledger
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._local import Snapshot, sha256_bytes
+from ._local import ArtifactChanged, LocalFile, Snapshot, identity, send_artifact, sha256_bytes
 from ._remote import HttpRemote, Progress, PushResult
 
 SCHEMES = {"mlflow+http": "http", "mlflow+https": "https"}
@@ -331,6 +332,15 @@ class _Wanted:
     def __post_init__(self) -> None:
         self.digest = hashlib.sha256(orjson.dumps(sorted(self.artifacts.items()))).hexdigest()
 
+    def sent(self, path: str, sha256: str | None) -> None:
+        """Name the version of artifact ``path`` that was uploaded (None: none, it is gone), so the
+        tags and the ledger describe what MLflow holds, not what the listing saw."""
+        if sha256 is None:
+            self.artifacts.pop(path, None)
+        else:
+            self.artifacts[path] = sha256
+        self.__post_init__()
+
 
 @dataclass
 class _Plan:
@@ -377,7 +387,7 @@ class _Uploads:
                 while left > 0:
                     block = f.read(min(_UPLOAD_BLOCK, left))
                     if not block:
-                        raise SyncError(f"{path} shrank while it was uploaded; sync again")
+                        raise ArtifactChanged(f"{path} shrank while it was uploaded; sync again")
                     left -= len(block)
                     self.sent += len(block)
                     self.progress.advance(len(block))
@@ -1094,7 +1104,10 @@ class MlflowRemote(HttpRemote):
                 data = tempfile.TemporaryFile()
                 data.write(want.contents[p])
             elif p in want.artifact_paths:
-                data = snap.run.open_artifact(want.artifact_paths[p])  # never through a symlink
+                put = partial(self._put_artifact, f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}", file, up)
+                done = send_artifact(snap, want.artifact_paths[p], put)  # never through a symlink
+                want.sent(p, done and done.sha256)
+                continue
             if data is not None:
                 data.flush()
                 size = data.seek(0, os.SEEK_END)
@@ -1106,17 +1119,27 @@ class MlflowRemote(HttpRemote):
                 assert file is not None
                 size = file.stat().st_size
             try:
-                self._request(
-                    "PUT",
-                    f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}",
-                    content=up.chunks(file, size, data),
-                    headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
-                    write=True,
-                )
+                self._put(f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}", up, file, size, data)
             finally:
                 if data is not None and data is not scan.strings_file:
                     data.close()
         return up.sent
+
+    def _put(self, url: str, up: _Uploads, file: Path | None, size: int, data: IO[bytes] | None) -> None:
+        self._request(
+            "PUT",
+            url,
+            content=up.chunks(file, size, data),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            write=True,
+        )
+
+    def _put_artifact(self, url: str, file: Path | None, up: _Uploads, fh: IO[bytes], f: LocalFile) -> None:
+        """Upload the artifact's open file, which holds ``f``; ArtifactChanged if it was rewritten in
+        place meanwhile (MLflow checks no hash: what it got may mix two versions)."""
+        self._put(url, up, file, f.size, fh)
+        if identity(os.fstat(fh.fileno())) != f.identity:
+            raise ArtifactChanged("it was rewritten while it was read")
 
     # ----------------------------------------------------------------- verify
 

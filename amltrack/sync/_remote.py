@@ -58,6 +58,8 @@ class PushResult:
     writes: int = 0
     planned: int = 0
     remote: dict[str, Any] = field(default_factory=dict)  # kind-specific state for the ledger
+    # Artifacts that could not be sent, and why; the rest of the run was pushed.
+    unsent: dict[str, str] = field(default_factory=dict)
 
     @property
     def nothing_to_send(self) -> bool:

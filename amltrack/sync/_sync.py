@@ -17,7 +17,7 @@ from . import _ledger as ledger
 from ._assets import AssetOutcome, asset_counts, push_assets
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._local import Snapshot, snapshot
-from ._remote import NullProgress, Progress, Remote, open_remote
+from ._remote import NullProgress, Progress, PushResult, Remote, open_remote
 from ._remotes import RemoteEntry, Remotes, check_url
 
 ENDED = ("completed", "failed", "killed", "crashed")
@@ -284,6 +284,7 @@ def _sync_run(
                         out.bytes, out.writes = result.sent, result.writes
                         # Not recorded as complete: the next sync looks again, and says so again.
                         _check_refused(snap, "the run's other files were pushed")
+                        _check_unsent(snap, result)
                         _record(snap, key, remote, entry, result.sent, result.remote)
                         out.outcome = "pushed" if result.writes else "up_to_date"
         if verify:
@@ -305,6 +306,17 @@ def _check_refused(snap: Snapshot, then: str) -> None:
     refusal = snap.refusal()
     if refusal is not None:
         raise SyncError(f"{refusal}; {then}")
+
+
+def _check_unsent(snap: Snapshot, result: PushResult) -> None:
+    """Fail the run if an artifact could not be sent, saying what was."""
+    if result.unsent:
+        path, why = next(iter(sorted(result.unsent.items())))
+        more = f" (and {len(result.unsent) - 1} more)" if len(result.unsent) > 1 else ""
+        raise SyncError(
+            f"artifact {path!r} of run {snap.id}{more} was not sent: {why}; the rest of the run was "
+            f"pushed ({result.sent} bytes)"
+        )
 
 
 class _Stopped(Exception):
