@@ -549,3 +549,21 @@ def test_a_twin_on_disk_is_found_by_its_folded_name(tmp_path: Path, monkeypatch:
     assert _files._case_twin(root, "Ckpt/model.pt") == "Ckpt/Model.pt"
     assert _files._case_twin(root, "Ckpt/Model.pt") is None  # itself: replaced, as everywhere
     assert _files._case_twin(root, "exact.txt") is None and _files._case_twin(root, "new.txt") is None
+
+
+def test_every_command_imports_where_signals_are_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Windows has no SIGQUIT or SIGHUP; `amltrack run` is imported by every command, so a signal
+    named at import would take the whole CLI down there."""
+    import importlib
+
+    from amltrack.cli import _run
+
+    for name in ("SIGQUIT", "SIGHUP"):
+        monkeypatch.delattr(signal, name)
+    try:
+        reloaded = importlib.reload(_run)
+        assert signal.SIGINT in reloaded.TERMINAL_SIGNALS and signal.SIGTERM in reloaded.INTERRUPTS
+        assert len(reloaded.TERMINAL_SIGNALS) == 1 + hasattr(signal, "SIGBREAK")
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_run)

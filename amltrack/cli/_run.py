@@ -50,9 +50,17 @@ POLL = 0.1
 RECORD_INTERVAL = 2.0  # seconds between manifest entries for logs that grew
 # Signals a terminal sends to its whole foreground process group, the child included when it is in
 # ours: forwarding one of those would deliver it twice.
-TERMINAL_SIGNALS = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+# Windows has no SIGQUIT or SIGHUP (and this module is imported by every command), but its console
+# sends Ctrl-Break (SIGBREAK) to every process attached to it, as a terminal sends Ctrl-C.
+
+
+def _signals(*names: str) -> tuple[int, ...]:
+    return tuple(getattr(signal, n) for n in names if hasattr(signal, n))
+
+
+TERMINAL_SIGNALS = _signals("SIGINT", "SIGQUIT", "SIGHUP", "SIGBREAK")
 FORWARDED = (*TERMINAL_SIGNALS, signal.SIGTERM)
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+INTERRUPTS = _signals("SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK")
 EXIT_NOT_FOUND = 127
 EXIT_CANNOT_RUN = 126
 
@@ -253,6 +261,8 @@ class _Forwarder:
         if proc.returncode is not None:
             return
         if signum in TERMINAL_SIGNALS:
+            if not hasattr(os, "getpgid"):
+                return  # Windows: the console sent it to every process attached to it, the child too
             try:
                 same_group = os.getpgid(proc.pid) == _foreground_group()
             except OSError:
