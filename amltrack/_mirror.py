@@ -1,6 +1,6 @@
 """The outputs mirror: every file written under ``./outputs`` becomes an artifact of the run.
 
-Events are hints, not a log (``../shared/notes/watchdog-behaviour.md`` measured why): the inotify
+Events are hints, not a log (``docs/outputs.md``, "What the mirror does not trust", says why): the inotify
 handler only marks paths dirty, and a copier thread decides when a file is ready, copies it through
 a temporary file with a stability check, and sweeps the whole folder periodically, after an inotify
 queue overflow, and once more, completely, when the run ends. The final sweep is what makes the
