@@ -73,3 +73,16 @@ def test_amltrack_example_names_exist() -> None:
     (block,) = [b for b in blocks("python") if "amltrack.Store()" in b]
     for attr in re.findall(r"run\.(\w+)", block):
         assert hasattr(amltrack.Run, attr) or attr in ("status", "info"), attr
+
+
+def test_the_project_cites_no_file_outside_it() -> None:
+    """A clone is read without the notes it was built from: what it needs of them is in docs/."""
+    root = DOC.parent.parent
+    found = []
+    for top in ("amltrack", "docs", "benchmarks", "examples", "README.md", "pyproject.toml"):
+        paths = [root / top] if (root / top).is_file() else sorted((root / top).rglob("*"))
+        for path in paths:
+            if path.is_file() and path.suffix in (".py", ".md", ".toml", ".js", ".css", ".html", ".txt"):
+                if re.search(r"\.\./shared\b|shared/notes", path.read_text(errors="replace")):
+                    found.append(str(path.relative_to(root)))
+    assert found == []
