@@ -799,3 +799,21 @@ def test_a_resync_with_nothing_to_send_opens_no_connection(server: ServerProcess
     make_run(local, records=20)
     again = cli("sync", "--to", server.url, "--store", str(local), "--json", **env)
     assert again.returncode == 0 and json.loads(again.stdout)["counts"]["pushed"] == 1
+
+
+def test_include_running_pushes_a_run_that_has_logged_nothing_yet(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    # The soak (benchmarks/soak.py) met it: a sync that came between a run's creation and its
+    # first batch failed the run, because metrics.jsonl did not exist yet.
+    local = tmp_path / "local"
+    logger = amltrack.get_logger("fresh", store=local, outputs=None)
+    try:
+        assert not (logger.run_dir / "metrics.jsonl").exists()
+        report = sync(local, remote(server), include_running=True)
+        assert report.ok and report.runs[0].outcome == "pushed", report.runs[0].reason
+        logger.log("loss", 0.5).wait()
+    finally:
+        logger.finish()
+    assert sync(local, remote(server)).runs[0].outcome == "pushed"
+    assert_same_run(local / "runs" / logger.run_id, server.store / "runs" / logger.run_id)

@@ -37,6 +37,8 @@ _COUNT_BLOCK = 1 << 20
 
 def count_lines(path: Path, start: int, end: int) -> int:
     """The newlines in bytes [start, end) of the file: the records a push of that span sends."""
+    if end <= start:  # nothing to send, and a running run may have no metrics.jsonl yet
+        return 0
     n = 0
     with open(path, "rb") as f:
         f.seek(start)
