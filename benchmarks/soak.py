@@ -9,7 +9,7 @@ processes share some runs) log records that carry their writer number and a sequ
 knows what must be there. Some are SIGKILLed or SIGTERMed at random, some raise, the rest finish; one
 extra job rewrites ``outputs/latest.txt`` in place every ``--rewrite-every`` seconds. A real
 ``amltrack server`` is SIGKILLed and restarted on the same port and store, ``python -m amltrack sync
---include-running`` pushes to it every ``--sync-every`` seconds (one sync is SIGKILLed mid-push), and
+--include-running`` pushes to it every ``--sync-every`` seconds (one is SIGKILLed mid-upload), and
 an ``amltrack ui`` over the local store is polled over HTTP.
 
 At the end it waits for the trainers, runs ``sync`` then ``sync --verify``, and checks: every
@@ -67,6 +67,7 @@ TRAINER = textwrap.dedent("""
     point = f"soak/w{wid}"
     t0 = time.monotonic()
     next_rewrite = 0.0
+    names = ["outputs/latest.txt"] + [f"outputs/part-{i}.txt" for i in range(2, a["rewrite_files"] + 1)]
     try:
         while True:
             now = time.monotonic() - t0
@@ -87,14 +88,15 @@ TRAINER = textwrap.dedent("""
             if a["rewrite_every"] and now >= next_rewrite:
                 # In place and in pieces, as a training script writes its checkpoint, not by rename:
                 # the mirror may catch it half-written.
-                with open("outputs/latest.txt", "w") as f:
-                    for _ in range(a["rewrite_kb"] // 64):
-                        f.write(f"record {seq} at {now:.3f}\\n".ljust(64, ".") * 1024)
+                for name in names:
+                    with open(name, "w") as f:
+                        for _ in range(a["rewrite_kb"] // 64):
+                            f.write(f"{name}: record {seq} at {now:.3f}\\n".ljust(64, ".") * 1024)
                 next_rewrite = now + a["rewrite_every"]
             time.sleep(0.01)
-        if a["rewrite_every"]:
-            with open("outputs/latest.txt", "w") as f:
-                f.write(f"final: record {seq}\\n".ljust(64, ".") * 1024)
+        for name in names if a["rewrite_every"] else ():
+            with open(name, "w") as f:
+                f.write(f"{name}: final, record {seq}\\n".ljust(64, ".") * 1024)
     finally:
         side.write(f"done {seq}\\n")
     if a["fate"] == "raise":
@@ -470,6 +472,7 @@ class Options:
     ui_poll: float = 2.0
     rewrite_every: float = 2.0
     rewrite_kb: int = 1024
+    rewrite_files: int = 1
     seed: int = 0
 
 
@@ -491,7 +494,7 @@ class Soak:
         self.stop = threading.Event()
         self.down: list[list[float]] = []  # [killed at, answering again at] of each server kill
         self.syncs: list[dict[str, Any]] = []
-        self.sync_kills: list[str] = []
+        self.sync_kills: list[float] = []  # how long each killed sync had run
         self.kills = {"sigkill": 0, "sigterm": 0}
         self.ui: dict[str, Any] = {"latencies_ms": [], "errors": [], "statuses": {}, "not_ok": []}
         self.ui_proc: subprocess.Popen | None = None
@@ -517,7 +520,7 @@ class Soak:
         spec = {"wid": wid, "run_id": run_id, "name": f"soak-{run_id[-6:]}", "role": role, "fate": fate,
                 "store": str(self.local), "side": w.side, "rate": o.rate, "wait_every": o.wait_every,
                 "lifetime": lifetime, "rewrite_every": o.rewrite_every if rewrite else 0,
-                "rewrite_kb": o.rewrite_kb,
+                "rewrite_kb": o.rewrite_kb, "rewrite_files": o.rewrite_files,
                 "seed": self.rnd.getrandbits(32)}
         with open(self.logs / f"trainer-{wid}.log", "w") as err:
             proc = subprocess.Popen(trainer_command(spec), cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
@@ -565,16 +568,14 @@ class Soak:
             with self.lock:
                 self.down[-1][1] = time.monotonic()
 
-    def sync_once(self, *args: str, kill_after: float | None = None) -> dict[str, Any]:
+    def sync_once(self, *args: str, kill: bool = False) -> dict[str, Any]:
         n = len(self.syncs) + 1
         start = time.monotonic()
         with open(self.logs / f"sync-{n}.log", "w") as err:
             proc = subprocess.Popen(
                 amltrack_cmd("sync", "--store", str(self.local), "--to", self.server.url, "--json", *args),
                 stdout=subprocess.PIPE, stderr=err, text=True, env=child_env(AMLTRACK_TOKEN=TOKEN))
-            killed = False
-            if kill_after is not None:
-                killed = self._kill_mid_push(proc, start + kill_after)
+            killed = self._kill_mid_upload(proc) if kill else None
             out, _ = proc.communicate(timeout=600)
         end = time.monotonic()
         try:
@@ -586,35 +587,31 @@ class Soak:
         self.syncs.append(s)
         return s
 
-    def _kill_mid_push(self, proc: subprocess.Popen, deadline: float) -> str | None:
-        """SIGKILL ``proc`` as soon as the server holds a partial upload of it, else at ``deadline``:
-        how it was killed, or None if it ended first."""
+    def _kill_mid_upload(self, proc: subprocess.Popen) -> bool:
+        """SIGKILL the sync ``proc`` while the server is receiving an artifact from it: the client
+        dies mid-request, with part of the body sent. False if it ended without an upload."""
         blobs = self.remote / ".server" / "blobs"
         while proc.poll() is None:
             try:
                 uploading = any(f.name.endswith(".part") for d in os.scandir(blobs) for f in os.scandir(d))
             except OSError:  # no such folder yet, or one went away while listed
                 uploading = False
-            if uploading or time.monotonic() >= deadline:
+            if uploading:
                 proc.kill()
                 proc.wait()
-                return "during an upload" if uploading else "at a random moment"
+                return True
             time.sleep(0.002)
-        return None
+        return False
 
     def syncer(self) -> None:
         o = self.o
         kills_left = o.sync_kills
-        last = 1.0
         while not self.stop.wait(o.sync_every * self.rnd.uniform(0.5, 1.5)):
-            # A kill mid-push: somewhere inside a sync as long as the previous one, past the start-up.
-            kill_after = last * self.rnd.uniform(0.5, 0.9) if kills_left and len(self.syncs) >= 2 else None
-            s = self.sync_once("--include-running", kill_after=kill_after)
+            # Past the first pushes, so that the kill interrupts a push that resumes a run.
+            s = self.sync_once("--include-running", kill=kills_left > 0 and len(self.syncs) >= 2)
             if s["killed"]:
                 kills_left -= 1
-                self.sync_kills.append(f"after {s['end'] - s['start']:.2f} s, {s['killed']}")
-            else:
-                last = s["end"] - s["start"]
+                self.sync_kills.append(round(s["end"] - s["start"], 2))
 
     def ui_poller(self, url: str) -> None:
         import httpx
@@ -793,11 +790,11 @@ class Soak:
         outputs = []
         if self.rewriter is not None:
             w = self.writers[self.rewriter - 1]
-            on_disk = self.work / f"w{w.wid}" / "outputs" / "latest.txt"
-            stored = self.local / "runs" / w.run_id / "artifacts" / "outputs" / "latest.txt"
-            if not stored.is_file() or stored.read_bytes() != on_disk.read_bytes():
-                outputs.append(f"run {w.run_id}: the stored outputs/latest.txt is not the file's last version")
-        check("the rewritten outputs file is stored in its final version", outputs)
+            for on_disk in sorted((self.work / f"w{w.wid}" / "outputs").iterdir()):
+                stored = self.local / "runs" / w.run_id / "artifacts" / "outputs" / on_disk.name
+                if not stored.is_file() or stored.read_bytes() != on_disk.read_bytes():
+                    outputs.append(f"run {w.run_id}: the stored outputs/{on_disk.name} is not the file's last version")
+        check("the rewritten outputs files are stored in their final version", outputs)
 
         logs = []
         for path in sorted(self.logs.iterdir()):
@@ -835,7 +832,7 @@ class Soak:
             "syncs_ok": sum(1 for s in during if s["rc"] == 0),
             "syncs_failed": sum(1 for s in during if s["rc"] != 0 and not s["killed"]),
             "syncs_killed": len(self.sync_kills),
-            "sync_kills": list(self.sync_kills),
+            "sync_killed_after_s": list(self.sync_kills),
             "sync_p50_s": round(statistics.median([s["end"] - s["start"] for s in during]), 2) if during else None,
             "final_sync_s": round(final["end"] - final["start"], 2),
             "verify_s": round(verify["end"] - verify["start"], 2),
@@ -860,7 +857,7 @@ def print_report(rep: dict[str, Any]) -> None:
     print(f"  {f['records']:,} records, {f['acknowledged_records']:,} acknowledged, {f['store_bytes']:,} bytes in the store, "
           f"{f['unreadable_lines']} unreadable lines")
     print(f"  kills: {f['trainer_kills']['sigkill']} SIGKILL, {f['trainer_kills']['sigterm']} SIGTERM, "
-          f"server {f['server_kills']} (down {f['server_down_s']} s), sync {f['syncs_killed']} {f['sync_kills']}")
+          f"server {f['server_kills']} (down {f['server_down_s']} s), sync {f['syncs_killed']} (mid-upload, after {f['sync_killed_after_s']} s)")
     print(f"  syncs during: {f['syncs']} ({f['syncs_ok']} ok, {f['syncs_failed']} failed), median {f['sync_p50_s']} s; "
           f"final {f['final_sync_s']} s, verify {f['verify_s']} s")
     print(f"  UI: {f['ui_requests']} requests {f['ui_statuses']}, p50 {f['ui_p50_ms']} ms, p99 {f['ui_p99_ms']} ms"
@@ -895,10 +892,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--kill-every", type=float, default=d.kill_every, help="mean seconds between kills of a trainer (1 in 3 SIGTERM); 0: none")
     p.add_argument("--server-kill-every", type=float, default=d.server_kill_every, help="mean seconds between SIGKILLs of the server; 0: none")
     p.add_argument("--sync-every", type=float, default=d.sync_every, help="mean seconds between syncs (0.5x to 1.5x)")
-    p.add_argument("--sync-kills", type=int, default=d.sync_kills, help="syncs to SIGKILL mid-push")
+    p.add_argument("--sync-kills", type=int, default=d.sync_kills, help="syncs to SIGKILL in the middle of an upload")
     p.add_argument("--ui-poll", type=float, default=d.ui_poll, help="seconds between polls of the UI")
     p.add_argument("--rewrite-every", type=float, default=d.rewrite_every, help="seconds between rewrites of outputs/latest.txt by one job; 0: no such job")
     p.add_argument("--rewrite-kb", type=int, default=d.rewrite_kb, help="the size of outputs/latest.txt, KiB")
+    p.add_argument("--rewrite-files", type=int, default=d.rewrite_files,
+                   help="files that job rewrites: outputs/latest.txt, then outputs/part-2.txt and on")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--out", type=Path, help="scratch folder for the stores and logs (default: a new temporary one)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder even when every check passed")

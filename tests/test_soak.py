@@ -35,8 +35,8 @@ def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     # three a SIGTERM), one server restart, syncs every ~3 s with one killed, the rewriting job.
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--duration", "60", "--concurrency", "2", "--runs", "5", "--rate", "200",
-         "--lifetime", "12", "--kill-every", "10", "--server-kill-every", "40", "--sync-every", "3",
-         "--ui-poll", "1", "--rewrite-every", "1", "--rewrite-kb", "1024", "--seed", "25",
+         "--lifetime", "12", "--kill-every", "10", "--server-kill-every", "40", "--sync-every", "1.5",
+         "--ui-poll", "1", "--rewrite-every", "0.7", "--rewrite-kb", "1024", "--rewrite-files", "8", "--seed", "25",
          "--out", str(out), "--json"],
         capture_output=True, text=True, timeout=850, env=child_env())
     rep = json.loads(proc.stdout)
@@ -56,7 +56,7 @@ def trainer(tmp_path: Path, store: Path, run_id: str, wid: int, *, role: str = "
     side = tmp_path / f"w{wid}.txt"
     spec = {"wid": wid, "run_id": run_id, "name": f"unit-{wid}", "role": role, "fate": fate, "store": str(store),
             "side": str(side), "rate": 1000, "wait_every": 50, "lifetime": records / 1000,
-            "rewrite_every": 0, "rewrite_kb": 0, "seed": wid}
+            "rewrite_every": 0, "rewrite_kb": 0, "rewrite_files": 0, "seed": wid}
     p = subprocess.run(soak.trainer_command(spec), cwd=tmp_path, capture_output=True, text=True, timeout=120,
                        env=child_env())
     w = soak.Writer(wid, run_id, role, fate, str(side), outcome=soak.outcome_of(p.returncode, fate))
