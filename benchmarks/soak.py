@@ -348,6 +348,15 @@ def expected_status(owner_outcome: str) -> str | None:
     return {"finished": "completed", "raised": "failed", "sigkill": "crashed", "sigterm": "killed"}.get(owner_outcome)
 
 
+def traceback_ends(text: str) -> list[str]:
+    """The exception line that ends each traceback in a log: what a reader of the report needs."""
+    ends = []
+    for part in text.split("Traceback (most recent call last):")[1:]:
+        line = next((ln for ln in part.splitlines()[1:] if ln and not ln[0].isspace()), "?")
+        ends.append(line[:200])
+    return ends
+
+
 def tracebacks(text: str, planned: bool) -> int:
     """Tracebacks in a log, less the one a planned failure prints."""
     n = text.count("Traceback (most recent call last)")
@@ -800,9 +809,11 @@ class Soak:
         for path in sorted(self.logs.iterdir()):
             m = re.match(r"trainer-(\d+)\.log$", path.name)
             planned = bool(m) and self.writers[int(m.group(1)) - 1].outcome == "raised"
-            n = tracebacks(path.read_text(errors="replace"), planned)
+            text = path.read_text(errors="replace")
+            n = tracebacks(text, planned)
             if n:
-                logs.append(f"{path.name}: {n} traceback(s)")
+                ends = sorted({e for e in traceback_ends(text) if PLANNED not in e})
+                logs.append(f"{path.name}: {n} traceback(s), ending {'; '.join(ends)}")
         check("no traceback in any log but a planned failure's", logs)
 
         lat = sorted(self.ui["latencies_ms"])

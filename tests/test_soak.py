@@ -27,8 +27,18 @@ def load_soak():
 soak = load_soak()
 
 
+class KnownIssue25(AssertionError):
+    """Only the bugs of issue #25 that branch livesync fixes failed the soak: live sync refused with
+    422 hash_mismatch while the job rewrites outputs (item 1), and the server's ClientDisconnect
+    traceback when a sync dies mid-request (item 3). Any other failure fails the test."""
+
+
+# Those problems as the report words them.
+KNOWN = ("(422 hash_mismatch)", "ClientDisconnect")
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, reason="issue #25 items 1 and 3, fixed on branch livesync")
+@pytest.mark.xfail(strict=True, raises=KnownIssue25, reason="issue #25 items 1 and 3, fixed on branch livesync")
 def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     out = tmp_path / "soak"
     # About 60 s of scenario: two trainers at a time at a small rate, a kill every ~10 s (one in
@@ -45,7 +55,10 @@ def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     f = rep["figures"]
     assert f["records"] > 0 and f["acknowledged_records"] > 0 and f["server_kills"] >= 1, f
     assert sum(f["trainer_kills"].values()) >= 1 and f["syncs_killed"] == 1 and f["ui_requests"] > 0, f
-    assert not failed, json.dumps(failed, indent=1)
+    unknown = [p for c in failed for p in c["problems"] if not any(k in p for k in KNOWN)]
+    assert not unknown, json.dumps(failed, indent=1)
+    if failed:
+        raise KnownIssue25(json.dumps(failed, indent=1))
     assert proc.returncode == 0, proc.stderr
     assert not out.exists()  # a passing soak leaves nothing behind
 
@@ -178,10 +191,12 @@ def test_the_checker_finds_a_run_missing_on_the_server_and_a_wrong_artifact(shar
     assert soak.check_records(store, [*writers, w])[0] == []
 
 
-def test_tracebacks_spare_only_the_planned_failure() -> None:
+def test_tracebacks_spare_only_the_planned_failure_and_say_how_the_others_end() -> None:
     planned = "Traceback (most recent call last):\n  ...\nSoakPlannedError: writer 3 fails on purpose\n"
     other = "Traceback (most recent call last):\n  ...\nstarlette.requests.ClientDisconnect\n"
     assert soak.tracebacks(planned, planned=True) == 0
     assert soak.tracebacks(planned, planned=False) == 1
     assert soak.tracebacks(planned + other, planned=True) == 1
     assert soak.tracebacks(other, planned=True) == 1
+    assert soak.traceback_ends(planned + other) == ["SoakPlannedError: writer 3 fails on purpose",
+                                                     "starlette.requests.ClientDisconnect"]
