@@ -401,6 +401,17 @@ def _wait(cond: Any, timeout: float, what: str) -> Any:
         time.sleep(0.05)
 
 
+def terminate(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL if it lingers: a server or UI ends its requests first."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """``amltrack server`` on 127.0.0.1, killed and restarted on the same port and store."""
 
@@ -455,13 +466,8 @@ class Server:
             self.proc.wait()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc)
 
 
 @dataclass
@@ -712,12 +718,7 @@ class Soak:
         try:
             return self.report(soak_s, final, verify, history)
         finally:
-            self.ui_proc.terminate()
-            try:
-                self.ui_proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.ui_proc.kill()
-                self.ui_proc.wait()
+            terminate(self.ui_proc)
             self.server.stop()
 
     def history(self, where: str) -> dict[str, Any]:
