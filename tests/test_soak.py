@@ -39,7 +39,9 @@ KNOWN = ("(422 hash_mismatch)", "shrank while it was sent", "ClientDisconnect")
 
 
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=True, raises=KnownIssue25, reason="issue #25 items 1 and 3, fixed on branch livesync")
+# Not strict: the scenario meets the live-sync race by chance (in two runs of three here), and a
+# pass must not fail the suite. Any failure other than the known ones still fails it (raises=).
+@pytest.mark.xfail(strict=False, raises=KnownIssue25, reason="issue #25 items 1 and 3, fixed on branch livesync")
 def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     out = tmp_path / "soak"
     # About 60 s of scenario: two trainers at a time at a small rate, a kill every ~10 s (one in
