@@ -39,7 +39,7 @@ KNOWN = ("(422 hash_mismatch)", "shrank while it was sent", "ClientDisconnect")
 
 
 @pytest.mark.timeout(900)
-# Not strict: the scenario meets the live-sync race by chance (in two runs of three here), and a
+# Not strict: the scenario meets the live-sync race by chance (in three runs of five here), and a
 # pass must not fail the suite. Any failure other than the known ones still fails it (raises=).
 @pytest.mark.xfail(strict=False, raises=KnownIssue25, reason="issue #25 items 1 and 3, fixed on branch livesync")
 def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
