@@ -394,6 +394,15 @@ def _metric_summary_problem(entry: Any) -> str | None:
     return None
 
 
+def _offsets_problem(offsets: Any) -> str | None:
+    if not isinstance(offsets, dict):
+        return f"has offsets {short_repr(offsets)}, not an object"
+    for w, at in offsets.items():
+        if not _is_int(at) or at < 0:
+            return f"has offsets[{short_repr(w)}] {short_repr(at)}, not an int >= 0"
+    return None
+
+
 def summary_problem(summary: Any) -> str | None:
     """Why ``summary`` is not a summary.json that readers can rely on, or None."""
     if not isinstance(summary, dict):
@@ -401,6 +410,10 @@ def summary_problem(summary: Any) -> str | None:
     for key, ok, what in (("heartbeat", _is_number, "a number"), ("records", _is_int, "an int")):
         if key in summary and not ok(summary[key]):
             return f"has {key} {short_repr(summary[key])}, not {what}"
+    if "offsets" in summary:
+        problem = _offsets_problem(summary["offsets"])
+        if problem is not None:
+            return problem
     metrics = summary.get("metrics", {})
     if not isinstance(metrics, dict):
         return f"has metrics {short_repr(metrics)}, not an object"
@@ -415,7 +428,9 @@ def clean_summary(summary: Any) -> dict[str, Any]:
     """The parts of ``summary`` that readers can rely on: what has a problem is left out."""
     if not isinstance(summary, dict):
         return {}
-    out = {k: v for k, v in summary.items() if k not in ("heartbeat", "records", "metrics")}
+    out = {k: v for k, v in summary.items() if k not in ("heartbeat", "records", "metrics", "offsets")}
+    if "offsets" in summary and _offsets_problem(summary["offsets"]) is None:
+        out["offsets"] = summary["offsets"]
     if _is_number(summary.get("heartbeat")):
         out["heartbeat"] = summary["heartbeat"]
     if _is_int(summary.get("records")):
@@ -423,4 +438,87 @@ def clean_summary(summary: Any) -> dict[str, Any]:
     metrics = summary.get("metrics")
     if isinstance(metrics, dict):
         out["metrics"] = {n: e for n, e in metrics.items() if _metric_summary_problem(e) is None}
+    return out
+
+
+# ------------------------------------------------------------------ keeping summary.json
+# Each writing process merges what it logged since its last merge (a delta) into summary.json, and
+# a reader that brings a crashed run's summary up to date merges the records after it the same way.
+
+OWN_WRITER = ""  # the run's own process in summary.json's "offsets"; a joined process is its "w"
+
+
+class MetricSummary:
+    """What one merge adds to a metric's entry in summary.json: a count, and its latest record."""
+
+    __slots__ = ("count", "last", "step", "ts", "kind", "length")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last: Any = None
+        self.step = 0
+        self.ts = 0.0
+        self.kind = "number"
+        self.length: int | None = None
+
+    def latest(self, step: int, ts: float, value: Any) -> None:
+        """Take ``value`` (as logged: NaN as a float) at ``step`` and ``ts`` as the latest record."""
+        self.step = step
+        self.ts = ts
+        tv = type(value)
+        if tv is list:
+            self.kind, self.length = "list", len(value)
+            self.last = value[-1] if value else None
+        else:
+            self.kind = "number" if tv is float or tv is int else "bool" if tv is bool else "string"
+            self.length = None
+            self.last = value
+
+
+def _summary_value(v: Any) -> Any:
+    """A value for summary.json: non-finite floats as their JSON Lines strings."""
+    if type(v) is float and not math.isfinite(v):
+        return NONFINITE_TO_STR[repr(v)]
+    return v
+
+
+def merge_summary(
+    current: dict[str, Any],
+    delta: dict[str, MetricSummary],
+    records: int,
+    offsets: dict[str, int],
+    heartbeat: float | None,
+) -> dict[str, Any]:
+    """``current`` (summary.json as read) with ``delta`` counted in.
+
+    ``offsets`` gives, for the writers it names, the byte of metrics.jsonl up to which every record
+    of theirs is now counted; the other writers' offsets stay. A metric's latest record is the one
+    with the latest time. ``heartbeat`` None keeps the current one.
+    """
+    metrics = current.get("metrics")
+    if not isinstance(metrics, dict):
+        metrics = {}
+    for name, s in delta.items():
+        old = metrics.get(name)
+        if not isinstance(old, dict):
+            old = {"count": 0}
+        entry = dict(old)
+        entry["count"] = int(old.get("count", 0) or 0) + s.count
+        if s.ts >= float(old.get("ts", 0) or 0):
+            entry.update(kind=s.kind, last=_summary_value(s.last), step=s.step, ts=s.ts)
+            if s.length is not None:
+                entry["length"] = s.length
+            else:
+                entry.pop("length", None)
+        metrics[name] = entry
+    known = current.get("offsets")
+    out: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "records": int(current.get("records", 0) or 0) + records,
+    }
+    beat = current.get("heartbeat") if heartbeat is None else heartbeat
+    if beat is not None:
+        out["heartbeat"] = beat
+    out["metrics"] = metrics
+    out["offsets"] = {**(known if isinstance(known, dict) else {}), **offsets}
     return out

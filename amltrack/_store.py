@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple, overload
 
+import orjson
+
 from . import _format as fmt
 from ._columns import Columns, read_segments, split_columns
 from ._errors import (
@@ -338,6 +340,7 @@ class Run:
         self.dir = run_dir
         self.id = run_dir.name
         self._info = info
+        self._listed: dict[str, Any] | None = None  # listing_summary(), once per reload()
         self.skipped = 0  # lines skipped by the last read of metrics or manifest
 
     def __repr__(self) -> str:
@@ -370,6 +373,7 @@ class Run:
     def reload(self) -> Run:
         """Re-read ``run.json`` (status and end time change while a run is live)."""
         self._info = None
+        self._listed = None
         return self
 
     def _field(self, key: str, kind: type, default: Any) -> Any:
@@ -427,7 +431,8 @@ class Run:
         return self._field("ended", str, None)
 
     def duration(self) -> float | None:
-        """Seconds from creation to end, or to now (running) or to the last heartbeat (crashed)."""
+        """Seconds from creation to end, or to now (running), or for a crashed run to its last sign
+        of life: its last heartbeat or its last record, whichever is later."""
         start = self.info.get("created_ts")
         if not isinstance(start, (int, float)):
             return None
@@ -436,9 +441,13 @@ class Run:
             if self.status == "running":
                 end = time.time()
             else:
-                end = self.cached_summary().get("heartbeat")
-                if not isinstance(end, (int, float)):
+                summary = self.listing_summary()
+                signs = [summary.get("heartbeat")]
+                signs += [m.get("ts") for m in summary.get("metrics", {}).values()]
+                ends = [t for t in signs if isinstance(t, (int, float))]
+                if not ends:
                     return None
+                end = max(ends)
         return max(0.0, end - start)
 
     # ----------------------------------------------------------------- metrics
@@ -452,6 +461,79 @@ class Run:
             return fmt.clean_summary(fmt.read_json(self.dir / fmt.SUMMARY_FILE))
         except (FileNotFoundError, StoreError):
             return {}
+
+    def listing_summary(self) -> dict[str, Any]:
+        """The figures a runs list shows: ``cached_summary()``, brought up to date for a crashed run.
+
+        The one source of a run's row in ``amltrack history list``, the web UI's runs list and the
+        server's history. A writer rewrites summary.json at most once a second, so a crash can
+        leave it behind metrics.jsonl; summary.json's ``offsets`` say where each process's
+        uncounted records start, so only the records after them are read, never the whole file.
+        The repair is written back once no process of the run has beaten for CRASH_AFTER seconds,
+        where the store may be written; otherwise it is made again at each listing, in memory.
+
+            for run in store.runs(status="crashed"):
+                print(run.id, run.listing_summary().get("metrics"))
+        """
+        if self._listed is None:
+            self._listed = self._listing_summary()
+        return self._listed
+
+    def _listing_summary(self) -> dict[str, Any]:
+        summary = self.cached_summary()
+        if self.status != "crashed":
+            return summary  # a live writer keeps it, and an ended one wrote its last figures
+        path = self.dir / fmt.METRICS_FILE
+        try:
+            st = path.stat()
+        except OSError:
+            return summary
+        offsets = summary.get("offsets")
+        if isinstance(offsets, dict) and fmt.OWN_WRITER in offsets:
+            base = summary
+            start = min(offsets.values())
+            if st.st_size <= start:
+                return summary
+        else:
+            # Written by an amltrack that kept no offsets: its figures are behind if the metrics
+            # changed after its last heartbeat, and then all of the file is counted anew, once.
+            beat = summary.get("heartbeat")
+            if isinstance(beat, (int, float)) and st.st_mtime <= beat:
+                return summary
+            base = {k: v for k, v in summary.items() if k not in ("metrics", "records", "offsets")}
+            offsets, start = {}, 0
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                data = f.read(st.st_size - start)  # what a writer adds meanwhile waits for the next look
+        except OSError:
+            return summary
+        delta, points, writers, end = _count_tail(data, start, offsets, str(path))
+        covered = dict.fromkeys([*offsets, fmt.OWN_WRITER, *writers], end)
+        repaired = fmt.merge_summary(base, delta, points, covered, None)
+        repaired["metrics"] = dict(sorted(repaired["metrics"].items()))  # by name, as written
+        self._keep_repair(summary, repaired)
+        return fmt.clean_summary(repaired)
+
+    def _keep_repair(self, seen: dict[str, Any], repaired: dict[str, Any]) -> None:
+        """Write ``repaired`` over summary.json, which held ``seen``, if no writer of the run may be
+        live and the store may be written; a repair that cannot be kept is only not kept."""
+        beat = seen.get("heartbeat")
+        if isinstance(beat, (int, float)) and time.time() - beat < CRASH_AFTER:
+            # Another process may have joined the run and still hold records it wrote but has not
+            # merged: counting them here too would count them twice. Live writers beat every 10 s.
+            return
+        if not os.access(self.dir, os.W_OK):
+            return  # a read-only store (or file system): spare the attempt
+        from filelock import FileLock  # only for a repair kept, once per crashed run
+
+        try:
+            with FileLock(str(self.dir / (fmt.SUMMARY_FILE + ".lock")), timeout=1):
+                if self.cached_summary() != seen:
+                    return  # a writer or another reader got there first
+                fmt.write_json_atomic(self.dir / fmt.SUMMARY_FILE, repaired)
+        except OSError:  # a permission, a full disk, the lock's Timeout: the repair stays in memory
+            pass
 
     def _read_metrics(self) -> dict[str, Metric]:
         path = self.dir / fmt.METRICS_FILE
@@ -495,12 +577,7 @@ class Run:
             if enabled:
                 gc.enable()
         skipped, bad = skipped + sk, bad + b
-        if bad:
-            fmt.warn_once(
-                f"{path}:types",
-                f"amltrack skipped {bad} record(s) with missing or wrong-typed fields in {path} and read "
-                "the rest; the file was damaged or edited by hand",
-            )
+        _warn_bad(str(path), bad)
         self.skipped = skipped + bad
         return out
 
@@ -740,6 +817,59 @@ class Run:
         """
         with self.open_artifact(path) as f:
             return f.read()
+
+
+def _count_tail(
+    data: bytes, start: int, offsets: dict[str, int], where: str
+) -> tuple[dict[str, fmt.MetricSummary], int, set[str], int]:
+    """What the JSON Lines ``data``, read from byte ``start`` of metrics.jsonl, add to a summary
+    whose writers have counted their records up to ``offsets`` (a writer not named: none of them).
+
+    Returns the per-metric delta, its number of points, the joined writers seen, and the byte up to
+    which every record is now counted. Bytes after the last newline count only if they are a whole
+    record: otherwise they are a line torn by the crash, or one still being written.
+    """
+    cut = data.rfind(b"\n") + 1
+    if cut < len(data):
+        try:
+            whole = type(orjson.loads(data[cut:])) is dict
+        except orjson.JSONDecodeError:
+            whole = False
+        if not whole:
+            data = data[:cut]
+    if len(set(offsets.values())) <= 1:
+        # The common case, one process: every record after its offset is new.
+        records, _ = fmt.parse_jsonl(data, where)
+    else:
+        # Each record is new only after its own writer's offset, which needs its place in the file.
+        records = []
+        at = start
+        for line in data.split(b"\n"):
+            here, at = at, at + len(line) + 1
+            for r in fmt.parse_jsonl(line, where)[0]:
+                w = r.get("w", fmt.OWN_WRITER) if type(r) is dict else None
+                if type(w) is not str or here >= offsets.get(w, 0):
+                    records.append(r)
+    writers = {w for r in records if type(r) is dict and type(w := r.get("w")) is str}
+    grouped, bad = Run._group_checked(fmt.expand_rows(records))
+    _warn_bad(where, bad)
+    delta = {}
+    for name, m in grouped.items():
+        s = delta[name] = fmt.MetricSummary()
+        s.count = len(m)
+        ts = m.timestamps
+        i = len(ts) - 1 - ts[::-1].index(max(ts))  # the latest by time, the last of equals
+        s.latest(m.steps[i], ts[i], m.values[i])
+    return delta, sum(map(len, grouped.values())), writers, start + len(data)
+
+
+def _warn_bad(where: str, bad: int) -> None:
+    if bad:
+        fmt.warn_once(
+            f"{where}:types",
+            f"amltrack skipped {bad} record(s) with missing or wrong-typed fields in {where} and read "
+            "the rest; the file was damaged or edited by hand",
+        )
 
 
 def _holds_files(run_dir: Path) -> bool:

@@ -113,25 +113,6 @@ class UploadHandle:
         return self.seq is not None and self._writer.durable_seq >= self.seq
 
 
-class _MetricSummary:
-    __slots__ = ("count", "last", "step", "ts", "kind", "length")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.last: Any = None
-        self.step = 0
-        self.ts = 0.0
-        self.kind = "number"
-        self.length: int | None = None
-
-
-def _num(v: Any) -> Any:
-    """A number for summary.json: non-finite floats as their JSON Lines strings."""
-    if type(v) is float and not math.isfinite(v):
-        return fmt.NONFINITE_TO_STR[repr(v)]
-    return v
-
-
 class Writer:
     """One per process and run. Thread life in the watchdog style: start(), close(), joined once."""
 
@@ -178,7 +159,10 @@ class Writer:
         self._columns = ColumnWriter(run_dir) if writer_id is None else None
         self._artifacts = Artifacts(run_dir)
         self._fsync_requested = False
-        self._summary: dict[str, _MetricSummary] = {}
+        self._summary: dict[str, fmt.MetricSummary] = {}
+        # The end of this process's last write to metrics.jsonl: every record of it before this
+        # byte is in the summary once the delta is merged (summary.json's "offsets").
+        self._written_to = 0
         self._names: set[str] = set()
         self._ambiguous_names = False
         self._summary_records = 0
@@ -313,6 +297,14 @@ class Writer:
     # ----------------------------------------------------------------- writer thread
 
     def _run(self) -> None:
+        if self.writer_id is not None:
+            # A process that joins says where its records start before it writes one, so that a
+            # reader repairing the summary of a crashed run knows where to look for them.
+            try:
+                self._written_to = (self.run_dir / fmt.METRICS_FILE).stat().st_size
+            except FileNotFoundError:
+                pass
+            self._write_summary()
         interval = self.flush_interval
         idle_since = looked = time.monotonic()
         while True:
@@ -395,6 +387,7 @@ class Writer:
         chunks = self._carry + self._chunks(lines) if lines else self._carry
         self._carry = []
         if chunks:
+            size = sum(map(len, chunks))  # append() empties chunks as it writes them
             try:
                 start = self._metrics.append(chunks)
             except OSError as e:
@@ -403,6 +396,7 @@ class Writer:
                 if self._columns is not None:
                     self._columns.stop()
             else:
+                self._written_to = start + size
                 if self._columns is not None and lines is not None and not carried:
                     if rows:
                         self._columns.add_raw(start, lines)
@@ -583,20 +577,10 @@ class Writer:
         for name, n in counts.items():
             s = summary.get(name)
             if s is None:
-                s = summary[name] = _MetricSummary()
+                s = summary[name] = fmt.MetricSummary()
             s.count += n
             h = last[name]
-            s.step = h["step"]
-            s.ts = h["ts"]
-            value = h["value"]
-            tv = type(value)
-            if tv is list:
-                s.kind, s.length = "list", len(value)
-                s.last = value[-1] if value else None
-            else:
-                s.kind = "number" if tv is float or tv is int else "bool" if tv is bool else "string"
-                s.length = None
-                s.last = value
+            s.latest(h["step"], h["ts"], h["value"])
         self._summary_records += sum(counts.values())
         self._summary_dirty = True
 
@@ -672,9 +656,14 @@ class Writer:
         Each process keeps only its delta, so several processes logging into one run add up.
         """
         path = self.run_dir / fmt.SUMMARY_FILE
-        delta, self._summary = self._summary, {}
-        records, self._summary_records = self._summary_records, 0
-        self._summary_dirty = False
+        if self._carry:
+            # Records counted but not yet in the file would be counted twice by a reader that
+            # repairs the summary from this process's offset: they wait for their write.
+            delta, records = {}, 0
+        else:
+            delta, self._summary = self._summary, {}
+            records, self._summary_records = self._summary_records, 0
+            self._summary_dirty = False
         self._last_summary = time.monotonic()
         try:
             with self._file_lock(str(self.run_dir / (fmt.SUMMARY_FILE + ".lock")), timeout=10):
@@ -682,7 +671,8 @@ class Writer:
                     current = fmt.read_json(path)
                 except (FileNotFoundError, AmltrackError):
                     current = {}
-                merged = merge_summary(current, delta, records)
+                offsets = {self.writer_id or fmt.OWN_WRITER: self._written_to}
+                merged = fmt.merge_summary(current, delta, records, offsets, time.time())
                 fmt.write_json_atomic(path, merged, fsync=final)
         except Exception:
             # The summary is a cache for listing; the metrics file stays the truth. Keep the delta
@@ -690,7 +680,7 @@ class Writer:
             for name, s in delta.items():
                 self._summary.setdefault(name, s)
             self._summary_records += records
-            self._summary_dirty = bool(delta)
+            self._summary_dirty = bool(self._summary)
 
 
 def _as_lines(data: bytes, recs: list[Any], check: bool = True) -> memoryview:
@@ -702,28 +692,3 @@ def _as_lines(data: bytes, recs: list[Any], check: bool = True) -> memoryview:
         return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n")
     # [{...}\n{...}\n{}] without its first byte and its last three
     return memoryview(data.replace(b"},{", b"}\n{"))[1:-3]
-
-
-def merge_summary(current: dict[str, Any], delta: dict[str, _MetricSummary], records: int) -> dict[str, Any]:
-    metrics = current.get("metrics")
-    if not isinstance(metrics, dict):
-        metrics = {}
-    for name, s in delta.items():
-        old = metrics.get(name)
-        if not isinstance(old, dict):
-            old = {"count": 0}
-        entry = dict(old)
-        entry["count"] = int(old.get("count", 0) or 0) + s.count
-        if s.ts >= float(old.get("ts", 0) or 0):
-            entry.update(kind=s.kind, last=_num(s.last), step=s.step, ts=s.ts)
-            if s.length is not None:
-                entry["length"] = s.length
-            else:
-                entry.pop("length", None)
-        metrics[name] = entry
-    return {
-        "schema": fmt.SCHEMA_VERSION,
-        "records": int(current.get("records", 0) or 0) + records,
-        "heartbeat": time.time(),
-        "metrics": metrics,
-    }

@@ -122,47 +122,20 @@ def _source(args: argparse.Namespace) -> Iterator[Any]:
 
 
 def _row(run: Run) -> dict[str, Any]:
-    summary = run.cached_summary()
-    cached = _dict(summary.get("metrics"))
-    status = run.status
-    duration = run.duration()
-    if status == "crashed" and _stale(run, summary):
-        # summary.json is rewritten at most once a second, so a crash can leave it behind the
-        # metrics file; for the few crashed runs, the truth is worth a read. The run lived at
-        # least until its last record.
-        metrics = run.metrics()
-        cached = {}
-        for name in sorted(metrics):
-            last = metrics[name].values[-1]
-            cached[name] = {"last": last[-1] if type(last) is list and last else last,
-                            "kind": kind_of(last), "count": len(metrics[name]),
-                            **({"length": len(last)} if type(last) is list else {})}
-        start = run.info.get("created_ts")
-        ends = [m.timestamps[-1] for m in metrics.values()]
-        if isinstance(start, (int, float)) and ends:
-            duration = max(duration or 0.0, max(ends) - start)
+    cached = _dict(run.listing_summary().get("metrics"))
     shown = [(k, v) for k, v in cached.items() if isinstance(v, dict)][:3]
     return {
         "id": run.id,
         "experiment": run.experiment,
         "name": run.name,
-        "status": status,
+        "status": run.status,
         "created": run.created,
-        "duration_s": duration,
+        "duration_s": run.duration(),
         "metrics": len(cached),
         "last": {k: v.get("last") for k, v in shown},
         "kinds": {k: v.get("kind", "number") for k, v in shown},
         "lengths": {k: v["length"] for k, v in shown if type(v.get("length")) is int},
     }
-
-
-def _stale(run: Run, summary: dict[str, Any]) -> bool:
-    heartbeat = summary.get("heartbeat")
-    try:
-        logged = (run.dir / "metrics.jsonl").stat().st_mtime
-    except OSError:
-        return False
-    return not isinstance(heartbeat, (int, float)) or logged > heartbeat
 
 
 def kind_of(value: Any) -> str:

@@ -301,7 +301,7 @@ class ServerStore:
     @staticmethod
     def _entry(run: Run) -> dict[str, Any]:
         try:
-            return {"id": run.id, "status": run.status, "run": run.info, "summary": run.cached_summary()}
+            return {"id": run.id, "status": run.status, "run": run.info, "summary": run.listing_summary()}
         except StoreError as e:
             raise _read_error(e, f"run {run.id}") from None
 

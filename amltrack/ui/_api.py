@@ -215,9 +215,9 @@ def _building(progress: Any) -> dict[str, Any] | None:
 
 
 def run_row(run: Run) -> dict[str, Any]:
-    """A run as the runs list shows it: cheap, from run.json and the cached summary.json."""
+    """A run as the runs list shows it: cheap, from run.json and ``Run.listing_summary()``."""
     info = run.info
-    cached = run.cached_summary().get("metrics") or {}
+    cached = run.listing_summary().get("metrics") or {}
     metrics = {}
     for name, s in list(cached.items())[:ROW_METRICS]:
         if isinstance(s, dict):
