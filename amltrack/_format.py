@@ -496,8 +496,7 @@ def merge_summary(
     with the latest time. ``heartbeat`` None keeps the current one.
     """
     metrics = current.get("metrics")
-    if not isinstance(metrics, dict):
-        metrics = {}
+    metrics = dict(metrics) if isinstance(metrics, dict) else {}
     for name, s in delta.items():
         old = metrics.get(name)
         if not isinstance(old, dict):

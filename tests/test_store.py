@@ -174,3 +174,149 @@ def test_a_run_json_that_lands_while_the_store_is_listed_is_no_lost_run(tmp_path
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [r.id for r in amltrack.Store(tmp_path).runs()] == [logger.run_id]
+
+
+# ----------------------------------------------------------------- a crashed run's listing figures
+
+
+def _summary(run_dir: Path) -> dict:
+    return orjson.loads((run_dir / "summary.json").read_bytes())
+
+
+def crashed_behind(store: Path, *, joined: bool = False, beat_age: float = 3600.0) -> tuple[Path, dict]:
+    """A run whose process died with summary.json behind metrics.jsonl: points, rows, a list and a
+    string before the summary's last merge, and more of each, a new metric too, after it. With
+    ``joined``, a second process logged into it as well. Returns the run folder and the exact
+    per-metric count and last value, as ``Run.summary()`` reads them from all of metrics.jsonl."""
+    from .conftest import wait_until
+
+    open_logger = amltrack._logger._open_logger
+    owner = open_logger("crash", None, None, None, store, None, None)
+    loggers = [owner]
+    if joined:
+        loggers.append(open_logger(None, None, None, None, store, None, owner.run_id))
+    run_dir = owner.run_dir
+    for k, lg in enumerate(loggers):
+        for i in range(3):
+            lg.log("loss", 1.0 / (i + 1) + k)
+        lg.log_metrics({"acc": 0.1 + k, "lr": 0.5})
+        lg.log("hist", [1, 2, 3 + k])
+        lg.log("phase", f"warm {k}").wait()
+    counted = 7 * len(loggers)  # a row counts once per metric
+    summary = run_dir / "summary.json"
+
+    def merged() -> bool:
+        for lg in loggers:
+            lg.flush(fsync=True)  # a pass of each writer, which merges what it has once a second
+        return summary.exists() and _summary(run_dir).get("records") == counted
+
+    wait_until(merged, what="a summary of the first records", interval=0.2)
+    behind = _summary(run_dir)
+    for k, lg in enumerate(loggers):
+        for i in range(4):
+            lg.log("loss", 0.01 * i + k)
+        lg.log_metrics({"acc": 0.9 + k, "lr": 0.25})
+        lg.log("hist", [4, 5 + k])
+        lg.log("phase", f"done {k}")
+        lg.log(f"late{k}", True).wait()
+    for lg in loggers:
+        lg._writer.close()  # what a SIGKILL leaves: records on disk, summary.json not rewritten
+    behind["heartbeat"] = time.time() - beat_age
+    fmt.write_json_atomic(run_dir / "summary.json", behind)
+    info = orjson.loads((run_dir / "run.json").read_bytes())
+    info["pid"] = 2**22 + 7  # a process that is gone
+    fmt.write_json_atomic(run_dir / "run.json", info)
+    run = amltrack.Store(store).run(owner.run_id)
+    assert run.status == "crashed"
+    truth = {n: (s["count"], s["last"]) for n, s in run.summary().items()}
+    return run_dir, truth
+
+
+def listed(store: Path, run_dir: Path) -> dict:
+    metrics = amltrack.Store(store).run(run_dir.name).listing_summary()["metrics"]
+    return {n: (e["count"], e["last"]) for n, e in metrics.items()}
+
+
+def test_a_crashed_runs_listing_reads_only_the_records_after_its_summary(store: Path) -> None:
+    run_dir, truth = crashed_behind(store)
+    covered = _summary(run_dir)["offsets"][""]
+    path = run_dir / "metrics.jsonl"
+    data = path.read_bytes()
+    assert 0 < covered < len(data)
+    # The counted head becomes garbage: read, it would be warned about, and warnings are errors here.
+    path.write_bytes(b"#" * (covered - 1) + b"\n" + data[covered:])
+    (run_dir / "cache" / "columns.bin").unlink()
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}  # a list's last element
+    assert list(listed(store, run_dir)) == sorted(truth)  # by name, as summary.json has them
+
+
+def test_the_repair_is_kept_once(store: Path) -> None:
+    run_dir, truth = crashed_behind(store)
+    before = _summary(run_dir)
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+    kept = _summary(run_dir)
+    size = (run_dir / "metrics.jsonl").stat().st_size
+    assert kept["offsets"] == {"": size} and kept["records"] == sum(c for c, _ in truth.values())
+    assert kept["heartbeat"] == before["heartbeat"]  # a repair is no sign of life
+    st = (run_dir / "summary.json").stat()
+    assert listed(store, run_dir) == listed(store, run_dir)
+    again = (run_dir / "summary.json").stat()
+    assert (again.st_ino, again.st_mtime_ns) == (st.st_ino, st.st_mtime_ns)
+
+
+def test_a_recent_crash_is_repaired_in_memory_only(store: Path) -> None:
+    # A process that joined the run may still be alive and hold records it wrote but has not
+    # merged: writing the repair now would count them twice once it merges.
+    run_dir, truth = crashed_behind(store, beat_age=5)
+    before = (run_dir / "summary.json").read_bytes()
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_a_read_only_store_is_left_as_it_is(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    run_dir, truth = crashed_behind(store)
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    modes = {p: p.stat().st_mode for p in [run_dir, *files]}
+    for p in files:
+        p.chmod(0o444)
+    run_dir.chmod(0o555)
+    if os.geteuid() == 0:  # root writes anyway: make the write fail as it does for anyone else
+        def refused(path: Path, *a: object, **k: object) -> None:
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(fmt, "write_json_atomic", refused)
+    try:
+        assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+        assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == files
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_records_of_processes_that_joined_count_after_their_own_offsets(store: Path) -> None:
+    run_dir, truth = crashed_behind(store, joined=True)
+    offsets = _summary(run_dir)["offsets"]
+    assert len(offsets) == 2 and len(set(offsets.values())) == 2  # each process its own place
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 6)}
+    assert set(_summary(run_dir)["offsets"].values()) == {(run_dir / "metrics.jsonl").stat().st_size}
+
+
+def test_a_summary_without_offsets_is_counted_anew_once(store: Path) -> None:
+    # summary.json as amltrack kept it before it recorded offsets
+    run_dir, truth = crashed_behind(store)
+    old = _summary(run_dir)
+    del old["offsets"]
+    fmt.write_json_atomic(run_dir / "summary.json", old)
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+    assert _summary(run_dir)["offsets"] == {"": (run_dir / "metrics.jsonl").stat().st_size}
+
+
+def test_a_torn_last_line_waits_and_counts_nothing(store: Path) -> None:
+    run_dir, truth = crashed_behind(store)
+    torn = b'{"name":"loss","step":99,"va'  # the crash cut the last write short
+    with open(run_dir / "metrics.jsonl", "ab") as f:
+        f.write(torn)
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+    assert _summary(run_dir)["offsets"][""] == (run_dir / "metrics.jsonl").stat().st_size - len(torn)
