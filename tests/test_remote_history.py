@@ -445,3 +445,30 @@ def test_the_summary_route_checks_what_it_is_given(synced: Synced) -> None:
         assert c.get(f"/v1/history/runs/{synced.rich}/summary", params={"points": 0}).status_code == 422
     with httpx.Client(base_url=synced.server.url) as c:
         assert c.get(f"/v1/history/runs/{synced.rich}/summary").status_code == 401
+
+
+def test_a_crashed_runs_row_is_the_same_in_the_cli_the_ui_and_the_servers_history(
+    tmp_path: Path, env: Path
+) -> None:
+    # Its summary.json is behind its metrics: each list brings it up to date by the same rule.
+    from amltrack.ui._api import run_row
+
+    from .test_store import crashed_behind
+
+    local = tmp_path / "local"
+    run_dir, truth = crashed_behind(local)
+    srv = ServerProcess(tmp_path / "store", tmp_path / "server.log").start()
+    try:
+        with AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02) as remote:
+            assert sync(local, remote).ok
+        remote_rows = json.loads(cli("history", "list", "--remote", srv.url, "--json",
+                                     AMLTRACK_TOKEN=READ_TOKEN, AMLTRACK_CONFIG_DIR=str(env)).stdout)
+    finally:
+        srv.stop()
+    ui = run_row(amltrack.Store(local).run(run_dir.name))  # first: it keeps the repair for the CLI
+    [row] = json.loads(cli("history", "list", "--store", str(local), "--json").stdout)
+    assert remote_rows == [row]
+    assert row["status"] == "crashed" and row["metrics"] == len(truth)
+    assert row["last"] == {name: truth[name][1] for name in ["acc", "hist", "late0"]} | {"hist": 5}
+    assert ui["metric_count"] == row["metrics"] and ui["duration_s"] == row["duration_s"]
+    assert ui["metrics"]["acc"] == row["last"]["acc"] and ui["metrics"]["hist"] == "[2 values]"
