@@ -58,3 +58,9 @@ def test_sync_benchmark_smoke() -> None:
     for key in ("metrics_push_s", "artifact_push_s", "artifact_mb_s", "first_push_runs_s", "resync_s",
                 "resync_all_s", "import_sync_s", "floor_python_s"):
         assert figures[key] > 0, key
+
+
+def test_listing_benchmark_smoke() -> None:
+    figures = smoke("bench_listing.py")
+    for store in ("a", "b"):
+        assert figures[store]["cli_s"] > 0 and figures[store]["memory_cli_s"] > 0, store
