@@ -531,7 +531,9 @@ class Run:
             with FileLock(str(self.dir / (fmt.SUMMARY_FILE + ".lock")), timeout=1):
                 if self.cached_summary() != seen:
                     return  # a writer or another reader got there first
-                fmt.write_json_atomic(self.dir / fmt.SUMMARY_FILE, repaired)
+                # No fsync: a repair lost to a power cut is made again by the next listing, and
+                # a thousand fsyncs were most of the first listing of a store of crashed runs.
+                fmt.write_json_atomic(self.dir / fmt.SUMMARY_FILE, repaired, fsync=False)
         except OSError:  # a permission, a full disk, the lock's Timeout: the repair stays in memory
             pass
 
