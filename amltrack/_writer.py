@@ -163,6 +163,7 @@ class Writer:
         # The end of this process's last write to metrics.jsonl: every record of it before this
         # byte is in the summary once the delta is merged (summary.json's "offsets").
         self._written_to = 0
+        self._registered = writer_id is None  # the run's own process starts the file
         self._names: set[str] = set()
         self._ambiguous_names = False
         self._summary_records = 0
@@ -297,14 +298,6 @@ class Writer:
     # ----------------------------------------------------------------- writer thread
 
     def _run(self) -> None:
-        if self.writer_id is not None:
-            # A process that joins says where its records start before it writes one, so that a
-            # reader repairing the summary of a crashed run knows where to look for them.
-            try:
-                self._written_to = (self.run_dir / fmt.METRICS_FILE).stat().st_size
-            except FileNotFoundError:
-                pass
-            self._write_summary()
         interval = self.flush_interval
         idle_since = looked = time.monotonic()
         while True:
@@ -377,6 +370,8 @@ class Writer:
         has_uploads: bool = True,
         rows: bool = True,
     ) -> None:
+        if not self._registered:
+            self._register()
         if rows:
             lines, uploads, index = self._encode_rows(items)
         else:
@@ -441,6 +436,20 @@ class Writer:
             self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL
         ) or now - self._last_summary >= HEARTBEAT_INTERVAL:
             self._write_summary()
+
+    def _register(self) -> None:
+        """A process that joins a run says where its records start before it writes one, so that a
+        reader repairing the summary of a crashed run knows where to look for them.
+
+        Done at its first batch, not when its thread starts: a thread started in a forked child
+        (``Logger._after_fork``) may run before filelock's own after-fork handler, and a lock
+        taken then waits forever."""
+        self._registered = True
+        try:
+            self._written_to = (self.run_dir / fmt.METRICS_FILE).stat().st_size
+        except FileNotFoundError:
+            pass
+        self._write_summary()
 
     def _encode(
         self, items: list[Any], has_uploads: bool = True
