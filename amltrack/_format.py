@@ -28,6 +28,7 @@ STORE_FILE = "store.json"
 RUNS_DIR = "runs"
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
+SERVER_DIR = ".server"  # in a server's store: what only the server keeps (uploads, staged runs)
 METRICS_FILE = "metrics.jsonl"
 MANIFEST_FILE = "artifacts.jsonl"
 ARTIFACTS_DIR = "artifacts"

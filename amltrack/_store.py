@@ -52,6 +52,7 @@ class AmbiguousRunNameError(AmbiguousRunError):
 # A running run whose heartbeat is older than this, and whose process cannot be checked (another
 # host), reads as crashed. Live writers beat every 10 s.
 CRASH_AFTER = 120.0
+KEPT_REPAIRS = 100  # crashed runs' repaired summaries a runs list writes back (Store._may_keep_repair)
 
 
 def find_store(path: str | os.PathLike[str] | None = None) -> Path:
@@ -525,6 +526,8 @@ class Run:
             return
         if not os.access(self.dir, os.W_OK):
             return  # a read-only store (or file system): spare the attempt
+        if not self.store._may_keep_repair():
+            return
         from filelock import FileLock  # only for a repair kept, once per crashed run
 
         try:
@@ -896,9 +899,26 @@ class Store:
         if self.path.exists() and not self.path.is_dir():
             raise StoreError(f"store path {self.path} is a file, not a directory; pass a directory")
         _check_schema(self.path)
+        self._repairs_left = KEPT_REPAIRS
+        self._served: bool | None = None
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
+
+    def _may_keep_repair(self) -> bool:
+        """Whether a runs list may write one more crashed run's repaired summary.json.
+
+        Never on a server's store: its summary.json files are what clients pushed, which
+        ``sync --verify`` compares byte for byte. Elsewhere at most KEPT_REPAIRS a listing (about
+        2.5 ms each, under the summary's lock), so that a first listing of thousands of crashed runs
+        stays quick; the rest are repaired in memory, and kept by the listings after it.
+        """
+        if self._served is None:
+            self._served = (self.path / fmt.SERVER_DIR).is_dir()
+        if self._served or self._repairs_left <= 0:
+            return False
+        self._repairs_left -= 1
+        return True
 
     def __str__(self) -> str:
         return str(self.path)
@@ -949,6 +969,7 @@ class Store:
         if status is not None and status not in fmt.STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
         out = []
+        self._repairs_left = KEPT_REPAIRS
         for run in self._iter_runs():
             if experiment is not None and run.experiment != experiment:
                 continue

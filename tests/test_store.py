@@ -320,3 +320,29 @@ def test_a_torn_last_line_waits_and_counts_nothing(store: Path) -> None:
         f.write(torn)
     assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
     assert _summary(run_dir)["offsets"][""] == (run_dir / "metrics.jsonl").stat().st_size - len(torn)
+
+
+def test_a_servers_store_is_never_repaired_in_place(store: Path) -> None:
+    # Its summary.json files are what clients pushed: sync --verify compares them byte for byte.
+    run_dir, truth = crashed_behind(store)
+    (store / ".server").mkdir()
+    before = (run_dir / "summary.json").read_bytes()
+    assert listed(store, run_dir) == {**truth, "hist": (truth["hist"][0], 5)}
+    assert (run_dir / "summary.json").read_bytes() == before
+
+
+def test_a_listing_keeps_a_bounded_number_of_repairs(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from amltrack import _store
+
+    first, _ = crashed_behind(store)
+    second, _ = crashed_behind(store)
+    monkeypatch.setattr(_store, "KEPT_REPAIRS", 1)
+    before = {d: (d / "summary.json").read_bytes() for d in (first, second)}
+
+    def kept() -> int:
+        for run in amltrack.Store(store).runs():
+            run.listing_summary()
+        return sum((d / "summary.json").read_bytes() != before[d] for d in (first, second))
+
+    assert kept() == 1  # the other one is repaired in memory, and kept by the next listing
+    assert kept() == 2

@@ -39,7 +39,7 @@ from .._summary import Fold, encode_overview
 from ._errors import ApiError
 
 log = logging.getLogger("amltrack.server")
-SERVER_DIR = ".server"
+SERVER_DIR = fmt.SERVER_DIR
 APPEND_FILES = (fmt.METRICS_FILE, fmt.MANIFEST_FILE)
 RUN_FILES = (fmt.RUN_FILE, fmt.SUMMARY_FILE, *APPEND_FILES)
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
