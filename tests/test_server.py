@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 import amltrack
-from amltrack._listen import is_loopback
+from amltrack._web._auth import TokenConfigError
+from amltrack._web._serve import is_loopback
 from amltrack.server import ERROR_CODES, Tokens, entry_for
-from amltrack.server._auth import TokenConfigError
 
 from .conftest import wait_until
 from .sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess, cli
