@@ -24,8 +24,15 @@ READ_TOKEN = "test-read-token-93be10c4a7f25d68"
 SMALL_BODY = 64 * 1024  # small chunks, so a few MB make many requests to kill the server between
 
 
+FAULTY_SERVER = Path(__file__).parent / "scripts" / "faulty_server.py"
+
+
 class ServerProcess:
-    """``python -m amltrack server`` on 127.0.0.1, its stderr in a log file; stopped by its fixture."""
+    """``python -m amltrack server`` on 127.0.0.1, its stderr in a log file; stopped by its fixture.
+
+    ``start(kill="during:3:append")`` starts it through ``scripts/faulty_server.py`` instead: the same
+    server, which SIGKILLs itself at that point of its writes (STAGE:N[:KIND], see the script).
+    """
 
     def __init__(
         self,
@@ -43,18 +50,17 @@ class ServerProcess:
         self.proc: subprocess.Popen | None = None
         self.url = ""
 
-    def start(self, **env: str) -> ServerProcess:
+    def start(self, *, kill: str | None = None, **env: str) -> ServerProcess:
         extra = {**self.env, **env}
         if self.tokens:
             extra["AMLTRACK_SERVER_TOKENS"] = self.tokens
+        command = ["-m", "amltrack", "server"] if kill is None else [str(FAULTY_SERVER), kill]
         with open(self.log, "a") as log:
             start = log.tell()
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "amltrack",
-                    "server",
+                    *command,
                     "--store",
                     str(self.store),
                     "--port",
@@ -80,7 +86,7 @@ class ServerProcess:
         url = str(wait_until(ready, 60, "the server to listen"))
         if url == "port taken":  # a restart whose old port was taken meanwhile: any free one will do
             self.port = 0
-            return self.start(**env)
+            return self.start(kill=kill, **env)
         self.url = url
         self.port = int(self.url.rsplit(":", 1)[1])
         wait_until(self._healthy, 60, "the server to answer")

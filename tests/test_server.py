@@ -14,12 +14,15 @@ import httpx
 import pytest
 
 import amltrack
-from amltrack._listen import is_loopback
+from amltrack._web._auth import TokenConfigError
+from amltrack._web._errors import ApiError
+from amltrack._web._serve import is_loopback
 from amltrack.server import ERROR_CODES, Tokens, entry_for
-from amltrack.server._auth import TokenConfigError
+from amltrack.server._faults import Faults, Point
+from amltrack.server._storage import ServerStore
 
 from .conftest import wait_until
-from .sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess, cli
+from .sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess, cli, make_run
 
 RID = "20261127T005321123-7f3a9c2e1b4d6a80"
 
@@ -470,3 +473,63 @@ def test_without_tokens_it_answers_only_to_loopback_host_names(tmp_path: Path) -
             assert not (srv.store / "runs" / RID).exists() and not (srv.store / ".server" / "incoming" / RID).exists()
     finally:
         srv.stop()
+
+
+class Recording:
+    """A Faults object that records each write's begin, middle and end instead of failing it."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ...]] = []
+
+    def write(self, kind: str) -> Point:
+        seen = self.seen
+
+        class Write(Point):
+            def __enter__(self) -> Point:
+                seen.append((kind, "begin"))
+                return self
+
+            def midway(self, data: object = b"", write: object = None) -> None:
+                seen.append((kind, "midway", bytes(data)))  # type: ignore[call-overload]
+
+            def __exit__(self, *exc: object) -> None:
+                seen.append((kind, "end" if exc[0] is None else "raised"))
+
+        return Write()
+
+
+def test_every_write_goes_through_the_faults_seam(tmp_path: Path) -> None:
+    """What the crash tests' KillAt (tests/scripts/faulty_server.py) relies on: each write kind
+    begins, ends, and where it has a middle, passes it with the data a crash could leave half of."""
+    local = tmp_path / "local"
+    rid = make_run(local, records=3)
+    run_json = (local / "runs" / rid / "run.json").read_bytes()
+    line = (local / "runs" / rid / "metrics.jsonl").read_bytes().splitlines(keepends=True)[0]
+    faults = Recording()
+    store = ServerStore(tmp_path / "server", faults=faults)  # type: ignore[arg-type]
+    content = b"weights"
+    sha = hashlib.sha256(content).hexdigest()
+    store.create(rid)
+    store.append(rid, "metrics.jsonl", 0, line)
+    with pytest.raises(ApiError):  # a refused write ends by raising: a fault must not act on it
+        store.append(rid, "metrics.jsonl", 0, b"again\n")
+    store.put_blob(rid, sha, 0, len(content), content)
+    store.commit_artifact(rid, "w.bin", sha)
+    store.delete_artifact(rid, "w.bin")
+    store.put_summary(rid, b"{}")
+    store.finalise(rid, run_json, len(line), 0)
+    store._folder.shutdown(wait=True)  # the summary it folds after finalising
+    assert faults.seen == [
+        ("create", "begin"), ("create", "end"),
+        ("append", "begin"), ("append", "midway", line), ("append", "end"),
+        ("append", "begin"), ("append", "raised"),
+        ("blob", "begin"), ("blob", "midway", content), ("blob", "end"),
+        ("commit", "begin"), ("commit", "midway", b""), ("commit", "end"),
+        ("delete", "begin"), ("delete", "end"),
+        ("summary", "begin"), ("summary", "end"),
+        ("finalise", "begin"), ("finalise", "midway", b""), ("finalise", "end"),
+    ]
+    assert (tmp_path / "server" / "runs" / rid / "metrics.jsonl").read_bytes() == line
+    plain = ServerStore(tmp_path / "plain")
+    assert type(plain.faults) is Faults  # the default does nothing
+    plain._folder.shutdown()

@@ -157,7 +157,7 @@ def test_resume_after_sigkill_of_the_server_at_several_points(tmp_path: Path, re
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
     try:
         for kill in KILLS:
-            srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
+            srv.start(kill=kill)
             report = sync(local, remote(srv))
             assert srv.wait_dead() == -9, f"the server did not die at {kill}"
             assert report.failed, kill

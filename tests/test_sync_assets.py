@@ -121,7 +121,7 @@ def test_a_server_killed_at_any_point_of_an_asset_push_ends_with_one_version(tmp
             assert sync(local, remote).runs[0].outcome == "pushed"  # the run first: its uploads are blobs too
         srv.stop()
         _assets.promote(amltrack.Store(local).run(rid), "model", "mnist")
-        srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
+        srv.start(kill=kill)
         with AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02, retries=0) as remote:
             report = sync(local, remote)
         assert srv.wait_dead() == -9, f"the server did not die at {kill}"

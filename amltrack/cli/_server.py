@@ -7,6 +7,8 @@ import sys
 import textwrap
 from typing import Any
 
+from ._web import add_listen_args
+
 DEFAULT_PORT = 8765
 
 
@@ -33,13 +35,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--store", metavar="DIR", default=None, help="the store to receive runs into (created if missing)"
     )
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help=f"the port (default {DEFAULT_PORT}; 0 for any free one)",
-    )
+    add_listen_args(p, DEFAULT_PORT)
     p.add_argument(
         "--tokens-file",
         metavar="FILE",

@@ -7,6 +7,7 @@ import textwrap
 from typing import Any
 
 from ._format import CliError, add_store_arg
+from ._web import add_listen_args
 
 DEFAULT_PORT = 8766
 
@@ -26,13 +27,7 @@ def add_parser(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_store_arg(p)
-    p.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
-    p.add_argument(
-        "--port",
-        type=int,
-        default=DEFAULT_PORT,
-        help=f"the port (default {DEFAULT_PORT}; 0 for any free one)",
-    )
+    add_listen_args(p, DEFAULT_PORT)
     p.add_argument(
         "--allow-remote",
         action="store_true",

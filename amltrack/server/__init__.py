@@ -3,15 +3,19 @@
     amltrack server --store /srv/amltrack --tokens-file /etc/amltrack/tokens --host 0.0.0.0
 
 Needs the ``server`` extra (fastapi, uvicorn). ``docs/sync.md`` describes the protocol. Modules:
-``_app`` the routes, ``_storage`` the writes into the store, ``_auth`` tokens, ``_limits`` the body
-limit, ``_errors`` the one error shape, ``_serve`` the process.
+``_app`` the routes, ``_storage`` and ``_assets`` the writes into the store, ``_faults`` the seam a
+test fails writes through, ``_guard`` the cross-site check of writes, ``_limits`` the body limit,
+``_errors`` the server's answers to failures, ``_serve`` the process. The app factory, the error
+shape, the tokens, the Host check and the serving are ``amltrack._web``'s, shared with the UI.
 """
 
-from ._app import OPENAPI_URL, create_app
-from ._auth import Tokens, entry_for, new_token
-from ._errors import ERROR_CODES
+from .._web._auth import Tokens, entry_for, new_token
+from .._web._errors import ERROR_CODES
+from ._app import OPENAPI_URL
+from ._app import server_app as create_app
 from ._limits import DEFAULT_MAX_BODY
-from ._serve import ServerConfigError, load_tokens, serve
+from ._serve import ServerConfigError, load_tokens
+from ._serve import serve_store as serve
 
 __all__ = [
     "DEFAULT_MAX_BODY",

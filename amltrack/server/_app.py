@@ -10,19 +10,22 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 
 from .. import __version__
 from .._summary import POINTS
-from . import _errors
+from .._web._app import create_app
+from .._web._auth import Tokens
+from .._web._errors import API_VERSION, ERROR_CODES
+from .._web._guard import LOOPBACK_NAMES
 from ._assets import ServerAssets
-from ._auth import Tokens
-from ._errors import ApiError
-from ._guard import SecurityHeaders, check_same_site
+from ._errors import HANDLERS, SECURITY_HEADERS
+from ._faults import Faults
+from ._guard import check_same_site
 from ._limits import DEFAULT_MAX_BODY, BodyLimit
 from ._storage import ServerStore, check_run_id
 
-API_VERSION = 1
 OPENAPI_URL = "/openapi.json"
 
 _RAW_BODY = {
@@ -43,7 +46,7 @@ _ERROR_SCHEMA = {
                         "type": "object",
                         "required": ["code", "message"],
                         "properties": {
-                            "code": {"type": "string", "enum": sorted(_errors.ERROR_CODES)},
+                            "code": {"type": "string", "enum": sorted(ERROR_CODES)},
                             "message": {"type": "string"},
                             "committed": {"description": "the server's length, to resume from"},
                         },
@@ -131,19 +134,30 @@ def _stream(f: BinaryIO, size: int) -> StreamingResponse:
     return StreamingResponse(blocks(), media_type="application/octet-stream", headers=headers)
 
 
-def create_app(
+def server_app(
     store: str | os.PathLike[str],
     *,
     tokens: Tokens | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    faults: Faults | None = None,
 ) -> FastAPI:
     """The server as an ASGI app over ``store``; ``tokens`` None means no auth (loopback only).
+    ``faults`` is a test's seam (``amltrack.server._faults``): None for a server that does its job.
 
     app = create_app("/srv/amltrack", tokens=Tokens.parse("write:" + token))
     uvicorn.run(app, host="127.0.0.1", port=8765)
+
+    Without tokens the server is on loopback, where any web page could read it through DNS
+    rebinding: then the whole app, /v1 and the UI, answers only to loopback host names.
     """
-    storage = ServerStore(store)
-    app = FastAPI(
+    storage = ServerStore(store, faults=faults)
+    app = create_app(
+        FastAPI,
+        headers=SECURITY_HEADERS,
+        handlers=HANDLERS,
+        allowed_hosts=LOOPBACK_NAMES if tokens is None else None,
+        # RootToUi innermost: its redirect gets the security headers and the Host check.
+        inner=[Middleware(BodyLimit, max_body=max_body), Middleware(RootToUi)],
         title="amltrack history server",
         version=__version__,
         description="Receives amltrack runs pushed by `amltrack sync`; see docs/sync.md.",
@@ -152,39 +166,14 @@ def create_app(
         redoc_url=None,
     )
     app.state.storage = storage
-    _errors.install(app)
-    app.add_middleware(RootToUi)  # innermost: its redirect gets the security headers and the Host check
-    app.add_middleware(BodyLimit, max_body=max_body)
-    app.add_middleware(SecurityHeaders)
     bearer = HTTPBearer(auto_error=False, description="a token with the read or the write scope")
 
     def scope(needed: str) -> Any:
         def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-            if tokens is None:
-                if needed == "write":
-                    check_same_site(request.scope)
-                return
-            challenge = {"WWW-Authenticate": "Bearer"}
-            if credentials is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "this server needs a token: send 'Authorization: Bearer TOKEN' (set AMLTRACK_TOKEN)",
-                    headers=challenge,
-                )
-            got = tokens.scope_of(credentials.credentials)
-            if got is None:
-                raise ApiError(
-                    401,
-                    "unauthorized",
-                    "the server does not know this token; check AMLTRACK_TOKEN",
-                    headers=challenge,
-                )
-            if needed == "write" and got != "write":
-                raise ApiError(
-                    403, "forbidden", "this token may only read; writing needs a token with the write scope"
-                )
-            if needed == "write":  # a token in a browser's hands (pasted into a page) must not write either
+            if tokens is not None:
+                tokens.require(None if credentials is None else credentials.credentials, needed)
+            # With tokens or without: a token in a browser's hands (pasted into a page) must not write either.
+            if needed == "write":
                 check_same_site(request.scope)
 
         return Depends(check)
@@ -457,18 +446,10 @@ class RootToUi:
 
 
 def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None) -> None:
-    """The web UI's pages under /ui, for holders of a read (or write) token.
-
-    Without tokens the server is on loopback, where any web page could read it through DNS
-    rebinding: then the whole app, /v1 too, answers only to loopback host names, as `amltrack ui` does.
-    """
-    from ..ui import create_app as create_ui
+    """The web UI's pages under /ui, for holders of a read (or write) token."""
+    from ..ui import create_app as ui_app
     from ..ui import token_auth
-    from ..ui._app import LOOPBACK_NAMES, HostCheck
 
-    auth = None if tokens is None else token_auth(lambda t: tokens.scope_of(t) is not None)
-    ui = create_ui(store, auth=auth)
+    ui = ui_app(store, auth=None if tokens is None else token_auth(tokens.can_read))
     app.mount("/ui", ui)
-    app.state.ui_warmer = ui.state.api.warmer
-    if tokens is None:
-        app.add_middleware(HostCheck, allowed_hosts=LOOPBACK_NAMES)
+    app.state.warmer = ui.state.warmer

@@ -26,10 +26,10 @@ from typing import Any, BinaryIO
 from .. import _assets
 from .. import _format as fmt
 from .._errors import AmltrackError, InvalidAssetNameError, RefusedFileError
-from ._errors import ApiError
+from .._web._errors import ApiError
+from ._faults import Point
 from ._storage import (
     ServerStore,
-    _die_at,
     _storage_error,
     check_path,
     check_run_id,
@@ -102,11 +102,8 @@ class ServerAssets:
     def put_blob(self, name: str, sha: str, offset: int, total: int, data: bytes) -> dict[str, Any]:
         check_name(name)
         check_sha256(sha)
-        chosen = self.storage.kill.write("blob")
-        with self.storage._lock(f"asset:{name}"):
-            answer = self.storage.put_chunk(self.blobs / name, sha, offset, total, data, chosen)
-        _die_at(chosen, "after")
-        return answer
+        with self.storage.faults.write("blob") as point, self.storage._lock(f"asset:{name}"):
+            return self.storage.put_chunk(self.blobs / name, sha, offset, total, data, point)
 
     def place(self, name: str, body: bytes) -> dict[str, Any]:
         """Place the version that ``body`` (an asset.json) describes; its uploads must be complete.
@@ -123,12 +120,10 @@ class ServerAssets:
         if source is not None:
             check_run_id(str(source))
         origin = hashlib.sha256(body).hexdigest()
-        chosen = self.storage.kill.write("asset")
-        _die_at(chosen, "before")
         name_dir = self.reader.path / _assets.ASSETS_DIR / name
         from filelock import FileLock
 
-        with self.storage._lock(f"asset:{name}"):
+        with self.storage.faults.write("asset") as point, self.storage._lock(f"asset:{name}"):
             try:
                 name_dir.mkdir(parents=True, exist_ok=True)
             except OSError as e:
@@ -138,22 +133,19 @@ class ServerAssets:
                 existing = _assets.versions(self.reader, name)
                 for asset in existing:
                     if asset.info.get("origin") == origin:
-                        _die_at(chosen, "after")
                         return {"ref": asset.ref, "version": asset.version, "existing": "origin"}
                 latest = existing[-1] if existing else None
                 if latest is not None and _assets._content(latest.files) == _assets._content(files):
-                    _die_at(chosen, "after")
                     return {"ref": latest.ref, "version": latest.version, "existing": "content"}
                 for stale in name_dir.glob(f"{_STAGING}*"):  # a version a killed server was making
                     shutil.rmtree(stale, ignore_errors=True)
                 version = max(_assets._version_numbers(name_dir), default=0) + 1
-                self._make(name_dir, version, info, files, origin, chosen)
-        _die_at(chosen, "after")
-        return {"ref": f"{name}:{version}", "version": version, "existing": None}
+                self._make(name_dir, version, info, files, origin, point)
+                return {"ref": f"{name}:{version}", "version": version, "existing": None}
 
     def _make(
         self, name_dir: Path, version: int, info: dict[str, Any], files: list[dict[str, Any]], origin: str,
-        chosen: str | None,
+        point: Point,
     ) -> None:
         name = name_dir.name
         sources = {}
@@ -190,7 +182,7 @@ class ServerAssets:
             }
             fmt.write_json_atomic(staging / _assets.ASSET_FILE, placed)
             os.chmod(staging, 0o777 & ~fmt._UMASK)
-            _die_at(chosen, "during")
+            point.midway()  # the version complete in its staging folder, not yet numbered
             os.rename(staging, name_dir / str(version))
         except OSError as e:
             raise _storage_error(e, f"asset {name}:{version}") from e

@@ -1,5 +1,4 @@
-"""Refuses writes that a web page could have sent cross-site, and puts the security headers on every
-answer of the API.
+"""Refuses writes that a web page could have sent cross-site.
 
 A browser sends a "simple" request (a POST with a form or text/plain body, or none) to any origin
 without asking first, and a server on 127.0.0.1 with no tokens would act on it: any page the user
@@ -20,8 +19,7 @@ from typing import Any
 
 from starlette.datastructures import Headers
 
-from ..ui._app import adding_headers
-from ._errors import SECURITY_HEADERS, ApiError
+from .._web._errors import ApiError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CLIENT_HEADER = "x-amltrack-client"
@@ -53,20 +51,6 @@ def cross_site_problem(scope: dict[str, Any]) -> str | None:
     if media and media not in SIMPLE_TYPES:
         return None
     return f"it has neither an X-Amltrack-Client header nor a Content-Type other than {media or 'none'!r}"
-
-
-class SecurityHeaders:
-    """Pure ASGI middleware: the security headers on every answer that does not set its own (the
-    mounted UI sets its own)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, adding_headers(send, SECURITY_HEADERS))
 
 
 def check_same_site(scope: dict[str, Any]) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._errors import ApiError, error_response
+from .._web._errors import ApiError, error_response
+from ._errors import SECURITY_HEADERS
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 
@@ -45,7 +46,7 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
         if declared is not None and (declared < 0 or declared > self.max_body):
-            await error_response(self._error(declared if declared >= 0 else None))(scope, receive, send)
+            await error_response(self._error(declared if declared >= 0 else None), SECURITY_HEADERS)(scope, receive, send)
             return
         received = 0
         started = False
@@ -69,4 +70,4 @@ class BodyLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _TooLarge:
             if not started:
-                await error_response(self._error(None))(scope, receive, send)
+                await error_response(self._error(None), SECURITY_HEADERS)(scope, receive, send)

@@ -1,16 +1,17 @@
-"""Running the server: token loading, the loopback rule, one server per store, and uvicorn."""
+"""Running the server: token loading, the loopback rule, one server per store; ``amltrack._web``
+serves it."""
 
 from __future__ import annotations
 
 import copy
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
 from .._errors import AmltrackError
-from .._listen import is_loopback, listen
-from ._auth import TokenConfigError, Tokens
+from .._web._auth import TokenConfigError, Tokens
+from .._web._serve import is_loopback, serve
+from ._faults import Faults
 from ._limits import DEFAULT_MAX_BODY
 from ._storage import SERVER_DIR
 
@@ -62,21 +63,23 @@ def _log_config(base: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def serve(
+def serve_store(
     store: str | os.PathLike[str],
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
     tokens: Tokens | None = None,
     max_body: int = DEFAULT_MAX_BODY,
+    faults: Faults | None = None,
 ) -> None:
     """Serve ``store`` until SIGINT or SIGTERM. Refuses a non-loopback host without tokens.
+    ``faults`` is a test's seam (``amltrack.server._faults``).
 
     serve("/srv/amltrack", host="0.0.0.0", tokens=load_tokens("/etc/amltrack/tokens"))
     """
     import uvicorn
 
-    from ._app import create_app
+    from ._app import server_app
 
     if tokens is None and not is_loopback(host):
         raise ServerConfigError(
@@ -92,27 +95,21 @@ def serve(
         raise ServerConfigError(f"cannot use {root} as the server's store: {e.strerror or e}") from e
     try:
         try:
-            app = create_app(root, tokens=tokens, max_body=max_body)
+            app = server_app(root, tokens=tokens, max_body=max_body, faults=faults)
         except OSError as e:
             if isinstance(e, AmltrackError):
                 raise
             raise ServerConfigError(f"cannot use {root} as the server's store: {e.strerror or e}") from e
-        sock, url = listen(host, port, 2048, ServerConfigError)
         auth = "no tokens (loopback only)" if tokens is None else f"{len(tokens)} token(s)"
-        print(
-            f"amltrack server: serving {root} on {url} ({auth}); web UI at {url}/ui/",
-            file=sys.stderr,
-            flush=True,
-        )
-        config = uvicorn.Config(
+        serve(
             app,
-            log_level="warning",
+            host=host,
+            port=port,
+            error=ServerConfigError,
+            banner=lambda url: f"amltrack server: serving {root} on {url} ({auth}); web UI at {url}/ui/",
+            backlog=2048,
+            graceful=5,
             log_config=_log_config(uvicorn.config.LOGGING_CONFIG),
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=5,
         )
-        app.state.ui_warmer.start()  # the newest runs' charts, ready before their pages are opened
-        uvicorn.Server(config).run(sockets=[sock])
     finally:
         os.close(lock_fd)

@@ -21,7 +21,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +35,8 @@ from .._errors import AmbiguousRunError, InvalidPathError, RefusedFileError, Run
 from .._files import locked
 from .._store import Run, Store, create_store, open_beneath
 from .._summary import Fold, encode_overview
-from ._errors import ApiError
+from .._web._errors import ApiError
+from ._faults import Faults, Point
 
 log = logging.getLogger("amltrack.server")
 SERVER_DIR = fmt.SERVER_DIR
@@ -50,49 +50,6 @@ _TMP_TAG = ".srv-"  # temporary files of this server carry it, so stale ones can
 FOLD_FILE = f"{CACHE_DIR}/metrics-summary.json"
 _FOLD_PIECE = 8 << 20  # bytes of metrics.jsonl parsed at a time, to bound the memory of a catch-up
 _FOLD_CHECK = 4096  # the bytes before a fold's end whose CRC-32 tells that the file is still the one folded
-
-# Test-only: "STAGE:N" or "STAGE:N:KIND" SIGKILLs the server at STAGE (before, during, after) of
-# its N-th write request (of that KIND: create, append, blob, commit, delete, summary, finalise, asset), to
-# test that a push resumes from any point. See docs/sync.md.
-KILL_ENV = "AMLTRACK_TEST_SERVER_KILL"
-WRITE_KINDS = ("create", "append", "blob", "commit", "delete", "summary", "finalise", "asset")
-
-
-class KillSwitch:
-    def __init__(self, spec: str | None) -> None:
-        self.stage: str | None = None
-        self.at = 0
-        self.kind: str | None = None
-        self.count = 0
-        self._lock = threading.Lock()
-        if spec:
-            stage, _, rest = spec.partition(":")
-            n, _, kind = rest.partition(":")
-            if (
-                stage not in ("before", "during", "after")
-                or not n.isdigit()
-                or kind not in ("", *WRITE_KINDS)
-            ):
-                raise ValueError(
-                    f"{KILL_ENV}={spec!r}: use STAGE:N or STAGE:N:KIND, STAGE before, during or after"
-                )
-            self.stage, self.at, self.kind = stage, int(n), kind or None
-
-    def write(self, kind: str) -> str | None:
-        """Count one write request; the stage to die at if it is the chosen one."""
-        if self.stage is None or (self.kind is not None and kind != self.kind):
-            return None
-        with self._lock:
-            self.count += 1
-            return self.stage if self.count == self.at else None
-
-
-def _die_at(chosen: str | None, stage: str) -> None:
-    # A write with no middle (nothing to write, or one atomic replace) takes a "during" kill at its
-    # end, so every counted write has all three points.
-    if chosen == stage or (stage == "after" and chosen == "during"):
-        os.kill(os.getpid(), signal.SIGKILL)
-
 
 def check_run_id(run_id: str) -> str:
     if not fmt.is_valid_run_id(run_id):
@@ -145,6 +102,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _write_durably(fd: int, view: memoryview) -> None:
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)
+
+
 def _storage_error(e: OSError, what: str) -> ApiError:
     full = e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
     return ApiError(
@@ -162,7 +125,7 @@ def _read_error(e: OSError, what: str) -> ApiError:
 class ServerStore:
     """The store a server writes into; every method is one request's worth of work, thread-safe."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, faults: Faults | None = None) -> None:
         self.root = Path(root).expanduser().absolute()
         create_store(self.root)
         self.runs = self.root / fmt.RUNS_DIR
@@ -175,7 +138,7 @@ class ServerStore:
         self._locks_lock = threading.Lock()
         self._hashes: dict[tuple[int, int, int, int, int], str] = {}
         self._running: dict[tuple[str, str], tuple[Any, int]] = {}  # uploads' hashes so far, and lengths
-        self.kill = KillSwitch(os.environ.get(KILL_ENV))
+        self.faults = faults or Faults()  # a test's, to fail at a chosen point of a write
         self._folder = ThreadPoolExecutor(1, thread_name_prefix="amltrack-fold")
         # The published runs as any reader sees them: runs/ holds only finalised runs.
         self.reader = Store(self.root)
@@ -446,21 +409,16 @@ class ServerStore:
     def create(self, run_id: str) -> bool:
         """Create the run as staged unless the server has it; True if it was created."""
         check_run_id(run_id)
-        chosen = self.kill.write("create")
-        _die_at(chosen, "before")
-        with self._lock(run_id):
+        with self.faults.write("create"), self._lock(run_id):
             if self.locate(run_id) is not None:
-                _die_at(chosen, "after")
                 return False
             try:
                 (self.incoming / run_id).mkdir()
             except OSError as e:
                 raise _storage_error(e, f"run {run_id}") from e
-            _die_at(chosen, "during")
-            _die_at(chosen, "after")
             return True
 
-    def _append_at(self, path: Path, offset: int, data: bytes, chosen: str | None) -> int:
+    def _append_at(self, path: Path, offset: int, data: bytes, point: Point) -> int:
         """Append ``data`` to ``path`` if its length is ``offset``; fsync before returning the new length.
 
         The file's length is the committed offset: a write cut short by a crash leaves a prefix of
@@ -478,18 +436,9 @@ class ServerStore:
                         f"{path.name} has {size} committed bytes, not {offset}; resume from {size}",
                         committed=size,
                     )
-                _die_at(chosen, "before")
-                view = memoryview(data)
                 try:
-                    if chosen == "during":  # test-only: half the chunk lands, then the server dies
-                        half = view[: len(view) // 2]
-                        while half:
-                            half = half[os.write(fd, half) :]
-                        os.fsync(fd)
-                        _die_at(chosen, "during")
-                    while view:
-                        view = view[os.write(fd, view) :]
-                    os.fsync(fd)
+                    point.midway(data, lambda part: _write_durably(fd, part))
+                    _write_durably(fd, memoryview(data))
                 except OSError as e:
                     raise _storage_error(e, path.name) from e
                 return size + len(data)
@@ -504,25 +453,19 @@ class ServerStore:
             )
         if not data:
             raise ApiError(400, "invalid_request", "an append needs a non-empty body")
-        chosen = self.kill.write("append")
-        with self._lock(run_id):
+        with self.faults.write("append") as point, self._lock(run_id):
             d, _ = self._require(run_id)
-            size = self._append_at(d / name, offset, data, chosen)
-        _die_at(chosen, "after")
-        return size
+            return self._append_at(d / name, offset, data, point)
 
     def put_blob(self, run_id: str, sha: str, offset: int, total: int, data: bytes) -> dict[str, Any]:
         """Append a chunk of the content ``sha`` (``total`` bytes in all) at ``offset``."""
         check_sha256(sha)
-        chosen = self.kill.write("blob")
-        with self._lock(run_id):
+        with self.faults.write("blob") as point, self._lock(run_id):
             self._require(run_id)
-            answer = self.put_chunk(self.blobs / run_id, sha, offset, total, data, chosen)
-        _die_at(chosen, "after")
-        return answer
+            return self.put_chunk(self.blobs / run_id, sha, offset, total, data, point)
 
     def put_chunk(
-        self, bdir: Path, sha: str, offset: int, total: int, data: bytes, chosen: str | None
+        self, bdir: Path, sha: str, offset: int, total: int, data: bytes, point: Point
     ) -> dict[str, Any]:
         """Append a chunk of the upload ``sha`` in ``bdir`` (under its owner's lock).
 
@@ -533,7 +476,6 @@ class ServerStore:
         """
         done = bdir / sha
         if done.is_file():
-            _die_at(chosen, "before")
             return {"sha256": sha, "size": done.stat().st_size, "complete": True}
         if offset + len(data) > total:
             raise ApiError(
@@ -557,7 +499,7 @@ class ServerStore:
             if hashing:
                 hashing.start()
             try:
-                size = self._append_at(part, offset, data, chosen)
+                size = self._append_at(part, offset, data, point)
             finally:
                 if hashing:
                     hashing.join()
@@ -597,13 +539,10 @@ class ServerStore:
         """Place the complete upload ``sha`` at ``artifacts/<path>`` (a no-op if it is already there)."""
         check_path(path)
         check_sha256(sha)
-        chosen = self.kill.write("commit")
-        _die_at(chosen, "before")
-        with self._lock(run_id):
+        with self.faults.write("commit") as point, self._lock(run_id):
             d, _ = self._require(run_id)
             dest = d / fmt.ARTIFACTS_DIR / path
             if dest.is_file() and self.file_sha256(dest) == sha:
-                _die_at(chosen, "after")
                 return {"path": path, "size": dest.stat().st_size, "sha256": sha}
             blob = self.blobs / run_id / sha
             if not blob.is_file():
@@ -622,18 +561,15 @@ class ServerStore:
                 ) from None
             except OSError as e:
                 raise _storage_error(e, f"artifact {path}") from e
-            _die_at(chosen, "during")
+            point.midway()
             os.replace(blob, dest)
             st = dest.stat()
             self._hashes[self._stat_key(st)] = sha
-        _die_at(chosen, "after")
-        return {"path": path, "size": st.st_size, "sha256": sha}
+            return {"path": path, "size": st.st_size, "sha256": sha}
 
     def delete_artifact(self, run_id: str, path: str) -> bool:
         check_path(path)
-        chosen = self.kill.write("delete")
-        _die_at(chosen, "before")
-        with self._lock(run_id):
+        with self.faults.write("delete"), self._lock(run_id):
             d, _ = self._require(run_id)
             root = d / fmt.ARTIFACTS_DIR
             try:
@@ -653,22 +589,18 @@ class ServerStore:
                 except OSError:
                     break
                 parent = parent.parent
-        _die_at(chosen, "after")
-        return deleted
+            return deleted
 
     def put_summary(self, run_id: str, data: bytes) -> None:
         problem = fmt.summary_problem(parse_object(data, fmt.SUMMARY_FILE))
         if problem is not None:
             raise ApiError(400, "invalid_json", f"{fmt.SUMMARY_FILE} {problem}; the run is unchanged")
-        chosen = self.kill.write("summary")
-        _die_at(chosen, "before")
-        with self._lock(run_id):
+        with self.faults.write("summary"), self._lock(run_id):
             d, _ = self._require(run_id)
             try:
                 fmt.write_bytes_atomic(d / fmt.SUMMARY_FILE, data, tag=_TMP_TAG)
             except OSError as e:
                 raise _storage_error(e, fmt.SUMMARY_FILE) from e
-        _die_at(chosen, "after")
 
     def finalise(self, run_id: str, data: bytes, metrics_bytes: int, manifest_bytes: int) -> dict[str, Any]:
         """Write run.json, publish a staged run, and drop its leftover uploads.
@@ -679,8 +611,17 @@ class ServerStore:
         problem = fmt.run_info_problem(parse_object(data, fmt.RUN_FILE), run_id)
         if problem is not None:  # the published copy stays as it was
             raise ApiError(400, "invalid_json", f"{fmt.RUN_FILE} {problem}; the run is unchanged")
-        chosen = self.kill.write("finalise")
-        _die_at(chosen, "before")
+        with self.faults.write("finalise") as point:
+            state, d = self._finalise(run_id, data, metrics_bytes, manifest_bytes, point)
+            # In the background, so the push's answer does not wait for it (1,000,000 records take a
+            # second or so); the first `history info --remote` after a push then finds it done, or
+            # waits for it under its lock rather than folding the same bytes again.
+            self._folder.submit(self._fold_quietly, run_id, d)
+            return state
+
+    def _finalise(
+        self, run_id: str, data: bytes, metrics_bytes: int, manifest_bytes: int, point: Point
+    ) -> tuple[dict[str, Any], Path]:
         with self._lock(run_id):
             d, published = self._require(run_id)
             committed = {
@@ -698,7 +639,7 @@ class ServerStore:
                 )
             try:
                 fmt.write_bytes_atomic(d / fmt.RUN_FILE, data, tag=_TMP_TAG)
-                _die_at(chosen, "during")
+                point.midway()  # run.json written, the run not yet published
                 if not published:
                     os.rename(d, self.runs / run_id)
                     d = self.runs / run_id
@@ -708,10 +649,4 @@ class ServerStore:
             for stale in d.glob(f".*{_TMP_TAG}*.tmp"):  # left by a SIGKILL mid-replace
                 with contextlib.suppress(OSError):
                     stale.unlink()
-            state = self._state(run_id, False)
-        # In the background, so the push's answer does not wait for it (1,000,000 records take a
-        # second or so); the first `history info --remote` after a push then finds it done, or waits
-        # for it under its lock rather than folding the same bytes again.
-        self._folder.submit(self._fold_quietly, run_id, d)
-        _die_at(chosen, "after")
-        return state
+            return self._state(run_id, False), d

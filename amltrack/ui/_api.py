@@ -1,7 +1,7 @@
 """The UI's JSON API: runs, a run's metadata, metrics, chart series, artifacts, and assets.
 
 Every route reads the store through ``amltrack.Store`` and the series cache (``_cache``); nothing
-here writes a run. Every error has the server's one shape::
+here writes a run. Every error has the one shape of ``amltrack._web._errors``, codes from its registry::
 
     {"error": {"code": "run_not_found", "message": "..."}}
 
@@ -38,12 +38,12 @@ from .._errors import (
     RunNotFoundError,
 )
 from .._store import Run, Store, open_beneath, short_id
+from .._web._errors import API_VERSION, ApiError, error_response
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
 from ._pages import SECURITY_HEADERS, error_page, wants_html
 from ._static import plotly_available
 
-API_VERSION = 1
 WAIT = 0.8  # seconds a request spends bringing a cache up to date before it answers with progress
 MAX_STRINGS = 1000
 ROW_METRICS = 6  # last values per run in the runs list
@@ -55,30 +55,20 @@ DOWNLOAD_HEADERS = {
 }
 
 
-class ApiError(Exception):
-    """An error answer: the HTTP status, a code, and one sentence for a person."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+# An error is never cached, and carries the security headers itself: a crash's is sent from
+# outside every middleware.
+ERROR_HEADERS = {"Cache-Control": "no-store", **SECURITY_HEADERS}
 
 
-def error_response(status: int, code: str, message: str) -> Response:
-    return Response(
-        orjson.dumps({"error": {"code": code, "message": message}}),
-        status_code=status,
-        media_type="application/json",
-        headers={"Cache-Control": "no-store", **SECURITY_HEADERS},
-    )
+def json_error(status: int, code: str, message: str) -> Response:
+    return error_response(ApiError(status, code, message), ERROR_HEADERS)
 
 
 def error_answer(request: Request, status: int, code: str, message: str, title: str, text: str) -> Response:
     """The error as JSON for a program, or as a page (``title``, ``text``) for a browser's navigation."""
     if wants_html(request):
         return error_page(request, status, title, text)
-    return error_response(status, code, message)
+    return json_error(status, code, message)
 
 
 async def on_api_error(request: Request, exc: Exception) -> Response:
@@ -107,11 +97,11 @@ async def on_amltrack_error(request: Request, exc: Exception) -> Response:
             f"There is no run “{exc.ref}” in this store.",
         )
     if isinstance(exc, AssetNotFoundError):
-        return error_response(404, "asset_not_found", str(exc))
+        return json_error(404, "asset_not_found", str(exc))
     if isinstance(exc, ArtifactNotFoundError):
-        return error_response(404, "artifact_not_found", str(exc))
+        return json_error(404, "artifact_not_found", str(exc))
     if isinstance(exc, (InvalidPathError, InvalidAssetNameError)):
-        return error_response(400, "invalid_path", str(exc))
+        return json_error(400, "invalid_path", str(exc))
     print(f"amltrack ui: {request.url.path}: {exc}", file=sys.stderr)
     return error_answer(
         request, 500, "store_error", str(exc), "The store could not be read", "The UI's log says why."

@@ -15,16 +15,16 @@ UI's prefix, and Secure when the request came over https.
 from __future__ import annotations
 
 import html
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from ._api import error_response
+from .._web._auth import bearer_token
+from .._web._guard import AuthHook
+from ._api import json_error
 from ._pages import base_path, route_path
-
-AuthHook = Callable[[Request], Awaitable[Response | None]]
 
 COOKIE = "amltrack_ui_token"
 MAX_FORM = 4096
@@ -64,15 +64,16 @@ def token_auth(check: Callable[[str], bool], *, cookie: str = COOKIE) -> AuthHoo
     """An ``auth`` hook for ``create_app``: a bearer header or the login cookie, checked by ``check``."""
 
     async def hook(request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:].strip() if header[:7].lower() == "bearer " else request.cookies.get(cookie)
+        token = bearer_token(request.headers)
+        if token is None:
+            token = request.cookies.get(cookie)
         if token and check(token):
             return None
         route = route_path(request.scope)
         if route == "/login" and request.method == "POST":
             return await _login(request, check, cookie)
         if route.startswith("/api/"):
-            return error_response(
+            return json_error(
                 401,
                 "unauthorized",
                 "this UI needs a read token: send 'Authorization: Bearer TOKEN' or sign in",
@@ -88,7 +89,7 @@ async def _login(request: Request, check: Callable[[str], bool], cookie: str) ->
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_FORM:
-            return error_response(413, "invalid_request", "the sign-in form is too large")
+            return json_error(413, "invalid_request", "the sign-in form is too large")
     form = parse_qs(body.decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     next_url = _safe_next(request, (form.get("next") or [""])[0])

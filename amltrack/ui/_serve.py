@@ -1,13 +1,13 @@
-"""Running the UI: the loopback rule, the listening socket, and uvicorn."""
+"""Running the UI: the loopback rule, and the Host names it answers to; ``amltrack._web`` serves it."""
 
 from __future__ import annotations
 
 import os
-import sys
 
 from .._errors import AmltrackError
-from .._listen import is_loopback, listen
 from .._store import find_store
+from .._web._guard import LOOPBACK_NAMES
+from .._web._serve import is_loopback, serve
 
 DEFAULT_PORT = 8766
 
@@ -16,7 +16,7 @@ class UiConfigError(AmltrackError, ValueError):
     """The UI cannot start as asked; the message says what to change."""
 
 
-def serve(
+def serve_ui(
     store: str | os.PathLike[str] | None = None,
     *,
     host: str = "127.0.0.1",
@@ -30,9 +30,7 @@ def serve(
 
         serve(".amltrack", port=8766)
     """
-    import uvicorn
-
-    from ._app import LOOPBACK_NAMES, create_app
+    from ._app import ui_app
 
     loopback = is_loopback(host)
     if not loopback and not allow_remote:
@@ -41,15 +39,11 @@ def serve(
             "every run; pass --allow-remote to serve it anyway, or serve it with 'amltrack server' and tokens"
         )
     root = find_store(store)
-    allowed = [*LOOPBACK_NAMES, host] if loopback else None
-    app = create_app(root, allowed_hosts=allowed)
-    sock, url = listen(host, port, 512, UiConfigError)
+    app = ui_app(root, allowed_hosts=[*LOOPBACK_NAMES, host] if loopback else None)
     missing = "" if root.is_dir() else " (no store there yet: runs appear once logged)"
-    print(f"amltrack ui: serving {root}{missing} at {url}/", file=sys.stderr, flush=True)
-    if not loopback:
-        print(f"amltrack ui: warning: listening on {host} without sign-in (--allow-remote)", file=sys.stderr)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=3
-    )
-    app.state.api.warmer.start()  # the newest runs' charts, ready before their pages are opened
-    uvicorn.Server(config).run(sockets=[sock])
+
+    def banner(url: str) -> str:
+        warning = f"\namltrack ui: warning: listening on {host} without sign-in (--allow-remote)"
+        return f"amltrack ui: serving {root}{missing} at {url}/" + ("" if loopback else warning)
+
+    serve(app, host=host, port=port, error=UiConfigError, banner=banner, backlog=512, graceful=3)

@@ -18,8 +18,7 @@ def app_routes() -> list[tuple[str, str]]:
     """(method, path template) of every route the history server's app has, the mounted UI's too."""
     from starlette.routing import Mount
 
-    from amltrack.server import Tokens
-    from amltrack.server._app import create_app
+    from amltrack.server import Tokens, create_app
 
     with tempfile.TemporaryDirectory() as d:  # the app is only looked at, never served
         app = create_app(Path(d) / "store", tokens=Tokens.parse("write:" + "t" * 32))

@@ -44,7 +44,7 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
                 runs.append(make_run(local, records=rng.randint(2000, 4000),
                                      artifacts={"w.bin": os.urandom(rng.randint(140_000, 300_000))}))
             kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, KILL_RANGE)}"
-            srv.start(AMLTRACK_TEST_SERVER_KILL=kill)
+            srv.start(kill=kill)
             client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
             try:
                 sync(local, client)

@@ -1,4 +1,6 @@
-"""Bearer tokens with a read or a write scope, kept as SHA-256 digests and compared in constant time.
+"""The one auth layer: bearer tokens with a read or a write scope, kept as SHA-256 digests and
+compared in constant time, and the check that every route of the server and every page of the UI
+it mounts goes through.
 
 A token entry is ``SCOPE:SECRET``: SCOPE is ``read`` or ``write``, SECRET the token itself or
 ``sha256:<64 hex digits>`` of it, so a tokens file need not hold any token in the clear. The
@@ -24,7 +26,10 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections.abc import Mapping
 from pathlib import Path
+
+from ._errors import ApiError
 
 SCOPES = ("read", "write")
 MIN_TOKEN_CHARS = 16
@@ -105,6 +110,28 @@ class Tokens:
             raise TokenConfigError(f"cannot read the tokens file {path}: {e.strerror}") from e
         return cls.parse(text, str(path))
 
+    def require(self, token: str | None, needed: str) -> None:
+        """Raise 401 ``unauthorized`` for a missing or unknown token, 403 ``forbidden`` for a read
+        token where ``needed`` is ``write``."""
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if token is None:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "this server needs a token: send 'Authorization: Bearer TOKEN' (set AMLTRACK_TOKEN)",
+                headers=challenge,
+            )
+        got = self.scope_of(token)
+        if got is None:
+            raise ApiError(
+                401, "unauthorized", "the server does not know this token; check AMLTRACK_TOKEN", headers=challenge
+            )
+        if needed == "write" and got != "write":
+            raise ApiError(403, "forbidden", "this token may only read; writing needs a token with the write scope")
+
+    def can_read(self, token: str) -> bool:
+        return self.scope_of(token) is not None
+
     def scope_of(self, token: str) -> str | None:
         """``write``, ``read``, or None for an unknown token; every entry is compared, in constant time."""
         d = digest(token)
@@ -113,3 +140,9 @@ class Tokens:
             if hmac.compare_digest(known, d) and found != "write":
                 found = scope
         return found
+
+
+def bearer_token(headers: Mapping[str, str]) -> str | None:
+    """The token of an ``Authorization: Bearer TOKEN`` header, or None."""
+    header = headers.get("authorization", "")
+    return header[7:].strip() if header[:7].lower() == "bearer " else None
