@@ -18,7 +18,7 @@ from amltrack._web._auth import TokenConfigError
 from amltrack._web._errors import ApiError
 from amltrack._web._serve import is_loopback
 from amltrack.server import ERROR_CODES, Tokens, entry_for
-from amltrack.server._faults import Faults, Point
+from amltrack.server._faults import Faults, WritePoint
 from amltrack.server._storage import ServerStore
 
 from .conftest import wait_until
@@ -481,11 +481,11 @@ class Recording:
     def __init__(self) -> None:
         self.seen: list[tuple[str, ...]] = []
 
-    def write(self, kind: str) -> Point:
+    def write(self, kind: str) -> WritePoint:
         seen = self.seen
 
-        class Write(Point):
-            def __enter__(self) -> Point:
+        class Write(WritePoint):
+            def __enter__(self) -> WritePoint:
                 seen.append((kind, "begin"))
                 return self
 

@@ -27,7 +27,7 @@ from .. import _assets
 from .. import _format as fmt
 from .._errors import AmltrackError, InvalidAssetNameError, RefusedFileError
 from .._web._errors import ApiError
-from ._faults import Point
+from ._faults import WritePoint
 from ._storage import (
     ServerStore,
     _storage_error,
@@ -145,7 +145,7 @@ class ServerAssets:
 
     def _make(
         self, name_dir: Path, version: int, info: dict[str, Any], files: list[dict[str, Any]], origin: str,
-        point: Point,
+        point: WritePoint,
     ) -> None:
         name = name_dir.name
         sources = {}

@@ -23,12 +23,12 @@ from types import TracebackType
 WRITE_KINDS = ("create", "append", "blob", "commit", "delete", "summary", "finalise", "asset")
 
 
-class Point:
+class WritePoint:
     """One write in progress. ``midway`` marks where a crash would leave a part of it behind: with
     ``data`` and ``write``, a fault may call ``write`` with a prefix of ``data`` (made durable) first,
     as a crash in the middle of the write would leave it."""
 
-    def __enter__(self) -> Point:
+    def __enter__(self) -> WritePoint:
         return self
 
     def __exit__(
@@ -40,12 +40,12 @@ class Point:
         return None
 
 
-_NOTHING = Point()  # one shared instance: the server's writes cost no allocation for the seam
+_NOTHING = WritePoint()  # one shared instance: the server's writes cost no allocation for the seam
 
 
 class Faults:
     """No faults: every write goes through as written. Subclass it and override ``write``."""
 
-    def write(self, kind: str) -> Point:
+    def write(self, kind: str) -> WritePoint:
         """The write of ``kind`` (one of WRITE_KINDS) that begins now."""
         return _NOTHING

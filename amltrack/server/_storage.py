@@ -36,7 +36,7 @@ from .._files import locked
 from .._store import Run, Store, create_store, open_beneath
 from .._summary import Fold, encode_overview
 from .._web._errors import ApiError
-from ._faults import Faults, Point
+from ._faults import Faults, WritePoint
 
 log = logging.getLogger("amltrack.server")
 SERVER_DIR = fmt.SERVER_DIR
@@ -418,7 +418,7 @@ class ServerStore:
                 raise _storage_error(e, f"run {run_id}") from e
             return True
 
-    def _append_at(self, path: Path, offset: int, data: bytes, point: Point) -> int:
+    def _append_at(self, path: Path, offset: int, data: bytes, point: WritePoint) -> int:
         """Append ``data`` to ``path`` if its length is ``offset``; fsync before returning the new length.
 
         The file's length is the committed offset: a write cut short by a crash leaves a prefix of
@@ -465,7 +465,7 @@ class ServerStore:
             return self.put_chunk(self.blobs / run_id, sha, offset, total, data, point)
 
     def put_chunk(
-        self, bdir: Path, sha: str, offset: int, total: int, data: bytes, point: Point
+        self, bdir: Path, sha: str, offset: int, total: int, data: bytes, point: WritePoint
     ) -> dict[str, Any]:
         """Append a chunk of the upload ``sha`` in ``bdir`` (under its owner's lock).
 
@@ -620,7 +620,7 @@ class ServerStore:
             return state
 
     def _finalise(
-        self, run_id: str, data: bytes, metrics_bytes: int, manifest_bytes: int, point: Point
+        self, run_id: str, data: bytes, metrics_bytes: int, manifest_bytes: int, point: WritePoint
     ) -> tuple[dict[str, Any], Path]:
         with self._lock(run_id):
             d, published = self._require(run_id)

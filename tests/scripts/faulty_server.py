@@ -22,7 +22,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from amltrack.server import load_tokens
-from amltrack.server._faults import WRITE_KINDS, Faults, Point
+from amltrack.server._faults import WRITE_KINDS, Faults, WritePoint
 from amltrack.server._serve import serve_store
 
 STAGES = ("before", "during", "after")
@@ -32,13 +32,13 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _Dying(Point):
+class _Dying(WritePoint):
     """The chosen write: dies at its stage."""
 
     def __init__(self, stage: str) -> None:
         self.stage = stage
 
-    def __enter__(self) -> Point:
+    def __enter__(self) -> WritePoint:
         if self.stage == "before":
             die()
         return self
@@ -68,7 +68,7 @@ class KillAt(Faults):
         self.count = 0
         self._lock = threading.Lock()
 
-    def write(self, kind: str) -> Point:
+    def write(self, kind: str) -> WritePoint:
         if self.kind is not None and kind != self.kind:
             return super().write(kind)
         with self._lock:
