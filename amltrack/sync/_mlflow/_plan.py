@@ -123,6 +123,8 @@ class Plan:
 
 
 def wanted(snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
+    """What the MLflow run of ``snap`` should hold, but its metric points; ``known`` is the ledger's
+    artifact hashes, which spare hashing unchanged files."""
     info = snap.info
     run = snap.run
     status = snap.status
