@@ -141,6 +141,21 @@ def cli(*args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProc
     )
 
 
+SYNC_KILLED = Path(__file__).resolve().parent / "scripts" / "sync_killed.py"
+
+
+def sync_killed(store: Path, url: str, writes: int, **env: str) -> subprocess.CompletedProcess:
+    """A sync of ``store`` to ``url`` in a child process that is SIGKILLed right after the answer to
+    its ``writes``-th write request (tests/scripts/sync_killed.py)."""
+    return subprocess.run(
+        [sys.executable, str(SYNC_KILLED), str(store), url, str(writes)],
+        capture_output=True,
+        text=True,
+        env=child_env(**env),
+        timeout=120,
+    )
+
+
 def make_run(
     store: Path,
     *,

@@ -36,6 +36,7 @@ from .sync_helpers import (
     cli,
     make_run,
     run_files,
+    sync_killed,
 )
 
 
@@ -214,16 +215,7 @@ def test_resume_after_sigkill_of_the_client(server: ServerProcess, tmp_path: Pat
     run_id = make_run(local, records=10_000, artifacts={"m.bin": os.urandom(200_000)})
     sent = []
     for n in (3, 11):
-        out = cli(
-            "sync",
-            "--store",
-            str(local),
-            "--to",
-            server.url,
-            "--json",
-            AMLTRACK_TOKEN=WRITE_TOKEN,
-            AMLTRACK_TEST_SYNC_KILL=str(n),
-        )
+        out = sync_killed(local, server.url, n, AMLTRACK_TOKEN=WRITE_TOKEN)
         assert out.returncode == -9, (n, out.stdout, out.stderr)
         state = remote(server).state(run_id)
         sent.append(

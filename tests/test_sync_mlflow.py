@@ -36,7 +36,7 @@ from amltrack.sync import MlflowRemote, NullProgress, Remotes, open_remote, snap
 from amltrack.sync._mlflow import amltrack_name, mlflow_key, mlflow_path
 
 from .conftest import wait_until
-from .sync_helpers import make_run
+from .sync_helpers import make_run, sync_killed
 
 pytestmark = pytest.mark.timeout(300)  # the first test also waits for the server to start
 
@@ -485,9 +485,7 @@ def test_resume_after_a_kill_mid_push_sends_no_point_twice(
     # Writes of the first push: create, tags, params, 5 metrics batches (4, 5, ...), then artifacts.
     # The second push starts at the cursor: 3 batches, then artifacts (its 5th write).
     for kill in (5, 5):
-        out = cli(
-            "sync", "--store", str(local), "--to", server.url, AMLTRACK_TEST_SYNC_KILL=str(kill), **creds
-        )
+        out = sync_killed(local, server.url, kill, **creds)
         assert out.returncode == -9, (kill, out.stdout, out.stderr)
         tags = server.tags(rid)
         assert tags["amltrack.sync.state"] == "in_progress" and tags["(status)"] == "RUNNING"
@@ -939,10 +937,8 @@ def test_names_mlflow_accepts_are_kept() -> None:
         assert mlflow_key(name) == name
 
 
-def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses() -> None:
     # A 503 cannot be had from a real MLflow server on demand; a transport gives two, then an answer.
-    from amltrack.sync import _mlflow
-
     calls = []
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -952,8 +948,8 @@ def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses(monkeypatch:
         return httpx.Response(200, json={"experiment": {"experiment_id": "7", "lifecycle_stage": "active"}})
 
     pauses: list[float] = []
-    monkeypatch.setattr(_mlflow.time, "sleep", pauses.append)
     with MlflowRemote("mlflow+http://h:1", transport=httpx.MockTransport(answer), backoff=0.1) as r:
+        r._http.sleep = pauses.append
         r._experiment("e", create=False)
         assert len(calls) == 3 and len(pauses) == 2
         assert 0.05 <= pauses[0] <= 0.1 and 0.15 <= pauses[1] <= 0.3  # equal jitter: the upper half of each step

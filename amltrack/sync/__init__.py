@@ -5,27 +5,39 @@
     report.counts()   # {"pushed": 3, "up_to_date": 12, "would_push": 0, "skipped": 1, "failed": 0}
 
 Modules: ``_sync`` the loop, ``_local`` what a local run holds, ``_ledger`` what went where,
-``_remotes`` the remotes config, ``_remote`` the seam a remote kind implements, and one module per
-kind: ``_amltrack`` for amltrack's own server, ``_mlflow`` for MLflow tracking servers
-(``mlflow+http://`` URLs). ``docs/sync.md`` has the protocol and guarantees.
+``_assets`` pushing promoted assets, ``_remotes`` the remotes config, ``_remote`` the seam a remote
+kind implements (the ``Remote`` protocol), ``_kinds`` the table of kinds, ``_http`` the HTTP client
+and its one retry policy, ``_answers`` checks of a server's answers, ``_reader`` reading runs back
+from an amltrack server, and one module (or package) per kind: ``_amltrack`` for amltrack's own
+server, ``_mlflow`` for MLflow tracking servers (``mlflow+http://`` URLs). ``docs/sync.md`` has the
+protocol and guarantees.
+
+Adding a sync target is one new module plus one table row: write the module (say ``_s3.py``) with a
+class that takes ``(url, token)`` and has what ``_remote.Remote`` names (an HTTP target may build
+on ``_http.HttpClient``; nothing requires it), and add its ``Kind`` row to ``_kinds.KINDS`` with
+its URL schemes. The row alone makes ``check_url`` and ``kind_of`` accept its URLs, ``Remotes.add``
+(``amltrack remote add``) store them, ``open_remote`` and ``sync`` open its class, and
+``amltrack.sync.<Class>`` import it on first use. What the ledger keeps for the remote is the
+``PushResult.remote`` its pushes return, handed back to it as ``remote_state``.
 """
 
 from typing import TYPE_CHECKING, Any
 
+from . import _kinds
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
+from ._kinds import open_remote
 from ._ledger import remotes_of
 from ._local import Snapshot, snapshot
-from ._remote import NullProgress, Progress, PushResult, Remote, open_remote
+from ._remote import NullProgress, Progress, PushResult, Remote
 from ._remotes import RemoteEntry, Remotes, config_dir
 from ._sync import RunOutcome, SyncReport, sync
 
-if TYPE_CHECKING:
-    from ._amltrack import AmltrackRemote
-    from ._mlflow import MlflowRemote
+if TYPE_CHECKING:  # for type checkers only: at run time the table's rows are the exports
+    from ._amltrack import AmltrackRemote as AmltrackRemote
+    from ._mlflow import MlflowRemote as MlflowRemote
 
 __all__ = [
-    "AmltrackRemote",
-    "MlflowRemote",
+    *(kind.export for kind in _kinds.KINDS.values()),
     "NullProgress",
     "Progress",
     "PushResult",
@@ -51,15 +63,12 @@ def __getattr__(name: str) -> Any:
     # The remotes' clients are imported on first use, not with the package: they pull in httpx
     # (about 0.15 s), which a sync whose ledger answers for every run never needs, and only mlflow+
     # URLs need the MLflow module (open_remote imports each when a remote is opened).
-    if name == "AmltrackRemote":
-        from ._amltrack import AmltrackRemote as value
-    elif name == "MlflowRemote":
-        from ._mlflow import MlflowRemote as value
-    else:
+    value = _kinds.export(name)
+    if value is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, *(kind.export for kind in _kinds.KINDS.values())})

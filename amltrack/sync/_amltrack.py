@@ -25,10 +25,11 @@ from .. import _format as fmt
 from .._assets import ASSET_FILE, Asset
 from .._errors import AmltrackError
 from ._answers import Route, count, flag, obj, objects, table, text
-from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
+from ._errors import RemoteConfigError, RemoteError, SyncError
+from ._http import HttpBacked, HttpClient, RetryPolicy, amltrack_client, error_fields
+from ._kinds import check_url
 from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes, sha256_file
-from ._remote import AssetPush, HttpRemote, Progress, PushResult, error_fields, http_client
-from ._remotes import check_url
+from ._remote import AssetPush, Progress, PushResult
 
 CHUNK = 16 * 1024 * 1024
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
@@ -70,7 +71,7 @@ class _Plan:
         return n + (len(snap.run_json) if self.finalise else 0)
 
 
-class AmltrackRemote(HttpRemote):
+class AmltrackRemote(HttpBacked):
     """A client of one amltrack server.
 
     remote = AmltrackRemote("http://127.0.0.1:8765", token)
@@ -92,14 +93,12 @@ class AmltrackRemote(HttpRemote):
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.url = check_url(url)
-        self.retries = retries
-        self.backoff = backoff
         self.chunk_size = chunk_size
         self._token = token
-        self._sleep = sleep
-        self._client = http_client(self.url, token, timeout, transport)
+        self._http = HttpClient(
+            amltrack_client(self.url, token, timeout, transport), self.url, RetryPolicy(retries, backoff), sleep=sleep
+        )
         self._max_body: int | None = None
-        super().__init__()
 
     def __repr__(self) -> str:
         return f"AmltrackRemote({self.url!r})"
@@ -116,20 +115,8 @@ class AmltrackRemote(HttpRemote):
         write: bool = False,
     ) -> Any:
         """One request, retried on a transport failure or a 502-504 (every request is idempotent)."""
-        for attempt in range(self.retries + 1):
-            try:
-                r = self._client.request(method, url, params=params, content=content)
-            except httpx.TransportError as e:
-                if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol):
-                    raise RemoteUnavailableError(self.url, e) from e
-                self._sleep(self.delay(attempt))
-                continue
-            if r.status_code in (502, 503, 504) and attempt < self.retries:
-                self._sleep(self.delay(attempt))
-                continue
-            break
-        if write:
-            self._wrote()
+        r = self._http.request(method, url, params=params, content=content, write=write)
+        assert r is not None  # every request may be repeated as it is
         if r.status_code >= 400:
             raise self._error(r, len(content or b""))
         try:
@@ -307,6 +294,7 @@ class AmltrackRemote(HttpRemote):
         dry_run: bool = False,
         known: dict[str, Any] | None = None,
         check: bool = False,  # every push asks for each artifact's hash: nothing is trusted without
+        remote_state: dict[str, Any] | None = None,  # the server's answer is the state: nothing kept
     ) -> PushResult:
         self.max_body()  # an early, clear error if the URL is not an amltrack server
         state = self.state(snap.id)
@@ -561,7 +549,7 @@ class AmltrackRemote(HttpRemote):
 
     # ----------------------------------------------------------------- verify
 
-    def verify_run(self, snap: Snapshot) -> list[str]:
+    def verify_run(self, snap: Snapshot, remote_state: dict[str, Any] | None = None) -> list[str]:
         self.max_body()
         state = self.state(snap.id, hashes=True)
         if state is None:

@@ -19,7 +19,6 @@ import io
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -36,8 +35,9 @@ from .._store import Run, Store
 from .._summary import decode_overview
 from ._answers import Route, count, field, obj, objects, table
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._remote import HttpRemote, error_fields, http_client
-from ._remotes import TOKEN_ENV, RemoteEntry, Remotes, check_url
+from ._http import HttpBacked, HttpClient, RetryPolicy, amltrack_client, error_fields
+from ._kinds import check_url
+from ._remotes import TOKEN_ENV, RemoteEntry, Remotes
 
 _BLOCK = 1 << 20
 
@@ -125,7 +125,7 @@ def _object(v: Any) -> dict[str, Any]:
     return v if isinstance(v, dict) else {}
 
 
-class RemoteReader(HttpRemote):
+class RemoteReader(HttpBacked):
     """A reader of one amltrack server's finalised runs.
 
     reader = RemoteReader("http://127.0.0.1:8765", token)   # or RemoteReader.open("team")
@@ -148,14 +148,16 @@ class RemoteReader(HttpRemote):
         self.url = check_url(url)
         self.label = label or self.url
         self.name = name or self.url  # how a command names this server: for the hints in messages
-        self.retries = retries
-        self.backoff = backoff
         self._token = token
-        self._client = http_client(self.url, token, timeout, transport)
+        self._http = HttpClient(
+            amltrack_client(self.url, token, timeout, transport),
+            self.url,
+            RetryPolicy(retries, backoff),
+            unavailable=self._unavailable,
+        )
         self._root = Path(tempfile.mkdtemp(prefix="amltrack-remote-"))
         (self._root / fmt.RUNS_DIR).mkdir()
         self.store = Store(self._root)
-        super().__init__()
 
     @classmethod
     def open(cls, to: str, remotes: Remotes | None = None, **kwargs: Any) -> RemoteReader:
@@ -187,25 +189,13 @@ class RemoteReader(HttpRemote):
         self, path: str, params: dict[str, Any] | None = None, *, stream: bool = False
     ) -> httpx.Response:
         """One GET, retried on a transport failure or a 502-504; an error answer raises."""
-        for attempt in range(self.retries + 1):
-            try:
-                request = self._client.build_request("GET", path, params=params)
-                r = self._client.send(request, stream=stream)
-            except httpx.TransportError as e:
-                if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol):
-                    raise self._unavailable(e) from e
-                time.sleep(self.delay(attempt))
-                continue
-            if r.status_code in (502, 503, 504) and attempt < self.retries:
-                r.close()
-                time.sleep(self.delay(attempt))
-                continue
-            if r.status_code >= 400:
-                r.read()
-                r.close()
-                raise self._error(r)
-            return r
-        raise AssertionError("unreachable")  # pragma: no cover
+        r = self._http.request("GET", path, params=params, stream=stream)
+        assert r is not None  # a GET may be repeated as it is
+        if r.status_code >= 400:
+            r.read()
+            r.close()
+            raise self._error(r)
+        return r
 
     def _get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         r = self._send(path, params)

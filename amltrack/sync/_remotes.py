@@ -13,21 +13,17 @@ import contextlib
 import os
 import re
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import orjson
 
 from .._errors import StoreError
 from .._format import read_json
 from ._errors import RemoteConfigError
+from ._kinds import KINDS, TOKEN_ENV, check_url, default, kind_of
 
-KINDS = ("amltrack", "mlflow")
-# The URL scheme picks the kind: mlflow+http(s):// is an MLflow tracking server (_mlflow.py).
-MLFLOW_SCHEMES = ("mlflow+http", "mlflow+https")
-TOKEN_ENV = "AMLTRACK_TOKEN"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -39,28 +35,13 @@ def config_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".config") / "amltrack"
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https", *MLFLOW_SCHEMES) or not parts.hostname:
-        raise RemoteConfigError(
-            f"remote URL {url!r} is not an http:// or https:// URL with a host "
-            "(or mlflow+http:// or mlflow+https:// for an MLflow tracking server)"
-        )
-    return url.rstrip("/")
-
-
-def kind_of(url: str) -> str:
-    """The remote kind a URL names: ``mlflow`` for mlflow+http(s)://, else ``amltrack``."""
-    return "mlflow" if urlsplit(url).scheme in MLFLOW_SCHEMES else "amltrack"
-
-
 @dataclass
 class RemoteEntry:
     """A remote as configured: a name (None for a bare URL), its URL and kind, and a token if any."""
 
     name: str | None
     url: str
-    kind: str = "amltrack"
+    kind: str = field(default_factory=lambda: default().name)
     token: str | None = None
 
     @property

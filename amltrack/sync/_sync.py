@@ -16,9 +16,11 @@ from .._store import Store
 from . import _ledger as ledger
 from ._assets import AssetOutcome, asset_counts, push_assets
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
+from ._kinds import KINDS, check_url, open_remote
+from ._kinds import get as get_kind
 from ._local import Snapshot, snapshot
-from ._remote import NullProgress, Progress, PushResult, Remote, open_remote
-from ._remotes import RemoteEntry, Remotes, check_url
+from ._remote import NullProgress, Progress, PushResult, Remote
+from ._remotes import RemoteEntry, Remotes
 
 ENDED = ("completed", "failed", "killed", "crashed")
 NOT_TRIED = "not tried"  # how the reason of a run starts when a remote-wide error stopped the sync
@@ -117,12 +119,12 @@ def _open(to: str | RemoteEntry | Remote | None, remotes: Remotes | None) -> tup
     if to is not None and not isinstance(to, (str, RemoteEntry)):
         return to, to.url, False
     entry = to if isinstance(to, RemoteEntry) else (remotes or Remotes.load()).resolve(to)
-    if entry.kind not in _KINDS:
-        open_remote(entry)  # raises the error that says so
+    get_kind(entry.kind, entry.label)  # a kind this amltrack cannot push to fails here, not per run
     return _Deferred(entry), entry.label, True  # type: ignore[return-value]
 
 
-_KINDS = ("amltrack", "mlflow")
+def _takes_assets(kind: str) -> bool:
+    return kind in KINDS and KINDS[kind].assets
 
 
 class _Deferred:
@@ -180,7 +182,7 @@ def sync(
     report = SyncReport(remote=label, url=remote.url, dry_run=dry_run)
     key = ledger.remote_key(remote.kind, remote.url)
     progress = progress or NullProgress()
-    assets = _assets.list_assets(store) if remote.kind == "amltrack" else []
+    assets = _assets.list_assets(store) if _takes_assets(remote.kind) else []
     if runs:
         assets = [a for a in assets if a.info.get("source_run") in ids]
     progress.begin(len(ids) + len(assets))
@@ -213,9 +215,10 @@ def sync(
                 report.runs.append(outcome)
         if report.stopped:
             report.assets_skipped = f"{NOT_TRIED}: the sync stopped"
-        elif remote.kind != "amltrack":
+        elif not _takes_assets(remote.kind):
             if _assets.list_assets(store):
-                report.assets_skipped = f"assets go to amltrack servers only, not to {remote.kind} servers"
+                takers = " and ".join(k.name for k in KINDS.values() if k.assets)
+                report.assets_skipped = f"assets go to {takers} servers only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(
                 store, remote, key, runs=set(ids) if runs else None, all_assets=all_runs,
@@ -264,9 +267,8 @@ def _sync_run(
         entry = ledger.read(run_dir, key)
         if all_runs or not _unchanged(entry, snap):
             if dry_run:
-                known = entry.get("artifacts") if entry else None
                 result = remote.push_run(
-                    snap, progress, dry_run=True, known=known, check=all_runs or _distrusted(entry)
+                    snap, progress, dry_run=True, check=all_runs or _distrusted(entry), **_ledgered(entry)
                 )
                 out.bytes = result.planned
                 out.outcome = "would_push" if result.planned else "up_to_date"
@@ -277,9 +279,8 @@ def _sync_run(
                     # waited, and then there is nothing to ask; else the push asks the remote afresh.
                     entry = ledger.read(run_dir, key)
                     if all_runs or not _unchanged(entry, snap):
-                        known = entry.get("artifacts") if entry else None
                         result = remote.push_run(
-                            snap, progress, known=known, check=all_runs or _distrusted(entry)
+                            snap, progress, check=all_runs or _distrusted(entry), **_ledgered(entry)
                         )
                         out.bytes, out.writes = result.sent, result.writes
                         # Not recorded as complete: the next sync looks again, and says so again.
@@ -288,7 +289,10 @@ def _sync_run(
                         _record(snap, key, remote, entry, result.sent, result.remote)
                         out.outcome = "pushed" if result.writes else "up_to_date"
         if verify:
-            out.differences = remote.verify_run(snap)
+            # The ledger as the push above left it: a remote that keeps its place there (an MLflow
+            # run's id) finds the run without a search.
+            state = _ledgered(ledger.read(run_dir, key))["remote_state"]
+            out.differences = remote.verify_run(snap, state)
             if out.differences:
                 with ledger.locked(run_dir, key, timeout=lock_timeout, on_wait=on_wait):
                     _distrust(run_dir, key, remote, rid)
@@ -324,6 +328,13 @@ class _Stopped(Exception):
 
     def __init__(self, outcome: RunOutcome, error: SyncError) -> None:
         self.outcome, self.error = outcome, error
+
+
+def _ledgered(entry: dict[str, Any] | None) -> dict[str, Any]:
+    """What a remote is told of the ledger entry: ``known`` artifact hashes and its ``remote_state``."""
+    entry = entry or {}
+    state = entry.get("remote_state")
+    return {"known": entry.get("artifacts"), "remote_state": state if isinstance(state, dict) else None}
 
 
 def _unchanged(entry: dict[str, Any] | None, snap: Snapshot) -> bool:

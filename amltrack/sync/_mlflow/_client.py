@@ -1,46 +1,49 @@
-"""Pushing runs to an MLflow tracking server over its REST API (``mlflow+http://`` remotes).
+"""The MLflow client: its requests, finding and creating the MLflow run, the push, and --verify.
 
-A run becomes an MLflow run in the experiment of the same name: params and tags, numeric metrics as
-metric history, string metrics and the run's own files as artifacts under ``amltrack/``, and its
-artifacts through the server's artifact proxy. Only ``httpx`` is used; the ``mlflow`` package is
-not needed.
-
-MLflow has no idempotency key, so the push keeps its place on the server: the MLflow run carries
-the tag ``amltrack.run_id`` (how a push finds it again) and ``amltrack.sync.cursor`` (how much of
-metrics.jsonl it holds), which every metrics batch moves in the same request. A batch whose fate is
-unknown (its answer was lost, or it is the first of a push that resumes an interrupted one) is
-checked against the server's metric history first and only the missing points are sent. MLflow
-also stores some malformed values as 0 without a word, so only valid ones are sent: float values
-(NaN and infinities as the strings MLflow parses), int steps, int millisecond timestamps, and keys
-mapped into MLflow's character set. ``docs/sync.md`` has the mapping.
+The push sends what ``_plan`` says, reading the points from metrics.jsonl (``_records``) under the
+keys and values of ``_mapping``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
-import re
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
 
-from .. import __version__
-from .. import _format as fmt
-from . import _answers as answers
-from . import _ledger as ledger
-from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
-from ._local import ArtifactChanged, LocalFile, Snapshot, identity, send_artifact, sha256_bytes
-from ._remote import HttpRemote, Progress, PushResult
+from ... import __version__
+from ... import _format as fmt
+from .. import _answers as answers
+from .._errors import RemoteConfigError, RemoteError, SyncError
+from .._http import HttpBacked, HttpClient, RetryPolicy
+from .._local import ArtifactChanged, LocalFile, Snapshot, identity, send_artifact
+from .._remote import Progress, PushResult
+from . import _plan
+from ._mapping import (
+    NAMES_FILE,
+    OWN_DIR,
+    STRINGS_FILE,
+    TAG_ARTIFACTS,
+    TAG_CURSOR,
+    TAG_RUN_ID,
+    TAG_STATE,
+    TAG_STRINGS,
+    Point,
+    mlflow_key,
+    record_points,
+    same_value,
+    wire_value,
+)
+from ._plan import Plan, RemoteRun, Wanted
+from ._records import _lines, parse_line
 
 SCHEMES = {"mlflow+http": "http", "mlflow+https": "https"}
 API = "/api/2.0/mlflow"
@@ -49,41 +52,12 @@ ARTIFACT_API = "/api/2.0/mlflow-artifacts/artifacts"
 # MLflow's limits (mlflow/utils/validation.py).
 MAX_ENTITIES = 1000  # metrics + params + tags in one log-batch; metrics alone are capped at 1000 too
 MAX_PARAMS_TAGS = 100  # params, and tags, per log-batch
-MAX_KEY = 250
-MAX_PARAM_VALUE = 6000
-MAX_TAG_VALUE = 8000
-MAX_RUN_NAME = 250
 MAX_BATCH_BYTES = 800_000  # of the params or tags of one log-batch; Databricks refuses requests over 1 MB
 HISTORY_PAGE = 25_000
-_INT64_MAX = (1 << 63) - 1
-_MAX_DOUBLE = 1.7976931348623157e308  # what MLflow's SQL store keeps of an infinity
-
-TAG_RUN_ID = "amltrack.run_id"
-TAG_STATUS = "amltrack.status"
-TAG_STATE = "amltrack.sync.state"  # in_progress while a push is under way, complete after it
-# "OFFSET:K": the lines of metrics.jsonl before byte OFFSET, and K points of the line there (a row's
-# points count across its entries, in key order).
-TAG_CURSOR = "amltrack.sync.cursor"
-TAG_ARTIFACTS = "amltrack.sync.artifacts"  # a digest of the artifacts the last complete push uploaded
-TAG_STRINGS = "amltrack.string_metrics"  # how many string values went to STRINGS_FILE
-RESERVED_TAG_PREFIXES = ("mlflow.", "amltrack.")
-
-OWN_DIR = "amltrack"  # the run's own files, under the MLflow run's artifacts
-STRINGS_FILE = f"{OWN_DIR}/string_metrics.jsonl"
-NAMES_FILE = f"{OWN_DIR}/names.json"
-
-STATUS = {
-    "completed": "FINISHED",
-    "failed": "FAILED",
-    "killed": "KILLED",
-    "crashed": "FAILED",
-    "running": "RUNNING",
-}
+# MLflow servers rate-limit, and may say for how long (docs/sync.md, "Errors").
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
 
 _UPLOAD_BLOCK = 1 << 20
-
-
-# ----------------------------------------------------------------- names and values
 
 
 def check_url(url: str) -> str:
@@ -92,271 +66,6 @@ def check_url(url: str) -> str:
     if parts.scheme not in SCHEMES or not parts.hostname:
         raise RemoteConfigError(f"MLflow remote URL {url!r} is not an mlflow+http:// or mlflow+https:// URL")
     return url.rstrip("/")
-
-
-_KEEP = re.compile(r"[\w./\- ]")  # what MLflow allows in a key, less ':', the escape character
-
-
-def _escape(ch: str) -> str:
-    return "".join(f":{b:02X}" for b in ch.encode("utf-8", "surrogatepass"))
-
-
-def mlflow_key(name: str, *, reserved: tuple[str, ...] = ()) -> str:
-    """The MLflow key of an amltrack metric, param or tag name.
-
-    A name MLflow accepts is kept, except that ':' is the escape character: every character MLflow
-    refuses, and ':' itself, becomes ':XX' per UTF-8 byte, like '%' in a URL. A '/' that MLflow
-    would read as an empty path part (first, last, or doubled), and the dots of a '.' or '..' part
-    or of a leading '..', are escaped too, and so is the first character of a key that starts with
-    one of ``reserved``. ``amltrack_name`` reverses it. A key longer than 250 characters is cut and
-    ends in '::' and 16 hex digits of the name's SHA-256 ('::' occurs in no other key); the push
-    lists such names in the artifact ``amltrack/names.json``.
-
-        mlflow_key("loss@gpu0")  # 'loss:40gpu0'
-        mlflow_key("a//b")       # 'a:2F/b'
-    """
-    n = len(name)
-    out = []
-    for i, ch in enumerate(name):
-        if ch == "/":
-            out.append("/" if 0 < i < n - 1 and name[i + 1] != "/" else ":2F")
-        elif ch != ":" and _KEEP.fullmatch(ch):
-            out.append(ch)
-        else:
-            out.append(_escape(ch))
-    parts = "".join(out).split("/")
-    for j, part in enumerate(parts):
-        if part in (".", ".."):
-            parts[j] = part.replace(".", ":2E")
-    if parts[0].startswith(".."):
-        parts[0] = ":2E" + parts[0][1:]
-    key = "/".join(parts)
-    if reserved and key.startswith(reserved):
-        key = _escape(key[0]) + key[1:]
-    if not key or len(key) > MAX_KEY:
-        cut = MAX_KEY - 18
-        if key[cut - 1 : cut] == ":":
-            cut -= 1
-        elif key[cut - 2 : cut - 1] == ":":
-            cut -= 2  # never cut an escape in two
-        digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
-        key = f"{key[:cut]}::{digest}"
-    return key
-
-
-def mlflow_path(path: str) -> str:
-    """The MLflow artifact path of an amltrack artifact path: ':', '%' and '#' escaped as ':XX'.
-
-    MLflow refuses '#' in artifact paths and decodes '%XX' in them more than once.
-    """
-    return "".join(_escape(c) if c in ":%#" else c for c in path)
-
-
-def amltrack_name(key: str) -> str | None:
-    """The amltrack name (or artifact path) of an MLflow key made by ``mlflow_key`` or ``mlflow_path``.
-
-    None for a key that was cut to MLflow's length limit (see ``amltrack/names.json``).
-
-        amltrack_name("loss:40gpu0")  # 'loss@gpu0'
-    """
-    if "::" in key:
-        return None
-    return unquote(key.replace(":", "%"), errors="strict")
-
-
-def _text(value: Any) -> str:
-    """A param or tag value as MLflow's own client writes it: ``str()``; containers as JSON."""
-    if isinstance(value, (str, bool, int, float)) or value is None:
-        return str(value)
-    return orjson.dumps(value).decode()
-
-
-def _wire(value: float) -> float | str:
-    """A metric value as MLflow parses it: a bare NaN token would be stored as 0."""
-    if math.isfinite(value):
-        return value
-    return "NaN" if value != value else ("Infinity" if value > 0 else "-Infinity")
-
-
-def _same_value(value: Any) -> Any:
-    """A metric value, local or from the server, as a key that compares NaN and infinities."""
-    v = float(value)
-    if v != v:
-        return "nan"
-    if v >= _MAX_DOUBLE:
-        return math.inf
-    if v <= -_MAX_DOUBLE:
-        return -math.inf
-    return v
-
-
-def to_ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-# A point of a metric as sent: (key, value, timestamp in ms, step).
-Point = tuple[str, float, int, int]
-
-
-# A metric record of metrics.jsonl: (name, step, ts, ms, value).
-Record = tuple[str, int, float, int, Any]
-
-
-def parse_line(line: bytes) -> list[Record | None]:
-    """The records of a metrics.jsonl line: one for a point record, one per entry for a row, in its
-    key order, as if each had been logged alone; None for each that every reader skips (a line
-    that is not a record, or a row with no entries, is one None)."""
-    try:
-        r = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return [None]
-    if type(r) is not dict:
-        return [None]
-    if fmt.is_row(r):
-        return [_record(p) for p in fmt.row_points(r)] or [None]
-    return [_record(r)]
-
-
-def _record(r: dict[str, Any]) -> Record | None:
-    if "value" not in r:
-        return None
-    name, step, ts = r.get("name"), r.get("step"), r.get("ts")
-    if type(name) is not str or type(step) is not int or not 0 <= step <= _INT64_MAX:
-        return None
-    if type(ts) not in (int, float):
-        return None
-    ms = to_ms(ts)
-    if not 0 <= ms <= _INT64_MAX:
-        return None
-    value = r["value"]
-    if "nonfinite" in r:
-        value = fmt.decode_value(value, r["nonfinite"] is True)
-    return name, step, ts, ms, value
-
-
-def record_points(step: int, value: Any) -> list[tuple[int, float]] | None:
-    """The (step, value) points MLflow gets for a value: one for a number or bool (as 1.0 or 0.0),
-    one per element for a list (step = index); None for what MLflow cannot hold as a metric."""
-    t = type(value)
-    try:
-        if t is float or t is int or t is bool:
-            return [(step, float(value))]
-        if t is list and all(type(x) is float or type(x) is int for x in value):
-            return [(i, float(x)) for i, x in enumerate(value)]
-    except OverflowError:  # an int beyond a double, written by hand
-        return None
-    return None
-
-
-def _lines(path: Path, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
-    """(offset, next offset, line) of the whole lines of ``path`` in [start, end)."""
-    if end <= start:
-        return
-    with open(path, "rb") as f:
-        f.seek(start)
-        pos = start
-        for line in f:
-            nxt = pos + len(line)
-            if nxt > end:
-                break
-            yield pos, nxt, line
-            pos = nxt
-            if pos >= end:
-                break
-
-
-def _parse_cursor(value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    m = re.fullmatch(r"(\d+):(\d+)", value)
-    return (int(m.group(1)), int(m.group(2))) if m else None
-
-
-# ----------------------------------------------------------------- what the run should look like
-
-
-@dataclass
-class _RemoteRun:
-    id: str
-    experiment_id: str
-    info: dict[str, Any]
-    params: dict[str, str]
-    tags: dict[str, str]
-
-    @classmethod
-    def of(cls, answer: dict[str, Any], at: answers.Route) -> _RemoteRun:
-        """The run in an answer's ``run`` field, its fields checked as they are used."""
-        run = answers.obj(answers.field(answer, "run", at), at, "run")
-        info = answers.obj(run.get("info") or {}, at, "run.info")
-        data = answers.obj(run.get("data") or {}, at, "run.data")
-        params = answers.objects(data, "params", at, optional=True)
-        tags = answers.objects(data, "tags", at, optional=True)
-        return cls(
-            id=str(info.get("run_id") or info.get("run_uuid")),
-            experiment_id=str(info.get("experiment_id")),
-            info=info,
-            params={answers.text(p, "key", at, "run.data.params"): p.get("value", "") for p in params},
-            tags={answers.text(t, "key", at, "run.data.tags"): t.get("value", "") for t in tags},
-        )
-
-    @property
-    def cursor(self) -> tuple[int, int] | None:
-        return _parse_cursor(self.tags.get(TAG_CURSOR))
-
-    @property
-    def artifact_root(self) -> str | None:
-        """The run's path under the artifact proxy, or None if its artifacts are not proxied."""
-        uri = str(self.info.get("artifact_uri") or "")
-        if not uri.startswith("mlflow-artifacts:"):
-            return None
-        return urlsplit(uri).path.strip("/")
-
-
-@dataclass
-class _Wanted:
-    """What the MLflow run should hold for a snapshot, except the metric points."""
-
-    name: str
-    start_ms: int | None
-    end_ms: int | None
-    status: str
-    params: dict[str, str]
-    tags: dict[str, str]
-    artifacts: dict[str, str]  # MLflow path -> the SHA-256 of its content, or a marker of what it is made of
-    local_files: dict[str, Path]  # MLflow path -> the local file it is uploaded from
-    artifact_paths: dict[str, str]  # MLflow path -> the artifact path, opened through Run.open_artifact
-    contents: dict[str, bytes]  # MLflow path -> the bytes it is uploaded from (run.json, summary.json)
-    names: dict[str, dict[str, str]]  # kind -> {MLflow key: amltrack name} where they differ
-    digest: str = ""
-
-    def __post_init__(self) -> None:
-        self.digest = hashlib.sha256(orjson.dumps(sorted(self.artifacts.items()))).hexdigest()
-
-    def sent(self, path: str, sha256: str | None) -> None:
-        """Name the version of artifact ``path`` that was uploaded (None: none, it is gone), so the
-        tags and the ledger describe what MLflow holds, not what the listing saw."""
-        if sha256 is None:
-            self.artifacts.pop(path, None)
-        else:
-            self.artifacts[path] = sha256
-        self.__post_init__()
-
-
-@dataclass
-class _Plan:
-    create: bool
-    params: list[tuple[str, str]]
-    tags: list[tuple[str, str]]
-    cursor: tuple[int, int]
-    resuming: bool  # the last push of this run was interrupted: its last metrics batch is uncertain
-    uploads: list[str]
-    update: dict[str, Any]
-    finish: bool  # the final tags (state, cursor, artifacts) need writing
-    estimate: int = 0
-
-    @property
-    def nothing(self) -> bool:
-        return not (self.create or self.params or self.tags or self.uploads or self.update or self.finish)
 
 
 @dataclass
@@ -398,11 +107,7 @@ class _Uploads:
 
         return gen
 
-
-# ----------------------------------------------------------------- the remote
-
-
-class MlflowRemote(HttpRemote):
+class MlflowRemote(HttpBacked):
     """A client of one MLflow tracking server, addressed as ``mlflow+http(s)://host[:port][/prefix]``.
 
     Credentials come from ``MLFLOW_TRACKING_USERNAME`` and ``MLFLOW_TRACKING_PASSWORD`` (basic),
@@ -428,8 +133,6 @@ class MlflowRemote(HttpRemote):
         self.url = check_url(url)
         parts = urlsplit(self.url)
         self.base = parts._replace(scheme=SCHEMES[parts.scheme]).geturl()
-        self.retries = retries
-        self.backoff = backoff
         self.batch = max(1, min(max_metrics, MAX_ENTITIES) - 1)  # one entity goes to the cursor tag
         headers = {"User-Agent": f"amltrack/{__version__}"}
         auth: httpx.Auth | None = None
@@ -453,7 +156,7 @@ class MlflowRemote(HttpRemote):
             verify = False
         elif os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
             verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
-        self._client = httpx.Client(
+        client = httpx.Client(
             base_url=self.base,
             headers=headers,
             auth=auth,
@@ -461,9 +164,9 @@ class MlflowRemote(HttpRemote):
             timeout=httpx.Timeout(timeout, connect=10.0),
             transport=transport,
         )
-        self._key = ledger.remote_key(self.kind, self.url)
+        policy = RetryPolicy(retries, backoff, statuses=RETRY_STATUSES, retry_after=True)
+        self._http = HttpClient(client, self.url, policy)
         self._experiments: dict[str, str] = {}
-        super().__init__()
 
     def __repr__(self) -> str:
         return f"MlflowRemote({self.url!r})"
@@ -487,35 +190,20 @@ class MlflowRemote(HttpRemote):
         ``retry`` is True for a request that can be repeated as it is, or a function that gives
         the body to send instead (None: send nothing more) for one that cannot.
         """
-        body = None if json is None else orjson.dumps(json)
-        for attempt in range(self.retries + 1):
-            if attempt and callable(retry):
-                again = retry()
-                if again is None:
-                    return None
-                body = orjson.dumps(again)
-            hdrs = dict(headers or {})
-            if body is not None:
-                hdrs["Content-Type"] = "application/json"  # MLflow refuses a POST without it
-            try:
-                r = self._client.request(
-                    method,
-                    path,
-                    params=params,
-                    content=body if body is not None else (content() if content else None),
-                    headers=hdrs,
-                )
-            except httpx.TransportError as e:
-                if attempt == self.retries or isinstance(e, httpx.UnsupportedProtocol) or not retry:
-                    raise RemoteUnavailableError(self.url, e) from e
-                time.sleep(self.delay(attempt))
-                continue
-            if r.status_code in (429, 502, 503, 504) and attempt < self.retries and retry:
-                time.sleep(_retry_after(r, self.delay(attempt)))
-                continue
-            break
-        if write:
-            self._wrote()
+        hdrs = dict(headers or {})
+        if json is not None:
+            hdrs["Content-Type"] = "application/json"  # MLflow refuses a POST without it
+        r = self._http.request(
+            method,
+            path,
+            params=params,
+            content=orjson.dumps(json) if json is not None else content,
+            headers=hdrs,
+            write=write,
+            again=_as_json(retry) if callable(retry) else bool(retry),
+        )
+        if r is None:
+            return None
         if r.status_code >= 400:
             raise self._error(r, method, path)
         if not r.content:
@@ -626,16 +314,16 @@ class MlflowRemote(HttpRemote):
             return self._experiments[name]
         raise SyncError(f"experiment {name!r} could not be created or found on {self.url}")
 
-    def _get_run(self, run_id: str) -> _RemoteRun | None:
+    def _get_run(self, run_id: str) -> RemoteRun | None:
         try:
             got = self._get("runs/get", run_id=run_id)
         except RemoteError as e:
             if e.code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
                 return None
             raise
-        return _RemoteRun.of(got, self._at("GET", "runs/get"))
+        return RemoteRun.of(got, self._at("GET", "runs/get"))
 
-    def _search(self, experiment_id: str, local_id: str) -> _RemoteRun | None:
+    def _search(self, experiment_id: str, local_id: str) -> RemoteRun | None:
         """The MLflow run tagged with ``local_id``; the oldest if a race made two."""
         found = self._post(
             "runs/search",
@@ -648,19 +336,21 @@ class MlflowRemote(HttpRemote):
             write=False,
         )
         at = self._at("POST", "runs/search")
-        runs = [_RemoteRun.of({"run": r}, at) for r in answers.objects(found, "runs", at, optional=True)]
+        runs = [RemoteRun.of({"run": r}, at) for r in answers.objects(found, "runs", at, optional=True)]
         runs = [r for r in runs if r.tags.get(TAG_RUN_ID) == local_id]
         if not runs:
             return None
         return min(runs, key=lambda r: (int(r.info.get("start_time") or 0), r.id))
 
-    def find_run(self, snap: Snapshot, *, create_experiment: bool = False) -> _RemoteRun | None:
-        """The MLflow run that holds ``snap``'s run, if there is one."""
+    def find_run(
+        self, snap: Snapshot, *, create_experiment: bool = False, remote_state: dict[str, Any] | None = None
+    ) -> RemoteRun | None:
+        """The MLflow run that holds ``snap``'s run, if there is one: the one ``remote_state`` (the
+        ledger's) names if it still does, else the one a search finds."""
         exp_id = self._experiment(snap.run.experiment, create=create_experiment)
         if exp_id is None:
             return None
-        previous = (ledger.read(snap.dir, self._key) or {}).get("remote_state") or {}
-        cached = previous.get("run_id")
+        cached = (remote_state or {}).get("run_id")
         if isinstance(cached, str) and cached:
             run = self._get_run(cached)
             if (
@@ -672,7 +362,7 @@ class MlflowRemote(HttpRemote):
                 return run
         return self._search(exp_id, snap.id)
 
-    def _create_run(self, exp_id: str, snap: Snapshot, want: _Wanted) -> _RemoteRun:
+    def _create_run(self, exp_id: str, snap: Snapshot, want: Wanted) -> RemoteRun:
         body: dict[str, Any] = {
             "experiment_id": exp_id,
             "run_name": want.name,
@@ -693,181 +383,12 @@ class MlflowRemote(HttpRemote):
             run = self._search(exp_id, snap.id)
             assert run is not None
             return run
-        return _RemoteRun.of(made, self._at("POST", "runs/create"))
-
-    # ----------------------------------------------------------------- planning
-
-    def _wanted(self, snap: Snapshot, known: dict[str, Any] | None) -> _Wanted:
-        info = snap.info
-        run = snap.run
-        status = snap.status
-        start = info.get("created_ts")
-        end = info.get("ended_ts")
-        if not isinstance(end, (int, float)) and status == "crashed":
-            end = run.cached_summary().get("heartbeat")  # the last moment it was known alive
-        names: dict[str, dict[str, str]] = {"params": {}, "tags": {}, "artifacts": {}}
-
-        def key(kind: str, name: str, reserved: tuple[str, ...] = ()) -> str:
-            k = mlflow_key(name, reserved=reserved)
-            if k != name:
-                names[kind][k] = name
-            return k
-
-        params = {key("params", k): _text(v)[:MAX_PARAM_VALUE] for k, v in sorted(run.params.items())}
-        tags = {TAG_RUN_ID: snap.id, TAG_STATUS: status}
-        if isinstance(info.get("user"), str) and info["user"]:
-            tags["mlflow.user"] = info["user"]
-        argv = info.get("argv")
-        if isinstance(argv, list) and argv and isinstance(argv[0], str) and argv[0]:
-            tags["mlflow.source.name"] = argv[0]
-        git = info.get("git")
-        if isinstance(git, dict):
-            for field_, tag in (
-                ("commit", "mlflow.source.git.commit"),
-                ("branch", "mlflow.source.git.branch"),
-            ):
-                if isinstance(git.get(field_), str) and git[field_]:
-                    tags[tag] = git[field_]
-        for k, v in sorted(run.tags.items()):
-            tags[key("tags", k, RESERVED_TAG_PREFIXES)] = _text(v)[:MAX_TAG_VALUE]
-
-        artifacts: dict[str, str] = {}
-        files: dict[str, Path] = {}
-        artifact_paths: dict[str, str] = {}
-        contents: dict[str, bytes] = {}
-        root = snap.dir / fmt.ARTIFACTS_DIR
-        for path, f in sorted(snap.artifact_files(known).items()):
-            p = mlflow_path(path)
-            if p != path:
-                names["artifacts"][p] = path
-            artifacts[p], files[p], artifact_paths[p] = f.sha256, root / path, path
-        # The run's own files, as this snapshot read them: the JSON Lines files up to their last
-        # whole line (append-only, so their length names their content), and the generated ones,
-        # named by what they are made from.
-        own: list[tuple[str, str, Path | bytes | None]] = [
-            (f"{OWN_DIR}/{fmt.RUN_FILE}", str(sha256_bytes(snap.run_json)), snap.run_json),
-        ]
-        if snap.summary_json is not None:
-            own.append(
-                (f"{OWN_DIR}/{fmt.SUMMARY_FILE}", str(sha256_bytes(snap.summary_json)), snap.summary_json)
-            )
-        if snap.metrics_size:
-            m = snap.metrics_size
-            own += [
-                (f"{OWN_DIR}/{fmt.METRICS_FILE}", f"bytes:{m}", snap.dir / fmt.METRICS_FILE),
-                (STRINGS_FILE, f"from:{m}", None),
-            ]
-        if snap.manifest_size:
-            own.append(
-                (
-                    f"{OWN_DIR}/{fmt.MANIFEST_FILE}",
-                    f"bytes:{snap.manifest_size}",
-                    snap.dir / fmt.MANIFEST_FILE,
-                )
-            )
-        own.append(
-            (NAMES_FILE, f"from:{snap.metrics_size}:{snap.manifest_size}:{sha256_bytes(snap.run_json)}", None)
-        )
-        for p, mark, source in own:
-            if p in artifacts:
-                raise SyncError(
-                    f"run {snap.id} has an artifact at {p}, where the MLflow run keeps amltrack's own files; "
-                    "move the artifact to push the run to MLflow"
-                )
-            artifacts[p] = mark
-            if isinstance(source, bytes):
-                contents[p] = source
-            elif source is not None:
-                files[p] = source
-        name = run.name or snap.id
-        return _Wanted(
-            name=name[:MAX_RUN_NAME],
-            start_ms=to_ms(start) if isinstance(start, (int, float)) else None,
-            end_ms=to_ms(end) if isinstance(end, (int, float)) else None,
-            status=STATUS.get(status, "FAILED"),
-            params=params,
-            tags=tags,
-            artifacts=artifacts,
-            local_files=files,
-            artifact_paths=artifact_paths,
-            contents=contents,
-            names=names,
-        )
-
-    def _plan(
-        self,
-        snap: Snapshot,
-        remote: _RemoteRun | None,
-        want: _Wanted,
-        previous: dict[str, Any],
-        *,
-        check: bool = False,
-    ) -> _Plan:
-        have = remote or _RemoteRun("", "", {}, {}, {})
-        for k, v in want.params.items():
-            if k in have.params and have.params[k] != v:
-                raise SyncError(
-                    f"param {k!r} of run {snap.id} is {have.params[k]!r} on MLflow and {v!r} here, and MLflow "
-                    "never changes a param; delete the MLflow run to push the run afresh"
-                )
-        cursor = (0, 0) if remote is None else (have.cursor or (0, 0))
-        if cursor[0] > snap.metrics_size:
-            raise SyncError(
-                f"the MLflow run of {snap.id} holds metrics.jsonl up to byte {cursor[0]}, past the local "
-                f"{snap.metrics_size}: the two have diverged; delete the MLflow run to push the run afresh"
-            )
-        if have.tags.get(TAG_ARTIFACTS) == want.digest:
-            uploads: list[str] = []
-        else:
-            base: dict[str, str] = {}
-            if (
-                remote is not None
-                and previous.get("run_id") == remote.id
-                and previous.get("artifacts_digest") == have.tags.get(TAG_ARTIFACTS)
-                and isinstance(previous.get("uploaded"), dict)
-            ):
-                base = previous["uploaded"]  # the remote holds what the last complete push uploaded
-            uploads = [p for p, mark in want.artifacts.items() if base.get(p) != mark]
-        sizes = _sizes(snap, want)
-        if check and remote is not None:
-            # The digest says what the last complete push uploaded, not what the run holds now: an
-            # artifact deleted or replaced on MLflow since leaves it as it was. MLflow keeps no
-            # hashes, so what is there is compared by size, as --verify does.
-            there = self._listing(remote)
-            stale = {p for p, size in sizes.items() if there.get(p) != size}
-            uploads = [p for p in want.artifacts if p in stale or p in uploads]
-        update: dict[str, Any] = {}
-        if have.info.get("status") != want.status:
-            update["status"] = want.status
-        if want.end_ms is not None and have.info.get("end_time") != want.end_ms:
-            update["end_time"] = want.end_ms
-        if have.info.get("run_name") != want.name:
-            update["run_name"] = want.name
-        end = (snap.metrics_size, 0)
-        plan = _Plan(
-            create=remote is None,
-            params=[(k, v) for k, v in want.params.items() if k not in have.params],
-            tags=[(k, v) for k, v in want.tags.items() if have.tags.get(k) != v],
-            cursor=cursor,
-            resuming=remote is not None and have.tags.get(TAG_STATE) != "complete",
-            uploads=uploads,
-            update=update,
-            finish=(
-                have.tags.get(TAG_STATE) != "complete"
-                or cursor != end
-                or have.tags.get(TAG_ARTIFACTS) != want.digest
-            ),
-        )
-        plan.estimate = (
-            (len(snap.run_json) if plan.create else 0)
-            + sum(len(k) + len(v) for k, v in plan.params + plan.tags)
-            + (snap.metrics_size - cursor[0] if cursor != end else 0)
-            + sum(sizes.get(p, 0) for p in uploads)
-            + (1 if plan.update or plan.finish else 0)
-        )
-        return plan
+        return RemoteRun.of(made, self._at("POST", "runs/create"))
 
     # ----------------------------------------------------------------- push
+
+    def _wanted(self, snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
+        return _plan.wanted(snap, known)
 
     def push_run(
         self,
@@ -877,11 +398,13 @@ class MlflowRemote(HttpRemote):
         dry_run: bool = False,
         known: dict[str, Any] | None = None,
         check: bool = False,
+        remote_state: dict[str, Any] | None = None,
     ) -> PushResult:
-        previous = (ledger.read(snap.dir, self._key) or {}).get("remote_state") or {}
+        previous = remote_state or {}
         want = self._wanted(snap, known)
-        remote = self.find_run(snap, create_experiment=not dry_run)
-        plan = self._plan(snap, remote, want, previous, check=check)
+        remote = self.find_run(snap, create_experiment=not dry_run, remote_state=previous)
+        there = self._listing(remote) if check and remote is not None else None
+        plan = _plan.plan(snap, remote, want, previous, there=there)
         result = PushResult(snap.id, planned=plan.estimate)
         if remote is not None:
             result.remote = self._ledger_state(remote, want)
@@ -931,7 +454,7 @@ class MlflowRemote(HttpRemote):
         result.remote = self._ledger_state(remote, want)
         return result
 
-    def _ledger_state(self, remote: _RemoteRun, want: _Wanted) -> dict[str, Any]:
+    def _ledger_state(self, remote: RemoteRun, want: Wanted) -> dict[str, Any]:
         return {
             "experiment_id": remote.experiment_id,
             "run_id": remote.id,
@@ -960,7 +483,7 @@ class MlflowRemote(HttpRemote):
         self,
         snap: Snapshot,
         run_id: str,
-        plan: _Plan,
+        plan: Plan,
         progress: Progress,
         result: PushResult,
         scan: _Scan,
@@ -1026,7 +549,7 @@ class MlflowRemote(HttpRemote):
         def body(pts: list[Point]) -> dict[str, Any]:
             return {
                 "run_id": run_id,
-                "metrics": [{"key": k, "value": _wire(v), "timestamp": ms, "step": s} for k, v, ms, s in pts],
+                "metrics": [{"key": k, "value": wire_value(v), "timestamp": ms, "step": s} for k, v, ms, s in pts],
                 "tags": [{"key": TAG_CURSOR, "value": f"{cursor[0]}:{cursor[1]}"}],
             }
 
@@ -1059,11 +582,11 @@ class MlflowRemote(HttpRemote):
         for key in sorted({p[0] for p in points}):
             for m in self._history(run_id, key):
                 have[
-                    (key, _same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+                    (key, same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
                 ] += 1
         out = []
         for p in points:
-            k = (p[0], _same_value(p[1]), p[2], p[3])
+            k = (p[0], same_value(p[1]), p[2], p[3])
             if have[k] > 0:
                 have[k] -= 1
             else:
@@ -1073,8 +596,8 @@ class MlflowRemote(HttpRemote):
     def _upload(
         self,
         snap: Snapshot,
-        remote: _RemoteRun,
-        want: _Wanted,
+        remote: RemoteRun,
+        want: Wanted,
         paths: list[str],
         scan: _Scan,
         progress: Progress,
@@ -1143,17 +666,17 @@ class MlflowRemote(HttpRemote):
 
     # ----------------------------------------------------------------- verify
 
-    def verify_run(self, snap: Snapshot) -> list[str]:
+    def verify_run(self, snap: Snapshot, remote_state: dict[str, Any] | None = None) -> list[str]:
         snap = snap.fresh()
-        remote = self.find_run(snap)
+        remote = self.find_run(snap, remote_state=remote_state)
         if remote is None:
             return ["the run is not on the remote"]
         want = self._wanted(snap, None)
         diffs = []
         if remote.tags.get(TAG_STATE) != "complete":
             diffs.append("the MLflow run is unfinished (a push was interrupted); sync again")
-        for what, wanted, there in (("param", want.params, remote.params), ("tag", want.tags, remote.tags)):
-            for k, v in wanted.items():
+        for what, should, there in (("param", want.params, remote.params), ("tag", want.tags, remote.tags)):
+            for k, v in should.items():
                 if k not in there:
                     diffs.append(f"{what} {k} is missing on the remote")
                 elif there[k] != v:
@@ -1166,7 +689,7 @@ class MlflowRemote(HttpRemote):
         diffs += self._verify_artifacts(snap, remote, want)
         return diffs
 
-    def _verify_metrics(self, snap: Snapshot, remote: _RemoteRun) -> list[str]:
+    def _verify_metrics(self, snap: Snapshot, remote: RemoteRun) -> list[str]:
         local: dict[str, Counter[tuple[Any, ...]]] = {}
         keys: dict[str, str] = {}
         for _off, _nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0, snap.metrics_size):
@@ -1180,7 +703,7 @@ class MlflowRemote(HttpRemote):
                 key = keys.get(name) or keys.setdefault(name, mlflow_key(name))
                 c = local.setdefault(key, Counter())
                 for s, v in points:
-                    c[(_same_value(v), ms, s)] += 1
+                    c[(same_value(v), ms, s)] += 1
         at = self._at("GET", "runs/get")
         run = answers.obj(answers.field(self._get("runs/get", run_id=remote.id), "run", at), at, "run")
         data = answers.obj(run.get("data") or {}, at, "run.data")
@@ -1191,7 +714,7 @@ class MlflowRemote(HttpRemote):
             if key in there:
                 for m in self._history(remote.id, key):
                     have[
-                        (_same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
+                        (same_value(m.get("value", 0)), int(m.get("timestamp", 0)), int(m.get("step", 0)))
                     ] += 1
             want = local.get(key, Counter())
             missing = sum(1 for p in want if p not in have)
@@ -1205,9 +728,9 @@ class MlflowRemote(HttpRemote):
                 )
         return diffs
 
-    def _verify_artifacts(self, snap: Snapshot, remote: _RemoteRun, want: _Wanted) -> list[str]:
+    def _verify_artifacts(self, snap: Snapshot, remote: RemoteRun, want: Wanted) -> list[str]:
         there = self._listing(remote)
-        sizes = _sizes(snap, want)
+        sizes = _plan.sizes(snap, want)
         diffs = []
         for p in want.artifacts:
             if p not in sizes:
@@ -1218,7 +741,7 @@ class MlflowRemote(HttpRemote):
                 diffs.append(f"artifact {p} has {there[p]} bytes on the remote, {sizes[p]} here")
         return diffs
 
-    def _listing(self, remote: _RemoteRun) -> dict[str, int]:
+    def _listing(self, remote: RemoteRun) -> dict[str, int]:
         """Every artifact file of the MLflow run, and its size."""
         there: dict[str, int] = {}
         todo = [""]
@@ -1244,6 +767,8 @@ class MlflowRemote(HttpRemote):
         return there
 
 
+
+
 def _batches(items: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
     """Params or tags in log-batch requests of at most 100 and well under the 1 MB that Databricks
     enforces (values of up to 8,000 characters, JSON-escaped, could pass it at 100)."""
@@ -1260,22 +785,11 @@ def _batches(items: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:
         yield part
 
 
-def _sizes(snap: Snapshot, want: _Wanted) -> dict[str, int]:
-    """The size of each artifact the run should have, except the generated ones."""
-    out = {p: len(b) for p, b in want.contents.items()}
-    for p, f in want.local_files.items():
-        try:
-            out[p] = f.stat().st_size
-        except OSError:
-            out[p] = 0
-    out[f"{OWN_DIR}/{fmt.METRICS_FILE}"] = snap.metrics_size
-    if snap.manifest_size:
-        out[f"{OWN_DIR}/{fmt.MANIFEST_FILE}"] = snap.manifest_size
-    return out
+def _as_json(make: Callable[[], Any]) -> Callable[[], bytes | None]:
+    """The body ``make`` gives for the next try, as JSON; None if it found the request done."""
 
+    def again() -> bytes | None:
+        body = make()
+        return None if body is None else orjson.dumps(body)
 
-def _retry_after(r: httpx.Response, default: float) -> float:
-    try:
-        return min(60.0, max(0.0, float(r.headers.get("retry-after", ""))))
-    except ValueError:
-        return default
+    return again
