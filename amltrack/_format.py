@@ -236,12 +236,37 @@ _UMASK = _read_umask()
 
 def read_json(path: Path) -> dict[str, Any]:
     """Read a JSON object file; a missing file is FileNotFoundError, anything else unreadable is StoreError."""
+    return _json_object(_read_bytes(path), path)
+
+
+def read_run_info(run_dir: Path) -> tuple[bytes, dict[str, Any]]:
+    """A run's ``run.json``: its bytes and its object, checked to be one this amltrack reads.
+
+    The one reader of run.json (the store, listings and sync take it from here). A missing file is
+    FileNotFoundError; one that is not a JSON object, or of a newer schema, is StoreError.
+    """
+    path = run_dir / RUN_FILE
+    data = _read_bytes(path)
+    info = _json_object(data, path)
+    schema = info.get("schema")
+    if isinstance(schema, int) and schema > SCHEMA_VERSION:
+        raise StoreError(
+            f"run {run_dir.name} has schema version {schema}, newer than this amltrack reads "
+            f"({SCHEMA_VERSION}); upgrade amltrack"
+        )
+    return data, info
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         raise
     except OSError as e:
         raise StoreError(e.errno, f"cannot read {path}: {e.strerror}; check its permissions") from e
+
+
+def _json_object(data: bytes, path: Path) -> dict[str, Any]:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as e:

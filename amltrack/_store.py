@@ -324,15 +324,6 @@ def _valid_value(v: Any) -> bool:
     return False
 
 
-def _check_run_schema(run_id: str, info: dict[str, Any]) -> None:
-    schema = info.get("schema")
-    if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
-        raise StoreError(
-            f"run {run_id} has schema version {schema}, newer than this amltrack reads "
-            f"({fmt.SCHEMA_VERSION}); upgrade amltrack"
-        )
-
-
 class Run:
     """A run in a store, read from its files. Get one from ``Store.run()``, ``Store.runs()`` or ``last()``."""
 
@@ -362,14 +353,12 @@ class Run:
 
     def _read_info(self) -> dict[str, Any]:
         try:
-            info = fmt.read_json(self.dir / fmt.RUN_FILE)
+            return fmt.read_run_info(self.dir)[1]
         except FileNotFoundError:
             raise StoreError(
                 f"run directory {self.dir} has no {fmt.RUN_FILE}; it is not a run, or it was cut "
                 "short while being created: delete it"
             ) from None
-        _check_run_schema(self.id, info)
-        return info
 
     def reload(self) -> Run:
         """Re-read ``run.json`` (status and end time change while a run is live)."""
@@ -941,14 +930,13 @@ class Store:
             lost = False
             try:
                 try:
-                    info = fmt.read_json(d / fmt.RUN_FILE)
+                    info = fmt.read_run_info(d)[1]
                 except FileNotFoundError:
                     # An empty folder is a run being created (run.json is its first file); a folder
                     # that holds files but no run.json lost it, and its records would vanish unsaid.
                     # Files but a run.json on a second look: it landed in between, a run just made.
                     lost = _holds_files(d)
-                    info = fmt.read_json(d / fmt.RUN_FILE)
-                _check_run_schema(rid, info)
+                    info = fmt.read_run_info(d)[1]
             except NotADirectoryError:
                 continue  # a stray file, not a run
             except FileNotFoundError:

@@ -162,15 +162,15 @@ def test_a_run_json_that_lands_while_the_store_is_listed_is_no_lost_run(tmp_path
     run_json = logger.run_dir / "run.json"
     saved = run_json.read_bytes()
     run_json.unlink()
-    read = fmt.read_json
+    read = fmt.read_run_info
 
-    def late(path: Path) -> object:
-        if path == run_json and not run_json.exists():
+    def late(run_dir: Path) -> object:
+        if run_dir / "run.json" == run_json and not run_json.exists():
             run_json.write_bytes(saved)  # run.json lands just after this look found none
-            raise FileNotFoundError(path)
-        return read(path)
+            raise FileNotFoundError(run_json)
+        return read(run_dir)
 
-    monkeypatch.setattr(_store.fmt, "read_json", late)
+    monkeypatch.setattr(_store.fmt, "read_run_info", late)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert [r.id for r in amltrack.Store(tmp_path).runs()] == [logger.run_id]

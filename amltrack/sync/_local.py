@@ -279,24 +279,12 @@ def _latest_stored(data: bytes) -> dict[str, dict[str, Any]]:
 def snapshot(store: Store, run_id: str) -> Snapshot:
     """Read the run's files; StoreError if run.json is missing or not a JSON object."""
     run_dir = store.runs_dir / run_id
-    path = run_dir / fmt.RUN_FILE
     try:
-        run_json = path.read_bytes()
+        run_json, info = fmt.read_run_info(run_dir)
     except FileNotFoundError:
         raise StoreError(
             f"run {run_id} has no {fmt.RUN_FILE}; it is not a run, or was cut short while created"
         ) from None
-    except OSError as e:
-        raise StoreError(e.errno, f"cannot read {path}: {e.strerror}") from e
-    try:
-        info = orjson.loads(run_json)
-    except orjson.JSONDecodeError as e:
-        raise StoreError(f"{path} is not valid JSON ({e}); restore it or delete the run") from None
-    if not isinstance(info, dict):
-        raise StoreError(f"{path} is not a JSON object; restore it or delete the run")
-    schema = info.get("schema")
-    if isinstance(schema, int) and schema > fmt.SCHEMA_VERSION:
-        raise StoreError(f"run {run_id} has schema version {schema}, newer than this amltrack syncs; upgrade")
     try:
         summary: bytes | None = (run_dir / fmt.SUMMARY_FILE).read_bytes()
         if not isinstance(orjson.loads(summary), dict):
