@@ -77,7 +77,7 @@ def test_one_row_adds_a_kind_to_urls_remotes_open_remote_and_the_exports(
     fake_kind: _kinds.Kind, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert _kinds.check_url("fake+http://h:1/") == "fake+http://h:1"
-    assert _kinds.kind_of("fake+http://h:1") == "fake"
+    assert _kinds.kind_of_url("fake+http://h:1") == "fake"
     with pytest.raises(RemoteConfigError, match=r"\(or mlflow\+http:// or mlflow\+https:// for an MLflow tracking "
                        r"server, fake\+http:// for a fake server\)"):
         _kinds.check_url("ftp://h")

@@ -5,7 +5,7 @@
     report.counts()   # {"pushed": 3, "up_to_date": 12, "would_push": 0, "skipped": 1, "failed": 0}
 
 Modules: ``_sync`` the loop, ``_local`` what a local run holds, ``_ledger`` what went where,
-``_assets`` pushing promoted assets, ``_remotes`` the remotes config, ``_remote`` the seam a remote
+``_assets`` pushing promoted assets, ``_config`` the remotes config, ``_remote`` the seam a remote
 kind implements (the ``Remote`` protocol), ``_kinds`` the table of kinds, ``_http`` the HTTP client
 and its one retry policy, ``_answers`` checks of a server's answers, ``_reader`` reading runs back
 from an amltrack server, and one module (or package) per kind: ``_amltrack`` for amltrack's own
@@ -15,7 +15,7 @@ protocol and guarantees.
 Adding a sync target is one new module plus one table row: write the module (say ``_s3.py``) with a
 class that takes ``(url, token)`` and has what ``_remote.Remote`` names (an HTTP target may build
 on ``_http.HttpClient``; nothing requires it), and add its ``Kind`` row to ``_kinds.KINDS`` with
-its URL schemes. The row alone makes ``check_url`` and ``kind_of`` accept its URLs, ``Remotes.add``
+its URL schemes. The row alone makes ``check_url`` and ``kind_of_url`` accept its URLs, ``Remotes.add``
 (``amltrack remote add``) store them, ``open_remote`` and ``sync`` open its class, and
 ``amltrack.sync.<Class>`` import it on first use. What the ledger keeps for the remote is the
 ``PushResult.remote`` its pushes return, handed back to it as ``remote_state``.
@@ -24,12 +24,12 @@ its URL schemes. The row alone makes ``check_url`` and ``kind_of`` accept its UR
 from typing import TYPE_CHECKING, Any
 
 from . import _kinds
+from ._config import RemoteEntry, Remotes, config_dir
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._kinds import open_remote
 from ._ledger import remotes_of
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, PushResult, Remote
-from ._remotes import RemoteEntry, Remotes, config_dir
 from ._sync import RunOutcome, SyncReport, sync
 
 if TYPE_CHECKING:  # for type checkers only: at run time the table's rows are the exports

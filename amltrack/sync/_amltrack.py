@@ -31,7 +31,7 @@ from ._kinds import check_url
 from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes, sha256_file
 from ._remote import AssetPush, Progress, PushResult
 
-CHUNK = 16 * 1024 * 1024
+UPLOAD_CHUNK = 16 * 1024 * 1024
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()
 _COUNT_BLOCK = 1 << 20
 
@@ -54,7 +54,7 @@ def count_lines(path: Path, start: int, end: int) -> int:
 
 
 @dataclass
-class _Plan:
+class _PushPlan:
     create: bool
     metrics: tuple[int, int]
     manifest: tuple[int, int]
@@ -88,7 +88,7 @@ class AmltrackRemote(HttpBacked):
         retries: int = 3,
         backoff: float = 0.2,
         timeout: float = 60.0,
-        chunk_size: int = CHUNK,
+        chunk_size: int = UPLOAD_CHUNK,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -183,7 +183,7 @@ class AmltrackRemote(HttpBacked):
             limit = health.get("max_body")
             if limit is not None and (type(limit) is not int or limit < 1):
                 raise self._not_amltrack(f"GET /v1/health answered max_body={limit!r:.60}, not a size")
-            self._max_body = limit or CHUNK
+            self._max_body = limit or UPLOAD_CHUNK
         return self._max_body
 
     def _not_amltrack(self, why: str) -> RemoteConfigError:
@@ -250,7 +250,7 @@ class AmltrackRemote(HttpBacked):
 
     # ----------------------------------------------------------------- push
 
-    def _plan(self, snap: Snapshot, state: dict[str, Any] | None, files: dict[str, LocalFile]) -> _Plan:
+    def _plan(self, snap: Snapshot, state: dict[str, Any] | None, files: dict[str, LocalFile]) -> _PushPlan:
         remote_files = (state or {}).get("files") or {}
         remote_artifacts = (state or {}).get("artifacts") or {}
 
@@ -264,7 +264,7 @@ class AmltrackRemote(HttpBacked):
                 )
             return have, local
 
-        plan = _Plan(
+        plan = _PushPlan(
             create=state is None,
             metrics=span(fmt.METRICS_FILE, snap.metrics_size),
             manifest=span(fmt.MANIFEST_FILE, snap.manifest_size),

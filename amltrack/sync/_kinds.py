@@ -2,7 +2,7 @@
 
 ``KINDS`` names each kind's URL schemes, the class that is its client (imported only when a remote of
 that kind is opened, or the class is asked for as ``amltrack.sync.<Class>``), and how a configured
-remote's token reaches it. ``check_url``, ``kind_of``, ``Remotes.add``, ``open_remote``, the sync
+remote's token reaches it. ``check_url``, ``kind_of_url``, ``Remotes.add``, ``open_remote``, the sync
 loop and the package's lazy exports all read it; nothing else lists the kinds.
 """
 
@@ -17,8 +17,8 @@ from urllib.parse import urlsplit
 from ._errors import RemoteConfigError
 
 if TYPE_CHECKING:
+    from ._config import RemoteEntry
     from ._remote import Remote
-    from ._remotes import RemoteEntry
 
 TOKEN_ENV = "AMLTRACK_TOKEN"
 
@@ -75,7 +75,7 @@ def default() -> Kind:
     return next(iter(KINDS.values()))
 
 
-def kind_of(url: str) -> str:
+def kind_of_url(url: str) -> str:
     """The remote kind a URL names by its scheme: ``mlflow`` for mlflow+http(s)://, else the
     default, ``amltrack``."""
     scheme = urlsplit(url).scheme

@@ -34,10 +34,10 @@ from .._errors import ArtifactNotFoundError, AssetNotFoundError, RunNotFoundErro
 from .._store import Run, Store
 from .._summary import decode_overview
 from ._answers import Route, count, field, obj, objects, table
+from ._config import TOKEN_ENV, RemoteEntry, Remotes
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._http import HttpBacked, HttpClient, RetryPolicy, amltrack_client, error_fields
 from ._kinds import check_url
-from ._remotes import TOKEN_ENV, RemoteEntry, Remotes
 
 _BLOCK = 1 << 20
 

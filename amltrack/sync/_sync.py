@@ -15,12 +15,12 @@ from .._errors import AmltrackError, StoreError
 from .._store import Store
 from . import _ledger as ledger
 from ._assets import AssetOutcome, asset_counts, push_assets
+from ._config import RemoteEntry, Remotes
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
 from ._kinds import KINDS, check_url, open_remote
 from ._kinds import get as get_kind
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, PushResult, Remote
-from ._remotes import RemoteEntry, Remotes
 
 ENDED = ("completed", "failed", "killed", "crashed")
 NOT_TRIED = "not tried"  # how the reason of a run starts when a remote-wide error stopped the sync

@@ -22,7 +22,7 @@ import orjson
 from .._errors import StoreError
 from .._format import read_json
 from ._errors import RemoteConfigError
-from ._kinds import KINDS, TOKEN_ENV, check_url, default, kind_of
+from ._kinds import KINDS, TOKEN_ENV, check_url, default, kind_of_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -70,7 +70,7 @@ class Remotes:
         for name, e in raw.items():
             if isinstance(e, dict) and isinstance(e.get("url"), str):
                 self.entries[name] = RemoteEntry(
-                    name, e["url"], str(e.get("kind") or kind_of(e["url"])), e.get("token")
+                    name, e["url"], str(e.get("kind") or kind_of_url(e["url"])), e.get("token")
                 )
 
     @classmethod
@@ -113,10 +113,10 @@ class Remotes:
                 f"remote name {name!r} is not valid: use up to 64 letters, digits, '.', '_' or '-'"
             )
         url = check_url(url)
-        kind = kind or kind_of(url)
+        kind = kind or kind_of_url(url)
         if kind not in KINDS:
             raise RemoteConfigError(f"remote kind {kind!r} is not one of {', '.join(KINDS)}")
-        if kind != kind_of(url):
+        if kind != kind_of_url(url):
             raise RemoteConfigError(f"remote URL {url!r} is not a URL of an {kind} remote")
         entry = RemoteEntry(name, url, kind, token)
         self.entries[name] = entry
@@ -146,7 +146,7 @@ class Remotes:
     def resolve(self, to: str | None) -> RemoteEntry:
         """``to`` as a URL or a remote name; None means the default remote."""
         if to is not None and "://" in to:
-            return RemoteEntry(None, check_url(to), kind_of(to))
+            return RemoteEntry(None, check_url(to), kind_of_url(to))
         if to is not None:
             return self.get(to)
         if self.default is None or self.default not in self.entries:
