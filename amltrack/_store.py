@@ -18,6 +18,7 @@ from typing import Any, BinaryIO, NamedTuple, overload
 
 import orjson
 
+from . import _env
 from . import _format as fmt
 from ._columns import Columns, read_segments, split_columns
 from ._errors import (
@@ -59,7 +60,7 @@ def find_store(path: str | os.PathLike[str] | None = None) -> Path:
     """``path``, else ``$AMLTRACK_STORE``, else the nearest ``.amltrack/`` upwards, else ``./.amltrack``."""
     if path is not None:
         return Path(path).expanduser().absolute()
-    env = os.environ.get("AMLTRACK_STORE")
+    env = os.environ.get(_env.STORE)
     if env:
         return Path(env).expanduser().absolute()
     cwd = Path.cwd()

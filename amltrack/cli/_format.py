@@ -13,6 +13,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .. import _env
 from .._errors import AmltrackError
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ def open_store(path: str | None) -> Store:
 
     store = Store(path)
     if not store.path.is_dir():
-        where = "--store" if path is not None else "$AMLTRACK_STORE" if os.environ.get("AMLTRACK_STORE") else None
+        where = "--store" if path is not None else "$AMLTRACK_STORE" if os.environ.get(_env.STORE) else None
         how = (f"check {where}" if where else
                "no .amltrack folder was found here or above; pass --store DIR or set AMLTRACK_STORE")
         raise CliError(f"no store at {store.path}: {how} (a store is made by the first run logged into it)")

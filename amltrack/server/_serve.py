@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import _env as env
 from .._errors import AmltrackError
 from .._web._auth import TokenConfigError, Tokens
 from .._web._serve import is_loopback, serve
@@ -15,7 +16,7 @@ from ._faults import Faults
 from ._limits import DEFAULT_MAX_BODY
 from ._storage import SERVER_DIR
 
-TOKENS_ENV = "AMLTRACK_SERVER_TOKENS"
+TOKENS_ENV = env.SERVER_TOKENS
 
 try:
     import fcntl

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from .. import _env
 from .._errors import StoreError
 from .._format import read_json
 from ._errors import RemoteConfigError
@@ -28,7 +29,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def config_dir() -> Path:
-    env = os.environ.get("AMLTRACK_CONFIG_DIR")
+    env = os.environ.get(_env.CONFIG_DIR)
     if env:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CONFIG_HOME")

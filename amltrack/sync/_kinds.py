@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .. import _env
 from ._errors import RemoteConfigError
 
 if TYPE_CHECKING:
     from ._config import RemoteEntry
     from ._remote import Remote
 
-TOKEN_ENV = "AMLTRACK_TOKEN"
+TOKEN_ENV = _env.TOKEN
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
-from ... import __version__
+from ... import __version__, _env
 from ... import _format as fmt
 from .. import _answers as answers
 from .._errors import RemoteConfigError, RemoteError, SyncError
@@ -136,9 +136,9 @@ class MlflowRemote(HttpBacked):
         self.batch = max(1, min(max_metrics, MAX_ENTITIES) - 1)  # one entity goes to the cursor tag
         headers = {"User-Agent": f"amltrack/{__version__}"}
         auth: httpx.Auth | None = None
-        user = os.environ.get("MLFLOW_TRACKING_USERNAME")
-        password = os.environ.get("MLFLOW_TRACKING_PASSWORD")
-        bearer = os.environ.get("MLFLOW_TRACKING_TOKEN") or token
+        user = os.environ.get(_env.MLFLOW_USERNAME)
+        password = os.environ.get(_env.MLFLOW_PASSWORD)
+        bearer = os.environ.get(_env.MLFLOW_TOKEN) or token
         if user and password is not None:
             auth, self._auth = httpx.BasicAuth(user, password), f"the password of user {user!r}"
             self._auth_hint = "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
@@ -152,10 +152,10 @@ class MlflowRemote(HttpBacked):
                 "set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_TOKEN"
             )
         verify: bool | str = True
-        if os.environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
+        if os.environ.get(_env.MLFLOW_INSECURE_TLS, "").lower() == "true":
             verify = False
-        elif os.environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-            verify = os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+        elif os.environ.get(_env.MLFLOW_CERT_PATH):
+            verify = os.environ[_env.MLFLOW_CERT_PATH]
         client = httpx.Client(
             base_url=self.base,
             headers=headers,
