@@ -14,7 +14,7 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, overload
+from typing import Any, BinaryIO, NamedTuple, Protocol, overload
 
 import orjson
 
@@ -875,6 +875,20 @@ def _holds_files(run_dir: Path) -> bool:
         return False
 
 
+class RunSource(Protocol):
+    """Where runs are read from: a local ``Store``, or a server's runs (``sync._reader.RemoteReader``).
+
+    The CLI's history commands render either through these three, so a run reads the same wherever
+    it is.
+    """
+
+    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 0) -> Sequence[Run]: ...
+
+    def run(self, ref: str) -> Run: ...
+
+    def last(self) -> Run: ...
+
+
 class Store:
     """A directory of runs.
 
@@ -953,8 +967,9 @@ class Store:
                 continue
             yield Run(self, d, info)
 
-    def runs(self, experiment: str | None = None, status: str | None = None) -> list[Run]:
-        """Runs newest first, optionally only one experiment's or one status's (crashed included)."""
+    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 0) -> list[Run]:
+        """Runs newest first, optionally only one experiment's or one status's (crashed included), and
+        only the newest ``limit`` of them unless it is 0."""
         if status is not None and status not in fmt.STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
         out = []
@@ -970,6 +985,8 @@ class Store:
                 if run.status != status:
                     continue
             out.append(run)
+            if len(out) == limit:
+                break
         return out
 
     def run(self, ref: str) -> Run:

@@ -346,3 +346,17 @@ def test_a_listing_keeps_a_bounded_number_of_repairs(store: Path, monkeypatch: p
 
     assert kept() == 1  # the other one is repaired in memory, and kept by the next listing
     assert kept() == 2
+
+
+def test_runs_takes_the_newest_few_as_the_server_and_the_cli_ask(store: Path) -> None:
+    ids = []
+    for status in ("completed", "failed", "completed"):
+        with amltrack.start_run("few", store=store, outputs=None) as lg:
+            lg.log("loss", 1.0)
+            if status != "completed":
+                lg.finish(status)
+            ids.append(lg.run_id)
+    s = amltrack.Store(store)
+    assert [r.id for r in s.runs(limit=2)] == ids[::-1][:2]
+    assert [r.id for r in s.runs(status="completed", limit=1)] == [ids[2]]
+    assert [r.id for r in s.runs(limit=0)] == ids[::-1]

@@ -13,7 +13,7 @@ from . import _format as out
 from ._format import CliError, add_json_arg, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
-    from .._store import Run
+    from .._store import Run, RunSource
 
 # The library's amltrack._format.STATUSES, repeated so that building the parser does not import the
 # library (tests/test_cli.py checks that the two agree).
@@ -107,11 +107,9 @@ def add_source_args(p: argparse.ArgumentParser, what: str = "runs") -> None:
 
 
 @contextlib.contextmanager
-def _source(args: argparse.Namespace) -> Iterator[Any]:
-    """The store the command reads: the local one, or with --remote a reader of the server's runs.
-
-    Both have ``runs()``, ``run(ref)`` and ``last()`` giving ``Run`` objects, so one code renders both.
-    """
+def _source(args: argparse.Namespace) -> Iterator[RunSource]:
+    """The store the command reads: the local one, or with --remote a reader of the server's runs:
+    each a ``RunSource``, so one code renders both."""
     if args.remote is None:
         yield out.open_store(args.store)
         return
@@ -149,13 +147,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CliError(f"--limit {args.limit} is negative; give a number of runs, or 0 for all")
     with _source(args) as source:
-        if args.remote is None:
-            runs = source.runs(experiment=args.experiment, status=args.status)
-            runs = runs[: args.limit] if args.limit else runs
-        else:
-            runs = source.runs(experiment=args.experiment, status=args.status, limit=args.limit)
+        runs = source.runs(experiment=args.experiment, status=args.status, limit=args.limit)
         rows = [_row(r) for r in runs]
-    where = f"in {source}" if args.remote is None else f"on {source.label}"
+    where = f"in {source}" if args.remote is None else f"on {source}"
     if args.json:
         out.print_json(rows)
         return 0

@@ -275,10 +275,10 @@ class ServerStore:
                 400, "invalid_request", f"status {status[:50]!r} is not one of {', '.join(fmt.STATUSES)}"
             )
         try:
-            runs = self.reader.runs(experiment=experiment, status=status)
+            runs = self.reader.runs(experiment=experiment, status=status, limit=limit)
         except StoreError as e:
             raise _read_error(e, "the store") from None
-        return [self._entry(r) for r in (runs[:limit] if limit else runs)]
+        return [self._entry(r) for r in runs]
 
     def history_run(self, ref: str) -> dict[str, Any]:
         """The published run that ``ref`` (an id, a unique prefix, a unique run name, or ``last``)

@@ -179,6 +179,9 @@ class RemoteReader(HttpBacked):
     def __repr__(self) -> str:
         return f"RemoteReader({self.url!r})"
 
+    def __str__(self) -> str:
+        return self.label
+
     def close(self) -> None:
         super().close()
         shutil.rmtree(self._root, ignore_errors=True)
