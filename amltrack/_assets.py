@@ -307,7 +307,7 @@ def promote(run: Run, prefix: str, name: str) -> Asset:
     # Copy first, outside the lock: the lock only covers choosing the number and the rename.
     staging = Path(tempfile.mkdtemp(prefix=".promote-", dir=name_dir))
     try:
-        files = []
+        files: list[dict[str, Any]] = []
         for entry in entries:
             path = fmt.check_artifact_path(entry["path"])
             dest = staging / FILES_DIR / path

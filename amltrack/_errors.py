@@ -122,8 +122,7 @@ def _echo_text(v: str | bytes | bytearray, budget: int) -> str:
     """A str's or bytes' repr, or, when it is longer than ``budget``, the repr of its start and
     "...": the quote closes, so the text shown is a prefix of the value."""
     budget = max(budget, 8)
-    base = str if isinstance(v, str) else bytes
-    head = base(v[:budget]) if base is bytes else str.__getitem__(v, slice(0, budget))  # type: ignore[arg-type]
+    head: str | bytes = bytes(v[:budget]) if not isinstance(v, str) else v[:budget]
     text = repr(head)
     if len(head) == len(v) and len(text) <= budget:
         return text

@@ -137,10 +137,10 @@ class AppendFile:
         torn line instead of leaving a fragment glued to a repeat.
         """
         with self._lock:
-            first = self._fd is None
-            if first:
-                self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o644)
             fd = self._fd
+            first = fd is None
+            if fd is None:
+                fd = self._fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | OPEN_FLAGS, 0o644)
             with locked(fd):
                 if first:
                     _end_torn_line(fd)

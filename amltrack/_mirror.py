@@ -925,7 +925,7 @@ def _ignore_console_interrupts() -> None:
     of its own and gets none; a Windows console sends Ctrl-Break to every process attached to it.)"""
     import signal
 
-    sigs = [signal.SIGINT]
+    sigs: list[int] = [signal.SIGINT]
     brk = _platform.current().break_signal
     if brk is not None:
         sigs.append(brk)

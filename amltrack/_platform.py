@@ -163,7 +163,7 @@ def forced(
         "windows_names": windows_names,
         "fold_case": fold_case,
     }
-    kw = {k: (getattr(base, k) if v is _UNSET else v) for k, v in changes.items()}
+    kw: dict[str, Any] = {k: (getattr(base, k) if v is _UNSET else v) for k, v in changes.items()}
     new = Platform(base.name, **kw, msvcrt=base._msvcrt if msvcrt is _UNSET else msvcrt)
     old, _current = _current, new
     try:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -103,7 +104,7 @@ class Tokens:
         return cls(entries)
 
     @classmethod
-    def from_file(cls, path: str | Path) -> Tokens:
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokens:
         try:
             text = Path(path).read_text()
         except OSError as e:

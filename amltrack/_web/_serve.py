@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import socket
 import sys
 from collections.abc import Callable
@@ -65,7 +66,7 @@ def serve(
         log_level="warning",
         access_log=False,
         lifespan="off",
-        timeout_graceful_shutdown=graceful,
+        timeout_graceful_shutdown=math.ceil(graceful),
         **options,
     )
     app.state.warmer.start()  # the newest runs' charts, ready before their pages are opened

@@ -375,7 +375,7 @@ def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write
     )
     async def list_assets() -> Response:
         """Every version of every asset, by name, then version: each one's asset.json."""
-        return _json({"assets": await run_in_threadpool(assets.list)})
+        return _json({"assets": await run_in_threadpool(assets.every_version)})
 
     @app.get(
         "/v1/assets/{ref}",

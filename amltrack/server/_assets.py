@@ -76,7 +76,7 @@ class ServerAssets:
         self.blobs = storage.private / ASSET_BLOBS
         self.reader = storage.reader
 
-    def list(self) -> list[dict[str, Any]]:
+    def every_version(self) -> list[dict[str, Any]]:
         """Every version of every asset, by name, then version: their asset.json objects."""
         return [a.to_json() for a in _assets.list_assets(self.reader)]
 

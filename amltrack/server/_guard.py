@@ -15,6 +15,7 @@ Reads change nothing and are left to the auth check and, without tokens, the Hos
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -34,7 +35,7 @@ def _same_origin(origin: str, headers: Headers) -> bool:
     return bool(netloc) and netloc.lower() == headers.get("host", "").lower()
 
 
-def cross_site_problem(scope: dict[str, Any]) -> str | None:
+def cross_site_problem(scope: MutableMapping[str, Any]) -> str | None:
     """Why this request could have come from another site's page, or None for one that cannot."""
     if scope.get("method", "GET").upper() not in WRITE_METHODS:
         return None
@@ -53,7 +54,7 @@ def cross_site_problem(scope: dict[str, Any]) -> str | None:
     return f"it has neither an X-Amltrack-Client header nor a Content-Type other than {media or 'none'!r}"
 
 
-def check_same_site(scope: dict[str, Any]) -> None:
+def check_same_site(scope: MutableMapping[str, Any]) -> None:
     """Raise 403 ``cross_site`` for a write that a web page could have sent (the write scope's check)."""
     problem = cross_site_problem(scope)
     if problem is not None:

@@ -9,6 +9,7 @@ server's committed lengths. ``docs/sync.md`` has the protocol.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -233,18 +234,18 @@ class AmltrackRemote(HttpBacked):
         files: dict[str, dict[str, Any] | None] = {}
         for name, entry in table(d, "files", at).items():
             if entry is not None:  # null: the server has no such file yet
-                e = obj(entry, at, f"files.{name}")
+                held = obj(entry, at, f"files.{name}")
                 entry = {
-                    "size": count(e, "size", at, f"files.{name}"),
-                    "sha256": text(e, "sha256", at, f"files.{name}", optional=True),
+                    "size": count(held, "size", at, f"files.{name}"),
+                    "sha256": text(held, "sha256", at, f"files.{name}", optional=True),
                 }
             files[name] = entry
         artifacts = {}
         for path, entry in table(d, "artifacts", at).items():
-            e = obj(entry, at, f"artifacts.{path}")
+            held = obj(entry, at, f"artifacts.{path}")
             artifacts[path] = {
-                "size": count(e, "size", at, f"artifacts.{path}"),
-                "sha256": text(e, "sha256", at, f"artifacts.{path}"),
+                "size": count(held, "size", at, f"artifacts.{path}"),
+                "sha256": text(held, "sha256", at, f"artifacts.{path}"),
             }
         return {"published": flag(d, "published", at), "files": files, "artifacts": artifacts}
 
@@ -527,10 +528,11 @@ class AmltrackRemote(HttpBacked):
             )
         progress.start(asset.ref, result.planned)
         for f in missing:
+            path: str = f["path"]
             result.sent += self._send_content(
                 base, f["sha256"], int(f.get("size") or 0),
-                lambda path=f["path"]: asset._open(path),  # never through a symlink
-                f"file {f['path']} of asset {asset.ref}", progress,
+                functools.partial(asset._open, path),  # never through a symlink
+                f"file {path} of asset {asset.ref}", progress,
             )
         route = f"/v1/assets/{quote(name, safe='')}"
         at = Route(self.url, f"PUT {route}")
@@ -567,17 +569,17 @@ class AmltrackRemote(HttpBacked):
             (fmt.MANIFEST_FILE, snap.manifest_size),
         ):
             remote = files.get(name) or {"size": 0, "sha256": _EMPTY_SHA}
-            size, path = remote["size"], snap.dir / name
-            full = path.stat().st_size if path.exists() else 0
+            size, local_file = remote["size"], snap.dir / name
+            full = local_file.stat().st_size if local_file.exists() else 0
             if size > full:
                 diffs.append(f"{name} has {size} bytes on the remote, more than the local {full}")
-            elif (sha256_file(path, size) if size else _EMPTY_SHA) != remote["sha256"]:
+            elif (sha256_file(local_file, size) if size else _EMPTY_SHA) != remote["sha256"]:
                 diffs.append(f"{name} differs from the local file in its first {size} bytes")
             elif size < local_size:
                 diffs.append(f"{name} has {local_size - size} bytes not pushed yet")
         remote_artifacts = state.get("artifacts") or {}
-        local = snap.fresh().artifact_files()
-        for path, f in sorted(local.items()):
+        stored = snap.fresh().artifact_files()
+        for path, f in sorted(stored.items()):
             r = remote_artifacts.get(path)
             if r is None:
                 diffs.append(f"artifact {path} is missing on the remote")
@@ -586,6 +588,6 @@ class AmltrackRemote(HttpBacked):
                     f"artifact {path} differs (remote sha256 {str(r.get('sha256'))[:12]}, "
                     f"local {f.sha256[:12]})"
                 )
-        for path in sorted(set(remote_artifacts) - set(local)):
+        for path in sorted(set(remote_artifacts) - set(stored)):
             diffs.append(f"artifact {path} is on the remote but not stored locally")
         return diffs

@@ -11,7 +11,7 @@ at the one place where it receives the answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, overload
 
 from .._errors import short_repr
 from ._errors import SyncError
@@ -85,6 +85,10 @@ def flag(d: dict[str, Any], key: str, at: Route, within: str = "") -> bool:
     return v
 
 
+@overload
+def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: Literal[False] = False) -> str: ...
+@overload
+def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: bool) -> str | None: ...
 def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: bool = False) -> str | None:
     """``d[key]`` as a string; with ``optional``, also None when it is null or missing."""
     v = d.get(key) if optional else field(d, key, at, within)

@@ -66,7 +66,9 @@ class Remotes:
     def __init__(self, path: Path, data: dict[str, Any]) -> None:
         self.path = path
         self.default: str | None = data.get("default") if isinstance(data.get("default"), str) else None
-        raw = data.get("remotes") if isinstance(data.get("remotes"), dict) else {}
+        raw = data.get("remotes")
+        if not isinstance(raw, dict):
+            raw = {}
         self.entries: dict[str, RemoteEntry] = {}
         for name, e in raw.items():
             if isinstance(e, dict) and isinstance(e.get("url"), str):

@@ -285,8 +285,9 @@ def snapshot(store: Store, run_id: str) -> Snapshot:
         raise StoreError(
             f"run {run_id} has no {fmt.RUN_FILE}; it is not a run, or was cut short while created"
         ) from None
+    summary: bytes | None
     try:
-        summary: bytes | None = (run_dir / fmt.SUMMARY_FILE).read_bytes()
+        summary = (run_dir / fmt.SUMMARY_FILE).read_bytes()
         if not isinstance(orjson.loads(summary), dict):
             summary = None
     except (FileNotFoundError, orjson.JSONDecodeError):

@@ -10,6 +10,8 @@ text by ``ui.js``.
 from __future__ import annotations
 
 import html
+from collections.abc import MutableMapping
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -61,7 +63,7 @@ def base_path(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
-def route_path(scope: dict) -> str:
+def route_path(scope: MutableMapping[str, Any]) -> str:
     """The request path below the mount point."""
     path = scope.get("path", "")
     root = str(scope.get("root_path", "")).rstrip("/")

@@ -34,8 +34,8 @@ def window(steps: np.ndarray, x0: float | None, x1: float | None, *, ordered: bo
         return slice(0, n)
     # Steps are int64: search with int64 keys. A float key would make numpy convert the whole
     # column to float for every comparison, an O(n) pass in what should be a binary search.
-    lo = _MIN if x0 is None else np.int64(max(_MIN, min(_MAX, math.ceil(x0))))
-    hi = _MAX if x1 is None else np.int64(max(_MIN, min(_MAX, math.floor(x1))))
+    lo = _MIN if x0 is None else np.int64(max(int(_MIN), min(int(_MAX), math.ceil(x0))))
+    hi = _MAX if x1 is None else np.int64(max(int(_MIN), min(int(_MAX), math.floor(x1))))
     if ordered:
         i0 = int(np.searchsorted(steps, lo, side="left"))
         i1 = int(np.searchsorted(steps, hi, side="right"))

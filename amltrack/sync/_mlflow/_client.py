@@ -629,7 +629,7 @@ class MlflowRemote(HttpBacked):
             elif p in want.artifact_paths:
                 put = partial(self._put_artifact, f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}", file, up)
                 done = send_artifact(snap, want.artifact_paths[p], put)  # never through a symlink
-                want.sent(p, done and done.sha256)
+                want.sent(p, done.sha256 if done else None)
                 continue
             if data is not None:
                 data.flush()
