@@ -35,7 +35,7 @@ from ._validate import (
     _quote_name,
     _row_value,
 )
-from ._writer import BATCH_SIZE, FLUSH_INTERVAL, Handle, UploadHandle, Writer
+from ._writer import FLUSH_INTERVAL, Handle, UploadHandle, Writer
 
 # Default steps count up by one a call, so from below this they cannot reach 2**63 in any run's life
 # (2**62 calls); only an explicit step at or above it needs the checked path.
@@ -70,6 +70,7 @@ class Logger:
         self.run_id = run_dir.name
         self._owner = owner
         self._writer = writer
+        self._queue = writer.queue  # log()'s fast path puts there itself (see _Queue)
         # name: the __next__ of an itertools.count of its default steps; None past _HIGH_STEP
         self._steps: dict[str, Callable[[], int] | None] = {}
         self._high: dict[str, int] = {}  # next default step of names past _HIGH_STEP
@@ -113,12 +114,12 @@ class Logger:
                 value = _check_string(name, value)
         else:
             value = _coerce(_check_name(name), value)
-        w = self._writer
-        if w.blocked is not None:
-            with w.lock:
+        q = self._queue
+        if q.blocked is not None:
+            with q.lock:
                 self._blocked()
-        # No lock: a name's counter hands out its default steps atomically, and the queue's append
-        # is atomic. The writer numbers the records (seq) in the order it takes them off.
+        # No lock: a name's counter hands out its default steps atomically. The put that follows is
+        # _Queue's lock-free one, inlined here for speed: its rules are written in _Queue.
         try:
             nxt = self._steps.get(name)
         except TypeError:  # unhashable
@@ -131,19 +132,19 @@ class Logger:
             step = self._set_step(name, step)
         elif nxt() != step:  # the counter moves on to step + 1 when the steps count up by one
             self._steps[name] = count(step + 1).__next__
-        h = w.Handle()
+        h = q.Handle()
         h["name"] = name
         h["step"] = step
         h["value"] = value
         h["ts"] = _time()
         h["seq"] = None
-        queue = w.queue
-        queue.append(h)
-        n = len(queue)
-        if w.blocked is not None:
-            self._queued_while_blocked(h)
-        if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
-            w.wake(n)
+        items = q.items
+        items.append(h)
+        n = len(items)
+        if q.blocked is not None and q.take_back(h):
+            raise RunFinishedError(self.run_id)
+        if n == 1 or n >= q.wake_at:
+            q.wake(n)
         return h
 
     def _first_step(self, name: Any, step: Any) -> tuple[str, int]:
@@ -151,7 +152,7 @@ class Logger:
         name = _check_name(name)
         if step is not None:
             return name, self._set_step(name, step)
-        with self._writer.lock:
+        with self._queue.lock:
             steps = self._steps
             nxt = steps.get(name)
             if nxt is not None:  # another thread made the counter meanwhile
@@ -167,7 +168,7 @@ class Logger:
     def _set_step(self, name: str, step: Any) -> int:
         """An explicit step, checked; the name's default steps go on from it."""
         step = _check_step(name, step)
-        with self._writer.lock:
+        with self._queue.lock:
             self._go_on_from(name, step)
         return step
 
@@ -180,25 +181,6 @@ class Logger:
             self._high[name] = step + 1
         else:
             self._steps[name] = count(step + 1).__next__
-
-    def _queued_while_blocked(self, h: Handle) -> None:
-        """After log()'s append saw the writer blocked: keep the record, or, when finish() began
-        between log()'s check and its append, take it back out and raise, as the writer may
-        already have taken its last look at the queue. A record the writer took is kept."""
-        w = self._writer
-        if not self._finished and not w._closing:
-            return  # a write error after the check: the record waits in the queue with the others
-        with w.cond:  # the writer takes records, and numbers them, with this held
-            if h["seq"] is not None:
-                return
-            # Other threads may append meanwhile, at the right end only, so a copy (one C call)
-            # finds the record's index and that index still holds it.
-            queue = w.queue
-            for i, x in enumerate(list(queue)):
-                if x is h:
-                    del queue[i]
-                    break
-        raise RunFinishedError(self.run_id)
 
     def log_metrics(self, values: Mapping[str, Any], *, step: int | None = None) -> Handle:
         """Queue several metrics at one step as one record; returns a handle like ``log()``'s.
@@ -244,11 +226,11 @@ class Logger:
                 _check_name(name)
         if not plain:  # a StrEnum member, numpy.str_: orjson takes str keys only
             values = {str(k): v for k, v in values.items()}
-        w = self._writer
-        lock = w.lock
+        q = self._queue
+        lock = q.lock
         lock.acquire()
         try:
-            if w.blocked is not None:
+            if q.blocked is not None:
                 self._blocked()
             # Reading a counter moves it on, so each name's counter is read once and replaced only
             # when the row's step is not the one it gave.
@@ -269,22 +251,9 @@ class Logger:
                 for name, nxt in zip(values, nexts):
                     if nxt != step:
                         steps[name] = count(step + 1).__next__
-            w.rows = True
-            h = w.Handle()
-            h["step"] = step
-            h["values"] = values if row is not None else dict(values)
-            h["ts"] = _time()
-            h["seq"] = None
-            queue = w.queue
-            queue.append(h)
-            w.extra += len(values) - 1
-            n = len(queue)
-            points = n + w.extra  # the batch size and the queue's bound count points
+            return q.put_row(step, values if row is not None else dict(values), _time())
         finally:
             lock.release()
-        if n == 1 or points >= BATCH_SIZE and (not w._urgent or points >= w.max_pending):
-            w.wake(n if n == 1 else points)
-        return h
 
     def _row_step(self, values: dict[str, Any]) -> tuple[int, list[int]]:
         """log_metrics()'s default step, the highest next default step among the names, and each
@@ -384,9 +353,9 @@ class Logger:
         with self._finish_lock:
             if self._finished:
                 return
-            with self._writer.cond:
+            with self._queue.lock:
                 self._finished = True
-                self._writer.blocked = True
+                self._queue.close()
             if self._mirror is not None:
                 self.mirror_report = self._stop_mirror()
             self._writer.close()
@@ -414,8 +383,7 @@ class Logger:
     def _tell_failed_uploads(self) -> None:
         """Warn, in the caller's thread, of the uploads that failed and whose wait() nobody called:
         a failure of one upload does not stop the run, but it must not pass unseen either."""
-        with self._writer.cond:
-            unseen = [h for h in self._writer.failed_uploads if not h.reported]
+        unseen = self._writer.unseen_failed_uploads()
         if not unseen:
             return
         import warnings
@@ -454,6 +422,7 @@ class Logger:
         self._writer = Writer(
             self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
         )
+        self._queue = self._writer.queue
         self._writer.start()
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
