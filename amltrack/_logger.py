@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import _format as fmt
-from . import _platform
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
+from ._lifecycle import ending, install_hooks, registry
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
 from ._validate import (
@@ -43,13 +40,6 @@ _HIGH_STEP = 1 << 62
 MAX_ROW_METRICS = 10_000  # names a log_metrics() call: a row is one line, written whole
 _time = time.time
 
-_lock = threading.RLock()
-_current: Logger | None = None
-_open: set[Logger] = set()  # strong: a logger lives until it is finished, so exit can drain it
-_env_run_ours: str | None = None  # the AMLTRACK_RUN_ID this process set, so it is not "inherited"
-_exit_state: tuple[str, dict[str, Any] | None] | None = None
-_hooks_installed = False
-_finishing = 0  # loggers being finished right now; a SIGTERM then must not cut the drain short
 
 
 # ----------------------------------------------------------------- the logger
@@ -336,20 +326,13 @@ class Logger:
         A process that joined another's run (``run_id=`` or ``AMLTRACK_RUN_ID``) only flushes: the
         run's own process sets its status. Calling it again does nothing.
         """
-        if status not in fmt.ENDED_STATUSES:
-            raise ValueError(f"status {short_repr(status)} is not one of {', '.join(fmt.ENDED_STATUSES)}")
-        self._finish(status, None)
+        end_run(self, status)
 
     def _finish(self, status: str, error: dict[str, Any] | None) -> None:
-        global _finishing
-        _finishing += 1
-        try:
+        with registry.draining():
             self._finish_now(status, error)
-        finally:
-            _finishing -= 1
 
     def _finish_now(self, status: str, error: dict[str, Any] | None) -> None:
-        global _current, _env_run_ours
         with self._finish_lock:
             if self._finished:
                 return
@@ -368,14 +351,7 @@ class Logger:
                 if write_error is not None:
                     updates["write_error"] = str(write_error)
                 _update_run_json(self.run_dir, updates)
-            with _lock:
-                _open.discard(self)
-                if _current is self:
-                    _current = None
-                if self._owner and os.environ.get("AMLTRACK_RUN_ID") == self.run_id:
-                    os.environ.pop("AMLTRACK_RUN_ID", None)
-                    if _env_run_ours == self.run_id:
-                        _env_run_ours = None
+            registry.forget(self)
         self._tell_failed_uploads()
         if write_error is not None:
             raise write_error
@@ -505,7 +481,6 @@ def _open_logger(
     keep_deleted_outputs: bool | None = None,
     inherit: bool = True,
 ) -> Logger:
-    global _env_run_ours
     experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
@@ -513,9 +488,7 @@ def _open_logger(
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
     if run_id is None and inherit:
-        inherited = os.environ.get("AMLTRACK_RUN_ID") or None
-        if inherited is not None and inherited != _env_run_ours:
-            run_id = inherited
+        run_id = registry.inherited_run()
     if run_id is not None and not fmt.is_valid_run_id(run_id):
         _bad_run_id(run_id)
     root = find_store(store)
@@ -539,7 +512,7 @@ def _open_logger(
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
         logger = Logger(runs / run_id, root, owner=False, writer=writer)
         writer.start()
-        _install_hooks()  # a joining process drains at exit too
+        install_hooks()  # a joining process drains at exit too
         return logger
 
     created = time.time()
@@ -583,11 +556,8 @@ def _open_logger(
         logger._mirror = _start_mirror(Path(outputs_folder), run_dir, keep_deleted)
     if diff:
         writer.queue_upload("git/diff.patch", diff, "git")
-    # Child processes (launchers, data-parallel ranks) log into this run by inheriting these.
-    os.environ["AMLTRACK_RUN_ID"] = rid
-    os.environ["AMLTRACK_STORE"] = str(root)
-    _env_run_ours = rid
-    _install_hooks()
+    registry.export(rid, str(root))
+    install_hooks()
     return logger
 
 
@@ -622,9 +592,8 @@ def get_logger(
         logger.log("loss", 0.31)
         get_logger() is logger          # True: the open run
     """
-    global _current
-    with _lock:
-        current = _current
+    with registry.lock:
+        current = registry.current
         switching = current is not None and not current.finished
         if switching:
             if not _names_other_run(current, experiment, name, tags, params, store, run_id):
@@ -645,8 +614,7 @@ def get_logger(
             experiment, name, tags, params, store, outputs, run_id,
             keep_deleted_outputs=keep_deleted_outputs, inherit=not switching,
         )
-        _current = logger
-        _open.add(logger)
+        registry.add(logger)
         return logger
 
 
@@ -707,120 +675,57 @@ def start_run(
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
     """
-    global _current
-    with _lock:
+    with registry.lock:
         logger = _open_logger(
             experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
         )
-        previous, _current = _current, logger
-        _open.add(logger)
+        previous = registry.add(logger)
     try:
         yield logger
     except BaseException as e:
-        status = _status_for(e)
-        logger._finish(status, _error_info(e) if status == "failed" else None)
+        logger._finish(*ending(e))
         raise
     else:
         logger._finish("completed", None)
     finally:
-        with _lock:
-            if _current is None and previous is not None and not previous.finished:
-                _current = previous
+        with registry.lock:
+            if registry.current is None and previous is not None and not previous.finished:
+                registry.current = previous
 
 
-# ----------------------------------------------------------------- status at exit
+# ----------------------------------------------------------------- internal API: a run owned by its caller
 
 
-def _status_for(e: BaseException) -> str:
-    if isinstance(e, KeyboardInterrupt) or isinstance(e, _Terminated):
-        return "killed"
-    if isinstance(e, SystemExit) and e.code in (0, None):
-        return "completed"
-    return "failed"
+def open_run(
+    experiment: str | None = None,
+    *,
+    name: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    params: Mapping[str, Any] | None = None,
+    store: str | os.PathLike[str] | None = None,
+    outputs: str | os.PathLike[str] | None = "outputs",
+    run_id: str | None = None,
+    keep_deleted_outputs: bool | None = None,
+    flush_interval: float = FLUSH_INTERVAL,
+) -> Logger:
+    """A run its caller owns and ends with ``end_run()``: ``amltrack run`` (``cli/_run.py``) and tests.
+
+    The arguments are ``get_logger()``'s; the run is a new one, or the existing run ``run_id``
+    names, never one inherited through ``AMLTRACK_RUN_ID``. It is not the process's current logger,
+    and its exit does not finish it: ``end_run()`` does, with the status and error the caller knows.
+
+        logger = open_run("sweep", store=store, outputs=None)
+        end_run(logger, "failed", {"type": "Signal", "message": "killed by SIGKILL", "traceback": ""})
+    """
+    return _open_logger(
+        experiment, name, tags, params, store, outputs, run_id, flush_interval,
+        keep_deleted_outputs=keep_deleted_outputs, inherit=False,
+    )
 
 
-def _error_info(e: BaseException) -> dict[str, Any]:
-    tb = traceback.format_exception(type(e), e, e.__traceback__)
-    return {
-        "type": type(e).__qualname__,
-        "message": str(e),
-        "traceback": "".join(tb)[-4000:],
-    }
-
-
-class _Terminated(SystemExit):
-    """Raised in the main thread on SIGTERM, so finally blocks run and the run is marked killed."""
-
-
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    global _exit_state
-    status = _status_for(exc)
-    _exit_state = (status, _error_info(exc) if status == "failed" else None)
-    _previous_excepthook(exc_type, exc, tb)
-
-
-_previous_excepthook = sys.excepthook
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    global _exit_state
-    _exit_state = ("killed", None)
-    if _finishing or not threading.main_thread().is_alive():
-        # Already draining, or the interpreter is on its way out (the main thread has ended before
-        # atexit runs): let the drain finish; raising here would abandon it half-way.
-        return
-    raise _Terminated(128 + signum)
-
-
-def _on_break(signum: int, frame: Any) -> None:
-    """The console's Ctrl-Break (Windows): handled as Ctrl-C is, a KeyboardInterrupt in the main
-    thread, so the run is marked killed after writing everything queued. Left alone, it would end
-    the process at once, with no atexit and nothing drained, and the run would read as crashed."""
-    global _exit_state
-    _exit_state = ("killed", None)
-    if _finishing or not threading.main_thread().is_alive():
-        return  # already draining: let the drain finish (see _on_sigterm)
-    raise KeyboardInterrupt
-
-
-def _at_exit() -> None:
-    status, error = _exit_state or ("completed", None)
-    for logger in list(_open):
-        try:
-            logger._finish(status, error)
-        except Exception as e:  # the interpreter is exiting: say it, do not raise
-            print(f"amltrack: {e}", file=sys.stderr)
-
-
-def _install_hooks() -> None:
-    global _hooks_installed, _previous_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
-    _previous_excepthook = sys.excepthook
-    sys.excepthook = _excepthook
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM reaches no Windows process from outside (os.kill and Task Manager end it
-        # outright: the run reads as crashed), but the handler costs nothing there.
-        handlers = [(signal.SIGTERM, _on_sigterm)]
-        brk = _platform.current().break_signal
-        if brk is not None:
-            handlers.append((brk, _on_break))
-        for sig, handler in handlers:
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(sig) == signal.SIG_DFL:
-                    signal.signal(sig, handler)
-
-
-def _after_fork_in_child() -> None:
-    global _env_run_ours, _lock
-    _lock = threading.RLock()
-    _env_run_ours = None
-    for logger in list(_open):
-        if not logger.finished:
-            logger._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def end_run(logger: Logger, status: str, error: dict[str, Any] | None = None) -> None:
+    """Finish ``logger``'s run as ``Logger.finish(status)`` does, recording ``error`` (its ``type``,
+    ``message`` and ``traceback``) as the run's error in run.json."""
+    if status not in fmt.ENDED_STATUSES:
+        raise ValueError(f"status {short_repr(status)} is not one of {', '.join(fmt.ENDED_STATUSES)}")
+    logger._finish(status, error)

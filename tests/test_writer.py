@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 import amltrack
-from amltrack import _writer
+from amltrack import _lifecycle, _logger, _writer
 
 from .conftest import child_env, wait_until
 
@@ -164,8 +164,12 @@ def test_an_upload_over_the_file_size_limit_is_raised_naming_it_and_earlier_data
 def _held_logger(store: Path) -> amltrack.Logger:
     """A logger whose writer writes only when asked (a flush interval of an hour), so that what is
     logged between two flushes is one batch however slow the machine: a timed interval is no bound."""
-    logger = amltrack._logger._open_logger("w", None, None, None, store, None, None, 3600.0)
-    amltrack._logger._open.add(logger)
+    return _tracked(_logger.open_run("w", store=store, outputs=None, flush_interval=3600.0))
+
+
+def _tracked(logger: amltrack.Logger) -> amltrack.Logger:
+    """``logger``, finished by the leak check if its test does not finish it."""
+    _lifecycle.registry.track(logger)
     return logger
 
 
@@ -225,8 +229,7 @@ def test_a_batch_larger_than_one_write_is_split_at_line_ends(store: Path) -> Non
 def test_the_handle_is_the_record(store: Path) -> None:
     # A flush interval of a minute: the writer takes the record off the queue, and numbers it,
     # only when wait() asks.
-    logger = amltrack._logger._open_logger("w", None, None, None, store, None, None, 60.0)
-    amltrack._logger._open.add(logger)
+    logger = _tracked(_logger.open_run("w", store=store, outputs=None, flush_interval=60.0))
     logger.log("loss", 0.25, step=2).wait()
     h = logger.log("loss", 0.5, step=3)
     assert isinstance(h, amltrack.Handle) and h.seq is None and not h.done()
