@@ -697,29 +697,26 @@ def start_run(
 
 
 def open_run(
-    experiment: str | None = None,
-    *,
-    name: str | None = None,
-    tags: Mapping[str, Any] | None = None,
-    params: Mapping[str, Any] | None = None,
-    store: str | os.PathLike[str] | None = None,
-    outputs: str | os.PathLike[str] | None = "outputs",
-    run_id: str | None = None,
-    keep_deleted_outputs: bool | None = None,
-    flush_interval: float = FLUSH_INTERVAL,
+    experiment: str | None = None, *, flush_interval: float = FLUSH_INTERVAL, **options: Any
 ) -> Logger:
     """A run its caller owns and ends with ``end_run()``: ``amltrack run`` (``cli/_run.py``) and tests.
 
-    The arguments are ``get_logger()``'s; the run is a new one, or the existing run ``run_id``
-    names, never one inherited through ``AMLTRACK_RUN_ID``. It is not the process's current logger,
-    and its exit does not finish it: ``end_run()`` does, with the status and error the caller knows.
+    ``options`` are ``get_logger()``'s keyword arguments, so the twins' signature stays written
+    where users read it; the run is a new one, or the existing run ``run_id=`` names, never one
+    inherited through ``AMLTRACK_RUN_ID``. It is not the process's current logger, and its exit
+    does not finish it: ``end_run()`` does, with the status and error the caller knows.
 
         logger = open_run("sweep", store=store, outputs=None)
         end_run(logger, "failed", {"type": "Signal", "message": "killed by SIGKILL", "traceback": ""})
     """
+    import inspect
+
+    bound = inspect.signature(get_logger).bind(experiment, **options)  # TypeError for a wrong name
+    bound.apply_defaults()
+    a = bound.arguments
     return _open_logger(
-        experiment, name, tags, params, store, outputs, run_id, flush_interval,
-        keep_deleted_outputs=keep_deleted_outputs, inherit=False,
+        a["experiment"], a["name"], a["tags"], a["params"], a["store"], a["outputs"], a["run_id"],
+        flush_interval, keep_deleted_outputs=a["keep_deleted_outputs"], inherit=False,
     )
 
 

@@ -309,12 +309,7 @@ def test_log_waits_at_the_queue_bound_even_below_a_batch(logger: amltrack.Logger
     w.max_pending = 50
     release = threading.Event()
     orig = w._write_batch
-
-    def held_up(*batch: object) -> None:  # a disk that takes its time
-        release.wait(60)
-        orig(*batch)
-
-    w._write_batch = held_up  # type: ignore[method-assign]
+    w._write_batch = lambda *batch: (release.wait(60), orig(*batch))  # type: ignore[method-assign]
     t = threading.Thread(target=lambda: [logger.log("m", i) for i in range(200)])
     t.start()
     try:
