@@ -2,227 +2,44 @@
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import secrets
-import signal
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping
 from itertools import count
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import _format as fmt
-from . import _platform
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
+from ._lifecycle import ending, install_hooks, registry
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
-from ._writer import BATCH_SIZE, FLUSH_INTERVAL, Handle, UploadHandle, Writer
+from ._validate import (
+    _INT_MAX,
+    _INT_MIN,
+    MAX_STRING_CHARS,
+    _check_label,
+    _check_mapping,
+    _check_name,
+    _check_number,
+    _check_step,
+    _check_string,
+    _coerce,
+    _quote_name,
+    _row_value,
+)
+from ._writer import FLUSH_INTERVAL, Handle, UploadHandle, Writer
 
-MAX_NAME_CHARS = 255
-MAX_STRING_CHARS = 1 << 20  # a string metric of 1 Mi characters at most: a line, not a file
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 63) - 1
 # Default steps count up by one a call, so from below this they cannot reach 2**63 in any run's life
 # (2**62 calls); only an explicit step at or above it needs the checked path.
 _HIGH_STEP = 1 << 62
 MAX_ROW_METRICS = 10_000  # names a log_metrics() call: a row is one line, written whole
-_CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
-_SCALAR_TYPES = (bool, int, float, str)
 _time = time.time
 
-_lock = threading.RLock()
-_current: Logger | None = None
-_open: set[Logger] = set()  # strong: a logger lives until it is finished, so exit can drain it
-_env_run_ours: str | None = None  # the AMLTRACK_RUN_ID this process set, so it is not "inherited"
-_exit_state: tuple[str, dict[str, Any] | None] | None = None
-_hooks_installed = False
-_finishing = 0  # loggers being finished right now; a SIGTERM then must not cut the drain short
-
-
-# ----------------------------------------------------------------- validation
-# An error message shows a caller's value through short_repr(), cut to about 100 characters and
-# built from its first items only; a name is shown whole up to the limit on names.
-
-
-def _quote_name(name: Any) -> str:
-    """A metric name for an error message: its repr, of its first 40 characters when it is longer
-    than a name may be; a name that is not a str as ``short_repr()`` shows it."""
-    if type(name) is not str:
-        return short_repr(name)
-    return repr(name) if len(name) <= MAX_NAME_CHARS else f"{name[:40]!r}..."
-
-
-def _check_name(name: object) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"metric name {_quote_name(name)} is a {type(name).__name__}; names are str")
-    name = str(name)
-    if not name:
-        raise InvalidMetricError("metric name is empty; give a name such as 'loss'")
-    if len(name) > MAX_NAME_CHARS:
-        raise InvalidMetricError(
-            f"metric name {_quote_name(name)} is {len(name)} characters; the limit is {MAX_NAME_CHARS}"
-        )
-    if not _CONTROL.isdisjoint(name):
-        raise InvalidMetricError(f"metric name {_quote_name(name)} contains a control character; remove it")
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidMetricError(
-            f"metric name {_quote_name(name)} is not valid Unicode (a lone surrogate)"
-        ) from None
-    return name
-
-
-def _check_step(name: str, step: object) -> int:
-    if type(step) is not int:
-        if isinstance(step, bool) or not hasattr(step, "__index__"):
-            raise TypeError(
-                f"step {short_repr(step)} of metric {_quote_name(name)} is a {type(step).__name__}; steps are int"
-            )
-        step = step.__index__()  # numpy and torch integers
-    if step < 0 or step > _INT_MAX:
-        raise InvalidMetricError(
-            f"step {short_repr(step)} of metric {_quote_name(name)} is out of range; steps are 0 .. 2**63-1"
-        )
-    return step  # type: ignore[return-value]
-
-
-def _check_number(name: str, v: Any, where: str = "") -> Any:
-    t = type(v)
-    if t is float:
-        return v
-    if t is int:
-        if not _INT_MIN <= v <= _INT_MAX:
-            raise InvalidMetricError(
-                f"metric {_quote_name(name)}{where}: integer {short_repr(v)} does not fit in 64 bits; "
-                "log it as a float"
-            )
-        return v
-    if t is bool:
-        raise TypeError(f"metric {_quote_name(name)}{where}: a list holds numbers, not bool {v!r}")
-    if isinstance(v, float):
-        return float(v)  # numpy.float64 and other float subclasses
-    if isinstance(v, int):
-        return _check_number(name, int(v), where)
-    item = getattr(v, "item", None)
-    if item is not None and getattr(v, "ndim", 0) == 0 and getattr(v, "size", 1) == 1:
-        return _check_number(name, item(), where)
-    raise TypeError(f"metric {_quote_name(name)}{where}: {type(v).__name__} {short_repr(v)} is not a number")
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn any accepted value that is not a plain float/int/str/bool into one, or raise."""
-    t = type(value)
-    if t is list or t is tuple:
-        return [_check_number(name, v, f" element {i}") for i, v in enumerate(value)]
-    if isinstance(value, _SCALAR_TYPES):  # subclasses: numpy.float64, IntEnum, str subclasses
-        if isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, str):
-            return _check_string(name, str(value))
-        return _check_number(name, value)
-    tolist = getattr(value, "tolist", None)
-    ndim = getattr(value, "ndim", None)
-    if tolist is not None and ndim is not None:
-        if ndim == 0:
-            return _scalar_item(name, value)
-        if ndim != 1:
-            raise InvalidMetricError(
-                f"metric {_quote_name(name)}: a {short_repr(ndim, 20)}-D {type(value).__name__} cannot be logged; "
-                "log a 1-D array or flatten it"
-            )
-        dtype = str(getattr(value, "dtype", ""))
-        if "bool" in dtype or "complex" in dtype:
-            raise TypeError(
-                f"metric {_quote_name(name)}: an array of {dtype[:40]} is not an array of numbers"
-            )
-        items = tolist()
-        if not isinstance(items, list):
-            raise TypeError(
-                f"metric {_quote_name(name)}: {type(value).__name__}.tolist() did not give a list"
-            )
-        return [_check_number(name, v, f" element {i}") for i, v in enumerate(items)]
-    if getattr(value, "item", None) is not None:
-        return _scalar_item(name, value)
-    raise TypeError(
-        f"metric {_quote_name(name)}: cannot log a {type(value).__name__}; log a number, str, bool, or a list "
-        "or 1-D array of numbers"
-    )
-
-
-def _scalar_item(name: str, value: Any) -> Any:
-    v = value.item()
-    if type(v) is bool:
-        return v
-    if type(v) is str:
-        return _check_string(name, v)
-    return _check_number(name, v)
-
-
-def _row_value(name: str, value: Any) -> Any:
-    """A ``log_metrics()`` value as a plain float, int or bool, or raise naming the metric."""
-    if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", 0):
-        raise TypeError(
-            f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {type(value).__name__} "
-            f"{short_repr(value)}; log strings and lists with log({_quote_name(name)}, value)"
-        )
-    v = _coerce(name, value)
-    if type(v) not in (float, int, bool):  # pragma: no cover - _coerce returns these for scalars
-        raise TypeError(
-            f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {short_repr(v)}"
-        )
-    return v
-
-
-def _check_string(name: str, value: str) -> str:
-    if len(value) > MAX_STRING_CHARS:
-        raise InvalidMetricError(
-            f"string metric {_quote_name(name)} is {len(value)} characters; the limit is {MAX_STRING_CHARS}: "
-            "upload long text as an artifact"
-        )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidMetricError(
-                f"string metric {_quote_name(name)} is not valid Unicode (a lone surrogate)"
-            ) from None
-    return value
-
-
-def _check_mapping(kind: str, m: Mapping[str, Any] | None) -> dict[str, Any]:
-    if m is None:
-        return {}
-    if not isinstance(m, Mapping):
-        raise TypeError(f"{kind} must be a dict of str to str, number or bool, not {type(m).__name__}")
-    out = {}
-    for k, v in m.items():
-        if not isinstance(k, str) or not k:
-            raise TypeError(f"{kind} key {short_repr(k)} must be a non-empty str")
-        if v is not None and not isinstance(v, _SCALAR_TYPES):
-            item = getattr(v, "item", None)
-            if item is None:
-                raise TypeError(
-                    f"{kind} {short_repr(k)} is a {type(v).__name__}; values are str, int, float, bool or None"
-                )
-            v = item()
-        out[k] = v
-    return out
-
-
-def _check_label(kind: str, v: Any) -> str | None:
-    if v is None:
-        return None
-    if not isinstance(v, str) or not v or len(v) > MAX_NAME_CHARS or not _CONTROL.isdisjoint(v):
-        raise InvalidMetricError(
-            f"{kind} {short_repr(v)} must be a non-empty str of at most 255 printable characters"
-        )
-    return v
 
 
 # ----------------------------------------------------------------- the logger
@@ -243,6 +60,7 @@ class Logger:
         self.run_id = run_dir.name
         self._owner = owner
         self._writer = writer
+        self._queue = writer.queue  # log()'s fast path puts there itself (see _Queue)
         # name: the __next__ of an itertools.count of its default steps; None past _HIGH_STEP
         self._steps: dict[str, Callable[[], int] | None] = {}
         self._high: dict[str, int] = {}  # next default step of names past _HIGH_STEP
@@ -286,12 +104,12 @@ class Logger:
                 value = _check_string(name, value)
         else:
             value = _coerce(_check_name(name), value)
-        w = self._writer
-        if w.blocked is not None:
-            with w.lock:
+        q = self._queue
+        if q.blocked is not None:
+            with q.lock:
                 self._blocked()
-        # No lock: a name's counter hands out its default steps atomically, and the queue's append
-        # is atomic. The writer numbers the records (seq) in the order it takes them off.
+        # No lock: a name's counter hands out its default steps atomically. The put that follows is
+        # _Queue's lock-free one, inlined here for speed: its rules are written in _Queue.
         try:
             nxt = self._steps.get(name)
         except TypeError:  # unhashable
@@ -304,19 +122,19 @@ class Logger:
             step = self._set_step(name, step)
         elif nxt() != step:  # the counter moves on to step + 1 when the steps count up by one
             self._steps[name] = count(step + 1).__next__
-        h = w.Handle()
+        h = q.Handle()
         h["name"] = name
         h["step"] = step
         h["value"] = value
         h["ts"] = _time()
         h["seq"] = None
-        queue = w.queue
-        queue.append(h)
-        n = len(queue)
-        if w.blocked is not None:
-            self._queued_while_blocked(h)
-        if n == 1 or n >= BATCH_SIZE and (not w._urgent or n >= w.max_pending):
-            w.wake(n)
+        items = q.items
+        items.append(h)
+        n = len(items)
+        if q.blocked is not None and q.take_back(h):
+            raise RunFinishedError(self.run_id)
+        if n == 1 or n >= q.wake_at:
+            q.wake(n)
         return h
 
     def _first_step(self, name: Any, step: Any) -> tuple[str, int]:
@@ -324,7 +142,7 @@ class Logger:
         name = _check_name(name)
         if step is not None:
             return name, self._set_step(name, step)
-        with self._writer.lock:
+        with self._queue.lock:
             steps = self._steps
             nxt = steps.get(name)
             if nxt is not None:  # another thread made the counter meanwhile
@@ -340,7 +158,7 @@ class Logger:
     def _set_step(self, name: str, step: Any) -> int:
         """An explicit step, checked; the name's default steps go on from it."""
         step = _check_step(name, step)
-        with self._writer.lock:
+        with self._queue.lock:
             self._go_on_from(name, step)
         return step
 
@@ -353,25 +171,6 @@ class Logger:
             self._high[name] = step + 1
         else:
             self._steps[name] = count(step + 1).__next__
-
-    def _queued_while_blocked(self, h: Handle) -> None:
-        """After log()'s append saw the writer blocked: keep the record, or, when finish() began
-        between log()'s check and its append, take it back out and raise, as the writer may
-        already have taken its last look at the queue. A record the writer took is kept."""
-        w = self._writer
-        if not self._finished and not w._closing:
-            return  # a write error after the check: the record waits in the queue with the others
-        with w.cond:  # the writer takes records, and numbers them, with this held
-            if h["seq"] is not None:
-                return
-            # Other threads may append meanwhile, at the right end only, so a copy (one C call)
-            # finds the record's index and that index still holds it.
-            queue = w.queue
-            for i, x in enumerate(list(queue)):
-                if x is h:
-                    del queue[i]
-                    break
-        raise RunFinishedError(self.run_id)
 
     def log_metrics(self, values: Mapping[str, Any], *, step: int | None = None) -> Handle:
         """Queue several metrics at one step as one record; returns a handle like ``log()``'s.
@@ -417,11 +216,11 @@ class Logger:
                 _check_name(name)
         if not plain:  # a StrEnum member, numpy.str_: orjson takes str keys only
             values = {str(k): v for k, v in values.items()}
-        w = self._writer
-        lock = w.lock
+        q = self._queue
+        lock = q.lock
         lock.acquire()
         try:
-            if w.blocked is not None:
+            if q.blocked is not None:
                 self._blocked()
             # Reading a counter moves it on, so each name's counter is read once and replaced only
             # when the row's step is not the one it gave.
@@ -442,22 +241,9 @@ class Logger:
                 for name, nxt in zip(values, nexts):
                     if nxt != step:
                         steps[name] = count(step + 1).__next__
-            w.rows = True
-            h = w.Handle()
-            h["step"] = step
-            h["values"] = values if row is not None else dict(values)
-            h["ts"] = _time()
-            h["seq"] = None
-            queue = w.queue
-            queue.append(h)
-            w.extra += len(values) - 1
-            n = len(queue)
-            points = n + w.extra  # the batch size and the queue's bound count points
+            return q.put_row(step, values if row is not None else dict(values), _time())
         finally:
             lock.release()
-        if n == 1 or points >= BATCH_SIZE and (not w._urgent or points >= w.max_pending):
-            w.wake(n if n == 1 else points)
-        return h
 
     def _row_step(self, values: dict[str, Any]) -> tuple[int, list[int]]:
         """log_metrics()'s default step, the highest next default step among the names, and each
@@ -540,26 +326,19 @@ class Logger:
         A process that joined another's run (``run_id=`` or ``AMLTRACK_RUN_ID``) only flushes: the
         run's own process sets its status. Calling it again does nothing.
         """
-        if status not in fmt.ENDED_STATUSES:
-            raise ValueError(f"status {short_repr(status)} is not one of {', '.join(fmt.ENDED_STATUSES)}")
-        self._finish(status, None)
+        end_run(self, status)
 
     def _finish(self, status: str, error: dict[str, Any] | None) -> None:
-        global _finishing
-        _finishing += 1
-        try:
+        with registry.draining():
             self._finish_now(status, error)
-        finally:
-            _finishing -= 1
 
     def _finish_now(self, status: str, error: dict[str, Any] | None) -> None:
-        global _current, _env_run_ours
         with self._finish_lock:
             if self._finished:
                 return
-            with self._writer.cond:
+            with self._queue.lock:
                 self._finished = True
-                self._writer.blocked = True
+                self._queue.close()
             if self._mirror is not None:
                 self.mirror_report = self._stop_mirror()
             self._writer.close()
@@ -572,14 +351,7 @@ class Logger:
                 if write_error is not None:
                     updates["write_error"] = str(write_error)
                 _update_run_json(self.run_dir, updates)
-            with _lock:
-                _open.discard(self)
-                if _current is self:
-                    _current = None
-                if self._owner and os.environ.get("AMLTRACK_RUN_ID") == self.run_id:
-                    os.environ.pop("AMLTRACK_RUN_ID", None)
-                    if _env_run_ours == self.run_id:
-                        _env_run_ours = None
+            registry.forget(self)
         self._tell_failed_uploads()
         if write_error is not None:
             raise write_error
@@ -587,8 +359,7 @@ class Logger:
     def _tell_failed_uploads(self) -> None:
         """Warn, in the caller's thread, of the uploads that failed and whose wait() nobody called:
         a failure of one upload does not stop the run, but it must not pass unseen either."""
-        with self._writer.cond:
-            unseen = [h for h in self._writer.failed_uploads if not h.reported]
+        unseen = self._writer.unseen_failed_uploads()
         if not unseen:
             return
         import warnings
@@ -627,6 +398,7 @@ class Logger:
         self._writer = Writer(
             self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
         )
+        self._queue = self._writer.queue
         self._writer.start()
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
@@ -709,7 +481,6 @@ def _open_logger(
     keep_deleted_outputs: bool | None = None,
     inherit: bool = True,
 ) -> Logger:
-    global _env_run_ours
     experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
@@ -717,9 +488,7 @@ def _open_logger(
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
     if run_id is None and inherit:
-        inherited = os.environ.get("AMLTRACK_RUN_ID") or None
-        if inherited is not None and inherited != _env_run_ours:
-            run_id = inherited
+        run_id = registry.inherited_run()
     if run_id is not None and not fmt.is_valid_run_id(run_id):
         _bad_run_id(run_id)
     root = find_store(store)
@@ -743,7 +512,7 @@ def _open_logger(
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
         logger = Logger(runs / run_id, root, owner=False, writer=writer)
         writer.start()
-        _install_hooks()  # a joining process drains at exit too
+        install_hooks()  # a joining process drains at exit too
         return logger
 
     created = time.time()
@@ -787,11 +556,8 @@ def _open_logger(
         logger._mirror = _start_mirror(Path(outputs_folder), run_dir, keep_deleted)
     if diff:
         writer.queue_upload("git/diff.patch", diff, "git")
-    # Child processes (launchers, data-parallel ranks) log into this run by inheriting these.
-    os.environ["AMLTRACK_RUN_ID"] = rid
-    os.environ["AMLTRACK_STORE"] = str(root)
-    _env_run_ours = rid
-    _install_hooks()
+    registry.export(rid, str(root))
+    install_hooks()
     return logger
 
 
@@ -826,9 +592,8 @@ def get_logger(
         logger.log("loss", 0.31)
         get_logger() is logger          # True: the open run
     """
-    global _current
-    with _lock:
-        current = _current
+    with registry.lock:
+        current = registry.current
         switching = current is not None and not current.finished
         if switching:
             if not _names_other_run(current, experiment, name, tags, params, store, run_id):
@@ -849,8 +614,7 @@ def get_logger(
             experiment, name, tags, params, store, outputs, run_id,
             keep_deleted_outputs=keep_deleted_outputs, inherit=not switching,
         )
-        _current = logger
-        _open.add(logger)
+        registry.add(logger)
         return logger
 
 
@@ -911,120 +675,54 @@ def start_run(
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
     """
-    global _current
-    with _lock:
+    with registry.lock:
         logger = _open_logger(
             experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
         )
-        previous, _current = _current, logger
-        _open.add(logger)
+        previous = registry.add(logger)
     try:
         yield logger
     except BaseException as e:
-        status = _status_for(e)
-        logger._finish(status, _error_info(e) if status == "failed" else None)
+        logger._finish(*ending(e))
         raise
     else:
         logger._finish("completed", None)
     finally:
-        with _lock:
-            if _current is None and previous is not None and not previous.finished:
-                _current = previous
+        with registry.lock:
+            if registry.current is None and previous is not None and not previous.finished:
+                registry.current = previous
 
 
-# ----------------------------------------------------------------- status at exit
+# ----------------------------------------------------------------- internal API: a run owned by its caller
 
 
-def _status_for(e: BaseException) -> str:
-    if isinstance(e, KeyboardInterrupt) or isinstance(e, _Terminated):
-        return "killed"
-    if isinstance(e, SystemExit) and e.code in (0, None):
-        return "completed"
-    return "failed"
+def open_run(
+    experiment: str | None = None, *, flush_interval: float = FLUSH_INTERVAL, **options: Any
+) -> Logger:
+    """A run its caller owns and ends with ``end_run()``: ``amltrack run`` (``cli/_run.py``) and tests.
+
+    ``options`` are ``get_logger()``'s keyword arguments, so the twins' signature stays written
+    where users read it; the run is a new one, or the existing run ``run_id=`` names, never one
+    inherited through ``AMLTRACK_RUN_ID``. It is not the process's current logger, and its exit
+    does not finish it: ``end_run()`` does, with the status and error the caller knows.
+
+        logger = open_run("sweep", store=store, outputs=None)
+        end_run(logger, "failed", {"type": "Signal", "message": "killed by SIGKILL", "traceback": ""})
+    """
+    import inspect
+
+    bound = inspect.signature(get_logger).bind(experiment, **options)  # TypeError for a wrong name
+    bound.apply_defaults()
+    a = bound.arguments
+    return _open_logger(
+        a["experiment"], a["name"], a["tags"], a["params"], a["store"], a["outputs"], a["run_id"],
+        flush_interval, keep_deleted_outputs=a["keep_deleted_outputs"], inherit=False,
+    )
 
 
-def _error_info(e: BaseException) -> dict[str, Any]:
-    tb = traceback.format_exception(type(e), e, e.__traceback__)
-    return {
-        "type": type(e).__qualname__,
-        "message": str(e),
-        "traceback": "".join(tb)[-4000:],
-    }
-
-
-class _Terminated(SystemExit):
-    """Raised in the main thread on SIGTERM, so finally blocks run and the run is marked killed."""
-
-
-def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
-    global _exit_state
-    status = _status_for(exc)
-    _exit_state = (status, _error_info(exc) if status == "failed" else None)
-    _previous_excepthook(exc_type, exc, tb)
-
-
-_previous_excepthook = sys.excepthook
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    global _exit_state
-    _exit_state = ("killed", None)
-    if _finishing or not threading.main_thread().is_alive():
-        # Already draining, or the interpreter is on its way out (the main thread has ended before
-        # atexit runs): let the drain finish; raising here would abandon it half-way.
-        return
-    raise _Terminated(128 + signum)
-
-
-def _on_break(signum: int, frame: Any) -> None:
-    """The console's Ctrl-Break (Windows): handled as Ctrl-C is, a KeyboardInterrupt in the main
-    thread, so the run is marked killed after writing everything queued. Left alone, it would end
-    the process at once, with no atexit and nothing drained, and the run would read as crashed."""
-    global _exit_state
-    _exit_state = ("killed", None)
-    if _finishing or not threading.main_thread().is_alive():
-        return  # already draining: let the drain finish (see _on_sigterm)
-    raise KeyboardInterrupt
-
-
-def _at_exit() -> None:
-    status, error = _exit_state or ("completed", None)
-    for logger in list(_open):
-        try:
-            logger._finish(status, error)
-        except Exception as e:  # the interpreter is exiting: say it, do not raise
-            print(f"amltrack: {e}", file=sys.stderr)
-
-
-def _install_hooks() -> None:
-    global _hooks_installed, _previous_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_at_exit)
-    _previous_excepthook = sys.excepthook
-    sys.excepthook = _excepthook
-    if threading.current_thread() is threading.main_thread():
-        # SIGTERM reaches no Windows process from outside (os.kill and Task Manager end it
-        # outright: the run reads as crashed), but the handler costs nothing there.
-        handlers = [(signal.SIGTERM, _on_sigterm)]
-        brk = _platform.current().break_signal
-        if brk is not None:
-            handlers.append((brk, _on_break))
-        for sig, handler in handlers:
-            with contextlib.suppress(ValueError, OSError):
-                if signal.getsignal(sig) == signal.SIG_DFL:
-                    signal.signal(sig, handler)
-
-
-def _after_fork_in_child() -> None:
-    global _env_run_ours, _lock
-    _lock = threading.RLock()
-    _env_run_ours = None
-    for logger in list(_open):
-        if not logger.finished:
-            logger._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+def end_run(logger: Logger, status: str, error: dict[str, Any] | None = None) -> None:
+    """Finish ``logger``'s run as ``Logger.finish(status)`` does, recording ``error`` (its ``type``,
+    ``message`` and ``traceback``) as the run's error in run.json."""
+    if status not in fmt.ENDED_STATUSES:
+        raise ValueError(f"status {short_repr(status)} is not one of {', '.join(fmt.ENDED_STATUSES)}")
+    logger._finish(status, error)

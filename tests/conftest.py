@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import amltrack
-from amltrack import _logger
+from amltrack import _lifecycle
 
 # Hypothesis times its examples and their generation; on a loaded or single-core machine both take
 # longer, and a test must not fail for that. (A test's own @settings replaces these, so each of those
@@ -39,13 +39,7 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def _no_leaks():
     """Every logger a test opens is finished, and no writer thread outlives its test."""
     yield
-    for logger in list(_logger._open):
-        try:
-            logger.finish()
-        except amltrack.AmltrackError:
-            pass
-    _logger._current = None
-    _logger._env_run_ours = None
+    _lifecycle.reset()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         leaked = [t for t in threading.enumerate() if t.name.startswith("amltrack-")]

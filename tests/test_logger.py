@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 import sys
 import threading
@@ -253,10 +254,10 @@ def test_threads_logging_one_name_with_default_steps_get_each_step_once(logger: 
 
 
 def test_backpressure_blocks_instead_of_dropping(store: Path) -> None:
-    from amltrack import _logger
+    from amltrack import _lifecycle, _logger
 
-    logger = _logger._open_logger("bp", None, None, None, store, None, None)
-    _logger._open.add(logger)
+    logger = _logger.open_run("bp", store=store, outputs=None)
+    _lifecycle.registry.track(logger)
     logger._writer.max_pending = 50
     for i in range(5000):
         logger.log("m", i)
@@ -441,3 +442,30 @@ def test_store_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.delenv("AMLTRACK_STORE")
     monkeypatch.chdir(tmp_path)
     assert find_store() == tmp_path / ".amltrack"
+
+
+def test_get_logger_and_start_run_take_the_same_arguments() -> None:
+    """The twins keep one signature, written out in each for its readers; open_run(), amltrack run's
+    way to own a run, takes the same by binding them to get_logger()'s."""
+    from amltrack import _logger
+
+    def params(f: object) -> list[inspect.Parameter]:
+        return list(inspect.signature(f).parameters.values())  # type: ignore[arg-type]
+
+    assert params(amltrack.start_run) == params(amltrack.get_logger)
+    with pytest.raises(TypeError, match="flush"):
+        _logger.open_run("x", flush=1.0)
+
+
+def test_a_run_opened_by_its_owner_is_not_current_and_ends_with_its_error(store: Path) -> None:
+    from amltrack import _logger
+
+    logger = _logger.open_run("own", store=store, outputs=None)
+    try:
+        assert amltrack.get_logger(store=store, outputs=None) is not logger  # not the current run
+        logger.log("m", 1.0)
+    finally:
+        _logger.end_run(logger, "failed", {"type": "Signal", "message": "killed by SIGKILL", "traceback": ""})
+    run = amltrack.Store(store).run(logger.run_id)
+    assert run.status == "failed" and run.info["error"]["message"] == "killed by SIGKILL"
+    assert run.metric("m").values == [1.0]

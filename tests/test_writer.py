@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 import amltrack
-from amltrack import _writer
+from amltrack import _lifecycle, _logger, _writer
 
 from .conftest import child_env, wait_until
 
@@ -164,8 +164,12 @@ def test_an_upload_over_the_file_size_limit_is_raised_naming_it_and_earlier_data
 def _held_logger(store: Path) -> amltrack.Logger:
     """A logger whose writer writes only when asked (a flush interval of an hour), so that what is
     logged between two flushes is one batch however slow the machine: a timed interval is no bound."""
-    logger = amltrack._logger._open_logger("w", None, None, None, store, None, None, 3600.0)
-    amltrack._logger._open.add(logger)
+    return _tracked(_logger.open_run("w", store=store, outputs=None, flush_interval=3600.0))
+
+
+def _tracked(logger: amltrack.Logger) -> amltrack.Logger:
+    """``logger``, finished by the leak check if its test does not finish it."""
+    _lifecycle.registry.track(logger)
     return logger
 
 
@@ -225,8 +229,7 @@ def test_a_batch_larger_than_one_write_is_split_at_line_ends(store: Path) -> Non
 def test_the_handle_is_the_record(store: Path) -> None:
     # A flush interval of a minute: the writer takes the record off the queue, and numbers it,
     # only when wait() asks.
-    logger = amltrack._logger._open_logger("w", None, None, None, store, None, None, 60.0)
-    amltrack._logger._open.add(logger)
+    logger = _tracked(_logger.open_run("w", store=store, outputs=None, flush_interval=60.0))
     logger.log("loss", 0.25, step=2).wait()
     h = logger.log("loss", 0.5, step=3)
     assert isinstance(h, amltrack.Handle) and h.seq is None and not h.done()
@@ -242,7 +245,7 @@ def test_a_record_the_encoder_refuses_is_raised_and_the_rest_of_its_batch_is_wri
     logger.log("a", 1.0)
     h = w.Handle()
     h.update(name="bad", step=0, value=2**70, ts=time.time(), seq=None)
-    w.queue.append(h)
+    w.queue.items.append(h)
     logger.log("a", 2.0)
     with pytest.raises(amltrack.InvalidMetricError, match="'bad' at step 0 could not be written"):
         logger.flush()
@@ -271,10 +274,10 @@ def test_a_log_whose_append_comes_after_finishs_last_look_is_refused_not_lost(st
                 assert not w._thread.is_alive()
             super().append(h)
 
-    w.queue = FinishFirst(w.queue)
+    w.queue.items = FinishFirst(w.queue.items)
     with pytest.raises(amltrack.RunFinishedError):
         logger.log("m", 2.0)
-    assert not w.queue  # taken back out, not left behind for nobody
+    assert not w.queue.items  # taken back out, not left behind for nobody
     with pytest.raises(amltrack.RunFinishedError):
         logger.log("m", 3.0)
     assert amltrack.Store(store).run(logger.run_id).metric("m").values == [1.0]
@@ -293,7 +296,49 @@ def test_a_record_queued_without_a_wake_is_written_within_the_interval(
     w = logger._writer
     h = w.Handle()
     h.update(name="m", step=1, value=2.0, ts=time.time(), seq=None)
-    w.queue.append(h)  # what log() does, without its wake
+    w.queue.items.append(h)  # what log() does, without its wake
     wait_until(h.done, timeout=60, what="the queued record")
     logger.finish()
     assert amltrack.Store(store).run(logger.run_id).metric("m").values == [1.0, 2.0]
+
+
+def test_log_waits_at_the_queue_bound_even_below_a_batch(logger: amltrack.Logger) -> None:
+    """The bound is _Queue's one rule for every put: log() waits at max_pending records, also when
+    that is below BATCH_SIZE, while the writer is held up on the disk."""
+    w = logger._writer
+    w.max_pending = 50
+    release = threading.Event()
+    orig = w._write_batch
+    w._write_batch = lambda *batch: (release.wait(60), orig(*batch))  # type: ignore[method-assign]
+    t = threading.Thread(target=lambda: [logger.log("m", i) for i in range(200)])
+    t.start()
+    try:
+        # Held at the bound, the producer cannot finish its 200 before the release.
+        wait_until(lambda: len(w.queue) >= 50 or not t.is_alive(), what="a full queue")
+        assert t.is_alive() and len(w.queue) <= 50, len(w.queue)
+    finally:
+        release.set()
+        t.join(60)
+    logger.finish()
+    assert amltrack.Store(logger.store).run(logger.run_id).metric("m").values == list(range(200))
+
+
+def test_a_batch_taken_off_the_queue_carries_its_flags_and_clears_them() -> None:
+    """What _Queue's invariant promises the writer: take() returns every record queued, numbered in
+    order, with flags that cover them all, and leaves the queue and its count of points empty."""
+    lock = threading.Lock()
+    q = _writer._Queue(lock, threading.Condition(lock), _writer.Handle, 10_000, lambda: True)
+    h1 = q.Handle(name="a", step=0, value=1.0, ts=0.0, seq=None)
+    q.items.append(h1)  # log()'s lock-free put
+    with q.lock:  # the writer's side, as in Writer._run
+        h2 = q.put_row(1, {"a": 2.0, "b": 3.0}, 0.0)
+        assert len(q) + q.extra == 3  # the bound counts points
+        items, has_uploads, rows = q.take()
+    assert items == [h1, h2] and rows and not has_uploads
+    assert [h1["seq"], h2["seq"]] == [1, 2] and q.last_seq() == 2
+    assert not q.items and q.extra == 0 and not q.rows
+    h3 = q.Handle(name="a", step=1, value=1.0, ts=0.0, seq=None)
+    q.items.append(h3)
+    with q.lock:
+        q.close()
+    assert q.take_back(h3) and not q.items  # close() began between log()'s check and its append

@@ -311,19 +311,18 @@ def track(
         # A new run even inside another tracked run: this command is its own run, not a joiner.
         # The outputs mirror (amltrack/_mirror.py) belongs to the run's owner, this process: it
         # watches the folder from here while the command writes to it, and its final sweep runs
-        # in _finish() below, after the command has ended.
-        from .. import _format as fmt
-        from .._logger import _open_logger
+        # in end_run() below, after the command has ended.
+        from .._logger import end_run, open_run
 
-        logger = _open_logger(
-            experiment, name, None, None, store, outputs, fmt.new_run_id(), keep_deleted_outputs=keep_deleted_outputs
+        logger = open_run(
+            experiment, name=name, store=store, outputs=outputs, keep_deleted_outputs=keep_deleted_outputs
         )
         try:
             status, error, code = _supervise(command, logger.run_dir, forwarder, echo)
         except BaseException as e:
-            logger._finish("failed", {"type": type(e).__qualname__, "message": str(e), "traceback": ""})
+            end_run(logger, "failed", {"type": type(e).__qualname__, "message": str(e), "traceback": ""})
             raise
-        logger._finish(status, error)
+        end_run(logger, status, error)
     finally:
         forwarder.restore()
     detail = None
