@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from . import _platform
+from . import _env, _platform
 from ._errors import AmltrackError
 
 if TYPE_CHECKING:
@@ -55,13 +55,13 @@ class _Registry:
 
     def export(self, run_id: str, store: str) -> None:
         """Child processes (launchers, data-parallel ranks) log into this run by inheriting these."""
-        os.environ["AMLTRACK_RUN_ID"] = run_id
-        os.environ["AMLTRACK_STORE"] = store
+        os.environ[_env.RUN_ID] = run_id
+        os.environ[_env.STORE] = store
         self.env_run_ours = run_id
 
     def inherited_run(self) -> str | None:
         """The run this process was started into, not the one it exported itself."""
-        inherited = os.environ.get("AMLTRACK_RUN_ID") or None
+        inherited = os.environ.get(_env.RUN_ID) or None
         return inherited if inherited != self.env_run_ours else None
 
     def forget(self, logger: Logger) -> None:
@@ -70,8 +70,8 @@ class _Registry:
             self.open.discard(logger)
             if self.current is logger:
                 self.current = None
-            if logger._owner and os.environ.get("AMLTRACK_RUN_ID") == logger.run_id:
-                os.environ.pop("AMLTRACK_RUN_ID", None)
+            if logger._owner and os.environ.get(_env.RUN_ID) == logger.run_id:
+                os.environ.pop(_env.RUN_ID, None)
                 if self.env_run_ours == logger.run_id:
                     self.env_run_ours = None
 

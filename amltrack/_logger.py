@@ -13,6 +13,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import _env
 from . import _format as fmt
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
 from ._lifecycle import ending, install_hooks, registry
@@ -424,8 +425,8 @@ def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
             f"outputs= must be a folder path (a str or os.PathLike) or None for no mirror, not {short_repr(outputs)} "
             f"({type(outputs).__name__})"
         )
-    if outputs == "outputs" and "AMLTRACK_OUTPUTS" in os.environ:
-        outputs = os.environ["AMLTRACK_OUTPUTS"]
+    if outputs == "outputs" and _env.OUTPUTS in os.environ:
+        outputs = os.environ[_env.OUTPUTS]
     if outputs is None or str(outputs).strip().lower() in ("", "none", "off", "0"):
         return None
     return os.path.abspath(os.fspath(outputs))
@@ -434,7 +435,7 @@ def _outputs_folder(outputs: str | os.PathLike[str] | None) -> str | None:
 def _keep_deleted(keep: bool | None) -> bool:
     """``keep_deleted_outputs=``, else ``$AMLTRACK_OUTPUTS_KEEP_DELETED``."""
     if keep is None:
-        return os.environ.get("AMLTRACK_OUTPUTS_KEEP_DELETED", "").lower() in ("1", "true", "yes")
+        return os.environ.get(_env.OUTPUTS_KEEP_DELETED, "").lower() in ("1", "true", "yes")
     if not isinstance(keep, bool):
         raise TypeError(f"keep_deleted_outputs= must be True, False or None, not {short_repr(keep)}")
     return keep
@@ -481,7 +482,7 @@ def _open_logger(
     keep_deleted_outputs: bool | None = None,
     inherit: bool = True,
 ) -> Logger:
-    experiment = _check_label("experiment", experiment or os.environ.get("AMLTRACK_EXPERIMENT") or "default")
+    experiment = _check_label("experiment", experiment or os.environ.get(_env.EXPERIMENT) or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
     params = _check_mapping("param", params)
