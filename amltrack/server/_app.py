@@ -285,9 +285,15 @@ def server_app(
             storage.finalise, check_run_id(run_id), body, metrics_bytes, manifest_bytes
         )
 
-    # ------------------------------------------------------------------ history
-    # What `amltrack history list|last|info --remote` reads: finalised runs only, as a reader of the
-    # server's store sees them.
+    _add_history_routes(app, storage, read)
+    _add_asset_routes(app, ServerAssets(storage), read, write)
+    _mount_ui(app, store, tokens)
+    return app
+
+
+def _add_history_routes(app: FastAPI, storage: ServerStore, read: list[Any]) -> None:
+    """What `amltrack history list|last|info --remote` reads: finalised runs only, as a reader of the
+    server's store sees them."""
 
     @app.get(
         "/v1/history/runs",
@@ -357,10 +363,6 @@ def server_app(
         """The bytes of an artifact file of a finalised run."""
         f, size = await run_in_threadpool(storage.open_artifact, run_id, path)
         return _stream(f, size)
-
-    _add_asset_routes(app, ServerAssets(storage), read, write)
-    _mount_ui(app, store, tokens)
-    return app
 
 
 def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write: list[Any]) -> None:
