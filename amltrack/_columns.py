@@ -49,7 +49,7 @@ from typing import Any
 
 import orjson
 
-from . import _format as fmt
+from ._records import block_columns, block_extras, split_columns
 
 CACHE_DIR = "cache"
 COLUMNS_FILE = "columns.bin"
@@ -196,55 +196,18 @@ class Columns:
         end: int,
     ) -> None:
         self.names, self.codes, self.steps, self.values, self.stamps, self.end = (
-            names, codes, steps, values, stamps, end
+            names,
+            codes,
+            steps,
+            values,
+            stamps,
+            end,
         )
 
     def grouped(self) -> dict[str, tuple[list[int], list[Any], list[float]]]:
         """Per metric name, its steps, values and timestamps, in file order."""
         by_code = split_columns(self.codes.tolist(), self.steps.tolist(), self.values, self.stamps.tolist())
         return {self.names[c]: series for c, series in by_code.items()}
-
-
-def split_columns(
-    keys: list[Any], steps: list[int], values: list[Any], stamps: list[float]
-) -> dict[Any, tuple[list[int], list[Any], list[float]]]:
-    """Columns of records split by each record's key, keys in order of first appearance."""
-    n = len(keys)
-    if not n:
-        return {}
-    if keys.count(keys[0]) == n:
-        return {keys[0]: (steps, values, stamps)}
-    out: dict[Any, tuple[list[int], list[Any], list[float]]] = {k: ([], [], []) for k in dict.fromkeys(keys)}
-    # In chunks, because metrics are often logged in long stretches of one name (a chunk of one
-    # key is three slices, counted in C) and the per-record loop is needed only where names mix.
-    for a in range(0, n, _SPLIT_CHUNK):
-        b = a + _SPLIT_CHUNK
-        chunk = keys[a:b]
-        if chunk.count(chunk[0]) == len(chunk):
-            s, v, t = out[chunk[0]]
-            s += steps[a:b]
-            v += values[a:b]
-            t += stamps[a:b]
-            continue
-        where: dict[Any, list[int]] = {k: [] for k in dict.fromkeys(chunk)}
-        for i, k in enumerate(chunk, a):
-            where[k].append(i)
-        for k, ix in where.items():
-            s, v, t = out[k]
-            if len(ix) == 1:
-                i = ix[0]
-                s.append(steps[i])
-                v.append(values[i])
-                t.append(stamps[i])
-            else:
-                pick = operator.itemgetter(*ix)
-                s += pick(steps)
-                v += pick(values)
-                t += pick(stamps)
-    return out
-
-
-_SPLIT_CHUNK = 2048
 
 
 class Block:
@@ -436,20 +399,14 @@ def _to_columns(names: list[str], blocks: list[Block]) -> Columns | None:
     steps: array[int] = array("q")
     vals: array[float] = array("d")
     stamps: array[float] = array("d")
-    for b in blocks:
-        codes.frombytes(b.codes)
-        steps.frombytes(b.steps)
-        vals.frombytes(b.values)
-        stamps.frombytes(b.stamps)
+    for column, raw in zip((codes, steps, vals, stamps), block_columns(blocks)):
+        column.frombytes(raw)
     if max(codes) >= len(names):
         return None
     values = vals.tolist()
-    base = 0
     try:
-        for b in blocks:
-            for i, value, nonfinite in b.extras:
-                values[base + i] = fmt.decode_value(value, nonfinite is True)
-            base += b.n
+        for i, value in block_extras(blocks):
+            values[i] = value
     except (TypeError, ValueError, IndexError, KeyError):
         return None
     return Columns(names, codes, steps, values, stamps, blocks[-1].end)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import errno
 import functools
 import gc
-import heapq
 import math
-import operator
 import os
 import socket
 import stat
@@ -20,7 +18,8 @@ import orjson
 
 from . import _env
 from . import _format as fmt
-from ._columns import Columns, read_segments, split_columns
+from . import _records
+from ._columns import Columns, read_segments
 from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
@@ -176,6 +175,7 @@ class Point(NamedTuple):
 
 
 _point = tuple.__new__
+_make_point = functools.partial(tuple.__new__, Point)
 
 
 class Metric(Sequence[Point]):
@@ -277,52 +277,6 @@ def number_range(values: list[Any]) -> tuple[Any, Any]:
             elif type(v) in _NUMBER and v == v:
                 nums.append(v)
     return (min(nums), max(nums)) if nums else (None, None)
-_SCALAR_SET = {int, float, str, bool}
-_K_NAME = operator.itemgetter("name")
-_K_STEP = operator.itemgetter("step")
-_K_VALUE = operator.itemgetter("value")
-_K_TS = operator.itemgetter("ts")
-_make_point = functools.partial(tuple.__new__, Point)
-
-
-def _row_columns(
-    names: tuple[str, ...], rows: list[dict[str, Any]], nonfinite: bool
-) -> tuple[list[int], list[float], list[list[Any]]] | None:
-    """Steps, timestamps and one column of values per name of rows that all hold ``names`` in that
-    order; None if a field has the wrong type, for the checked path to sort out."""
-    try:
-        steps = list(map(_K_STEP, rows))
-        stamps = list(map(_K_TS, rows))
-    except KeyError:
-        return None
-    if set(map(type, steps)) != {int} or min(steps) < 0 or not set(map(type, stamps)) <= _NUMBER_SET:
-        return None
-    columns = [list(c) for c in zip(*map(dict.values, map(_K_VALUES, rows)))]
-    flags = None
-    for k, col in enumerate(columns):
-        types = set(map(type, col))
-        if types <= _ROW_SET:
-            continue
-        if not types <= _ROW_SET | {str}:
-            return None
-        if flags is None:
-            flags = [nonfinite and r.get("nonfinite") is True for r in rows]
-        get = fmt.STR_TO_NONFINITE.get
-        columns[k] = [get(v, v) if type(v) is str and flags[j] else v for j, v in enumerate(col)]
-    return steps, stamps, columns
-
-
-_ROW_SET = {int, float, bool}
-_K_VALUES = operator.itemgetter("values")
-
-
-def _valid_value(v: Any) -> bool:
-    t = type(v)
-    if t is float or t is int or t is str or t is bool:
-        return True
-    if t is list:
-        return all(type(x) is float or type(x) is int for x in v)
-    return False
 
 
 class Run:
@@ -536,7 +490,7 @@ class Run:
         # Millions of small containers make the cyclic collector rescan everything again and again.
         gc.disable()
         try:
-            parts: list[dict[str, Metric]] = []
+            parts: list[dict[str, _records.Series]] = []
             skipped = bad = 0
             try:
                 with open(path, "rb") as f:
@@ -546,11 +500,13 @@ class Run:
                     end = 0
                     for seg in segments:
                         if isinstance(seg, Columns):
-                            parts.append({name: Metric(name, *series) for name, series in seg.grouped().items()})
+                            parts.append(
+                                {n: _records.Series(n, *series) for n, series in seg.grouped().items()}
+                            )
                             end = seg.end
                         else:
                             f.seek(seg[0])
-                            out, sk, b = self._parse(f.read(seg[1] - seg[0]), str(path))
+                            out, sk, b = _records.decode(f.read(seg[1] - seg[0]), str(path))
                             parts.append(out)
                             skipped, bad, end = skipped + sk, bad + b, seg[1]
                     f.seek(end)
@@ -565,185 +521,17 @@ class Run:
                 return {}
             except OSError as e:
                 raise StoreError(e.errno, f"cannot read {path}: {e.strerror}") from e
-            tail, sk, b = self._parse(data, str(path))
+            tail, sk, b = _records.decode(data, str(path))
             del data
-            out = self._concat([*parts, tail]) if parts else tail
+            series = _records.concat([*parts, tail]) if parts else tail
+            out = {n: Metric(n, s.steps, s.values, s.timestamps) for n, s in series.items()}
         finally:
             if enabled:
                 gc.enable()
         skipped, bad = skipped + sk, bad + b
-        _warn_bad(str(path), bad)
+        _records.warn_bad(str(path), bad)
         self.skipped = skipped + bad
         return out
-
-    @classmethod
-    def _parse(cls, data: bytes, where: str) -> tuple[dict[str, Metric], int, int]:
-        """Metrics of JSON Lines ``data``, the unreadable lines and the records with bad fields."""
-        records, skipped = fmt.parse_jsonl(data, where)
-        rows = b'"values"' in data
-        if b'"w":' in data:
-            out, bad = cls._group_multi(fmt.expand_rows(records) if rows else records)
-        elif rows:
-            out, bad = cls._group_rows(records, nonfinite=b'"nonfinite"' in data)
-        else:
-            out, bad = cls._group(records, nonfinite=b'"nonfinite"' in data)
-        return out, skipped, bad
-
-    @classmethod
-    def _group_rows(cls, records: list[Any], nonfinite: bool) -> tuple[dict[str, Metric], int]:
-        """Group records that include rows (``log_metrics()``) into metrics, as columns.
-
-        Rows with the same names become columns at once, a transposition in C; log() records
-        among them are grouped as ``_group`` does; a metric found in several of those parts is put
-        back into file order. A field of the wrong type anywhere sends the lot down the checked
-        path, one point per entry, so that it is counted as the reader counts bad records.
-        """
-        by_names: dict[tuple[str, ...], list[int]] = {}
-        points: list[int] = []  # log() records among the rows
-        for i, r in enumerate(records):
-            v = r.get("values") if type(r) is dict and "name" not in r else None
-            if type(v) is not dict or not v:
-                points.append(i)
-                continue
-            key = tuple(v)
-            ix = by_names.get(key)
-            if ix is None:
-                by_names[key] = [i]
-            else:
-                ix.append(i)
-        parts: dict[str, list[tuple[list[int], list[int], list[Any], list[float]]]] = {}
-        for key, ix in by_names.items():
-            rows = records if len(by_names) == 1 and not points else [records[i] for i in ix]
-            columns = _row_columns(key, rows, nonfinite)
-            if columns is None:
-                return cls._group(fmt.expand_rows(records), nonfinite)
-            steps, stamps = columns[0], columns[1]
-            for name, values in zip(key, columns[2]):
-                # each metric its own lists: reading more of the file extends them in place
-                parts.setdefault(name, []).append((ix, steps.copy(), values, stamps.copy()))
-        if points:
-            grouped, bad = cls._group([records[i] for i in points], nonfinite)
-            if bad:
-                return cls._group(fmt.expand_rows(records), nonfinite)
-            at: dict[str, list[int]] = {}
-            for i in points:
-                at.setdefault(records[i]["name"], []).append(i)
-            for name, m in grouped.items():
-                parts.setdefault(name, []).append((at[name], m.steps, m.values, m.timestamps))
-        out = {}
-        for name, series in parts.items():
-            if len(series) == 1:
-                out[name] = Metric(name, *series[0][1:])
-                continue
-            where = [i for ix, *_ in series for i in ix]
-            order = sorted(range(len(where)), key=where.__getitem__)
-            pick = operator.itemgetter(*order)  # two parts or more: two points or more
-            out[name] = Metric(
-                name, *(list(pick([x for part in series for x in part[k]])) for k in (1, 2, 3))
-            )
-        return out, 0
-
-    @staticmethod
-    def _concat(parts: list[dict[str, Metric]]) -> dict[str, Metric]:
-        """Metrics read from consecutive parts of metrics.jsonl, each metric's points in file order."""
-        out = parts[0]
-        for part in parts[1:]:
-            for name, m in part.items():
-                head = out.get(name)
-                if head is None:
-                    out[name] = m
-                else:
-                    head.steps += m.steps
-                    head.values += m.values
-                    head.timestamps += m.timestamps
-        return out
-
-    @classmethod
-    def _group(cls, records: list[Any], nonfinite: bool = True) -> tuple[dict[str, Metric], int]:
-        """Group records into metrics, as columns.
-
-        A clean file, the common case, goes through C-level map and set calls; anything odd in it
-        (a missing field, a wrong type, a flagged non-finite value) falls back to checking each
-        record.
-        """
-        if nonfinite or not records:
-            return cls._group_checked(records)
-        try:
-            names = list(map(_K_NAME, records))
-            steps = list(map(_K_STEP, records))
-            values = list(map(_K_VALUE, records))
-            stamps = list(map(_K_TS, records))
-        except (KeyError, TypeError):
-            return cls._group_checked(records)
-        if (
-            set(map(type, names)) != {str}
-            or set(map(type, steps)) != {int}
-            or min(steps) < 0
-            or not set(map(type, stamps)) <= _NUMBER_SET
-            or not set(map(type, values)) <= _SCALAR_SET
-        ):
-            return cls._group_checked(records)
-        return {n: Metric(n, *series) for n, series in split_columns(names, steps, values, stamps).items()}, 0
-
-    @staticmethod
-    def _group_checked(records: list[Any]) -> tuple[dict[str, Metric], int]:
-        out: dict[str, Metric] = {}
-        bad = 0
-        for r in records:
-            try:
-                name = r["name"]
-                step = r["step"]
-                value = r["value"]
-                ts = r["ts"]
-                if type(name) is not str or type(step) is not int or step < 0 or type(ts) not in _NUMBER:
-                    bad += 1
-                    continue
-                if "nonfinite" in r:
-                    value = fmt.decode_value(value, r["nonfinite"] is True)
-                if not _valid_value(value):
-                    bad += 1
-                    continue
-            except (KeyError, TypeError):
-                bad += 1
-                continue
-            m = out.get(name)
-            if m is None:
-                m = out[name] = Metric(name)
-            m.steps.append(step)
-            m.values.append(value)
-            m.timestamps.append(ts)
-        return out, bad
-
-    @classmethod
-    def _group_multi(cls, records: list[Any]) -> tuple[dict[str, Metric], int]:
-        """Several processes logged: keep each one's call order (seq) and merge them by time."""
-        by_writer: dict[Any, list[Any]] = {}
-        for r in records:
-            w = r.get("w") if type(r) is dict else None
-            by_writer.setdefault(w, []).append(r)
-        streams = []
-        bad = 0
-        for recs in by_writer.values():
-            try:
-                recs.sort(key=lambda r: r["seq"])
-            except (KeyError, TypeError):
-                pass
-            grouped, b = cls._group_checked(recs)
-            bad += b
-            streams.append(grouped)
-        out: dict[str, Metric] = {}
-        names = {n for g in streams for n in g}
-        for name in names:
-            parts = [g[name] for g in streams if name in g]
-            if len(parts) == 1:
-                out[name] = parts[0]
-                continue
-            m = out[name] = Metric(name)
-            for step, value, ts in heapq.merge(*parts, key=lambda p: p[2]):
-                m.steps.append(step)
-                m.values.append(value)
-                m.timestamps.append(ts)
-        return out, bad
 
     def metrics(self) -> dict[str, Metric]:
         """Every metric of the run: name to its points (step, value, timestamp) in call order."""
@@ -846,8 +634,8 @@ def _count_tail(
                 if type(w) is not str or here >= offsets.get(w, 0):
                     records.append(r)
     writers = {w for r in records if type(r) is dict and type(w := r.get("w")) is str}
-    grouped, bad = Run._group_checked(fmt.expand_rows(records))
-    _warn_bad(where, bad)
+    grouped, bad = _records.group(records, where)
+    _records.warn_bad(where, bad)
     delta = {}
     for name, m in grouped.items():
         s = delta[name] = fmt.MetricSummary()
@@ -856,15 +644,6 @@ def _count_tail(
         i = len(ts) - 1 - ts[::-1].index(max(ts))  # the latest by time, the last of equals
         s.latest(m.steps[i], ts[i], m.values[i])
     return delta, sum(map(len, grouped.values())), writers, start + len(data)
-
-
-def _warn_bad(where: str, bad: int) -> None:
-    if bad:
-        fmt.warn_once(
-            f"{where}:types",
-            f"amltrack skipped {bad} record(s) with missing or wrong-typed fields in {where} and read "
-            "the rest; the file was damaged or edited by hand",
-        )
 
 
 def _holds_files(run_dir: Path) -> bool:

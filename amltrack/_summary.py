@@ -18,8 +18,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _format as fmt
-from ._store import Metric, Run, number_range
+from . import _kinds, _records
+from ._store import Metric, number_range
 
 POINTS = 24
 CHUNKS = 4096
@@ -28,8 +28,7 @@ _FIELDS = ("last", "min", "max")
 
 def kind_of(value: Any) -> str:
     """number, bool, string or list: what a metric is, by its latest value."""
-    t = type(value)
-    return "list" if t is list else "bool" if t is bool else "string" if t is str else "number"
+    return _kinds.kind_by_type(value).name
 
 
 def finite_numbers(values: list[Any]) -> list[Any]:
@@ -156,11 +155,11 @@ class _Series:
 
 def _encode(value: Any) -> list[Any]:
     """A value as [its JSON form, whether non-finite floats were replaced]: JSON has no NaN."""
-    return list(fmt.encode_value(value))
+    return list(_records.encode_value(value))
 
 
 def _decode(pair: list[Any]) -> Any:
-    return fmt.decode_value(pair[0], pair[1])
+    return _records.decode_value(pair[0], pair[1])
 
 
 class Fold:
@@ -182,7 +181,7 @@ class Fold:
         """Fold in ``lines``, whole JSON Lines that follow the ``end`` bytes already folded in."""
         if b'"w":' in lines:
             self.by_time = True
-        metrics, skipped, bad = Run._parse(lines, where)
+        metrics, skipped, bad = _records.decode(lines, where)
         self.skipped += skipped + bad
         for name, metric in metrics.items():
             if len(metric):
@@ -218,7 +217,7 @@ def encode_overview(metrics: dict[str, dict[str, Any]]) -> dict[str, dict[str, A
         entry = dict(d)
         flagged = []
         for field in _FIELDS:
-            entry[field], nonfinite = fmt.encode_value(d[field])
+            entry[field], nonfinite = _records.encode_value(d[field])
             if nonfinite:
                 flagged.append(field)
         if flagged:
@@ -234,6 +233,6 @@ def decode_overview(metrics: dict[str, Any]) -> dict[str, dict[str, Any]]:
         entry = {k: v for k, v in d.items() if k != "nonfinite"}
         for field in d.get("nonfinite") or ():
             if field in _FIELDS:
-                entry[field] = fmt.decode_value(d.get(field), True)
+                entry[field] = _records.decode_value(d.get(field), True)
         out[name] = entry
     return out

@@ -6,12 +6,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from . import _kinds
 from ._errors import InvalidMetricError, short_repr
 
-MAX_NAME_CHARS = 255
-MAX_STRING_CHARS = 1 << 20  # a string metric of 1 Mi characters at most: a line, not a file
-_INT_MIN = -(1 << 63)
-_INT_MAX = (1 << 63) - 1
+# A value's checks belong to its kind (amltrack/_kinds.py); the Logger calls them by these names,
+# and the hot path of log() inlines the number check with the same bounds.
+MAX_NAME_CHARS = _kinds.MAX_NAME_CHARS
+MAX_STRING_CHARS = _kinds.MAX_STRING_CHARS
+_INT_MIN, _INT_MAX = _kinds._INT_MIN, _kinds._INT_MAX
+_quote_name = _kinds.quote_name
+_check_number = _kinds.check_number
+_check_string = _kinds.check_string
+_coerce = _kinds.coerce
+
 _CONTROL = frozenset(chr(c) for c in (*range(0x20), *range(0x7F, 0xA0)))
 _SCALAR_TYPES = (bool, int, float, str)
 
@@ -19,14 +26,6 @@ _SCALAR_TYPES = (bool, int, float, str)
 # ----------------------------------------------------------------- validation
 # An error message shows a caller's value through short_repr(), cut to about 100 characters and
 # built from its first items only; a name is shown whole up to the limit on names.
-
-
-def _quote_name(name: Any) -> str:
-    """A metric name for an error message: its repr, of its first 40 characters when it is longer
-    than a name may be; a name that is not a str as ``short_repr()`` shows it."""
-    if type(name) is not str:
-        return short_repr(name)
-    return repr(name) if len(name) <= MAX_NAME_CHARS else f"{name[:40]!r}..."
 
 
 def _check_name(name: object) -> str:
@@ -64,78 +63,6 @@ def _check_step(name: str, step: object) -> int:
     return step  # type: ignore[return-value]
 
 
-def _check_number(name: str, v: Any, where: str = "") -> Any:
-    t = type(v)
-    if t is float:
-        return v
-    if t is int:
-        if not _INT_MIN <= v <= _INT_MAX:
-            raise InvalidMetricError(
-                f"metric {_quote_name(name)}{where}: integer {short_repr(v)} does not fit in 64 bits; "
-                "log it as a float"
-            )
-        return v
-    if t is bool:
-        raise TypeError(f"metric {_quote_name(name)}{where}: a list holds numbers, not bool {v!r}")
-    if isinstance(v, float):
-        return float(v)  # numpy.float64 and other float subclasses
-    if isinstance(v, int):
-        return _check_number(name, int(v), where)
-    item = getattr(v, "item", None)
-    if item is not None and getattr(v, "ndim", 0) == 0 and getattr(v, "size", 1) == 1:
-        return _check_number(name, item(), where)
-    raise TypeError(f"metric {_quote_name(name)}{where}: {type(v).__name__} {short_repr(v)} is not a number")
-
-
-def _coerce(name: str, value: Any) -> Any:
-    """Turn any accepted value that is not a plain float/int/str/bool into one, or raise."""
-    t = type(value)
-    if t is list or t is tuple:
-        return [_check_number(name, v, f" element {i}") for i, v in enumerate(value)]
-    if isinstance(value, _SCALAR_TYPES):  # subclasses: numpy.float64, IntEnum, str subclasses
-        if isinstance(value, bool):
-            return bool(value)
-        if isinstance(value, str):
-            return _check_string(name, str(value))
-        return _check_number(name, value)
-    tolist = getattr(value, "tolist", None)
-    ndim = getattr(value, "ndim", None)
-    if tolist is not None and ndim is not None:
-        if ndim == 0:
-            return _scalar_item(name, value)
-        if ndim != 1:
-            raise InvalidMetricError(
-                f"metric {_quote_name(name)}: a {short_repr(ndim, 20)}-D {type(value).__name__} cannot be logged; "
-                "log a 1-D array or flatten it"
-            )
-        dtype = str(getattr(value, "dtype", ""))
-        if "bool" in dtype or "complex" in dtype:
-            raise TypeError(
-                f"metric {_quote_name(name)}: an array of {dtype[:40]} is not an array of numbers"
-            )
-        items = tolist()
-        if not isinstance(items, list):
-            raise TypeError(
-                f"metric {_quote_name(name)}: {type(value).__name__}.tolist() did not give a list"
-            )
-        return [_check_number(name, v, f" element {i}") for i, v in enumerate(items)]
-    if getattr(value, "item", None) is not None:
-        return _scalar_item(name, value)
-    raise TypeError(
-        f"metric {_quote_name(name)}: cannot log a {type(value).__name__}; log a number, str, bool, or a list "
-        "or 1-D array of numbers"
-    )
-
-
-def _scalar_item(name: str, value: Any) -> Any:
-    v = value.item()
-    if type(v) is bool:
-        return v
-    if type(v) is str:
-        return _check_string(name, v)
-    return _check_number(name, v)
-
-
 def _row_value(name: str, value: Any) -> Any:
     """A ``log_metrics()`` value as a plain float, int or bool, or raise naming the metric."""
     if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", 0):
@@ -149,22 +76,6 @@ def _row_value(name: str, value: Any) -> Any:
             f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {short_repr(v)}"
         )
     return v
-
-
-def _check_string(name: str, value: str) -> str:
-    if len(value) > MAX_STRING_CHARS:
-        raise InvalidMetricError(
-            f"string metric {_quote_name(name)} is {len(value)} characters; the limit is {MAX_STRING_CHARS}: "
-            "upload long text as an artifact"
-        )
-    if not value.isascii():
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InvalidMetricError(
-                f"string metric {_quote_name(name)} is not valid Unicode (a lone surrogate)"
-            ) from None
-    return value
 
 
 def _check_mapping(kind: str, m: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from . import _format as fmt
-from . import _platform
+from . import _platform, _records
 from ._columns import ColumnWriter
 from ._errors import AmltrackError, InvalidMetricError, WriteError, short_repr
 from ._files import AppendFile, Artifacts
@@ -705,7 +705,7 @@ class Writer:
         """``recs`` with NaN and infinities as their JSON Lines strings, in copies of the records
         that hold them (the records are the callers' handles)."""
         out = recs.copy()
-        encode = fmt.encode_value
+        encode = _records.encode_value
         for i, rec in enumerate(recs):
             values = rec.get("values")
             if values is None:

@@ -136,12 +136,6 @@ def _row(run: Run) -> dict[str, Any]:
     }
 
 
-def kind_of(value: Any) -> str:
-    """number, bool, string or list: what a metric is, by its latest value."""
-    t = type(value)
-    return "list" if t is list else "bool" if t is bool else "string" if t is str else "number"
-
-
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:

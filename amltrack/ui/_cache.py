@@ -29,10 +29,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-import gc
 import hashlib
-import itertools
-import operator
 import os
 import secrets
 import shutil
@@ -48,8 +45,10 @@ import orjson
 from filelock import FileLock, Timeout
 
 from .. import _format as fmt
+from .. import _records
 from .._columns import Block, read_blocks
 from .._errors import StoreError
+from .._records import Part as _Part
 
 CACHE_DIR = "cache"
 UI_DIR = "ui"
@@ -64,13 +63,6 @@ _I8 = np.dtype("<i8")
 _F8 = np.dtype("<f8")
 _DTYPES = {"step": _I8, "value": _F8, "ts": _F8, "str": _I8, "list": _I8}
 _MAX_STEP = 2**63
-
-_K_NAME = operator.itemgetter("name")
-_K_STEP = operator.itemgetter("step")
-_K_VALUE = operator.itemgetter("value")
-_K_TS = operator.itemgetter("ts")
-_K_VALUES = operator.itemgetter("values")
-_NUMBER_SET = {int, float}
 
 
 class _Corrupt(Exception):
@@ -98,274 +90,13 @@ class Numbers:
     all_bool: bool
 
 
-class _Part:
-    """What one chunk holds of one metric."""
-
-    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strs", "lists")
-
-    def __init__(self) -> None:
-        self.steps: Any = []
-        self.values: Any = []
-        self.stamps: Any = []
-        self.bools = 0
-        self.nonfinite = 0
-        self.strs: list[int] = []
-        self.lists: list[int] = []
-
-
 def _fallback_dir(run_dir: Path) -> Path:
     key = hashlib.sha256(str(run_dir.absolute()).encode()).hexdigest()[:24]
     return Path(tempfile.gettempdir()) / f"amltrack-ui-{os.getuid()}" / key
 
 
-def parse_chunk(data: bytes, base: int) -> tuple[dict[str, _Part], int, bool]:
-    """Parse whole lines ``data`` (ending in a newline) found at byte ``base`` of metrics.jsonl.
-
-    Returns the parts per metric name, in first-appearance order, the number of lines skipped, and
-    whether any record came from a joined process (``"w"``), whose records the reader merges by time.
-    """
-    enabled = gc.isenabled()
-    # Tens of thousands of small dicts make the cyclic collector rescan them again and again.
-    gc.disable()
-    try:
-        return _parse_chunk(data, base)
-    finally:
-        if enabled:
-            gc.enable()
-
-
-def _parse_chunk(data: bytes, base: int) -> tuple[dict[str, _Part], int, bool]:
-    n_lines = data.count(b"\n")
-    multi = b'"w":' in data
-    recs: list[Any] | None = None
-    # One JSON array for the whole chunk; an empty or broken line makes it fail, and then every line
-    # is parsed on its own. A line holding two values would make the count differ: the same.
-    if b"\n\n" not in data and not data.startswith(b"\n"):
-        try:
-            recs = orjson.loads(b"[" + data[:-1].replace(b"\n", b",") + b"]")
-        except orjson.JSONDecodeError:
-            recs = None
-        if recs is not None and len(recs) != n_lines:
-            recs = None
-    if recs is not None and not multi and b'"nonfinite"' not in data:
-        fast = _parse_clean(recs)
-        if fast is None and b'"values"' in data:  # rows (log_metrics()): a row has no "name"
-            fast = _parse_clean_rows(recs)
-        if fast is not None:
-            return fast, 0, False
-    lines = data.split(b"\n")
-    lines.pop()
-    # A row's "values" key, unless a hand-written line spells a letter of it as a \u escape.
-    rows = b'"values"' in data or b"\\u" in data
-    return _parse_checked(lines, recs, base, multi, rows)
-
-
-def _parse_clean(recs: list[Any]) -> dict[str, _Part] | None:
-    """The common case, a chunk of plain numbers, through C-level passes; None if anything is odd."""
-    try:
-        names = list(map(_K_NAME, recs))
-        steps = list(map(_K_STEP, recs))
-        values = list(map(_K_VALUE, recs))
-        stamps = list(map(_K_TS, recs))
-    except (KeyError, TypeError):
-        return None
-    return _clean_columns(names, steps, values, stamps)
-
-
-def _parse_clean_rows(recs: list[Any]) -> dict[str, _Part] | None:
-    """``_parse_clean`` for a chunk with rows: each row's entries as points at its step and ts."""
-    uniform = _parse_uniform_rows(recs)
-    if uniform is not None:
-        return uniform
-    names: list[Any] = []
-    steps: list[Any] = []
-    values: list[Any] = []
-    stamps: list[Any] = []
-    try:
-        for r in recs:
-            if "name" in r:
-                names.append(r["name"])
-                steps.append(r["step"])
-                values.append(r["value"])
-                stamps.append(r["ts"])
-                continue
-            entries = r["values"]
-            if type(entries) is not dict:
-                return None
-            k = len(entries)
-            names += entries
-            values += entries.values()
-            steps += [r["step"]] * k
-            stamps += [r["ts"]] * k
-    except (KeyError, TypeError):
-        return None
-    return _clean_columns(names, steps, values, stamps)
-
-
-def _parse_uniform_rows(recs: list[Any]) -> dict[str, _Part] | None:
-    """The common case of rows: the same metrics in every record of the chunk (``log_metrics()``
-    with the same dict keys each step), through C-level passes; else None. The order of a row's
-    keys matters only for the order in which metrics first appear, that of the first row."""
-    try:
-        entries = list(map(_K_VALUES, recs))
-        steps = list(map(_K_STEP, recs))
-        stamps = list(map(_K_TS, recs))
-        if any(map(operator.contains, recs, itertools.repeat("name"))):
-            return None  # a record with a "name" is a point, whatever else it has
-    except (KeyError, TypeError):
-        return None
-    if not entries or set(map(type, entries)) != {dict}:
-        return None
-    first = entries[0]
-    if (
-        set(map(len, entries)) != {len(first)}
-        or set(map(type, steps)) != {int}
-        or not set(map(type, stamps)) <= _NUMBER_SET
-        or min(steps) < 0
-    ):
-        return None
-    out: dict[str, _Part] = {}
-    try:
-        s = np.array(steps, dtype=_I8)
-        t = np.array(stamps, dtype=_F8)
-        for name in first:
-            # As many entries in each row, and each of the first row's names in every row: the same.
-            values = list(map(operator.itemgetter(name), entries))
-            types = set(map(type, values))
-            if not types <= _NUMBER_SET and types != {bool}:
-                return None  # bools mixed with numbers, or a string or a list: checked one by one
-            part = out[name] = _Part()
-            part.steps, part.values, part.stamps = s, np.array(values, dtype=_F8), t
-            if bool in types:
-                part.bools = len(values)
-    except (KeyError, OverflowError):
-        return None
-    return out
-
-
-def _clean_columns(
-    names: list[Any], steps: list[Any], values: list[Any], stamps: list[Any]
-) -> dict[str, _Part] | None:
-    """The parts of records given as columns, if they are plain numbers; None if anything is odd."""
-    if (
-        set(map(type, names)) != {str}
-        or set(map(type, steps)) != {int}
-        or not set(map(type, stamps)) <= _NUMBER_SET
-        or not set(map(type, values)) <= _NUMBER_SET
-        or min(steps) < 0
-    ):
-        return None
-    try:
-        s = np.array(steps, dtype=_I8)
-        v = np.array(values, dtype=_F8)
-        t = np.array(stamps, dtype=_F8)
-    except OverflowError:
-        return None
-    ids = {n: i for i, n in enumerate(dict.fromkeys(names))}
-    out: dict[str, _Part] = {}
-    if len(ids) == 1:
-        part = out[names[0]] = _Part()
-        part.steps, part.values, part.stamps = s, v, t
-        return out
-    codes = np.fromiter(map(ids.__getitem__, names), dtype=np.int32, count=len(names))
-    order = np.argsort(codes, kind="stable")
-    bounds = np.cumsum(np.bincount(codes, minlength=len(ids)))
-    start = 0
-    for name, i in ids.items():
-        pick = order[start : bounds[i]]
-        start = bounds[i]
-        part = out[name] = _Part()
-        part.steps, part.values, part.stamps = s[pick], v[pick], t[pick]
-    return out
-
-
-def _parse_checked(
-    lines: list[bytes], recs: list[Any] | None, base: int, multi: bool, rows: bool = False
-) -> tuple[dict[str, _Part], int, bool]:
-    """Every record checked as ``Run._group_checked`` checks it; line offsets kept for strings and lists.
-
-    With ``rows`` (the chunk may hold some), each row is first replaced by its points, which all
-    keep the row's line.
-    """
-    skipped = 0
-    if recs is None:
-        recs = []
-        numbered: list[int] | None = []
-        for i, line in enumerate(lines):
-            try:
-                recs.append(orjson.loads(line))
-                numbered.append(i)
-            except orjson.JSONDecodeError:
-                if line.strip():
-                    skipped += 1
-    else:
-        numbered = None  # record i is line i
-    if rows:
-        points: list[Any] = []
-        where: list[int] = []
-        for j, r in enumerate(recs):
-            line_no = j if numbered is None else numbered[j]
-            if fmt.is_row(r):
-                found = fmt.row_points(r) or [r]  # a row without entries is a bad record, as the reader counts it
-                points += found
-                where += [line_no] * len(found)
-            else:
-                points.append(r)
-                where.append(line_no)
-        recs, numbered = points, where
-    starts: np.ndarray | None = None
-    out: dict[str, _Part] = {}
-    for j, r in enumerate(recs):
-        try:
-            name = r["name"]
-            step = r["step"]
-            value = r["value"]
-            ts = r["ts"]
-            if (
-                type(name) is not str
-                or type(step) is not int
-                or not 0 <= step < _MAX_STEP
-                or type(ts) not in _NUMBER_SET
-            ):
-                skipped += 1
-                continue
-            if "nonfinite" in r:
-                value = fmt.decode_value(value, r["nonfinite"] is True)
-            if "w" in r:
-                multi = True
-        except (KeyError, TypeError):
-            skipped += 1
-            continue
-        t = type(value)
-        if t is float or t is int or t is bool:
-            try:
-                fv = float(value)
-            except OverflowError:
-                skipped += 1
-                continue
-            part = out.get(name)
-            if part is None:
-                part = out[name] = _Part()
-            part.steps.append(step)
-            part.values.append(fv)
-            part.stamps.append(float(ts))
-            if t is bool:
-                part.bools += 1
-            elif fv != fv or fv in (np.inf, -np.inf):
-                part.nonfinite += 1
-            continue
-        if t is str or (t is list and all(type(x) is float or type(x) is int for x in value)):
-            if starts is None:
-                lengths = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
-                starts = base + np.concatenate([[0], np.cumsum(lengths)[:-1]])
-            line_no = j if numbered is None else numbered[j]
-            part = out.get(name)
-            if part is None:
-                part = out[name] = _Part()
-            (part.strs if t is str else part.lists).append(int(starts[line_no]))
-            continue
-        skipped += 1
-    return out, skipped, multi
+# The record grammar, and the chunk decoder that keeps line offsets, are amltrack/_records.py's.
+parse_chunk = _records.decode_chunk
 
 
 def _append(path: Path, at: int, data: bytes) -> None:
@@ -460,8 +191,8 @@ class SeriesCache:
                 try:
                     rec = orjson.loads(f.readline())
                     # A row holds numbers and bools, but one edited by hand may hold a string too.
-                    value = rec["values"][name] if fmt.is_row(rec) else rec["value"]
-                    value = fmt.decode_value(value, rec.get("nonfinite") is True)
+                    value = rec["values"][name] if _records.is_row(rec) else rec["value"]
+                    value = _records.decode_value(value, rec.get("nonfinite") is True)
                     out.append((rec["step"], value, rec["ts"]))
                 except (orjson.JSONDecodeError, KeyError, TypeError):
                     continue  # the file was replaced since the index was read; the next update sees it
@@ -711,19 +442,17 @@ def _indexed(b: Block) -> bool:
 
 def _parts_from_blocks(names: list[str], blocks: list[Block]) -> dict[str, _Part] | None:
     """The blocks' records per metric, as ``parse_chunk`` gives them; None if a code is unknown."""
-    codes = np.concatenate([np.frombuffer(b.codes, dtype="<u4") for b in blocks])
-    steps = np.concatenate([np.frombuffer(b.steps, dtype=_I8) for b in blocks])
-    values = np.concatenate([np.frombuffer(b.values, dtype=_F8) for b in blocks])
-    stamps = np.concatenate([np.frombuffer(b.stamps, dtype=_F8) for b in blocks])
+    raw = _records.block_columns(blocks)
+    codes = np.frombuffer(raw[0], dtype="<u4")
+    steps = np.frombuffer(raw[1], dtype=_I8)
+    values = np.frombuffer(raw[2], dtype=_F8).copy()
+    stamps = np.frombuffer(raw[3], dtype=_F8)
     if len(codes) == 0 or int(codes.max()) >= len(names):
         return None
     is_bool = np.zeros(len(codes), dtype=bool)
-    base = 0
-    for b in blocks:
-        for i, value, _nonfinite in b.extras:  # ints and bools: the column holds 0 for them
-            values[base + i] = float(value)
-            is_bool[base + i] = type(value) is bool
-        base += b.n
+    for i, value in _records.block_extras(blocks):  # ints and bools: the column holds 0 for them
+        values[i] = float(value)
+        is_bool[i] = type(value) is bool
     finite = np.isfinite(values)
     # Codes count up in the order names first appear in metrics.jsonl, so ascending codes give the
     # metrics in the order parse_chunk would.
