@@ -74,10 +74,12 @@ def check_string(name: str, value: str) -> str:
 class Kind:
     """One kind of metric value. ``name`` is what summary.json, the CLI and the UI call it;
     ``column`` is where the UI cache keeps it: ``value`` (float64 columns) or the name of an
-    offsets column that points at its records' lines."""
+    offsets column that points at its records' lines; ``counter`` is its count in the UI cache's
+    index."""
 
     name = ""
     column = "value"
+    counter = ""
 
     def accepts(self, v: Any) -> bool:
         """Whether ``v``, as read back from metrics.jsonl (non-finite markers decoded), is of this kind."""
@@ -95,9 +97,15 @@ class Kind:
         """The (step, value) points MLflow gets for ``v``; None for what MLflow cannot hold."""
         return None
 
+    def brief(self, length: Any) -> str | None:
+        """How a runs list shows a latest value it holds only a summary of (``last``, ``length``
+        in summary.json), when not as the value itself: None."""
+        return None
+
 
 class Number(Kind):
     name = "number"
+    counter = "numbers"
 
     def accepts(self, v: Any) -> bool:
         return type(v) is float or type(v) is int
@@ -114,6 +122,7 @@ class Number(Kind):
 
 class Bool(Kind):
     name = "bool"
+    counter = "bools"
 
     def accepts(self, v: Any) -> bool:
         return type(v) is bool
@@ -128,6 +137,7 @@ class Bool(Kind):
 class String(Kind):
     name = "string"
     column = "str"
+    counter = "strings"
 
     def accepts(self, v: Any) -> bool:
         return type(v) is str
@@ -141,6 +151,7 @@ class List(Kind):
 
     name = "list"
     column = "list"
+    counter = "lists"
 
     def accepts(self, v: Any) -> bool:
         return type(v) is list and all(type(x) is float or type(x) is int for x in v)
@@ -150,6 +161,9 @@ class List(Kind):
 
     def last(self, v: Any) -> tuple[Any, int | None]:
         return (v[-1] if v else None), len(v)
+
+    def brief(self, length: Any) -> str | None:
+        return f"[{length if type(length) is int else '?'} values]"
 
     def mlflow_points(self, step: int, v: Any) -> list[tuple[int, float]] | None:
         try:
@@ -161,6 +175,8 @@ class List(Kind):
 NUMBER, BOOL, STRING, LIST = Number(), Bool(), String(), List()
 KINDS: tuple[Kind, ...] = (NUMBER, BOOL, STRING, LIST)
 BY_NAME = {k.name: k for k in KINDS}
+# The kinds the UI cache keeps as offsets of their lines, by column: {"str": STRING, "list": LIST}.
+BY_OFFSETS_COLUMN = {k.column: k for k in KINDS if k.column != "value"}
 # A value's JSON type tells its kind; a new kind's values are objects tagged with their "kind".
 _BY_TYPE: dict[type, Kind] = {float: NUMBER, int: NUMBER, bool: BOOL, str: STRING, list: LIST}
 

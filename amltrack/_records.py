@@ -46,7 +46,6 @@ _NUMBER_SET = {int, float}
 _SCALAR_SET = {int, float, str, bool}
 _ROW_SET = {int, float, bool}
 _MAX_STEP = 2**63
-_OFFSETS = {"str": "strs", "list": "lists"}  # a kind's UI column: the Part list that holds it
 
 
 # ------------------------------------------------------------------ values and records
@@ -333,15 +332,10 @@ def _group(records: list[Any], nonfinite: bool, unknown: dict[str, int]) -> tupl
     (a missing field, a wrong type, a flagged non-finite value) falls back to checking each
     record.
     """
-    if nonfinite or not records:
+    columns = None if nonfinite or not records else _point_columns(records)
+    if columns is None:
         return _group_checked(records, unknown)
-    try:
-        names = list(map(_K_NAME, records))
-        steps = list(map(_K_STEP, records))
-        values = list(map(_K_VALUE, records))
-        stamps = list(map(_K_TS, records))
-    except (KeyError, TypeError):
-        return _group_checked(records, unknown)
+    names, steps, values, stamps = columns
     if (
         set(map(type, names)) != {str}
         or set(map(type, steps)) != {int}
@@ -471,7 +465,6 @@ def split_columns(
     return out
 
 
-
 _SPLIT_CHUNK = 2048
 
 
@@ -506,7 +499,7 @@ def block_extras(blocks: list[Block]) -> Iterator[tuple[int, Any]]:
 class Part:
     """What one chunk holds of one metric."""
 
-    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strs", "lists")
+    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strings", "lists")
 
     def __init__(self) -> None:
         self.steps: Any = []
@@ -514,7 +507,7 @@ class Part:
         self.stamps: Any = []
         self.bools = 0
         self.nonfinite = 0
-        self.strs: list[int] = []
+        self.strings: list[int] = []  # offsets of lines, per kind kept so (Kind.counter)
         self.lists: list[int] = []
 
 
@@ -562,14 +555,22 @@ def _decode_chunk(data: bytes, base: int) -> tuple[dict[str, Part], int, bool]:
 
 def _parse_clean(recs: list[Any]) -> dict[str, Part] | None:
     """The common case, a chunk of plain numbers, through C-level passes; None if anything is odd."""
+    columns = _point_columns(recs)
+    return None if columns is None else _clean_columns(*columns)
+
+
+def _point_columns(recs: list[Any]) -> tuple[list[Any], list[Any], list[Any], list[Any]] | None:
+    """Names, steps, values and timestamps of point records, unchecked, by C-level passes; None if
+    a record lacks a field or is not an object."""
     try:
-        names = list(map(_K_NAME, recs))
-        steps = list(map(_K_STEP, recs))
-        values = list(map(_K_VALUE, recs))
-        stamps = list(map(_K_TS, recs))
+        return (
+            list(map(_K_NAME, recs)),
+            list(map(_K_STEP, recs)),
+            list(map(_K_VALUE, recs)),
+            list(map(_K_TS, recs)),
+        )
     except (KeyError, TypeError):
         return None
-    return _clean_columns(names, steps, values, stamps)
 
 
 def _parse_clean_rows(recs: list[Any]) -> dict[str, Part] | None:
@@ -590,8 +591,8 @@ def _parse_clean_rows(recs: list[Any]) -> dict[str, Part] | None:
                 stamps.append(r["ts"])
                 continue
             entries = r["values"]
-            if type(entries) is not dict:
-                return None
+            if type(entries) is not dict or not entries:
+                return None  # a row without entries is a damaged record: the checked path counts it
             k = len(entries)
             names += entries
             values += entries.values()
@@ -620,7 +621,8 @@ def _parse_uniform_rows(recs: list[Any]) -> dict[str, Part] | None:
         return None
     first = entries[0]
     if (
-        set(map(len, entries)) != {len(first)}
+        not first
+        or set(map(len, entries)) != {len(first)}
         or set(map(type, steps)) != {int}
         or not set(map(type, stamps)) <= _NUMBER_SET
         or min(steps) < 0
@@ -758,5 +760,5 @@ def _parse_checked(
         part = out.get(name)
         if part is None:
             part = out[name] = Part()
-        getattr(part, _OFFSETS[kind.column]).append(int(starts[line_no]))
+        getattr(part, kind.counter).append(int(starts[line_no]))
     return out, skipped, multi

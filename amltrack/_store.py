@@ -178,31 +178,17 @@ _point = tuple.__new__
 _make_point = functools.partial(tuple.__new__, Point)
 
 
-class Metric(Sequence[Point]):
+class Metric(_records.Series, Sequence[Point]):
     """A metric's points in call order, kept as columns; indexing and iterating give Points.
 
         loss = run.metric("loss")
         loss[-1].value, loss.values[:3], loss.to_pandas().tail()
 
     ``steps``, ``values`` and ``timestamps`` are plain lists: the cheap way through a long series.
+    It is the decoder's ``Series`` (amltrack/_records.py) with the read API around it.
     """
 
-    __slots__ = ("name", "steps", "values", "timestamps")
-
-    def __init__(
-        self,
-        name: str,
-        steps: list[int] | None = None,
-        values: list[Any] | None = None,
-        timestamps: list[float] | None = None,
-    ) -> None:
-        self.name = name
-        self.steps: list[int] = steps if steps is not None else []
-        self.values: list[Any] = values if values is not None else []
-        self.timestamps: list[float] = timestamps if timestamps is not None else []
-
-    def __len__(self) -> int:
-        return len(self.steps)
+    __slots__ = ()
 
     @overload
     def __getitem__(self, i: int) -> Point: ...

@@ -5,9 +5,13 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import amltrack
 from amltrack import _format as fmt
@@ -71,7 +75,7 @@ def test_decode_and_decode_chunk_keep_and_skip_the_same_records() -> None:
     assert cache_skipped == skipped + bad
     assert "img" not in metrics and "img" not in parts
     assert {n: len(m) for n, m in metrics.items()} == {
-        n: len(p.steps) + len(p.strs) + len(p.lists) for n, p in parts.items()
+        n: len(p.steps) + len(p.strings) + len(p.lists) for n, p in parts.items()
     }
     assert math.isinf(metrics["b"].values[0]) and math.isnan(metrics["hist"].values[0][2])
 
@@ -91,3 +95,97 @@ def test_a_record_of_an_unknown_kind_is_skipped_with_one_warning_that_is_not_dam
     assert len(messages) == 1, messages
     assert "'image'" in messages[0] and "2 of kind" in messages[0]
     assert "damaged" not in messages[0]
+
+
+# ---------------------------------------------------------------------------- one decoder, two outputs
+
+NAMES = st.sampled_from(["loss", "acc", "a,b", 'q"uote', "x:y", "},{", "ünï"])
+VALUES = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
+    st.booleans(),
+    st.text(max_size=8),
+    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=4),
+)
+STEPS = st.integers(min_value=0, max_value=2**63 - 1)
+POINT = st.tuples(NAMES, STEPS, VALUES, st.floats(0, 2e9))
+ROW = st.tuples(
+    st.dictionaries(
+        NAMES, st.one_of(st.floats(allow_nan=True), st.integers(-(2**53), 2**53), st.booleans()), max_size=4
+    ),
+    STEPS,
+    st.floats(0, 2e9),
+)
+ODD = st.sampled_from(
+    [
+        b"garbage",
+        b"",
+        b'{"name":"img","step":0,"value":{"kind":"image"},"ts":1.0}',
+        b'{"name":"loss","step":-1,"value":1,"ts":1.0}',
+        b'{"name":"loss","step":1,"value":[1,"a"],"ts":1.0}',
+    ]
+)
+
+
+def _line(r: Any, seq: int) -> bytes:
+    if type(r) is bytes:
+        return r
+    if len(r) == 3:
+        values, step, ts = r
+        enc = {k: _records.encode_value(v) for k, v in values.items()}
+        rec = {"step": step, "values": {k: e for k, (e, _) in enc.items()}, "ts": ts, "seq": seq}
+        if any(nf for _, nf in enc.values()):
+            rec["nonfinite"] = True
+        return orjson.dumps(rec)
+    name, step, value, ts = r
+    e, nonfinite = _records.encode_value(value)
+    rec = {"name": name, "step": step, "value": e, "ts": ts, "seq": seq}
+    if nonfinite:
+        rec["nonfinite"] = True
+    return orjson.dumps(rec)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.one_of(POINT, ROW, ODD), max_size=60), st.lists(st.integers(0, 60), max_size=4))
+def test_any_file_in_any_pieces_decodes_to_the_same_columns_with_or_without_offsets(
+    records: list, cuts: list[int]
+) -> None:
+    """``decode`` (the store's reader) and ``decode_chunk`` (the UI's cache, fed a piece at a time)
+    keep and skip the same records: the one grammar, through each of their fast paths."""
+    lines = [_line(r, seq) for seq, r in enumerate(records, 1)]
+    data = b"".join(line + b"\n" for line in lines)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected, skipped, bad = _records.decode(data, "x")
+        got: dict[str, Any] = {}
+        cache_skipped = 0
+        bounds = sorted({0, len(lines), *(c % (len(lines) + 1) for c in cuts)})
+        base = 0
+        for a, b in zip(bounds, bounds[1:]):
+            piece = b"".join(line + b"\n" for line in lines[a:b])
+            parts, sk, _ = _records.decode_chunk(piece, base)
+            cache_skipped += sk
+            for name, p in parts.items():
+                g = got.setdefault(name, {"steps": [], "values": [], "offsets": []})
+                g["steps"] += list(p.steps)
+                g["values"] += [float(v) for v in p.values]
+                g["offsets"] += p.strings + p.lists
+            base += len(piece)
+    too_big = sum(1 for m in expected.values() for s in m.steps if s >= 2**63)
+    assert cache_skipped == skipped + bad + too_big
+    assert set(got) == set(expected)
+    for name, m in expected.items():
+        nums = [(s, v) for s, v in zip(m.steps, m.values) if type(v) in (int, float, bool)]
+        assert got[name]["steps"] == [s for s, _ in nums]
+        assert np.array_equal(
+            np.array(got[name]["values"]), np.array([float(v) for _, v in nums]), equal_nan=True
+        )
+        others = [
+            orjson.dumps(v, option=orjson.OPT_SERIALIZE_NUMPY) for v in m.values if type(v) in (str, list)
+        ]
+        at = sorted(got[name]["offsets"])
+        found = []
+        for off in at:
+            rec = orjson.loads(data[off : data.index(b"\n", off)])
+            found.append(orjson.dumps(_records.decode_value(rec["value"], rec.get("nonfinite") is True)))
+        assert found == others

@@ -136,6 +136,15 @@ def _row(run: Run) -> dict[str, Any]:
     }
 
 
+def _shown(row: dict[str, Any], name: str, last: Any) -> str:
+    """A metric's latest value in the runs list, as its kind (amltrack/_kinds.py) briefs it."""
+    from .._kinds import BY_NAME  # small: it imports only the error classes
+
+    kind = BY_NAME.get(row["kinds"].get(name))
+    brief = kind.brief(row["lengths"].get(name)) if kind is not None else None
+    return out.value(last) if brief is None else brief
+
+
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
@@ -167,11 +176,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                     (r["created"] or "-")[:19].replace("T", " "),
                     out.duration(r["duration_s"]),
                     str(r["metrics"]),
-                    ", ".join(
-                        f"{k}=[{r['lengths'].get(k, '?')} values]" if r["kinds"].get(k) == "list"
-                        else f"{k}={out.value(v)}"
-                        for k, v in r["last"].items()
-                    ),
+                    ", ".join(f"{k}={_shown(r, k, v)}" for k, v in r["last"].items()),
                 ]
                 for r in rows
             ],

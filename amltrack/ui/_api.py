@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .. import __version__, _assets
+from .. import __version__, _assets, _kinds
 from .. import _format as fmt
 from .._errors import (
     AmbiguousRunError,
@@ -211,9 +211,9 @@ def run_row(run: Run) -> dict[str, Any]:
     metrics = {}
     for name, s in list(cached.items())[:ROW_METRICS]:
         if isinstance(s, dict):
-            metrics[name] = (
-                safe(s.get("last")) if s.get("kind") != "list" else f"[{s.get('length', '?')} values]"
-            )
+            kind = _kinds.BY_NAME.get(s.get("kind"))  # type: ignore[arg-type]
+            brief = kind.brief(s.get("length")) if kind is not None else None
+            metrics[name] = safe(s.get("last")) if brief is None else brief
     return {
         "id": run.id,
         "short_id": short_id(run.id),

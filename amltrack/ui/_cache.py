@@ -45,7 +45,7 @@ import orjson
 from filelock import FileLock, Timeout
 
 from .. import _format as fmt
-from .. import _records
+from .. import _kinds, _records
 from .._columns import Block, read_blocks
 from .._errors import StoreError
 from .._records import Part as _Part
@@ -58,10 +58,11 @@ CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
 INDEX_STEP = 1_000_000  # records taken per step from the writer's column index
 HEAD = 4096  # the leading bytes whose hash tells a replaced file from a grown one
 NICE = 10  # the background warmer's nice value, where threads have their own
-KINDS = ("step", "value", "ts", "str", "list")
+# The offsets columns are the kinds' (amltrack/_kinds.py): one per kind not kept as numbers.
+KINDS = ("step", "value", "ts", *_kinds.BY_OFFSETS_COLUMN)
 _I8 = np.dtype("<i8")
 _F8 = np.dtype("<f8")
-_DTYPES = {"step": _I8, "value": _F8, "ts": _F8, "str": _I8, "list": _I8}
+_DTYPES = {"step": _I8, "value": _F8, "ts": _F8, **dict.fromkeys(_kinds.BY_OFFSETS_COLUMN, _I8)}
 _MAX_STEP = 2**63
 
 
@@ -177,10 +178,10 @@ class SeriesCache:
 
     def records(self, name: str, kind: str, start: int, stop: int) -> list[tuple[int, Any, float]]:
         """Records ``start:stop`` (Python slice bounds) of metric ``name``'s strings or lists."""
-        assert kind in ("str", "list")
+        assert kind in _kinds.BY_OFFSETS_COLUMN
         idx = self.index()
         m = idx["metrics"].get(name)
-        count = m[{"str": "strings", "list": "lists"}[kind]] if m else 0
+        count = m[_kinds.BY_OFFSETS_COLUMN[kind].counter] if m else 0
         if not count:
             return []
         offsets = _column(self.dir / idx["gen"] / f"{m['id']}.{kind}", _I8, count)[start:stop]
@@ -415,15 +416,17 @@ class SeriesCache:
                 m["numbers"] += n
                 m["bools"] += part.bools
                 m["nonfinite"] += part.nonfinite
-            for kind, key, offs in (("str", "strings", part.strs), ("list", "lists", part.lists)):
+            for column, kind in _kinds.BY_OFFSETS_COLUMN.items():
+                offs = getattr(part, kind.counter)
                 if offs:
-                    _append(gen_dir / f"{k}.{kind}", m[key] * 8, np.asarray(offs, dtype=_I8).tobytes())
-                    m[key] += len(offs)
+                    at = m[kind.counter] * 8
+                    _append(gen_dir / f"{k}.{column}", at, np.asarray(offs, dtype=_I8).tobytes())
+                    m[kind.counter] += len(offs)
         idx["offset"] = end
         idx["skipped"] += skipped
         idx["multi"] = idx["multi"] or multi
         idx["records"] = idx.get("records", 0) + sum(
-            len(p.steps) + len(p.strs) + len(p.lists) for p in parts.values()
+            len(p.steps) + len(p.strings) + len(p.lists) for p in parts.values()
         )
         if idx["head_len"] < HEAD:
             f.seek(0)
