@@ -112,6 +112,40 @@ def expand_rows(records: list[Any]) -> list[Any]:
     return out
 
 
+def encode_nonfinite(recs: list[Any]) -> list[Any]:
+    """``recs`` with NaN and infinities as their JSON Lines strings, in copies of the records
+    that hold them (the records are the callers' handles)."""
+    out = recs.copy()
+    encode = encode_value
+    isfinite = math.isfinite
+    for i, rec in enumerate(recs):
+        values = rec.get("values")
+        if values is None:
+            v = rec["value"]
+            if type(v) is float or type(v) is list:
+                enc, nonfinite = encode(v)
+                if nonfinite:
+                    out[i] = {**rec, "value": enc, "nonfinite": True}
+        elif not isfinite(sum(values.values())) and not all(map(isfinite, values.values())):
+            out[i] = {**rec, "values": {k: encode(v)[0] for k, v in values.items()}, "nonfinite": True}
+    return out
+
+
+# Appended to a batch's array so that its last separator, like the others, becomes a newline.
+BATCH_END: dict[str, Any] = {}
+
+
+def as_lines(data: bytes, recs: list[Any], check: bool = True) -> memoryview:
+    """The JSON Lines of ``recs`` from ``data``, their one ``orjson.dumps`` as ``[*recs, BATCH_END]``:
+    the separators ``},{`` become newlines, and the trailing empty object turns the last one into
+    the final newline. With ``check``, a batch where a string holds ``},{`` (more separators than
+    records) is encoded a record at a time instead."""
+    if check and data.count(b"},{") != len(recs):
+        return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n")
+    # [{...}\n{...}\n{}] without its first byte and its last three
+    return memoryview(data.replace(b"},{", b"}\n{"))[1:-3]
+
+
 def check(r: Any) -> tuple[str, int, Any, float, _kinds.Kind] | str | None:
     """The one rule for a point record: ``(name, step, value, ts, kind)`` with the value decoded;
     the name of its kind if that is a kind this amltrack does not know (written by a newer one:

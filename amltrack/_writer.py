@@ -31,6 +31,7 @@ from . import _platform, _records
 from ._columns import ColumnWriter
 from ._errors import AmltrackError, InvalidMetricError, WriteError, short_repr
 from ._files import AppendFile, Artifacts
+from ._records import as_lines as _as_lines
 
 FLUSH_INTERVAL = 0.5
 BATCH_SIZE = 2000
@@ -48,7 +49,7 @@ _setitem = operator.setitem  # a third of dict.__setitem__'s cost when map() cal
 _VALUE = operator.itemgetter("value")
 _NUMERIC = {float, int, bool}
 _isfinite = math.isfinite
-_END: dict[str, Any] = {}
+_END = _records.BATCH_END
 
 
 class Handle(dict):  # type: ignore[type-arg]
@@ -700,23 +701,8 @@ class Writer:
         wid = self.writer_id
         return [{**rec, "w": wid} for rec in recs]
 
-    @staticmethod
-    def _encode_nonfinite(recs: list[Any]) -> list[Any]:
-        """``recs`` with NaN and infinities as their JSON Lines strings, in copies of the records
-        that hold them (the records are the callers' handles)."""
-        out = recs.copy()
-        encode = _records.encode_value
-        for i, rec in enumerate(recs):
-            values = rec.get("values")
-            if values is None:
-                v = rec["value"]
-                if type(v) is float or type(v) is list:
-                    enc, nonfinite = encode(v)
-                    if nonfinite:
-                        out[i] = {**rec, "value": enc, "nonfinite": True}
-            elif not _isfinite(sum(values.values())) and not all(map(_isfinite, values.values())):
-                out[i] = {**rec, "values": {k: encode(v)[0] for k, v in values.items()}, "nonfinite": True}
-        return out
+    # The grammar's (amltrack/_records.py): a copy of each record that holds NaN or an infinity.
+    _encode_nonfinite = staticmethod(_records.encode_nonfinite)
 
     def _summarize(self, counts: dict[str, int], last: dict[str, dict[str, Any]]) -> None:
         summary = self._summary
@@ -827,14 +813,3 @@ class Writer:
                 self._summary.setdefault(name, s)
             self._summary_records += records
             self._summary_dirty = bool(self._summary)
-
-
-def _as_lines(data: bytes, recs: list[Any], check: bool = True) -> memoryview:
-    """The JSON Lines of ``recs`` from ``data``, their one ``orjson.dumps`` as ``[*recs, {}]``: the
-    separators ``},{`` become newlines, and the trailing empty object turns the last one into the
-    final newline. With ``check``, a batch where a string holds ``},{`` (more separators than
-    records) is encoded a record at a time instead."""
-    if check and data.count(b"},{") != len(recs):
-        return memoryview(b"\n".join(map(orjson.dumps, recs)) + b"\n")
-    # [{...}\n{...}\n{}] without its first byte and its last three
-    return memoryview(data.replace(b"},{", b"}\n{"))[1:-3]
