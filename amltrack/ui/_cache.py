@@ -19,9 +19,10 @@ crash leaves bytes beyond the counts in the index, which the next update cuts of
 generation ``<gen>``. A run directory the UI may not write to gets its cache under the system's
 temporary directory instead.
 
-Records are checked as ``Run.metrics()`` checks them and malformed ones are skipped and counted.
-A row (``log_metrics()``: several metrics at one step in one line) counts as one point per entry,
-as if ``log()`` had been called once per entry. Only complete lines are consumed; a line still
+Records are decoded by ``amltrack/_records.py``, the reader's own grammar; malformed ones are
+skipped and counted, and those of a kind this amltrack does not know are left out. A row
+(``log_metrics()``: several metrics at one step in one line) counts as one point per entry, as if
+``log()`` had been called once per entry. Only complete lines are consumed; a line still
 being written is read on the next update.
 """
 
