@@ -16,9 +16,8 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, overload
 
 import orjson
 
-from . import _env
+from . import _env, _records
 from . import _format as fmt
-from . import _records
 from ._columns import Columns, read_segments
 from ._errors import (
     AmbiguousRunError,

@@ -36,10 +36,11 @@ LINES = [
 
 @pytest.mark.parametrize("line", LINES)
 def test_parse_line_gives_what_the_mlflow_reader_gives(line: bytes) -> None:
-    from amltrack.sync import _mlflow
+    from amltrack.sync._mlflow._mapping import record_points
+    from amltrack.sync._mlflow._records import parse_line
 
     ours = _records.parse_line(line)
-    theirs = _mlflow.parse_line(line)
+    theirs = parse_line(line)
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         if a is None:
@@ -50,7 +51,7 @@ def test_parse_line_gives_what_the_mlflow_reader_gives(line: bytes) -> None:
         name, step, ts, value = a
         assert b is not None and (b[0], b[1], b[2]) == (name, step, ts)
         assert orjson.dumps(b[4]) == orjson.dumps(value) or (value != value and b[4] != b[4])
-        assert _records.record_points(step, value) == _mlflow.record_points(step, b[4])
+        assert _records.record_points(step, value) == record_points(step, b[4])
 
 
 def test_kinds_are_one_table() -> None:
