@@ -38,6 +38,7 @@ from amltrack.ui import _cache, _series, create_app, token_auth  # noqa: E402
 from amltrack.ui._static import plotly_path  # noqa: E402
 
 from .conftest import child_env, wait_until  # noqa: E402
+from .test_records import VALUES  # noqa: E402  the values the grammar accepts, one strategy
 
 ROOT = Path(__file__).resolve().parent.parent
 XSS = "<script>alert(1)</script>"
@@ -342,13 +343,6 @@ def test_joined_processes_are_merged_by_time(tmp_path: Path) -> None:
 
 
 NAMES = st.sampled_from(["loss", "acc", "a,b", 'q"uote', "x:y", "},{", "ünï", XSS])
-VALUES = st.one_of(
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.integers(min_value=-(2**63), max_value=2**63 - 1),
-    st.booleans(),
-    st.text(max_size=8),
-    st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=4),
-)
 RECORD = st.tuples(NAMES, st.integers(min_value=0, max_value=2**63 - 1), VALUES, st.floats(0, 2e9))
 
 
