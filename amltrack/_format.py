@@ -131,19 +131,6 @@ def windows_name_problem(parts: list[str]) -> str | None:
     return None
 
 
-# The record grammar (encode_value, decode_value, is_row, row_points, expand_rows) lives in
-# amltrack/_records.py; these names are still asked for here by modules not yet moved to it.
-_RECORD_NAMES = frozenset(["encode_value", "decode_value", "is_row", "row_points", "expand_rows"])
-
-
-def __getattr__(name: str) -> Any:
-    if name in _RECORD_NAMES:
-        from . import _records
-
-        return getattr(_records, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
 

@@ -35,8 +35,8 @@ LINES = [
 
 
 @pytest.mark.parametrize("line", LINES)
-def test_parse_line_gives_what_the_mlflow_reader_gives(line: bytes) -> None:
-    from amltrack.sync._mlflow._mapping import record_points
+def test_the_mlflow_reader_reads_the_grammars_records_with_mlflows_times(line: bytes) -> None:
+    from amltrack.sync._mlflow._mapping import to_ms
     from amltrack.sync._mlflow._records import parse_line
 
     ours = _records.parse_line(line)
@@ -44,14 +44,19 @@ def test_parse_line_gives_what_the_mlflow_reader_gives(line: bytes) -> None:
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
         if a is None:
-            # The MLflow reader keeps a value of an unknown kind as a record and then maps it to
-            # no points; the grammar leaves it out at once. Either way MLflow gets nothing.
-            assert b is None or _records.record_points(b[1], b[4]) is None
+            assert b is None
             continue
         name, step, ts, value = a
-        assert b is not None and (b[0], b[1], b[2]) == (name, step, ts)
+        assert b is not None and b[:4] == (name, step, ts, to_ms(ts))
         assert orjson.dumps(b[4]) == orjson.dumps(value) or (value != value and b[4] != b[4])
-        assert _records.record_points(step, value) == record_points(step, b[4])
+
+
+def test_the_mlflow_reader_skips_what_mlflows_int64_cannot_hold() -> None:
+    from amltrack.sync._mlflow._records import parse_line
+
+    assert parse_line(b'{"name":"x","step":9223372036854775808,"value":1,"ts":1.0}') == [None]
+    assert parse_line(b'{"name":"x","step":1,"value":1,"ts":1e300}') == [None]
+    assert parse_line(b'{"name":"x","step":1,"value":1,"ts":1.5}') == [("x", 1, 1.5, 1500, 1)]
 
 
 def test_kinds_are_one_table() -> None:

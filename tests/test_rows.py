@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 import amltrack
+from amltrack import _records
 from amltrack._columns import columns_path, read_segments
 
 from .conftest import child_env
@@ -257,7 +258,6 @@ ROW_FILES = {
 @pytest.mark.parametrize("case", list(ROW_FILES))
 def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) -> None:
     """The reader's column path for rows gives what one point line per entry gives, bad fields too."""
-    import amltrack._format as fmt
 
     amltrack.get_logger("a", store=store, outputs=None).finish()
     rows_run = amltrack.Store(store).last()
@@ -267,7 +267,7 @@ def test_reading_rows_equals_reading_one_line_per_entry(store: Path, case: str) 
     points_dir = rows_run.dir.parent / (rows_run.id[:-1] + ("1" if rows_run.id.endswith("0") else "0"))
     points_dir.mkdir()
     (points_dir / "run.json").write_bytes((rows_run.dir / "run.json").read_bytes())
-    points = [p for r in records for p in (fmt.row_points(r) or [r] if fmt.is_row(r) else [r])]
+    points = [p for r in records for p in (_records.row_points(r) or [r] if _records.is_row(r) else [r])]
     (points_dir / "metrics.jsonl").write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in points))
     got = amltrack.Store(store).run(rows_run.id)
     want = amltrack.Store(store).run(points_dir.name)

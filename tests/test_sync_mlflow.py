@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import amltrack
-from amltrack import _assets
+from amltrack import _assets, _records
 from amltrack.sync import MlflowRemote, NullProgress, Remotes, open_remote, snapshot, sync
 from amltrack.sync._mlflow import amltrack_name, mlflow_key, mlflow_path
 
@@ -271,7 +271,7 @@ def expected_metrics(run: amltrack.Run) -> tuple[dict[str, list[list[Any]]], lis
     strings = []
     for line in (run.dir / "metrics.jsonl").read_bytes().splitlines():
         r = orjson.loads(line)
-        value = amltrack._format.decode_value(r["value"], r.get("nonfinite") is True)
+        value = _records.decode_value(r["value"], r.get("nonfinite") is True)
         if isinstance(value, str):
             strings.append({"name": r["name"], "step": r["step"], "value": value, "ts": r["ts"]})
             continue

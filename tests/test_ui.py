@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import amltrack
 from amltrack import _format as fmt
+from amltrack import _records
 
 pytest.importorskip("starlette", reason="the UI needs the ui extra: pip install 'amltrack[ui]'")
 
@@ -356,13 +357,13 @@ def grow_and_compare(tmp_path_factory: pytest.TempPathFactory, records: list, cu
     for seq, r in enumerate(records, 1):
         if len(r) == 3:  # a row
             values, step, ts = r
-            enc = {k: fmt.encode_value(v) for k, v in values.items()}
+            enc = {k: _records.encode_value(v) for k, v in values.items()}
             rec = {"step": step, "values": {k: e for k, (e, _) in enc.items()}, "ts": ts, "seq": seq}
             if any(nf for _, nf in enc.values()):
                 rec["nonfinite"] = True
         else:
             name, step, value, ts = r
-            e, nonfinite = fmt.encode_value(value)
+            e, nonfinite = _records.encode_value(value)
             rec = {"name": name, "step": step, "value": e, "ts": ts, "seq": seq}
             if nonfinite:
                 rec["nonfinite"] = True
@@ -788,7 +789,7 @@ def as_points(run_dir: Path, to: Path) -> Path:
     info = orjson.loads((to / fmt.RUN_FILE).read_bytes())
     fmt.write_json_atomic(to / fmt.RUN_FILE, {**info, "id": to.name})
     lines = (run_dir / fmt.METRICS_FILE).read_bytes().splitlines()
-    points = fmt.expand_rows([orjson.loads(line) for line in lines])
+    points = _records.expand_rows([orjson.loads(line) for line in lines])
     (to / fmt.METRICS_FILE).write_bytes(b"".join(orjson.dumps(p) + b"\n" for p in points))
     return to
 

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import amltrack
 from amltrack import _format as fmt
+from amltrack import _records
 from amltrack._columns import read_segments
 
 from ..test_columns import as_plain
@@ -141,7 +142,7 @@ def damage_a_field(data: bytes, cut: int) -> tuple[bytes, bool]:
         i -= 1
     rec = orjson.loads(lines[i])
     fields: list[Any] = list(rec)
-    if fmt.is_row(rec):
+    if _records.is_row(rec):
         # "values" itself, or one of its entries
         fields = list(rec) + [("values", name) for name in rec["values"]]
     field = fields[(cut // 7) % len(fields)]

@@ -21,6 +21,7 @@ import orjson
 
 from ... import __version__, _env
 from ... import _format as fmt
+from ..._records import record_points
 from .. import _answers as answers
 from .._errors import RemoteConfigError, RemoteError, SyncError
 from .._http import HttpBacked, HttpClient, RetryPolicy
@@ -38,7 +39,6 @@ from ._mapping import (
     TAG_STRINGS,
     Point,
     mlflow_key,
-    record_points,
     same_value,
     wire_value,
 )

@@ -148,21 +148,6 @@ Point = tuple[str, float, int, int]
 
 
 
-def record_points(step: int, value: Any) -> list[tuple[int, float]] | None:
-    """The (step, value) points MLflow gets for a value: one for a number or bool (as 1.0 or 0.0),
-    one per element for a list (step = index); None for what MLflow cannot hold as a metric."""
-    t = type(value)
-    try:
-        if t is float or t is int or t is bool:
-            return [(step, float(value))]
-        if t is list and all(type(x) is float or type(x) is int for x in value):
-            return [(i, float(x)) for i, x in enumerate(value)]
-    except OverflowError:  # an int beyond a double, written by hand
-        return None
-    return None
-
-
-
 def parse_cursor(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None

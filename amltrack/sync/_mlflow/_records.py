@@ -6,9 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
-
-from ... import _format as fmt
+from ... import _records as records
 from ._mapping import to_ms
 
 _INT64_MAX = (1 << 63) - 1
@@ -19,36 +17,22 @@ Record = tuple[str, int, float, int, Any]
 
 
 def parse_line(line: bytes) -> list[Record | None]:
-    """The records of a metrics.jsonl line: one for a point record, one per entry for a row, in its
-    key order, as if each had been logged alone; None for each that every reader skips (a line
-    that is not a record, or a row with no entries, is one None)."""
-    try:
-        r = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return [None]
-    if type(r) is not dict:
-        return [None]
-    if fmt.is_row(r):
-        return [_record(p) for p in fmt.row_points(r)] or [None]
-    return [_record(r)]
+    """The records of a metrics.jsonl line as ``_records.parse_line`` reads them (one per point,
+    one per entry of a row, None for each that every reader skips), with the time in MLflow's
+    milliseconds; a step or a time MLflow's int64 cannot hold is skipped too."""
+    return [_with_ms(r) for r in records.parse_line(line)]
 
 
-def _record(r: dict[str, Any]) -> Record | None:
-    if "value" not in r:
+def _with_ms(r: tuple[str, int, float, Any] | None) -> Record | None:
+    if r is None:
         return None
-    name, step, ts = r.get("name"), r.get("step"), r.get("ts")
-    if type(name) is not str or type(step) is not int or not 0 <= step <= _INT64_MAX:
-        return None
-    if type(ts) not in (int, float):
+    name, step, ts, value = r
+    if step > _INT64_MAX:
         return None
     ms = to_ms(ts)
     if not 0 <= ms <= _INT64_MAX:
         return None
-    value = r["value"]
-    if "nonfinite" in r:
-        value = fmt.decode_value(value, r["nonfinite"] is True)
     return name, step, ts, ms, value
-
 
 
 def _lines(path: Path, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
