@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import functools
 import gc
-import math
 import os
 import socket
 import stat
@@ -28,6 +27,7 @@ from ._errors import (
     StoreError,
 )
 from ._metadata import pid_alive
+from ._summary import describe, number_range
 
 
 def short_id(run_id: str) -> str:
@@ -238,30 +238,6 @@ class Metric(_records.Series, Sequence[Point]):
 
     def __repr__(self) -> str:
         return f"Metric({self.name!r}, {len(self)} points)"
-
-
-_NUMBER = (int, float)
-_NUMBER_SET = {int, float}
-
-
-def number_range(values: list[Any]) -> tuple[Any, Any]:
-    """The least and greatest number among ``values``, a list value's elements included and NaN
-    left out (bools and strings are not numbers); (None, None) if there is none.
-
-    A metric of a million plain numbers is the common case: when every value is an int or a float
-    and their sum is finite (no NaN or infinity), which C-level passes tell, the values are used as
-    they are, with no Python loop per value.
-    """
-    if set(map(type, values)) <= _NUMBER_SET:
-        nums = values if math.isfinite(sum(values)) else [v for v in values if v == v]
-    else:
-        nums = []
-        for v in values:
-            if type(v) is list:
-                nums.extend(x for x in v if x == x)
-            elif type(v) in _NUMBER and v == v:
-                nums.append(v)
-    return (min(nums), max(nums)) if nums else (None, None)
 
 
 class Run:
@@ -531,8 +507,6 @@ class Run:
 
     def _overview(self) -> dict[str, dict[str, Any]]:
         """What ``history info`` shows of each metric (``_summary.describe``); sets ``skipped``."""
-        from ._summary import describe
-
         metrics = self._read_metrics()
         return {name: describe(metrics[name]) for name in sorted(metrics)}
 
