@@ -25,12 +25,15 @@ CHILD = textwrap.dedent("""
     mode, n = sys.argv[1], int(sys.argv[2])
     def done(self):
         with self.cond:
-            self.durable_seq = self._taken
+            self.durable_seq = self.queue.taken
             self.cond.notify_all()
     if mode == "caller":
-        W.Writer._write_batch = lambda self, items, *flags: done(self)
+        W.Writer._write_batch = lambda self, items, *a, **k: done(self)
     elif mode == "encode":
-        W.Writer._write_batch = lambda self, items, fsync, *flags: (self._encode(items, flags[0]), done(self))
+        def encode_only(self, items, fsync, has_uploads=True, rows=True):
+            self._encode(items, has_uploads)
+            done(self)
+        W.Writer._write_batch = encode_only
     elif mode == "noindex":
         import amltrack._columns
         amltrack._columns.ENABLED = False
