@@ -27,7 +27,7 @@ CHUNKS = 4096
 _FIELDS = ("last", "min", "max")
 
 
-def kind_of(value: Any) -> str:
+def kind_name(value: Any) -> str:
     """number, bool, string or list: what a metric is, by its latest value."""
     return _kinds.kind_by_type(value).name
 
@@ -79,7 +79,7 @@ def describe(metric: Series, width: int = POINTS) -> dict[str, Any]:
     vals = metric.values
     last = vals[-1]
     lo, hi = number_range(vals)
-    kind = kind_of(last)
+    kind = kind_name(last)
     return {
         "kind": kind,
         "count": len(vals),
@@ -157,7 +157,7 @@ class _Series:
         return out
 
     def describe(self, width: int) -> dict[str, Any]:
-        kind = kind_of(self.last)
+        kind = kind_name(self.last)
         points = bucket_means(finite_numbers(self.last), width) if kind == "list" else self.points(width)
         return {"kind": kind, "count": self.count, "last": self.last, "min": self.lo, "max": self.hi,
                 "points": points}

@@ -28,9 +28,9 @@ from .._errors import AmltrackError
 from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, SyncError
 from ._http import HttpBacked, HttpClient, RetryPolicy, amltrack_client, error_fields
-from ._kinds import check_url
 from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes, sha256_file
 from ._remote import AssetPush, Progress, PushResult
+from ._targets import check_url
 
 UPLOAD_CHUNK = 16 * 1024 * 1024
 _EMPTY_SHA = hashlib.sha256(b"").hexdigest()

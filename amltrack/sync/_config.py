@@ -23,7 +23,7 @@ from .. import _env
 from .._errors import StoreError
 from .._format import read_json
 from ._errors import RemoteConfigError
-from ._kinds import KINDS, TOKEN_ENV, check_url, default, kind_of_url
+from ._targets import TARGETS, TOKEN_ENV, check_url, default, kind_of_url
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -117,8 +117,8 @@ class Remotes:
             )
         url = check_url(url)
         kind = kind or kind_of_url(url)
-        if kind not in KINDS:
-            raise RemoteConfigError(f"remote kind {kind!r} is not one of {', '.join(KINDS)}")
+        if kind not in TARGETS:
+            raise RemoteConfigError(f"remote kind {kind!r} is not one of {', '.join(TARGETS)}")
         if kind != kind_of_url(url):
             raise RemoteConfigError(f"remote URL {url!r} is not a URL of an {kind} remote")
         entry = RemoteEntry(name, url, kind, token)

@@ -37,7 +37,7 @@ from ._answers import Route, count, field, obj, objects, table
 from ._config import TOKEN_ENV, RemoteEntry, Remotes
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._http import HttpBacked, HttpClient, RetryPolicy, amltrack_client, error_fields
-from ._kinds import check_url
+from ._targets import check_url
 
 _BLOCK = 1 << 20
 

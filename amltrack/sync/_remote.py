@@ -1,7 +1,7 @@
 """The seam between the sync loop and one kind of remote: what a remote kind implements.
 
 A remote kind is a module with a class that has ``kind``, ``url``, ``push_run``, ``verify_run`` and
-``close`` (and ``push_asset`` if it takes assets), and a row in ``_kinds.KINDS``. This module names
+``close`` (and ``push_asset`` if it takes assets), and a row in ``_targets.TARGETS``. This module names
 no kind: the table does.
 """
 

@@ -17,10 +17,10 @@ from . import _ledger as ledger
 from ._assets import AssetOutcome, asset_counts, push_assets
 from ._config import RemoteEntry, Remotes
 from ._errors import RemoteError, RemoteUnavailableError, SyncError
-from ._kinds import KINDS, check_url, open_remote
-from ._kinds import get as get_kind
 from ._local import Snapshot, snapshot
 from ._remote import NullProgress, Progress, PushResult, Remote
+from ._targets import TARGETS, check_url, open_remote
+from ._targets import get as get_kind
 
 ENDED = ("completed", "failed", "killed", "crashed")
 NOT_TRIED = "not tried"  # how the reason of a run starts when a remote-wide error stopped the sync
@@ -124,7 +124,7 @@ def _open(to: str | RemoteEntry | Remote | None, remotes: Remotes | None) -> tup
 
 
 def _takes_assets(kind: str) -> bool:
-    return kind in KINDS and KINDS[kind].assets
+    return kind in TARGETS and TARGETS[kind].assets
 
 
 class _Deferred:
@@ -217,7 +217,7 @@ def sync(
             report.assets_skipped = f"{NOT_TRIED}: the sync stopped"
         elif not _takes_assets(remote.kind):
             if _assets.list_assets(store):
-                takers = " and ".join(k.name for k in KINDS.values() if k.assets)
+                takers = " and ".join(k.name for k in TARGETS.values() if k.assets)
                 report.assets_skipped = f"assets go to {takers} servers only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(

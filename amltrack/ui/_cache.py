@@ -72,7 +72,7 @@ class _Corrupt(Exception):
 
 
 @dataclass
-class Progress:
+class CacheProgress:
     """How far the cache has read ``metrics.jsonl``: ``done`` once no complete line is left."""
 
     offset: int
@@ -202,10 +202,10 @@ class SeriesCache:
 
     # ------------------------------------------------------------------ updating
 
-    def update(self, deadline: float | None = None) -> Progress:
+    def update(self, deadline: float | None = None) -> CacheProgress:
         """Consume what is new in metrics.jsonl, until done or ``time.monotonic()`` passes ``deadline``."""
         if not self.run_dir.is_dir():  # deleted while the UI was showing it: never make it again
-            return Progress(0, 0, True)
+            return CacheProgress(0, 0, True)
         wait = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
         if not self._lock.acquire(timeout=wait):
             return self._progress()
@@ -227,13 +227,13 @@ class SeriesCache:
         finally:
             self._lock.release()
 
-    def _progress(self) -> Progress:
+    def _progress(self) -> CacheProgress:
         try:
             size = self.source.stat().st_size
         except FileNotFoundError:
             size = 0
         offset = self.index()["offset"]
-        return Progress(offset, size, offset >= size)
+        return CacheProgress(offset, size, offset >= size)
 
     def _choose_dir(self) -> None:
         """Make the cache directory (again, if someone deleted it); elsewhere if the run is read-only."""
@@ -263,12 +263,12 @@ class SeriesCache:
             )
         self.dir.mkdir(exist_ok=True)
 
-    def _update(self, deadline: float | None) -> Progress:
+    def _update(self, deadline: float | None) -> CacheProgress:
         idx = self.index()
         try:
             f = open(self.source, "rb")
         except FileNotFoundError:
-            return Progress(0, 0, True)
+            return CacheProgress(0, 0, True)
         with f:
             size = os.fstat(f.fileno()).st_size
             if not idx["gen"] or size < idx["offset"] or not self._same_head(f, idx):
@@ -285,7 +285,7 @@ class SeriesCache:
             window_end, more = -1, True  # where the blocks read end; whether more may follow
             while True:
                 if offset >= size:
-                    return Progress(offset, size, True)
+                    return CacheProgress(offset, size, True)
                 if more and offset >= window_end:
                     found = read_blocks(self.run_dir, f, offset, limit=INDEX_STEP)
                     names, blocks = found if found is not None else ([], [])
@@ -303,7 +303,7 @@ class SeriesCache:
                     if self._consume_blocks(idx, names, blocks, i, f):
                         offset = idx["offset"]
                         if deadline is not None and time.monotonic() >= deadline and offset < size:
-                            return Progress(offset, size, False)
+                            return CacheProgress(offset, size, False)
                         continue
                     # Parse this block's lines, and those of the blocks after it that the index
                     # cannot give either (a run logging a row per step has a raw block per line),
@@ -327,7 +327,7 @@ class SeriesCache:
                     data += rest
                     end = data.rfind(b"\n")
                 if end < 0:  # only a line still being written (or cut short) is left
-                    return Progress(offset, size, True)
+                    return CacheProgress(offset, size, True)
                 data = data[: end + 1]
                 try:
                     self._consume(idx, data, offset, f)
@@ -338,7 +338,7 @@ class SeriesCache:
                     continue
                 offset = idx["offset"]
                 if deadline is not None and time.monotonic() >= deadline and offset < size:
-                    return Progress(offset, size, False)
+                    return CacheProgress(offset, size, False)
 
     def _same_head(self, f: Any, idx: dict[str, Any]) -> bool:
         n = idx.get("head_len", 0)

@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 from amltrack.sync import Remotes, sync
-from amltrack.sync._kinds import get
+from amltrack.sync._targets import get
 
 
 class KillAfterWrites(httpx.HTTPTransport):

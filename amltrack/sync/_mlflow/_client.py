@@ -37,7 +37,7 @@ from ._mapping import (
     TAG_RUN_ID,
     TAG_STATE,
     TAG_STRINGS,
-    Point,
+    MlflowPoint,
     mlflow_key,
     same_value,
     wire_value,
@@ -495,13 +495,13 @@ class MlflowRemote(HttpBacked):
         strings file the caller closes, also when this raises)."""
         keys: dict[str, str] = {}
         start, skip = plan.cursor
-        batch: list[Point] = []
+        batch: list[MlflowPoint] = []
         uncertain = plan.resuming
         done = start  # the file offset the points sent so far cover, for the progress bar
         for off, nxt, line in _lines(snap.dir / fmt.METRICS_FILE, 0 if collect else start, snap.metrics_size):
             # The points of the whole line, in order: a row's entries, and a list's elements, each
             # count in the cursor's K, so a push cut anywhere in the line resumes at the next point.
-            line_points: list[Point] = []
+            line_points: list[MlflowPoint] = []
             for rec in parse_line(line):
                 if rec is None:
                     scan.skipped += 1
@@ -542,11 +542,11 @@ class MlflowRemote(HttpBacked):
             result.sent += self._log_metrics(run_id, batch, end, uncertain)
         progress.advance(max(0, snap.metrics_size - done))
 
-    def _log_metrics(self, run_id: str, points: list[Point], cursor: tuple[int, int], uncertain: bool) -> int:
+    def _log_metrics(self, run_id: str, points: list[MlflowPoint], cursor: tuple[int, int], uncertain: bool) -> int:
         """One log-batch of points and the cursor after them; a batch that may have landed
         already (``uncertain``, or its answer lost) is first trimmed of the points the server has."""
 
-        def body(pts: list[Point]) -> dict[str, Any]:
+        def body(pts: list[MlflowPoint]) -> dict[str, Any]:
             return {
                 "run_id": run_id,
                 "metrics": [{"key": k, "value": wire_value(v), "timestamp": ms, "step": s} for k, v, ms, s in pts],
@@ -577,7 +577,7 @@ class MlflowRemote(HttpBacked):
             if not token:
                 return
 
-    def _not_logged(self, run_id: str, points: list[Point]) -> list[Point]:
+    def _not_logged(self, run_id: str, points: list[MlflowPoint]) -> list[MlflowPoint]:
         have: Counter[tuple[Any, ...]] = Counter()
         for key in sorted({p[0] for p in points}):
             for m in self._history(run_id, key):

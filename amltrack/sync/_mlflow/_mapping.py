@@ -144,7 +144,7 @@ def to_ms(seconds: float) -> int:
 
 
 # A point of a metric as sent: (key, value, timestamp in ms, step).
-Point = tuple[str, float, int, int]
+MlflowPoint = tuple[str, float, int, int]
 
 
 

@@ -1,6 +1,6 @@
 """The kinds of remote sync can push to: one table, and everything that depends on the kind.
 
-``KINDS`` names each kind's URL schemes, the class that is its client (imported only when a remote of
+``TARGETS`` names each kind's URL schemes, the class that is its client (imported only when a remote of
 that kind is opened, or the class is asked for as ``amltrack.sync.<Class>``), and how a configured
 remote's token reaches it. ``check_url``, ``kind_of_url``, ``Remotes.add``, ``open_remote``, the sync
 loop and the package's lazy exports all read it; nothing else lists the kinds.
@@ -25,7 +25,7 @@ TOKEN_ENV = _env.TOKEN
 
 
 @dataclass(frozen=True)
-class Kind:
+class Target:
     """One kind of remote.
 
     ``client`` is ``"module:Class"``, the module relative to ``amltrack.sync`` when it starts with a
@@ -57,11 +57,11 @@ class Kind:
 
 
 # The first row is the default: a bare http(s):// URL is amltrack's own server.
-KINDS: dict[str, Kind] = {
+TARGETS: dict[str, Target] = {
     k.name: k
     for k in (
-        Kind("amltrack", ("http", "https"), "._amltrack:AmltrackRemote", token_env=TOKEN_ENV, assets=True),
-        Kind(
+        Target("amltrack", ("http", "https"), "._amltrack:AmltrackRemote", token_env=TOKEN_ENV, assets=True),
+        Target(
             "mlflow",
             ("mlflow+http", "mlflow+https"),
             "._mlflow:MlflowRemote",
@@ -72,26 +72,26 @@ KINDS: dict[str, Kind] = {
 }
 
 
-def default() -> Kind:
-    return next(iter(KINDS.values()))
+def default() -> Target:
+    return next(iter(TARGETS.values()))
 
 
 def kind_of_url(url: str) -> str:
     """The remote kind a URL names by its scheme: ``mlflow`` for mlflow+http(s)://, else the
     default, ``amltrack``."""
     scheme = urlsplit(url).scheme
-    return next((k.name for k in KINDS.values() if scheme in k.schemes), default().name)
+    return next((k.name for k in TARGETS.values() if scheme in k.schemes), default().name)
 
 
-def _schemes(kind: Kind) -> str:
+def _schemes(kind: Target) -> str:
     return " or ".join(f"{s}://" for s in kind.schemes)
 
 
 def check_url(url: str) -> str:
     """``url`` without a trailing slash, if it has a host and the scheme of a kind."""
     parts = urlsplit(url)
-    if not parts.hostname or not any(parts.scheme in k.schemes for k in KINDS.values()):
-        first, *others = KINDS.values()
+    if not parts.hostname or not any(parts.scheme in k.schemes for k in TARGETS.values()):
+        first, *others = TARGETS.values()
         more = ", ".join(f"{_schemes(k)} {k.describe}" for k in others)
         raise RemoteConfigError(
             f"remote URL {url!r} is not an {_schemes(first)} URL with a host" + (f" (or {more})" if more else "")
@@ -99,10 +99,10 @@ def check_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def get(name: str, label: str) -> Kind:
+def get(name: str, label: str) -> Target:
     """The kind called ``name``, of the remote ``label``."""
     try:
-        return KINDS[name]
+        return TARGETS[name]
     except KeyError:
         raise RemoteConfigError(
             f"remote {label} has kind {name!r}, which this amltrack cannot push to"
@@ -117,7 +117,7 @@ def open_remote(entry: RemoteEntry) -> Remote:
 
 def export(name: str) -> type[Remote] | None:
     """The client class ``amltrack.sync.<name>``, if a kind has one of that name."""
-    for kind in KINDS.values():
+    for kind in TARGETS.values():
         if kind.export == name:
             return kind.load()
     return None

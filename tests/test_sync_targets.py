@@ -1,4 +1,4 @@
-"""The table of remote kinds (``amltrack.sync._kinds``): one row adds a sync target everywhere, and the
+"""The table of remote kinds (``amltrack.sync._targets``): one row adds a sync target everywhere, and the
 one HTTP retry policy (``_http``) that the servers' clients share."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from amltrack.sync import (
     RemoteConfigError,
     Remotes,
     Snapshot,
-    _kinds,
+    _targets,
     open_remote,
     sync,
 )
@@ -60,12 +60,12 @@ class FakeRemote:
         pass
 
 
-FAKE = _kinds.Kind("fake", ("fake+http",), f"{__name__}:FakeRemote", describe="for a fake server")
+FAKE = _targets.Target("fake", ("fake+http",), f"{__name__}:FakeRemote", describe="for a fake server")
 
 
 @pytest.fixture
-def fake_kind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_kinds.Kind]:
-    monkeypatch.setitem(_kinds.KINDS, "fake", FAKE)
+def fake_kind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_targets.Target]:
+    monkeypatch.setitem(_targets.TARGETS, "fake", FAKE)
     monkeypatch.setenv("AMLTRACK_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.delenv("AMLTRACK_TOKEN", raising=False)
     FakeRemote.pushes = []
@@ -74,13 +74,13 @@ def fake_kind(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[_kind
 
 
 def test_one_row_adds_a_kind_to_urls_remotes_open_remote_and_the_exports(
-    fake_kind: _kinds.Kind, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fake_kind: _targets.Target, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert _kinds.check_url("fake+http://h:1/") == "fake+http://h:1"
-    assert _kinds.kind_of_url("fake+http://h:1") == "fake"
+    assert _targets.check_url("fake+http://h:1/") == "fake+http://h:1"
+    assert _targets.kind_of_url("fake+http://h:1") == "fake"
     with pytest.raises(RemoteConfigError, match=r"\(or mlflow\+http:// or mlflow\+https:// for an MLflow tracking "
                        r"server, fake\+http:// for a fake server\)"):
-        _kinds.check_url("ftp://h")
+        _targets.check_url("ftp://h")
 
     # amltrack remote add, as the command line runs it, then the file read back.
     assert main(["remote", "add", "f", "fake+http://h:1", "--token", "t0k3n"]) == 0
@@ -98,7 +98,7 @@ def test_one_row_adds_a_kind_to_urls_remotes_open_remote_and_the_exports(
 
 
 def test_the_sync_loop_opens_a_kind_from_its_row_and_hands_it_its_ledger_state(
-    fake_kind: _kinds.Kind, store: Path
+    fake_kind: _targets.Target, store: Path
 ) -> None:
     rid = make_run(store, records=5)
     report = sync(store, "fake+http://h:1")
@@ -121,7 +121,7 @@ def test_a_kind_not_in_the_table_is_refused_before_any_run(store: Path, tmp_path
 
 def test_the_seam_and_the_package_import_no_kind_and_no_httpx() -> None:
     code = (
-        "import sys, amltrack.sync, amltrack.sync._remote, amltrack.sync._kinds\n"
+        "import sys, amltrack.sync, amltrack.sync._remote, amltrack.sync._targets\n"
         "loaded = sorted(m for m in sys.modules if m in ('httpx', 'amltrack.sync._amltrack')"
         " or m.startswith('amltrack.sync._mlflow'))\n"
         "print(loaded)\n"
