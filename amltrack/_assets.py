@@ -53,10 +53,10 @@ __all__ = [
     "versions",
 ]
 
-ASSETS_DIR = "assets"
-ASSET_FILE = "asset.json"
-FILES_DIR = "files"
-LOCK_FILE = ".lock"
+ASSETS_DIR = fmt.ASSETS_DIR
+ASSET_FILE = fmt.ASSET_FILE
+FILES_DIR = fmt.ASSET_FILES_DIR
+LOCK_FILE = fmt.ASSET_LOCK
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 

@@ -49,10 +49,11 @@ from typing import Any
 
 import orjson
 
+from . import _format as fmt
 from ._records import block_columns, block_extras, split_columns
 
-CACHE_DIR = "cache"
-COLUMNS_FILE = "columns.bin"
+CACHE_DIR = fmt.CACHE_DIR
+COLUMNS_FILE = fmt.COLUMNS_FILE
 MAGIC = b"AMC1"
 _HEADER = struct.Struct("<4sIQQIIII")
 _U32 = struct.Struct("<I")

@@ -23,15 +23,32 @@ from ._errors import InvalidPathError, StoreError, short_repr
 
 SCHEMA_VERSION = 1
 
-STORE_DIRNAME = ".amltrack"
+# Every file and folder of a store and of a run, named here and nowhere else (docs/format.md draws
+# the tree). A store:
+STORE_DIRNAME = ".amltrack"  # the folder get_logger() makes, and Store() looks for upwards
 STORE_FILE = "store.json"
 RUNS_DIR = "runs"
+ASSETS_DIR = "assets"  # assets/NAME/VERSION/
+ASSET_FILE = "asset.json"  # a version's record
+ASSET_FILES_DIR = "files"  # a version's files, at their artifact paths
+ASSET_LOCK = ".lock"  # assets/NAME/.lock, held while a version is numbered
+SERVER_DIR = ".server"  # in a server's store: what only the server keeps
+SERVER_INCOMING = "incoming"  # .server/incoming/RUN: a run's first push, until it is finalised
+SERVER_BLOBS = "blobs"  # .server/blobs/RUN/SHA256[.part]: uploads of artifacts
+SERVER_ASSET_BLOBS = "asset-blobs"  # .server/asset-blobs/NAME/SHA256[.part]: uploads of asset files
+SERVER_LOCK = "server.lock"  # held by the one server process serving the store
+# A run's folder (runs/RUN_ID/):
 RUN_FILE = "run.json"
 SUMMARY_FILE = "summary.json"
-SERVER_DIR = ".server"  # in a server's store: what only the server keeps (uploads, staged runs)
+SUMMARY_LOCK = "summary.json.lock"  # held while a process merges its figures into summary.json
 METRICS_FILE = "metrics.jsonl"
 MANIFEST_FILE = "artifacts.jsonl"
 ARTIFACTS_DIR = "artifacts"
+LEDGER_DIR = "sync"  # sync/REMOTE_KEY.json: what was pushed where (also in an asset version's folder)
+CACHE_DIR = "cache"  # derived data, always safe to delete:
+COLUMNS_FILE = "columns.bin"  # cache/columns.bin: the writer's column index
+UI_CACHE_DIR = "ui"  # cache/ui/: the web UI's series cache
+FOLD_FILE = "metrics-summary.json"  # cache/metrics-summary.json: a server's summary of the metrics
 
 ENDED_STATUSES = ("completed", "failed", "killed")
 STATUSES = ("running", *ENDED_STATUSES, "crashed")

@@ -436,7 +436,7 @@ class Run:
         from filelock import FileLock  # only for a repair kept, once per crashed run
 
         try:
-            with FileLock(str(self.dir / (fmt.SUMMARY_FILE + ".lock")), timeout=1):
+            with FileLock(str(self.dir / fmt.SUMMARY_LOCK), timeout=1):
                 if self.cached_summary() != seen:
                     return  # a writer or another reader got there first
                 # No fsync: a repair lost to a power cut is made again by the next listing, and

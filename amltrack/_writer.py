@@ -798,7 +798,7 @@ class Writer:
             self._summary_dirty = False
         self._last_summary = time.monotonic()
         try:
-            with self._file_lock(str(self.run_dir / (fmt.SUMMARY_FILE + ".lock")), timeout=10):
+            with self._file_lock(str(self.run_dir / fmt.SUMMARY_LOCK), timeout=10):
                 try:
                     current = fmt.read_json(path)
                 except (FileNotFoundError, AmltrackError):

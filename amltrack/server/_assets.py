@@ -37,7 +37,7 @@ from ._storage import (
     parse_object,
 )
 
-ASSET_BLOBS = "asset-blobs"
+ASSET_BLOBS = fmt.SERVER_ASSET_BLOBS
 _STAGING = ".push-"  # a version being made; `history promote` stages its own under another prefix
 
 

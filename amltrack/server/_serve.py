@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _env as env
+from .. import _format as fmt
 from .._errors import AmltrackError
 from .._web._auth import TokenConfigError, Tokens
 from .._web._serve import is_loopback, serve
@@ -44,7 +45,7 @@ def load_tokens(tokens_file: str | os.PathLike[str] | None) -> Tokens | None:
 def _lock_store(root: Path) -> int:
     """Hold ``.server/server.lock`` for the life of the process: one server per store."""
     (root / SERVER_DIR).mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / SERVER_DIR / "server.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(root / SERVER_DIR / fmt.SERVER_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     if fcntl is not None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

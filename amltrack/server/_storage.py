@@ -30,7 +30,6 @@ from typing import Any, BinaryIO
 import orjson
 
 from .. import _format as fmt
-from .._columns import CACHE_DIR
 from .._errors import AmbiguousRunError, InvalidPathError, RefusedFileError, RunNotFoundError, StoreError
 from .._files import locked
 from .._store import Run, Store, create_store, open_beneath
@@ -47,7 +46,7 @@ _HASH_BLOCK = 1 << 20
 _TMP_TAG = ".srv-"  # temporary files of this server carry it, so stale ones can be told apart
 # Beside each run: what its metrics.jsonl folds into for `history info --remote` (see _summary), so
 # that the answer costs the same for ten points as for ten million. Derived data, safe to delete.
-FOLD_FILE = f"{CACHE_DIR}/metrics-summary.json"
+FOLD_FILE = f"{fmt.CACHE_DIR}/{fmt.FOLD_FILE}"
 _FOLD_PIECE = 8 << 20  # bytes of metrics.jsonl parsed at a time, to bound the memory of a catch-up
 _FOLD_CHECK = 4096  # the bytes before a fold's end whose CRC-32 tells that the file is still the one folded
 
@@ -130,8 +129,8 @@ class ServerStore:
         create_store(self.root)
         self.runs = self.root / fmt.RUNS_DIR
         self.private = self.root / SERVER_DIR
-        self.incoming = self.private / "incoming"
-        self.blobs = self.private / "blobs"
+        self.incoming = self.private / fmt.SERVER_INCOMING
+        self.blobs = self.private / fmt.SERVER_BLOBS
         self.incoming.mkdir(parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self._locks: dict[str, threading.Lock] = {}

@@ -20,7 +20,7 @@ from .. import _format as fmt
 from .._errors import StoreError
 from ._errors import SyncError
 
-LEDGER_DIR = "sync"
+LEDGER_DIR = fmt.LEDGER_DIR
 
 
 def remote_key(kind: str, url: str) -> str:

@@ -51,8 +51,8 @@ from .._columns import Block, read_blocks
 from .._errors import StoreError
 from .._records import Part as _Part
 
-CACHE_DIR = "cache"
-UI_DIR = "ui"
+CACHE_DIR = fmt.CACHE_DIR
+UI_DIR = fmt.UI_CACHE_DIR
 INDEX_FILE = "index.json"
 VERSION = 1
 CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
