@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import amltrack
-from amltrack.cli._format import json_safe
+from amltrack.cli._output import json_safe
 
 from .conftest import child_env, wait_until
 

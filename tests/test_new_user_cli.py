@@ -348,7 +348,7 @@ def test_the_per_name_step_rule_and_its_fix_are_documented() -> None:
 
 
 def test_a_long_sync_reason_wraps_under_itself() -> None:
-    from amltrack.cli._format import hanging
+    from amltrack.cli._output import hanging
 
     head = "FAILED      20261206T101010123-0123456789abcdef  completed  "
     reason = "http://server:8765 refused the request (401 unauthorized): it needs a token; set AMLTRACK_TOKEN"

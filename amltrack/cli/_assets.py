@@ -9,9 +9,9 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from . import _format as out
-from ._format import add_json_arg, command_parser, guarded
+from . import _output as out
 from ._history import add_source_args
+from ._output import add_json_arg, command_parser, guarded
 
 __all__ = ["add_parser"]
 

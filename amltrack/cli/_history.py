@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import _format as out
-from ._format import CliError, add_json_arg, add_store_arg, command_parser, guarded
+from . import _output as out
+from ._output import CliError, add_json_arg, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
     from .._store import Run, RunSource

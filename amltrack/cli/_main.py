@@ -11,7 +11,7 @@ from typing import Any
 from .. import __version__
 from .._errors import AmltrackError
 from . import _assets, _history, _metrics, _remote, _run, _server, _sync, _ui
-from ._format import guarded
+from ._output import guarded
 
 # One module per command group, each with add_parser(subparsers); the order is the order of --help.
 COMMAND_MODULES = [_history, _metrics, _assets, _run, _sync, _remote, _server, _ui]

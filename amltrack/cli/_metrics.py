@@ -8,8 +8,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from .._errors import MetricNotFoundError
-from . import _format as out
-from ._format import CliError, add_store_arg, command_parser, guarded
+from . import _output as out
+from ._output import CliError, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
     from .._store import Metric

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from . import _format as out
+from . import _output as out
 
 
 def _remotes() -> Any:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._format import CliError, add_store_arg, command_parser, guarded
+from ._output import CliError, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
     from .._files import Artifacts

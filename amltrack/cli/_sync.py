@@ -7,7 +7,7 @@ import sys
 import textwrap
 from typing import Any
 
-from . import _format as out
+from . import _output as out
 from ._history import add_store_arg
 
 

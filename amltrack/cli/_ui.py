@@ -6,7 +6,7 @@ import argparse
 import textwrap
 from typing import Any
 
-from ._format import CliError, add_store_arg
+from ._output import CliError, add_store_arg
 from ._web import add_listen_args
 
 DEFAULT_PORT = 8766
