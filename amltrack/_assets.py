@@ -181,8 +181,10 @@ class Asset:
         """
         root = Path(dest).absolute()
         if root.exists() and not root.is_dir():
-            raise StoreError(f"cannot download asset {self.ref} into {root}: it is a file, not a folder; "
-                             "give a folder (it is made if missing)")
+            raise StoreError(
+                f"cannot download asset {self.ref} into {root}: it is a file, not a folder; "
+                "give a folder (it is made if missing)"
+            )
         root.mkdir(parents=True, exist_ok=True)
         real_root = root.resolve()
         plan = []

@@ -400,7 +400,8 @@ def _to_columns(names: list[str], blocks: list[Block]) -> Columns | None:
     steps: array[int] = array("q")
     vals: array[float] = array("d")
     stamps: array[float] = array("d")
-    for column, raw in zip((codes, steps, vals, stamps), block_columns(blocks)):
+    columns: tuple[array[Any], ...] = (codes, steps, vals, stamps)
+    for column, raw in zip(columns, block_columns(blocks)):
         column.frombytes(raw)
     if max(codes) >= len(names):
         return None

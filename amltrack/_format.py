@@ -14,7 +14,7 @@ import time
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -305,7 +305,7 @@ _SCALARS = (str, int, float, bool, type(None))
 _METRIC_KINDS = ("number", "string", "bool", "list")
 
 
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> TypeGuard[int]:
     return type(v) is int  # JSON gives exact types; a bool is not a count
 
 

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from . import _env, _platform
@@ -173,7 +173,7 @@ def install_hooks() -> None:
     if threading.current_thread() is threading.main_thread():
         # SIGTERM reaches no Windows process from outside (os.kill and Task Manager end it
         # outright: the run reads as crashed), but the handler costs nothing there.
-        handlers = [(signal.SIGTERM, _on_sigterm)]
+        handlers: list[tuple[int, Callable[[int, Any], None]]] = [(signal.SIGTERM, _on_sigterm)]
         brk = _platform.current().break_signal
         if brk is not None:
             handlers.append((brk, _on_break))

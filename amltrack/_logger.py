@@ -42,7 +42,6 @@ MAX_ROW_METRICS = 10_000  # names a log_metrics() call: a row is one line, writt
 _time = time.time
 
 
-
 # ----------------------------------------------------------------- the logger
 
 
@@ -597,7 +596,7 @@ def get_logger(
     with registry.lock:
         current = registry.current
         switching = current is not None and not current.finished
-        if switching:
+        if current is not None and switching:
             if not _names_other_run(current, experiment, name, tags, params, store, run_id):
                 return current
             # Check the new run's arguments before ending the open one, so a typo ends nothing.
@@ -613,8 +612,15 @@ def get_logger(
         # Arguments that named another run do not mean the run inherited through AMLTRACK_RUN_ID,
         # which may be the one just finished.
         logger = _open_logger(
-            experiment, name, tags, params, store, outputs, run_id,
-            keep_deleted_outputs=keep_deleted_outputs, inherit=not switching,
+            experiment,
+            name,
+            tags,
+            params,
+            store,
+            outputs,
+            run_id,
+            keep_deleted_outputs=keep_deleted_outputs,
+            inherit=not switching,
         )
         registry.add(logger)
         return logger
@@ -717,8 +723,16 @@ def open_run(
     bound.apply_defaults()
     a = bound.arguments
     return _open_logger(
-        a["experiment"], a["name"], a["tags"], a["params"], a["store"], a["outputs"], a["run_id"],
-        flush_interval, keep_deleted_outputs=a["keep_deleted_outputs"], inherit=False,
+        a["experiment"],
+        a["name"],
+        a["tags"],
+        a["params"],
+        a["store"],
+        a["outputs"],
+        a["run_id"],
+        flush_interval,
+        keep_deleted_outputs=a["keep_deleted_outputs"],
+        inherit=False,
     )
 
 

@@ -76,7 +76,7 @@ class Platform:
     def msvcrt(self) -> Any:
         """Windows' C runtime module (``msvcrt.locking``), or the stand-in a test forced."""
         if self._msvcrt is None:
-            import msvcrt  # type: ignore[import-not-found]  # only on Windows
+            import msvcrt  # only on Windows
 
             self._msvcrt = msvcrt
         return self._msvcrt

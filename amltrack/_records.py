@@ -386,7 +386,7 @@ def _group_checked(records: list[Any], unknown: dict[str, int]) -> tuple[dict[st
     bad = 0
     for r in records:
         p = check(r)
-        if type(p) is not tuple:
+        if not isinstance(p, tuple):
             if p is None:
                 bad += 1
             else:
@@ -728,9 +728,10 @@ def _parse_checked(
     keep the row's line.
     """
     skipped = 0
+    numbered: list[int] | None = None  # None: record i is line i
     if recs is None:
         recs = []
-        numbered: list[int] | None = []
+        numbered = []
         for i, line in enumerate(lines):
             try:
                 recs.append(orjson.loads(line))
@@ -738,8 +739,6 @@ def _parse_checked(
             except orjson.JSONDecodeError:
                 if line.strip():
                     skipped += 1
-    else:
-        numbered = None  # record i is line i
     if rows:
         points: list[Any] = []
         where: list[int] = []

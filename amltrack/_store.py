@@ -467,8 +467,8 @@ class Run:
                             end = seg.end
                         else:
                             f.seek(seg[0])
-                            out, sk, b = _records.decode(f.read(seg[1] - seg[0]), str(path))
-                            parts.append(out)
+                            decoded, sk, b = _records.decode(f.read(seg[1] - seg[0]), str(path))
+                            parts.append(decoded)
                             skipped, bad, end = skipped + sk, bad + b, seg[1]
                     f.seek(end)
                     data = f.read()
@@ -620,7 +620,9 @@ class RunSource(Protocol):
     it is.
     """
 
-    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 0) -> Sequence[Run]: ...
+    def runs(
+        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+    ) -> Sequence[Run]: ...
 
     def run(self, ref: str) -> Run: ...
 

@@ -159,12 +159,26 @@ class _Series:
     def describe(self, width: int) -> dict[str, Any]:
         kind = kind_name(self.last)
         points = bucket_means(finite_numbers(self.last), width) if kind == "list" else self.points(width)
-        return {"kind": kind, "count": self.count, "last": self.last, "min": self.lo, "max": self.hi,
-                "points": points}
+        return {
+            "kind": kind,
+            "count": self.count,
+            "last": self.last,
+            "min": self.lo,
+            "max": self.hi,
+            "points": points,
+        }
 
     def to_json(self) -> dict[str, Any]:
-        return {"count": self.count, "last": _encode(self.last), "ts": self.ts, "min": _encode(self.lo),
-                "max": _encode(self.hi), "sums": self.sums, "counts": self.counts, "size": self.size}
+        return {
+            "count": self.count,
+            "last": _encode(self.last),
+            "ts": self.ts,
+            "min": _encode(self.lo),
+            "max": _encode(self.hi),
+            "sums": self.sums,
+            "counts": self.counts,
+            "size": self.size,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> _Series:
@@ -213,8 +227,13 @@ class Fold:
         return {name: self.series[name].describe(width) for name in sorted(self.series)}
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.VERSION, "end": self.end, "skipped": self.skipped, "by_time": self.by_time,
-                "series": {name: s.to_json() for name, s in self.series.items()}}
+        return {
+            "version": self.VERSION,
+            "end": self.end,
+            "skipped": self.skipped,
+            "by_time": self.by_time,
+            "series": {name: s.to_json() for name, s in self.series.items()},
+        }
 
     @classmethod
     def from_json(cls, d: Any) -> Fold | None:

@@ -56,16 +56,17 @@ def _check_step(name: str, step: object) -> int:
                 f"step {short_repr(step)} of metric {_quote_name(name)} is a {type(step).__name__}; steps are int"
             )
         step = step.__index__()  # numpy and torch integers
+    assert isinstance(step, int)
     if step < 0 or step > _INT_MAX:
         raise InvalidMetricError(
             f"step {short_repr(step)} of metric {_quote_name(name)} is out of range; steps are 0 .. 2**63-1"
         )
-    return step  # type: ignore[return-value]
+    return step
 
 
 def _row_value(name: str, value: Any) -> Any:
     """A ``log_metrics()`` value as a plain float, int or bool, or raise naming the metric."""
-    if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", 0):
+    if isinstance(value, (str, bytes, list, tuple, Mapping)) or getattr(value, "ndim", False):
         raise TypeError(
             f"metric {_quote_name(name)}: log_metrics() takes numbers and bools, not {type(value).__name__} "
             f"{short_repr(value)}; log strings and lists with log({_quote_name(name)}, value)"

@@ -52,7 +52,7 @@ _isfinite = math.isfinite
 _END = _records.BATCH_END
 
 
-class Handle(dict):  # type: ignore[type-arg]
+class Handle(dict[str, Any]):
     """What ``log()`` returns: ``wait()`` on it to block until the record is on disk.
 
     It is the record itself (name, step, value, ts, seq), so the writer hands the buffer to orjson as
@@ -66,7 +66,7 @@ class Handle(dict):  # type: ignore[type-arg]
     def seq(self) -> int | None:
         """The record's sequence number in this process, its place in the file; None until the
         writer takes the record off the queue."""
-        return self["seq"]  # type: ignore[no-any-return]
+        return self["seq"]
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until the record is in the run's metrics file.
@@ -80,7 +80,7 @@ class Handle(dict):  # type: ignore[type-arg]
     def done(self) -> bool:
         """True once the record is durable."""
         seq = self["seq"]
-        return seq is not None and self._writer.durable_seq >= seq  # type: ignore[no-any-return]
+        return seq is not None and self._writer.durable_seq >= seq
 
     def __repr__(self) -> str:
         return f"<amltrack.Handle {dict.__repr__(self)}>"
@@ -145,8 +145,21 @@ class _Queue:
     """
 
     __slots__ = (
-        "lock", "cond", "Handle", "items", "rows", "has_uploads", "extra", "blocked", "closed",
-        "urgent", "wake_at", "max_pending", "pending_bytes", "taken", "_can_drain",
+        "lock",
+        "cond",
+        "Handle",
+        "items",
+        "rows",
+        "has_uploads",
+        "extra",
+        "blocked",
+        "closed",
+        "urgent",
+        "wake_at",
+        "max_pending",
+        "pending_bytes",
+        "taken",
+        "_can_drain",
     )
 
     def __init__(
@@ -398,7 +411,7 @@ class Writer:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self.cond:
             while True:
-                seq = item if type(item) is int else item.seq  # a handle gets it when it is taken
+                seq = item if isinstance(item, int) else item.seq  # a handle gets it when it is taken
                 if seq is not None and self.durable_seq >= seq:
                     return
                 if self.error is not None:
@@ -517,7 +530,7 @@ class Writer:
         failed: BaseException | None = None
         # Bytes from earlier failed writes go first so the file keeps call order.
         carried = bool(self._carry)
-        chunks = self._carry + self._chunks(lines) if lines else self._carry
+        chunks: list[bytes | memoryview] = [*self._carry, *self._chunks(lines)] if lines else self._carry
         self._carry = []
         if chunks:
             size = sum(map(len, chunks))  # append() empties chunks as it writes them
@@ -768,7 +781,11 @@ class Writer:
                 source=up.source,
                 size=up.size,
                 reason=f"{type(e).__name__}: {e.strerror or e}"
-                + (f" ({errno.errorcode[e.errno]})" if e.errno in errno.errorcode else ""),
+                + (
+                    f" ({errno.errorcode[e.errno]})"
+                    if e.errno is not None and e.errno in errno.errorcode
+                    else ""
+                ),
             )
 
     def _fsync_all(self) -> None:

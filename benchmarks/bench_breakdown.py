@@ -61,17 +61,23 @@ def main() -> None:
         times: dict[str, list[float]] = {m: [] for m in modes}
         for i in range(a.repeat):  # interleaved, so that a machine getting busier affects every mode
             for mode in modes:
-                out = subprocess.run([sys.executable, "-c", CHILD, mode, str(a.n), f"{tmp}/{mode}{i}"],
-                                     capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", CHILD, mode, str(a.n), f"{tmp}/{mode}{i}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 times[mode].append(json.loads(out.stdout)["s"])
         res = {m: statistics.median(t) for m, t in times.items()}
     if a.json:
         print(json.dumps(res))
         return
-    print(f"{a.n:,} scalars, median of {a.repeat}: caller alone {res['caller']:.2f} s; "
-          f"+ encoding {res['encode'] - res['caller']:.2f} s; + writing {res['noindex'] - res['encode']:.2f} s; "
-          f"+ the column index {res['full'] - res['noindex']:.2f} s; "
-          f"total {res['full']:.2f} s")
+    print(
+        f"{a.n:,} scalars, median of {a.repeat}: caller alone {res['caller']:.2f} s; "
+        f"+ encoding {res['encode'] - res['caller']:.2f} s; + writing {res['noindex'] - res['encode']:.2f} s; "
+        f"+ the column index {res['full'] - res['noindex']:.2f} s; "
+        f"total {res['full']:.2f} s"
+    )
 
 
 if __name__ == "__main__":

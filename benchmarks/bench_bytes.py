@@ -42,7 +42,10 @@ def main() -> None:
         rng = random.Random(1)
         for step in range(steps):
             rows_logger.log_metrics(
-                {name: math.exp(-step / steps) * (k + 1) + rng.random() * 0.01 for k, name in enumerate(names)},
+                {
+                    name: math.exp(-step / steps) * (k + 1) + rng.random() * 0.01
+                    for k, name in enumerate(names)
+                },
                 step=step,
             )
         rows_logger.finish()
@@ -56,7 +59,9 @@ def main() -> None:
 
     per_step: dict[int, dict] = {}
     for r in recs:
-        row = per_step.setdefault(r["step"], {"step": r["step"], "ts": r["ts"], "seq": r["seq"], "values": {}})
+        row = per_step.setdefault(
+            r["step"], {"step": r["step"], "ts": r["ts"], "seq": r["seq"], "values": {}}
+        )
         row["values"][r["name"]] = r["value"]
     out = {
         "points": points,

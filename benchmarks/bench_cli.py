@@ -62,8 +62,12 @@ def main() -> None:
         listing = os.path.join(tmp, "listing")
         make_runs(listing, n_runs)
         big = os.path.join(tmp, "big")
-        run_id = subprocess.run([sys.executable, "-c", LOG_ONE_METRIC, str(n_points), big], check=True,
-                                capture_output=True, text=True).stdout.split()[-1]
+        run_id = subprocess.run(
+            [sys.executable, "-c", LOG_ONE_METRIC, str(n_points), big],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.split()[-1]
         commands = {
             "floor_python_s": [sys.executable, "-c", "pass"],
             "help_s": [*cli, "--help"],
@@ -96,9 +100,11 @@ def main() -> None:
     if a.markdown:
         import platform
 
-        print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
-              f"Python {platform.python_version()}; min / median / max of {repeat} runs of each command, "
-              f"interleaved, each a fresh process ({'the `amltrack` console script' if len(cli) == 1 else '`python -m amltrack`'}).")
+        print(
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores, "
+            f"Python {platform.python_version()}; min / median / max of {repeat} runs of each command, "
+            f"interleaved, each a fresh process ({'the `amltrack` console script' if len(cli) == 1 else '`python -m amltrack`'})."
+        )
         print()
         print("| command | size | target | min / median / max |")
         print("|---|---:|---|---|")

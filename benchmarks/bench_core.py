@@ -120,13 +120,36 @@ def make_runs(store: str, n: int) -> None:
 
     runs = os.path.join(store, "runs")
     os.makedirs(runs)
-    info = {"schema": 1, "experiment": "bench", "name": None, "status": "completed",
-            "created": "2026-01-01T00:00:00.000000Z", "created_ts": 1.7e9, "ended": "2026-01-01T00:01:00Z",
-            "ended_ts": 1.7e9 + 60, "hostname": "h", "user": "u", "pid": 1, "python": "3.11",
-            "platform": "Linux", "argv": ["train.py", "--lr", "0.1"], "cwd": "/work", "git": None,
-            "tags": {"team": "a"}, "params": {"lr": 0.1, "layers": 3}, "error": None}
-    summary = {"schema": 1, "records": 30000, "heartbeat": 1.7e9 + 60, "metrics": {
-        f"m{i}": {"count": 10000, "last": 0.5, "kind": "number", "step": 9999, "ts": 1.7e9} for i in range(3)}}
+    info = {
+        "schema": 1,
+        "experiment": "bench",
+        "name": None,
+        "status": "completed",
+        "created": "2026-01-01T00:00:00.000000Z",
+        "created_ts": 1.7e9,
+        "ended": "2026-01-01T00:01:00Z",
+        "ended_ts": 1.7e9 + 60,
+        "hostname": "h",
+        "user": "u",
+        "pid": 1,
+        "python": "3.11",
+        "platform": "Linux",
+        "argv": ["train.py", "--lr", "0.1"],
+        "cwd": "/work",
+        "git": None,
+        "tags": {"team": "a"},
+        "params": {"lr": 0.1, "layers": 3},
+        "error": None,
+    }
+    summary = {
+        "schema": 1,
+        "records": 30000,
+        "heartbeat": 1.7e9 + 60,
+        "metrics": {
+            f"m{i}": {"count": 10000, "last": 0.5, "kind": "number", "step": 9999, "ts": 1.7e9}
+            for i in range(3)
+        },
+    }
     for i in range(n):
         rid = fmt.new_run_id(1.7e9 + i)
         d = os.path.join(runs, rid)
@@ -167,15 +190,50 @@ def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, result
     rows = [
         ("`log()` of a scalar, median", f"{n_lat:,} calls", "≤ 2 µs", spread("log_median_us", ".2f") + " µs"),
         ("`log()` of a scalar, p99", f"{n_lat:,} calls", "≤ 20 µs", spread("log_p99_us", ".2f") + " µs"),
-        ("floor: `deque.append` of a tuple, median", f"{n_lat:,} calls", "-", spread("floor_median_us", ".2f") + " µs"),
-        ("scalars written and durable (`finish()` returned)", f"{n_put:,}", "≤ 3 s", spread("throughput_wall_s", ".2f") + " s"),
-        ("memory above baseline while doing so", f"{n_put:,}", "≤ 100 MB", spread("throughput_mem_mb", ".0f") + " MB"),
+        (
+            "floor: `deque.append` of a tuple, median",
+            f"{n_lat:,} calls",
+            "-",
+            spread("floor_median_us", ".2f") + " µs",
+        ),
+        (
+            "scalars written and durable (`finish()` returned)",
+            f"{n_put:,}",
+            "≤ 3 s",
+            spread("throughput_wall_s", ".2f") + " s",
+        ),
+        (
+            "memory above baseline while doing so",
+            f"{n_put:,}",
+            "≤ 100 MB",
+            spread("throughput_mem_mb", ".0f") + " MB",
+        ),
         ("reading back one metric", f"{n_put:,} points", "≤ 1.5 s", spread("read_s", ".2f") + " s"),
-        ("... from the JSON Lines alone, without the index", f"{n_put:,} points", "-", spread("read_json_s", ".2f") + " s"),
-        ("points written as rows of 10 (`log_metrics()`) and durable", f"{n_put:,}", "-", spread("rows_wall_s", ".2f") + " s"),
+        (
+            "... from the JSON Lines alone, without the index",
+            f"{n_put:,} points",
+            "-",
+            spread("read_json_s", ".2f") + " s",
+        ),
+        (
+            "points written as rows of 10 (`log_metrics()`) and durable",
+            f"{n_put:,}",
+            "-",
+            spread("rows_wall_s", ".2f") + " s",
+        ),
         ("reading back every metric of them", f"{n_put:,} points", "-", spread("rows_read_s", ".2f") + " s"),
-        ("listing runs with their status", f"{n_runs:,} runs", "well under 1 s", spread("list_runs_s", ".2f") + " s"),
-        ("... and their cached metric summaries", f"{n_runs:,} runs", "-", spread("list_rows_s", ".2f") + " s"),
+        (
+            "listing runs with their status",
+            f"{n_runs:,} runs",
+            "well under 1 s",
+            spread("list_runs_s", ".2f") + " s",
+        ),
+        (
+            "... and their cached metric summaries",
+            f"{n_runs:,} runs",
+            "-",
+            spread("list_rows_s", ".2f") + " s",
+        ),
     ]
     lines = [
         f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({cpu}, {os.cpu_count()} cores), "
@@ -231,17 +289,27 @@ def main() -> None:
     if a.markdown:
         print(markdown(med, n_lat, n_put, n_runs, repeat, results))
         return
-    print(f"log() of a scalar, {n_lat:,} calls: median {med['log_median_us']:.2f} µs, "
-          f"p99 {med['log_p99_us']:.2f} µs (floor deque.append: median {med['floor_median_us']:.2f} µs, "
-          f"p99 {med['floor_p99_us']:.2f} µs; ratio {med['log_median_us'] / med['floor_median_us']:.1f}x)")
-    print(f"{n_put:,} scalars written and durable (finish() returned): {med['throughput_wall_s']:.2f} s wall, "
-          f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline")
-    print(f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s "
-          f"({med['read_json_s']:.2f} s from the JSON Lines alone)")
-    print(f"{n_put:,} points as rows of 10 (log_metrics) written and durable: {med['rows_wall_s']:.2f} s; "
-          f"every metric read back: {med['rows_read_s']:.2f} s")
-    print(f"listing {n_runs:,} runs with their status: {med['list_runs_s']:.2f} s, "
-          f"plus their cached metric summaries: {med['list_rows_s']:.2f} s")
+    print(
+        f"log() of a scalar, {n_lat:,} calls: median {med['log_median_us']:.2f} µs, "
+        f"p99 {med['log_p99_us']:.2f} µs (floor deque.append: median {med['floor_median_us']:.2f} µs, "
+        f"p99 {med['floor_p99_us']:.2f} µs; ratio {med['log_median_us'] / med['floor_median_us']:.1f}x)"
+    )
+    print(
+        f"{n_put:,} scalars written and durable (finish() returned): {med['throughput_wall_s']:.2f} s wall, "
+        f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline"
+    )
+    print(
+        f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s "
+        f"({med['read_json_s']:.2f} s from the JSON Lines alone)"
+    )
+    print(
+        f"{n_put:,} points as rows of 10 (log_metrics) written and durable: {med['rows_wall_s']:.2f} s; "
+        f"every metric read back: {med['rows_read_s']:.2f} s"
+    )
+    print(
+        f"listing {n_runs:,} runs with their status: {med['list_runs_s']:.2f} s, "
+        f"plus their cached metric summaries: {med['list_rows_s']:.2f} s"
+    )
     print(f"(median of {repeat} runs, each in a fresh process)")
 
 

@@ -83,7 +83,9 @@ TRAIN = textwrap.dedent("""
 
 
 def child(code: str, *args: str, cwd: str | None = None) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=cwd)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=True, cwd=cwd
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -111,10 +113,14 @@ def main() -> None:
     if a.json:
         print(json.dumps(med))
         return
-    print(f"close -> stored, {n_lat} files 20 ms apart: median {med['median_ms']:.0f} ms, p99 {med['p99_ms']:.0f} ms "
-          "(0.5 s of it is the deliberate settle time)")
-    print(f"training loop writing {n_files:,} files to outputs/: {med['off_s']:.2f} s unmirrored, "
-          f"{med['on_s']:.2f} s mirrored: {med['slowdown_pct']:+.1f} % (target <= 5 %)")
+    print(
+        f"close -> stored, {n_lat} files 20 ms apart: median {med['median_ms']:.0f} ms, p99 {med['p99_ms']:.0f} ms "
+        "(0.5 s of it is the deliberate settle time)"
+    )
+    print(
+        f"training loop writing {n_files:,} files to outputs/: {med['off_s']:.2f} s unmirrored, "
+        f"{med['on_s']:.2f} s mirrored: {med['slowdown_pct']:+.1f} % (target <= 5 %)"
+    )
     print(f"(median of {repeat} runs, each in a fresh process)")
 
 

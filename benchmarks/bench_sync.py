@@ -86,8 +86,12 @@ class Server:
 
     def __enter__(self) -> Server:
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.DEVNULL, stderr=log,
-                                         env=child_env(AMLTRACK_SERVER_TOKENS=f"write:{TOKEN}"))
+            self.proc = subprocess.Popen(
+                self.cmd,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=child_env(AMLTRACK_SERVER_TOKENS=f"write:{TOKEN}"),
+            )
         deadline = time.monotonic() + 60
         while not self.url:
             with open(self.log) as f:
@@ -170,7 +174,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the medians as JSON")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table for docs/benchmarks.md")
     a = ap.parse_args()
-    n_records, art_bytes, n_runs, repeat = (20_000, 2 * MB, 5, 1) if a.smoke else (1_000_000, 200 * MB, 100, 5)
+    n_records, art_bytes, n_runs, repeat = (
+        (20_000, 2 * MB, 5, 1) if a.smoke else (1_000_000, 200 * MB, 100, 5)
+    )
     repeat = a.repeat or repeat
     cli = amltrack_command()
     results: dict[str, list[float]] = {}
@@ -184,8 +190,10 @@ def main() -> None:
         make(ONE_METRIC, str(n_records), metrics)
         make(ONE_ARTIFACT, str(art_bytes), artifact, os.path.join(tmp, "weights.bin"))
         make(MANY_RUNS, str(n_runs), many)
-        metrics_bytes = sum(os.path.getsize(os.path.join(metrics, "runs", r, "metrics.jsonl"))
-                            for r in os.listdir(os.path.join(metrics, "runs")))
+        metrics_bytes = sum(
+            os.path.getsize(os.path.join(metrics, "runs", r, "metrics.jsonl"))
+            for r in os.listdir(os.path.join(metrics, "runs"))
+        )
         # No remotes config of the user's is read, and the token reaches the CLI as a user's would.
         env = child_env(AMLTRACK_TOKEN=TOKEN, AMLTRACK_CONFIG_DIR=os.path.join(tmp, "config"))
 
@@ -217,8 +225,11 @@ def main() -> None:
                 # What `history info` costs over that run: the server's summary, against the local
                 # read of the whole file, and the CLI's own start-up.
                 (rid,) = os.listdir(os.path.join(metrics, "runs"))
-                info = run("info_remote_s", [*cli, "history", "info", "-r", rid, "--remote", server.url, "--json"],
-                           server)
+                info = run(
+                    "info_remote_s",
+                    [*cli, "history", "info", "-r", rid, "--remote", server.url, "--json"],
+                    server,
+                )
                 assert info["metrics"]["loss"]["count"] == n_records, info["metrics"]
                 run("info_local_s", [*cli, "history", "info", "-r", rid, "--store", metrics, "--json"])
                 run("cli_floor_s", [*cli, "--version"])
@@ -238,17 +249,38 @@ def main() -> None:
         print(json.dumps(med))
         return
     rows = [
-        ("push one run's metrics", f"{n_records:,} records ({metrics_bytes / MB:.0f} MB)", "≤ 10 s",
-         "metrics_push_s", "s"),
+        (
+            "push one run's metrics",
+            f"{n_records:,} records ({metrics_bytes / MB:.0f} MB)",
+            "≤ 10 s",
+            "metrics_push_s",
+            "s",
+        ),
         ("push one run's artifact", f"{art_bytes / MB:.0f} MB, random", "-", "artifact_push_s", "s"),
         ("... as throughput", f"{art_bytes / MB:.0f} MB, random", "≥ 100 MB/s", "artifact_mb_s", "MB/s"),
         ("first push of many small runs", f"{n_runs:,} runs", "-", "first_push_runs_s", "s"),
         ("re-sync, nothing to send (the ledger answers)", f"{n_runs:,} runs", "≤ 0.5 s", "resync_s", "s"),
-        ("re-sync with `--all` (the server is asked about each)", f"{n_runs:,} runs", "-", "resync_all_s", "s"),
-        ("`history info --remote` of that run (the server's summary)", f"{n_records:,} records",
-         "≤ 0.3 s + start-up", "info_remote_s", "s"),
-        ("`history info` of that run, local (reads the whole file)", f"{n_records:,} records", "-",
-         "info_local_s", "s"),
+        (
+            "re-sync with `--all` (the server is asked about each)",
+            f"{n_runs:,} runs",
+            "-",
+            "resync_all_s",
+            "s",
+        ),
+        (
+            "`history info --remote` of that run (the server's summary)",
+            f"{n_records:,} records",
+            "≤ 0.3 s + start-up",
+            "info_remote_s",
+            "s",
+        ),
+        (
+            "`history info` of that run, local (reads the whole file)",
+            f"{n_records:,} records",
+            "-",
+            "info_local_s",
+            "s",
+        ),
         ("start-up: `amltrack --version`", "-", "-", "cli_floor_s", "s"),
         ('`python -c "import amltrack.sync"`', "-", "-", "import_sync_s", "s"),
         ("floor: `python -c pass`", "-", "-", "floor_python_s", "s"),
@@ -272,11 +304,13 @@ def main() -> None:
         import amltrack
 
         model = cpu_model()
-        print(f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({model}, {os.cpu_count()} cores), "
-              f"Python {platform.python_version()}, amltrack {amltrack.__version__}; min / median / max of "
-              f"{repeat} repeats, each on a fresh server store, each sync a fresh `amltrack sync --to URL "
-              f"--json` process over loopback with a write token; load average {load[0]:.1f} before, "
-              f"{load[1]:.1f} after.")
+        print(
+            f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} ({model}, {os.cpu_count()} cores), "
+            f"Python {platform.python_version()}, amltrack {amltrack.__version__}; min / median / max of "
+            f"{repeat} repeats, each on a fresh server store, each sync a fresh `amltrack sync --to URL "
+            f"--json` process over loopback with a write token; load average {load[0]:.1f} before, "
+            f"{load[1]:.1f} after."
+        )
         print()
         print("| what | size | target | min / median / max | CPU: client + server, median |")
         print("|---|---:|---|---|---|")
@@ -284,8 +318,10 @@ def main() -> None:
             print(f"| {what} | {size} | {target} | {spread(key, unit)} | {cpu(key)} |")
         return
     for what, size, target, key, unit in rows:
-        print(f"{what.replace('`', ''):55} {size:>28}  {spread(key, unit):>24}  CPU {cpu(key):>14}  "
-              f"(target {target})")
+        print(
+            f"{what.replace('`', ''):55} {size:>28}  {spread(key, unit):>24}  CPU {cpu(key):>14}  "
+            f"(target {target})"
+        )
     print(f"(min / median / max of {repeat} repeats, each on a fresh server store)")
 
 

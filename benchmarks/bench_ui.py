@@ -50,8 +50,16 @@ import amltrack
 
 WIDTH = 1200
 CHROMIUM = "/usr/bin/chromium"
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+BROWSER_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def make_run(store: Path, points: int) -> str:
@@ -82,7 +90,8 @@ class Ui:
             with open(log, "w") as err:
                 self.proc = subprocess.Popen(
                     [sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
-                    stdout=subprocess.DEVNULL, stderr=err,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
                     preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_UNBLOCK, term),
                 )
         finally:
@@ -220,7 +229,9 @@ def main() -> None:
             out["warm_same_process_s"], _ = open_run_page(ui, run_id)
         finally:
             ui.close()
-        out["cache_mb"] = round(sum(f.stat().st_size for f in (run_dir / "cache").rglob("*") if f.is_file()) / 1e6, 1)
+        out["cache_mb"] = round(
+            sum(f.stat().st_size for f in (run_dir / "cache").rglob("*") if f.is_file()) / 1e6, 1
+        )
 
         ui = Ui(store, tmp / "ui-2.log")
         try:
@@ -259,21 +270,33 @@ def main() -> None:
     if args.json:
         print(json.dumps(out, indent=2))
         return
-    print(f"run page of a run with {points:,} points of 'loss' ({out['metrics_jsonl_mb']} MB of metrics.jsonl)")
+    print(
+        f"run page of a run with {points:,} points of 'loss' ({out['metrics_jsonl_mb']} MB of metrics.jsonl)"
+    )
     print(f"  cold open (cache built on first view):   {out['cold_open_s']:.2f} s")
     print(f"  cold open without the writer's index:    {out['cold_json_open_s']:.2f} s")
-    print(f"  ready in the background, no request:     {out['background_ready_s']:.2f} s after the UI starts "
-          f"(then open: {out['background_then_open_s']:.3f} s)")
-    print(f"  ... without the writer's index:          {out['background_ready_json_s']:.2f} s "
-          f"(then open: {out['background_then_open_json_s']:.3f} s)")
+    print(
+        f"  ready in the background, no request:     {out['background_ready_s']:.2f} s after the UI starts "
+        f"(then open: {out['background_then_open_s']:.3f} s)"
+    )
+    print(
+        f"  ... without the writer's index:          {out['background_ready_json_s']:.2f} s "
+        f"(then open: {out['background_then_open_json_s']:.3f} s)"
+    )
     print(f"  warm open, same UI process:              {out['warm_same_process_s']:.3f} s")
     print(f"  warm open, restarted UI process:         {out['warm_open_s']:.3f} s")
-    print(f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms")
+    print(
+        f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms"
+    )
     print(f"  points sent for 'loss' at {WIDTH} px:        {out['loss_points_sent']:,}")
     print(f"  cache on disk:                           {out['cache_mb']} MB")
     if "browser_from_runs_s" in out:
-        print(f"  chromium, run clicked on the runs page:  {out['browser_from_runs_s']:.2f} s to every chart drawn")
-        print(f"  chromium, first-ever deep link:          {out['browser_deep_link_s']:.2f} s (plotly.js compiled)")
+        print(
+            f"  chromium, run clicked on the runs page:  {out['browser_from_runs_s']:.2f} s to every chart drawn"
+        )
+        print(
+            f"  chromium, first-ever deep link:          {out['browser_deep_link_s']:.2f} s (plotly.js compiled)"
+        )
 
 
 if __name__ == "__main__":

@@ -215,24 +215,34 @@ def check_records(store: Path, writers: list[Writer]) -> tuple[list[str], dict[s
             have = set(got)
             if len(have) != len(got):
                 dup = sorted(s for s in have if got.count(s) > 1) if len(got) < 100_000 else ["..."]
-                problems.append(f"run {run_id}: writer {w.wid} has {len(got) - len(have)} duplicate record(s), "
-                                f"seq {', '.join(map(str, dup[:5]))}")
+                problems.append(
+                    f"run {run_id}: writer {w.wid} has {len(got) - len(have)} duplicate record(s), "
+                    f"seq {', '.join(map(str, dup[:5]))}"
+                )
             missing_acks = [s for s in w.acked if s not in have]
             if missing_acks:
-                problems.append(f"run {run_id}: writer {w.wid} lost {len(missing_acks)} acknowledged record(s), "
-                                f"seq {', '.join(map(str, missing_acks[:5]))}")
+                problems.append(
+                    f"run {run_id}: writer {w.wid} lost {len(missing_acks)} acknowledged record(s), "
+                    f"seq {', '.join(map(str, missing_acks[:5]))}"
+                )
             top = max(have, default=0)
             if len(have) != top:
                 gaps = [s for s in range(1, top + 1) if s not in have][:5]
-                problems.append(f"run {run_id}: writer {w.wid}'s records have gaps before seq {top}: "
-                                f"{', '.join(map(str, gaps))} missing")
+                problems.append(
+                    f"run {run_id}: writer {w.wid}'s records have gaps before seq {top}: "
+                    f"{', '.join(map(str, gaps))} missing"
+                )
             if w.outcome in ("finished", "raised") and top != w.done:
-                problems.append(f"run {run_id}: writer {w.wid} {w.outcome} after logging {w.done} records, "
-                                f"but {top} are in the store")
+                problems.append(
+                    f"run {run_id}: writer {w.wid} {w.outcome} after logging {w.done} records, "
+                    f"but {top} are in the store"
+                )
             # A SIGTERM can land inside log() after the record was queued, before seq counted it.
             if w.outcome == "sigterm" and w.done is not None and top not in (w.done, w.done + 1):
-                problems.append(f"run {run_id}: writer {w.wid} was SIGTERMed after logging {w.done} records, "
-                                f"but {top} are in the store")
+                problems.append(
+                    f"run {run_id}: writer {w.wid} was SIGTERMed after logging {w.done} records, "
+                    f"but {top} are in the store"
+                )
     return problems, {"records": records, "unreadable_lines": unreadable}
 
 
@@ -321,7 +331,9 @@ def compare_run(local: Path, remote: Path) -> list[str]:
         d = _first_difference(local / "artifacts" / path, remote / "artifacts" / path, None)
         if d:
             problems.append(f"run {rid}: artifact {path} {d}")
-    expected = {"run.json", "summary.json", "metrics.jsonl", "artifacts.jsonl"} | {f"artifacts/{p}" for p in stored}
+    expected = {"run.json", "summary.json", "metrics.jsonl", "artifacts.jsonl"} | {
+        f"artifacts/{p}" for p in stored
+    }
     for dirpath, dirs, names in os.walk(remote):
         rel = Path(dirpath).relative_to(remote)
         if rel == Path("."):
@@ -336,7 +348,9 @@ def compare_run(local: Path, remote: Path) -> list[str]:
 def compare_stores(local: Path, remote: Path) -> list[str]:
     """Every local run (one with a run.json) compared with the server's; runs only on the server too."""
     here = {d.name for d in (local / "runs").iterdir() if (d / "run.json").is_file()}
-    there = {d.name for d in (remote / "runs").iterdir() if d.is_dir()} if (remote / "runs").is_dir() else set()
+    there = (
+        {d.name for d in (remote / "runs").iterdir() if d.is_dir()} if (remote / "runs").is_dir() else set()
+    )
     problems = [f"run {rid}: on the server only" for rid in sorted(there - here)]
     for rid in sorted(here):
         problems += compare_run(local / "runs" / rid, remote / "runs" / rid)
@@ -345,7 +359,9 @@ def compare_stores(local: Path, remote: Path) -> list[str]:
 
 def expected_status(owner_outcome: str) -> str | None:
     """The status docs/format.md gives a run whose creating process ended so (joiners never set it)."""
-    return {"finished": "completed", "raised": "failed", "sigkill": "crashed", "sigterm": "killed"}.get(owner_outcome)
+    return {"finished": "completed", "raised": "failed", "sigkill": "crashed", "sigterm": "killed"}.get(
+        owner_outcome
+    )
 
 
 def traceback_ends(text: str) -> list[str]:
@@ -371,7 +387,9 @@ def tracebacks(text: str, planned: bool) -> int:
 
 def child_env(**extra: str) -> dict[str, str]:
     # Nothing of the caller's amltrack settings: each child is told its store and remote.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_") and k not in ("COLUMNS", "LINES")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(extra)
     return env
 
@@ -387,7 +405,10 @@ def trainer_command(spec: dict[str, Any]) -> list[str]:
 def new_run_id(rnd: random.Random) -> str:
     # The shape amltrack gives ids (docs/format.md), chosen here so that joiners can be told it.
     t = time.time()
-    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(t)) + f"{int(t * 1000) % 1000:03d}-{rnd.getrandbits(64):016x}"
+    return (
+        time.strftime("%Y%m%dT%H%M%S", time.gmtime(t))
+        + f"{int(t * 1000) % 1000:03d}-{rnd.getrandbits(64):016x}"
+    )
 
 
 def _wait(cond: Any, timeout: float, what: str) -> Any:
@@ -430,7 +451,10 @@ class Server:
                 begin = log.tell()
                 self.proc = subprocess.Popen(
                     amltrack_cmd("server", "--store", str(self.store), "--port", str(self.port)),
-                    stdout=subprocess.DEVNULL, stderr=log, env=child_env(AMLTRACK_SERVER_TOKENS=f"write:{TOKEN}"))
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env=child_env(AMLTRACK_SERVER_TOKENS=f"write:{TOKEN}"),
+                )
 
             def ready(begin: int = begin) -> str | None:
                 text = self.log.read_text()[begin:]
@@ -521,7 +545,11 @@ class Soak:
         o = self.o
         wid = len(self.writers) + 1
         live = [rid for rid, owner in self.owners.items() if self.procs[owner].poll() is None]
-        if not rewrite and self.owners and (len(self.owners) >= o.runs or (live and self.rnd.random() < o.share)):
+        if (
+            not rewrite
+            and self.owners
+            and (len(self.owners) >= o.runs or (live and self.rnd.random() < o.share))
+        ):
             # Past the number of runs, a process joins any run: resuming into an ended one is allowed.
             run_id, role = self.rnd.choice(live or sorted(self.owners)), "joiner"
         else:
@@ -532,14 +560,26 @@ class Soak:
         cwd.mkdir()
         w = Writer(wid, run_id, role, fate, str(self.out / "writers" / f"{wid}.txt"))
         Path(w.side).parent.mkdir(exist_ok=True)
-        spec = {"wid": wid, "run_id": run_id, "name": f"soak-{run_id[-6:]}", "role": role, "fate": fate,
-                "store": str(self.local), "side": w.side, "rate": o.rate, "wait_every": o.wait_every,
-                "lifetime": lifetime, "rewrite_every": o.rewrite_every if rewrite else 0,
-                "rewrite_kb": o.rewrite_kb, "rewrite_files": o.rewrite_files,
-                "seed": self.rnd.getrandbits(32)}
+        spec = {
+            "wid": wid,
+            "run_id": run_id,
+            "name": f"soak-{run_id[-6:]}",
+            "role": role,
+            "fate": fate,
+            "store": str(self.local),
+            "side": w.side,
+            "rate": o.rate,
+            "wait_every": o.wait_every,
+            "lifetime": lifetime,
+            "rewrite_every": o.rewrite_every if rewrite else 0,
+            "rewrite_kb": o.rewrite_kb,
+            "rewrite_files": o.rewrite_files,
+            "seed": self.rnd.getrandbits(32),
+        }
         with open(self.logs / f"trainer-{wid}.log", "w") as err:
-            proc = subprocess.Popen(trainer_command(spec), cwd=cwd, stdout=subprocess.DEVNULL, stderr=err,
-                                    env=child_env())
+            proc = subprocess.Popen(
+                trainer_command(spec), cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env=child_env()
+            )
         self.writers.append(w)
         self.procs[wid] = proc
         if role == "owner":
@@ -547,7 +587,9 @@ class Soak:
             # Joiners need the run to exist: until its run.json is there, another process with the
             # same id would create the run too.
             run_json = self.local / "runs" / run_id / "run.json"
-            _wait(lambda: run_json.exists() or proc.poll() is not None, 120, f"trainer {wid} to create its run")
+            _wait(
+                lambda: run_json.exists() or proc.poll() is not None, 120, f"trainer {wid} to create its run"
+            )
         if rewrite:
             self.rewriter = wid
 
@@ -589,7 +631,11 @@ class Soak:
         with open(self.logs / f"sync-{n}.log", "w") as err:
             proc = subprocess.Popen(
                 amltrack_cmd("sync", "--store", str(self.local), "--to", self.server.url, "--json", *args),
-                stdout=subprocess.PIPE, stderr=err, text=True, env=child_env(AMLTRACK_TOKEN=TOKEN))
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=child_env(AMLTRACK_TOKEN=TOKEN),
+            )
             killed = self._kill_mid_upload(proc) if kill else None
             out, _ = proc.communicate(timeout=600)
         end = time.monotonic()
@@ -597,8 +643,15 @@ class Soak:
             report = json.loads(out)
         except ValueError:
             report = None
-        s = {"n": n, "args": list(args), "start": start, "end": end, "rc": proc.returncode, "killed": killed,
-             "report": report}
+        s = {
+            "n": n,
+            "args": list(args),
+            "start": start,
+            "end": end,
+            "rc": proc.returncode,
+            "killed": killed,
+            "report": report,
+        }
         self.syncs.append(s)
         return s
 
@@ -640,8 +693,13 @@ class Soak:
                     runs = []
                 if runs:
                     rid = self.rnd.choice(runs)["id"]
-                    paths = [f"api/runs/{rid}", f"api/runs/{rid}/metrics",
-                             f"api/runs/{rid}/series?name=loss&width=800", f"runs/{rid}", ""]
+                    paths = [
+                        f"api/runs/{rid}",
+                        f"api/runs/{rid}/metrics",
+                        f"api/runs/{rid}/series?name=loss&width=800",
+                        f"runs/{rid}",
+                        "",
+                    ]
                 for p in paths:
                     t = time.perf_counter()
                     try:
@@ -661,10 +719,19 @@ class Soak:
     def start_ui(self) -> str:
         log = self.logs / "ui.log"
         with open(log, "w") as err:
-            self.ui_proc = subprocess.Popen(amltrack_cmd("ui", "--store", str(self.local), "--port", "0"),
-                                            stdout=subprocess.DEVNULL, stderr=err, env=child_env())
-        m = _wait(lambda: self.ui_proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
-                  120, "the UI to print its URL")
+            self.ui_proc = subprocess.Popen(
+                amltrack_cmd("ui", "--store", str(self.local), "--port", "0"),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                env=child_env(),
+            )
+        m = _wait(
+            lambda: (
+                self.ui_proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())
+            ),
+            120,
+            "the UI to print its URL",
+        )
         if self.ui_proc.poll() is not None:
             raise RuntimeError(f"amltrack ui exited:\n{log.read_text()}")
         return m.group(0)
@@ -676,8 +743,10 @@ class Soak:
         t0 = time.monotonic()
         self.server.start()
         ui_url = self.start_ui()
-        threads = [threading.Thread(target=self.syncer, name="soak-sync"),
-                   threading.Thread(target=self.ui_poller, args=(ui_url,), name="soak-ui")]
+        threads = [
+            threading.Thread(target=self.syncer, name="soak-sync"),
+            threading.Thread(target=self.ui_poller, args=(ui_url,), name="soak-ui"),
+        ]
         if o.server_kill_every > 0:
             threads.append(threading.Thread(target=self.server_killer, name="soak-server-kill"))
         try:
@@ -685,7 +754,9 @@ class Soak:
                 self.spawn(rewrite=True)
             for t in threads:
                 t.start()
-            next_kill = time.monotonic() + o.kill_every * self.rnd.uniform(0.5, 1.5) if o.kill_every > 0 else None
+            next_kill = (
+                time.monotonic() + o.kill_every * self.rnd.uniform(0.5, 1.5) if o.kill_every > 0 else None
+            )
             while time.monotonic() - t0 < o.duration:
                 busy = [wid for wid in self.running() if wid != self.rewriter]
                 if len(busy) < o.concurrency:
@@ -724,8 +795,13 @@ class Soak:
     def history(self, where: str) -> dict[str, Any]:
         args = ["--store", str(self.local)] if where == "local" else ["--remote", self.server.url]
         t = time.perf_counter()
-        p = subprocess.run(amltrack_cmd("history", "list", "--json", *args), capture_output=True, text=True,
-                           env=child_env(AMLTRACK_TOKEN=TOKEN), timeout=600)
+        p = subprocess.run(
+            amltrack_cmd("history", "list", "--json", *args),
+            capture_output=True,
+            text=True,
+            env=child_env(AMLTRACK_TOKEN=TOKEN),
+            timeout=600,
+        )
         took = time.perf_counter() - t
         (self.logs / f"history-{where}.log").write_text(p.stderr)
         try:
@@ -740,31 +816,51 @@ class Soak:
         checks: list[dict[str, Any]] = []
 
         def check(name: str, problems: list[str]) -> None:
-            checks.append({"name": name, "ok": not problems, "problems": problems[:20], "count": len(problems)})
+            checks.append(
+                {"name": name, "ok": not problems, "problems": problems[:20], "count": len(problems)}
+            )
 
         started = [w for w in self.writers if w.started]
         t = time.perf_counter()
         problems, counted = check_records(self.local, started)
         local_check_s = time.perf_counter() - t
-        check("every acknowledged record present, none twice, no gap, all of a writer that ended by itself",
-              problems)
-        check("every process ended as planned or by the soak's signal",
-              [f"writer {w.wid}: {w.outcome} (planned: {w.fate})" for w in self.writers
-               if w.outcome not in ("finished", "raised", "sigkill", "sigterm")])
+        check(
+            "every acknowledged record present, none twice, no gap, all of a writer that ended by itself",
+            problems,
+        )
+        check(
+            "every process ended as planned or by the soak's signal",
+            [
+                f"writer {w.wid}: {w.outcome} (planned: {w.fate})"
+                for w in self.writers
+                if w.outcome not in ("finished", "raised", "sigkill", "sigterm")
+            ],
+        )
 
         for_sync = []
         for s in (final, verify):
             if s["rc"] != 0 or s["report"] is None or not s["report"].get("ok"):
                 rep = s["report"] or {}
-                reasons = [f"{r['id']}: {r.get('outcome')} {r.get('reason') or ''} {r.get('differences') or ''}"
-                           for r in rep.get("runs", []) if r.get("outcome") == "failed" or r.get("differences")]
-                for_sync.append(f"sync {' '.join(s['args'])} exited {s['rc']}: " + ("; ".join(reasons) or
-                                str(rep.get("stopped")) or (self.logs / f"sync-{s['n']}.log").read_text()[-300:]))
+                reasons = [
+                    f"{r['id']}: {r.get('outcome')} {r.get('reason') or ''} {r.get('differences') or ''}"
+                    for r in rep.get("runs", [])
+                    if r.get("outcome") == "failed" or r.get("differences")
+                ]
+                for_sync.append(
+                    f"sync {' '.join(s['args'])} exited {s['rc']}: "
+                    + (
+                        "; ".join(reasons)
+                        or str(rep.get("stopped"))
+                        or (self.logs / f"sync-{s['n']}.log").read_text()[-300:]
+                    )
+                )
         check("the final sync and sync --verify succeed with no difference", for_sync)
 
         t = time.perf_counter()
-        check("every server run equals the local one byte for byte (docs/sync.md)",
-              compare_stores(self.local, self.remote))
+        check(
+            "every server run equals the local one byte for byte (docs/sync.md)",
+            compare_stores(self.local, self.remote),
+        )
         compare_s = time.perf_counter() - t
 
         wrong = []
@@ -775,8 +871,10 @@ class Soak:
                 if want is None:
                     wrong.append(f"run {run_id}: its owner ended oddly ({self.writers[owner - 1].outcome})")
                 elif got != want:
-                    wrong.append(f"run {run_id} ({where}): {got}, expected {want} "
-                                 f"(owner {self.writers[owner - 1].outcome})")
+                    wrong.append(
+                        f"run {run_id} ({where}): {got}, expected {want} "
+                        f"(owner {self.writers[owner - 1].outcome})"
+                    )
         for where, h in history.items():
             if h["rc"] != 0 or h["statuses"] is None:
                 wrong.append(f"history list ({where}) exited {h['rc']}")
@@ -789,10 +887,19 @@ class Soak:
             if any(a <= s["end"] and s["start"] <= b for a, b in self.down):
                 continue
             rep = s["report"] or {}
-            reasons = [f"{r['id'][-8:]}: {r.get('reason')}" for r in rep.get("runs", []) if r.get("outcome") == "failed"]
-            unexplained.append(f"sync {s['n']} exited {s['rc']} with the server up: "
-                               + ("; ".join(reasons) or str(rep.get("stopped"))
-                                  or (self.logs / f"sync-{s['n']}.log").read_text()[-300:]))
+            reasons = [
+                f"{r['id'][-8:]}: {r.get('reason')}"
+                for r in rep.get("runs", [])
+                if r.get("outcome") == "failed"
+            ]
+            unexplained.append(
+                f"sync {s['n']} exited {s['rc']} with the server up: "
+                + (
+                    "; ".join(reasons)
+                    or str(rep.get("stopped"))
+                    or (self.logs / f"sync-{s['n']}.log").read_text()[-300:]
+                )
+            )
         check("every sync that failed met a server kill", unexplained)
 
         check("the UI answered every request, none with a 5xx", list(self.ui["errors"]))
@@ -803,7 +910,9 @@ class Soak:
             for on_disk in sorted((self.work / f"w{w.wid}" / "outputs").iterdir()):
                 stored = self.local / "runs" / w.run_id / "artifacts" / "outputs" / on_disk.name
                 if not stored.is_file() or stored.read_bytes() != on_disk.read_bytes():
-                    outputs.append(f"run {w.run_id}: the stored outputs/{on_disk.name} is not the file's last version")
+                    outputs.append(
+                        f"run {w.run_id}: the stored outputs/{on_disk.name} is not the file's last version"
+                    )
         check("the rewritten outputs files are stored in their final version", outputs)
 
         logs = []
@@ -845,7 +954,9 @@ class Soak:
             "syncs_failed": sum(1 for s in during if s["rc"] != 0 and not s["killed"]),
             "syncs_killed": len(self.sync_kills),
             "sync_killed_after_s": list(self.sync_kills),
-            "sync_p50_s": round(statistics.median([s["end"] - s["start"] for s in during]), 2) if during else None,
+            "sync_p50_s": round(statistics.median([s["end"] - s["start"] for s in during]), 2)
+            if during
+            else None,
             "final_sync_s": round(final["end"] - final["start"], 2),
             "verify_s": round(verify["end"] - verify["start"], 2),
             "history_list_local_s": round(history["local"]["seconds"], 2),
@@ -858,23 +969,40 @@ class Soak:
             "ui_p50_ms": round(lat[len(lat) // 2], 1) if lat else None,
             "ui_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 1) if lat else None,
         }
-        return {"options": asdict(self.o), "figures": figures, "checks": checks,
-                "ok": all(c["ok"] for c in checks), "out": str(self.out)}
+        return {
+            "options": asdict(self.o),
+            "figures": figures,
+            "checks": checks,
+            "ok": all(c["ok"] for c in checks),
+            "out": str(self.out),
+        }
 
 
 def print_report(rep: dict[str, Any]) -> None:
     f = rep["figures"]
-    print(f"soak of {f['duration_s']} s: {f['processes']} processes ({', '.join(f'{v} {k}' for k, v in sorted(f['process_outcomes'].items()))}), "
-          f"{f['runs']} runs ({f['shared_runs']} shared)")
-    print(f"  {f['records']:,} records, {f['acknowledged_records']:,} acknowledged, {f['store_bytes']:,} bytes in the store, "
-          f"{f['unreadable_lines']} unreadable lines")
-    print(f"  kills: {f['trainer_kills']['sigkill']} SIGKILL, {f['trainer_kills']['sigterm']} SIGTERM, "
-          f"server {f['server_kills']} (down {f['server_down_s']} s), sync {f['syncs_killed']} (mid-upload, after {f['sync_killed_after_s']} s)")
-    print(f"  syncs during: {f['syncs']} ({f['syncs_ok']} ok, {f['syncs_failed']} failed), median {f['sync_p50_s']} s; "
-          f"final {f['final_sync_s']} s, verify {f['verify_s']} s")
-    print(f"  UI: {f['ui_requests']} requests {f['ui_statuses']}, p50 {f['ui_p50_ms']} ms, p99 {f['ui_p99_ms']} ms"
-          + (f"; not 2xx: {', '.join(f['ui_not_ok'])}" if f["ui_not_ok"] else ""))
-    print(f"  history list: {f['history_list_local_s']} s local, {f['history_list_server_s']} s on the server")
+    print(
+        f"soak of {f['duration_s']} s: {f['processes']} processes ({', '.join(f'{v} {k}' for k, v in sorted(f['process_outcomes'].items()))}), "
+        f"{f['runs']} runs ({f['shared_runs']} shared)"
+    )
+    print(
+        f"  {f['records']:,} records, {f['acknowledged_records']:,} acknowledged, {f['store_bytes']:,} bytes in the store, "
+        f"{f['unreadable_lines']} unreadable lines"
+    )
+    print(
+        f"  kills: {f['trainer_kills']['sigkill']} SIGKILL, {f['trainer_kills']['sigterm']} SIGTERM, "
+        f"server {f['server_kills']} (down {f['server_down_s']} s), sync {f['syncs_killed']} (mid-upload, after {f['sync_killed_after_s']} s)"
+    )
+    print(
+        f"  syncs during: {f['syncs']} ({f['syncs_ok']} ok, {f['syncs_failed']} failed), median {f['sync_p50_s']} s; "
+        f"final {f['final_sync_s']} s, verify {f['verify_s']} s"
+    )
+    print(
+        f"  UI: {f['ui_requests']} requests {f['ui_statuses']}, p50 {f['ui_p50_ms']} ms, p99 {f['ui_p99_ms']} ms"
+        + (f"; not 2xx: {', '.join(f['ui_not_ok'])}" if f["ui_not_ok"] else "")
+    )
+    print(
+        f"  history list: {f['history_list_local_s']} s local, {f['history_list_server_s']} s on the server"
+    )
     for c in rep["checks"]:
         print(f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}")
         for p in c["problems"]:
@@ -890,28 +1018,72 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-               "  python benchmarks/soak.py --duration 60 --concurrency 2 --rate 200 --kill-every 10\n"
-               "  python benchmarks/soak.py --duration 900 --concurrency 4 --runs 22 --rate 5000 "
-               "--lifetime 60 --kill-every 39 --server-kill-every 225 --sync-every 20 --json")
-    p.add_argument("--duration", type=float, default=d.duration, help="seconds during which processes are started and killed")
-    p.add_argument("--concurrency", type=int, default=d.concurrency, help="training processes at a time, besides the rewriting job")
-    p.add_argument("--runs", type=int, default=d.runs, help="runs created at most; then every new process joins one")
+        "  python benchmarks/soak.py --duration 60 --concurrency 2 --rate 200 --kill-every 10\n"
+        "  python benchmarks/soak.py --duration 900 --concurrency 4 --runs 22 --rate 5000 "
+        "--lifetime 60 --kill-every 39 --server-kill-every 225 --sync-every 20 --json",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=d.duration,
+        help="seconds during which processes are started and killed",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=d.concurrency,
+        help="training processes at a time, besides the rewriting job",
+    )
+    p.add_argument(
+        "--runs", type=int, default=d.runs, help="runs created at most; then every new process joins one"
+    )
     p.add_argument("--rate", type=float, default=d.rate, help="records a second per process")
-    p.add_argument("--lifetime", type=float, default=d.lifetime, help="mean seconds a process logs for (0.5x to 1.5x)")
-    p.add_argument("--raise-share", type=float, default=d.raise_share, help="share of processes that raise at their end")
-    p.add_argument("--share", type=float, default=d.share, help="chance that a new process joins a running run")
+    p.add_argument(
+        "--lifetime", type=float, default=d.lifetime, help="mean seconds a process logs for (0.5x to 1.5x)"
+    )
+    p.add_argument(
+        "--raise-share", type=float, default=d.raise_share, help="share of processes that raise at their end"
+    )
+    p.add_argument(
+        "--share", type=float, default=d.share, help="chance that a new process joins a running run"
+    )
     p.add_argument("--wait-every", type=int, default=d.wait_every, help="wait() on every Nth record")
-    p.add_argument("--kill-every", type=float, default=d.kill_every, help="mean seconds between kills of a trainer (1 in 3 SIGTERM); 0: none")
-    p.add_argument("--server-kill-every", type=float, default=d.server_kill_every, help="mean seconds between SIGKILLs of the server; 0: none")
-    p.add_argument("--sync-every", type=float, default=d.sync_every, help="mean seconds between syncs (0.5x to 1.5x)")
-    p.add_argument("--sync-kills", type=int, default=d.sync_kills, help="syncs to SIGKILL in the middle of an upload")
+    p.add_argument(
+        "--kill-every",
+        type=float,
+        default=d.kill_every,
+        help="mean seconds between kills of a trainer (1 in 3 SIGTERM); 0: none",
+    )
+    p.add_argument(
+        "--server-kill-every",
+        type=float,
+        default=d.server_kill_every,
+        help="mean seconds between SIGKILLs of the server; 0: none",
+    )
+    p.add_argument(
+        "--sync-every", type=float, default=d.sync_every, help="mean seconds between syncs (0.5x to 1.5x)"
+    )
+    p.add_argument(
+        "--sync-kills", type=int, default=d.sync_kills, help="syncs to SIGKILL in the middle of an upload"
+    )
     p.add_argument("--ui-poll", type=float, default=d.ui_poll, help="seconds between polls of the UI")
-    p.add_argument("--rewrite-every", type=float, default=d.rewrite_every, help="seconds between rewrites of outputs/latest.txt by one job; 0: no such job")
+    p.add_argument(
+        "--rewrite-every",
+        type=float,
+        default=d.rewrite_every,
+        help="seconds between rewrites of outputs/latest.txt by one job; 0: no such job",
+    )
     p.add_argument("--rewrite-kb", type=int, default=d.rewrite_kb, help="the size of outputs/latest.txt, KiB")
-    p.add_argument("--rewrite-files", type=int, default=d.rewrite_files,
-                   help="files that job rewrites: outputs/latest.txt, then outputs/part-2.txt and on")
+    p.add_argument(
+        "--rewrite-files",
+        type=int,
+        default=d.rewrite_files,
+        help="files that job rewrites: outputs/latest.txt, then outputs/part-2.txt and on",
+    )
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--out", type=Path, help="scratch folder for the stores and logs (default: a new temporary one)")
+    p.add_argument(
+        "--out", type=Path, help="scratch folder for the stores and logs (default: a new temporary one)"
+    )
     p.add_argument("--keep", action="store_true", help="keep the scratch folder even when every check passed")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     a = p.parse_args(argv)

@@ -79,11 +79,19 @@ def ui_process(store: Path | str, log: Path, **popen: Any) -> Iterator[str]:
     """A real ``amltrack ui --port 0`` over ``store``, its stderr in ``log``: yields its URL (ending in
     ``/``), then stops it with SIGTERM (SIGKILL if it lingers) and checks it printed no traceback."""
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env(), **popen)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=child_env(),
+            **popen,
+        )
     try:
-        found = wait_until(lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
-                           60, "the UI to print its URL")
+        found = wait_until(
+            lambda: proc.poll() is not None or re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()),
+            60,
+            "the UI to print its URL",
+        )
         assert proc.poll() is None, log.read_text()
         yield found.group(0)
     finally:
@@ -99,6 +107,8 @@ def ui_process(store: Path | str, log: Path, **popen: Any) -> Iterator[str]:
 def child_env(**extra: str) -> dict[str, str]:
     # Not the runner's terminal size either: a CLI child's tables fit $COLUMNS, and a test that
     # wants a width sets its own.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_") and k not in ("COLUMNS", "LINES")}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("AMLTRACK_") and k not in ("COLUMNS", "LINES")
+    }
     env.update(extra)
     return env

@@ -98,7 +98,17 @@ def test_the_check_finds_a_cycle_through_an_import_inside_a_function(tmp_path: P
 
 # docs/architecture.md's layers, top first: a module imports only its own layer's and those above.
 LAYERS = {
-    "format": ("_format", "_records", "_kinds", "_env", "_errors", "_platform", "_files", "_columns", "_metadata"),
+    "format": (
+        "_format",
+        "_records",
+        "_kinds",
+        "_env",
+        "_errors",
+        "_platform",
+        "_files",
+        "_columns",
+        "_metadata",
+    ),
     "store": ("_store", "_summary", "_assets"),
     "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror"),
     "services": ("_web", "ui", "sync", "server"),
@@ -111,7 +121,9 @@ def layer(module: str) -> int:
     for i, names in enumerate(LAYERS.values()):
         if top in names:
             return i
-    raise AssertionError(f"{module} is in no layer of docs/architecture.md: add it to the table and to LAYERS")
+    raise AssertionError(
+        f"{module} is in no layer of docs/architecture.md: add it to the table and to LAYERS"
+    )
 
 
 def test_imports_flow_down_the_layers() -> None:

@@ -21,8 +21,13 @@ SAMPLE = Path(__file__).resolve().parent.parent / ".amltrack-sample"
 
 
 def cli(*args: str, store: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "amltrack", *args, "--store", str(store)], capture_output=True,
-                          text=True, env=child_env(), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", *args, "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
@@ -43,8 +48,12 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-MODEL = {"model/weights.bin": bytes(range(256)) * 3, "model/config.json": b'{"layers": 2}',
-         "models/other.txt": b"not under 'model'", "plots/loss.csv": b"step,loss\n0,1.0\n"}
+MODEL = {
+    "model/weights.bin": bytes(range(256)) * 3,
+    "model/config.json": b'{"layers": 2}',
+    "models/other.txt": b"not under 'model'",
+    "plots/loss.csv": b"step,loss\n0,1.0\n",
+}
 
 
 @pytest.fixture
@@ -64,22 +73,35 @@ def test_promote_copies_the_prefix_into_version_1(store: Path) -> None:
     ]
     info = json.loads((store / "assets" / "mnist-cnn" / "1" / "asset.json").read_text())
     assert info == asset.to_json()
-    assert {k: info[k] for k in ("schema", "name", "version", "source_run", "experiment", "prefix", "size")} == {
-        "schema": 1, "name": "mnist-cnn", "version": 1, "source_run": run.id, "experiment": "assets",
-        "prefix": "model", "size": 781}
+    assert {
+        k: info[k] for k in ("schema", "name", "version", "source_run", "experiment", "prefix", "size")
+    } == {
+        "schema": 1,
+        "name": "mnist-cnn",
+        "version": 1,
+        "source_run": run.id,
+        "experiment": "assets",
+        "prefix": "model",
+        "size": 781,
+    }
     assert info["created"].endswith("Z") and isinstance(info["created_ts"], float)
     for f in asset.files:
         assert (store / "assets" / "mnist-cnn" / "1" / "files" / f["path"]).read_bytes() == MODEL[f["path"]]
         assert asset.read(f["path"]) == MODEL[f["path"]]
     # The copy stands alone: the run can go.
     shutil.rmtree(run.dir)
-    assert _assets.get(amltrack.Store(store), "mnist-cnn").read("model/weights.bin") == MODEL["model/weights.bin"]
+    assert (
+        _assets.get(amltrack.Store(store), "mnist-cnn").read("model/weights.bin")
+        == MODEL["model/weights.bin"]
+    )
 
 
 def test_prefix_forms(store: Path) -> None:
     run = make_run(store, MODEL)
-    assert [f["path"] for f in _assets.promote(run, "model/", "a").files] == ["model/config.json",
-                                                                              "model/weights.bin"]
+    assert [f["path"] for f in _assets.promote(run, "model/", "a").files] == [
+        "model/config.json",
+        "model/weights.bin",
+    ]
     assert [f["path"] for f in _assets.promote(run, "model/config.json", "b").files] == ["model/config.json"]
     assert [f["path"] for f in _assets.promote(run, "models", "c").files] == ["models/other.txt"]
     for empty in ("mode", "model/weights", "nothing"):  # whole path parts only
@@ -87,7 +109,8 @@ def test_prefix_forms(store: Path) -> None:
             _assets.promote(run, empty, "d")
         assert isinstance(e.value, amltrack.ArtifactNotFoundError) and e.value.run_id == run.id
     assert not (store / "assets" / "d").exists() or not any(
-        p.name.isdigit() for p in (store / "assets" / "d").iterdir())
+        p.name.isdigit() for p in (store / "assets" / "d").iterdir()
+    )
     for bad in ("../x", "/abs", "a\\b", "a/../b", "", "a\x00b", "./model"):
         with pytest.raises(amltrack.InvalidPathError):
             _assets.promote(run, bad, "e")
@@ -164,7 +187,10 @@ def test_download_writes_every_file_inside_dir_only(store: Path, tmp_path: Path)
     asset = _assets.promote(run, "model", "net")
     dest = tmp_path / "deploy" / "here"
     written = asset.download(dest)
-    assert sorted(p.relative_to(dest).as_posix() for p in written) == ["model/config.json", "model/weights.bin"]
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == [
+        "model/config.json",
+        "model/weights.bin",
+    ]
     for p in written:
         assert p.read_bytes() == MODEL[p.relative_to(dest).as_posix()]
     # Again over the same folder: files are replaced, nothing is left behind.
@@ -228,8 +254,16 @@ def test_concurrent_promotes_get_distinct_versions(store: Path, tmp_path: Path) 
     runs = [make_run(store, {"m/w": f"content {i}".encode()}) for i in range(6)]
     script = tmp_path / "promote.py"
     script.write_text(PROMOTE_MANY)
-    procs = [subprocess.Popen([sys.executable, str(script), str(store), r.id], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=child_env()) for r in runs]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(store), r.id],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for r in runs
+    ]
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, outs
     assert sorted(o.strip() for o, _ in outs) == [f"shared:{v}" for v in range(1, 7)]
@@ -246,10 +280,12 @@ def test_promote_and_asset_commands_on_the_sample(sample: Path, tmp_path: Path) 
     assert (out.returncode, out.stdout, out.stderr) == (0, "cfg:1\n", "")
     again = cli("history", "promote", "-r", "f6c16d03", "-ap", "config/", "-n", "cfg", store=sample)
     assert again.returncode == 0 and again.stdout == "cfg:1\n" and "already holds" in again.stderr
-    shown = json.loads(cli("history", "promote", "-r", run.id, "-ap", "data", "-n", "cfg", "--json",
-                           store=sample).stdout)
+    shown = json.loads(
+        cli("history", "promote", "-r", run.id, "-ap", "data", "-n", "cfg", "--json", store=sample).stdout
+    )
     assert shown["version"] == 2 and shown["files"] == [
-        {"path": "data/blob.bin", "size": 1024, "sha256": sha(run.read_artifact("data/blob.bin"))}]
+        {"path": "data/blob.bin", "size": 1024, "sha256": sha(run.read_artifact("data/blob.bin"))}
+    ]
 
     listed = json.loads(cli("asset", "list", "--json", store=sample).stdout)
     assert [(a["name"], a["version"]) for a in listed] == [("cfg", 1), ("cfg", 2)]
@@ -272,11 +308,17 @@ def test_promote_and_asset_commands_on_the_sample(sample: Path, tmp_path: Path) 
 
 
 def test_asset_command_errors_are_one_line(sample: Path, tmp_path: Path) -> None:
-    one_line_error(cli("history", "promote", "-r", "f6c16d03", "-ap", "nothing", "-n", "x", store=sample),
-                   "'nothing'", "nothing to promote")
-    one_line_error(cli("history", "promote", "-r", "f6c16d03", "-ap", "../x", "-n", "x", store=sample), "'../x'")
-    one_line_error(cli("history", "promote", "-r", "f6c16d03", "-ap", "data", "-n", "../x", store=sample),
-                   "'../x'")
+    one_line_error(
+        cli("history", "promote", "-r", "f6c16d03", "-ap", "nothing", "-n", "x", store=sample),
+        "'nothing'",
+        "nothing to promote",
+    )
+    one_line_error(
+        cli("history", "promote", "-r", "f6c16d03", "-ap", "../x", "-n", "x", store=sample), "'../x'"
+    )
+    one_line_error(
+        cli("history", "promote", "-r", "f6c16d03", "-ap", "data", "-n", "../x", store=sample), "'../x'"
+    )
     one_line_error(cli("history", "promote", "-r", "2026", "-ap", "data", "-n", "x", store=sample), "'2026'")
     one_line_error(cli("asset", "show", "nope", store=sample), "'nope'")
     one_line_error(cli("asset", "show", "nope:zz", store=sample), "'zz'")
@@ -303,6 +345,11 @@ def test_store_option_wins_over_the_environment(store: Path, tmp_path: Path) -> 
     run = make_run(store, MODEL)
     other = tmp_path / "other"
     make_run(other, {"x.txt": b"x"}, experiment="elsewhere")
-    out = subprocess.run([sys.executable, "-m", "amltrack", "history", "list", "--json", "--store", str(store)],
-                         capture_output=True, text=True, env=child_env(AMLTRACK_STORE=str(other)), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "amltrack", "history", "list", "--json", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(other)),
+        timeout=60,
+    )
     assert [r["id"] for r in json.loads(out.stdout)] == [run.id]

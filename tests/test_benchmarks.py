@@ -15,16 +15,29 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 def smoke(script: str) -> Any:
     """``benchmarks/<script> --smoke --json``: its JSON, once it exited cleanly."""
-    out = subprocess.run([sys.executable, str(BENCH / script), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env())
+    out = subprocess.run(
+        [sys.executable, str(BENCH / script), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
 
 def test_core_benchmark_smoke() -> None:
     figures = smoke("bench_core.py")
-    for key in ("log_median_us", "log_p99_us", "throughput_wall_s", "read_s", "read_json_s", "list_runs_s",
-                "rows_wall_s", "rows_read_s"):
+    for key in (
+        "log_median_us",
+        "log_p99_us",
+        "throughput_wall_s",
+        "read_s",
+        "read_json_s",
+        "list_runs_s",
+        "rows_wall_s",
+        "rows_read_s",
+    ):
         assert figures[key] > 0, key
 
 
@@ -43,7 +56,10 @@ def test_bytes_benchmark_smoke() -> None:
     per_point = smoke("bench_bytes.py")["bytes_per_point"]
     assert per_point["one line per step with its values"] < per_point["log(): metrics.jsonl as written"]
     assert per_point["log(): the writer's column index (cache/columns.bin)"] >= 28
-    rows = per_point["log_metrics(): metrics.jsonl as written"] + per_point["log_metrics(): the writer's column index"]
+    rows = (
+        per_point["log_metrics(): metrics.jsonl as written"]
+        + per_point["log_metrics(): the writer's column index"]
+    )
     assert rows < 40
 
 
@@ -55,8 +71,16 @@ def test_cli_benchmark_smoke() -> None:
 
 def test_sync_benchmark_smoke() -> None:
     figures = smoke("bench_sync.py")
-    for key in ("metrics_push_s", "artifact_push_s", "artifact_mb_s", "first_push_runs_s", "resync_s",
-                "resync_all_s", "import_sync_s", "floor_python_s"):
+    for key in (
+        "metrics_push_s",
+        "artifact_push_s",
+        "artifact_mb_s",
+        "first_push_runs_s",
+        "resync_s",
+        "resync_all_s",
+        "import_sync_s",
+        "floor_python_s",
+    ):
         assert figures[key] > 0, key
 
 

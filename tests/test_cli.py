@@ -23,8 +23,14 @@ SAMPLE = Path(__file__).resolve().parent.parent / ".amltrack-sample"
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "amltrack", *args], capture_output=True, text=True,
-                          cwd=cwd, env=child_env(), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=child_env(),
+        timeout=60,
+    )
 
 
 def test_history_list_table_and_json() -> None:
@@ -34,7 +40,9 @@ def test_history_list_table_and_json() -> None:
     rows = json.loads(cli("history", "list", "--store", str(SAMPLE), "--json").stdout)
     assert [r["id"] for r in rows] == [r.id for r in amltrack.Store(SAMPLE).runs()]
     assert {"id", "experiment", "name", "status", "created", "duration_s", "metrics", "last"} <= set(rows[0])
-    crashed = json.loads(cli("history", "list", "--store", str(SAMPLE), "--status", "crashed", "--json").stdout)
+    crashed = json.loads(
+        cli("history", "list", "--store", str(SAMPLE), "--status", "crashed", "--json").stdout
+    )
     assert [r["status"] for r in crashed] == ["crashed"]
 
 
@@ -42,7 +50,9 @@ def test_history_last_and_info() -> None:
     last = cli("history", "last", "--store", str(SAMPLE))
     assert last.returncode == 0 and amltrack.Store(SAMPLE).last().id in last.stdout
     failed = amltrack.Store(SAMPLE).runs(status="failed")[0]
-    info = json.loads(cli("history", "info", "-r", failed.id.split("-")[1][:10], "--store", str(SAMPLE), "--json").stdout)
+    info = json.loads(
+        cli("history", "info", "-r", failed.id.split("-")[1][:10], "--store", str(SAMPLE), "--json").stdout
+    )
     assert info["id"] == failed.id and info["status"] == "failed"
     assert info["info"]["error"]["type"]
     for m in info["metrics"].values():
@@ -72,24 +82,44 @@ def test_errors_are_one_line_and_non_zero(tmp_path: Path) -> None:
     assert out.returncode == 0 and out.stderr.startswith("no runs of experiment 'nosuch' in ")
 
 
-@pytest.mark.parametrize("command", [
-    ["history", "list"], ["history", "last"], ["history", "info", "-r", "last"],
-    ["history", "info", "-r", "last", "-a", "x"], ["history", "promote", "-r", "last", "-ap", "x", "-n", "m"],
-    ["asset", "list"], ["asset", "show", "m"], ["asset", "download", "m", "d"], ["metrics", "-r", "last"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["history", "list"],
+        ["history", "last"],
+        ["history", "info", "-r", "last"],
+        ["history", "info", "-r", "last", "-a", "x"],
+        ["history", "promote", "-r", "last", "-ap", "x", "-n", "m"],
+        ["asset", "list"],
+        ["asset", "show", "m"],
+        ["asset", "download", "m", "d"],
+        ["metrics", "-r", "last"],
+    ],
+)
 def test_a_missing_store_is_a_one_line_error(tmp_path: Path, command: list[str]) -> None:
     missing = tmp_path / "nope"
     out = cli(*command, "--store", str(missing), cwd=tmp_path)
     assert out.returncode == 1, out
-    assert out.stderr == f"amltrack: no store at {missing}: check --store (a store is made by the first run logged into it)\n"
+    assert (
+        out.stderr
+        == f"amltrack: no store at {missing}: check --store (a store is made by the first run logged into it)\n"
+    )
     env = {k: v for k, v in child_env().items() if k != "AMLTRACK_STORE"}
-    out = subprocess.run([sys.executable, "-m", "amltrack", *command], capture_output=True, text=True,
-                         cwd=tmp_path, env=env, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "amltrack", *command],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
     assert out.returncode == 1 and "no .amltrack folder was found here or above" in out.stderr
     assert out.stderr.count("\n") == 1 and not missing.exists() and not (tmp_path / ".amltrack").exists()
 
 
-def test_o_writes_into_a_symlink_or_a_device_instead_of_replacing_it(made: amltrack.Run, tmp_path: Path) -> None:
+def test_o_writes_into_a_symlink_or_a_device_instead_of_replacing_it(
+    made: amltrack.Run, tmp_path: Path
+) -> None:
     target = tmp_path / "target.bin"
     target.write_bytes(b"old")
     link = tmp_path / "link.bin"
@@ -116,8 +146,13 @@ def test_console_script_and_version() -> None:
 
 def cli_bytes(*args: str, store: Path | None = None, **kw) -> subprocess.CompletedProcess:
     extra = ("--store", str(store)) if store is not None else ()
-    return subprocess.run([sys.executable, "-m", "amltrack", *args, *extra], capture_output=True,
-                          env=kw.pop("env", child_env()), timeout=60, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", *args, *extra],
+        capture_output=True,
+        env=kw.pop("env", child_env()),
+        timeout=60,
+        **kw,
+    )
 
 
 def one_line_error(out: subprocess.CompletedProcess, *needles: str) -> None:
@@ -165,8 +200,13 @@ def test_history_list_limit_experiment_and_bad_limit() -> None:
 
 
 def test_store_from_the_environment() -> None:
-    out = subprocess.run([sys.executable, "-m", "amltrack", "history", "last", "--json"], capture_output=True,
-                         text=True, env=child_env(AMLTRACK_STORE=str(SAMPLE)), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "amltrack", "history", "last", "--json"],
+        capture_output=True,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(SAMPLE)),
+        timeout=60,
+    )
     assert json.loads(out.stdout)["id"] == amltrack.Store(SAMPLE).last().id
 
 
@@ -176,8 +216,17 @@ def test_store_from_the_environment() -> None:
 def test_info_json_agrees_with_the_read_api(made: amltrack.Run) -> None:
     out = cli("history", "info", "-r", made.id.split("-")[1][:6], "--store", str(made.store.path), "--json")
     d = json.loads(out.stdout)
-    assert set(d) == {"id", "experiment", "name", "status", "duration_s", "info", "metrics", "artifacts",
-                      "skipped_lines"}
+    assert set(d) == {
+        "id",
+        "experiment",
+        "name",
+        "status",
+        "duration_s",
+        "info",
+        "metrics",
+        "artifacts",
+        "skipped_lines",
+    }
     assert (d["id"], d["experiment"], d["name"], d["status"]) == (made.id, "made", "here", "completed")
     assert d["info"]["params"] == {"lr": 0.1}
     summary = made.summary()
@@ -185,8 +234,14 @@ def test_info_json_agrees_with_the_read_api(made: amltrack.Run) -> None:
     for name, m in d["metrics"].items():
         assert {k: m[k] for k in ("count", "last", "min", "max")} == json_safe(summary[name]), name
     assert d["metrics"]["loss"]["kind"] == "number" and d["metrics"]["loss"]["last"] == "NaN"
-    assert d["metrics"]["hist"] == {"kind": "list", "count": 2, "last": [0.5, 9.0, "Infinity"], "min": 0.5,
-                                   "max": "Infinity", "sparkline": "▁█"}  # of the latest list
+    assert d["metrics"]["hist"] == {
+        "kind": "list",
+        "count": 2,
+        "last": [0.5, 9.0, "Infinity"],
+        "min": 0.5,
+        "max": "Infinity",
+        "sparkline": "▁█",
+    }  # of the latest list
     assert d["metrics"]["stage"]["kind"] == "string" and d["metrics"]["stage"]["last"] == "train"
     assert d["metrics"]["done"]["kind"] == "bool" and d["metrics"]["done"]["sparkline"] == ""
     assert len(d["metrics"]["loss"]["sparkline"]) == 24
@@ -221,40 +276,74 @@ def test_info_a_on_the_sample_binary_artifact() -> None:
     out = cli_bytes("history", "info", "-r", "f6c16d03", "-a", "data/blob.bin", store=SAMPLE)
     assert out.returncode == 0 and out.stdout == run.read_artifact("data/blob.bin")
     entry = {a["path"]: a for a in run.artifacts()}["data/blob.bin"]
-    assert hashlib.sha256(out.stdout).hexdigest() == entry["sha256"] and len(out.stdout) == entry["size"] == 1024
+    assert (
+        hashlib.sha256(out.stdout).hexdigest() == entry["sha256"] and len(out.stdout) == entry["size"] == 1024
+    )
 
 
 def test_info_a_errors_are_one_line(made: amltrack.Run, tmp_path: Path) -> None:
     store = str(made.store.path)
     one_line_error(cli("history", "info", "-r", "last", "-a", "nope.txt", "--store", store), "'nope.txt'")
-    one_line_error(cli("history", "info", "-r", "last", "-a", "huge.bin", "--store", store),
-                   "'huge.bin'", "not stored", "too large")
+    one_line_error(
+        cli("history", "info", "-r", "last", "-a", "huge.bin", "--store", store),
+        "'huge.bin'",
+        "not stored",
+        "too large",
+    )
     for bad in ("../run.json", "/etc/passwd", "a\\b", "bin/../notes.txt"):
         one_line_error(cli("history", "info", "-r", "last", "-a", bad, "--store", store), repr(bad))
     one_line_error(cli("history", "info", "-r", "last", "-o", "x", "--store", store), "-o x", "-a")
-    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "--json", "--store", store), "--json")
-    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "-o", str(tmp_path / "no" / "f"),
-                       "--store", store), "does not exist")
-    one_line_error(cli("history", "info", "-r", "last", "-a", "notes.txt", "-o", str(tmp_path),
-                       "--store", store), "is a directory")
+    one_line_error(
+        cli("history", "info", "-r", "last", "-a", "notes.txt", "--json", "--store", store), "--json"
+    )
+    one_line_error(
+        cli(
+            "history",
+            "info",
+            "-r",
+            "last",
+            "-a",
+            "notes.txt",
+            "-o",
+            str(tmp_path / "no" / "f"),
+            "--store",
+            store,
+        ),
+        "does not exist",
+    )
+    one_line_error(
+        cli("history", "info", "-r", "last", "-a", "notes.txt", "-o", str(tmp_path), "--store", store),
+        "is a directory",
+    )
 
 
 def test_ambiguous_prefix_and_missing_run_are_one_line() -> None:
     one_line_error(cli("history", "info", "-r", "2026", "--store", str(SAMPLE)), "'2026'", "matches 5 runs")
     one_line_error(cli("metrics", "-r", "zzz", "--store", str(SAMPLE)), "'zzz'")
-    one_line_error(cli("history", "promote", "-r", "zzz", "-ap", "x", "-n", "a", "--store", str(SAMPLE)), "'zzz'")
+    one_line_error(
+        cli("history", "promote", "-r", "zzz", "-ap", "x", "-n", "a", "--store", str(SAMPLE)), "'zzz'"
+    )
 
 
 def test_a_closed_stdout_ends_quietly(tmp_path: Path) -> None:
     long_curve = amltrack.Store(SAMPLE).runs(experiment="showcase")[0].id
-    for args in (("metrics", "-r", long_curve), ("metrics", "-r", long_curve, "-f", "jsonl"),
-                 ("history", "info", "-r", long_curve, "--json"), ("history", "list"),
-                 ("history", "info", "-r", "f6c16d03", "-a", "data/blob.bin")):
+    for args in (
+        ("metrics", "-r", long_curve),
+        ("metrics", "-r", long_curve, "-f", "jsonl"),
+        ("history", "info", "-r", long_curve, "--json"),
+        ("history", "list"),
+        ("history", "info", "-r", "f6c16d03", "-a", "data/blob.bin"),
+    ):
         r, w = os.pipe()
         os.close(r)  # the reader is gone before the first write
         try:
-            out = subprocess.run([sys.executable, "-m", "amltrack", *args, "--store", str(SAMPLE)], stdout=w,
-                                 stderr=subprocess.PIPE, env=child_env(), timeout=60)
+            out = subprocess.run(
+                [sys.executable, "-m", "amltrack", *args, "--store", str(SAMPLE)],
+                stdout=w,
+                stderr=subprocess.PIPE,
+                env=child_env(),
+                timeout=60,
+            )
         finally:
             os.close(w)
         assert out.returncode == 141 and out.stderr == b"", (args, out.stderr)
@@ -275,21 +364,35 @@ def test_metrics_csv_jsonl_and_json_are_the_full_series(made: amltrack.Run) -> N
     assert [float(r[2]) for r in rows[1:31]] == loss.values[:30]
     assert rows[31][2] == "NaN" and rows[32][2] == "[3,1,2]" and rows[33][2] == '[0.5,9.0,"Infinity"]'
 
-    lines = [json.loads(x) for x in cli("metrics", "-r", "last", "--format", "jsonl", "--store", store)
-             .stdout.splitlines()]
+    lines = [
+        json.loads(x)
+        for x in cli("metrics", "-r", "last", "--format", "jsonl", "--store", store).stdout.splitlines()
+    ]
     assert len(lines) == sum(len(m) for m in made.metrics().values())
     assert lines[0] == {"name": "loss", "step": 0, "value": 1.0, "timestamp": loss.timestamps[0]}
-    assert lines[30] == {"name": "loss", "step": 30, "value": "NaN", "timestamp": loss.timestamps[30],
-                         "nonfinite": True}
+    assert lines[30] == {
+        "name": "loss",
+        "step": 30,
+        "value": "NaN",
+        "timestamp": loss.timestamps[30],
+        "nonfinite": True,
+    }
     assert {x["name"] for x in lines} == {"loss", "hist", "stage", "done"}
     assert [x["value"] for x in lines if x["name"] == "stage"] == ["warmup", "train"]
 
-    data = json.loads(cli("metrics", "-r", "last", "stage", "loss", "stage", "--json", "--store", store).stdout)
+    data = json.loads(
+        cli("metrics", "-r", "last", "stage", "loss", "stage", "--json", "--store", store).stdout
+    )
     assert data["run"] == made.id and list(data["metrics"]) == ["stage", "loss"]
     assert data["metrics"]["loss"]["steps"] == loss.steps
-    assert data["metrics"]["loss"]["values"][:30] == loss.values[:30] and data["metrics"]["loss"]["values"][30] == "NaN"
+    assert (
+        data["metrics"]["loss"]["values"][:30] == loss.values[:30]
+        and data["metrics"]["loss"]["values"][30] == "NaN"
+    )
     assert data["metrics"]["loss"]["timestamps"] == loss.timestamps
-    assert data == json.loads(cli("metrics", "-r", "last", "stage", "loss", "-f", "json", "--store", store).stdout)
+    assert data == json.loads(
+        cli("metrics", "-r", "last", "stage", "loss", "-f", "json", "--store", store).stdout
+    )
 
 
 def test_metrics_on_the_sample_long_curve() -> None:
@@ -302,17 +405,23 @@ def test_metrics_on_the_sample_long_curve() -> None:
 def test_metrics_errors(made: amltrack.Run) -> None:
     store = str(made.store.path)
     one_line_error(cli("metrics", "-r", "last", "loss", "nope", "--store", store), "'nope'")
-    one_line_error(cli("metrics", "-r", "last", "--json", "--format", "csv", "--store", store), "--format csv")
+    one_line_error(
+        cli("metrics", "-r", "last", "--json", "--format", "csv", "--store", store), "--format csv"
+    )
     assert cli("metrics", "-r", "last", "--format", "xml", "--store", store).returncode == 2
 
 
 def test_help_does_not_load_the_library() -> None:
     # `amltrack --help` must stay fast (benchmarks/bench_cli.py): building the whole parser may not
     # import the reader, the writer or orjson, which the handlers import when a command runs.
-    code = ("import sys; from amltrack.cli._main import build_parser; build_parser(); "
-            "print(sorted(m for m in ('orjson', 'amltrack._store', 'amltrack._writer', 'amltrack._assets', "
-            "'amltrack._logger', 'amltrack._format', 'httpx') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60)
+    code = (
+        "import sys; from amltrack.cli._main import build_parser; build_parser(); "
+        "print(sorted(m for m in ('orjson', 'amltrack._store', 'amltrack._writer', 'amltrack._assets', "
+        "'amltrack._logger', 'amltrack._format', 'httpx') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -324,22 +433,28 @@ def test_the_parsers_statuses_are_the_stores() -> None:
     assert _history.STATUSES == fmt.STATUSES
 
 
-@pytest.mark.parametrize("values", [
-    [3, 1.5, 2**40, -4],                                    # ints and floats, all finite: the C fast path
-    [1.0, float("nan"), -2.0, float("inf")],                # non-finite: min/max skip NaN, keep infinities
-    [float("-inf"), float("nan")],
-    [1e308, 1e308, -5.0],                                   # finite values whose sum overflows
-    [1.0, True, 0.5],                                       # a bool among numbers: the general path
-])
+@pytest.mark.parametrize(
+    "values",
+    [
+        [3, 1.5, 2**40, -4],  # ints and floats, all finite: the C fast path
+        [1.0, float("nan"), -2.0, float("inf")],  # non-finite: min/max skip NaN, keep infinities
+        [float("-inf"), float("nan")],
+        [1e308, 1e308, -5.0],  # finite values whose sum overflows
+        [1.0, True, 0.5],  # a bool among numbers: the general path
+    ],
+)
 def test_info_min_max_and_sparkline_agree_with_the_read_api(store: Path, values: list) -> None:
     logger = amltrack.get_logger("mm", store=store, outputs=None)
     for v in values:
         logger.log("m", v)
     logger.finish()
     run = amltrack.Store(store).run(logger.run_id)
-    d = json.loads(cli("history", "info", "-r", run.id, "--store", str(store), "--json").stdout)["metrics"]["m"]
+    d = json.loads(cli("history", "info", "-r", run.id, "--store", str(store), "--json").stdout)["metrics"][
+        "m"
+    ]
     assert {k: d[k] for k in ("count", "min", "max")} == json_safe(
-        {k: run.summary()["m"][k] for k in ("count", "min", "max")})
+        {k: run.summary()["m"][k] for k in ("count", "min", "max")}
+    )
     finite = [v for v in values if type(v) in (int, float) and v - v == 0]
     assert len(d["sparkline"]) == len(finite)
 
@@ -349,8 +464,13 @@ def on_a_terminal(*args: str, **env: str) -> str:
     import pty
 
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "amltrack", *args], stdout=follower, stderr=subprocess.PIPE,
-                            env=child_env(**env), close_fds=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "amltrack", *args],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=child_env(**env),
+        close_fds=True,
+    )
     os.close(follower)
     chunks = []
     while True:
@@ -408,7 +528,11 @@ def test_history_list_shows_what_the_read_api_says(store: Path) -> None:
     assert [r["id"] for r in rows] == [r.id for r in runs] == [b.run_id, a.run_id]
     for row, run in zip(rows, runs):
         assert (row["experiment"], row["name"], row["status"], row["created"]) == (
-            run.experiment, run.name, run.status, run.created)
+            run.experiment,
+            run.name,
+            run.status,
+            run.created,
+        )
         assert row["duration_s"] == pytest.approx(run.duration()) and row["duration_s"] > 0
     assert rows[1]["metrics"] == 4 and rows[0]["metrics"] == 1
     assert rows[1]["last"] == {"acc": 0.5, "hist": 3, "loss": 0.2}

@@ -52,8 +52,17 @@ def sections() -> dict[str, str]:
 
 def test_every_command_has_a_section_and_every_section_a_command() -> None:
     commands = leaf_commands()
-    assert {"history list", "history last", "history info", "history promote", "asset list", "asset show",
-            "asset download", "metrics", "run"} <= set(commands)
+    assert {
+        "history list",
+        "history last",
+        "history info",
+        "history promote",
+        "asset list",
+        "asset show",
+        "asset download",
+        "metrics",
+        "run",
+    } <= set(commands)
     assert set(sections()) == set(commands) - NOT_YET_IN_CLI_MD
 
 
@@ -72,7 +81,7 @@ def test_every_option_is_documented(command: str) -> None:
 
 def test_exit_codes_are_documented() -> None:
     text = DOC.read_text()
-    table = text[text.index("### Exit codes"):text.index("## `amltrack history list`")]
+    table = text[text.index("### Exit codes") : text.index("## `amltrack history list`")]
     for code in ("| 0 |", "| 1 |", "| 2 |", "| 130 |", "| 141 |"):
         assert code in table
     run = sections()["run"]
@@ -96,8 +105,9 @@ def keys(obj: object) -> object:
 
 
 def cli_json(*args: str) -> object:
-    out = subprocess.run([sys.executable, "-m", "amltrack", *args], capture_output=True, text=True,
-                         env=child_env(), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "amltrack", *args], capture_output=True, text=True, env=child_env(), timeout=60
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -127,7 +137,9 @@ def test_documented_json_shapes_match_real_output(tmp_path: Path) -> None:
     doc_asset = json_example("asset show")
     assert keys(real["asset show"]["files"]) == keys(doc_asset["files"])
     doc_metrics = json_example("metrics")
-    assert keys(next(iter(real["metrics"]["metrics"].values()))) == keys(next(iter(doc_metrics["metrics"].values())))
+    assert keys(next(iter(real["metrics"]["metrics"].values()))) == keys(
+        next(iter(doc_metrics["metrics"].values()))
+    )
 
 
 def test_every_help_ends_with_an_example() -> None:

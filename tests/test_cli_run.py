@@ -78,7 +78,10 @@ def amltrack_run(store: Path, *command: str, options: tuple[str, ...] = (), **kw
     kw.setdefault("env", child_env())
     return subprocess.Popen(
         [sys.executable, "-m", "amltrack", "run", "--store", str(store), *options, "--", *command],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, **kw,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        **kw,
     )
 
 
@@ -100,12 +103,18 @@ def check_logs(run: amltrack.Run, out: bytes, err: bytes) -> None:
     assert out.startswith(stored_out) and err.startswith(stored_err)
     for path, data in (("logs/stdout.txt", stored_out), ("logs/stderr.txt", stored_err)):
         assert manifest[path]["status"] == "stored" and manifest[path]["source"] == "run"
-        assert manifest[path]["size"] == len(data) and manifest[path]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert (
+            manifest[path]["size"] == len(data)
+            and manifest[path]["sha256"] == hashlib.sha256(data).hexdigest()
+        )
 
 
 def test_exit_0_completes_the_run_the_child_logged_into(store: Path, child: Path) -> None:
-    code, out, err = finish(amltrack_run(store, sys.executable, str(child), "0",
-                                         options=("--experiment", "wrapped", "--name", "zero")))
+    code, out, err = finish(
+        amltrack_run(
+            store, sys.executable, str(child), "0", options=("--experiment", "wrapped", "--name", "zero")
+        )
+    )
     assert code == 0, err
     run = only_run(store)
     assert (run.status, run.experiment, run.name) == ("completed", "wrapped", "zero")
@@ -113,7 +122,9 @@ def test_exit_0_completes_the_run_the_child_logged_into(store: Path, child: Path
     assert b"binary \x00\xff\xfe out\n" in out  # passed through byte for byte
     assert err.startswith(b"warning: to stderr\n")
     assert err.decode().splitlines()[-1] == f"amltrack: run {run.id} completed"
-    assert run.metric("loss").values == [1.0, 0.5, 1.0 / 3, 0.25, 0.2] and run.metric("phase").values == ["done"]
+    assert run.metric("loss").values == [1.0, 0.5, 1.0 / 3, 0.25, 0.2] and run.metric("phase").values == [
+        "done"
+    ]
     check_logs(run, out, err)
     assert run.read_artifact("logs/stdout.txt") == out
     assert run.read_artifact("logs/stderr.txt") == b"warning: to stderr\n"
@@ -148,17 +159,41 @@ def test_logs_are_readable_while_the_command_runs(store: Path, child: Path, tmp_
     try:
         run = wait_until(lambda: amltrack.Store(store).runs(), what="the run to exist")[0]
         stdout_log = run.dir / "artifacts" / "logs" / "stdout.txt"
-        wait_until(lambda: stdout_log.exists() and b"ready\n" in stdout_log.read_bytes(), what="ready in the log")
+        wait_until(
+            lambda: stdout_log.exists() and b"ready\n" in stdout_log.read_bytes(), what="ready in the log"
+        )
         assert run.reload().status == "running"
-        live = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", run.id, "-a",
-                               "logs/stdout.txt", "--store", str(store)], capture_output=True, env=child_env(),
-                              timeout=60)
+        live = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "amltrack",
+                "history",
+                "info",
+                "-r",
+                run.id,
+                "-a",
+                "logs/stdout.txt",
+                "--store",
+                str(store),
+            ],
+            capture_output=True,
+            env=child_env(),
+            timeout=60,
+        )
         assert live.returncode == 0 and live.stdout.endswith(b"ready\n")
+
         # Listed while it runs, with the size and hash of what is there (updated every 2 s).
         def listed() -> dict:
             return {a["path"]: a for a in run.artifacts()}
-        entry = wait_until(lambda: listed().get("logs/stdout.txt", {}).get("size") == stdout_log.stat().st_size
-                           and listed()["logs/stdout.txt"], what="the log's manifest entry")
+
+        entry = wait_until(
+            lambda: (
+                listed().get("logs/stdout.txt", {}).get("size") == stdout_log.stat().st_size
+                and listed()["logs/stdout.txt"]
+            ),
+            what="the log's manifest entry",
+        )
         assert entry["status"] == "stored"
         assert entry["sha256"] == hashlib.sha256(stdout_log.read_bytes()).hexdigest()
         assert "logs/stderr.txt" in listed()
@@ -169,7 +204,9 @@ def test_logs_are_readable_while_the_command_runs(store: Path, child: Path, tmp_
             proc.kill()
             proc.communicate()
     assert code == 0
-    assert run.reload().status == "completed" and run.read_artifact("logs/stdout.txt").endswith(b"after the wait\n")
+    assert run.reload().status == "completed" and run.read_artifact("logs/stdout.txt").endswith(
+        b"after the wait\n"
+    )
     check_logs(run, out, err)
 
 
@@ -213,8 +250,9 @@ PLAIN_WAIT = "print('ready', flush=True)\nimport time\nwhile True:\n    time.sle
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("logs", [False, True], ids=["plain", "logging"])
-def test_a_child_ended_by_the_forwarded_signal_is_killed(store: Path, child: Path, tmp_path: Path,
-                                                          sig: signal.Signals, logs: bool) -> None:
+def test_a_child_ended_by_the_forwarded_signal_is_killed(
+    store: Path, child: Path, tmp_path: Path, sig: signal.Signals, logs: bool
+) -> None:
     if logs:
         command = (sys.executable, str(child), "wait", str(tmp_path / "never"))
     else:
@@ -258,7 +296,11 @@ def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Path, tmp_path: Path
     master, slave = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-c", PTY_WRAPPER, "run", "--store", str(store), "--", sys.executable, str(script)],
-        stdin=slave, stdout=slave, stderr=slave, start_new_session=True, env=child_env(),
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        env=child_env(),
     )
     os.close(slave)
     seen: list[bytes] = []
@@ -274,8 +316,11 @@ def test_ctrl_c_at_a_terminal_reaches_the_child_once(store: Path, tmp_path: Path
     try:
         wait_until(lambda: b"ready" in read_some(), timeout=60, what="the child to be ready")
         os.write(master, b"\x03")  # Ctrl-C: the terminal signals its foreground process group
-        wait_until(lambda: b"amltrack: run" in read_some() or proc.poll() is not None, timeout=60,
-                   what="amltrack to finish")
+        wait_until(
+            lambda: b"amltrack: run" in read_some() or proc.poll() is not None,
+            timeout=60,
+            what="amltrack to finish",
+        )
         assert proc.wait(timeout=30) == 5
     finally:
         if proc.poll() is None:
@@ -302,7 +347,10 @@ def test_a_run_inside_a_run_is_a_new_run(store: Path, child: Path) -> None:
 def test_a_missing_command_is_127_and_makes_no_run(store: Path) -> None:
     code, out, err = finish(amltrack_run(store, "amltrack-no-such-command-xyz"))
     assert code == 127 and out == b""
-    assert err.decode() == "amltrack: command 'amltrack-no-such-command-xyz' was not found; check its name and PATH\n"
+    assert (
+        err.decode()
+        == "amltrack: command 'amltrack-no-such-command-xyz' was not found; check its name and PATH\n"
+    )
     assert amltrack.Store(store).runs() == []
 
 
@@ -315,17 +363,28 @@ def test_a_file_that_cannot_be_executed_is_126(store: Path, tmp_path: Path) -> N
 
 def test_no_command_is_a_one_line_error(store: Path) -> None:
     for args in ((), ("--",)):
-        out = subprocess.run([sys.executable, "-m", "amltrack", "run", "--store", str(store), *args],
-                             capture_output=True, text=True, env=child_env(), timeout=60)
+        out = subprocess.run(
+            [sys.executable, "-m", "amltrack", "run", "--store", str(store), *args],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=60,
+        )
         assert out.returncode == 1 and out.stderr.count("\n") == 1 and "needs a command" in out.stderr
 
 
 def test_history_shows_the_wrapped_run_as_json(store: Path, child: Path) -> None:
     code, _, _ = finish(amltrack_run(store, sys.executable, str(child), "3"))
     assert code == 3
-    info = json.loads(subprocess.run([sys.executable, "-m", "amltrack", "history", "last", "--json", "--store",
-                                      str(store)], capture_output=True, text=True, env=child_env(),
-                                     timeout=60).stdout)
+    info = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "amltrack", "history", "last", "--json", "--store", str(store)],
+            capture_output=True,
+            text=True,
+            env=child_env(),
+            timeout=60,
+        ).stdout
+    )
     assert info["status"] == "failed" and info["metrics"]["loss"]["count"] == 5
     assert {a["path"] for a in info["artifacts"]} == {"logs/stdout.txt", "logs/stderr.txt"}
 
@@ -357,21 +416,28 @@ def test_the_commands_outputs_are_mirrored(store: Path, tmp_path: Path) -> None:
 
     other = tmp_path / "other"
     other.mkdir()
-    code, _, err = finish(amltrack_run(store, sys.executable, "-c", "print('no mirror')", cwd=other,
-                                       options=("--outputs", "none")))
+    code, _, err = finish(
+        amltrack_run(
+            store, sys.executable, "-c", "print('no mirror')", cwd=other, options=("--outputs", "none")
+        )
+    )
     assert code == 0, err
     latest = amltrack.Store(store).last()
     assert latest.info["outputs"] is None and not (other / "outputs").exists()
     assert {a["path"] for a in latest.artifacts()} == {"logs/stdout.txt", "logs/stderr.txt"}
 
 
-def test_the_logs_stay_listed_when_amltrack_run_itself_is_killed(store: Path, child: Path, tmp_path: Path) -> None:
+def test_the_logs_stay_listed_when_amltrack_run_itself_is_killed(
+    store: Path, child: Path, tmp_path: Path
+) -> None:
     go = tmp_path / "go"
     proc = amltrack_run(store, sys.executable, str(child), "wait", str(go))
     try:
         run = wait_until(lambda: amltrack.Store(store).runs(), what="the run to exist")[0]
-        wait_until(lambda: {a["path"] for a in run.artifacts()} >= {"logs/stdout.txt", "logs/stderr.txt"},
-                   what="the logs in the manifest")
+        wait_until(
+            lambda: {a["path"] for a in run.artifacts()} >= {"logs/stdout.txt", "logs/stderr.txt"},
+            what="the logs in the manifest",
+        )
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=30)
     finally:
@@ -420,9 +486,26 @@ def test_keep_deleted_keeps_the_copy_of_a_deleted_output(store: Path, tmp_path: 
 
 
 def test_an_outputs_folder_inside_the_store_is_a_one_line_error(store: Path) -> None:
-    out = subprocess.run([sys.executable, "-m", "amltrack", "run", "--store", str(store), "--outputs",
-                          str(store / "runs"), "--", sys.executable, "-c", "pass"],
-                         capture_output=True, text=True, env=child_env(), timeout=60)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amltrack",
+            "run",
+            "--store",
+            str(store),
+            "--outputs",
+            str(store / "runs"),
+            "--",
+            sys.executable,
+            "-c",
+            "pass",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=60,
+    )
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.startswith("amltrack: outputs=") and "is inside the store" in out.stderr
     assert out.stderr.count("\n") == 1

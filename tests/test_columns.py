@@ -182,13 +182,16 @@ def test_a_flipped_byte_in_the_index_costs_speed_not_correctness(store: Path, at
     assert_cache_matches_reader(logger.run_dir)
 
 
-@pytest.mark.parametrize("keys", [
-    [0] * 5000 + [1] * 3 + [0] * 4000,                      # long stretches of one name, and a short one
-    [i % 7 for i in range(9000)],                           # names interleaved in every chunk
-    [0] * 2048 + [1] * 2048 + [i % 3 for i in range(100)],  # chunk-aligned stretches, then a mixed tail
-    ["a"],
-    [],
-])
+@pytest.mark.parametrize(
+    "keys",
+    [
+        [0] * 5000 + [1] * 3 + [0] * 4000,  # long stretches of one name, and a short one
+        [i % 7 for i in range(9000)],  # names interleaved in every chunk
+        [0] * 2048 + [1] * 2048 + [i % 3 for i in range(100)],  # chunk-aligned stretches, then a mixed tail
+        ["a"],
+        [],
+    ],
+)
 def test_split_columns_keeps_each_keys_records_in_order(keys: list) -> None:
     from amltrack._columns import split_columns
 

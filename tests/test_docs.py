@@ -38,8 +38,13 @@ def run_dir(store: Path) -> Path:
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_jq_examples(run_dir: Path) -> None:
     (script,) = blocks("sh")
-    out = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True,
-                         env={**os.environ, "RUN": str(run_dir)}, check=True)
+    out = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RUN": str(run_dir)},
+        check=True,
+    )
     lines = out.stdout.splitlines()
     assert lines[0] == "completed docs"
     assert '  "loss": 0.1,' in lines  # the last loss, from the row
@@ -53,8 +58,12 @@ def test_python_examples(run_dir: Path) -> None:
     expected = [("loss", "completed", "inf", "val"), ("0.1",)]
     assert len(code) == len(expected)
     for block, wanted in zip(code, expected):
-        out = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True,
-                             env={**os.environ, "RUN": str(run_dir)})
+        out = subprocess.run(
+            [sys.executable, "-c", block],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "RUN": str(run_dir)},
+        )
         assert out.returncode == 0, out.stderr
         for w in wanted:
             assert w in out.stdout, (w, out.stdout)

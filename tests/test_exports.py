@@ -3,11 +3,33 @@ import amltrack
 
 def test_public_names_are_pinned() -> None:
     assert sorted(amltrack.__all__) == [
-        "AmbiguousRunError", "AmltrackError", "ArtifactNotFoundError", "Asset", "AssetNotFoundError",
-        "EmptyPrefixError", "Handle", "InvalidAssetNameError", "InvalidMetricError",
-        "InvalidOutputsError", "InvalidPathError", "Logger", "Metric", "MetricNotFoundError", "Point", "RefusedFileError",
-        "Run", "RunFinishedError", "RunNotFoundError", "Store", "StoreError", "UploadHandle", "WriteError",
-        "__version__", "get_azureml_logger", "get_logger", "start_run",
+        "AmbiguousRunError",
+        "AmltrackError",
+        "ArtifactNotFoundError",
+        "Asset",
+        "AssetNotFoundError",
+        "EmptyPrefixError",
+        "Handle",
+        "InvalidAssetNameError",
+        "InvalidMetricError",
+        "InvalidOutputsError",
+        "InvalidPathError",
+        "Logger",
+        "Metric",
+        "MetricNotFoundError",
+        "Point",
+        "RefusedFileError",
+        "Run",
+        "RunFinishedError",
+        "RunNotFoundError",
+        "Store",
+        "StoreError",
+        "UploadHandle",
+        "WriteError",
+        "__version__",
+        "get_azureml_logger",
+        "get_logger",
+        "start_run",
     ]
     for name in amltrack.__all__:
         assert hasattr(amltrack, name), name

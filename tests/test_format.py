@@ -45,7 +45,9 @@ def test_reader_skips_torn_and_garbage_lines_and_warns(logger: amltrack.Logger) 
     path = logger.run_dir / "metrics.jsonl"
     good = path.read_bytes()
     path.write_bytes(
-        b"garbage\n" + good + b'{"name": 5, "step": 1, "value": 1, "ts": 1, "seq": 1}\n'
+        b"garbage\n"
+        + good
+        + b'{"name": 5, "step": 1, "value": 1, "ts": 1, "seq": 1}\n'
         + b'[1,2]\n{"name":"a","step":"x","value":1,"ts":1,"seq":9}\n\n'
         + b'{"name":"a","step":7,"value":{"obj":1},"ts":1,"seq":9}\n{"name":"a","step":3,"val'
     )
@@ -83,8 +85,11 @@ def test_records_are_flat_json_objects_with_the_documented_fields(logger: amltra
     data = make_metrics(logger)
     for line in data.splitlines():
         rec = orjson.loads(line)
-        assert {"name", "step", "value", "ts", "seq"} <= set(rec) <= {"name", "step", "value", "ts",
-                                                                      "seq", "nonfinite", "w"}
+        assert (
+            {"name", "step", "value", "ts", "seq"}
+            <= set(rec)
+            <= {"name", "step", "value", "ts", "seq", "nonfinite", "w"}
+        )
 
 
 @pytest.mark.parametrize("path", ["a", "a/b/c.txt", "outputs/model.pt", "ü/名前", "a b/c-d_e.f"])

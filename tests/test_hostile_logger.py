@@ -385,7 +385,9 @@ def test_a_failed_upload_nobody_waited_for_is_told_at_finish(logger: amltrack.Lo
     with pytest.raises(amltrack.WriteError):
         waited.wait(timeout=60)  # told here: finish() need not tell of it again
     logger.log("after", 1.0)
-    with pytest.warns(UserWarning, match=r"1 upload\(s\) of run .* were not stored: .*late/x.*EEXIST") as told:
+    with pytest.warns(
+        UserWarning, match=r"1 upload\(s\) of run .* were not stored: .*late/x.*EEXIST"
+    ) as told:
         logger.finish()
     assert len(told) == 1 and "other/y" not in str(told[0].message)
     run = amltrack.Store(logger.store).run(logger.run_id)

@@ -66,20 +66,38 @@ def assert_cross_site(r: httpx.Response) -> None:
         {"Sec-Fetch-Site": "same-site", "Content-Type": "application/octet-stream"},  # another port
         {"Origin": EVIL, "X-Amltrack-Client": "x", "Content-Type": "application/octet-stream"},
     ],
-    ids=["origin-text", "origin-form", "null-origin", "form-no-origin", "no-type", "fetch-site", "same-site",
-         "origin-with-header"],
+    ids=[
+        "origin-text",
+        "origin-form",
+        "null-origin",
+        "form-no-origin",
+        "no-type",
+        "fetch-site",
+        "same-site",
+        "origin-with-header",
+    ],
 )
 def test_a_write_a_page_could_send_is_refused_and_changes_nothing(
     open_server: ServerProcess, headers: dict[str, str]
 ) -> None:
     before = metrics_size(open_server)
     base = open_server.url
-    r = httpx.post(f"{base}/v1/runs/{RID}/append/metrics.jsonl", params={"offset": before}, content=LINE,
-                   headers=headers, timeout=30)
+    r = httpx.post(
+        f"{base}/v1/runs/{RID}/append/metrics.jsonl",
+        params={"offset": before},
+        content=LINE,
+        headers=headers,
+        timeout=30,
+    )
     assert_cross_site(r)
     sha = "0" * 64
-    r = httpx.post(f"{base}/v1/runs/{RID}/blobs/{sha}", params={"offset": 0, "size": 1}, content=b"x",
-                   headers=headers, timeout=30)
+    r = httpx.post(
+        f"{base}/v1/runs/{RID}/blobs/{sha}",
+        params={"offset": 0, "size": 1},
+        content=b"x",
+        headers=headers,
+        timeout=30,
+    )
     assert_cross_site(r)
     assert metrics_size(open_server) == before
     with open_server.client(None) as c:
@@ -94,16 +112,27 @@ def test_what_sync_sends_and_what_only_a_script_can_send_are_accepted(open_serve
         {"Origin": base, "Sec-Fetch-Site": "same-origin", "X-Amltrack-Client": "x"},  # the server's own page
     ):
         size = metrics_size(open_server)
-        r = httpx.post(f"{base}/v1/runs/{RID}/append/metrics.jsonl", params={"offset": size}, content=LINE,
-                       headers=headers, timeout=30)
+        r = httpx.post(
+            f"{base}/v1/runs/{RID}/append/metrics.jsonl",
+            params={"offset": size},
+            content=LINE,
+            headers=headers,
+            timeout=30,
+        )
         assert r.status_code == 200, (headers, r.text)
         assert metrics_size(open_server) == size + len(LINE)
 
 
 def test_a_preflight_is_never_granted(open_server: ServerProcess) -> None:
-    r = httpx.options(f"{open_server.url}/v1/runs/{RID}/append/metrics.jsonl", timeout=30, headers={
-        "Origin": EVIL, "Access-Control-Request-Method": "POST",
-        "Access-Control-Request-Headers": "x-amltrack-client"})
+    r = httpx.options(
+        f"{open_server.url}/v1/runs/{RID}/append/metrics.jsonl",
+        timeout=30,
+        headers={
+            "Origin": EVIL,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-amltrack-client",
+        },
+    )
     assert "access-control-allow-origin" not in r.headers and r.status_code >= 400
 
 
@@ -135,11 +164,15 @@ def test_a_hash_inside_a_token_is_part_of_it(tmp_path: Path) -> None:
     token = "probe-token-0123456789#secretpart"
     tokens = tmp_path / "tokens"
     tokens.write_text(f"# the team's tokens\nwrite:{token}   # laptop\n  read:{'r' * 20}#not-a-comment\n")
-    srv = ServerProcess(tmp_path / "store", tmp_path / "server.log", tokens=None,
-                        args=("--tokens-file", str(tokens))).start()
+    srv = ServerProcess(
+        tmp_path / "store", tmp_path / "server.log", tokens=None, args=("--tokens-file", str(tokens))
+    ).start()
     try:
+
         def status(t: str) -> int:
-            return httpx.get(f"{srv.url}/v1/runs", headers={"Authorization": f"Bearer {t}"}, timeout=30).status_code
+            return httpx.get(
+                f"{srv.url}/v1/runs", headers={"Authorization": f"Bearer {t}"}, timeout=30
+            ).status_code
 
         assert status(token) == 200
         assert status("probe-token-0123456789") == 401  # what the '#' used to cut it to
@@ -211,7 +244,11 @@ def test_a_run_json_readers_cannot_rely_on_is_refused_and_the_published_one_kept
     r = _put(srv, run_id, "run.json", orjson.dumps(BAD_RUN_JSON[case](run_id)))
     assert r.status_code == 400, (case, r.status_code, r.text)
     err = r.json()["error"]
-    assert err["code"] == "invalid_json" and err["message"].startswith("run.json ") and "\n" not in err["message"]
+    assert (
+        err["code"] == "invalid_json"
+        and err["message"].startswith("run.json ")
+        and "\n" not in err["message"]
+    )
     assert path.read_bytes() == before
     assert amltrack.Store(srv.store).run(run_id).status == "completed"
 
@@ -227,11 +264,20 @@ def test_the_run_json_a_run_wrote_is_accepted(published: tuple[ServerProcess, st
 
 @pytest.mark.parametrize(
     "summary",
-    [{"metrics": 5}, {"metrics": {"loss": 3}}, {"metrics": {"loss": {"count": "many"}}},
-     {"metrics": {"loss": {"count": 1, "last": [1, 2]}}}, {"heartbeat": "now"}, {"records": 1.5}, [1]],
+    [
+        {"metrics": 5},
+        {"metrics": {"loss": 3}},
+        {"metrics": {"loss": {"count": "many"}}},
+        {"metrics": {"loss": {"count": 1, "last": [1, 2]}}},
+        {"heartbeat": "now"},
+        {"records": 1.5},
+        [1],
+    ],
     ids=["metrics-int", "entry-int", "count-str", "last-list", "heartbeat-str", "records-float", "a-list"],
 )
-def test_a_summary_json_of_the_wrong_shape_is_refused(published: tuple[ServerProcess, str], summary: object) -> None:
+def test_a_summary_json_of_the_wrong_shape_is_refused(
+    published: tuple[ServerProcess, str], summary: object
+) -> None:
     srv, run_id = published
     path = srv.store / "runs" / run_id / "summary.json"
     before = path.read_bytes()
@@ -274,7 +320,9 @@ def test_error_answers_carry_the_security_headers(open_server: ServerProcess, tm
         assert "content-security-policy" in r.headers
 
 
-def test_a_crash_s_answer_carries_the_security_headers_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_s_answer_carries_the_security_headers_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A 500 is answered from outside every middleware. No request makes the server crash on purpose,
     # so the fault is injected: the store's listing raises.
     from amltrack.server import create_app
@@ -314,7 +362,9 @@ def test_the_server_and_its_ui_serve_no_file_through_a_symlink(
     run_dir = srv.store / "runs" / run_id
     manifest = run_dir / "artifacts.jsonl"
     with open(manifest, "ab") as f:  # the manifest says it is stored, as an attacker's would
-        f.write(orjson.dumps({"path": "leak.txt", "status": "stored", "size": 10, "sha256": "0" * 64}) + b"\n")
+        f.write(
+            orjson.dumps({"path": "leak.txt", "status": "stored", "size": 10, "sha256": "0" * 64}) + b"\n"
+        )
     if where == "artifacts":  # the whole artifacts folder is a link to an outside folder
         if (run_dir / "artifacts").exists():
             (run_dir / "artifacts").rename(tmp_path / "old-artifacts")

@@ -78,7 +78,7 @@ def test_values_round_trip_with_their_types(logger: amltrack.Logger) -> None:
 def test_nonfinite_values_are_standard_json(logger: amltrack.Logger) -> None:
     logger.log("x", math.nan)
     logger.log("x", [math.inf])
-    raw = (logger.run_dir / "metrics.jsonl")
+    raw = logger.run_dir / "metrics.jsonl"
     logger.flush()
     import json
 
@@ -147,8 +147,16 @@ def test_name_limits_accepted(logger: amltrack.Logger) -> None:
 
 @pytest.mark.parametrize(
     "step, exc",
-    [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError), (2**63, ValueError),
-     (2**64, ValueError), (-(2**63) - 1, ValueError), (np.uint64(2**64 - 1), ValueError)],
+    [
+        (-1, ValueError),
+        (1.5, TypeError),
+        ("3", TypeError),
+        (True, TypeError),
+        (2**63, ValueError),
+        (2**64, ValueError),
+        (-(2**63) - 1, ValueError),
+        (np.uint64(2**64 - 1), ValueError),
+    ],
 )
 def test_bad_steps_are_rejected(logger: amltrack.Logger, step, exc) -> None:
     with pytest.raises(exc, match="step") as e:
@@ -172,7 +180,11 @@ def test_the_last_step_is_accepted_and_the_one_after_it_is_refused(logger: amltr
         logger.log("n", 7.0)
     logger.finish()
     assert [(r["name"], r["step"], r["value"]) for r in records(logger)] == [
-        ("m", last, 1.0), ("m", 5, 3.0), ("m", 6, 4.0), ("n", last - 1, 5.0), ("n", last, 6.0)
+        ("m", last, 1.0),
+        ("m", 5, 3.0),
+        ("m", 6, 4.0),
+        ("n", last - 1, 5.0),
+        ("n", last, 6.0),
     ]
     assert amltrack.Store(logger.store).run(logger.run_id).metric("m").steps == [last, 5, 6]
 
@@ -184,7 +196,12 @@ def test_default_steps_count_per_name_and_follow_explicit_steps(logger: amltrack
     logger.log("a", 1.0, step=np.int64(10))
     logger.log("a", 1.0)
     assert [(r["name"], r["step"]) for r in records(logger)] == [
-        ("a", 0), ("a", 1), ("a", 2), ("b", 0), ("a", 10), ("a", 11)
+        ("a", 0),
+        ("a", 1),
+        ("a", 2),
+        ("b", 0),
+        ("a", 10),
+        ("a", 11),
     ]
 
 
@@ -324,8 +341,21 @@ def test_upload_file(logger: amltrack.Logger, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "path",
-    ["/tmp/amltrack-escape.txt", "../escape", "a/../../b", "a\\b", "nul\x00", "", "a//b", "./a", "a/.", "C:/x",
-     "x" * 1025, "a/" + "y" * 256, "ctl\x01"],
+    [
+        "/tmp/amltrack-escape.txt",
+        "../escape",
+        "a/../../b",
+        "a\\b",
+        "nul\x00",
+        "",
+        "a//b",
+        "./a",
+        "a/.",
+        "C:/x",
+        "x" * 1025,
+        "a/" + "y" * 256,
+        "ctl\x01",
+    ],
 )
 def test_bad_upload_paths_are_rejected(logger: amltrack.Logger, path: str) -> None:
     with pytest.raises(InvalidPathError) as e:
@@ -383,12 +413,30 @@ def test_start_run_context(store: Path) -> None:
 
 
 def test_metadata(store: Path) -> None:
-    logger = amltrack.get_logger("meta", name="first", tags={"team": "a"}, params={"lr": 0.1, "layers": 3},
-                                 store=store, outputs=None)
+    logger = amltrack.get_logger(
+        "meta", name="first", tags={"team": "a"}, params={"lr": 0.1, "layers": 3}, store=store, outputs=None
+    )
     logger.finish()
     info = amltrack.Store(store).run(logger.run_id).info
-    for key in ("id", "experiment", "name", "status", "created", "ended", "hostname", "user", "pid",
-                "python", "platform", "argv", "cwd", "amltrack_version", "git", "tags", "params"):
+    for key in (
+        "id",
+        "experiment",
+        "name",
+        "status",
+        "created",
+        "ended",
+        "hostname",
+        "user",
+        "pid",
+        "python",
+        "platform",
+        "argv",
+        "cwd",
+        "amltrack_version",
+        "git",
+        "tags",
+        "params",
+    ):
         assert key in info, key
     assert info["created"].endswith("Z") and info["ended"].endswith("Z")
     assert info["tags"] == {"team": "a"} and info["params"] == {"lr": 0.1, "layers": 3}

@@ -244,7 +244,9 @@ def test_a_burst_of_10000_small_files(h: Harness) -> None:
     report = h.stop()
     assert report["failed"] == []
     entries = manifest(h.run_dir)
-    missing = [i for i in range(10_000) if entries.get(f"outputs/burst/f{i:05d}.txt", {}).get("status") != "stored"]
+    missing = [
+        i for i in range(10_000) if entries.get(f"outputs/burst/f{i:05d}.txt", {}).get("status") != "stored"
+    ]
     assert missing == []
     assert len(list((h.run_dir / "artifacts" / "outputs" / "burst").iterdir())) == 10_000
 
@@ -326,8 +328,12 @@ def test_a_symlink_pointing_outside_is_skipped(make, tmp_path: Path, observer: s
         assert not h.stored(rel).exists()
     assert not any(p.name in ("x.txt", "y.txt") for p in h.run_dir.rglob("*"))
     assert {e["path"] for e in manifest_lines(h.run_dir) if e["status"] == "stored"} == {
-        "outputs/first.txt", "outputs/after.txt"}
-    assert not [e for e in manifest_lines(h.run_dir) if e["path"].startswith("outputs/linkdir/")]  # never looked in
+        "outputs/first.txt",
+        "outputs/after.txt",
+    }
+    assert not [
+        e for e in manifest_lines(h.run_dir) if e["path"].startswith("outputs/linkdir/")
+    ]  # never looked in
     assert b"nor this" not in b"".join(p.read_bytes() for p in h.run_dir.rglob("*") if p.is_file())
 
 
@@ -387,15 +393,20 @@ def test_a_file_grown_past_the_cap_while_being_copied(make) -> None:
     assert started.wait(30), "the copy of grows.bin did not start"
     os.truncate(p, CAP + 100_000_000)  # it grows past the cap mid-copy
     grown.set()
-    wait_until(lambda: (h.entry("grows.bin") or {}).get("status") == "rejected", timeout=60,
-               what="grows.bin rejected")
+    wait_until(
+        lambda: (h.entry("grows.bin") or {}).get("status") == "rejected",
+        timeout=60,
+        what="grows.bin rejected",
+    )
     h.stop()
     e = h.entry("grows.bin")
     assert e["status"] == "rejected" and e["size"] >= CAP
     assert not h.stored("grows.bin").exists()  # the earlier copy is removed
     lines = [x for x in manifest_lines(h.run_dir) if x["path"] == "outputs/grows.bin"]
     # The copy itself noticed (a later line may say "file is": the next look saw the new size first)
-    assert any(x["status"] == "rejected" and x["reason"].startswith("file grew to at least") for x in lines), lines
+    assert any(
+        x["status"] == "rejected" and x["reason"].startswith("file grew to at least") for x in lines
+    ), lines
 
 
 def test_a_source_changed_during_its_copy_is_never_stored_half_and_half(make) -> None:
@@ -410,7 +421,11 @@ def test_a_source_changed_during_its_copy_is_never_stored_half_and_half(make) ->
     rewritten.set()
     h.live("state.bin")
     h.stop()
-    stored = [x["sha256"] for x in manifest_lines(h.run_dir) if x["path"] == "outputs/state.bin" and x["status"] == "stored"]
+    stored = [
+        x["sha256"]
+        for x in manifest_lines(h.run_dir)
+        if x["path"] == "outputs/state.bin" and x["status"] == "stored"
+    ]
     whole = {hashlib.sha256(v1).hexdigest(), hashlib.sha256(v2).hexdigest()}
     assert stored and set(stored) <= whole, "a copy mixing both versions was stored"
     assert stored[-1] == hashlib.sha256(v2).hexdigest()
@@ -455,7 +470,9 @@ def test_files_present_before_the_run_starts_are_not_its_outputs(make, tmp_path:
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "early.txt").write_text("already here")
     h = make()
-    wait_until(lambda: (h.entry("early.txt") or {}).get("status") == "preexisting", what="early.txt preexisting")
+    wait_until(
+        lambda: (h.entry("early.txt") or {}).get("status") == "preexisting", what="early.txt preexisting"
+    )
     h.stop()
     assert not h.stored("early.txt").exists()
 
@@ -508,11 +525,15 @@ def test_the_store_inside_the_folder_is_left_out(tmp_path: Path) -> None:
     m.start()
     try:
         (tmp_path / "a.txt").write_text("a")
-        wait_until(lambda: (manifest(run_dir).get("outputs/a.txt") or {}).get("status") == "stored",
-                   what="a.txt stored")
+        wait_until(
+            lambda: (manifest(run_dir).get("outputs/a.txt") or {}).get("status") == "stored",
+            what="a.txt stored",
+        )
         (tmp_path / "b.txt").write_text("b")  # by the time it is stored, sweeps have seen the store change
-        wait_until(lambda: (manifest(run_dir).get("outputs/b.txt") or {}).get("status") == "stored",
-                   what="b.txt stored")
+        wait_until(
+            lambda: (manifest(run_dir).get("outputs/b.txt") or {}).get("status") == "stored",
+            what="b.txt stored",
+        )
     finally:
         report = m.stop(timeout=10)
     assert report["failed"] == []
@@ -563,7 +584,9 @@ def _failing_watches(monkeypatch: pytest.MonkeyPatch, allow: Path | None) -> Non
     monkeypatch.setattr(inotify_c.InotifyFD, "add_callback", add_callback)
 
 
-def test_polling_when_inotify_cannot_watch_the_folder(make, monkeypatch: pytest.MonkeyPatch, observer: str) -> None:
+def test_polling_when_inotify_cannot_watch_the_folder(
+    make, monkeypatch: pytest.MonkeyPatch, observer: str
+) -> None:
     inotify_only(observer, "a watch that fails")
     _failing_watches(monkeypatch, allow=None)
     _, message = polled(make)
@@ -646,12 +669,17 @@ def test_an_inotify_queue_overflow_is_followed_by_a_rescan(tmp_path: Path, obser
     run_dir.mkdir()
     proc = subprocess.Popen(
         [sys.executable, "-c", _STOPPABLE_MIRROR, str(folder), str(run_dir)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=child_env(),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
     )
     try:
         assert proc.stdout.readline().strip() == "started"
         (folder / "probe.txt").write_text("the reader is up")  # its watch is set and its events are read
-        wait_until(lambda: "outputs/probe.txt" in _stored_paths(run_dir), timeout=120, what="the probe stored")
+        wait_until(
+            lambda: "outputs/probe.txt" in _stored_paths(run_dir), timeout=120, what="the probe stored"
+        )
         os.kill(proc.pid, signal.SIGSTOP)
         try:
             for i in range(n):
@@ -712,7 +740,9 @@ def test_the_final_sweep_deadline_stops_a_long_copy(make) -> None:
     (h.folder / "big.bin").write_bytes(os.urandom(1 << 20) * 64)  # 64 blocks
     slow_copies(h.mirror, lambda path, n: threading.Event().wait(0.05))  # about 3 s to copy
     h.report = h.mirror.stop(timeout=0.5)
-    assert h.report["failed"] == [{"path": str(h.folder / "big.bin"), "reason": "the final sweep ran out of time"}]
+    assert h.report["failed"] == [
+        {"path": str(h.folder / "big.bin"), "reason": "the final sweep ran out of time"}
+    ]
     assert h.entry("big.bin")["status"] == "failed"
     assert not list(h.run_dir.rglob("*.tmp")) and not h.stored("big.bin").exists()
 
@@ -818,8 +848,11 @@ def test_keep_deleted_outputs_reaches_the_helper_process(tmp_path: Path, store: 
     ckpt = tmp_path / "outputs" / "ckpt_0.pt"
     ckpt.write_bytes(b"weights")
     run = amltrack.Store(store).run(logger.run_id)
-    wait_until(lambda: any(a["path"] == "outputs/ckpt_0.pt" and a["status"] == "stored" for a in run.artifacts()),
-               timeout=60, what="ckpt_0.pt stored")
+    wait_until(
+        lambda: any(a["path"] == "outputs/ckpt_0.pt" and a["status"] == "stored" for a in run.artifacts()),
+        timeout=60,
+        what="ckpt_0.pt stored",
+    )
     ckpt.unlink()  # a rotating checkpoint
     logger.finish()
     (entry,) = [a for a in run.artifacts() if a["path"] == "outputs/ckpt_0.pt"]
@@ -835,7 +868,9 @@ def test_amltrack_outputs_env(tmp_path: Path, store: Path, monkeypatch: pytest.M
     assert amltrack.Store(store).run(logger.run_id).read_artifact("outputs/r.txt") == b"r"
 
 
-def test_rejected_files_show_in_history_info(tmp_path: Path, store: Path, capfd: pytest.CaptureFixture) -> None:
+def test_rejected_files_show_in_history_info(
+    tmp_path: Path, store: Path, capfd: pytest.CaptureFixture
+) -> None:
     logger = amltrack.get_logger("m", store=store)
     big = tmp_path / "outputs" / "huge.ckpt"
     big.touch()
@@ -843,16 +878,39 @@ def test_rejected_files_show_in_history_info(tmp_path: Path, store: Path, capfd:
     logger.finish()
     err = capfd.readouterr().err  # the mirror's helper process warns on this process's stderr
     assert err.count("huge.ckpt") == 1 and "536,870,913 bytes" in err and "512 MiB" in err
-    out = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", logger.run_id,
-                          "--store", str(store), "--json"], capture_output=True, text=True, env=child_env())
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amltrack",
+            "history",
+            "info",
+            "-r",
+            logger.run_id,
+            "--store",
+            str(store),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
     arts = {a["path"]: a for a in json.loads(out.stdout)["artifacts"]}
-    assert arts["outputs/huge.ckpt"]["status"] == "rejected" and "512 MiB" in arts["outputs/huge.ckpt"]["reason"]
-    text = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", logger.run_id,
-                           "--store", str(store)], capture_output=True, text=True, env=child_env()).stdout
+    assert (
+        arts["outputs/huge.ckpt"]["status"] == "rejected" and "512 MiB" in arts["outputs/huge.ckpt"]["reason"]
+    )
+    text = subprocess.run(
+        [sys.executable, "-m", "amltrack", "history", "info", "-r", logger.run_id, "--store", str(store)],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    ).stdout
     assert "rejected" in text and "512 MiB" in text
 
 
-def test_a_script_that_exits_normally_gets_its_outputs_stored(tmp_path: Path, store: Path, observer: str) -> None:
+def test_a_script_that_exits_normally_gets_its_outputs_stored(
+    tmp_path: Path, store: Path, observer: str
+) -> None:
     script = tmp_path / "train.py"
     script.write_text(
         forcing(observer) + "import amltrack, os\n"
@@ -860,8 +918,14 @@ def test_a_script_that_exits_normally_gets_its_outputs_stored(tmp_path: Path, st
         "with open('outputs/model.bin', 'wb') as f:\n"
         "    f.write(os.urandom(100_000))\n"
     )
-    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                         env=child_env(AMLTRACK_STORE=str(store)), timeout=60)
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(store)),
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     run = amltrack.Store(store).last()
     assert run.read_artifact("outputs/model.bin") == (tmp_path / "outputs" / "model.bin").read_bytes()
@@ -906,8 +970,13 @@ def test_outputs_of_a_killed_process_are_still_swept_in(tmp_path: Path, store: P
         "print(lg.run_id, flush=True)\n"
         "time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, stdout=subprocess.PIPE, text=True,
-                            env=child_env(AMLTRACK_STORE=str(store)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(store)),
+    )
     try:
         run_id = proc.stdout.readline().strip()
         proc.kill()  # SIGKILL: no atexit, no finish()
@@ -917,8 +986,13 @@ def test_outputs_of_a_killed_process_are_still_swept_in(tmp_path: Path, store: P
             proc.kill()
         proc.stdout.close()
     run = amltrack.Store(store).run(run_id)
-    wait_until(lambda: (tmp_path / "outputs" / "last.txt").exists() and
-               any(e["path"] == "outputs/last.txt" and e["status"] == "stored" for e in run.artifacts()),
-               timeout=60, what="the helper's final sweep after the crash")
+    wait_until(
+        lambda: (
+            (tmp_path / "outputs" / "last.txt").exists()
+            and any(e["path"] == "outputs/last.txt" and e["status"] == "stored" for e in run.artifacts())
+        ),
+        timeout=60,
+        what="the helper's final sweep after the crash",
+    )
     assert run.read_artifact("outputs/last.txt") == b"written just before the crash"
     assert run.status == "crashed"

@@ -17,8 +17,13 @@ from .conftest import child_env
 
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "amltrack", *args], capture_output=True, text=True,
-                          env=env or child_env(), timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", *args],
+        capture_output=True,
+        text=True,
+        env=env or child_env(),
+        timeout=60,
+    )
 
 
 # ----------------------------------------------------------------- item 2: get_logger() in a sweep
@@ -169,8 +174,13 @@ def cli_on_tty(*args: str, env: dict[str, str] | None = None) -> tuple[int, byte
     """Run the CLI with a pseudo-terminal as its stdout: the exit code, what reached the terminal, stderr."""
     master, slave = os.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", *args], stdout=slave,
-                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env or child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amltrack", *args],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env or child_env(),
+        )
         os.close(slave)
         slave = -1
         chunks = []
@@ -204,7 +214,9 @@ def _artifact_run(store: Path) -> str:
 
 def test_a_binary_artifact_is_not_written_to_a_terminal(store: Path) -> None:
     _artifact_run(store)
-    code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "outputs/model.npz", "--store", str(store))
+    code, shown, err = cli_on_tty(
+        "history", "info", "-r", "last", "-a", "outputs/model.npz", "--store", str(store)
+    )
     assert code == 1, (code, shown, err)
     assert b"\x00" not in shown and b"binary model" not in shown
     assert err.startswith("amltrack: ") and err.count("\n") == 1 and "-o FILE" in err and "-o -" in err, err
@@ -214,12 +226,28 @@ def test_text_artifacts_and_forced_or_piped_binary_still_print(store: Path) -> N
     _artifact_run(store)
     code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "notes.txt", "--store", str(store))
     assert code == 0 and "héllo, plain text".encode() in shown, (code, shown, err)
-    code, shown, err = cli_on_tty("history", "info", "-r", "last", "-a", "outputs/model.npz", "-o", "-",
-                                  "--store", str(store))
+    code, shown, err = cli_on_tty(
+        "history", "info", "-r", "last", "-a", "outputs/model.npz", "-o", "-", "--store", str(store)
+    )
     assert code == 0 and b"binary model bytes" in shown, (code, shown, err)
-    piped = subprocess.run([sys.executable, "-m", "amltrack", "history", "info", "-r", "last", "-a",
-                            "outputs/model.npz", "--store", str(store)], capture_output=True, env=child_env(),
-                           timeout=60)
+    piped = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "amltrack",
+            "history",
+            "info",
+            "-r",
+            "last",
+            "-a",
+            "outputs/model.npz",
+            "--store",
+            str(store),
+        ],
+        capture_output=True,
+        env=child_env(),
+        timeout=60,
+    )
     assert piped.returncode == 0 and piped.stdout == BINARY, piped.stderr
 
 
@@ -229,8 +257,13 @@ def test_text_artifacts_and_forced_or_piped_binary_still_print(store: Path) -> N
 def _wide_store(store: Path) -> list[str]:
     ids = []
     for i in range(2):
-        with amltrack.start_run("an-experiment-with-a-long-name", name=f"a rather long run name number {i}",
-                                params={"lr": 0.1}, store=store, outputs=None) as lg:
+        with amltrack.start_run(
+            "an-experiment-with-a-long-name",
+            name=f"a rather long run name number {i}",
+            params={"lr": 0.1},
+            store=store,
+            outputs=None,
+        ) as lg:
             for name in ("validation/accuracy_top_5", "validation/cross_entropy_loss", "zz" * 30):
                 lg.log(name, 0.123456789 * (i + 1))
             lg.log("per-class recall", [0.5] * 10)
@@ -261,8 +294,19 @@ def test_tables_fit_columns_and_show_short_ids(store: Path, tmp_path: Path) -> N
     assert info.returncode == 0, info.stderr
     assert info.stdout.splitlines()[0] == f"run         {ids[0]}"  # info shows the full id
     _assert_fits("\n".join(info.stdout.splitlines()[1:]), 80)
-    ref = cli("history", "promote", "-r", _short(ids[0]), "-ap", "outputs", "-n", "a-long-asset-name-for-a-model",
-              "--store", str(store), env=env).stdout.strip()
+    ref = cli(
+        "history",
+        "promote",
+        "-r",
+        _short(ids[0]),
+        "-ap",
+        "outputs",
+        "-n",
+        "a-long-asset-name-for-a-model",
+        "--store",
+        str(store),
+        env=env,
+    ).stdout.strip()
     assets = cli("asset", "list", "--store", str(store), env=env).stdout
     _assert_fits(assets, 80)
     assert _short(ids[0]) in assets and ids[0] not in assets
@@ -292,8 +336,13 @@ def test_tables_fit_the_terminal_without_columns(store: Path) -> None:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 70, 0, 0))
     env = {k: v for k, v in child_env().items() if k not in ("COLUMNS", "LINES")}
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "history", "list", "--store", str(store)],
-                                stdout=slave, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amltrack", "history", "list", "--store", str(store)],
+            stdout=slave,
+            stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
         os.close(slave)
         slave = -1
         chunks = []
@@ -343,7 +392,7 @@ def test_the_per_name_step_rule_and_its_fix_are_documented() -> None:
     fmt_doc = (ROOT / "docs" / "format.md").read_text()
     assert "Each name counts its own calls" in fmt_doc and "pass `step=`" in fmt_doc
     readme = (ROOT / "README.md").read_text()
-    tour = readme[readme.index("logger = get_logger("):readme.index("logger.log_metrics(")]
+    tour = readme[readme.index("logger = get_logger(") : readme.index("logger.log_metrics(")]
     assert "steps count per name" in tour and "step=" in tour
 
 

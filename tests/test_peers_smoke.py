@@ -21,9 +21,24 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
     tmp = tmp_path_factory.mktemp("peers")
     out = subprocess.run(
-        [sys.executable, str(PEERS / "run.py"), "--smoke", "--peers", "amltrack,mlflow",
-         "--venvs", str(tmp / "no-venvs"), "--out", str(tmp / "out"), "--json"],
-        capture_output=True, text=True, timeout=60, env=child_env(), cwd=tmp)
+        [
+            sys.executable,
+            str(PEERS / "run.py"),
+            "--smoke",
+            "--peers",
+            "amltrack,mlflow",
+            "--venvs",
+            str(tmp / "no-venvs"),
+            "--out",
+            str(tmp / "out"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=tmp,
+    )
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout), tmp / "out"
 

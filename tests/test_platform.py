@@ -84,9 +84,19 @@ def test_this_system_is_linux_and_each_preset_says_what_it_lacks() -> None:
     assert _platform.current().name == "linux" and _platform.current().proc
     win, mac = _platform.preset("windows"), _platform.preset("macos")
     assert (win.proc, win.locking, win.observer, win.windows_names, win.fold_case) == (
-        False, "msvcrt", "polling", True, True)
+        False,
+        "msvcrt",
+        "polling",
+        True,
+        True,
+    )
     assert (mac.proc, mac.locking, mac.observer, mac.windows_names, mac.fold_case) == (
-        False, "flock", "polling", False, True)
+        False,
+        "flock",
+        "polling",
+        False,
+        True,
+    )
     assert _platform.preset("freebsd14").fold_case is False
 
 
@@ -140,7 +150,9 @@ def test_nothing_under_amltrack_calls_os_kill_with_signal_0() -> None:
 
 
 @pytest.mark.parametrize("name", ["linux", "macos", "windows"])
-def test_listing_a_running_run_sends_no_signal(name: str, store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_listing_a_running_run_sends_no_signal(
+    name: str, store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No amltrack code signals the run's process (psutil's own POSIX pid_exists does, harmlessly:
     on Windows it opens the process instead)."""
     logger = amltrack.get_logger("m", store=store, outputs=None)
@@ -233,8 +245,12 @@ def test_a_run_ended_from_task_manager_reads_as_crashed(tmp_path: Path, store: P
         + "print(lg.run_id, flush=True)\n"
         + "time.sleep(60)\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
-                            env=child_env(AMLTRACK_STORE=str(store)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(store)),
+    )
     try:
         run_id = proc.stdout.readline().strip()
         info = orjson.loads(_run_json(store, run_id).read_bytes())
@@ -270,8 +286,13 @@ def test_ctrl_break_is_handled_as_ctrl_c(tmp_path: Path, store: Path) -> None:
         + "    print('KeyboardInterrupt', flush=True)\n"
         + "    raise\n"
     )
-    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=child_env(AMLTRACK_STORE=str(store)))
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(AMLTRACK_STORE=str(store)),
+    )
     run_id = proc.stdout.readline().strip()
     proc.send_signal(signal.SIGUSR1)
     out, err = proc.communicate(timeout=60)
@@ -294,7 +315,9 @@ def test_the_mirror_helper_ignores_the_terminals_interrupts(tmp_path: Path) -> N
         "time.sleep(0.1)\n"
         "print('still here')\n"
     )
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=child_env(), timeout=60
+    )
     assert out.stdout == "still here\n", out.stderr
 
 
@@ -371,8 +394,9 @@ def test_processes_appending_to_one_run_on_windows_never_interleave(tmp_path: Pa
         + "lg.finish()\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, str(script), first.run_id, str(n)],
-                         env=child_env(AMLTRACK_STORE=str(store)))
+        subprocess.Popen(
+            [sys.executable, str(script), first.run_id, str(n)], env=child_env(AMLTRACK_STORE=str(store))
+        )
         for n in range(4)
     ]
     for p in procs:

@@ -149,7 +149,11 @@ def spawn(tmp_path: Path) -> Iterator[Callable[..., Child]]:
         if not script.is_absolute():
             script = SCRIPTS / script
         child = Child(
-            [script, *args], env=env, cwd=cwd or tmp_path, log_dir=tmp_path, name=f"{script.stem}-{len(children)}"
+            [script, *args],
+            env=env,
+            cwd=cwd or tmp_path,
+            log_dir=tmp_path,
+            name=f"{script.stem}-{len(children)}",
         )
         children.append(child)
         return child
@@ -171,7 +175,9 @@ def raw_records(run_dir: Path) -> tuple[list[dict[str, Any]], bytes]:
         try:
             records.append(json.loads(line))
         except ValueError as e:
-            raise AssertionError(f"line {n} of {run_dir}/metrics.jsonl is not valid JSON: {line[:200]!r}") from e
+            raise AssertionError(
+                f"line {n} of {run_dir}/metrics.jsonl is not valid JSON: {line[:200]!r}"
+            ) from e
     return records, data[cut:]
 
 
@@ -257,7 +263,9 @@ def test_sigkill_keeps_every_waited_record_once_and_reads_as_crashed(
 # ----------------------------------------------------------------- 2. uncaught exception
 
 
-def test_uncaught_exception_marks_failed_with_error_and_drains(tmp_path: Path, spawn: Callable[..., Child]) -> None:
+def test_uncaught_exception_marks_failed_with_error_and_drains(
+    tmp_path: Path, spawn: Callable[..., Child]
+) -> None:
     store = tmp_path / "store"
     count = 20_000
     child = spawn("raise_uncaught.py", store, count, env=child_env(store))
@@ -382,7 +390,10 @@ def test_normal_exit_without_finish_completes_with_everything(
     summary = json.loads((run.dir / "summary.json").read_text())
     assert summary["records"] == 2 * count + 2 * (count // 10)
     assert {k: v["count"] for k, v in summary["metrics"].items()} == {
-        "i": count, "f": count, "s": count // 10, "l": count // 10
+        "i": count,
+        "f": count,
+        "s": count // 10,
+        "l": count // 10,
     }
 
 
@@ -460,7 +471,9 @@ def test_processes_joining_one_run_log_concurrently(
     summary = json.loads((run.dir / "summary.json").read_text())
     assert summary["records"] == expected_total
     assert {k: v["count"] for k, v in summary["metrics"].items()} == {
-        "owner": 100, "shared": 4 * (n // 2), **{f"own/{k}": n for k in range(4)}
+        "owner": 100,
+        "shared": 4 * (n // 2),
+        **{f"own/{k}": n for k in range(4)},
     }
     assert run.status == "completed"
 
@@ -584,7 +597,9 @@ def test_start_run_in_a_child_completes_on_block_exit(tmp_path: Path, spawn: Cal
     assert read_metrics(run)["only"].values == list(range(100))
 
 
-def test_start_run_in_a_child_fails_on_exception_in_block(tmp_path: Path, spawn: Callable[..., Child]) -> None:
+def test_start_run_in_a_child_fails_on_exception_in_block(
+    tmp_path: Path, spawn: Callable[..., Child]
+) -> None:
     store = tmp_path / "store"
     child = spawn("start_runs.py", store, "raise", env=child_env(store))
     (run_id,) = child.expect("run")

@@ -52,7 +52,9 @@ def rich_run(store: Path) -> str:
             lg.log("loss", 1.0 / (i + 1))
             lg.log("hist", [i, i + 0.5, float("nan")])
             # rows (log_metrics): the server reads them without the writer's index
-            lg.log_metrics({"val/acc": i / 500, "grad_norm": float("inf") if i == 9 else i * 0.1, "best": i > 400})
+            lg.log_metrics(
+                {"val/acc": i / 500, "grad_norm": float("inf") if i == 9 else i * 0.1, "best": i > 400}
+            )
             if i % 50 == 0:
                 lg.log("phase", f"step {i}")
                 lg.log("converged", i > 300)
@@ -194,14 +196,39 @@ def test_info_a_gives_the_artifacts_exact_bytes(
     for i, (path, data) in enumerate(ARTIFACTS.items()):
         dest = tmp_path / f"out{i}"
         code, out, err = run_cli(
-            capsys, "history", "info", "-r", synced.rich, "-a", path, "-o", str(dest), "--remote", synced.server.url
+            capsys,
+            "history",
+            "info",
+            "-r",
+            synced.rich,
+            "-a",
+            path,
+            "-o",
+            str(dest),
+            "--remote",
+            synced.server.url,
         )
         assert (code, out, err) == (0, "", "")
-        assert dest.read_bytes() == data == (synced.local / "runs" / synced.rich / "artifacts" / path).read_bytes()
+        assert (
+            dest.read_bytes()
+            == data
+            == (synced.local / "runs" / synced.rich / "artifacts" / path).read_bytes()
+        )
     # To stdout, byte for byte, from a real process.
     done = subprocess.run(
-        [sys.executable, "-m", "amltrack", "history", "info", "-r", synced.rich, "-a", "model/weights.bin",
-         "--remote", synced.server.url],
+        [
+            sys.executable,
+            "-m",
+            "amltrack",
+            "history",
+            "info",
+            "-r",
+            synced.rich,
+            "-a",
+            "model/weights.bin",
+            "--remote",
+            synced.server.url,
+        ],
         capture_output=True,
         env=child_env(AMLTRACK_TOKEN=READ_TOKEN),
         timeout=60,
@@ -214,7 +241,9 @@ def test_a_missing_or_unstored_artifact_is_one_line(
     synced: Synced, env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = synced.server.url
-    local = run_cli(capsys, "history", "info", "-r", synced.rich, "-a", "rejected.bin", "--store", str(synced.local))
+    local = run_cli(
+        capsys, "history", "info", "-r", synced.rich, "-a", "rejected.bin", "--store", str(synced.local)
+    )
     remote = run_cli(capsys, "history", "info", "-r", synced.rich, "-a", "rejected.bin", "--remote", url)
     assert remote == local
     one_line_error(remote, "was not stored: too large for the test")
@@ -263,7 +292,9 @@ def test_tokens_are_resolved_as_sync_resolves_them(
         monkeypatch.setenv("AMLTRACK_TOKEN", token)
         assert run_cli(capsys, *listing, "--remote", url)[0] == 0
     monkeypatch.setenv("AMLTRACK_TOKEN", "not-a-token-the-server-knows")
-    one_line_error(run_cli(capsys, *listing, "--remote", url), "does not know the token sent ($AMLTRACK_TOKEN)")
+    one_line_error(
+        run_cli(capsys, *listing, "--remote", url), "does not know the token sent ($AMLTRACK_TOKEN)"
+    )
     # The remote's own token, unless $AMLTRACK_TOKEN overrides it.
     remotes = Remotes.load()
     remotes.add("team", url, token=READ_TOKEN)
@@ -273,7 +304,8 @@ def test_tokens_are_resolved_as_sync_resolves_them(
     monkeypatch.delenv("AMLTRACK_TOKEN")
     assert run_cli(capsys, *listing, "--remote", "team")[0] == 0
     one_line_error(
-        run_cli(capsys, "history", "last", "--remote", "bad"), "does not know the token sent (the remote's token)"
+        run_cli(capsys, "history", "last", "--remote", "bad"),
+        "does not know the token sent (the remote's token)",
     )
 
 
@@ -286,16 +318,24 @@ def test_failures_are_one_line_and_say_what_to_do(
         "no run matches 'zzzz'",
         f"'amltrack history list --remote {url}'",
     )
-    one_line_error(run_cli(capsys, "history", "info", "-r", "20", "--remote", url), "matches 4 runs", "give more")
     one_line_error(
-        run_cli(capsys, "history", "list", "--remote", "nosuch"), "no remote named 'nosuch'", "amltrack remote add"
+        run_cli(capsys, "history", "info", "-r", "20", "--remote", url), "matches 4 runs", "give more"
+    )
+    one_line_error(
+        run_cli(capsys, "history", "list", "--remote", "nosuch"),
+        "no remote named 'nosuch'",
+        "amltrack remote add",
     )
     with refused_port() as port:
         dead = f"http://127.0.0.1:{port}"
         one_line_error(
-            run_cli(capsys, "history", "last", "--remote", dead), f"cannot reach {dead}", "check that the server runs"
+            run_cli(capsys, "history", "last", "--remote", dead),
+            f"cannot reach {dead}",
+            "check that the server runs",
         )
-    one_line_error(run_cli(capsys, "history", "list", "--remote", "ftp://x"), "not an http:// or https:// URL")
+    one_line_error(
+        run_cli(capsys, "history", "list", "--remote", "ftp://x"), "not an http:// or https:// URL"
+    )
     one_line_error(
         run_cli(capsys, "history", "list", "--remote", "mlflow+http://127.0.0.1:1"), "amltrack servers only"
     )
@@ -410,8 +450,10 @@ def test_the_summary_is_folded_once_and_started_over_when_the_file_changes(tmp_p
         metrics = tmp_path / "store" / "runs" / rid / "metrics.jsonl"
         saved = metrics.parent / "cache" / "metrics-summary.json"
         # Finalising folds it in the background: a reader pays nothing.
-        wait_until(lambda: saved.exists() and json.loads(saved.read_bytes())["end"] == metrics.stat().st_size,
-                   what="the server to fold the pushed metrics")
+        wait_until(
+            lambda: saved.exists() and json.loads(saved.read_bytes())["end"] == metrics.stat().st_size,
+            what="the server to fold the pushed metrics",
+        )
 
         def summary() -> dict:
             with srv.client(READ_TOKEN) as c:
@@ -461,8 +503,17 @@ def test_a_crashed_runs_row_is_the_same_in_the_cli_the_ui_and_the_servers_histor
     try:
         with AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02) as remote:
             assert sync(local, remote).ok
-        remote_rows = json.loads(cli("history", "list", "--remote", srv.url, "--json",
-                                     AMLTRACK_TOKEN=READ_TOKEN, AMLTRACK_CONFIG_DIR=str(env)).stdout)
+        remote_rows = json.loads(
+            cli(
+                "history",
+                "list",
+                "--remote",
+                srv.url,
+                "--json",
+                AMLTRACK_TOKEN=READ_TOKEN,
+                AMLTRACK_CONFIG_DIR=str(env),
+            ).stdout
+        )
     finally:
         srv.stop()
     ui = run_row(amltrack.Store(local).run(run_dir.name))  # first: it keeps the repair for the CLI

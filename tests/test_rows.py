@@ -31,8 +31,15 @@ def rows_and_points(store: Path, batches: int = 3) -> tuple[amltrack.Logger, aml
     for b in range(batches):
         for i in range(200):
             step = b * 1000 + i
-            values = {"loss": 1.0 / (step + 1), "acc": i / 200, "lr": math.nan if i == 7 else 0.1,
-                      "done": i % 2 == 0, "epoch": b, "big": 2**63 - 1 - i, "inf": -math.inf}
+            values = {
+                "loss": 1.0 / (step + 1),
+                "acc": i / 200,
+                "lr": math.nan if i == 7 else 0.1,
+                "done": i % 2 == 0,
+                "epoch": b,
+                "big": 2**63 - 1 - i,
+                "inf": -math.inf,
+            }
             rows.log_metrics(values, step=step)
             for k, v in values.items():
                 points.log(k, v, step=step)
@@ -220,8 +227,18 @@ def test_rows_from_a_joined_process_merge_by_time(store: Path) -> None:
 
 def test_a_step_of_ten_metrics_costs_under_40_bytes_a_point(logger: amltrack.Logger) -> None:
     """The disk cost that puts amltrack ahead of tensorboardX (47 B a point) in benchmarks/peers."""
-    names = ("loss", "accuracy", "lr", "grad_norm", "val_loss", "val_accuracy", "epoch", "throughput",
-             "weight_norm", "gpu_mem")
+    names = (
+        "loss",
+        "accuracy",
+        "lr",
+        "grad_norm",
+        "val_loss",
+        "val_accuracy",
+        "epoch",
+        "throughput",
+        "weight_norm",
+        "gpu_mem",
+    )
     for step in range(2000):
         x = 1.0 / (step + 1)
         logger.log_metrics({k: x + j for j, k in enumerate(names)}, step=step)
@@ -240,18 +257,30 @@ ROW_FILES = {
         for i in range(30)
     ],
     "rows and log() records of one name": [
-        _row(i, {"loss": float(i)}) if i % 2 else {"name": "loss", "step": i, "value": "text", "ts": 5.0, "seq": 1}
+        _row(i, {"loss": float(i)})
+        if i % 2
+        else {"name": "loss", "step": i, "value": "text", "ts": 5.0, "seq": 1}
         for i in range(20)
     ],
-    "the same names in another order": [_row(i, {"a": i, "b": -i} if i % 2 else {"b": -i, "a": i}) for i in range(10)],
+    "the same names in another order": [
+        _row(i, {"a": i, "b": -i} if i % 2 else {"b": -i, "a": i}) for i in range(10)
+    ],
     "non-finite entries and a string in an unflagged row": [
         _row(0, {"x": "NaN", "y": 1.0}, nonfinite=True),
         _row(1, {"x": "-Infinity", "y": "Infinity"}, nonfinite=True),
         _row(2, {"x": "NaN", "y": 2}),
     ],
-    "a row with a step of the wrong type": [_row(0, {"x": 1.0}), {**_row(1, {"x": 2.0}), "step": "1"}, _row(2, {"x": 3.0})],
+    "a row with a step of the wrong type": [
+        _row(0, {"x": 1.0}),
+        {**_row(1, {"x": 2.0}), "step": "1"},
+        _row(2, {"x": 3.0}),
+    ],
     "a row with a list in it": [_row(0, {"x": 1.0, "l": [1, 2]}), _row(1, {"x": 2.0, "l": 3.0})],
-    "an empty row and one that is not an object": [_row(0, {"x": 1.0}), _row(1, {}), {**_row(2, {}), "values": [1]}],
+    "an empty row and one that is not an object": [
+        _row(0, {"x": 1.0}),
+        _row(1, {}),
+        {**_row(2, {}), "values": [1]},
+    ],
 }
 
 

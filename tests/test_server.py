@@ -65,7 +65,12 @@ class RawResponse:
 def raw(server: ServerProcess, method: str, target: str, body: bytes = b"x\n") -> RawResponse:
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
     try:
-        conn.request(method, target, body=body, headers={"Authorization": f"Bearer {WRITE_TOKEN}", "X-Amltrack-Client": "tests"})
+        conn.request(
+            method,
+            target,
+            body=body,
+            headers={"Authorization": f"Bearer {WRITE_TOKEN}", "X-Amltrack-Client": "tests"},
+        )
         r = conn.getresponse()
         return RawResponse(r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
     finally:
@@ -437,7 +442,9 @@ def test_the_web_ui_is_served_to_holders_of_a_read_token(server: ServerProcess) 
         r = c.get("/ui/api/runs")
         assert r.status_code == 200, r.text
         assert c.get("/ui/").status_code == 200
-    with httpx.Client(base_url=server.url, timeout=30, headers={"Authorization": "Bearer wrong-token-123456"}) as bad:
+    with httpx.Client(
+        base_url=server.url, timeout=30, headers={"Authorization": "Bearer wrong-token-123456"}
+    ) as bad:
         assert bad.get("/ui/api/runs").status_code == 401
 
 
@@ -461,7 +468,12 @@ def test_without_tokens_it_answers_only_to_loopback_host_names(tmp_path: Path) -
     try:
         with srv.client(None) as c:
             for path in ("/v1/health", "/v1/runs", "/ui/api/runs", "/ui/", "/openapi.json"):
-                for host in (f"127.0.0.1:{srv.port}", f"localhost:{srv.port}", f"[::1]:{srv.port}", "localhost"):
+                for host in (
+                    f"127.0.0.1:{srv.port}",
+                    f"localhost:{srv.port}",
+                    f"[::1]:{srv.port}",
+                    "localhost",
+                ):
                     assert c.get(path, headers={"Host": host}).status_code == 200, (path, host)
                 for host in ("attacker.example", f"attacker.example:{srv.port}", "127.0.0.1.nip.io", ""):
                     r = c.get(path, headers={"Host": host})
@@ -470,7 +482,10 @@ def test_without_tokens_it_answers_only_to_loopback_host_names(tmp_path: Path) -
                     assert "127.0.0.1" in r.json()["error"]["message"]
             r = c.put(f"/v1/runs/{RID}", headers={"Host": "attacker.example"})
             assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_host"
-            assert not (srv.store / "runs" / RID).exists() and not (srv.store / ".server" / "incoming" / RID).exists()
+            assert (
+                not (srv.store / "runs" / RID).exists()
+                and not (srv.store / ".server" / "incoming" / RID).exists()
+            )
     finally:
         srv.stop()
 
@@ -520,14 +535,26 @@ def test_every_write_goes_through_the_faults_seam(tmp_path: Path) -> None:
     store.finalise(rid, run_json, len(line), 0)
     store._folder.shutdown(wait=True)  # the summary it folds after finalising
     assert faults.seen == [
-        ("create", "begin"), ("create", "end"),
-        ("append", "begin"), ("append", "midway", line), ("append", "end"),
-        ("append", "begin"), ("append", "raised"),
-        ("blob", "begin"), ("blob", "midway", content), ("blob", "end"),
-        ("commit", "begin"), ("commit", "midway", b""), ("commit", "end"),
-        ("delete", "begin"), ("delete", "end"),
-        ("summary", "begin"), ("summary", "end"),
-        ("finalise", "begin"), ("finalise", "midway", b""), ("finalise", "end"),
+        ("create", "begin"),
+        ("create", "end"),
+        ("append", "begin"),
+        ("append", "midway", line),
+        ("append", "end"),
+        ("append", "begin"),
+        ("append", "raised"),
+        ("blob", "begin"),
+        ("blob", "midway", content),
+        ("blob", "end"),
+        ("commit", "begin"),
+        ("commit", "midway", b""),
+        ("commit", "end"),
+        ("delete", "begin"),
+        ("delete", "end"),
+        ("summary", "begin"),
+        ("summary", "end"),
+        ("finalise", "begin"),
+        ("finalise", "midway", b""),
+        ("finalise", "end"),
     ]
     assert (tmp_path / "server" / "runs" / rid / "metrics.jsonl").read_bytes() == line
     plain = ServerStore(tmp_path / "plain")

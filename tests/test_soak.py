@@ -33,11 +33,44 @@ def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     # About 60 s of scenario: two trainers at a time at a small rate, a kill every ~10 s (one in
     # three a SIGTERM), one server restart, syncs every ~3 s with one killed, the rewriting job.
     proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--duration", "60", "--concurrency", "2", "--runs", "5", "--rate", "200",
-         "--lifetime", "12", "--kill-every", "10", "--server-kill-every", "40", "--sync-every", "1.5",
-         "--ui-poll", "1", "--rewrite-every", "0.7", "--rewrite-kb", "1024", "--rewrite-files", "8", "--seed", "25",
-         "--out", str(out), "--json"],
-        capture_output=True, text=True, timeout=850, env=child_env())
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--duration",
+            "60",
+            "--concurrency",
+            "2",
+            "--runs",
+            "5",
+            "--rate",
+            "200",
+            "--lifetime",
+            "12",
+            "--kill-every",
+            "10",
+            "--server-kill-every",
+            "40",
+            "--sync-every",
+            "1.5",
+            "--ui-poll",
+            "1",
+            "--rewrite-every",
+            "0.7",
+            "--rewrite-kb",
+            "1024",
+            "--rewrite-files",
+            "8",
+            "--seed",
+            "25",
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=850,
+        env=child_env(),
+    )
     rep = json.loads(proc.stdout)
     failed = [c for c in rep["checks"] if not c["ok"]]
     # The scenario happened, so the checks had something to check.
@@ -51,15 +84,37 @@ def test_a_short_soak_passes_every_check(tmp_path: Path) -> None:
     assert not out.exists()  # a passing soak leaves nothing behind
 
 
-def trainer(tmp_path: Path, store: Path, run_id: str, wid: int, *, role: str = "owner",
-            fate: str = "finish", records: int = 300) -> soak.Writer:
+def trainer(
+    tmp_path: Path,
+    store: Path,
+    run_id: str,
+    wid: int,
+    *,
+    role: str = "owner",
+    fate: str = "finish",
+    records: int = 300,
+) -> soak.Writer:
     """One soak trainer run to its end: ``records`` records at 1,000 a second, every 50th waited."""
     side = tmp_path / f"w{wid}.txt"
-    spec = {"wid": wid, "run_id": run_id, "name": f"unit-{wid}", "role": role, "fate": fate, "store": str(store),
-            "side": str(side), "rate": 1000, "wait_every": 50, "lifetime": records / 1000,
-            "rewrite_every": 0, "rewrite_kb": 0, "rewrite_files": 0, "seed": wid}
-    p = subprocess.run(soak.trainer_command(spec), cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                       env=child_env())
+    spec = {
+        "wid": wid,
+        "run_id": run_id,
+        "name": f"unit-{wid}",
+        "role": role,
+        "fate": fate,
+        "store": str(store),
+        "side": str(side),
+        "rate": 1000,
+        "wait_every": 50,
+        "lifetime": records / 1000,
+        "rewrite_every": 0,
+        "rewrite_kb": 0,
+        "rewrite_files": 0,
+        "seed": wid,
+    }
+    p = subprocess.run(
+        soak.trainer_command(spec), cwd=tmp_path, capture_output=True, text=True, timeout=120, env=child_env()
+    )
     w = soak.Writer(wid, run_id, role, fate, str(side), outcome=soak.outcome_of(p.returncode, fate))
     w.read_side()
     assert soak.tracebacks(p.stderr, planned=w.outcome == "raised") == 0, p.stderr
@@ -71,13 +126,18 @@ def shared_run(tmp_path: Path):
     """A run written by an owner that raises and a joiner that finishes, and a copy as a server holds it."""
     store = tmp_path / "local"
     run_id = soak.new_run_id(soak.random.Random(1))
-    writers = [trainer(tmp_path, store, run_id, 1, fate="raise"),
-               trainer(tmp_path, store, run_id, 2, role="joiner")]
+    writers = [
+        trainer(tmp_path, store, run_id, 1, fate="raise"),
+        trainer(tmp_path, store, run_id, 2, role="joiner"),
+    ]
     assert [w.outcome for w in writers] == ["raised", "finished"]
     assert all(w.acked and w.done for w in writers)
     remote = tmp_path / "server"
-    shutil.copytree(store / "runs" / run_id, remote / "runs" / run_id,
-                    ignore=shutil.ignore_patterns("cache", "sync", "summary.json.lock"))
+    shutil.copytree(
+        store / "runs" / run_id,
+        remote / "runs" / run_id,
+        ignore=shutil.ignore_patterns("cache", "sync", "summary.json.lock"),
+    )
     return store, remote, run_id, writers
 
 
@@ -98,7 +158,11 @@ def test_the_checker_finds_a_lost_acknowledged_record(shared_run) -> None:
     store, remote, run_id, writers = shared_run
     metrics = store / "runs" / run_id / "metrics.jsonl"
     acked = writers[1].acked[0]
-    kept = [ln for ln in lines(metrics) if json.loads(ln).get("name") != "soak/w2" or json.loads(ln)["value"] != acked]
+    kept = [
+        ln
+        for ln in lines(metrics)
+        if json.loads(ln).get("name") != "soak/w2" or json.loads(ln)["value"] != acked
+    ]
     assert len(kept) == len(lines(metrics)) - 1
     metrics.write_bytes(b"".join(kept))
     problems = soak.check_records(store, writers)[0]
@@ -115,11 +179,16 @@ def test_the_checker_finds_a_gap_and_a_short_writer(shared_run) -> None:
     assert any("writer 1 raised after logging" in p for p in problems), problems
     # And one of writer 2's records in the middle, not waited for: a gap.
     gone = next(s for s in range(2, writers[1].done) if s not in writers[1].acked)
-    kept = [ln for ln in lines(metrics) if json.loads(ln).get("name") != "soak/w2" or json.loads(ln)["value"] != gone]
+    kept = [
+        ln
+        for ln in lines(metrics)
+        if json.loads(ln).get("name") != "soak/w2" or json.loads(ln)["value"] != gone
+    ]
     metrics.write_bytes(b"".join(kept))
     problems = soak.check_records(store, writers)[0]
-    assert any(f"writer 2's records have gaps before seq {writers[1].done}: {gone} missing" in p
-               for p in problems), problems
+    assert any(
+        f"writer 2's records have gaps before seq {writers[1].done}: {gone} missing" in p for p in problems
+    ), problems
 
 
 def test_the_checker_finds_a_duplicate(shared_run) -> None:
@@ -162,7 +231,9 @@ def test_the_checker_ignores_a_torn_last_line_and_the_local_only_files(shared_ru
     ]
 
 
-def test_the_checker_finds_a_run_missing_on_the_server_and_a_wrong_artifact(shared_run, tmp_path: Path) -> None:
+def test_the_checker_finds_a_run_missing_on_the_server_and_a_wrong_artifact(
+    shared_run, tmp_path: Path
+) -> None:
     store, remote, run_id, writers = shared_run
     other = soak.new_run_id(soak.random.Random(2))
     w = trainer(tmp_path, store, other, 3)
@@ -186,5 +257,7 @@ def test_tracebacks_spare_only_the_planned_failure_and_say_how_the_others_end() 
     assert soak.tracebacks(planned, planned=False) == 1
     assert soak.tracebacks(planned + other, planned=True) == 1
     assert soak.tracebacks(other, planned=True) == 1
-    assert soak.traceback_ends(planned + other) == ["SoakPlannedError: writer 3 fails on purpose",
-                                                     "starlette.requests.ClientDisconnect"]
+    assert soak.traceback_ends(planned + other) == [
+        "SoakPlannedError: writer 3 fails on purpose",
+        "starlette.requests.ClientDisconnect",
+    ]

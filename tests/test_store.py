@@ -283,6 +283,7 @@ def test_a_read_only_store_is_left_as_it_is(store: Path, monkeypatch: pytest.Mon
         p.chmod(0o444)
     run_dir.chmod(0o555)
     if os.geteuid() == 0:  # root writes anyway: make the write fail as it does for anyone else
+
         def refused(path: Path, *a: object, **k: object) -> None:
             raise PermissionError(13, "Permission denied", str(path))
 

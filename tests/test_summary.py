@@ -64,7 +64,14 @@ def test_a_fold_in_pieces_equals_the_whole_read(tmp_path: Path, save: bool) -> N
 
 def test_the_json_form_keeps_nonfinite_values_and_strings_that_look_like_them() -> None:
     overview = {
-        "odd": {"kind": "number", "count": 3, "last": math.nan, "min": -math.inf, "max": math.inf, "points": [1]},
+        "odd": {
+            "kind": "number",
+            "count": 3,
+            "last": math.nan,
+            "min": -math.inf,
+            "max": math.inf,
+            "points": [1],
+        },
         "phase": {"kind": "string", "count": 1, "last": "NaN", "min": None, "max": None, "points": []},
     }
     wire = orjson.loads(orjson.dumps(encode_overview(overview)))
@@ -79,13 +86,16 @@ def test_a_long_series_keeps_exact_figures_and_points_close_to_the_bucket_means(
     n = CHUNKS * 5 + 123
     values = [math.sin(i / 900) * 10 + rnd.random() for i in range(n)]
     lines = b"".join(
-        orjson.dumps({"name": "x", "step": i, "value": v, "ts": 1.0 + i}) + b"\n" for i, v in enumerate(values)
+        orjson.dumps({"name": "x", "step": i, "value": v, "ts": 1.0 + i}) + b"\n"
+        for i, v in enumerate(values)
     )
     fold = fold_in_pieces(lines, rnd, save=True)
     got = fold.describe()["x"]
     exact = describe(amltrack.Metric("x", list(range(n)), values, [1.0 + i for i in range(n)]))
     assert fold.series["x"].size > 1  # the sums were halved: this is the inexact case
-    assert {k: got[k] for k in ("count", "last", "min", "max")} == {k: exact[k] for k in ("count", "last", "min", "max")}
+    assert {k: got[k] for k in ("count", "last", "min", "max")} == {
+        k: exact[k] for k in ("count", "last", "min", "max")
+    }
     assert len(got["points"]) == len(exact["points"]) == _summary.POINTS
     span = exact["max"] - exact["min"]
     assert max(abs(a - b) for a, b in zip(got["points"], exact["points"])) < span / 50

@@ -779,11 +779,14 @@ def test_a_resync_with_nothing_to_send_opens_no_connection(server: ServerProcess
     make_run(local, records=20)
     env = {"AMLTRACK_TOKEN": WRITE_TOKEN}
     assert cli("sync", "--to", server.url, "--store", str(local), **env).returncode == 0
-    code = ("import sys, json; from amltrack.sync import sync; "
-            f"r = sync({str(local)!r}, {server.url!r}); "
-            "print(json.dumps([r.counts(), 'httpx' in sys.modules]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(**env),
-                         timeout=60)
+    code = (
+        "import sys, json; from amltrack.sync import sync; "
+        f"r = sync({str(local)!r}, {server.url!r}); "
+        "print(json.dumps([r.counts(), 'httpx' in sys.modules]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=child_env(**env), timeout=60
+    )
     counts, imported = json.loads(out.stdout)
     assert counts["up_to_date"] == 1 and counts["pushed"] == 0, counts
     assert imported is False

@@ -56,8 +56,16 @@ def test_sync_pushes_promoted_assets_once_and_the_remote_commands_show_them(
     one = promoted(local, {"model/weights.bin": WEIGHTS, "model/config.json": b"{}"})
     two = promoted(local, {"model/weights.bin": WEIGHTS[::-1], "model/config.json": b"{}"})
     report = push(local, server)
-    assert report["ok"] and report["asset_counts"] == {"pushed": 2, "up_to_date": 0, "would_push": 0, "failed": 0}
-    assert [(a["ref"], a["remote_ref"]) for a in report["assets"]] == [("mnist:1", "mnist:1"), ("mnist:2", "mnist:2")]
+    assert report["ok"] and report["asset_counts"] == {
+        "pushed": 2,
+        "up_to_date": 0,
+        "would_push": 0,
+        "failed": 0,
+    }
+    assert [(a["ref"], a["remote_ref"]) for a in report["assets"]] == [
+        ("mnist:1", "mnist:1"),
+        ("mnist:2", "mnist:2"),
+    ]
     assert asset_files(server.store) == asset_files(local)
     assert not any(p.is_file() for p in (server.store / ".server" / "asset-blobs").rglob("*"))  # placed: gone
     # The ledger answers: nothing is asked or sent again; --all asks, and the server has both already.
@@ -91,7 +99,9 @@ def test_sync_pushes_promoted_assets_once_and_the_remote_commands_show_them(
     assert [(a["name"], [v["version"] for v in a["versions"]]) for a in page["assets"]] == [("mnist", [1, 2])]
 
 
-def test_the_server_numbers_the_versions_of_everyone_who_pushes(tmp_path: Path, server: ServerProcess) -> None:
+def test_the_server_numbers_the_versions_of_everyone_who_pushes(
+    tmp_path: Path, server: ServerProcess
+) -> None:
     alice, bob = tmp_path / "alice", tmp_path / "bob"
     promoted(alice, {"model/w.bin": b"alice's"})
     promoted(bob, {"model/w.bin": b"bob's"})
@@ -103,15 +113,20 @@ def test_the_server_numbers_the_versions_of_everyone_who_pushes(tmp_path: Path, 
     report = push(bob, server)
     # bob's 1 is new there; bob's 2 holds what the server's latest (now bob's 1) does not, so it is new too.
     assert [(a["ref"], a["outcome"], a["remote_ref"]) for a in report["assets"]] == [
-        ("mnist:1", "pushed", "mnist:2"), ("mnist:2", "pushed", "mnist:3")
+        ("mnist:1", "pushed", "mnist:2"),
+        ("mnist:2", "pushed", "mnist:3"),
     ]
     assert asset_files(server.store)["mnist:3"] == asset_files(server.store)["mnist:1"]
     text = cli("sync", "--store", str(bob), "--to", server.url, "--all", AMLTRACK_TOKEN=WRITE_TOKEN)
     assert "assets: 0 pushed, 2 up to date, 0 failed" in text.stdout
 
 
-@pytest.mark.parametrize("kill", ["after:1:asset", "during:1:asset", "before:1:asset", "after:2:blob", "during:3:blob"])
-def test_a_server_killed_at_any_point_of_an_asset_push_ends_with_one_version(tmp_path: Path, kill: str) -> None:
+@pytest.mark.parametrize(
+    "kill", ["after:1:asset", "during:1:asset", "before:1:asset", "after:2:blob", "during:3:blob"]
+)
+def test_a_server_killed_at_any_point_of_an_asset_push_ends_with_one_version(
+    tmp_path: Path, kill: str
+) -> None:
     local = tmp_path / "local"
     rid = make_run(local, records=5, artifacts={"model/w.bin": WEIGHTS, "model/c.txt": b"c"})
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
@@ -144,7 +159,9 @@ def test_the_asset_routes_refuse_what_they_must(tmp_path: Path, server: ServerPr
     info = json.loads(body)
     with server.client(WRITE_TOKEN) as c:
         r = c.put("/v1/assets/mnist", content=body)
-        assert r.status_code == 409 and r.json()["error"]["code"] == "blob_missing" and "model/w.bin" in r.text
+        assert (
+            r.status_code == 409 and r.json()["error"]["code"] == "blob_missing" and "model/w.bin" in r.text
+        )
         bad = {**info, "files": [{"path": "../../etc/passwd", "size": 1, "sha256": "0" * 64}]}
         r = c.put("/v1/assets/mnist", content=json.dumps(bad))
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_path"

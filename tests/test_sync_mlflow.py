@@ -714,7 +714,10 @@ def test_an_artifact_deleted_or_replaced_on_mlflow_is_sent_again(
     assert cli("sync", *to, **creds).returncode == 0
     with server.client() as c:
         got = c.get("/api/2.0/mlflow/runs/get", params={"run_id": server.tags(rid)["(run_id)"]})
-        root = "/api/2.0/mlflow-artifacts/artifacts/" + got.json()["run"]["info"]["artifact_uri"].split(":/", 1)[1]
+        root = (
+            "/api/2.0/mlflow-artifacts/artifacts/"
+            + got.json()["run"]["info"]["artifact_uri"].split(":/", 1)[1]
+        )
 
     def tamper(*paths: str) -> None:
         with server.client() as c:
@@ -918,7 +921,11 @@ def mlflow_accepts(key: str) -> bool:
     return bool(MLFLOW_KEY.match(key)) and unique and len(key) <= 250
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(st.text(st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=255))
 def test_every_name_maps_to_a_key_mlflow_accepts_and_back(name: str) -> None:
     for reserved in ((), ("mlflow.", "amltrack.")):
@@ -952,6 +959,8 @@ def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses() -> None:
         r._http.sleep = pauses.append
         r._experiment("e", create=False)
         assert len(calls) == 3 and len(pauses) == 2
-        assert 0.05 <= pauses[0] <= 0.1 and 0.15 <= pauses[1] <= 0.3  # equal jitter: the upper half of each step
+        assert (
+            0.05 <= pauses[0] <= 0.1 and 0.15 <= pauses[1] <= 0.3
+        )  # equal jitter: the upper half of each step
         samples = {r.delay(1) for _ in range(20)}
         assert len(samples) > 1 and all(0.15 <= d <= 0.3 for d in samples)  # not one fixed pause

@@ -78,8 +78,11 @@ def test_one_row_adds_a_kind_to_urls_remotes_open_remote_and_the_exports(
 ) -> None:
     assert _targets.check_url("fake+http://h:1/") == "fake+http://h:1"
     assert _targets.kind_of_url("fake+http://h:1") == "fake"
-    with pytest.raises(RemoteConfigError, match=r"\(or mlflow\+http:// or mlflow\+https:// for an MLflow tracking "
-                       r"server, fake\+http:// for a fake server\)"):
+    with pytest.raises(
+        RemoteConfigError,
+        match=r"\(or mlflow\+http:// or mlflow\+https:// for an MLflow tracking "
+        r"server, fake\+http:// for a fake server\)",
+    ):
         _targets.check_url("ftp://h")
 
     # amltrack remote add, as the command line runs it, then the file read back.
@@ -147,10 +150,14 @@ def answers(*statuses: tuple[int, dict[str, str]]) -> tuple[list[str], httpx.Moc
 
 def test_retry_after_is_honoured_where_the_policy_says(tmp_path: Path) -> None:
     # A 429 with Retry-After cannot be had from a real server on demand: the transport gives them.
-    asked, transport = answers((429, {"Retry-After": "7"}), (503, {"Retry-After": "soon"}), (429, {"Retry-After": "900"}))
+    asked, transport = answers(
+        (429, {"Retry-After": "7"}), (503, {"Retry-After": "soon"}), (429, {"Retry-After": "900"})
+    )
     pauses: list[float] = []
     policy = RetryPolicy(3, 0.1, statuses=frozenset({429, 503}), retry_after=True)
-    http = HttpClient(httpx.Client(base_url="http://h", transport=transport), "http://h", policy, sleep=pauses.append)
+    http = HttpClient(
+        httpx.Client(base_url="http://h", transport=transport), "http://h", policy, sleep=pauses.append
+    )
     r = http.request("POST", "/x", content=b"{}", write=True)
     assert r is not None and r.status_code == 200 and len(asked) == 4 and http.writes == 1
     # As the answer says; a jittered back-off when it says no number; never over a minute.
@@ -164,8 +171,12 @@ def test_amltrack_servers_are_not_retried_on_429_and_never_past_the_retries() ->
     assert r is not None and r.status_code == 429 and len(asked) == 1
     asked, transport = answers(*[(503, {})] * 5)
     pauses: list[float] = []
-    http = HttpClient(httpx.Client(base_url="http://h", transport=transport), "http://h", RetryPolicy(2, 0.1),
-                      sleep=pauses.append)
+    http = HttpClient(
+        httpx.Client(base_url="http://h", transport=transport),
+        "http://h",
+        RetryPolicy(2, 0.1),
+        sleep=pauses.append,
+    )
     r = http.request("GET", "/x")
     assert r is not None and r.status_code == 503 and len(asked) == 3 and len(pauses) == 2
 
@@ -174,8 +185,12 @@ def test_a_request_that_cannot_be_repeated_is_rebuilt_or_found_done() -> None:
     def lost(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadError("the answer was lost", request=request)
 
-    http = HttpClient(httpx.Client(base_url="http://h", transport=httpx.MockTransport(lost)), "http://h",
-                      RetryPolicy(3, 0.1), sleep=lambda s: None)
+    http = HttpClient(
+        httpx.Client(base_url="http://h", transport=httpx.MockTransport(lost)),
+        "http://h",
+        RetryPolicy(3, 0.1),
+        sleep=lambda s: None,
+    )
     assert http.request("POST", "/x", content=b"1", again=lambda: None) is None  # done after all
     with pytest.raises(amltrack.sync.RemoteUnavailableError):
         http.request("POST", "/x", content=b"1", again=False)

@@ -168,15 +168,21 @@ def spy_on_sources(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int
     parsed: list[int] = []
     indexed: list[int] = []
     parse, from_blocks = _cache.parse_chunk, _cache._parts_from_blocks
-    monkeypatch.setattr(_cache, "parse_chunk", lambda data, base: (parsed.append(len(data)), parse(data, base))[1])
     monkeypatch.setattr(
-        _cache, "_parts_from_blocks", lambda names, blocks: (indexed.append(sum(b.n for b in blocks)), from_blocks(names, blocks))[1]
+        _cache, "parse_chunk", lambda data, base: (parsed.append(len(data)), parse(data, base))[1]
+    )
+    monkeypatch.setattr(
+        _cache,
+        "_parts_from_blocks",
+        lambda names, blocks: (indexed.append(sum(b.n for b in blocks)), from_blocks(names, blocks))[1],
     )
     return parsed, indexed
 
 
 @pytest.mark.parametrize("with_index", [True, False])
-def test_the_cache_reads_only_new_bytes(store: Path, monkeypatch: pytest.MonkeyPatch, with_index: bool) -> None:
+def test_the_cache_reads_only_new_bytes(
+    store: Path, monkeypatch: pytest.MonkeyPatch, with_index: bool
+) -> None:
     logger = amltrack.get_logger("ui", store=store, outputs=None)
     if not with_index:
         logger._writer._columns.stop()  # as for a synced run: only the JSON Lines
@@ -347,7 +353,9 @@ NAMES = st.sampled_from(["loss", "acc", "a,b", 'q"uote', "x:y", "},{", "ünï", 
 RECORD = st.tuples(NAMES, st.integers(min_value=0, max_value=2**63 - 1), VALUES, st.floats(0, 2e9))
 
 
-def grow_and_compare(tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int) -> None:
+def grow_and_compare(
+    tmp_path_factory: pytest.TempPathFactory, records: list, cuts: list[int], chunk: int
+) -> None:
     """Write ``records`` (point tuples and row tuples) as a metrics file that grows to each cut, maybe
     mid-line, updating the cache at each; then the cache must hold what the reader reads."""
     run_dir = tmp_path_factory.mktemp("store") / "runs" / "20260101T000000000-0000000000000000"
@@ -410,11 +418,33 @@ def ui_store(store: Path) -> dict:
     outside.write_text("secret")
     (logger.run_dir / "artifacts" / "notes" / "link.txt").symlink_to(outside)
     with open(logger.run_dir / fmt.MANIFEST_FILE, "ab") as f:
-        f.write(orjson.dumps({"path": "notes/link.txt", "size": 6, "sha256": None, "source": "upload",
-                              "status": "stored", "time": "2026-01-01T00:00:00.000000Z"}) + b"\n")
-        f.write(orjson.dumps({"path": "big.bin", "size": 2**30, "sha256": None, "source": "outputs",
-                              "status": "rejected", "reason": "1 GiB is over the 512 MiB limit",
-                              "time": "2026-01-01T00:00:00.000000Z"}) + b"\n")
+        f.write(
+            orjson.dumps(
+                {
+                    "path": "notes/link.txt",
+                    "size": 6,
+                    "sha256": None,
+                    "source": "upload",
+                    "status": "stored",
+                    "time": "2026-01-01T00:00:00.000000Z",
+                }
+            )
+            + b"\n"
+        )
+        f.write(
+            orjson.dumps(
+                {
+                    "path": "big.bin",
+                    "size": 2**30,
+                    "sha256": None,
+                    "source": "outputs",
+                    "status": "rejected",
+                    "reason": "1 GiB is over the 512 MiB limit",
+                    "time": "2026-01-01T00:00:00.000000Z",
+                }
+            )
+            + b"\n"
+        )
     with amltrack.start_run("other", store=store, outputs=None, name="second") as other:
         other.log("loss", 0.5)
     from amltrack import _assets
@@ -433,8 +463,9 @@ class ThreadServer:
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       name="ui-test-server")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, name="ui-test-server"
+        )
         self.thread.start()
         wait_until(lambda: self.server.started, 60, "the test server to start")
 
@@ -517,10 +548,16 @@ def test_series_downsamples_to_the_width_and_zooms(client: httpx.Client, ui_stor
     flag = client.get(url, params={"name": "flag"}).json()
     assert flag["bools"] is True and flag["y"] == [1.0, 0.0]
     r = client.get(url, params={"name": "loss", "width": 1000})
-    assert client.get(url, params={"name": "loss", "width": 1000},
-                      headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    assert (
+        client.get(
+            url, params={"name": "loss", "width": 1000}, headers={"If-None-Match": r.headers["etag"]}
+        ).status_code
+        == 304
+    )
     assert client.get(url, params={"name": "nope"}).status_code == 404
-    assert client.get(url, params={"name": "loss", "width": "wide"}).json()["error"]["code"] == "invalid_request"
+    assert (
+        client.get(url, params={"name": "loss", "width": "wide"}).json()["error"]["code"] == "invalid_request"
+    )
     assert client.get(url, params={"name": "loss", "x0": "nan"}).status_code == 400
 
 
@@ -534,7 +571,9 @@ def test_lists_and_strings(client: httpx.Client, ui_store: dict) -> None:
     strings = {s["name"]: s for s in client.get(f"{base}/strings").json()["strings"]}
     assert [r["value"] for r in strings["note"]["rows"]] == ["NaN", "hello"]
     assert [r["value"] for r in strings["mixed"]["rows"]] == ["one"]
-    assert client.get(f"{base}/strings", params={"limit": 1}).json()["strings"][0]["rows"][0]["value"] == "hello"
+    assert (
+        client.get(f"{base}/strings", params={"limit": 1}).json()["strings"][0]["rows"][0]["value"] == "hello"
+    )
 
 
 def test_poll_answers_what_changed(client: httpx.Client, store: Path) -> None:
@@ -557,14 +596,20 @@ def test_artifacts_download_as_attachments(client: httpx.Client, ui_store: dict)
     base = f"/api/runs/{ui_store['run']}/artifacts"
     r = client.get(f"{base}/model/weights.bin")
     assert r.status_code == 200 and r.content == bytes(range(256))
-    assert r.headers["content-disposition"] == "attachment; filename=\"weights.bin\"; filename*=UTF-8''weights.bin"
+    assert (
+        r.headers["content-disposition"]
+        == "attachment; filename=\"weights.bin\"; filename*=UTF-8''weights.bin"
+    )
     assert r.headers["x-content-type-options"] == "nosniff"
     assert r.headers["content-type"] == "application/octet-stream"
     assert "sandbox" in r.headers["content-security-policy"]
     html = client.get(f"{base}/odd/{HTML_NAME}")
     assert html.status_code == 200 and html.headers["content-type"] == "application/octet-stream"
     assert html.headers["content-disposition"].startswith("attachment;")
-    assert "filename*=UTF-8''%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html" in html.headers["content-disposition"]
+    assert (
+        "filename*=UTF-8''%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E.html"
+        in html.headers["content-disposition"]
+    )
     assert client.get(f"{base}/big.bin").json()["error"]["code"] == "artifact_not_found"
     assert client.get(f"{base}/notes/link.txt").status_code == 404, "a symlink out of the run is not followed"
     assert client.get(f"{base}/notes/nothing").status_code == 404
@@ -580,7 +625,10 @@ def test_assets_and_their_files(client: httpx.Client, ui_store: dict) -> None:
     assert v["source_run"] == ui_store["run"] and [f["path"] for f in v["files"]] == ["model/weights.bin"]
     r = client.get("/api/assets/mnist-cnn/1/files/model/weights.bin")
     assert r.content == bytes(range(256)) and r.headers["content-disposition"].startswith("attachment;")
-    assert client.get("/api/assets/mnist-cnn/2/files/model/weights.bin").json()["error"]["code"] == "asset_not_found"
+    assert (
+        client.get("/api/assets/mnist-cnn/2/files/model/weights.bin").json()["error"]["code"]
+        == "asset_not_found"
+    )
     assert client.get("/api/assets/mnist-cnn/1/files/notes/config.txt").status_code == 404
 
 
@@ -591,8 +639,12 @@ def test_pages_carry_no_user_data(client: httpx.Client, ui_store: dict) -> None:
         assert "<script>alert" not in r.text and "mnist-cnn" not in r.text
         assert "script-src 'self'" in r.headers["content-security-policy"]
         assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff"
-    assert 'data-run="' + ui_store["run"] + '"' in client.get(f"/runs/{ui_store['run'].split('-')[1][:6]}").text
-    missing = client.get("/runs/%3Cb%3Enope", headers={"Accept": "text/html"})  # a browser: the error is a page
+    assert (
+        'data-run="' + ui_store["run"] + '"' in client.get(f"/runs/{ui_store['run'].split('-')[1][:6]}").text
+    )
+    missing = client.get(
+        "/runs/%3Cb%3Enope", headers={"Accept": "text/html"}
+    )  # a browser: the error is a page
     assert missing.status_code == 404 and "&lt;b&gt;nope" in missing.text and "<b>nope" not in missing.text
     assert client.get("/api/nothing").json() == {"error": {"code": "not_found", "message": "no such URL"}}
 
@@ -603,7 +655,9 @@ def test_plotly_comes_from_the_installed_wheel(client: httpx.Client) -> None:
     assert r.status_code == 200 and r.content.startswith(b"/**\n* plotly.js v")
     assert r.content == plotly_path().read_bytes()
     assert "site-packages" in str(plotly_path()) or "dist-packages" in str(plotly_path())
-    assert client.get("/static/plotly.min.js", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    assert (
+        client.get("/static/plotly.min.js", headers={"If-None-Match": r.headers["etag"]}).status_code == 304
+    )
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True).stdout.split()
     assert not [p for p in tracked if "plotly" in p.lower() and p.endswith(".js")]
     assert not list((ROOT / "amltrack").rglob("plotly*.js"))
@@ -615,7 +669,9 @@ def test_plotly_comes_from_the_installed_wheel(client: httpx.Client) -> None:
     assert client.get("/static/other.js").status_code == 404
 
 
-def test_the_host_header_must_be_loopback_when_asked(ui_store: dict, serve: Callable[..., httpx.Client]) -> None:
+def test_the_host_header_must_be_loopback_when_asked(
+    ui_store: dict, serve: Callable[..., httpx.Client]
+) -> None:
     c = serve(create_app(ui_store["store"], allowed_hosts=["127.0.0.1", "localhost", "::1"]))
     assert c.get("/api/runs").status_code == 200
     assert c.get("/api/runs", headers={"Host": "localhost:8766"}).status_code == 200
@@ -650,7 +706,11 @@ def test_an_auth_hook_guards_everything_but_code_and_health(
     ok = c.post("/login", data={"token": TOKEN, "next": "//evil.example/"})
     assert ok.status_code == 303 and ok.headers["location"] == "/"
     cookie = ok.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict") and "Path=/" in cookie
+    assert (
+        "HttpOnly" in cookie
+        and "SameSite=strict" in cookie.replace("Strict", "strict")
+        and "Path=/" in cookie
+    )
     assert c.get("/api/runs").status_code == 200  # the client kept the cookie
 
 
@@ -671,8 +731,13 @@ def test_the_ui_mounts_under_a_prefix(ui_store: dict, serve: Callable[..., httpx
 
 
 def ui_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "amltrack", "ui", *args], capture_output=True, text=True,
-                          env=child_env(), timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "amltrack", "ui", *args],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+        timeout=timeout,
+    )
 
 
 def test_the_command_refuses_other_addresses_unless_asked(store: Path) -> None:
@@ -687,8 +752,12 @@ def test_the_command_refuses_other_addresses_unless_asked(store: Path) -> None:
 def test_the_command_serves_until_terminated(store: Path, tmp_path: Path) -> None:
     log = tmp_path / "ui.log"
     with open(log, "w") as err:
-        proc = subprocess.Popen([sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "amltrack", "ui", "--store", str(store), "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=child_env(),
+        )
     try:
         line = wait_until(lambda: re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()), 60, "the UI's URL")
         url = line.group(0)
@@ -704,8 +773,14 @@ def test_the_command_serves_until_terminated(store: Path, tmp_path: Path) -> Non
 
 
 def test_the_benchmark_runs(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ui.py"), "--smoke", "--json"],
-                         capture_output=True, text=True, timeout=300, env=child_env(), cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_ui.py"), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     figures = json.loads(out.stdout)
     for key in ("points", "cold_open_s", "warm_open_s", "series_warm_ms", "cold_json_open_s"):
@@ -803,10 +878,19 @@ def cache_contents(run_dir: Path) -> dict:
     for name, m in idx["metrics"].items():
         nums = cache.numbers(name)
         out[name] = {
-            **{k: m[k] for k in ("id", "numbers", "bools", "nonfinite", "strings", "lists", "sorted", "last_step")},
-            "series": None if nums is None else [
-                nums.steps.tolist(), [repr(v) for v in nums.values.tolist()], nums.timestamps.tolist(),
-                nums.ordered, nums.all_finite, nums.all_bool,
+            **{
+                k: m[k]
+                for k in ("id", "numbers", "bools", "nonfinite", "strings", "lists", "sorted", "last_step")
+            },
+            "series": None
+            if nums is None
+            else [
+                nums.steps.tolist(),
+                [repr(v) for v in nums.values.tolist()],
+                nums.timestamps.tolist(),
+                nums.ordered,
+                nums.all_finite,
+                nums.all_bool,
             ],
             "str": cache.records(name, "str", 0, None),
             "list": cache.records(name, "list", 0, None),
@@ -829,7 +913,9 @@ def test_rows_read_through_the_cache_as_the_reader_reads_them_and_as_points(
     assert indexed == [sum(n for n, _ in g) for g in runs if g[0][0]] == [200, 200, 1]
     assert parsed == [sum(size for _, size in g) for g in runs if not g[0][0]]
     got = cache_contents(logger.run_dir)
-    assert got == cache_contents(as_points(logger.run_dir, store / "runs" / "20260101T000000000-0000000000000000"))
+    assert got == cache_contents(
+        as_points(logger.run_dir, store / "runs" / "20260101T000000000-0000000000000000")
+    )
     assert (got["loss"]["numbers"], got["loss"]["sorted"], got["loss"]["last_step"]) == (353, False, 6)
     assert (got["best"]["numbers"], got["best"]["bools"]) == (50, 50)
     assert (got["odd"]["numbers"], got["odd"]["nonfinite"]) == (3, 3)
@@ -859,7 +945,9 @@ def test_the_api_answers_the_same_for_rows_as_for_points(
     assert [m["name"] for m in metrics][:3] == ["loss", "acc", "epoch"]
     assert series["only_rows"]["x"] == [0, 5] and series["only_rows"]["y"] == [3.5, 4.5]
     assert series["odd"]["nonfinite"] == 3 and series["odd"]["x"] == []
-    assert series["loss"]["downsampled"] and min(series["loss"]["y"]) == 0.0 and max(series["loss"]["y"]) == 1.0
+    assert (
+        series["loss"]["downsampled"] and min(series["loss"]["y"]) == 0.0 and max(series["loss"]["y"]) == 1.0
+    )
 
 
 def test_rows_between_index_blocks_are_read_in_slices_while_the_run_grows(
@@ -897,7 +985,9 @@ def test_rows_between_index_blocks_are_read_in_slices_while_the_run_grows(
     )
 
 
-def test_a_cache_that_stopped_inside_rows_goes_on_from_the_index(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cache_that_stopped_inside_rows_goes_on_from_the_index(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logger = log_with_rows(store)
     logger.finish()
     data = (logger.run_dir / fmt.METRICS_FILE).read_bytes()
@@ -952,16 +1042,20 @@ def test_rows_of_the_same_metrics_or_of_others_in_one_chunk(tmp_path: Path, rows
     run_dir = tmp_path / "store" / "runs" / "20260101T000000000-0000000000000001"
     run_dir.mkdir(parents=True)
     fmt.write_json_atomic(run_dir / fmt.RUN_FILE, {"schema": 1, "id": run_dir.name, "status": "completed"})
-    (run_dir / fmt.METRICS_FILE).write_bytes(b"".join(
-        b'{"step":%d,"values":{%s},"ts":%d.5,"seq":%d%s}\n'
-        % (i, r.encode(), i, i + 1, b',"nonfinite":true' if "Infinity" in r else b"")
-        for i, r in enumerate(rows)
-    ))
+    (run_dir / fmt.METRICS_FILE).write_bytes(
+        b"".join(
+            b'{"step":%d,"values":{%s},"ts":%d.5,"seq":%d%s}\n'
+            % (i, r.encode(), i, i + 1, b',"nonfinite":true' if "Infinity" in r else b"")
+            for i, r in enumerate(rows)
+        )
+    )
     assert_cache_matches_reader(run_dir)
     got = cache_contents(run_dir)
     assert list(got)[2:4] == ["a", "b"]  # in the order of the first row's keys
     assert got["a"]["series"][0] == list(range(len(rows)))
-    assert got == cache_contents(as_points(run_dir, tmp_path / "store" / "runs" / "20260101T000000000-0000000000000000"))
+    assert got == cache_contents(
+        as_points(run_dir, tmp_path / "store" / "runs" / "20260101T000000000-0000000000000000")
+    )
 
 
 def test_a_damaged_row_is_skipped_and_counted_as_a_damaged_point_is(store: Path) -> None:
@@ -1012,7 +1106,11 @@ ROW = st.tuples(
 )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     st.lists(st.one_of(RECORD, ROW), max_size=40),
     st.lists(st.integers(min_value=0, max_value=4000), max_size=4),

@@ -33,8 +33,16 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # Waits bound only a failing test: generous, so that a loaded or single-core machine is never a failure.
 WAIT = 60_000  # ms, for anything the page does
 LIVE_WAIT = 60_000  # ms, for what only the page's polling brings in
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 XSS = "<script>alert(1)</script>"
 IMG = "<img src=x onerror=alert(1)>"  # a metric of two runs: the compare page's legend
 BOLD = "<b>bold</b> &amp; <sup>2</sup>"  # one that plotly would draw as markup, were it not escaped
@@ -42,8 +50,12 @@ HTML_FILE = "odd/<img src=x onerror=alert(2)>.html"  # an artifact: the run page
 WEIGHTS = hashlib.sha256(b"weights").digest() * 1000  # 32,000 bytes
 
 if not os.path.exists(CHROMIUM):
-    pytest.skip("chromium is not installed: apt-get install -y chromium (.ci/run does)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    pytest.skip(
+        "chromium is not installed: apt-get install -y chromium (.ci/run does)", allow_module_level=True
+    )
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'"
+)
 pytest.importorskip("plotly", reason="plotly is not installed: pip install -e '.[ui]'")
 
 
@@ -62,8 +74,14 @@ def make_store(root: Path) -> dict[str, str]:
     outputs = root / "outputs"
     outputs.mkdir()
     (outputs / "old.bin").write_bytes(b"an earlier run's")  # there before the run: preexisting
-    logger = amltrack.get_logger("mnist", store=store, outputs=outputs, name="baseline",
-                                 tags={"model": "<b>cnn</b>"}, params={"lr": 0.1})
+    logger = amltrack.get_logger(
+        "mnist",
+        store=store,
+        outputs=outputs,
+        name="baseline",
+        tags={"model": "<b>cnn</b>"},
+        params={"lr": 0.1},
+    )
     # Made during the run (a file there before it would be preexisting): the mirror records a link
     # as skipped, with the reason.
     (outputs / "link.txt").symlink_to(root)
@@ -81,9 +99,17 @@ def make_store(root: Path) -> dict[str, str]:
     logger.upload("notes/config.txt", "lr=0.1\n")
     logger.upload("model/weights.bin", WEIGHTS)
     logger.upload(HTML_FILE, "<script>alert(3)</script>")
-    wait_until(lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "stored"), 60, "the mirror to copy ckpt_1.pt")
+    wait_until(
+        lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "stored"),
+        60,
+        "the mirror to copy ckpt_1.pt",
+    )
     (outputs / "ckpt_1.pt").unlink()
-    wait_until(lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "deleted"), 60, "the mirror to see it deleted")
+    wait_until(
+        lambda: manifest_has(logger.run_dir, "outputs/ckpt_1.pt", "deleted"),
+        60,
+        "the mirror to see it deleted",
+    )
     logger.finish()
     baseline = logger.run_id
     with amltrack.start_run("mnist", store=store, outputs=None, name="tuned") as other:
@@ -94,20 +120,30 @@ def make_store(root: Path) -> dict[str, str]:
         other.log(IMG, 3.0)
         other.log(BOLD, 1.0)
         other.upload("model/weights.bin", WEIGHTS[::-1])
-    with pytest.raises(ValueError), amltrack.start_run("cifar", store=store, outputs=None, name="diverged") as bad:
+    with (
+        pytest.raises(ValueError),
+        amltrack.start_run("cifar", store=store, outputs=None, name="diverged") as bad,
+    ):
         bad.log("loss", float("inf"))
         raise ValueError("loss diverged")
-    script = ("import amltrack, os, signal\n"
-              f"lg = amltrack.get_logger('cifar', store={str(store)!r}, outputs=None, name='oom')\n"
-              "lg.log('loss', 2.0).wait()\n"
-              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    script = (
+        "import amltrack, os, signal\n"
+        f"lg = amltrack.get_logger('cifar', store={str(store)!r}, outputs=None, name='oom')\n"
+        "lg.log('loss', 2.0).wait()\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
     subprocess.run([sys.executable, "-c", script], env=child_env(), timeout=60, check=False)
     s = amltrack.Store(store)
     crashed = s.runs(status="crashed")[0].id
     _assets.promote(s.run(baseline), "model", "mnist-cnn")
     _assets.promote(s.run(other.run_id), "model", "mnist-cnn")
-    return {"store": str(store), "baseline": baseline, "tuned": other.run_id, "failed": bad.run_id,
-            "crashed": crashed}
+    return {
+        "store": str(store),
+        "baseline": baseline,
+        "tuned": other.run_id,
+        "failed": bad.run_id,
+        "crashed": crashed,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -211,7 +247,10 @@ def test_runs_page_filters_and_sorts(page: object, ui: dict) -> None:
     page.fill("#filter-text", "")
     page.click("th[data-sort='name'] button")
     names = page.eval_on_selector_all("#runs tbody .run-link", "as => as.map(a => a.textContent)")
-    assert names[:4] == sorted(names)[:4] and page.get_attribute("th[data-sort='name']", "aria-sort") == "ascending"
+    assert (
+        names[:4] == sorted(names)[:4]
+        and page.get_attribute("th[data-sort='name']", "aria-sort") == "ascending"
+    )
     assert "sort=name" in page.url
 
 
@@ -249,10 +288,14 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     ckpt = "#artifacts li.file[data-path='outputs/ckpt_1.pt']"
     assert page.get_attribute(ckpt, "data-status") == "deleted"
     assert page.get_attribute(f"{ckpt} .status", "class") == "status artifact-deleted"
-    assert page.inner_text(f"{ckpt} .status") == "deleted" and "last copy kept" in page.inner_text(f"{ckpt} .reason")
-    assert page.eval_on_selector(f"{ckpt} .status", "e => getComputedStyle(e).backgroundColor") != \
-        page.eval_on_selector("#artifacts li.file[data-path='outputs/link.txt'] .status",
-                              "e => getComputedStyle(e).backgroundColor")
+    assert page.inner_text(f"{ckpt} .status") == "deleted" and "last copy kept" in page.inner_text(
+        f"{ckpt} .reason"
+    )
+    assert page.eval_on_selector(
+        f"{ckpt} .status", "e => getComputedStyle(e).backgroundColor"
+    ) != page.eval_on_selector(
+        "#artifacts li.file[data-path='outputs/link.txt'] .status", "e => getComputedStyle(e).backgroundColor"
+    )
     assert page.get_attribute(f"{ckpt} a.download", "download") == "ckpt_1.pt"
     assert "ckpt_1.pt" not in page.inner_text("#rejected")
     assert "1 rejected, 1 deleted, 1 there before the run" in page.inner_text("#artifacts > p.note")
@@ -263,7 +306,9 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     assert page.eval_on_selector_all(f"{old} a.download", "es => es.length") == 0
     assert "old.bin" not in page.inner_text("#rejected")
     # Zoom: the chart asks for the visible steps again, every point of them.
-    page.evaluate("(sel) => Plotly.relayout(document.querySelector(sel), {'xaxis.range': [1200, 1260]})", loss)
+    page.evaluate(
+        "(sel) => Plotly.relayout(document.querySelector(sel), {'xaxis.range': [1200, 1260]})", loss
+    )
     zoomed = "(sel) => { const x = document.querySelector(sel).data[0].x; return x.length < 100 && x.includes(1234); }"
     page.wait_for_function(zoomed, arg=loss)
     assert max(page.eval_on_selector(loss, "e => e.data[0].y")) > 3.0
@@ -304,16 +349,21 @@ def test_compare_overlays_two_runs(page: object, ui: dict) -> None:
     assert "metric=accuracy" in page.url
     # A metric named as HTML, in both runs: its name is text in the title, the legend and the menu.
     page.select_option("#compare-metric", IMG)
-    page.wait_for_function("(name) => document.querySelector('#compare-chart h3').textContent === name", arg=IMG)
+    page.wait_for_function(
+        "(name) => document.querySelector('#compare-chart h3').textContent === name", arg=IMG
+    )
     page.wait_for_selector("#compare-chart[data-ready]")
     assert traces(page, "#compare-chart .chart") == [2]
     assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == IMG
     assert page.eval_on_selector("#compare-metric", "s => s.selectedOptions[0].textContent") == IMG
     assert page.eval_on_selector_all("img, #compare-chart script", "es => es.length") == 0
-    assert sorted(page.eval_on_selector_all("#compare-chart .legendtext", "ts => ts.map(t => t.textContent)")) == \
-        ["baseline", "tuned"]
+    assert sorted(
+        page.eval_on_selector_all("#compare-chart .legendtext", "ts => ts.map(t => t.textContent)")
+    ) == ["baseline", "tuned"]
     page.select_option("#compare-metric", BOLD)
-    page.wait_for_function("(name) => document.querySelector('#compare-chart h3').textContent === name", arg=BOLD)
+    page.wait_for_function(
+        "(name) => document.querySelector('#compare-chart h3').textContent === name", arg=BOLD
+    )
     page.wait_for_selector("#compare-chart[data-ready]")
     assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == BOLD
     page.select_option("#compare-metric", IMG)
@@ -344,14 +394,17 @@ def test_a_live_run_s_chart_grows_without_a_reload(page: object, ui: dict) -> No
         shot(page, "live")
     finally:
         logger.finish()
-    page.wait_for_function("() => document.querySelector('#run-status').textContent === 'completed'", timeout=LIVE_WAIT)
+    page.wait_for_function(
+        "() => document.querySelector('#run-status').textContent === 'completed'", timeout=LIVE_WAIT
+    )
 
 
 def test_assets_page_lists_every_version(page: object, ui: dict) -> None:
     page.goto(f"{ui['url']}assets")
     page.wait_for_selector("body[data-loaded]")
-    versions = page.eval_on_selector_all("section[data-asset='mnist-cnn'] tbody tr",
-                                         "trs => trs.map(t => t.dataset.version)")
+    versions = page.eval_on_selector_all(
+        "section[data-asset='mnist-cnn'] tbody tr", "trs => trs.map(t => t.dataset.version)"
+    )
     assert versions == ["2", "1"]
     assert ui["baseline"] in page.inner_text("section[data-asset='mnist-cnn']")
     page.click("section[data-asset='mnist-cnn'] tr[data-version='1'] summary")
@@ -367,13 +420,19 @@ def plot_point(page: object, chart: str, x: float, y: float) -> tuple[float, flo
     A point on the layer's edge is moved 2 pixels in: plotly does not hover on the edge itself.
     """
     page.locator(chart).scroll_into_view_if_needed()
-    return tuple(page.eval_on_selector(chart, """(gd, [x, y]) => {
+    return tuple(
+        page.eval_on_selector(
+            chart,
+            """(gd, [x, y]) => {
         const box = gd.querySelector('.nsewdrag').getBoundingClientRect();
         const [x0, x1] = gd.layout.xaxis.range, [y0, y1] = gd.layout.yaxis.range;
         const inside = (v, lo, size) => Math.min(Math.max(v, lo + 2), lo + size - 2);
         return [inside(box.left + (x - x0) / (x1 - x0) * box.width, box.left, box.width),
                 inside(box.top + (y1 - y) / (y1 - y0) * box.height, box.top, box.height)];
-    }""", [x, y]))
+    }""",
+            [x, y],
+        )
+    )
 
 
 def hover_text(page: object, chart: str, x: float, y: float) -> list[str]:
@@ -412,12 +471,20 @@ def test_a_metric_logged_only_in_rows_draws_a_chart(page: object, ui: dict) -> N
     page.goto(f"{ui['url']}runs/{logger.run_id}")
     page.wait_for_selector("body[data-loaded]")
     page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
-    assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == \
-        ["lr", "row_loss", "row_acc", "row_ok"]
+    assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == [
+        "lr",
+        "row_loss",
+        "row_acc",
+        "row_ok",
+    ]
     assert traces(page, "#charts .chart") == [1, 1, 1, 1]
     loss = "#charts .chart-card[data-metric='row_loss'] .chart"
     assert page.get_attribute(loss, "data-points") == "500"
-    assert page.eval_on_selector(loss, "e => [e.data[0].x[0], e.data[0].y[0], e.data[0].x.at(-1)]") == [0, 1.0, 499]
+    assert page.eval_on_selector(loss, "e => [e.data[0].x[0], e.data[0].y[0], e.data[0].x.at(-1)]") == [
+        0,
+        1.0,
+        499,
+    ]
     shot(page, "rows")
 
 
@@ -428,10 +495,14 @@ def test_dragging_on_a_chart_zooms_and_fetches_the_zoomed_steps(page: object, ui
     page.locator(loss).scroll_into_view_if_needed()
     before = page.eval_on_selector(loss, "gd => [...gd.layout.xaxis.range]")
     assert len(page.eval_on_selector(loss, "gd => gd.data[0].x")) < 2000, "the full range is downsampled"
-    box = page.eval_on_selector(f"{loss} .nsewdrag", "e => { const b = e.getBoundingClientRect(); "
-                                "return [b.left, b.top, b.width, b.height]; }")
+    box = page.eval_on_selector(
+        f"{loss} .nsewdrag",
+        "e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; }",
+    )
     left, top, width, height = box
-    with page.expect_request(lambda r: "/series?" in r.url and "name=loss" in r.url and "x0=" in r.url) as asked:
+    with page.expect_request(
+        lambda r: "/series?" in r.url and "name=loss" in r.url and "x0=" in r.url
+    ) as asked:
         page.mouse.move(left + 0.3 * width, top + 0.5 * height)
         page.mouse.down()
         page.mouse.move(left + 0.5 * width, top + 0.5 * height + 3, steps=8)
@@ -442,20 +513,29 @@ def test_dragging_on_a_chart_zooms_and_fetches_the_zoomed_steps(page: object, ui
     x0, x1 = int(query["x0"][0]), int(query["x1"][0])
     assert (x0, x1) == (math.floor(after[0]), math.ceil(after[1]))
     # Every step of the zoomed range is drawn (one neighbour each side), no longer one of each bucket.
-    every = "([sel, a, b]) => { const x = document.querySelector(sel).data[0].x; " \
-            "return x[0] === Math.max(a - 1, 0) && x[x.length - 1] === b + 1 && x.length === b - a + 3; }"
+    every = (
+        "([sel, a, b]) => { const x = document.querySelector(sel).data[0].x; "
+        "return x[0] === Math.max(a - 1, 0) && x[x.length - 1] === b + 1 && x.length === b - a + 3; }"
+    )
     page.wait_for_function(every, arg=[loss, x0, x1])
     shot(page, "zoomed")
 
 
 def test_the_runs_page_shows_status_changes_without_a_reload(page: object, ui: dict) -> None:
-    script = ("import amltrack, sys\n"
-              f"lg = amltrack.get_logger('status', store={ui['store']!r}, outputs=None, name='doomed')\n"
-              "lg.log('loss', 1.0).wait()\n"
-              "print(lg.run_id, flush=True)\n"
-              "sys.stdin.read()\n")
-    child = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=child_env())
+    script = (
+        "import amltrack, sys\n"
+        f"lg = amltrack.get_logger('status', store={ui['store']!r}, outputs=None, name='doomed')\n"
+        "lg.log('loss', 1.0).wait()\n"
+        "print(lg.run_id, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    )
     finishing = amltrack.get_logger("status", store=ui["store"], outputs=None, name="finishing")
     try:
         doomed = child.stdout.readline().strip()
@@ -512,9 +592,13 @@ def test_the_server_serves_the_ui_to_a_read_token(page: object, browser: object,
         page.click("button[type=submit]")
         page.wait_for_url(run_page)
         page.wait_for_selector("body[data-loaded]")
-        page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
-        assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == \
-            ["loss", "accuracy"]
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)"
+        )
+        assert page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)") == [
+            "loss",
+            "accuracy",
+        ]
         assert traces(page, "#charts .chart") == [1, 1]
         assert page.get_attribute("#charts .chart-card[data-metric='loss'] .chart", "data-points") == "100"
         shot(page, "server-run")
@@ -527,8 +611,10 @@ def test_the_server_serves_the_ui_to_a_read_token(page: object, browser: object,
         server.stop()
 
 
-META = "(field) => [...document.querySelectorAll('#meta tr')].find(tr => tr.cells[0].textContent === field)" \
+META = (
+    "(field) => [...document.querySelectorAll('#meta tr')].find(tr => tr.cells[0].textContent === field)"
     "?.cells[1].textContent"
+)
 
 
 def test_a_run_s_metadata_table_shows_its_end_without_a_reload(page: object, ui: dict) -> None:
@@ -542,9 +628,11 @@ def test_a_run_s_metadata_table_shows_its_end_without_a_reload(page: object, ui:
     finally:
         logger.finish()
     # Only the page's polling can bring the end in: the badge and the table alike.
-    ended = f"() => {{ const cell = {META}; " \
-            "return document.querySelector('#run-status').textContent === 'completed' && " \
-            "cell('Status') === 'completed' && /^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(cell('Ended')); }"
+    ended = (
+        f"() => {{ const cell = {META}; "
+        "return document.querySelector('#run-status').textContent === 'completed' && "
+        "cell('Status') === 'completed' && /^\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d$/.test(cell('Ended')); }"
+    )
     page.wait_for_function(ended, timeout=LIVE_WAIT)
     assert page.evaluate("window.reloaded") is False, "the page was not reloaded"
     assert page.evaluate(META, "Duration") == page.inner_text("#run-duration")
@@ -560,11 +648,17 @@ def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> No
     page.expected_errors.append("the server responded with a status of 404")  # nosuchrun, asked of the API
     page.goto(f"{ui['url']}compare?runs={','.join(refs)}&metric=loss")
     page.wait_for_selector("#compare-chart[data-ready]")
-    chips = page.eval_on_selector_all("#compare-runs li.chip[data-run-id]", """lis => lis.map(li =>
-        [li.dataset.runId, li.querySelector('a').textContent, li.querySelector('.status').textContent])""")
+    chips = page.eval_on_selector_all(
+        "#compare-runs li.chip[data-run-id]",
+        """lis => lis.map(li =>
+        [li.dataset.runId, li.querySelector('a').textContent, li.querySelector('.status').textContent])""",
+    )
     # Each run by its name (the unnamed one by its short id) and its real status, not the ref and "other".
-    assert chips == [[ui["baseline"], "baseline", "completed"], [ui["failed"], "diverged", "failed"],
-                     [newest.run_id, short[newest.run_id], "completed"]]
+    assert chips == [
+        [ui["baseline"], "baseline", "completed"],
+        [ui["failed"], "diverged", "failed"],
+        [newest.run_id, short[newest.run_id], "completed"],
+    ]
     assert page.inner_text("#compare-runs li.chip[data-ref='nosuchrun']").startswith("nosuchrun not found")
     names = page.eval_on_selector("#compare-chart .chart", "e => e.data.map(t => t.name)")
     assert names == ["baseline", "diverged", short[newest.run_id]]
@@ -575,9 +669,11 @@ def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> No
 def test_a_missing_run_s_page_says_so_and_leads_back(page: object, ui: dict) -> None:
     page.expected_errors.append("the server responded with a status of 404")  # the page itself is the 404
     # A ref with a slash in it is no run page's URL: the page for an unknown URL, as plain.
-    for ref, title, text in (("nosuchrun", "Run not found", "There is no run “nosuchrun” in this store."),
-                             (IMG, "Run not found", f"There is no run “{IMG}” in this store."),
-                             (XSS, "Page not found", f"There is no page at /runs/{XSS}.")):
+    for ref, title, text in (
+        ("nosuchrun", "Run not found", "There is no run “nosuchrun” in this store."),
+        (IMG, "Run not found", f"There is no run “{IMG}” in this store."),
+        (XSS, "Page not found", f"There is no page at /runs/{XSS}."),
+    ):
         answer = page.goto(f"{ui['url']}runs/{quote(ref, safe='')}")
         assert answer.status == 404 and answer.headers["content-type"].startswith("text/html")
         assert page.inner_text("main h1") == title

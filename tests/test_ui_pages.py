@@ -22,8 +22,14 @@ pytest.importorskip("numpy", reason="the UI needs the ui extra: pip install -e '
 HTML = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}  # a browser's navigation
 JSON = {"Accept": "application/json"}
 XSS = "<script>alert(1)</script>"
-PAGE_HEADERS = ("content-security-policy", "x-frame-options", "x-content-type-options", "referrer-policy",
-                "cross-origin-opener-policy", "cross-origin-resource-policy")
+PAGE_HEADERS = (
+    "content-security-policy",
+    "x-frame-options",
+    "x-content-type-options",
+    "referrer-policy",
+    "cross-origin-opener-policy",
+    "cross-origin-resource-policy",
+)
 CLI_ADVICE = ("amltrack history", "--store")
 
 
@@ -60,9 +66,12 @@ def assert_json_error(r: httpx.Response, status: int, code: str) -> None:
 def test_a_browser_gets_a_page_that_says_what_was_not_found(ui: httpx.Client) -> None:
     runs = ui.get("/", headers=HTML)
     assert runs.status_code == 200
-    assert_error_page(ui.get("/runs/nosuchrun", headers=HTML), 404, "There is no run “nosuchrun” in this store.",
-                      "/", runs)
-    assert_error_page(ui.get("/no/such/page", headers=HTML), 404, "There is no page at /no/such/page.", "/", runs)
+    assert_error_page(
+        ui.get("/runs/nosuchrun", headers=HTML), 404, "There is no run “nosuchrun” in this store.", "/", runs
+    )
+    assert_error_page(
+        ui.get("/no/such/page", headers=HTML), 404, "There is no page at /no/such/page.", "/", runs
+    )
     # The page of a run that is there is still the page: only errors change.
     assert ui.get(f"/runs/{ui.run_id}", headers=HTML).status_code == 200
 
@@ -74,7 +83,9 @@ def test_a_program_gets_json_and_the_api_always_answers_json(ui: httpx.Client) -
     for headers in (HTML, JSON):
         assert_json_error(ui.get("/api/runs/nosuchrun", headers=headers), 404, "run_not_found")
         assert_json_error(ui.get("/api/nothing", headers=headers), 404, "not_found")
-        assert_json_error(ui.get("/api/runs/nosuchrun/series?name=loss", headers=headers), 404, "run_not_found")
+        assert_json_error(
+            ui.get("/api/runs/nosuchrun/series?name=loss", headers=headers), 404, "run_not_found"
+        )
 
 
 def test_a_ref_in_the_url_is_shown_escaped(ui: httpx.Client) -> None:
@@ -97,7 +108,9 @@ def test_the_server_sends_a_browser_from_its_address_to_the_ui(tmp_path: Path) -
                 assert r.headers["x-frame-options"] == "DENY"
             page = c.get("/", headers=HTML, follow_redirects=True)
             assert page.status_code == 200 and 'data-page="runs"' in page.text
-            assert c.get("/", headers={"Host": "attacker.example"}).status_code == 400, "Host is checked first"
+            assert c.get("/", headers={"Host": "attacker.example"}).status_code == 400, (
+                "Host is checked first"
+            )
     finally:
         open_server.stop()
     server = ServerProcess(tmp_path / "store", tmp_path / "server.log").start()  # with tokens
@@ -112,8 +125,15 @@ def test_the_server_sends_a_browser_from_its_address_to_the_ui(tmp_path: Path) -
             missing = c.get("/ui/runs/nosuchrun", headers={**HTML, **signed})
             assert_error_page(missing, 404, "There is no run “nosuchrun” in this store.", "/ui/", runs)
             assert_json_error(c.get("/ui/runs/nosuchrun", headers={**JSON, **signed}), 404, "run_not_found")
-            assert_json_error(c.get("/ui/api/runs/nosuchrun", headers={**HTML, **signed}), 404, "run_not_found")
-            assert_error_page(c.get("/ui/nothing", headers={**HTML, **signed}), 404, "There is no page at /ui/nothing.",
-                              "/ui/", runs)
+            assert_json_error(
+                c.get("/ui/api/runs/nosuchrun", headers={**HTML, **signed}), 404, "run_not_found"
+            )
+            assert_error_page(
+                c.get("/ui/nothing", headers={**HTML, **signed}),
+                404,
+                "There is no page at /ui/nothing.",
+                "/ui/",
+                runs,
+            )
     finally:
         server.stop()

@@ -94,8 +94,12 @@ def test_a_run_that_cannot_be_cached_is_skipped_quietly(tmp_path: Path) -> None:
 
 def serving(args: list[str], log: Path) -> subprocess.Popen:
     with open(log, "w") as err:
-        return subprocess.Popen([sys.executable, "-m", "amltrack", *args, "--port", "0"],
-                                stdout=subprocess.DEVNULL, stderr=err, env=child_env())
+        return subprocess.Popen(
+            [sys.executable, "-m", "amltrack", *args, "--port", "0"],
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env=child_env(),
+        )
 
 
 def cache_offset(run_dir: Path) -> int:
@@ -113,7 +117,9 @@ def test_a_serving_process_prepares_charts_before_any_request(tmp_path: Path, co
         late = logged(store, 5_000)  # logged while it serves, and never asked for
         for run_dir in (early, late):
             size = (run_dir / "metrics.jsonl").stat().st_size
-            wait_until(lambda d=run_dir, s=size: cache_offset(d) == s, 60, f"the chart cache of {run_dir.name}")
+            wait_until(
+                lambda d=run_dir, s=size: cache_offset(d) == s, 60, f"the chart cache of {run_dir.name}"
+            )
     finally:
         proc.terminate()
         proc.wait(timeout=20)
@@ -140,7 +146,9 @@ def update_in_slices(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[An
     return cache, slices, checked
 
 
-def test_slices_of_work_check_each_block_of_the_index_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slices_of_work_check_each_block_of_the_index_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # The warmer works in slices (a deadline); each slice must check only the index blocks it takes,
     # or a 10M-point run would be checked once per slice: 20 s instead of 2.
     logger = amltrack.get_logger("slices", store=tmp_path, outputs=None)
@@ -173,15 +181,23 @@ def test_slices_of_work_check_each_raw_block_of_a_rows_run_once(
     assert cache.numbers("loss").values.tolist() == [float(i) for i in range(6000)]
 
 
-def test_the_warmer_builds_the_cache_of_a_run_logged_in_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_warmer_builds_the_cache_of_a_run_logged_in_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logger = amltrack.get_logger("rows", store=tmp_path, outputs=None)
     for b in range(6):  # batches of rows (raw blocks in the writer's index) between batches of points
         for i in range(300):
             if b % 2:
                 logger.log("loss", 1.0 / (b * 300 + i + 1))
             else:
-                logger.log_metrics({"loss": 1.0 / (b * 300 + i + 1), "acc": i / 300, "done": i == 299,
-                                    "odd": float("nan") if i == 7 else 0.5})
+                logger.log_metrics(
+                    {
+                        "loss": 1.0 / (b * 300 + i + 1),
+                        "acc": i / 300,
+                        "done": i == 299,
+                        "odd": float("nan") if i == 7 else 0.5,
+                    }
+                )
         logger.flush()
     logger.finish()
     monkeypatch.setattr(Warmer, "SLICE", 0.0)  # one piece of work a pass
@@ -200,7 +216,12 @@ def test_the_warmer_builds_the_cache_of_a_run_logged_in_rows(tmp_path: Path, mon
         assert nums.steps.tolist() == metric.steps, name
         assert nums.values.tolist() == [float(v) for v in metric.values] or name == "odd", name
     m = cache.index()["metrics"]
-    assert (m["loss"]["numbers"], m["acc"]["numbers"], m["done"]["bools"], m["odd"]["nonfinite"]) == (1800, 900, 900, 3)
+    assert (m["loss"]["numbers"], m["acc"]["numbers"], m["done"]["bools"], m["odd"]["nonfinite"]) == (
+        1800,
+        900,
+        900,
+        3,
+    )
 
 
 def test_the_warmer_runs_at_a_lower_priority(tmp_path: Path) -> None:

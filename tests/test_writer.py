@@ -52,8 +52,13 @@ FSIZE_SCRIPT = textwrap.dedent("""
 def test_a_file_size_limit_is_raised_on_the_next_call_and_earlier_data_stays(tmp_path: Path) -> None:
     script = tmp_path / "fsize.py"
     script.write_text(FSIZE_SCRIPT)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s")], capture_output=True,
-                         text=True, timeout=60, env=child_env())
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
     assert out.returncode == 0, out.stderr
     result = orjson.loads(out.stdout.strip().splitlines()[-1])
     assert "metrics.jsonl" in result["error"], result  # names the path
@@ -141,11 +146,18 @@ UPLOAD_FSIZE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_an_upload_over_the_file_size_limit_is_raised_naming_it_and_earlier_data_stays(tmp_path: Path) -> None:
+def test_an_upload_over_the_file_size_limit_is_raised_naming_it_and_earlier_data_stays(
+    tmp_path: Path,
+) -> None:
     script = tmp_path / "upload_fsize.py"
     script.write_text(UPLOAD_FSIZE_SCRIPT)
-    out = subprocess.run([sys.executable, str(script), str(tmp_path / "s")], capture_output=True,
-                         text=True, timeout=60, env=child_env())
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+    )
     assert out.returncode == 0, out.stderr
     result = orjson.loads(out.stdout.strip().splitlines()[-1])
     assert "big/weights.bin" in result["error"] and "File too large" in result["error"], result
@@ -177,7 +189,11 @@ def _batch(logger: amltrack.Logger, records: list[tuple[str, object]]) -> list[d
     """Log records between two flushes of a ``_held_logger``, so that they reach the writer as one batch."""
     w = logger._writer
     logger.flush()
-    start = (logger.run_dir / "metrics.jsonl").stat().st_size if (logger.run_dir / "metrics.jsonl").exists() else 0
+    start = (
+        (logger.run_dir / "metrics.jsonl").stat().st_size
+        if (logger.run_dir / "metrics.jsonl").exists()
+        else 0
+    )
     sizes = []
     encode = w._encode
 

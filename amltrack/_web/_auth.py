@@ -125,10 +125,15 @@ class Tokens:
         got = self.scope_of(token)
         if got is None:
             raise ApiError(
-                401, "unauthorized", "the server does not know this token; check AMLTRACK_TOKEN", headers=challenge
+                401,
+                "unauthorized",
+                "the server does not know this token; check AMLTRACK_TOKEN",
+                headers=challenge,
             )
         if needed == "write" and got != "write":
-            raise ApiError(403, "forbidden", "this token may only read; writing needs a token with the write scope")
+            raise ApiError(
+                403, "forbidden", "this token may only read; writing needs a token with the write scope"
+            )
 
     def can_read(self, token: str) -> bool:
         return self.scope_of(token) is not None

@@ -27,7 +27,10 @@ def add_parser(sub: Any) -> None:
     asub = asset.add_subparsers(dest="asset_command", metavar="COMMAND", required=True)
 
     p = command_parser(
-        asub, "list", "every version of every asset", "amltrack asset list --json\n  amltrack asset list --remote team"
+        asub,
+        "list",
+        "every version of every asset",
+        "amltrack asset list --json\n  amltrack asset list --remote team",
     )
     add_source_args(p, "assets")
     add_json_arg(p)

@@ -158,8 +158,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     if not rows:
         which = " and ".join(
-            f for f in (args.experiment and f"of experiment {args.experiment!r}",
-                        args.status and f"with status {args.status}") if f
+            f
+            for f in (
+                args.experiment and f"of experiment {args.experiment!r}",
+                args.status and f"with status {args.status}",
+            )
+            if f
         )
         print(f"no runs {which + ' ' if which else ''}{where}", file=sys.stderr)
         return 0

@@ -54,8 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      file: Any = None, line: str | None = None) -> None:
+def _one_line_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     # The library warns about what it skipped (a damaged line, a run it cannot read); on the
     # command line that is one line, like an error, not Python's file, line and source.
     text = str(message).removeprefix("amltrack: ").removeprefix("amltrack ")

@@ -102,8 +102,11 @@ def open_store(path: str | None) -> Store:
     store = Store(path)
     if not store.path.is_dir():
         where = "--store" if path is not None else "$AMLTRACK_STORE" if os.environ.get(_env.STORE) else None
-        how = (f"check {where}" if where else
-               "no .amltrack folder was found here or above; pass --store DIR or set AMLTRACK_STORE")
+        how = (
+            f"check {where}"
+            if where
+            else "no .amltrack folder was found here or above; pass --store DIR or set AMLTRACK_STORE"
+        )
         raise CliError(f"no store at {store.path}: {how} (a store is made by the first run logged into it)")
     return store
 

@@ -39,7 +39,11 @@ def add_parser(sub: Any) -> None:
         rsub, "add", "add or replace a remote", "amltrack remote add team http://10.0.0.5:8765 --default"
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("url", metavar="URL", help="the server's base URL: http://host:8765 (amltrack) or mlflow+https://host (MLflow)")
+    p.add_argument(
+        "url",
+        metavar="URL",
+        help="the server's base URL: http://host:8765 (amltrack) or mlflow+https://host (MLflow)",
+    )
     p.add_argument("--token", default=None, help="the remote's token (else $AMLTRACK_TOKEN when syncing)")
     p.add_argument("--default", action="store_true", help="make it the default (the first remote is)")
     p.set_defaults(handler=cmd_add)

@@ -189,8 +189,7 @@ def print_report(report: Any) -> None:
             continue
         if r.outcome in shown:
             note = human_bytes(r.bytes) if r.outcome in ("pushed", "would_push") else (r.reason or "")
-            rows.append(out.hanging(f"{shown[r.outcome]:<10}  {r.id}  {r.status or '-':<9}  ",
-                                    note, width))
+            rows.append(out.hanging(f"{shown[r.outcome]:<10}  {r.id}  {r.status or '-':<9}  ", note, width))
         for d in r.differences or []:
             rows.append(out.hanging(f"{'DIFFERS':<10}  {r.id}  {r.status or '-':<9}  ", d, width))
     for a in report.assets:
@@ -221,6 +220,8 @@ def print_report(report: Any) -> None:
     if verified:
         tail += f", {len(verified) - len(report.differing)} verified, {len(report.differing)} differ"
     if report.assets:
-        tail += (f"; assets: {a['would_push'] if report.dry_run else a['pushed']} "
-                 f"{'to push' if report.dry_run else 'pushed'}, {a['up_to_date']} up to date, {a['failed']} failed")
+        tail += (
+            f"; assets: {a['would_push'] if report.dry_run else a['pushed']} "
+            f"{'to push' if report.dry_run else 'pushed'}, {a['up_to_date']} up to date, {a['failed']} failed"
+        )
     print(f"{head}; {tail} on {report.remote}")  # one line, whatever the width: scripts read it

@@ -169,7 +169,9 @@ def server_app(
     bearer = HTTPBearer(auto_error=False, description="a token with the read or the write scope")
 
     def scope(needed: str) -> Any:
-        def check(request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+        def check(
+            request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+        ) -> None:
             if tokens is not None:
                 tokens.require(None if credentials is None else credentials.credentials, needed)
             # With tokens or without: a token in a browser's hands (pasted into a page) must not write either.
@@ -421,7 +423,9 @@ def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write
         body = await request.body()
         return await run_in_threadpool(assets.put_blob, name, sha256, offset, size, body)
 
-    @app.put("/v1/assets/{name}", tags=["assets"], dependencies=write, responses=_ERRORS, openapi_extra=_RAW_BODY)
+    @app.put(
+        "/v1/assets/{name}", tags=["assets"], dependencies=write, responses=_ERRORS, openapi_extra=_RAW_BODY
+    )
     async def put_asset(request: Request, name: str) -> dict[str, Any]:
         """Place the version an asset.json describes, once: the same asset.json again answers the
         version it made, and the latest version's content again answers that version."""
@@ -441,7 +445,11 @@ class RootToUi:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         root = str(scope.get("root_path", "")).rstrip("/")
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD") and scope["path"] in ("/", root + "/"):
+        if (
+            scope["type"] == "http"
+            and scope["method"] in ("GET", "HEAD")
+            and scope["path"] in ("/", root + "/")
+        ):
             await RedirectResponse(f"{root}/ui/", status_code=307)(scope, receive, send)
             return
         await self.app(scope, receive, send)

@@ -52,7 +52,9 @@ def _files(info: dict[str, Any]) -> list[dict[str, Any]]:
     """The ``files`` of a pushed asset.json, checked: unique artifact paths, sizes, SHA-256s."""
     files = info.get("files")
     if not isinstance(files, list) or not files:
-        raise ApiError(400, "invalid_json", "asset.json has no 'files' list; send the file as promote wrote it")
+        raise ApiError(
+            400, "invalid_json", "asset.json has no 'files' list; send the file as promote wrote it"
+        )
     out, seen = [], set()
     for f in files:
         if not isinstance(f, dict):
@@ -114,7 +116,9 @@ class ServerAssets:
         check_name(name)
         info = parse_object(body, _assets.ASSET_FILE)
         if info.get("name") != name:
-            raise ApiError(400, "invalid_json", f"asset.json names asset {str(info.get('name'))[:100]!r}, not {name!r}")
+            raise ApiError(
+                400, "invalid_json", f"asset.json names asset {str(info.get('name'))[:100]!r}, not {name!r}"
+            )
         files = _files(info)
         source = info.get("source_run")
         if source is not None:
@@ -144,7 +148,12 @@ class ServerAssets:
                 return {"ref": f"{name}:{version}", "version": version, "existing": None}
 
     def _make(
-        self, name_dir: Path, version: int, info: dict[str, Any], files: list[dict[str, Any]], origin: str,
+        self,
+        name_dir: Path,
+        version: int,
+        info: dict[str, Any],
+        files: list[dict[str, Any]],
+        origin: str,
         point: WritePoint,
     ) -> None:
         name = name_dir.name
@@ -161,7 +170,9 @@ class ServerAssets:
                     "then send asset.json again",
                 )
             if src.stat().st_size != f["size"]:
-                raise ApiError(400, "invalid_json", f"file {f['path']!r} of asset.json is not {f['size']} bytes")
+                raise ApiError(
+                    400, "invalid_json", f"file {f['path']!r} of asset.json is not {f['size']} bytes"
+                )
             sources[f["path"]] = src
         staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=name_dir))
         try:
@@ -218,4 +229,3 @@ class ServerAssets:
             raise ApiError(400, "invalid_asset", str(e)) from None
         except LookupError as e:
             raise ApiError(404, "asset_not_found", str(e)) from None
-

@@ -47,7 +47,9 @@ async def on_http_error(request: Request, e: Exception) -> Response:
         "not_found": f"no such URL: {request.url.path}; the API is described at /openapi.json",
         "method_not_allowed": f"{request.method} is not allowed on {request.url.path}; see /openapi.json",
     }.get(code, str(e.detail))
-    return error_response(ApiError(e.status_code, code, message, headers=getattr(e, "headers", None)), SECURITY_HEADERS)
+    return error_response(
+        ApiError(e.status_code, code, message, headers=getattr(e, "headers", None)), SECURITY_HEADERS
+    )
 
 
 async def on_validation_error(request: Request, e: Exception) -> Response:
@@ -56,7 +58,10 @@ async def on_validation_error(request: Request, e: Exception) -> Response:
     for err in e.errors()[:3]:
         where = ".".join(str(x) for x in err.get("loc", ()))
         parts.append(f"{where}: {err.get('msg')}")
-    return error_response(ApiError(422, "invalid_request", f"invalid request ({'; '.join(parts)}); see /openapi.json"), SECURITY_HEADERS)
+    return error_response(
+        ApiError(422, "invalid_request", f"invalid request ({'; '.join(parts)}); see /openapi.json"),
+        SECURITY_HEADERS,
+    )
 
 
 async def on_crash(request: Request, e: Exception) -> Response:

@@ -36,7 +36,9 @@ class WritePoint:
     ) -> None:
         return None
 
-    def midway(self, data: memoryview | bytes = b"", write: Callable[[memoryview], None] | None = None) -> None:
+    def midway(
+        self, data: memoryview | bytes = b"", write: Callable[[memoryview], None] | None = None
+    ) -> None:
         return None
 
 

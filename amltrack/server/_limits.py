@@ -46,7 +46,9 @@ class BodyLimit:
                 except ValueError:
                     declared = -1
         if declared is not None and (declared < 0 or declared > self.max_body):
-            await error_response(self._error(declared if declared >= 0 else None), SECURITY_HEADERS)(scope, receive, send)
+            await error_response(self._error(declared if declared >= 0 else None), SECURITY_HEADERS)(
+                scope, receive, send
+            )
             return
         received = 0
         started = False

@@ -50,6 +50,7 @@ FOLD_FILE = f"{fmt.CACHE_DIR}/{fmt.FOLD_FILE}"
 _FOLD_PIECE = 8 << 20  # bytes of metrics.jsonl parsed at a time, to bound the memory of a catch-up
 _FOLD_CHECK = 4096  # the bytes before a fold's end whose CRC-32 tells that the file is still the one folded
 
+
 def check_run_id(run_id: str) -> str:
     if not fmt.is_valid_run_id(run_id):
         raise ApiError(

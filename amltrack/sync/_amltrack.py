@@ -97,7 +97,10 @@ class AmltrackRemote(HttpBacked):
         self.chunk_size = chunk_size
         self._token = token
         self._http = HttpClient(
-            amltrack_client(self.url, token, timeout, transport), self.url, RetryPolicy(retries, backoff), sleep=sleep
+            amltrack_client(self.url, token, timeout, transport),
+            self.url,
+            RetryPolicy(retries, backoff),
+            sleep=sleep,
         )
         self._max_body: int | None = None
 
@@ -381,12 +384,16 @@ class AmltrackRemote(HttpBacked):
                             f"local {end}: the copies have diverged"
                         ) from None
                     if committed == offset:  # taken at its word, the same request would be sent forever
-                        raise at.bad(f"409 offset_mismatch with 'committed' = {committed}, the offset sent") from None
+                        raise at.bad(
+                            f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
+                        ) from None
                     offset = committed  # an earlier answer was lost, or another push got there first
                     continue
                 size = count(obj(r, at), "size", at)
                 if size != offset + len(chunk):
-                    raise at.bad(f"'size' = {size}, not {offset + len(chunk)} (the offset plus the bytes sent)")
+                    raise at.bad(
+                        f"'size' = {size}, not {offset + len(chunk)} (the offset plus the bytes sent)"
+                    )
                 offset = size
                 sent += len(chunk)
                 progress.advance(len(chunk), chunk.count(b"\n") if name == fmt.METRICS_FILE else 0)
@@ -459,7 +466,9 @@ class AmltrackRemote(HttpBacked):
         with source() as fh:
             while not complete:
                 if offset > size:
-                    raise SyncError(f"the remote holds {offset} bytes of {what}, more than its {size}; sync again")
+                    raise SyncError(
+                        f"the remote holds {offset} bytes of {what}, more than its {size}; sync again"
+                    )
                 fh.seek(offset)
                 chunk = fh.read(min(chunk_size, size - offset))
                 if len(chunk) < min(chunk_size, size - offset):
@@ -469,7 +478,11 @@ class AmltrackRemote(HttpBacked):
                     )
                 try:
                     r = self._call(
-                        "POST", f"{base}/{sha}", params={"offset": offset, "size": size}, content=chunk, write=True
+                        "POST",
+                        f"{base}/{sha}",
+                        params={"offset": offset, "size": size},
+                        content=chunk,
+                        write=True,
                     )
                 except RemoteError as e:
                     if e.code == "hash_mismatch":  # the server took the last chunk, and discarded the upload
@@ -481,7 +494,9 @@ class AmltrackRemote(HttpBacked):
                         raise
                     committed = count(e.extra, "committed", at)
                     if committed == offset:  # the same request would be sent forever
-                        raise at.bad(f"409 offset_mismatch with 'committed' = {committed}, the offset sent") from None
+                        raise at.bad(
+                            f"409 offset_mismatch with 'committed' = {committed}, the offset sent"
+                        ) from None
                     offset = committed
                     continue
                 r = obj(r, at)
@@ -530,9 +545,12 @@ class AmltrackRemote(HttpBacked):
         for f in missing:
             path: str = f["path"]
             result.sent += self._send_content(
-                base, f["sha256"], int(f.get("size") or 0),
+                base,
+                f["sha256"],
+                int(f.get("size") or 0),
                 functools.partial(asset._open, path),  # never through a symlink
-                f"file {path} of asset {asset.ref}", progress,
+                f"file {path} of asset {asset.ref}",
+                progress,
             )
         route = f"/v1/assets/{quote(name, safe='')}"
         at = Route(self.url, f"PUT {route}")
@@ -546,8 +564,11 @@ class AmltrackRemote(HttpBacked):
 
     def assets(self) -> list[dict[str, Any]]:
         """Every version of every asset on the server: their asset.json objects."""
-        return objects(obj(self._call("GET", "/v1/assets"), Route(self.url, "GET /v1/assets")), "assets",
-                       Route(self.url, "GET /v1/assets"))
+        return objects(
+            obj(self._call("GET", "/v1/assets"), Route(self.url, "GET /v1/assets")),
+            "assets",
+            Route(self.url, "GET /v1/assets"),
+        )
 
     # ----------------------------------------------------------------- verify
 

@@ -86,7 +86,9 @@ def flag(d: dict[str, Any], key: str, at: Route, within: str = "") -> bool:
 
 
 @overload
-def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: Literal[False] = False) -> str: ...
+def text(
+    d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: Literal[False] = False
+) -> str: ...
 @overload
 def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: bool) -> str | None: ...
 def text(d: dict[str, Any], key: str, at: Route, within: str = "", *, optional: bool = False) -> str | None:

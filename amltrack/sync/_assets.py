@@ -79,14 +79,18 @@ def push_assets(
                     # Already there: placed by an earlier push (whose answer may have been lost), or
                     # the remote's latest version of the name holds the same files.
                     result.outcome = "up_to_date" if pushed.existing else "pushed"
-                    ledger.write(asset.dir, key, {
-                        "kind": remote.kind,
-                        "remote": remote.url,
-                        "asset": asset.ref,
-                        "remote_ref": pushed.remote_ref,
-                        "origin": origin,
-                        "pushed": fmt.utc_iso(time.time()),
-                    })
+                    ledger.write(
+                        asset.dir,
+                        key,
+                        {
+                            "kind": remote.kind,
+                            "remote": remote.url,
+                            "asset": asset.ref,
+                            "remote_ref": pushed.remote_ref,
+                            "origin": origin,
+                            "pushed": fmt.utc_iso(time.time()),
+                        },
+                    )
         except SyncError as e:
             result.outcome, result.reason = "failed", str(e)
             if e.remote_wide:

@@ -21,8 +21,6 @@ HASH_BLOCK = 1 << 20
 ARTIFACT_TRIES = 3  # sends of an artifact that keeps changing under its upload, before it is reported
 
 
-
-
 class ArtifactChanged(SyncError):
     """The artifact file being sent does not hold what was hashed from it: rewritten in place.
     ``sent`` is the bytes that went before that was found."""

@@ -346,7 +346,9 @@ class RemoteReader(HttpBacked):
         return _asset(self, body, Route(self.label, f"GET /v1/assets/{ref}"))
 
     def asset_file(self, ref: str, path: str) -> bytes:
-        return self._send_asset(f"/v1/assets/{quote(ref, safe=':')}/files/{quote(path, safe='/')}", ref).content
+        return self._send_asset(
+            f"/v1/assets/{quote(ref, safe=':')}/files/{quote(path, safe='/')}", ref
+        ).content
 
     def _assets(self, path: str, ref: str | None = None) -> Any:
         body = orjson.loads(self._send_asset(path, ref).content)
@@ -360,8 +362,10 @@ class RemoteReader(HttpBacked):
         except RemoteError as e:
             if e.code == "asset_not_found" and ref is not None:
                 missing = AssetNotFoundError(ref, self.label)
-                missing.args = (f"no asset {ref!r} on {self.label}; list them with "
-                                f"'amltrack asset list --remote {self.name}'",)
+                missing.args = (
+                    f"no asset {ref!r} on {self.label}; list them with "
+                    f"'amltrack asset list --remote {self.name}'",
+                )
                 raise missing from None
             if e.code == "not_found" and ref is None:  # the route itself is missing: an older server
                 raise SyncError(
@@ -399,8 +403,10 @@ class RemoteAsset(Asset):
         fmt.check_artifact_path(path)
         if not any(f["path"] == path for f in self.files):
             missing = AssetNotFoundError(self.ref, self._reader.label, path)
-            missing.args = (f"asset {self.ref} has no file {path!r}; list its files with "
-                            f"'amltrack asset show {self.ref} --remote {self._reader.name}'",)
+            missing.args = (
+                f"asset {self.ref} has no file {path!r}; list its files with "
+                f"'amltrack asset show {self.ref} --remote {self._reader.name}'",
+            )
             raise missing
         return io.BytesIO(self._reader.asset_file(self.ref, path))
 

@@ -120,7 +120,7 @@ def _open(to: str | RemoteEntry | Remote | None, remotes: Remotes | None) -> tup
         return to, to.url, False
     entry = to if isinstance(to, RemoteEntry) else (remotes or Remotes.load()).resolve(to)
     get_kind(entry.kind, entry.label)  # a kind this amltrack cannot push to fails here, not per run
-    return _Deferred(entry), entry.label, True  # type: ignore[return-value]
+    return _Deferred(entry), entry.label, True
 
 
 def _takes_assets(kind: str) -> bool:
@@ -221,8 +221,14 @@ def sync(
                 report.assets_skipped = f"assets go to {takers} servers only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(
-                store, remote, key, runs=set(ids) if runs else None, all_assets=all_runs,
-                dry_run=dry_run, progress=progress, not_tried=NOT_TRIED,
+                store,
+                remote,
+                key,
+                runs=set(ids) if runs else None,
+                all_assets=all_runs,
+                dry_run=dry_run,
+                progress=progress,
+                not_tried=NOT_TRIED,
             )
             if error is not None:
                 report.stopped = str(error)

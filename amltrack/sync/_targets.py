@@ -49,7 +49,7 @@ class Target:
 
     def load(self) -> type[Remote]:
         module, _, name = self.client.partition(":")
-        return getattr(importlib.import_module(module, __package__), name)  # type: ignore[no-any-return]
+        return getattr(importlib.import_module(module, __package__), name)
 
     def open(self, entry: RemoteEntry) -> Remote:
         token = (self.token_env and os.environ.get(self.token_env)) or entry.token
@@ -94,7 +94,8 @@ def check_url(url: str) -> str:
         first, *others = TARGETS.values()
         more = ", ".join(f"{_schemes(k)} {k.describe}" for k in others)
         raise RemoteConfigError(
-            f"remote URL {url!r} is not an {_schemes(first)} URL with a host" + (f" (or {more})" if more else "")
+            f"remote URL {url!r} is not an {_schemes(first)} URL with a host"
+            + (f" (or {more})" if more else "")
         )
     return url.rstrip("/")
 

@@ -36,7 +36,9 @@ def _ratio(r: float) -> str:
     return f"{r:,.0f}×" if r >= 10 else f"{r:.1f}×"
 
 
-def _panel(x0: float, y0: float, title: str, rows: list[tuple[str, float, float | None, bool, str]]) -> list[str]:
+def _panel(
+    x0: float, y0: float, title: str, rows: list[tuple[str, float, float | None, bool, str]]
+) -> list[str]:
     """rows: (name, value, ratio, is_amltrack, mark) where mark is "", "≈" (scaled) or "> " (lower bound)."""
     out = [f'<text x="{x0}" y="{y0 + 16}" font-weight="bold">{escape(title)}</text>']
     vals = [r[1] for r in rows if r[1] > 0]
@@ -56,13 +58,17 @@ def _panel(x0: float, y0: float, title: str, rows: list[tuple[str, float, float 
     for e in range(lo, hi + 1):
         x = bx + BAR_W * (e - lo) / (hi - lo)
         out.append(f'<line x1="{x:.1f}" y1="{top - 4}" x2="{x:.1f}" y2="{bottom}" stroke="#e2e8f0"/>')
-        out.append(f'<text x="{x:.1f}" y="{bottom + 13}" text-anchor="middle" fill="#718096" '
-                   f'font-size="10">{_tick(10.0**e)}</text>')
+        out.append(
+            f'<text x="{x:.1f}" y="{bottom + 13}" text-anchor="middle" fill="#718096" '
+            f'font-size="10">{_tick(10.0**e)}</text>'
+        )
     for i, (name, v, ratio, ours, mark) in enumerate(rows):
         y = top + i * ROW_H
         colour = AMLTRACK if ours else SCALED if mark else PEER
-        out.append(f'<text x="{bx - 6}" y="{y + 12}" text-anchor="end"'
-                   f'{" font-weight=" + chr(34) + "bold" + chr(34) if ours else ""}>{escape(name)}</text>')
+        out.append(
+            f'<text x="{bx - 6}" y="{y + 12}" text-anchor="end"'
+            f"{' font-weight=' + chr(34) + 'bold' + chr(34) if ours else ''}>{escape(name)}</text>"
+        )
         if v <= 0:
             continue
         w = max(1.0, xpos(v) - bx)
@@ -79,21 +85,33 @@ def svg(results: dict, figures: list[tuple[str, str, str, str]]) -> str:
     names = [n for n in variants if n in summary]
     panels = []
     for key, label, unit, _ in figures:
-        rows = [(variants[n].get("short", n), summary[n][key]["median"], summary[n][key].get("ratio"),
-                 n == "amltrack", "> " if summary[n][key].get("lower_bound") else "≈" if summary[n][key].get("scaled") else "")
-                for n in names if key in summary[n]]
+        rows = [
+            (
+                variants[n].get("short", n),
+                summary[n][key]["median"],
+                summary[n][key].get("ratio"),
+                n == "amltrack",
+                "> " if summary[n][key].get("lower_bound") else "≈" if summary[n][key].get("scaled") else "",
+            )
+            for n in names
+            if key in summary[n]
+        ]
         panels.append((f"{label.replace('`', '')}, {unit} (log scale, lower is better)", rows))
     panel_h = TITLE_H + ROW_H * max([len(r) for _, r in panels] + [1]) + AXIS_H + GAP
     n_rows = math.ceil(len(panels) / COLUMNS)
     width, height = PANEL_W * COLUMNS + 20, panel_h * n_rows + 40
     meta = results["meta"]
-    body = [f'<text x="10" y="20" font-size="14" font-weight="bold">amltrack and its peers, '
-            f'{escape(meta["date"])}: median of {meta["repeat"]} runs; ratio peer / amltrack in brackets; '
-            f'≈ scaled from a smaller run; &gt; timed out</text>']
+    body = [
+        f'<text x="10" y="20" font-size="14" font-weight="bold">amltrack and its peers, '
+        f"{escape(meta['date'])}: median of {meta['repeat']} runs; ratio peer / amltrack in brackets; "
+        f"≈ scaled from a smaller run; &gt; timed out</text>"
+    ]
     for i, (title, rows) in enumerate(panels):
         x0 = 10 + (i % COLUMNS) * PANEL_W
         y0 = 34 + (i // COLUMNS) * panel_h
         body += _panel(x0, y0, title, rows)
-    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">\n'
-            f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n")
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="11">\n'
+        f'<rect width="100%" height="100%" fill="white"/>\n' + "\n".join(body) + "\n</svg>\n"
+    )

@@ -76,28 +76,83 @@ class Peer:
 PEERS = {
     p.name: p
     for p in [
-        Peer("amltrack", ["<this checkout>"], [
-            Variant("amltrack", "amltrack", "amltrack `log()`", "`log_metrics(dict, step=)`")]),
-        Peer("mlflow", ["mlflow"], [
-            Variant("mlflow", "MLflow", "MLflow `log_metric`, SQLite (its default)", "`log_metrics(dict, step=)`",
-                    lat_n=2_000, steps=1_000, reader="own"),
-            Variant("mlflow-async", "MLflow async", "MLflow `log_metric(synchronous=False)`, SQLite",
-                    "`log_metrics(dict, step=, synchronous=False)`", lat_n=2_000, steps=1_000,
-                    reader=None, no_reader="same store and reader as MLflow above")]),
-        Peer("wandb", ["wandb"], [
-            Variant("wandb", "W&B offline", "W&B offline `run.log`", "`run.log(dict, step=)`", reader=None,
-                    no_reader="wandb has no reader for offline runs: `wandb sync` uploads them to a server")]),
-        Peer("tensorboardx", ["tensorboardX", "tensorboard", "crc32c"], [
-            Variant("tensorboardx", "tensorboardX", "tensorboardX `add_scalar` (+ crc32c)", "10 x `add_scalar`")]),
-        Peer("dvclive", ["dvclive"], [
-            # next_step() re-reads every TSV file it wrote (to post to DVC Studio, even when Studio is not
-            # configured): the steps get slower as the run grows, and 10k steps take over half an hour.
-            Variant("dvclive", "DVCLive", "DVCLive `log_metric`", "10 x `log_metric`, `next_step()`",
-                    train_budget=300)]),
-        Peer("aim", ["aim"], [
-            Variant("aim", "Aim", "Aim `run.track`", "`run.track(dict, step=)`")]),
-        Peer("trackio", ["trackio"], [
-            Variant("trackio", "trackio", "trackio `log`", "`trackio.log(dict, step=)`")]),
+        Peer(
+            "amltrack",
+            ["<this checkout>"],
+            [Variant("amltrack", "amltrack", "amltrack `log()`", "`log_metrics(dict, step=)`")],
+        ),
+        Peer(
+            "mlflow",
+            ["mlflow"],
+            [
+                Variant(
+                    "mlflow",
+                    "MLflow",
+                    "MLflow `log_metric`, SQLite (its default)",
+                    "`log_metrics(dict, step=)`",
+                    lat_n=2_000,
+                    steps=1_000,
+                    reader="own",
+                ),
+                Variant(
+                    "mlflow-async",
+                    "MLflow async",
+                    "MLflow `log_metric(synchronous=False)`, SQLite",
+                    "`log_metrics(dict, step=, synchronous=False)`",
+                    lat_n=2_000,
+                    steps=1_000,
+                    reader=None,
+                    no_reader="same store and reader as MLflow above",
+                ),
+            ],
+        ),
+        Peer(
+            "wandb",
+            ["wandb"],
+            [
+                Variant(
+                    "wandb",
+                    "W&B offline",
+                    "W&B offline `run.log`",
+                    "`run.log(dict, step=)`",
+                    reader=None,
+                    no_reader="wandb has no reader for offline runs: `wandb sync` uploads them to a server",
+                )
+            ],
+        ),
+        Peer(
+            "tensorboardx",
+            ["tensorboardX", "tensorboard", "crc32c"],
+            [
+                Variant(
+                    "tensorboardx",
+                    "tensorboardX",
+                    "tensorboardX `add_scalar` (+ crc32c)",
+                    "10 x `add_scalar`",
+                )
+            ],
+        ),
+        Peer(
+            "dvclive",
+            ["dvclive"],
+            [
+                # next_step() re-reads every TSV file it wrote (to post to DVC Studio, even when Studio is not
+                # configured): the steps get slower as the run grows, and 10k steps take over half an hour.
+                Variant(
+                    "dvclive",
+                    "DVCLive",
+                    "DVCLive `log_metric`",
+                    "10 x `log_metric`, `next_step()`",
+                    train_budget=300,
+                )
+            ],
+        ),
+        Peer("aim", ["aim"], [Variant("aim", "Aim", "Aim `run.track`", "`run.track(dict, step=)`")]),
+        Peer(
+            "trackio",
+            ["trackio"],
+            [Variant("trackio", "trackio", "trackio `log`", "`trackio.log(dict, step=)`")],
+        ),
     ]
 }
 
@@ -130,8 +185,12 @@ def _pip(py: Path, args: list[str], logfile: Path, timeout: float) -> str | None
     """Run pip; None if it worked, else the one-line reason."""
     with open(logfile, "a") as f:
         try:
-            rc = subprocess.run([str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
-                                stdout=f, stderr=subprocess.STDOUT, timeout=timeout).returncode
+            rc = subprocess.run(
+                [str(py), "-m", "pip", "install", "--disable-pip-version-check", "-q", *args],
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+            ).returncode
         except subprocess.TimeoutExpired:
             return f"pip install did not finish in {timeout:.0f} s"
     return None if rc == 0 else f"pip install failed: {_last_line(logfile.read_text())}"
@@ -171,7 +230,9 @@ def ensure_venv(peer: Peer, venvs: Path, smoke: bool, tmp: Path) -> tuple[Path |
     if peer.name == "amltrack":
         src = str(_amltrack_source(tmp))
         # Dependencies first (a no-op once there), then this checkout's code, replacing the last one.
-        reason = _pip(py, [src], logfile, 900) or _pip(py, ["--no-deps", "--force-reinstall", src], logfile, 900)
+        reason = _pip(py, [src], logfile, 900) or _pip(
+            py, ["--no-deps", "--force-reinstall", src], logfile, 900
+        )
     else:
         reason = _pip(py, peer.packages, logfile, 1800)
     if reason:
@@ -270,8 +331,9 @@ class Child:
     reason: str = ""
 
 
-def run_child(py: Path, argv: list[str], cwd: Path, env: dict[str, str], budget: float,
-              logs: Path | None = None) -> Child:
+def run_child(
+    py: Path, argv: list[str], cwd: Path, env: dict[str, str], budget: float, logs: Path | None = None
+) -> Child:
     """Run one workload process and measure it from outside.
 
     Wall: start to exit of the process. CPU: user+sys of the process and of every descendant, from
@@ -286,8 +348,15 @@ def run_child(py: Path, argv: list[str], cwd: Path, env: dict[str, str], budget:
     me = os.getpid()
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         t0 = time.perf_counter()
-        p = subprocess.Popen([str(py), str(WORKLOADS), *argv], cwd=cwd, env=env, stdout=out, stderr=err,
-                             stdin=subprocess.DEVNULL, start_new_session=True)
+        p = subprocess.Popen(
+            [str(py), str(WORKLOADS), *argv],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _running.add(p.pid)
     timed_out = threading.Event()
     done = threading.Event()
@@ -347,9 +416,15 @@ def run_child(py: Path, argv: list[str], cwd: Path, env: dict[str, str], budget:
     with contextlib.suppress(OSError):
         os.killpg(p.pid, signal.SIGKILL)  # nothing of it outlives its measurement
     _running.discard(p.pid)
-    child = Child(ok=False, result={}, wall_s=wall, cpu_s=ru.ru_utime + ru.ru_stime + helper_cpu,
-                  rss_mib=max(ru.ru_maxrss, peak[0]) / 1024, helper_cpu_s=helper_cpu,
-                  helpers=sorted(c for c in comms if c not in ("?", "python", "python3")))
+    child = Child(
+        ok=False,
+        result={},
+        wall_s=wall,
+        cpu_s=ru.ru_utime + ru.ru_stime + helper_cpu,
+        rss_mib=max(ru.ru_maxrss, peak[0]) / 1024,
+        helper_cpu_s=helper_cpu,
+        helpers=sorted(c for c in comms if c not in ("?", "python", "python3")),
+    )
     stdout = out_path.read_text(errors="replace").strip().splitlines()
     if timed_out.is_set():
         done_n = progress.read_text().strip() if progress.exists() else ""
@@ -370,12 +445,22 @@ def run_child(py: Path, argv: list[str], cwd: Path, env: dict[str, str], budget:
 
 
 def child_env(home: Path, cwd: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AMLTRACK_", "MLFLOW_", "WANDB_", "TRACKIO_", "VIRTUAL_ENV", "PYTHON"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AMLTRACK_", "MLFLOW_", "WANDB_", "TRACKIO_", "VIRTUAL_ENV", "PYTHON"))
+    }
     env.update(QUIET_ENV)
-    env.update({"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"),
-                "XDG_CONFIG_HOME": str(home / ".config"), "XDG_DATA_HOME": str(home / ".local" / "share"),
-                "HF_HOME": str(home / ".cache" / "huggingface"), "TRACKIO_DIR": str(cwd)})
+    env.update(
+        {
+            "HOME": str(home),
+            "XDG_CACHE_HOME": str(home / ".cache"),
+            "XDG_CONFIG_HOME": str(home / ".config"),
+            "XDG_DATA_HOME": str(home / ".local" / "share"),
+            "HF_HOME": str(home / ".cache" / "huggingface"),
+            "TRACKIO_DIR": str(cwd),
+        }
+    )
     return env
 
 
@@ -403,17 +488,32 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
         py, reason = ensure_venv(peer, venvs, smoke, work)
         for v in peer.variants:
             lat_n, steps, read_n = sizes(v, smoke)
-            rec = variants[v.adapter] = {"peer": name, "short": v.short, "label": v.label, "train_call": v.train_call,
-                                         "lat_n": lat_n, "steps": steps, "read_n": read_n,
-                                         "no_reader": v.no_reader, "lat": [], "train": [], "read": []}
+            rec = variants[v.adapter] = {
+                "peer": name,
+                "short": v.short,
+                "label": v.label,
+                "train_call": v.train_call,
+                "lat_n": lat_n,
+                "steps": steps,
+                "read_n": read_n,
+                "no_reader": v.no_reader,
+                "lat": [],
+                "train": [],
+                "read": [],
+            }
             if py is None:
                 rec["skipped"] = reason
                 log(f"{v.adapter}: skipped: {reason}")
                 continue
             d = work / v.adapter
             d.mkdir()
-            chk = run_child(py, [v.adapter, "check", str(d / "check"), "0"], _mk(d / "check"),
-                            child_env(_mk(d / "home"), d / "check"), budget)
+            chk = run_child(
+                py,
+                [v.adapter, "check", str(d / "check"), "0"],
+                _mk(d / "check"),
+                child_env(_mk(d / "home"), d / "check"),
+                budget,
+            )
             if not chk.ok:
                 rec["skipped"] = f"does not import: {chk.reason}"
                 log(f"{v.adapter}: skipped: {rec['skipped']}")
@@ -437,8 +537,14 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
                         continue
                     src, ref = series[v.adapter]
                     # The reader runs in the run's directory, where the tool's defaults point.
-                    c = run_child(py, [v.adapter, "read", str(src), str(read_n), ref], src,
-                                  child_env(home, src), budget, logs=d / f"read-{r}")
+                    c = run_child(
+                        py,
+                        [v.adapter, "read", str(src), str(read_n), ref],
+                        src,
+                        child_env(home, src),
+                        budget,
+                        logs=d / f"read-{r}",
+                    )
                     rec["read"].append(_figures(c, read_n))
                 else:
                     n = lat_n if mode == "lat" else steps
@@ -454,8 +560,10 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
                         fig["dir"] = str(cwd)
                     rec[mode].append(fig)
                 status = "ok" if c.ok else c.reason
-                log(f"[{r + 1}/{repeat}] {mode:5} {v.adapter:13} n={rec[mode][-1]['n']}: "
-                    f"{c.wall_s:.2f} s wall, {c.cpu_s:.2f} s CPU, {c.rss_mib:.0f} MiB ({status})")
+                log(
+                    f"[{r + 1}/{repeat}] {mode:5} {v.adapter:13} n={rec[mode][-1]['n']}: "
+                    f"{c.wall_s:.2f} s wall, {c.cpu_s:.2f} s CPU, {c.rss_mib:.0f} MiB ({status})"
+                )
     meta["loadavg_end"] = os.getloadavg()
     meta["points"], meta["steps"] = (SMOKE_POINTS, SMOKE_STEPS) if smoke else (FULL_POINTS, FULL_STEPS)
     return {"meta": meta, "variants": variants, "summary": summarize(variants, meta["points"], meta["steps"])}
@@ -472,11 +580,21 @@ def _figures(c: Child, n: int) -> dict:
         if c.result.get("timed_out"):  # its time is a lower bound
             fig.update(timed_out=True, wall_s=c.wall_s, cpu_s=c.cpu_s)
         return fig
-    return {"ok": True, "n": n, "wall_s": c.wall_s, "cpu_s": c.cpu_s, "rss_mib": c.rss_mib,
-            "helpers": c.helpers, "helper_cpu_s": c.helper_cpu_s, **c.result}
+    return {
+        "ok": True,
+        "n": n,
+        "wall_s": c.wall_s,
+        "cpu_s": c.cpu_s,
+        "rss_mib": c.rss_mib,
+        "helpers": c.helpers,
+        "helper_cpu_s": c.helper_cpu_s,
+        **c.result,
+    }
 
 
-def _series(v: Variant, py: Path, d: Path, home: Path, n: int, budget: float, rec: dict) -> tuple[Path, str] | None:
+def _series(
+    v: Variant, py: Path, d: Path, home: Path, n: int, budget: float, rec: dict
+) -> tuple[Path, str] | None:
     """The directory and reference of an n-point "loss" series for the reader."""
     if v.reader == "lat":
         first = next((f for f in rec["lat"] if f["ok"]), None)
@@ -536,7 +654,9 @@ def summarize(variants: dict, points: int, steps: int) -> dict:
         if train:
             k = steps / rec["steps"]
             s["train_wall_s"] = _spread([f["wall_s"] + (f["loop_s"] + f["close_s"]) * (k - 1) for f in train])
-            s["train_cpu_s"] = _spread([f["cpu_s"] + (f["loop_cpu_s"] + f["close_cpu_s"]) * (k - 1) for f in train])
+            s["train_cpu_s"] = _spread(
+                [f["cpu_s"] + (f["loop_cpu_s"] + f["close_cpu_s"]) * (k - 1) for f in train]
+            )
             s["train_wall_s"]["scaled"] = s["train_cpu_s"]["scaled"] = k != 1
             s["train_wall_measured_s"] = _spread([f["wall_s"] for f in train])
             s["rss_mib"] = _spread([f["rss_mib"] for f in train])
@@ -615,8 +735,11 @@ def table(results: dict) -> str:
                 text += f" ({bound}{_ratio(f['ratio'])})"
             cells.append(text)
         read = _n(rec["read_n"]) if "read_s" in s else "–"
-        lines.append(f"| {rec['label']} | " + " | ".join(cells)
-                     + f" | {_n(rec['lat_n'])} / {_n(rec['steps'])} / {read} |")
+        lines.append(
+            f"| {rec['label']} | "
+            + " | ".join(cells)
+            + f" | {_n(rec['lat_n'])} / {_n(rec['steps'])} / {read} |"
+        )
     out = "\n".join(lines)
     if notes:
         out += "\n\n" + "\n".join(f"- {n}" for n in dict.fromkeys(notes))
@@ -636,10 +759,12 @@ def details(results: dict) -> str:
     def med(vals: list[float], fmt: str) -> str:
         return fmt.format(statistics.median(vals)) if vals else "–"
 
-    lines = ["| tool | `log()` median, µs | `log()` p99, µs | log loop / N, µs | training loop wall, s "
-             "| import / init / loop / close, s | CPU: Python at close / whole process, s "
-             "| other processes seen | read, s |",
-             "|---|---|---|---:|---|---|---|---|---|"]
+    lines = [
+        "| tool | `log()` median, µs | `log()` p99, µs | log loop / N, µs | training loop wall, s "
+        "| import / init / loop / close, s | CPU: Python at close / whole process, s "
+        "| other processes seen | read, s |",
+        "|---|---|---|---:|---|---|---|---|---|",
+    ]
     for name, rec in variants.items():
         if name not in summary:
             continue
@@ -647,19 +772,31 @@ def details(results: dict) -> str:
         train = [f for f in rec["train"] if f["ok"]]
         read = [f for f in rec["read"] if f["ok"]]
         seen = sorted({h for f in rec["lat"] + rec["train"] if f["ok"] for h in f["helpers"]})
-        phases = " / ".join(med([f[k] for f in train], "{:.2f}") for k in ("import_s", "init_s", "loop_s", "close_s")) \
-            if train else "–"
-        cpu = (f"{med([f['self_cpu_s'] for f in train], '{:.2f}')} / {med([f['cpu_s'] for f in train], '{:.2f}')}"
-               if train and all("self_cpu_s" in f for f in train) else med([f["cpu_s"] for f in train], "– / {:.2f}"))
+        phases = (
+            " / ".join(
+                med([f[k] for f in train], "{:.2f}") for k in ("import_s", "init_s", "loop_s", "close_s")
+            )
+            if train
+            else "–"
+        )
+        cpu = (
+            f"{med([f['self_cpu_s'] for f in train], '{:.2f}')} / {med([f['cpu_s'] for f in train], '{:.2f}')}"
+            if train and all("self_cpu_s" in f for f in train)
+            else med([f["cpu_s"] for f in train], "– / {:.2f}")
+        )
         wall = mmm([f["wall_s"] for f in train], "{:.2f}") + (f" ({_n(rec['steps'])} steps)" if train else "")
         late = [f for f in rec["train"] if f.get("timed_out")]
         if not train and late:
             wall = f"> {late[0]['wall_s']:.0f} (timed out)"
-        read_cell = mmm([f["read_s"] for f in read], "{:.3f}") + (f" ({_n(read[0]['n'])} points)" if read else "")
-        lines.append(f"| {rec['label']} | {mmm([f['median_us'] for f in lat], '{:,.1f}')} "
-                     f"| {mmm([f['p99_us'] for f in lat], '{:,.1f}')} "
-                     f"| {med([f['loop_s'] / f['n'] * 1e6 for f in lat], '{:,.1f}')} | {wall} | {phases} | {cpu} "
-                     f"| {', '.join(seen) or '–'} | {read_cell} |")
+        read_cell = mmm([f["read_s"] for f in read], "{:.3f}") + (
+            f" ({_n(read[0]['n'])} points)" if read else ""
+        )
+        lines.append(
+            f"| {rec['label']} | {mmm([f['median_us'] for f in lat], '{:,.1f}')} "
+            f"| {mmm([f['p99_us'] for f in lat], '{:,.1f}')} "
+            f"| {med([f['loop_s'] / f['n'] * 1e6 for f in lat], '{:,.1f}')} | {wall} | {phases} | {cpu} "
+            f"| {', '.join(seen) or '–'} | {read_cell} |"
+        )
     return "\n".join(lines)
 
 
@@ -671,10 +808,14 @@ def behind(results: dict) -> list[str]:
     for key, label, unit, fmt in FIGURES:
         if key not in base:
             continue
-        best = min(((s[key]["median"], n) for n, s in summary.items() if n != "amltrack" and key in s), default=None)
+        best = min(
+            ((s[key]["median"], n) for n, s in summary.items() if n != "amltrack" and key in s), default=None
+        )
         if best and best[0] < base[key]["median"]:
-            out.append(f"{label}: {variants[best[1]]['label']} {fmt.format(best[0])} {unit} against amltrack's "
-                       f"{fmt.format(base[key]['median'])} {unit}")
+            out.append(
+                f"{label}: {variants[best[1]]['label']} {fmt.format(best[0])} {unit} against amltrack's "
+                f"{fmt.format(base[key]['median'])} {unit}"
+            )
     return out
 
 
@@ -700,8 +841,10 @@ def machine() -> str:
         with open("/proc/meminfo") as f:
             kib = int(next(ln.split()[1] for ln in f if ln.startswith("MemTotal")))
             mem = f", {kib / 1024 / 1024:.0f} GiB"
-    return (f"{platform.machine()} ({cpu}, {os.cpu_count()} cores{mem}), Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{platform.machine()} ({cpu}, {os.cpu_count()} cores{mem}), Linux {platform.release()}, "
+        f"Python {platform.python_version()}"
+    )
 
 
 def section(results: dict, chart_name: str | None) -> str:
@@ -719,15 +862,22 @@ def section(results: dict, chart_name: str | None) -> str:
         f"keeping import and start-up as measured; the read time per point to {meta['points']:,} points.",
         "",
         "Each step of the training loop, in each tool's idiom: "
-        + "; ".join(f"{rec['short']} {rec['train_call']}" for rec in results["variants"].values()
-                    if "skipped" not in rec) + ".",
+        + "; ".join(
+            f"{rec['short']} {rec['train_call']}"
+            for rec in results["variants"].values()
+            if "skipped" not in rec
+        )
+        + ".",
         "",
         table(results),
     ]
     if chart_name:
         parts += ["", f"![amltrack and its peers, log scale]({chart_name})"]
     lag = behind(results)
-    parts += ["", "Where a peer is ahead of amltrack in this run: " + ("; ".join(lag) + "." if lag else "nowhere.")]
+    parts += [
+        "",
+        "Where a peer is ahead of amltrack in this run: " + ("; ".join(lag) + "." if lag else "nowhere."),
+    ]
     parts += ["", "Spreads (min / median / max) and phases, as run:", "", details(results)]
     return "\n".join(parts)
 
@@ -749,15 +899,30 @@ def write_docs(results: dict, doc: Path = DOC, chart: Path = CHART) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--smoke", action="store_true",
-                    help="tiny sizes, one run; amltrack from this interpreter, peers only if their venv exists")
+    ap.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, one run; amltrack from this interpreter, peers only if their venv exists",
+    )
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from: {', '.join(PEERS)}")
-    ap.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="where the peers' venvs live (default: %(default)s)")
-    ap.add_argument("--repeat", type=int, default=None, help="runs of each workload (default 3, 1 with --smoke)")
-    ap.add_argument("--budget", type=float, default=None,
-                    help="seconds one process may take before it is killed (default 900, 120 with --smoke)")
-    ap.add_argument("--write-docs", action="store_true", help="write the results into docs/benchmarks.md and the chart")
-    ap.add_argument("--out", type=Path, help="also write results.json, peers.md and peers.svg into this directory")
+    ap.add_argument(
+        "--venvs", type=Path, default=DEFAULT_VENVS, help="where the peers' venvs live (default: %(default)s)"
+    )
+    ap.add_argument(
+        "--repeat", type=int, default=None, help="runs of each workload (default 3, 1 with --smoke)"
+    )
+    ap.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds one process may take before it is killed (default 900, 120 with --smoke)",
+    )
+    ap.add_argument(
+        "--write-docs", action="store_true", help="write the results into docs/benchmarks.md and the chart"
+    )
+    ap.add_argument(
+        "--out", type=Path, help="also write results.json, peers.md and peers.svg into this directory"
+    )
     ap.add_argument("--json", action="store_true", help="print the results as JSON instead of markdown")
     ap.add_argument("--keep", action="store_true", help="keep the runs' directories (their path is printed)")
     ap.add_argument("--results", type=Path, help="measure nothing: render a results.json written by --out")
@@ -772,7 +937,9 @@ def main(argv: list[str] | None = None) -> int:
     budget = a.budget or (120.0 if a.smoke else 900.0)
     if a.results:
         results = json.loads(a.results.read_text())
-        results["summary"] = summarize(results["variants"], results["meta"]["points"], results["meta"]["steps"])
+        results["summary"] = summarize(
+            results["variants"], results["meta"]["points"], results["meta"]["steps"]
+        )
     else:
         work = Path(tempfile.mkdtemp(prefix="amltrack-peers-"))
         signal.signal(signal.SIGTERM, _end_running)

@@ -26,8 +26,18 @@ import time
 T_START = time.perf_counter()
 
 #: The metrics of one training step: ten names, as a model would log them.
-STEP_METRICS = ("loss", "accuracy", "lr", "grad_norm", "val_loss", "val_accuracy", "epoch", "throughput",
-                "weight_norm", "gpu_mem")
+STEP_METRICS = (
+    "loss",
+    "accuracy",
+    "lr",
+    "grad_norm",
+    "val_loss",
+    "val_accuracy",
+    "epoch",
+    "throughput",
+    "weight_norm",
+    "gpu_mem",
+)
 
 
 class Adapter:
@@ -124,8 +134,10 @@ class MLflow(Adapter):
 
         client, rid, ts = MlflowClient(), self.run.info.run_id, int(time.time() * 1000)
         for start in range(0, n, 1000):
-            client.log_batch(rid, metrics=[Metric("loss", 1.0 / (i + 1), ts, i)
-                                            for i in range(start, min(n, start + 1000))])
+            client.log_batch(
+                rid,
+                metrics=[Metric("loss", 1.0 / (i + 1), ts, i) for i in range(start, min(n, start + 1000))],
+            )
 
     def read(self, d: str, ref: str, name: str) -> list[float]:
         from mlflow.tracking import MlflowClient
@@ -223,7 +235,9 @@ class DVCLive(Adapter):
         # DVCLive's own TSV parser (what its read_history() uses, without opening a Live run).
         from dvclive.utils import parse_tsv
 
-        return [float(row[name]) for row in parse_tsv(os.path.join(d, ref, "plots", "metrics", f"{name}.tsv"))]
+        return [
+            float(row[name]) for row in parse_tsv(os.path.join(d, ref, "plots", "metrics", f"{name}.tsv"))
+        ]
 
 
 class Aim(Adapter):
@@ -236,8 +250,13 @@ class Aim(Adapter):
         import aim
 
     def open(self, d: str) -> str:
-        self.run = aim.Run(repo=d, experiment="bench", system_tracking_interval=None,
-                           log_system_params=False, capture_terminal_logs=False)
+        self.run = aim.Run(
+            repo=d,
+            experiment="bench",
+            system_tracking_interval=None,
+            log_system_params=False,
+            capture_terminal_logs=False,
+        )
         _track = self.run.track
 
         def log(name: str, value: float, step: int) -> None:
@@ -277,8 +296,9 @@ class Trackio(Adapter):
         import trackio
 
     def open(self, d: str) -> str:
-        self.run = trackio.init(project="bench", name="bench", embed=False, auto_log_cpu=False,
-                                auto_log_gpu=False)
+        self.run = trackio.init(
+            project="bench", name="bench", embed=False, auto_log_cpu=False, auto_log_gpu=False
+        )
         _log = trackio.log
 
         def log(name: str, value: float, step: int) -> None:
@@ -344,8 +364,13 @@ def main(argv: list[str]) -> dict:
     t0 = pc()
     a.imports()
     t_import = pc() - t0
-    out: dict = {"adapter": adapter_name, "mode": mode, "n": n, "import_s": t_import,
-                 "startup_s": t0 - T_START}
+    out: dict = {
+        "adapter": adapter_name,
+        "mode": mode,
+        "n": n,
+        "import_s": t_import,
+        "startup_s": t0 - T_START,
+    }
     if mode == "check":
         out["versions"] = {"python": sys.version.split()[0], **versions(a.dists)}
         return out

@@ -43,7 +43,9 @@ class _Dying(WritePoint):
             die()
         return self
 
-    def midway(self, data: memoryview | bytes = b"", write: Callable[[memoryview], None] | None = None) -> None:
+    def midway(
+        self, data: memoryview | bytes = b"", write: Callable[[memoryview], None] | None = None
+    ) -> None:
         if self.stage == "during":
             if write is not None and data:
                 write(memoryview(data)[: len(data) // 2])

@@ -1,6 +1,6 @@
 """Log COUNT records of a few metrics and an artifact without waiting, then just exit (no finish).
 
-    python log_and_exit.py STORE COUNT
+python log_and_exit.py STORE COUNT
 """
 
 import sys

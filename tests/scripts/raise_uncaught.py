@@ -1,6 +1,6 @@
 """Log COUNT records without waiting for any, then die of an uncaught RuntimeError.
 
-    python raise_uncaught.py STORE COUNT
+python raise_uncaught.py STORE COUNT
 """
 
 import sys

@@ -44,8 +44,15 @@ def test_eight_processes_one_run(tmp_path: Path) -> None:
     store = tmp_path / "s"
     owner = amltrack.get_logger("conc", store=store, outputs=None)
     seconds = size(2, 10)
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(store), owner.run_id, str(k), str(seconds)],
-                              stdout=subprocess.PIPE, text=True, env=child_env()) for k in range(8)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(store), owner.run_id, str(k), str(seconds)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=child_env(),
+        )
+        for k in range(8)
+    ]
     counts = []
     for p in procs:
         out, _ = p.communicate(timeout=120)
@@ -73,8 +80,10 @@ def test_eight_processes_one_run(tmp_path: Path) -> None:
         assert [rshared.timestamps[j] for j in mine] == r.timestamps == rf.timestamps, k  # one time a row
         wide = [metrics[f"wide{k}/{j:03d}"] for j in range(300)]
         assert all(m.steps == list(range(0, n, 5000)) for m in wide), k
-        assert all(m.values == [s + j for s in m.steps] and m.timestamps == wide[0].timestamps
-                   for j, m in enumerate(wide)), k
+        assert all(
+            m.values == [s + j for s in m.steps] and m.timestamps == wide[0].timestamps
+            for j, m in enumerate(wide)
+        ), k
     assert len(rshared) == sum((n + 3) // 4 for n in counts)
     assert run.skipped == 0
     texts = len(metrics.get("text", []))

@@ -24,9 +24,21 @@ from amltrack._columns import read_segments
 from ..test_columns import as_plain
 from .conftest import size
 
-FILES = ["run.json", "metrics.jsonl", "summary.json", "artifacts.jsonl", "artifacts/a/b.txt", "../../store.json",
-         "cache/columns.bin"]
-ROW = ("alpha", "beta", "gamma", "delta")  # the names of each row: no one of them is another with more inserted
+FILES = [
+    "run.json",
+    "metrics.jsonl",
+    "summary.json",
+    "artifacts.jsonl",
+    "artifacts/a/b.txt",
+    "../../store.json",
+    "cache/columns.bin",
+]
+ROW = (
+    "alpha",
+    "beta",
+    "gamma",
+    "delta",
+)  # the names of each row: no one of them is another with more inserted
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +53,9 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
             logger.log("loss", 1 / (i + 1))
             logger.log("list", [i, i + 1.5, float("nan")])
             logger.log("text", f"line {i}")
-            if 10 <= i < 30 or i >= 40:  # batches of points alone and batches with rows: both kinds of index block
+            if (
+                10 <= i < 30 or i >= 40
+            ):  # batches of points alone and batches with rows: both kinds of index block
                 logger.log_metrics(dict(zip(ROW, (i, i / 3, math.nan if i % 2 else -math.inf, i % 3 == 0))))
             if i % 10 == 9:
                 logger.flush()
@@ -102,7 +116,11 @@ def lost(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
             out.append(f"run {rid}")
             continue
         got_metrics, got_artifacts, _ = after[rid]
-        out += [f"{n}: {k - got_metrics.get(n, 0)} point(s)" for n, k in metrics.items() if got_metrics.get(n, 0) < k]
+        out += [
+            f"{n}: {k - got_metrics.get(n, 0)} point(s)"
+            for n, k in metrics.items()
+            if got_metrics.get(n, 0) < k
+        ]
         out += [f"artifact {p}" for p in artifacts if p not in got_artifacts]
     return out
 
@@ -125,7 +143,8 @@ def rows_in_part(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[fl
     points = {ts for _, _, stamps in before.values() for ts in stamps} - rows
     got = Counter(ts for _, _, stamps in after.values() for ts in stamps)
     return sorted(
-        (ts, k) for ts, k in got.items()
+        (ts, k)
+        for ts, k in got.items()
         if k not in ({len(ROW)} if ts in rows else {1} if ts in points else {1, len(ROW)})
     )
 
@@ -160,13 +179,25 @@ def damage_a_field(data: bytes, cut: int) -> tuple[bytes, bool]:
 _examples = itertools.count()
 
 
-@settings(max_examples=size(150, 2000), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(which=st.sampled_from(FILES), how=st.sampled_from(["truncate", "garbage", "flip", "delete", "empty",
-                                                          "wrongtype", "future", "fields"]),
-       pos=st.floats(0, 1), junk=st.binary(min_size=1, max_size=40))
+@settings(
+    max_examples=size(150, 2000),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    which=st.sampled_from(FILES),
+    how=st.sampled_from(["truncate", "garbage", "flip", "delete", "empty", "wrongtype", "future", "fields"]),
+    pos=st.floats(0, 1),
+    junk=st.binary(min_size=1, max_size=40),
+)
 def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
-    pristine: Path, pristine_read: dict[str, Any], tmp_path: Path, which: str, how: str, pos: float, junk: bytes
+    pristine: Path,
+    pristine_read: dict[str, Any],
+    tmp_path: Path,
+    which: str,
+    how: str,
+    pos: float,
+    junk: bytes,
 ) -> None:
     # A fresh path per example: the reader warns once per file, and each example must see its warning.
     store = tmp_path / f"s{next(_examples)}"
@@ -182,13 +213,15 @@ def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
         target.write_bytes(data[:cut] + junk + data[cut:])
     elif how == "flip" and data:
         i = min(cut, len(data) - 1)
-        target.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+        target.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :])
     elif how == "delete":
         target.unlink()
     elif how == "empty":
         target.write_bytes(b"")
     elif how == "wrongtype":
-        target.write_bytes(b'[1, "two", null]\n' if target.suffix != ".jsonl" else b'{"name": 1, "step": "x"}\n[]\n')
+        target.write_bytes(
+            b'[1, "two", null]\n' if target.suffix != ".jsonl" else b'{"name": 1, "step": "x"}\n[]\n'
+        )
     elif how == "fields" and target.suffix == ".jsonl":
         damaged, one_entry = damage_a_field(data, cut)
         target.write_bytes(damaged)
@@ -224,8 +257,9 @@ def test_damaged_stores_read_or_fail_clearly_and_report_what_they_drop(
     shutil.rmtree(store)
 
 
-def test_a_run_folder_without_run_json_is_reported_unless_it_is_being_created(pristine: Path,
-                                                                             tmp_path: Path) -> None:
+def test_a_run_folder_without_run_json_is_reported_unless_it_is_being_created(
+    pristine: Path, tmp_path: Path
+) -> None:
     store = tmp_path / "s"
     shutil.copytree(pristine, store)
     (run_dir,) = (store / "runs").iterdir()
@@ -255,7 +289,7 @@ def test_skips_are_counted(pristine: Path, tmp_path: Path) -> None:
     shutil.copytree(pristine, store)
     (run_dir,) = (store / "runs").iterdir()
     with open(run_dir / "metrics.jsonl", "ab") as f:
-        f.write(b"not json\n{\"name\":\"loss\",\"step\":-1,\"value\":1,\"ts\":1,\"seq\":1}\n{\"torn")
+        f.write(b'not json\n{"name":"loss","step":-1,"value":1,"ts":1,"seq":1}\n{"torn')
     run = amltrack.Store(store).run(run_dir.name)
     with pytest.warns(UserWarning, match="skipped"):
         run.metrics()

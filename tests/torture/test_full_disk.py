@@ -88,7 +88,10 @@ def test_a_disk_that_fills_up_again_and_again_loses_no_accepted_row_and_tears_no
         assert wide[0].steps == wides[: len(wides) if whole else len(wide[0])], seed
         assert set(wide_waited) <= set(wide[0].steps), f"seed {seed}: a waited wide row is missing"
         for j, m in enumerate(wide):  # each wide row whole
-            assert m is not None and m.steps == wide[0].steps and m.timestamps == wide[0].timestamps, (seed, j)
+            assert m is not None and m.steps == wide[0].steps and m.timestamps == wide[0].timestamps, (
+                seed,
+                j,
+            )
             assert m.values == [s + j for s in m.steps], (seed, j)
 
     i = 0
@@ -96,12 +99,18 @@ def test_a_disk_that_fills_up_again_and_again_loses_no_accepted_row_and_tears_no
         disk["room"] = rng.randrange(0, 60_000)  # the disk fills up after that many bytes
         before, more = refused, rng.randrange(1, 300)  # calls refused before the disk comes back
         while refused < before + more:
-            row = attempt(rows, i, logger.log_metrics,
-                          {"a": i, "b": i / 4, "c": i % 2 == 0, "d": math.nan if i % 5 == 0 else -math.inf},
-                          step=i)
+            row = attempt(
+                rows,
+                i,
+                logger.log_metrics,
+                {"a": i, "b": i / 4, "c": i % 2 == 0, "d": math.nan if i % 5 == 0 else -math.inf},
+                step=i,
+            )
             attempt(points, i, logger.log, "p", i, step=i)
             if i % 100 == 0:
-                wide = attempt(wides, i, logger.log_metrics, {f"wide/{j:03d}": i + j for j in range(WIDE)}, step=i)
+                wide = attempt(
+                    wides, i, logger.log_metrics, {f"wide/{j:03d}": i + j for j in range(WIDE)}, step=i
+                )
                 row = wide or row
             if i % 300 == 0 and row is not None:
                 try:

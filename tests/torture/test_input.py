@@ -31,7 +31,9 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 # ----------------------------------------------------------------- strategies
 
-surrogates = st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3)
+surrogates = st.text(
+    alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=3
+)
 int64 = st.integers(INT_MIN, INT_MAX)
 edge_ints = st.sampled_from([INT_MAX, INT_MIN, INT_MAX + 1, INT_MIN - 1, 2**64 - 1, 2**64, -(2**64)])
 ints = st.one_of(int64, st.integers(), edge_ints)  # st.integers() is unbounded: big ints too
@@ -49,8 +51,9 @@ numpy_arrays = st.one_of(
     st.lists(st.floats(), min_size=1, max_size=3).map(lambda v: np.array([v, v])),  # 2-D
     st.floats().map(lambda v: np.array(v)),  # 0-D
 )
-elements = st.one_of(numbers, st.booleans(), st.none(), st.text(max_size=3), st.lists(numbers, max_size=2),
-                     numpy_scalars)
+elements = st.one_of(
+    numbers, st.booleans(), st.none(), st.text(max_size=3), st.lists(numbers, max_size=2), numpy_scalars
+)
 values = st.one_of(
     numbers,
     st.booleans(),
@@ -103,8 +106,9 @@ good_values = st.one_of(
     numpy_scalars,
     st.lists(st.floats(), max_size=6).map(lambda v: np.array(v, dtype=np.float64)),
 )
-good_steps = st.one_of(st.none(), st.integers(0, INT_MAX), st.sampled_from([0, INT_MAX]),
-                       st.integers(0, INT_MAX).map(np.int64))
+good_steps = st.one_of(
+    st.none(), st.integers(0, INT_MAX), st.sampled_from([0, INT_MAX]), st.integers(0, INT_MAX).map(np.int64)
+)
 
 
 @st.composite
@@ -210,9 +214,15 @@ def quick_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 @pytest.mark.timeout(size(120, 600))
-@settings(max_examples=size(150, 2000), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large])
+@settings(
+    max_examples=size(150, 2000),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+    ],
+)
 @given(calls=calls())
 def test_every_log_call_is_stored_exactly_or_rejected_at_the_call(quick_runs: Path, calls) -> None:
     expected: dict[str, list[tuple[int, Any]]] = {}
@@ -272,13 +282,23 @@ row_values = st.one_of(
     values,  # all that log() is tried with: strings, lists, tuples, arrays, None, dicts, bytes, ...
     st.sampled_from(["NaN", "Infinity", "-Infinity"]),  # the file's markers, but given as str: a str
     st.sampled_from(["NaN", "1.5"]).map(np.str_),
-    st.sampled_from([np.array("x"), np.array(True), np.array(INT_MAX), np.array([1.0]), np.array([[1.0]]),
-                     np.array([], dtype=np.float64)]),
+    st.sampled_from(
+        [
+            np.array("x"),
+            np.array(True),
+            np.array(INT_MAX),
+            np.array([1.0]),
+            np.array([[1.0]]),
+            np.array([], dtype=np.float64),
+        ]
+    ),
 )
 good_row_values = st.one_of(
     st.floats(),  # NaN, infinities and -0.0 included
     int64,
-    st.sampled_from([INT_MAX, INT_MIN, math.nan, math.inf, -math.inf, -0.0, 1.7e308]),  # 1.7e308 twice: an inf sum
+    st.sampled_from(
+        [INT_MAX, INT_MIN, math.nan, math.inf, -math.inf, -0.0, 1.7e308]
+    ),  # 1.7e308 twice: an inf sum
     st.booleans(),
     numpy_scalars,
     st.floats().map(np.array),  # 0-D: a scalar
@@ -291,8 +311,11 @@ def big_rows(draw: st.DrawFn, good_pool: list[str]) -> dict[Any, Any]:
     ones, and the test's explicit examples try the limit), names of up to 254 characters (a line of
     2.6 MB), the small pool's names first or not, and one entry somewhere drawn from the wide sets or
     not."""
-    n = draw(st.one_of(st.sampled_from([MAX_ROW - 1, MAX_ROW, MAX_ROW + 1]), st.integers(1000, MAX_ROW + 1))
-             if FULL else st.integers(200, 1200))
+    n = draw(
+        st.one_of(st.sampled_from([MAX_ROW - 1, MAX_ROW, MAX_ROW + 1]), st.integers(1000, MAX_ROW + 1))
+        if FULL
+        else st.integers(200, 1200)
+    )
     prefix = draw(st.sampled_from(["m", "x" * 250]))
     items: list[tuple[Any, Any]] = [(f"{prefix}{i}", i / 3 if i % 7 else i) for i in range(n)]
     if draw(st.booleans()):
@@ -329,16 +352,26 @@ def row_calls(draw: st.DrawFn) -> list[tuple[Any, ...]]:
     itself, or all of them from the wide sets and the rest from inside the domain; a few names are
     shared by the calls, so that default steps count up."""
     pool = draw(st.lists(row_names, min_size=1, max_size=4))
-    good_pool = list(dict.fromkeys([
-        *(n for n in pool if isinstance(n, str) and not name_faults(n)),
-        *draw(st.lists(good_names, min_size=1, max_size=5)),  # rows of several entries: names enough
-    ]))
+    good_pool = list(
+        dict.fromkeys(
+            [
+                *(n for n in pool if isinstance(n, str) and not name_faults(n)),
+                *draw(st.lists(good_names, min_size=1, max_size=5)),  # rows of several entries: names enough
+            ]
+        )
+    )
     out: list[tuple[Any, ...]] = []
     for _ in range(draw(st.integers(1, 6))):
         wide = draw(st.sampled_from(["none", "none", "name", "value", "step", "all", "mapping", "log"]))
         if wide == "log":
-            out.append(("log", draw(st.sampled_from(good_pool)), draw(st.one_of(st.floats(), int64)),
-                        draw(good_steps)))
+            out.append(
+                (
+                    "log",
+                    draw(st.sampled_from(good_pool)),
+                    draw(st.one_of(st.floats(), int64)),
+                    draw(good_steps),
+                )
+            )
             continue
         step = draw(steps if wide in ("step", "all") else good_steps)
         if wide == "mapping":
@@ -347,7 +380,9 @@ def row_calls(draw: st.DrawFn) -> list[tuple[Any, ...]]:
         row = {}
         for _ in range(draw(st.integers(1, 6))):
             wide_entry = wide == "all" or (wide in ("name", "value") and draw(st.booleans()))
-            name = draw(st.sampled_from(pool) if wide_entry and wide != "value" else st.sampled_from(good_pool))
+            name = draw(
+                st.sampled_from(pool) if wide_entry and wide != "value" else st.sampled_from(good_pool)
+            )
             value = draw(row_values if wide_entry and wide != "name" else good_row_values)
             row[name] = value
         out.append(("rows", row, step))
@@ -410,18 +445,29 @@ def row_offences(values: Any, step: Any, next_step: dict[str, int]) -> list[tupl
 
 
 @pytest.mark.timeout(size(120, 900))
-@settings(max_examples=size(100, 2000), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                 HealthCheck.data_too_large, HealthCheck.large_base_example])
+@settings(
+    max_examples=size(100, 2000),
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
 @given(calls=row_calls())
 # the limits, whatever quick mode draws: 10,000 names of up to 254 characters in a row, 10,001 names,
 # and the default step after 2**63-1
-@example(calls=[("rows", {f"{'x' * 250}{i}": i / 3 if i % 7 else i for i in range(MAX_ROW)}, None),
-                ("rows", {f"m{i}": 1.0 for i in range(MAX_ROW + 1)}, None),
-                ("rows", {"loss": 1.0, "x" * 2500: 2.0}, 5),
-                ("rows", {"loss": -0.0, "acc": True}, INT_MAX),
-                ("rows", {"acc": 2, "loss": 2.0}, None),
-                ("rows", {"acc": 2}, np.int64(3))])
+@example(
+    calls=[
+        ("rows", {f"{'x' * 250}{i}": i / 3 if i % 7 else i for i in range(MAX_ROW)}, None),
+        ("rows", {f"m{i}": 1.0 for i in range(MAX_ROW + 1)}, None),
+        ("rows", {"loss": 1.0, "x" * 2500: 2.0}, 5),
+        ("rows", {"loss": -0.0, "acc": True}, INT_MAX),
+        ("rows", {"acc": 2, "loss": 2.0}, None),
+        ("rows", {"acc": 2}, np.int64(3)),
+    ]
+)
 def test_every_log_metrics_call_is_stored_exactly_or_rejected_at_the_call(quick_runs: Path, calls) -> None:
     expected: dict[str, list[tuple[int, Any, int]]] = {}  # name: (step, value, index of the call)
     next_step: dict[str, int] = {}  # the documented default step counters
@@ -446,8 +492,10 @@ def test_every_log_metrics_call_is_stored_exactly_or_rejected_at_the_call(quick_
                 named.update((n, None) for n in values if isinstance(n, str) and not name_faults(n))
             offences = row_offences(values, step, next_step)
             size_ = len(values) if isinstance(values, Mapping) else -1
-            event(f"log_metrics() {'refused' if offences else 'accepted'}"
-                  + (" (200 names or more)" if size_ >= 200 else ""))
+            event(
+                f"log_metrics() {'refused' if offences else 'accepted'}"
+                + (" (200 names or more)" if size_ >= 200 else "")
+            )
             if offences:
                 with pytest.raises((TypeError, ValueError)) as e:
                     logger.log_metrics(values, step=step)
@@ -456,8 +504,10 @@ def test_every_log_metrics_call_is_stored_exactly_or_rejected_at_the_call(quick_
                     assert "\n" not in msg
                 assert isinstance(err, amltrack.InvalidMetricError) or type(err) is TypeError, err
                 # the error is one the domain says, and it names the metric (or the step) at fault
-                assert any(isinstance(err, tuple(types)) and any(w in msg for w in words)
-                           for types, words in offences), (values, step, err, offences)
+                assert any(
+                    isinstance(err, tuple(types)) and any(w in msg for w in words)
+                    for types, words in offences
+                ), (values, step, err, offences)
                 continue
             logger.log_metrics(values, step=step)  # inside the domain: must be accepted
             entries = list(dict(values).items())
@@ -567,8 +617,15 @@ upload_paths = st.one_of(
     st.binary(max_size=5),
     st.integers(),
 )
-contents = st.one_of(st.binary(max_size=200), st.text(max_size=100), surrogates, st.none(), st.integers(),
-                     st.binary(max_size=20).map(bytearray), st.lists(st.integers(0, 255), max_size=3))
+contents = st.one_of(
+    st.binary(max_size=200),
+    st.text(max_size=100),
+    surrogates,
+    st.none(),
+    st.integers(),
+    st.binary(max_size=20).map(bytearray),
+    st.lists(st.integers(0, 255), max_size=3),
+)
 
 
 def path_fault(path: Any) -> type | None:
@@ -594,8 +651,11 @@ def content_fault(content: Any) -> type | None:
 
 
 @pytest.mark.timeout(size(120, 600))
-@settings(max_examples=size(150, 2000), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=size(150, 2000),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(path=upload_paths, content=contents)
 def test_every_upload_is_stored_exactly_or_rejected_at_the_call(quick_runs: Path, path, content) -> None:
     faults = {f for f in (path_fault(path), content_fault(content)) if f}
@@ -614,7 +674,11 @@ def test_every_upload_is_stored_exactly_or_rejected_at_the_call(quick_runs: Path
     run = amltrack.Store(quick_runs).run(logger.run_id)
     assert run.status == "completed" and "write_error" not in run.info
     stored = [a for a in run.artifacts() if a["source"] == "upload"]
-    files = [p for p in (run.dir / "artifacts").rglob("*") if p.is_file()] if (run.dir / "artifacts").exists() else []
+    files = (
+        [p for p in (run.dir / "artifacts").rglob("*") if p.is_file()]
+        if (run.dir / "artifacts").exists()
+        else []
+    )
     if faults:
         assert stored == [] and files == []  # nothing let in
         return

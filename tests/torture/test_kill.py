@@ -56,8 +56,13 @@ def kill_once(store: Path, seed: int, rows: bool = False) -> tuple[int, int]:
     """Start a logging process, SIGKILL it after 1 to 4 of its waits returned, check its run."""
     rng = random.Random(seed)
     args = ["-c", ROWS_SCRIPT] if rows else [str(SCRIPT)]
-    proc = subprocess.Popen([sys.executable, *args, str(store), str(seed)], stdout=subprocess.PIPE,
-                            text=True, env=child_env(), start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, *args, str(store), str(seed)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        start_new_session=True,
+    )
     waited = wide_waited = -1
     try:
         first = proc.stdout.readline().split()
@@ -148,7 +153,9 @@ def check_rows(store: Path, run_id: str, waited: int, wide_waited: int, seed: in
     # a wide row can be missing only if it was the last call to land: its row and point are the last
     cut_short = len(p) == n and want_wide[-1:] == [n - 1]
     if not wide:
-        assert (not want_wide or cut_short and want_wide == [0]) and wide_waited < 0, f"seed {seed}: wide rows lost"
+        assert (not want_wide or cut_short and want_wide == [0]) and wide_waited < 0, (
+            f"seed {seed}: wide rows lost"
+        )
         return n
     assert len(wide) == WIDE, f"seed {seed}: a wide row read back with {len(wide)} of its {WIDE} names"
     first = metrics[wide[0]]

@@ -106,8 +106,9 @@ def test_promote_refuses_the_prefix(run, tmp_path: Path, path: str) -> None:
 
 @pytest.mark.parametrize("path", PARAMS)
 @pytest.mark.parametrize("command", ["info", "promote"])
-def test_cli_history_info_a_and_promote_ap_refuse(run, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                   command: str, path: str) -> None:
+def test_cli_history_info_a_and_promote_ap_refuse(
+    run, tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, path: str
+) -> None:
     _, r = run
     store = str(tmp_path / "store")
     if command == "info":
@@ -126,9 +127,23 @@ def test_cli_refuses_paths_from_a_real_argv(run, tmp_path: Path) -> None:
     _, r = run
     for raw in (b"x\xff.txt", b"../escape.txt", b"a/" + b"y" * 256):
         for args in ([b"info", b"-a", raw], [b"promote", b"-ap", raw, b"-n", b"model"]):
-            out = subprocess.run([sys.executable.encode(), b"-m", b"amltrack", b"history", args[0], b"--store",
-                                  os.fsencode(tmp_path / "store"), b"-r", r.id.encode(), *args[1:]],
-                                 capture_output=True, timeout=60, env=child_env())
+            out = subprocess.run(
+                [
+                    sys.executable.encode(),
+                    b"-m",
+                    b"amltrack",
+                    b"history",
+                    args[0],
+                    b"--store",
+                    os.fsencode(tmp_path / "store"),
+                    b"-r",
+                    r.id.encode(),
+                    *args[1:],
+                ],
+                capture_output=True,
+                timeout=60,
+                env=child_env(),
+            )
             assert out.returncode == 1, out.stderr
             assert b"is not allowed" in out.stderr and b"Traceback" not in out.stderr and out.stdout == b""
     assert _assets.list_assets(r.store) == []
@@ -159,7 +174,9 @@ def request(srv: ServerProcess, method: str, target: str, token: str) -> tuple[i
     """Sent byte for byte: no client-side normalising of '..' or '//'."""
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
     try:
-        conn.request(method, target, headers={"Authorization": f"Bearer {token}", "X-Amltrack-Client": "tests"})
+        conn.request(
+            method, target, headers={"Authorization": f"Bearer {token}", "X-Amltrack-Client": "tests"}
+        )
         r = conn.getresponse()
         body = r.read()
         assert r.getheader("content-type", "").startswith("application/json"), (r.status, body[:300])
@@ -173,8 +190,11 @@ PATH_ROUTES = [(m, t) for m, t in app_routes() if t.endswith("{path:path}") and 
 
 def test_every_route_that_takes_a_path_is_walked() -> None:
     templates = {t for _, t in PATH_ROUTES}
-    assert {"/v1/runs/{run_id}/artifacts/{path:path}", "/ui/api/runs/{ref}/artifacts/{path:path}",
-            "/ui/api/assets/{name}/{version}/files/{path:path}"} <= templates, templates
+    assert {
+        "/v1/runs/{run_id}/artifacts/{path:path}",
+        "/ui/api/runs/{ref}/artifacts/{path:path}",
+        "/ui/api/assets/{name}/{version}/files/{path:path}",
+    } <= templates, templates
 
 
 @pytest.mark.parametrize("key", list(BAD_PATHS))
@@ -187,7 +207,13 @@ def test_server_and_ui_artifact_routes_refuse(server: tuple[ServerProcess, str],
     before = {p for p in root.rglob("*") if p.is_file() and p.name != "server.log"}
     for method, template in PATH_ROUTES:
         write = method != "GET"
-        fill = {"run_id": RID if write else served, "ref": served, "name": "model", "version": "1", "path": path}
+        fill = {
+            "run_id": RID if write else served,
+            "ref": served,
+            "name": "model",
+            "version": "1",
+            "path": path,
+        }
         target = re.sub(r"\{(\w+)(:[^}]*)?\}", lambda m, fill=fill: fill[m.group(1)], template)
         if method == "PUT":
             target += f"?sha256={'0' * 64}"

@@ -24,9 +24,24 @@ def test_no_server_errors_over_the_openapi_description(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "store", tmp_path / "server.log").start()
     try:
         out = subprocess.run(
-            [st, "run", f"{srv.url}/openapi.json", "--checks", "not_a_server_error", "--max-examples",
-             str(size(10, 100)), "--header", f"Authorization: Bearer {WRITE_TOKEN}", "--request-timeout", "30"],
-            capture_output=True, text=True, timeout=600, env=child_env(), cwd=tmp_path,
+            [
+                st,
+                "run",
+                f"{srv.url}/openapi.json",
+                "--checks",
+                "not_a_server_error",
+                "--max-examples",
+                str(size(10, 100)),
+                "--header",
+                f"Authorization: Bearer {WRITE_TOKEN}",
+                "--request-timeout",
+                "30",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=child_env(),
+            cwd=tmp_path,
         )
         assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
         assert "passed" in out.stdout

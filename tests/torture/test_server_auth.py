@@ -14,8 +14,15 @@ from ..sync_helpers import READ_TOKEN, SMALL_BODY, WRITE_TOKEN, ServerProcess
 from .conftest import app_routes
 
 RID = "20261127T005321123-7f3a9c2e1b4d6a80"
-FILL = {"run_id": RID, "ref": RID, "sha256": "0" * 64, "name": "metrics.jsonl", "path": "a/b.txt",
-        "file": "metrics.jsonl", "version": "1"}
+FILL = {
+    "run_id": RID,
+    "ref": RID,
+    "sha256": "0" * 64,
+    "name": "metrics.jsonl",
+    "path": "a/b.txt",
+    "file": "metrics.jsonl",
+    "version": "1",
+}
 PARAMS = {"offset": 0, "size": 0, "sha256": "0" * 64, "metrics_bytes": 0, "manifest_bytes": 0}
 # What anyone may fetch: the server's health and its API description, the UI's health and its
 # static files (a sign-in page needs its stylesheet).
@@ -74,9 +81,17 @@ def test_no_token_and_a_wrong_token_are_refused(server: ServerProcess, method: s
 
 
 @pytest.mark.parametrize("method, template", WRITES)
-def test_a_read_token_on_a_write_route_is_forbidden(server: ServerProcess, method: str, template: str) -> None:
-    r = httpx.request(method, server.url + url(template), headers={"Authorization": f"Bearer {READ_TOKEN}"},
-                      content=b"x\n", params=PARAMS, timeout=30)
+def test_a_read_token_on_a_write_route_is_forbidden(
+    server: ServerProcess, method: str, template: str
+) -> None:
+    r = httpx.request(
+        method,
+        server.url + url(template),
+        headers={"Authorization": f"Bearer {READ_TOKEN}"},
+        content=b"x\n",
+        params=PARAMS,
+        timeout=30,
+    )
     check_refused(r, method, template, 403, "forbidden")
 
 
@@ -88,8 +103,9 @@ def test_public_routes_need_no_token(server: ServerProcess) -> None:
 
 
 @pytest.mark.parametrize("method, template", WRITES)
-def test_a_body_over_the_limit_is_refused_on_every_write_route(server: ServerProcess, method: str,
-                                                                template: str) -> None:
+def test_a_body_over_the_limit_is_refused_on_every_write_route(
+    server: ServerProcess, method: str, template: str
+) -> None:
     big = b"x" * (SMALL_BODY + 1)
 
     def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
@@ -153,7 +169,13 @@ def test_every_write_route_refuses_what_a_page_could_send_cross_site(
         {},  # a body with no Content-Type, as fetch() sends a Blob
         {"Sec-Fetch-Site": "cross-site", "X-Amltrack-Client": "x"},
     ):
-        r = httpx.request(method, srv.url + url(template), headers={**auth, **headers}, content=b"x\n",
-                          params=PARAMS, timeout=30)
+        r = httpx.request(
+            method,
+            srv.url + url(template),
+            headers={**auth, **headers},
+            content=b"x\n",
+            params=PARAMS,
+            timeout=30,
+        )
         check_refused(r, method, template, 403, "cross_site")
     assert sorted(p.relative_to(srv.store).as_posix() for p in srv.store.rglob("*")) == before

@@ -31,9 +31,14 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
     rng = random.Random()
     seed = rng.randrange(1_000_000)
     rng.seed(seed)
-    runs = [make_run(local, records=rng.randint(10, 3000),
-                     artifacts={f"a{i}.bin": os.urandom(rng.randint(0, 200_000)) for i in range(rng.randint(0, 3))})
-            for _ in range(3)]
+    runs = [
+        make_run(
+            local,
+            records=rng.randint(10, 3000),
+            artifacts={f"a{i}.bin": os.urandom(rng.randint(0, 200_000)) for i in range(rng.randint(0, 3))},
+        )
+        for _ in range(3)
+    ]
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log")
     syncs = size(3, 20)
     try:
@@ -41,8 +46,13 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
         missed: list[str] = []
         for i in range(syncs):
             if i > 0:  # new data between syncs, as on a laptop that trains again
-                runs.append(make_run(local, records=rng.randint(2000, 4000),
-                                     artifacts={"w.bin": os.urandom(rng.randint(140_000, 300_000))}))
+                runs.append(
+                    make_run(
+                        local,
+                        records=rng.randint(2000, 4000),
+                        artifacts={"w.bin": os.urandom(rng.randint(140_000, 300_000))},
+                    )
+                )
             kill = f"{rng.choice(['before', 'during', 'after'])}:{rng.randint(1, KILL_RANGE)}"
             srv.start(kill=kill)
             client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
@@ -57,7 +67,9 @@ def test_server_killed_at_random_points_during_many_syncs(tmp_path: Path) -> Non
                 missed.append(f"sync {i} ({kill}, {client.writes} writes answered)")
         # Every kill point lies within its sync's requests, so every sync must have killed the server:
         # fewer means a sync stopped short of what it had to send.
-        assert killed == syncs, f"seed {seed}: only {killed} of {syncs} syncs reached their kill point: {missed}"
+        assert killed == syncs, (
+            f"seed {seed}: only {killed} of {syncs} syncs reached their kill point: {missed}"
+        )
         srv.start()
         client = AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02)
         try:
@@ -78,11 +90,20 @@ def test_many_clients_sync_at_once(tmp_path: Path) -> None:
     srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log", max_body=1 << 20).start()
     try:
         locals_ = [tmp_path / f"laptop{i}" for i in range(n)]
-        ids = [make_run(d, records=500 + 37 * i, artifacts={"w.bin": os.urandom(50_000 + i)})
-               for i, d in enumerate(locals_)]
-        procs = [subprocess.Popen([sys.executable, "-m", "amltrack", "sync", "--to", srv.url, "--store", str(d),
-                                   "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                  env=child_env(AMLTRACK_TOKEN=WRITE_TOKEN)) for d in locals_]
+        ids = [
+            make_run(d, records=500 + 37 * i, artifacts={"w.bin": os.urandom(50_000 + i)})
+            for i, d in enumerate(locals_)
+        ]
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "amltrack", "sync", "--to", srv.url, "--store", str(d), "--json"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_env(AMLTRACK_TOKEN=WRITE_TOKEN),
+            )
+            for d in locals_
+        ]
         for p in procs:
             out, err = p.communicate(timeout=240)
             assert p.returncode == 0, err

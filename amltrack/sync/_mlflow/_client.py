@@ -107,6 +107,7 @@ class _Uploads:
 
         return gen
 
+
 class MlflowRemote(HttpBacked):
     """A client of one MLflow tracking server, addressed as ``mlflow+http(s)://host[:port][/prefix]``.
 
@@ -271,7 +272,9 @@ class MlflowRemote(HttpBacked):
 
     def _get(self, endpoint: str, **params: Any) -> dict[str, Any]:
         """The answer, a JSON object (every answer of MLflow's REST API is one)."""
-        return answers.obj(self._request("GET", f"{API}/{endpoint}", params=params), self._at("GET", endpoint))
+        return answers.obj(
+            self._request("GET", f"{API}/{endpoint}", params=params), self._at("GET", endpoint)
+        )
 
     def _post(self, endpoint: str, body: dict[str, Any], *, write: bool = True, retry: Any = True) -> Any:
         """The answer, a JSON object; None if ``retry`` found the request done after a lost answer."""
@@ -542,14 +545,18 @@ class MlflowRemote(HttpBacked):
             result.sent += self._log_metrics(run_id, batch, end, uncertain)
         progress.advance(max(0, snap.metrics_size - done))
 
-    def _log_metrics(self, run_id: str, points: list[MlflowPoint], cursor: tuple[int, int], uncertain: bool) -> int:
+    def _log_metrics(
+        self, run_id: str, points: list[MlflowPoint], cursor: tuple[int, int], uncertain: bool
+    ) -> int:
         """One log-batch of points and the cursor after them; a batch that may have landed
         already (``uncertain``, or its answer lost) is first trimmed of the points the server has."""
 
         def body(pts: list[MlflowPoint]) -> dict[str, Any]:
             return {
                 "run_id": run_id,
-                "metrics": [{"key": k, "value": wire_value(v), "timestamp": ms, "step": s} for k, v, ms, s in pts],
+                "metrics": [
+                    {"key": k, "value": wire_value(v), "timestamp": ms, "step": s} for k, v, ms, s in pts
+                ],
                 "tags": [{"key": TAG_CURSOR, "value": f"{cursor[0]}:{cursor[1]}"}],
             }
 
@@ -707,7 +714,10 @@ class MlflowRemote(HttpBacked):
         at = self._at("GET", "runs/get")
         run = answers.obj(answers.field(self._get("runs/get", run_id=remote.id), "run", at), at, "run")
         data = answers.obj(run.get("data") or {}, at, "run.data")
-        there = {answers.text(m, "key", at, "run.data.metrics") for m in answers.objects(data, "metrics", at, optional=True)}
+        there = {
+            answers.text(m, "key", at, "run.data.metrics")
+            for m in answers.objects(data, "metrics", at, optional=True)
+        }
         diffs = []
         for key in sorted(set(local) | there):
             have: Counter[tuple[Any, ...]] = Counter()
@@ -765,8 +775,6 @@ class MlflowRemote(HttpBacked):
                 if not token:
                     break
         return there
-
-
 
 
 def _batches(items: list[tuple[str, str]]) -> Iterator[list[tuple[str, str]]]:

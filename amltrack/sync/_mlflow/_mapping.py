@@ -147,7 +147,6 @@ def to_ms(seconds: float) -> int:
 MlflowPoint = tuple[str, float, int, int]
 
 
-
 def parse_cursor(value: str | None) -> tuple[int, int] | None:
     if value is None:
         return None

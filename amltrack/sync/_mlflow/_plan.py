@@ -175,9 +175,7 @@ def wanted(snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
         (f"{OWN_DIR}/{fmt.RUN_FILE}", str(sha256_bytes(snap.run_json)), snap.run_json),
     ]
     if snap.summary_json is not None:
-        own.append(
-            (f"{OWN_DIR}/{fmt.SUMMARY_FILE}", str(sha256_bytes(snap.summary_json)), snap.summary_json)
-        )
+        own.append((f"{OWN_DIR}/{fmt.SUMMARY_FILE}", str(sha256_bytes(snap.summary_json)), snap.summary_json))
     if snap.metrics_size:
         m = snap.metrics_size
         own += [
