@@ -401,8 +401,9 @@ def _to_columns(names: list[str], blocks: list[Block]) -> Columns | None:
     vals: array[float] = array("d")
     stamps: array[float] = array("d")
     columns: tuple[array[Any], ...] = (codes, steps, vals, stamps)
-    for column, raw in zip(columns, block_columns(blocks)):
-        column.frombytes(raw)
+    for column, parts in zip(columns, block_columns(blocks)):
+        for raw in parts:
+            column.frombytes(raw)
     if max(codes) >= len(names):
         return None
     values = vals.tolist()

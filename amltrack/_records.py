@@ -505,14 +505,15 @@ _SPLIT_CHUNK = 2048
 # ------------------------------------------------------------------ the column index's blocks
 
 
-def block_columns(blocks: list[Block]) -> tuple[bytes, bytes, bytes, bytes]:
-    """The blocks' codes (uint32), steps (int64), values and timestamps (float64), each joined, as
-    little-endian bytes for ``array.frombytes`` or ``numpy.frombuffer``."""
+def block_columns(blocks: list[Block]) -> tuple[list[Any], list[Any], list[Any], list[Any]]:
+    """The blocks' codes (uint32), steps (int64), values and timestamps (float64): per column, each
+    block's little-endian bytes in order, for ``array.frombytes`` block by block (joining them first
+    would copy every column once more) or for ``numpy.frombuffer`` once joined."""
     return (
-        b"".join(b.codes for b in blocks),
-        b"".join(b.steps for b in blocks),
-        b"".join(b.values for b in blocks),
-        b"".join(b.stamps for b in blocks),
+        [b.codes for b in blocks],
+        [b.steps for b in blocks],
+        [b.values for b in blocks],
+        [b.stamps for b in blocks],
     )
 
 

@@ -446,7 +446,7 @@ def _indexed(b: Block) -> bool:
 
 def _parts_from_blocks(names: list[str], blocks: list[Block]) -> dict[str, _Part] | None:
     """The blocks' records per metric, as ``parse_chunk`` gives them; None if a code is unknown."""
-    raw = _records.block_columns(blocks)
+    raw = [b"".join(parts) for parts in _records.block_columns(blocks)]
     codes = np.frombuffer(raw[0], dtype="<u4")
     steps = np.frombuffer(raw[1], dtype=_I8)
     values = np.frombuffer(raw[2], dtype=_F8).copy()
