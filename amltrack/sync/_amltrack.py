@@ -23,7 +23,7 @@ from urllib.parse import quote
 import httpx
 
 from .. import _format as fmt
-from .._assets import ASSET_FILE, Asset
+from .._assets import Asset
 from .._errors import AmltrackError
 from ._answers import Route, count, flag, obj, objects, table, text
 from ._errors import RemoteConfigError, RemoteError, SyncError
@@ -513,11 +513,13 @@ class AmltrackRemote(HttpBacked):
 
     # ----------------------------------------------------------------- assets
 
-    def push_asset(self, asset: Asset, progress: Progress, *, dry_run: bool = False) -> AssetPush:
+    def push_asset(
+        self, asset: Asset, body: bytes, progress: Progress, *, dry_run: bool = False
+    ) -> AssetPush:
         """Upload the files of an asset version that the server lacks, then place the version by its
-        asset.json; the server answers the version it made, or the one that already holds it."""
+        asset.json (``body``, as read from it); the server answers the version it made, or the one
+        that already holds it."""
         self.max_body()
-        body = (asset.dir / ASSET_FILE).read_bytes()
         name = asset.name
         base = f"/v1/assets/{quote(name, safe='')}/blobs"
         files = {f["sha256"]: f for f in asset.files if isinstance(f.get("sha256"), str)}

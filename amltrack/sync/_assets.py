@@ -18,7 +18,6 @@ from typing import Any
 from .. import _assets
 from .. import _format as fmt
 from .._errors import AmltrackError
-from .._store import Store
 from . import _ledger as ledger
 from ._errors import SyncError
 from ._remote import Progress, Remote
@@ -39,38 +38,33 @@ class AssetOutcome:
     reason: str | None = None
 
 
-def _origin(asset: _assets.Asset) -> str:
-    return hashlib.sha256((asset.dir / _assets.ASSET_FILE).read_bytes()).hexdigest()
-
-
 def push_assets(
-    store: Store,
+    chosen: list[_assets.Asset],
     remote: Remote,
     key: str,
     *,
-    runs: set[str] | None,
     all_assets: bool,
     dry_run: bool,
     progress: Progress,
     not_tried: str,
 ) -> tuple[list[AssetOutcome], SyncError | None]:
-    """Push the store's asset versions (those promoted from ``runs``, if given) to an amltrack server.
+    """Push the asset versions ``chosen`` to an amltrack server.
 
     One version failing does not stop the others; an error every version would meet (returned) does:
     the versions after it are reported failed, "not tried".
     """
     out: list[AssetOutcome] = []
-    chosen = [a for a in _assets.list_assets(store) if runs is None or a.info.get("source_run") in runs]
     for i, asset in enumerate(chosen):
         result = AssetOutcome(asset.ref, "up_to_date")
         out.append(result)
         try:
-            origin = _origin(asset)
+            body = (asset.dir / _assets.ASSET_FILE).read_bytes()  # read once: its hash names the push
+            origin = hashlib.sha256(body).hexdigest()
             entry = ledger.read(asset.dir, key)
             if not all_assets and entry and entry.get("origin") == origin and entry.get("remote_ref"):
                 result.remote_ref = entry["remote_ref"]
             else:
-                pushed = remote.push_asset(asset, progress, dry_run=dry_run)  # type: ignore[attr-defined]
+                pushed = remote.push_asset(asset, body, progress, dry_run=dry_run)  # type: ignore[attr-defined]
                 if dry_run:
                     result.bytes = pushed.planned
                     result.outcome = "would_push" if pushed.planned else "up_to_date"

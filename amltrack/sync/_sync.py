@@ -182,10 +182,10 @@ def sync(
     report = SyncReport(remote=label, url=remote.url, dry_run=dry_run)
     key = ledger.remote_key(remote.kind, remote.url)
     progress = progress or NullProgress()
-    assets = _assets.list_assets(store) if _takes_assets(remote.kind) else []
+    assets = _assets.list_assets(store)
     if runs:
         assets = [a for a in assets if a.info.get("source_run") in ids]
-    progress.begin(len(ids) + len(assets))
+    progress.begin(len(ids) + (len(assets) if _takes_assets(remote.kind) else 0))
     try:
         for i, rid in enumerate(ids):
             try:
@@ -216,15 +216,14 @@ def sync(
         if report.stopped:
             report.assets_skipped = f"{NOT_TRIED}: the sync stopped"
         elif not _takes_assets(remote.kind):
-            if _assets.list_assets(store):
+            if assets:
                 takers = " and ".join(k.name for k in TARGETS.values() if k.assets)
                 report.assets_skipped = f"assets go to {takers} servers only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(
-                store,
+                assets,
                 remote,
                 key,
-                runs=set(ids) if runs else None,
                 all_assets=all_runs,
                 dry_run=dry_run,
                 progress=progress,
