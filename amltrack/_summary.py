@@ -36,7 +36,7 @@ def finite_numbers(values: list[Any]) -> list[Any]:
     """The ints and floats among ``values`` that are finite (bools, strings and lists left out)."""
     # A metric of a million numbers is the common case: when every value is a finite number, which
     # C-level passes tell, the values are used as they are.
-    if set(map(type, values)) <= {int, float} and math.isfinite(sum(values)):
+    if set(map(type, values)) <= _PLAIN and math.isfinite(sum(values)):
         return values
     return [v for v in values if type(v) in (int, float) and math.isfinite(v)]
 

@@ -105,6 +105,10 @@ _ASSET_LIST = {
     "properties": {"assets": {"type": "array", "items": _ASSET}},
 }
 _BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+_BYTES_ANSWER: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the file's bytes", "content": _BYTES},
+    **_ERRORS,
+}
 _STREAM_BLOCK = 1 << 20
 
 
@@ -330,7 +334,7 @@ def _add_history_routes(app: FastAPI, storage: ServerStore, read: list[Any]) -> 
         tags=["history"],
         dependencies=read,
         response_class=Response,
-        responses={200: {"description": "the file's bytes", "content": _BYTES}, **_ERRORS},
+        responses=_BYTES_ANSWER,
     )
     async def history_file(run_id: str, name: str) -> Response:
         """The bytes of run.json, summary.json, metrics.jsonl or artifacts.jsonl of a finalised run."""
@@ -397,7 +401,7 @@ def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write
         tags=["assets"],
         dependencies=read,
         response_class=Response,
-        responses={200: {"description": "the file's bytes", "content": _BYTES}, **_ERRORS},
+        responses=_BYTES_ANSWER,
     )
     async def asset_file(ref: str, path: str) -> Response:
         """The bytes of a file of the asset version ``ref`` (``NAME`` or ``NAME:VERSION``)."""
