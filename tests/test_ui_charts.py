@@ -19,8 +19,12 @@ import pytest
 
 import amltrack
 
+from . import test_ui_browser as _browser
 from .conftest import ui_process
-from .test_ui_browser import WAIT, browser, page, shot, shots, traces  # noqa: F401  the fixtures
+from .test_ui_browser import WAIT, shot, traces
+
+# The fixtures this module shares, by assignment (an import of them reads as unused to a linter).
+shots, browser, page = _browser.shots, _browser.browser, _browser.page
 
 LIVE_WAIT = WAIT
 LOSS = "#charts .chart-card[data-metric='train/loss']"
@@ -35,7 +39,12 @@ def png(width: int, height: int) -> bytes:
 
     raw = b"".join(b"\x00" + b"\x80" * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 SVG = (
@@ -81,13 +90,19 @@ def query(page: object) -> dict[str, list[str]]:
     return parse_qs(urlparse(page.url).query)
 
 
-def test_the_x_axis_control_redraws_every_chart_over_step_wall_or_relative_time(page: object, ui: dict) -> None:
+def test_the_x_axis_control_redraws_every_chart_over_step_wall_or_relative_time(
+    page: object, ui: dict
+) -> None:
     open_run(page, ui)
     chart = f"{LOSS} .chart"
-    axis = "gd => [gd.dataset.xaxis, gd.layout.xaxis.type, gd.layout.xaxis.title.text, gd.data[0].x.slice(0, 2)]"
+    axis = (
+        "gd => [gd.dataset.xaxis, gd.layout.xaxis.type, gd.layout.xaxis.title.text, gd.data[0].x.slice(0, 2)]"
+    )
     assert page.eval_on_selector(chart, axis) == ["step", "linear", "step", [0, 1000]]
     page.select_option("#chart-xaxis", "wall")
-    page.wait_for_function("() => [...document.querySelectorAll('#charts .chart')].every(c => c.dataset.xaxis === 'wall')")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#charts .chart')].every(c => c.dataset.xaxis === 'wall')"
+    )
     kind, typ, title, xs = page.eval_on_selector(chart, axis)
     assert (typ, title) == ("date", "wall time") and all(x.startswith("20") and len(x) == 23 for x in xs)
     assert query(page)["xaxis"] == ["wall"]
@@ -178,7 +193,10 @@ def test_a_chart_draws_the_metrics_picked_for_it_and_the_url_keeps_them(page: ob
     assert options == ["", "train/acc", "val/loss", "lr"]
     page.select_option(f"{LOSS} select.combine", "val/loss")
     page.wait_for_function("(sel) => document.querySelector(sel).data.length === 2", arg=f"{LOSS} .chart")
-    assert page.eval_on_selector(f"{LOSS} .chart", "gd => gd.data.map(t => t.name)") == ["train/loss", "val/loss"]
+    assert page.eval_on_selector(f"{LOSS} .chart", "gd => gd.data.map(t => t.name)") == [
+        "train/loss",
+        "val/loss",
+    ]
     assert page.eval_on_selector(f"{LOSS} .chart", "gd => gd.layout.showlegend") is True
     assert query(page)["combine"] == ["train/loss\nval/loss"]
     page.goto(page.url)
@@ -196,7 +214,8 @@ def unified_hover(page: object, chart: str, step: int) -> list[str]:
     under the mouse) says so: plotly throttles mouse moves."""
     page.locator(chart).scroll_into_view_if_needed()
     left, top, width, height = page.eval_on_selector(
-        f"{chart} .nsewdrag", "e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; }"
+        f"{chart} .nsewdrag",
+        "e => { const b = e.getBoundingClientRect(); return [b.left, b.top, b.width, b.height]; }",
     )
     x0, x1 = page.eval_on_selector(chart, "gd => gd.layout.xaxis.range")
     page.mouse.move(left + width / 2, top + height / 3)
@@ -248,7 +267,9 @@ def test_a_chart_widens_to_the_page_and_escape_brings_it_back(page: object, ui: 
 def test_the_compact_header_leaves_the_charts_above_the_fold_and_follows_the_run_s_end(
     page: object, ui: dict
 ) -> None:
-    logger = amltrack.get_logger("header", store=ui["store"], outputs=None, name="ending", params={"seed": 1234567})
+    logger = amltrack.get_logger(
+        "header", store=ui["store"], outputs=None, name="ending", params={"seed": 1234567}
+    )
     try:
         logger.log("loss", 1.0).wait()
         page.goto(f"{ui['url']}runs/{logger.run_id}")
@@ -283,9 +304,10 @@ def open_preview(page: object, path: str) -> None:
 def test_artifacts_preview_as_text_json_a_table_or_an_image(page: object, ui: dict) -> None:
     open_run(page, ui)
     open_preview(page, "notes.txt")
-    assert page.inner_text("#artifact-preview pre") == "hello\n<b>world</b>\n".rstrip("\n") or page.eval_on_selector(
-        "#artifact-preview pre", "p => p.textContent"
-    ) == "hello\n<b>world</b>\n"
+    assert (
+        page.inner_text("#artifact-preview pre") == "hello\n<b>world</b>\n".rstrip("\n")
+        or page.eval_on_selector("#artifact-preview pre", "p => p.textContent") == "hello\n<b>world</b>\n"
+    )
     assert page.get_attribute("#artifact-preview a.download", "download") == "notes.txt"
     assert query(page)["artifact"] == ["notes.txt"]
     open_preview(page, "cfg.json")
@@ -293,12 +315,16 @@ def test_artifacts_preview_as_text_json_a_table_or_an_image(page: object, ui: di
         '{\n  "a": [\n    1,\n    2\n  ],\n  "b": {\n    "c": "<script>alert(5)</script>"\n  }\n}'
     )
     open_preview(page, "table.csv")
-    cells = page.eval_on_selector_all("#artifact-preview table th, #artifact-preview table td", "cs => cs.map(c => c.textContent)")
+    cells = page.eval_on_selector_all(
+        "#artifact-preview table th, #artifact-preview table td", "cs => cs.map(c => c.textContent)"
+    )
     assert cells == ["x", "y", "1", "<b>2</b>", "3", "4"]
     for path, size in (("plot.png", [30, 10]), ("plot.svg", [40, 20])):
         open_preview(page, path)
         page.wait_for_function("() => document.querySelector('#artifact-preview img')?.complete")
-        assert page.eval_on_selector("#artifact-preview img", "i => [i.naturalWidth, i.naturalHeight]") == size
+        assert (
+            page.eval_on_selector("#artifact-preview img", "i => [i.naturalWidth, i.naturalHeight]") == size
+        )
         assert "/images/" in page.get_attribute("#artifact-preview img", "src")
     open_preview(page, "blob.bin")
     assert "No preview" in page.inner_text("#artifact-preview")

@@ -328,7 +328,9 @@ class Api:
         x0, x1 = _float(request, "x0"), _float(request, "x1")
         xaxis = request.query_params.get("xaxis") or "step"
         if xaxis not in XAXES:
-            raise ApiError(400, "invalid_request", f"query parameter xaxis={xaxis!r} is not one of {', '.join(XAXES)}")
+            raise ApiError(
+                400, "invalid_request", f"query parameter xaxis={xaxis!r} is not one of {', '.join(XAXES)}"
+            )
         cache = self._cache(run)
         progress = cache.update(time.monotonic() + WAIT)
         idx = cache.index()

@@ -31,7 +31,11 @@ _IMAGE_SIGNATURES = (
     (b"\xff\xd8\xff", None, "image/jpeg"),
     (b"GIF87a", None, "image/gif"),
     (b"GIF89a", None, "image/gif"),
-    (b"RIFF\x00\x00\x00\x00WEBPVP", b"\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff", "image/webp"),
+    (
+        b"RIFF\x00\x00\x00\x00WEBPVP",
+        b"\xff\xff\xff\xff\x00\x00\x00\x00\xff\xff\xff\xff\xff\xff",
+        "image/webp",
+    ),
 )
 # WHATWG MIME Sniffing 7.1: a "binary data byte" never appears in text.
 _BINARY = re.compile(rb"[\x00-\x08\x0b\x0e-\x1a\x1c-\x1f]")
@@ -118,7 +122,7 @@ def preview(name: str, f: BinaryIO, size: int) -> dict[str, Any]:
         if not complete:  # the last line may be cut: leave it out
             text = text[: text.rfind("\n") + 1]
         reader = csv.reader(io.StringIO(text, newline=""), delimiter=_DELIMITERS[_suffix(name)])
-        rows = []
+        rows: list[list[str]] = []
         try:
             for row in reader:
                 if len(rows) == CSV_ROWS:
