@@ -183,7 +183,7 @@
     Object.assign(st, changes);
     setQuery({ xaxis: st.xaxis === "step" ? null : st.xaxis, smoothing: st.smoothing ? String(st.smoothing) : null });
     for (const chart of [...st.charts]) {
-      if (!chart.card.isConnected) { st.charts.delete(chart); continue; }
+      if (!chart.div.isConnected) { st.charts.delete(chart); continue; }  // a chart replaced or gone
       if ("xaxis" in changes) { chart.range = null; chart.load(); } else chart.redraw();
     }
   }
