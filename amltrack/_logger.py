@@ -19,6 +19,7 @@ from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_rep
 from ._lifecycle import ending, install_hooks, registry
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
+from ._system import interval_of
 from ._validate import (
     _INT_MAX,
     _INT_MIN,
@@ -67,6 +68,7 @@ class Logger:
         self._finished = False
         self._finish_lock = threading.Lock()
         self._mirror: Any = None
+        self._system: Any = None  # the system metrics thread (_system.Monitor) of the run's own process
         self.mirror_report: dict[str, Any] | None = None
         # experiment, name, tags and params, for get_logger() to tell whether its arguments name
         # this run; read from run.json on first need when this process joined the run
@@ -340,6 +342,9 @@ class Logger:
         with self._finish_lock:
             if self._finished:
                 return
+            system, self._system = self._system, None
+            if system is not None:
+                system.stop()  # its last row goes in before the queue closes
             with self._queue.lock:
                 self._finished = True
                 self._queue.close()
@@ -398,6 +403,7 @@ class Logger:
         # parent keeps mirroring the outputs folder.
         self._owner = False
         self._mirror = None
+        self._system = None  # the thread is the parent's
         self._finish_lock = threading.Lock()
         self._writer = Writer(
             self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
@@ -465,6 +471,16 @@ def _start_mirror(folder: Path, run_dir: Path, keep: bool) -> Any:
         return None
 
 
+def _start_system(logger: Logger, interval: float | None) -> Any:
+    if interval is None:
+        return None
+    from ._system import Monitor
+
+    monitor = Monitor(logger.log_metrics, logger.run_id, interval)
+    monitor.start()
+    return monitor
+
+
 def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
     path = run_dir / fmt.RUN_FILE
     info = fmt.read_json(path)
@@ -489,6 +505,7 @@ def _open_logger(
     keep_deleted_outputs: bool | None = None,
     inherit: bool = True,
     resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Logger:
     given = {"experiment": experiment, "name": name}
     experiment = _check_label("experiment", experiment or os.environ.get(_env.EXPERIMENT) or "default")
@@ -497,6 +514,7 @@ def _open_logger(
     params = _check_mapping("param", params)
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
+    sample_every = interval_of(system_metrics)
     if run_id is None and inherit:
         run_id = registry.inherited_run()
     if run_id is not None and not fmt.is_valid_run_id(run_id):
@@ -526,8 +544,10 @@ def _open_logger(
             logger = _resume_run(
                 found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO
             )
-            if logger._owner and outputs_folder is not None:
-                logger._mirror = _start_mirror(Path(outputs_folder), found, keep_deleted)
+            if logger._owner:
+                logger._system = _start_system(logger, sample_every)
+                if outputs_folder is not None:
+                    logger._mirror = _start_mirror(Path(outputs_folder), found, keep_deleted)
             return logger
     if run_id is not None and (runs / run_id / fmt.RUN_FILE).exists():
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
@@ -564,6 +584,7 @@ def _open_logger(
     logger = Logger(run_dir, root, owner=True, writer=writer)
     logger._identity = {"experiment": experiment, "name": name, "tags": tags, "params": params}
     writer.start()
+    logger._system = _start_system(logger, sample_every)
     if outputs_folder is not None:
         if store_in_outputs is not None:
             import warnings
@@ -638,6 +659,7 @@ def get_logger(
     run_id: str | None = None,
     keep_deleted_outputs: bool | None = None,
     resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Logger:
     """The process's current logger, creating its run on the first call.
 
@@ -659,6 +681,10 @@ def get_logger(
     that id). The run goes back to ``running``, each metric's default steps go on after its highest
     recorded step (``logger.resumed_steps``), and run.json's ``segments`` records the attempt. A run
     that a live process holds is refused (``RunHeldError``).
+
+    ``system_metrics`` samples CPU, memory, disk, network and NVIDIA GPUs into ``system/`` metrics
+    while the run is open: every 10 s by default, every N seconds for a number, never for False
+    (default: ``$AMLTRACK_SYSTEM_METRICS``, where 0 turns it off).
 
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
@@ -682,6 +708,7 @@ def get_logger(
             _check_mapping("param", params)
             _outputs_folder(outputs)
             _keep_deleted(keep_deleted_outputs)
+            interval_of(system_metrics)
             if run_id is not None and not fmt.is_valid_run_id(run_id):
                 _bad_run_id(run_id)
             current._finish("completed", None)
@@ -698,6 +725,7 @@ def get_logger(
             keep_deleted_outputs=keep_deleted_outputs,
             inherit=not switching,
             resume=resume,
+            system_metrics=system_metrics,
         )
         registry.add(logger)
         return logger
@@ -760,9 +788,10 @@ def start_run(
     run_id: str | None = None,
     keep_deleted_outputs: bool | None = None,
     resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
-    ``outputs``, ``keep_deleted_outputs`` and ``resume`` as for ``get_logger()``.
+    ``outputs``, ``keep_deleted_outputs``, ``resume`` and ``system_metrics`` as for ``get_logger()``.
 
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
@@ -778,6 +807,7 @@ def start_run(
             run_id,
             keep_deleted_outputs=keep_deleted_outputs,
             resume=resume,
+            system_metrics=system_metrics,
         )
         previous = registry.add(logger)
     try:
@@ -826,6 +856,7 @@ def open_run(
         keep_deleted_outputs=a["keep_deleted_outputs"],
         inherit=False,
         resume=a["resume"],
+        system_metrics=a["system_metrics"],
     )
 
 

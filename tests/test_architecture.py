@@ -110,7 +110,7 @@ LAYERS = {
         "_metadata",
     ),
     "store": ("_store", "_summary", "_assets"),
-    "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume"),
+    "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume", "_system"),
     "services": ("_web", "ui", "sync", "server"),
     "cli": ("cli",),
 }

@@ -191,7 +191,8 @@ def crashed_behind(store: Path, *, joined: bool = False, beat_age: float = 3600.
     from .conftest import wait_until
 
     open_logger = amltrack._logger._open_logger
-    owner = open_logger("crash", None, None, None, store, None, None)
+    # No sampler thread: closing the writer below stands for a SIGKILL, which would end it too.
+    owner = open_logger("crash", None, None, None, store, None, None, system_metrics=False)
     loggers = [owner]
     if joined:
         loggers.append(open_logger(None, None, None, None, store, None, owner.run_id))
