@@ -278,6 +278,21 @@ class Logger:
             raise RunFinishedError(self.run_id)
         self._writer.check()
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add ``params`` (str, number, bool or None values) to the run's params in run.json,
+        replacing those of the same name: for settings known only once the run is open, such as a
+        framework's hyperparameters. Written before it returns.
+
+            logger.log_params({"batch_size": 64, "optimizer": "adam"})
+        """
+        params = _check_mapping("param", params)
+        if self._finished:
+            raise RunFinishedError(self.run_id)
+        if params:
+            merged = _update_run_json(self.run_dir, {}, params=params)["params"]
+            if self._identity is not None:
+                self._identity["params"] = merged
+
     def upload(self, path: str, content: str | bytes) -> UploadHandle:
         """Store ``content`` (str or bytes) as the artifact ``path`` (a relative POSIX path).
 
@@ -481,15 +496,24 @@ def _start_system(logger: Logger, interval: float | None) -> Any:
     return monitor
 
 
-def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
-    path = run_dir / fmt.RUN_FILE
-    info = fmt.read_json(path)
-    info.update(updates)
-    if "segments" in info:
-        from ._resume import end_segment
+def _update_run_json(
+    run_dir: Path, updates: dict[str, Any], *, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    from filelock import FileLock  # imported by the writer's start() already
 
-        end_segment(info)
-    fmt.write_json_atomic(path, info)
+    path = run_dir / fmt.RUN_FILE
+    # The lock keeps a joined process's log_params() and the owner's end from losing each other's change.
+    with FileLock(str(run_dir / fmt.SUMMARY_LOCK), timeout=30):
+        info = fmt.read_json(path)
+        info.update(updates)
+        if params:
+            info["params"] = {**(info.get("params") or {}), **params}
+        if "segments" in info and "status" in updates:
+            from ._resume import end_segment
+
+            end_segment(info)
+        fmt.write_json_atomic(path, info)
+    return info
 
 
 def _open_logger(

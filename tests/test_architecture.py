@@ -111,7 +111,7 @@ LAYERS = {
     ),
     "store": ("_store", "_summary", "_assets"),
     "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume", "_system"),
-    "services": ("_web", "ui", "sync", "server"),
+    "services": ("_web", "ui", "sync", "server", "integrations"),
     "cli": ("cli",),
 }
 
