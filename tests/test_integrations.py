@@ -208,3 +208,20 @@ def test_log_params_adds_to_the_runs_params(store: Path) -> None:
     assert amltrack.Store(store).run(logger.run_id).params == {"a": 3, "b": 2}
     with pytest.raises(amltrack.RunFinishedError):
         logger.log_params({"d": 1})
+
+
+def test_a_run_an_integration_ended_is_resumed_when_it_logs_again(store: Path) -> None:
+    # Lightning's fit() ends with finalize(); a trainer.test() after it logs into the same run.
+    from amltrack.integrations._common import RunRef
+
+    ref = RunRef("e", "n", None, store, {"outputs": None})
+    first = ref.get()
+    first.log("loss", 1.0)
+    ref.end("completed")
+    again = ref.get()
+    assert again is not first and again.run_id == first.run_id
+    again.log("loss", 2.0)
+    ref.end("completed")
+    run = amltrack.Store(store).run(first.run_id)
+    assert series(run, "loss") == [(0, 1.0), (1, 2.0)]
+    assert [s["status"] for s in run.segments] == ["completed", "completed"]
