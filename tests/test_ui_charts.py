@@ -345,3 +345,21 @@ def test_an_image_preview_s_bytes_are_still_an_attachment(page: object, ui: dict
     target = tmp_path / "plot.png"
     info.value.save_as(str(target))
     assert target.read_bytes() == png(30, 10)
+
+
+def test_system_metrics_have_their_own_section_closed_at_first(page: object, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    with amltrack.start_run("sys", store=store, outputs=None, system_metrics=False) as lg:
+        for i in range(5):
+            lg.log_metrics({"loss": 1 / (i + 1), "system/cpu_percent": 10.0 * i}, step=i)
+    with ui_process(store, tmp_path / "ui.log", cwd=tmp_path) as url:
+        page.goto(f"{url}runs/{lg.run_id}")
+        page.wait_for_selector("body[data-loaded]")
+        page.wait_for_function(READY)
+        cpu = "#charts details[data-group='system'] .chart-card[data-metric='system/cpu_percent']"
+        assert page.eval_on_selector("#charts details[data-group='system']", "d => d.open") is False
+        assert page.eval_on_selector("#charts details[data-group='']", "d => d.open") is True
+        assert not page.is_visible(cpu)
+        page.click("#charts details[data-group='system'] > summary")
+        page.wait_for_selector(cpu, state="visible")
+        page.wait_for_function("(sel) => document.querySelector(sel).offsetWidth > 100", arg=f"{cpu} .chart")

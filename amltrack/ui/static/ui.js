@@ -701,7 +701,9 @@
       if (!groups.has(key)) {
         const grid = el("div", { class: "charts" });
         const count = el("span", { class: "count" });
-        const section = el("details", { class: "metric-group", open: true, dataset: { group: key } },
+        // system/ (the sampler's CPU, memory, disk, network, GPU rows) starts closed: it is there to
+        // look at when training is slow, not the run's own figures.
+        const section = el("details", { class: "metric-group", open: key !== "system", dataset: { group: key } },
           el("summary", {}, el("span", { class: "group-name" }, key || "ungrouped"), " ", count), grid);
         // Charts drawn while it was closed had no width: draw them again at the width they now have.
         section.addEventListener("toggle", () => {
