@@ -536,3 +536,75 @@ def test_the_duckdb_recipes_of_the_rich_kinds(rich_run: Path) -> None:
     assert "media/samples/0-3.png" in out.stdout and "zeros" in out.stdout
     assert "│ cat " in out.stdout and "0.8" in out.stdout
     assert out.stdout.count("│     0 │") >= 2  # the bins of step 0
+
+
+# ------------------------------------------------------------------ sync to amltrack's own server
+
+
+def test_the_own_server_receives_the_media_files_byte_for_byte(tmp_path: Path, rich_run: Path) -> None:
+    from amltrack.sync import AmltrackRemote, sync
+
+    from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, assert_same_run, cli
+
+    srv = ServerProcess(tmp_path / "server", tmp_path / "server.log").start()
+    remote = AmltrackRemote(srv.url, WRITE_TOKEN)
+    try:
+        report = sync(rich_run.parent.parent, remote)
+        assert report.ok and [r.outcome for r in report.runs] == ["pushed"], report.runs
+        there = srv.store / "runs" / rich_run.name
+        assert_same_run(rich_run, there)
+        assert len(list((there / "artifacts" / "media").rglob("*.png"))) == 2
+        run = amltrack.Store(srv.store).run(rich_run.name)
+        img = run.metric("samples").values[0]
+        assert img.read_bytes() == (rich_run / "artifacts" / img.path).read_bytes()
+        assert run.metric("per class").values[0].data == [["cat", 0.9], ["dog", 0.8]]
+        # history info --remote: the server's own summary of the run knows the kinds
+        out = cli(
+            "history", "info", "-r", rich_run.name, "--remote", srv.url, "--json", AMLTRACK_TOKEN=READ_TOKEN
+        )
+        assert out.returncode == 0, out.stderr
+        kinds = {n: (m["kind"], m["count"]) for n, m in json.loads(out.stdout)["metrics"].items()}
+        assert kinds["samples"] == ("image", 2) and kinds["weights"] == ("histogram", 2)
+        out = cli(
+            "history", "info", "-r", rich_run.name, "--remote", srv.url, "-a", img.path, "-o",
+            str(tmp_path / "got.png"), AMLTRACK_TOKEN=READ_TOKEN,
+        )  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "got.png").read_bytes() == img.read_bytes()
+    finally:
+        remote.close()
+        srv.stop()
+
+
+def test_metrics_exports_a_table_a_histogram_and_a_matrix(rich_run: Path) -> None:
+    from .sync_helpers import cli
+
+    store = str(rich_run.parent.parent)
+    out = cli("metrics", "--store", store, "-r", "last", "per epoch", "--format", "csv")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "step,epoch,loss\n0,0,0.5\n1,1,0.25\n"
+    out = cli("metrics", "--store", store, "per class", "--json")
+    body = json.loads(out.stdout)
+    assert body["kind"] == "table" and body["columns"] == ["step", "class", "f1"]
+    assert body["data"] == [[0, "cat", 0.9], [0, "dog", 0.8]]
+    with amltrack.start_run("more", store=Path(store), outputs=None) as lg:
+        lg.log_histogram("h", [1.0, 2.0, float("nan"), float("-inf")], bins=1)
+        lg.log_confusion_matrix("cm", [[1, 2], [3, 4]], labels=["a", "b"])
+        lg.log_row("mixed", a=1)
+        lg.log_row("mixed", b="x")
+    out = cli("metrics", "--store", store, "h")
+    assert out.stdout == "step,lo,hi,count\n0,1.0,2.0,2\n0,NaN,NaN,1\n0,-Infinity,-Infinity,1\n"
+    out = cli("metrics", "--store", store, "cm", "-f", "csv")
+    assert out.stdout.splitlines() == [
+        "step,true,predicted,count",
+        "0,a,a,1",
+        "0,a,b,2",
+        "0,b,a,3",
+        "0,b,b,4",
+    ]
+    out = cli("metrics", "--store", store, "mixed")
+    assert out.stdout == "step,a,b\n0,1,\n1,,x\n"
+    out = cli("metrics", "--store", store, "h", "--format", "jsonl")  # records, as for any metric
+    assert json.loads(out.stdout)["value"]["kind"] == "histogram"
+    out = cli("metrics", "--store", store, "h", "cm")  # several names: the records, a JSON cell each
+    assert out.returncode == 0 and out.stdout.count('""kind"":') == 2  # CSV doubles the quotes
