@@ -517,6 +517,7 @@ class Run:
                 if s.media:  # images, tables, ...: values that know this run's folder, for their files
                     artifacts = self.dir / fmt.ARTIFACTS_DIR
                     out[n].values = [_kinds.read_value(v, artifacts) for v in s.values]
+                    out[n].media = True
         finally:
             if enabled:
                 gc.enable()
