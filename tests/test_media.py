@@ -608,3 +608,29 @@ def test_metrics_exports_a_table_a_histogram_and_a_matrix(rich_run: Path) -> Non
     assert json.loads(out.stdout)["value"]["kind"] == "histogram"
     out = cli("metrics", "--store", store, "h", "cm")  # several names: the records, a JSON cell each
     assert out.returncode == 0 and out.stdout.count('""kind"":') == 2  # CSV doubles the quotes
+
+
+CELLS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 4).flatmap(lambda k: st.lists(st.lists(CELLS, min_size=k, max_size=k), max_size=12)))
+def test_any_table_round_trips_exactly(tmp_path: Path, rows: list[list[Any]]) -> None:
+    k = len(rows[0]) if rows else 2
+    columns = {f"c{j}": [r[j] for r in rows] for j in range(k)}
+    store = tmp_path / f"s{os.urandom(4).hex()}"
+    with amltrack.start_run("t", store=store, outputs=None) as lg:
+        lg.log_table("t", columns)
+        if rows:
+            lg.log_row("r", **dict(zip(columns, rows[0])))
+    run = last_run(store)
+    (t,) = run.metric("t").values
+    assert t.columns == list(columns) and t.data == rows and t["rows"] == len(rows)
+    if rows:
+        assert run.metric("r").values[0].data == [rows[0]]
