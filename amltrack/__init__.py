@@ -23,6 +23,7 @@ from ._errors import (
     InvalidOutputsError,
     InvalidPathError,
     MetricNotFoundError,
+    MissingExtraError,
     RefusedFileError,
     RunFinishedError,
     RunHeldError,
@@ -34,6 +35,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._assets import Asset
     from ._logger import Logger, get_azureml_logger, get_logger, start_run
+    from ._media import ConfusionMatrix, Histogram, Image, Table
     from ._store import Metric, Point, Run, Store
     from ._writer import Handle, UploadHandle
 
@@ -47,6 +49,10 @@ _LAZY = {
     "get_logger": "_logger",
     "start_run": "_logger",
     "Metric": "_store",
+    "Image": "_media",
+    "Table": "_media",
+    "Histogram": "_media",
+    "ConfusionMatrix": "_media",
     "Point": "_store",
     "Run": "_store",
     "Store": "_store",
@@ -76,8 +82,11 @@ __all__ = [
     "ArtifactNotFoundError",
     "Asset",
     "AssetNotFoundError",
+    "ConfusionMatrix",
     "EmptyPrefixError",
     "Handle",
+    "Histogram",
+    "Image",
     "InvalidAssetNameError",
     "InvalidMetricError",
     "InvalidOutputsError",
@@ -85,6 +94,7 @@ __all__ = [
     "Logger",
     "Metric",
     "MetricNotFoundError",
+    "MissingExtraError",
     "RefusedFileError",
     "Point",
     "Run",
@@ -93,6 +103,7 @@ __all__ = [
     "RunNotFoundError",
     "Store",
     "StoreError",
+    "Table",
     "UploadHandle",
     "WriteError",
     "__version__",

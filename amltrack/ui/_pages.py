@@ -90,7 +90,8 @@ def render(
         data["plotly"] = url(raw_base, "plotly.min.js")
         if charts:
             scripts.append(f'<script src="{html.escape(data["plotly"], quote=True)}" defer></script>')
-    scripts.append(f'<script src="{html.escape(url(raw_base, "ui.js"), quote=True)}" defer></script>')
+    for name in ("media.js", "ui.js"):  # deferred scripts run in order: media.js first
+        scripts.append(f'<script src="{html.escape(url(raw_base, name), quote=True)}" defer></script>')
     extra = "".join(f' data-{k}="{html.escape(v, quote=True)}"' for k, v in data.items())
     current = {f"cur_{k}": "" for k in ("runs", "compare", "assets")}
     nav = {"runs": "runs", "run": "runs", "compare": "compare", "assets": "assets"}.get(kind)

@@ -17,7 +17,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 HERE = Path(__file__).resolve().parent / "static"
-OWN = {"ui.js": "text/javascript; charset=utf-8", "ui.css": "text/css; charset=utf-8"}
+OWN = {
+    "ui.js": "text/javascript; charset=utf-8",
+    "media.js": "text/javascript; charset=utf-8",  # the rich kinds' cards, which ui.js asks for
+    "ui.css": "text/css; charset=utf-8",
+}
 PLOTLY = "plotly.min.js"
 
 

@@ -125,6 +125,15 @@
     fill(where, el("p", { class: "error" }, err.message || String(err)));
   }
 
+  // The rich kinds' cards (media.js), given this file's helpers.
+  let mediaCards = null;
+  function media() {
+    if (!mediaCards && window.amltrackMedia) {
+      mediaCards = window.amltrackMedia({ el, fill, getJSON, api, enc, encPath, plotlyText, fmtNum });
+    }
+    return mediaCards;
+  }
+
   // ------------------------------------------------------------------ charts
 
   const CHART_CONFIG = {
@@ -671,6 +680,8 @@
     const listsTitle = el("h2", { id: "lists-title", hidden: true }, "List metrics");
     const stringsTitle = el("h2", { id: "strings-title", hidden: true }, "Text metrics");
     const tableDuration = el("span", {}, fmtDuration(run.duration_s));
+    const rich = el("div", { id: "media", class: "charts" });
+    const richTitle = el("h2", { id: "media-title", hidden: true }, "Images, tables and histograms");
     fill(app,
       el("div", { class: "run-head" },
         el("h1", {}, runLabel(run)), status,
@@ -681,6 +692,7 @@
         el("summary", {}, "Details: ", detailsSummary(run)), metaSection(run, tableDuration)),
       el("div", { class: "metrics-head" }, el("h2", {}, "Metrics"), chartToolbar()), progress, charts,
       listsTitle, lists,
+      richTitle, rich,
       stringsTitle, strings,
       el("h2", {}, "Artifacts"), artifacts, preview,
     );
@@ -691,6 +703,7 @@
     const numeric = new Map();  // metric -> {chart, n, card}: the chart whose own metric it is
     const groups = new Map();   // prefix -> its section's grid
     const listCharts = new Map();
+    const richCards = new Map();
     let stringsCount = -1;
     // Charts with more metrics than their own, from the URL: "host\nother\n..." per chart.
     const combined = new Map(query.getAll("combine").map((c) => c.split("\n"))
@@ -801,11 +814,20 @@
         const le = listCharts.get(m.name);
         if (le && le.n !== m.lists) { le.n = m.lists; loads.push(le.chart.load(m.lists)); }
         strCount += m.strings || 0;
+        if (m.media && media()) {
+          let rc = richCards.get(m.name);
+          if (!rc) {
+            rc = { n: -1, made: media().runCard(id, m.name).then((c) => { rich.append(c.card); return c; }) };
+            richCards.set(m.name, rc);
+          }
+          if (rc.n !== m.media) { rc.n = m.media; loads.push(rc.made.then((c) => c.load())); }
+        }
       }
       if (added) {
         fillPickers();
         for (const [host, more] of combined) for (const name of more) if (numeric.has(name)) addCombined(host, name);
       }
+      richTitle.hidden = richCards.size === 0;
       if (!metrics.length) fill(charts, message("No metrics logged."));
       listsTitle.hidden = listCharts.size === 0;
       if (strCount !== stringsCount) { stringsCount = strCount; loads.push(loadStrings()); }
@@ -1079,6 +1101,7 @@
       picked, note, card);
     let chart = null;
     let runs = [];  // the chosen runs, once each, in the order of their refs
+    const richNames = new Set();  // images, tables, histograms: shown side by side by media.js
 
     async function resolve(ref) {
       if (idOf.has(ref)) return;
@@ -1110,7 +1133,10 @@
     async function metricsOf(id) {
       for (;;) {
         const m = await getJSON(api("/runs/" + enc(id) + "/metrics"));
-        if (!m.building) return m.metrics.filter((x) => x.numbers).map((x) => x.name);
+        if (!m.building) {
+          for (const x of m.metrics) if (x.media && !x.numbers) richNames.add(x.name);
+          return m.metrics.filter((x) => x.numbers || x.media).map((x) => x.name);
+        }
         note.textContent = "indexing " + runLabel(byId.get(id) || { id }) + "…";
         await sleep(200);
       }
@@ -1150,6 +1176,12 @@
       fill(card, el("h3", { class: "metric-name" }, metric || "no metric"));
       delete card.dataset.ready;
       if (!metric || !runs.length) { BODY.dataset.loaded = "1"; return; }
+      if (richNames.has(metric) && media()) {
+        chart = null;
+        await media().compare(card, runs.map((r) => ({ id: r.id, label: runLabel(r) })), metric);
+        BODY.dataset.loaded = "1";
+        return;
+      }
       chart = new SeriesChart(card, runs.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })), metric);
       await chart.load();
       BODY.dataset.loaded = "1";
