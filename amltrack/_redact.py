@@ -152,7 +152,7 @@ _OPTION = re.compile(r"(?:--?|\+{0,2}|~)(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(?:=(
 
 def _option_value(item: str) -> bool:
     """Whether an argument after a secret option is its value rather than the next option."""
-    return item != "" and item != "-" and not (item[0] == "-" and item[1:2].isalpha())
+    return item not in ("", "-", "--") and not (item[0] == "-" and (item[1] == "-" or item[1].isalpha()))
 
 
 class Rules:
