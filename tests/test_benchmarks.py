@@ -93,3 +93,8 @@ def test_listing_benchmark_smoke() -> None:
 def test_system_benchmark_smoke() -> None:
     figures = smoke("bench_system.py")
     assert figures["per_sample_ms"] >= 0 and figures["core_percent_at_10s"] >= 0
+
+
+def test_redact_benchmark_smoke() -> None:
+    figures = smoke("bench_redact.py")
+    assert figures["on_median_ms"] > 0 and figures["off_median_ms"] > 0 and figures["rules_us"] > 0
