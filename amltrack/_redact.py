@@ -137,11 +137,14 @@ _PEM = re.compile(
     r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S
 )
 # Rule 3: the user-info's password runs to the last @ before the path; it may hold @ and :.
-_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://[^/\s?#:@]*:)([^/\s?#]*)(?=@)")
+# It starts only where a scheme can (not inside one), so a long run of letters is read once, not once
+# for each of its letters.
+_URL = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z][A-Za-z0-9+.\-]*://[^/\s?#:@]*:)([^/\s?#]*)(?=@)")
 # Rule 1 inside a string: name=VALUE, name: VALUE, "name": "VALUE", --name VALUE, matched only from
 # the start of a word that holds one of the words secret_name() looks for (_inline_matches).
 _KEYWORDS = re.compile("token|secret|passw|passph|credential|auth|key")
 _KEYWORDS_ANY_CASE = re.compile(_KEYWORDS.pattern, re.I)  # slower: for the rare string lower() lengthens
+_NAME_REST = re.compile(r"[A-Za-z0-9_.\-]*")
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _INLINE = re.compile(
     r"(?<![A-Za-z0-9_.\-])(?P<dash>--?)?[\"']?"
@@ -304,10 +307,7 @@ def _inline_matches(s: str) -> Iterator[re.Match[str]]:
             continue
         while i > 0 and s[i - 1] in _NAME_CHARS:
             i -= 1
-        j = k.end()
-        while j < len(s) and s[j] in _NAME_CHARS:
-            j += 1
-        end = j
+        j = end = _NAME_REST.match(s, k.end()).end()  # type: ignore[union-attr]  # * always matches
         if not secret_name(s[i:j]):
             continue
         if i > 0 and s[i - 1] in "\"'":

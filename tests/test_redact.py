@@ -502,3 +502,24 @@ def test_amltrack_run_names_a_bad_pattern_in_one_line(tmp_path: Path) -> None:
     assert out.returncode != 0
     err = out.stderr.decode()
     assert "'(x'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 200_000 + "://x",
+        "x://" + "a" * 200_000,
+        "--password" + "-" * 200_000,
+        "key" * 70_000,
+        "sk-" + "a-" * 100_000,
+        "ghp_" * 50_000,
+        "-----BEGIN RSA PRIVATE KEY-----" * 7_000,
+        "token:" * 35_000,
+    ],
+    ids=["letters", "url", "dashes", "keys", "sk", "ghp", "pem", "names"],
+)
+def test_the_rules_read_a_long_string_in_one_pass(text: str) -> None:
+    # A rule that went back over the string for each character would take hours over one of
+    # these (200,000 characters), and the test's timeout would end it: they take a fraction of a second.
+    Rules().text(text)
+    Rules().argv([text, text])
