@@ -46,6 +46,7 @@ older amltrack, or under ``redact=False``.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import os
 import re
@@ -237,6 +238,7 @@ class Rules:
         out = list(items)
         n = 0
         pending = False  # the argument before was a secret option without =VALUE
+        flagged = _flagged([x if type(x) is str else "" for x in out])
         for i, item in enumerate(out):
             if not isinstance(item, str):
                 pending = False
@@ -248,7 +250,11 @@ class Rules:
                         out[i] = MARKER
                         n += 1
                     continue
-            m = _OPTION.fullmatch(item) if _MAYBE.search(item.lower()) else None
+            if flagged is not None and i not in flagged:  # no rule but the extra ones can apply
+                if self.extra:
+                    out[i], n = self._extra(item, n)
+                continue
+            m = _OPTION.fullmatch(item)
             if m is not None and secret_name(m["name"]):
                 value = m["value"]
                 if value is not None:
@@ -277,6 +283,26 @@ class Rules:
                 out[key] = v
                 counts[key] = k
         return out, counts
+
+
+def _flagged(strings: list[str]) -> set[int] | None:
+    """The indexes of the strings in which _MAYBE finds something, from one scan of them all (a
+    command line or a dict of params costs one call into re, not one a string); None when lower-casing
+    changed their lengths, and each must be looked at. Worth it for a command line, whose strings are
+    many and short; params are mostly numbers, which cost nothing one by one."""
+    joined = "\0".join(strings)
+    low = joined.lower()
+    if len(low) != len(joined):
+        return None
+    found: set[int] = set()
+    starts: list[int] = []
+    at = 0
+    for s in strings:
+        starts.append(at)
+        at += len(s) + 1
+    for m in _MAYBE.finditer(low):
+        found.add(bisect.bisect_right(starts, m.start()) - 1)
+    return found
 
 
 def _secret_value(v: Any) -> bool:
