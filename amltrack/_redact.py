@@ -263,6 +263,8 @@ class Rules:
                         n += 1
                     continue
                 pending = item.startswith("-")  # a bare word such as "token" is no option
+            if m is not None and m["value"] is None and item.startswith("-"):
+                continue  # a bare --name holds no value, URL or token
             out[i], k = self.text(item)
             n += k
         return out, n
@@ -273,7 +275,7 @@ class Rules:
         out = dict(info)
         counts: dict[str, int] = {}
         for key, v in info.items():
-            if key == "redacted":
+            if key in _OWN_FIELDS:
                 continue
             if key == "argv" and isinstance(v, list):
                 v, k = self.argv(v)
@@ -303,6 +305,14 @@ def _flagged(strings: list[str]) -> set[int] | None:
     for m in _MAYBE.finditer(low):
         found.add(bisect.bisect_right(starts, m.start()) - 1)
     return found
+
+
+# Fields amltrack writes from its own values (ids, times, versions), which hold nothing a user typed;
+# and ``redacted``, its record of this.
+_OWN_FIELDS = frozenset(
+    ("schema", "id", "status", "created", "created_ts", "ended", "ended_ts", "pid", "pid_start")
+    + ("pid_created", "python", "platform", "amltrack_version", "redacted")
+)
 
 
 def _secret_value(v: Any) -> bool:
