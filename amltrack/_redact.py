@@ -2,8 +2,8 @@
 
 A run records its command line, params, tags and the error it ended with; people pass credentials in
 all of them (``--hf-token hf_...``, ``--db-url postgresql://user:pass@host/db``). Before ``run.json`` is
-first written, and again when the run ends, every string in it goes through these rules, and only
-the secret part of each is replaced with ``MARKER``; the original is never written anywhere. Sync runs
+first written every string in it (but those of ``_OWN_FIELDS``) goes through these rules, and so does
+what the run's end adds; only the secret part of each is replaced with ``MARKER``; the original is never written anywhere. Sync runs
 the same rules over a run's ``run.json`` before sending it (``sync/_sync.py``), and refuses a run they
 would change. ``docs/redaction.md`` is the user's account of the rules; this is their one owner.
 
