@@ -290,6 +290,18 @@ def test_the_same_secret_params_name_the_open_run(tmp_path: Path) -> None:
     other.finish()
 
 
+def test_a_process_that_joined_the_run_matches_its_secret_params_to_the_markers(tmp_path: Path) -> None:
+    from amltrack._logger import end_run, open_run
+
+    owner = open_run("x", store=tmp_path, outputs=None, params={"api_key": "k1"})
+    try:
+        joined = amltrack.get_logger(run_id=owner.run_id, store=tmp_path, outputs=None)  # reads run.json
+        assert amltrack.get_logger(params={"api_key": "k1"}) is joined
+        joined.finish()
+    finally:
+        end_run(owner, "completed")
+
+
 def test_the_error_a_run_ends_with_is_redacted_and_counted(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(RuntimeError), amltrack.start_run("x", store=tmp_path, outputs=None):
         raise RuntimeError(f"login failed with {HF}")
