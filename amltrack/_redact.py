@@ -3,9 +3,10 @@
 A run records its command line, params, tags and the error it ended with; people pass credentials in
 all of them (``--hf-token hf_...``, ``--db-url postgresql://user:pass@host/db``). Before ``run.json`` is
 first written every string in it (but those of ``_OWN_FIELDS``) goes through these rules, and so does
-what the run's end adds; only the secret part of each is replaced with ``MARKER``; the original is never written anywhere. Sync runs
-the same rules over a run's ``run.json`` before sending it (``sync/_sync.py``), and refuses a run they
-would change. ``docs/redaction.md`` is the user's account of the rules; this is their one owner.
+what the run's end adds; only the secret part of each is replaced with ``MARKER``, and the original
+is never written anywhere. Sync runs the same rules over a run's ``run.json`` before sending it
+(``sync/_sync.py``), and refuses a run they would change. ``docs/redaction.md`` is the user's
+account of the rules; this is their one owner.
 
 1. **Names that look secret.** The value given to such a name is redacted whole: the next argument
    after ``--name`` (or ``-name``), the rest of ``--name=VALUE`` or ``NAME=VALUE`` in an argument, the
@@ -37,7 +38,7 @@ would change. ``docs/redaction.md`` is the user's account of the rules; this is 
 
 Text that already reads ``[redacted]`` is left alone, so running the rules twice changes nothing and
 counts nothing: what sync finds in a run this amltrack recorded is only what was added by hand, by an
-older amltrack, or under ``redact=False``.
+older amltrack, under ``redact=False``, or by a pattern added since.
 
     rules = Rules()
     rules.run_info({"argv": ["train.py", "--hf-token", "hf_..."], "params": {"lr": 0.1}})
@@ -91,13 +92,18 @@ _HUMP = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
 
 
-@functools.lru_cache(maxsize=4096)
 def secret_name(name: str) -> bool:
     """Whether an option, key or variable called ``name`` holds a secret (rule 1 of the module).
 
     secret_name("--hf-token")  # True
     secret_name("max_tokens")  # False
     """
+    # Names repeat from run to run of a process; a long one is no name, and is not kept.
+    return _secret_name(name) if len(name) <= 200 else _secret_name.__wrapped__(name)
+
+
+@functools.lru_cache(maxsize=4096)
+def _secret_name(name: str) -> bool:
     words = [w for w in _WORD_SPLIT.split(_HUMP.sub("_", name).lower()) if w]
     if not words:
         return False
