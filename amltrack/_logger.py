@@ -291,7 +291,10 @@ class Logger:
         if self._finished:
             raise RunFinishedError(self.run_id)
         if params:
-            merged = _update_run_json(self.run_dir, {}, params=params)["params"]
+            # A process that joined the run has no rules of its own: run.json says whether the run
+            # redacts, and this process's $AMLTRACK_REDACT adds its patterns.
+            rules = self._rules if self._owner else _FROM_RUN
+            merged = _update_run_json(self.run_dir, {}, params=params, rules=rules)["params"]
             if self._identity is not None:
                 self._identity["params"] = merged
 
@@ -498,12 +501,15 @@ def _start_system(logger: Logger, interval: float | None) -> Any:
     return monitor
 
 
+_FROM_RUN = object()  # _update_run_json's rules: those run.json says the run has
+
+
 def _update_run_json(
     run_dir: Path,
     updates: dict[str, Any],
     *,
     params: dict[str, Any] | None = None,
-    rules: _redact.Rules | None = None,
+    rules: _redact.Rules | object | None = None,
 ) -> dict[str, Any]:
     from filelock import FileLock  # imported by the writer's start() already
 
@@ -511,12 +517,14 @@ def _update_run_json(
     # The lock keeps a joined process's log_params() and the owner's end from losing each other's change.
     with FileLock(str(run_dir / fmt.SUMMARY_LOCK), timeout=30):
         info = fmt.read_json(path)
-        counts = None
-        if rules is not None:  # the error's message and traceback can hold what argv did
-            updates, counts = rules.run_info(updates)
+        if rules is _FROM_RUN:
+            rules = None if info.get("redacted") is False else _redact.check_rules()
+        if isinstance(rules, _redact.Rules):  # the error's message and traceback can hold what argv did
+            updates, counts = rules.run_info({**updates, "params": params} if params else updates)
+            params = updates.pop("params", None) if params else None
+            if counts:
+                info["redacted"] = _add_counts(info.get("redacted"), counts)
         info.update(updates)
-        if counts:
-            info["redacted"] = _add_counts(info.get("redacted"), counts)
         if params:
             info["params"] = {**(info.get("params") or {}), **params}
         if "segments" in info and "status" in updates:
@@ -586,7 +594,7 @@ def _open_logger(
         found = _resume.find(root, resume, run_id)
         if found is not None:
             logger = _resume_run(
-                found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO
+                found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO, rules=rules
             )
             if logger._owner:
                 logger._system = _start_system(logger, sample_every)
@@ -662,6 +670,7 @@ def _resume_run(
     flush_interval: float,
     *,
     join: bool,
+    rules: _redact.Rules | None = None,
 ) -> Logger:
     """A logger that takes the ended or crashed run at ``run_dir`` back (``resume=``): a new segment
     in run.json, each metric's default steps going on after its highest recorded one. With
@@ -682,11 +691,12 @@ def _resume_run(
     summary, steps = _resume.prepare(run)
     with _resume.summary_lock(run_dir):
         _resume.check_free(run)  # another process may have resumed it meanwhile
-        _resume.take(run, summary, tags, params)
+        _resume.take(run, summary, tags, params, rules)
     # Its own writer id: records of this attempt number themselves from 1 again, and readers keep
     # each writer's order apart (they merge the attempts by time, as they do joined processes').
     writer = Writer(run_dir, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
+    logger._rules = rules
     info = run.reload().info
     logger._identity = {k: info.get(k) for k in ("experiment", "name", "tags", "params")}
     logger.resumed_steps = steps
@@ -741,7 +751,8 @@ def get_logger(
     ends with) are replaced with ``[redacted]`` before run.json is written (``docs/redaction.md``).
     ``redact=False`` keeps them for this run; a list of regular expressions (str or compiled) adds
     patterns to the built-in rules; ``$AMLTRACK_REDACT`` does either when ``redact`` is left True.
-    Like ``outputs``, it applies to a new run only.
+    It applies to a new or resumed run, and to ``log_params()`` later; a process that joined the
+    run follows the run's setting and its own ``$AMLTRACK_REDACT``.
 
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
@@ -859,13 +870,11 @@ def start_run(
     keep_deleted_outputs: bool | None = None,
     resume: str | None = None,
     system_metrics: bool | float | None = None,
-) -> Iterator[Logger]:
-    """A new run for the ``with`` block: completed on normal exit, failed on an exception.
-    ``outputs``, ``keep_deleted_outputs``, ``resume`` and ``system_metrics`` as for ``get_logger()``.
     redact: bool | Sequence[str | re.Pattern[str]] = True,
 ) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
-    ``outputs``, ``keep_deleted_outputs`` and ``redact`` as for ``get_logger()``.
+    ``outputs``, ``keep_deleted_outputs``, ``resume``, ``system_metrics`` and ``redact`` as for
+    ``get_logger()``.
 
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))

@@ -302,6 +302,45 @@ def test_a_process_that_joined_the_run_matches_its_secret_params_to_the_markers(
         end_run(owner, "completed")
 
 
+def test_params_logged_later_are_redacted_by_the_owner_and_by_a_joined_process(tmp_path: Path) -> None:
+    from amltrack._logger import end_run, open_run
+
+    owner = open_run("x", store=tmp_path / "on", outputs=None)
+    owner.log_params({"api_key": "k1", "lr": 0.1})
+    joined = amltrack.get_logger(run_id=owner.run_id, store=tmp_path / "on", outputs=None)
+    joined.log_params({"note": f"see {HF}"})
+    joined.finish()
+    end_run(owner, "completed")
+    info = run_json(tmp_path / "on")
+    assert info["params"] == {"api_key": R, "lr": 0.1, "note": f"see {R}"}
+    assert info["redacted"]["params"] == 2
+
+    # A run recorded with redaction off stays so for the processes that join it.
+    owner = open_run("x", store=tmp_path / "off", outputs=None, redact=False)
+    joined = amltrack.get_logger(run_id=owner.run_id, store=tmp_path / "off", outputs=None)
+    joined.log_params({"api_key": "k1"})
+    joined.finish()
+    end_run(owner, "completed")
+    assert run_json(tmp_path / "off")["params"] == {"api_key": "k1"}
+
+
+def test_a_resumed_run_redacts_what_its_new_attempt_records(
+    tmp_path: Path, argv: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with amltrack.start_run("x", store=tmp_path, outputs=None) as logger:
+        rid = logger.run_id
+    monkeypatch.setattr(sys, "argv", ["train.py", "--resume", "--password", "hunter2"])
+    with amltrack.start_run(
+        store=tmp_path, outputs=None, resume=rid, tags={"t": GHP}, params={"secret": "s"}
+    ):
+        pass
+    info = run_json(tmp_path)
+    assert info["argv"] == ["train.py", "--resume", "--password", R] and len(info["segments"]) == 2
+    assert info["tags"] == {"t": R} and info["params"] == {"secret": R}
+    assert info["redacted"] == {"argv": 3 + 1, "tags": 1, "params": 1}
+    assert "hunter2" not in (tmp_path / "runs" / rid / "run.json").read_text()
+
+
 def test_the_error_a_run_ends_with_is_redacted_and_counted(tmp_path: Path, argv: list[str]) -> None:
     with pytest.raises(RuntimeError), amltrack.start_run("x", store=tmp_path, outputs=None):
         raise RuntimeError(f"login failed with {HF}")
