@@ -109,6 +109,7 @@ LAYERS = {
         "_files",
         "_columns",
         "_metadata",
+        "_redact",
     ),
     "store": ("_store", "_summary", "_assets"),
     "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume", "_system"),

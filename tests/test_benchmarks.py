@@ -99,3 +99,8 @@ def test_media_benchmark_smoke() -> None:
     figures = smoke("bench_media.py")
     for key in ("log_image_median_us", "images_durable_s", "log_histogram_median_us", "ui_media_ms"):
         assert figures[key] > 0, key
+
+
+def test_redact_benchmark_smoke() -> None:
+    figures = smoke("bench_redact.py")
+    assert figures["on_median_ms"] > 0 and figures["off_median_ms"] > 0 and figures["rules_us"] > 0
