@@ -97,7 +97,9 @@ def test_transformers_logs_settings_and_checkpoints(tmp_path: Path) -> None:
     assert run.status == "completed" and run.experiment == "hf-demo"
     params = run.params
     assert (params["learning_rate"], params["max_steps"], params["hidden_size"]) == (1e-3, 6, 16)
-    assert params["id2label/0"] == "LABEL_0" and params["hub_token"] == "<HUB_TOKEN>"
+    assert (
+        params["id2label/0"] == "LABEL_0" and params["hub_token"] == "[redacted]"
+    )  # a secret name: redacted whatever its value
     stored = {a["path"] for a in run.artifacts() if a["status"] == "stored"}
     for step in (3, 6):
         saved = tmp_path / "hf_out" / f"checkpoint-{step}"
