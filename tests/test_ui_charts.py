@@ -149,7 +149,7 @@ def test_smoothing_draws_the_debiased_average_over_a_faint_raw_line(page: object
     page.eval_on_selector(
         "#chart-smoothing", "e => { e.value = '0.9'; e.dispatchEvent(new Event('input', {bubbles: true})); }"
     )
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 2", arg=chart)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 2", arg=chart)
     raw, smoothed = page.eval_on_selector(
         chart, "gd => gd.data.map(t => ({meta: t.meta, y: t.y, opacity: t.opacity, hover: t.hoverinfo}))"
     )
@@ -167,7 +167,7 @@ def test_smoothing_draws_the_debiased_average_over_a_faint_raw_line(page: object
     page.eval_on_selector(
         "#chart-smoothing", "e => { e.value = '0'; e.dispatchEvent(new Event('input', {bubbles: true})); }"
     )
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 1", arg=chart)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 1", arg=chart)
     assert "smoothing" not in query(page)
 
 
@@ -192,7 +192,7 @@ def test_a_chart_draws_the_metrics_picked_for_it_and_the_url_keeps_them(page: ob
     options = page.eval_on_selector_all(f"{LOSS} select.combine option", "os => os.map(o => o.value)")
     assert options == ["", "train/acc", "val/loss", "lr"]
     page.select_option(f"{LOSS} select.combine", "val/loss")
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 2", arg=f"{LOSS} .chart")
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 2", arg=f"{LOSS} .chart")
     assert page.eval_on_selector(f"{LOSS} .chart", "gd => gd.data.map(t => t.name)") == [
         "train/loss",
         "val/loss",
@@ -201,11 +201,11 @@ def test_a_chart_draws_the_metrics_picked_for_it_and_the_url_keeps_them(page: ob
     assert query(page)["combine"] == ["train/loss\nval/loss"]
     page.goto(page.url)
     page.wait_for_function(READY)
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 2", arg=f"{LOSS} .chart")
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 2", arg=f"{LOSS} .chart")
     assert traces(page, f"{LOSS} .chart") == [2]
     shot(page, "charts-combined")
     page.click(f"{LOSS} .combined .chip[data-metric='val/loss'] button.remove")
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 1", arg=f"{LOSS} .chart")
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 1", arg=f"{LOSS} .chart")
     assert "combine" not in query(page)
 
 
@@ -235,7 +235,7 @@ def unified_hover(page: object, chart: str, step: int) -> list[str]:
 def test_hover_shows_every_series_at_the_cursor_s_step_exactly(page: object, ui: dict) -> None:
     open_run(page, ui, "?combine=lr%0Aval%2Floss")
     chart = "#charts .chart-card[data-metric='lr'] .chart"
-    page.wait_for_function("(sel) => document.querySelector(sel).data.length === 2", arg=chart)
+    page.wait_for_function("(sel) => document.querySelector(sel)?.data?.length === 2", arg=chart)
     # The step with no thousands separator, each value with every digit it needs (0.1 + 0.2).
     _, lr, val = unified_hover(page, chart, 1000)
     assert lr == "lr : 0.30000000000000004" and val == f"val/loss : {1.5 * math.exp(-1 / 90)!r}"
