@@ -81,7 +81,7 @@ def test_one_row_adds_a_kind_to_urls_remotes_open_remote_and_the_exports(
     with pytest.raises(
         RemoteConfigError,
         match=r"\(or mlflow\+http:// or mlflow\+https:// for an MLflow tracking "
-        r"server, fake\+http:// for a fake server\)",
+        r"server, s3:// for an S3-compatible bucket, fake\+http:// for a fake server\)",
     ):
         _targets.check_url("ftp://h")
 

@@ -110,6 +110,12 @@ def add_source_args(p: argparse.ArgumentParser, what: str = "runs") -> None:
 def _source(args: argparse.Namespace) -> Iterator[RunSource]:
     """The store the command reads: the local one, or with --remote a reader of the server's runs:
     each a ``RunSource``, so one code renders both."""
+    if args.remote is None and out.is_bucket(args.store):
+        from ..sync._bucket_reader import BucketReader  # boto3 only when a bucket is read
+
+        with BucketReader(args.store) as bucket:
+            yield bucket
+        return
     if args.remote is None:
         yield out.open_store(args.store)
         return

@@ -12,7 +12,7 @@ from . import _output as out
 from ._output import CliError, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
-    from .._store import Metric
+    from .._store import Metric, Run
 
 __all__ = ["add_parser", "select"]
 
@@ -198,8 +198,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise CliError(f"--json and --format {args.format} disagree; give one of them")
     fmt = "json" if args.json else args.format or "csv"
-    run = out.open_store(args.store).run(args.run)
-    metrics = select(run.metrics(), args.names, run.id)
+    run: Run
+    if out.is_bucket(args.store):
+        from ..sync._bucket_reader import BucketReader  # boto3 only when a bucket is read
+
+        with BucketReader(args.store) as bucket:
+            run = bucket.run(args.run)
+            metrics = select(run.metrics(), args.names, run.id)
+    else:
+        run = out.open_store(args.store).run(args.run)
+        metrics = select(run.metrics(), args.names, run.id)
     sys.stdout.flush()
     rich = contents(metrics[0]) if len(args.names) == 1 and fmt != "jsonl" else None
     if rich is not None:

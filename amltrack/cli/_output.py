@@ -37,7 +37,8 @@ def add_store_arg(p: argparse.ArgumentParser) -> None:
         "--store",
         metavar="DIR",
         default=None,
-        help="the store (default: $AMLTRACK_STORE, else the nearest .amltrack/)",
+        help="the store (default: $AMLTRACK_STORE, else the nearest .amltrack/); the commands that "
+        "read runs also take a bucket that 'amltrack sync' pushed to, s3://BUCKET/PREFIX",
     )
 
 
@@ -93,6 +94,11 @@ def silence_stdout() -> None:
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def is_bucket(path: str | None) -> bool:
+    """Whether ``--store`` names a bucket (``s3://BUCKET/PREFIX``), read in place, not a folder."""
+    return path is not None and path.startswith("s3://")
 
 
 def open_store(path: str | None) -> Store:

@@ -34,6 +34,7 @@ from ._targets import open_remote
 
 if TYPE_CHECKING:  # for type checkers only: at run time the table's rows are the exports
     from ._amltrack import AmltrackRemote as AmltrackRemote
+    from ._bucket import BucketRemote as BucketRemote
     from ._mlflow import MlflowRemote as MlflowRemote
 
 __all__ = [

@@ -68,6 +68,8 @@ TARGETS: dict[str, Target] = {
             # $AMLTRACK_TOKEN is for amltrack servers; MlflowRemote reads MLflow's own variables.
             describe="for an MLflow tracking server",
         ),
+        # Credentials, region and endpoint come from AWS's own chain (and the URL's ?endpoint=).
+        Target("bucket", ("s3",), "._bucket:BucketRemote", describe="for an S3-compatible bucket"),
     )
 }
 

@@ -7,6 +7,10 @@ an httpx transport that sends every request for real and kills the process after
 N-th write: a push cut at any point of its conversation, to test that the next one resumes from
 there. Its token is ``$AMLTRACK_TOKEN`` for an amltrack server; an MLflow client reads MLflow's own
 variables. Exits 0 if the sync ended before the N-th write, printing its report's counts as JSON.
+
+An ``s3://`` bucket's client is boto3, not httpx: it gets a real boto3 client with an ``after-call``
+event hook that does the same, and ``$SYNC_KILLED_PART_BYTES`` (if set) as its part size, so that a
+small run makes many writes to be killed between.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 
-from amltrack.sync import Remotes, sync
+from amltrack.sync import Remote, Remotes, sync
 from amltrack.sync._targets import get
 
 
@@ -41,12 +46,33 @@ class KillAfterWrites(httpx.HTTPTransport):
         return response
 
 
+def bucket_remote(url: str, n: int) -> Remote:
+    from amltrack.sync._bucket import WRITE_OPERATIONS, BucketRemote, BucketUrl, make_client
+
+    client = make_client(BucketUrl.parse(url))
+    left = [n]
+    writes = {"".join(w.title() for w in op.split("_")) for op in WRITE_OPERATIONS}
+
+    def after_call(model: Any, **_: Any) -> None:
+        if model.name in writes:  # called once the answer arrived: the bucket committed the write
+            left[0] -= 1
+            if left[0] <= 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    client.meta.events.register("after-call.s3", after_call)
+    part = int(os.environ.get("SYNC_KILLED_PART_BYTES") or 0)
+    return BucketRemote(url, client=client, **({"part_bytes": part} if part else {}))
+
+
 def main() -> None:
     store, url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     entry = Remotes(Path(os.devnull), {}).resolve(url)
     kind = get(entry.kind, entry.label)
     token = os.environ.get(kind.token_env) if kind.token_env else None
-    remote = kind.load()(entry.url, token, transport=KillAfterWrites(n))  # type: ignore[call-arg]
+    if kind.name == "bucket":
+        remote = bucket_remote(entry.url, n)
+    else:
+        remote = kind.load()(entry.url, token, transport=KillAfterWrites(n))  # type: ignore[call-arg]
     try:
         report = sync(store, remote)
     finally:

@@ -1,0 +1,247 @@
+"""Reading runs in place in a bucket (``--store s3://BUCKET/PREFIX``): the published runs, as a store.
+
+    with BucketReader("s3://team-runs/amltrack") as bucket:
+        for run in bucket.runs(status="completed", limit=10):
+            print(run.id, run.status, run.cached_summary().get("metrics"))
+        bucket.run("last").metric("loss").values[-3:]
+
+Only published runs are seen (``published/<id>.json``, written last by each push), as they were
+published. A run is an ``amltrack.Run`` over a temporary store that the reader removes when it is
+closed: its ``metrics.jsonl`` and ``artifacts.jsonl`` are the published parts joined, fetched the first
+time they are read, and an artifact's bytes are fetched when read.
+
+Listing reads one listing of ``published/`` (the ETag of every run's manifest) and ``index.json``, a
+derived cache of each run's run.json and summary.json keyed by that ETag; a run whose entry is missing
+or stale is read from its manifest instead (many at once). Each sync brings the index up to date when
+it closes; deleting it only makes the next listing slower.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from .. import _format as fmt
+from .._errors import AmbiguousRunError, ArtifactNotFoundError, RunNotFoundError
+from .._store import AmbiguousRunNameError, Run, Store
+from ._bucket import (
+    INDEX_FILE,
+    PUBLISHED_DIR,
+    BucketClient,
+    part_key,
+    published_key,
+    run_key,
+)
+from ._errors import SyncError
+
+FETCHERS = 16  # manifests read at once when the index is stale: each is one small GET
+
+
+class BucketRun(Run):
+    """A published run in a bucket, read through a temporary local copy of its files."""
+
+    def __init__(self, reader: BucketReader, run_id: str, entry: dict[str, Any]) -> None:
+        info = entry.get("run")
+        super().__init__(reader.store, reader.store.runs_dir / run_id, info if isinstance(info, dict) else {})
+        self._reader = reader
+        self._summary = fmt.clean_summary(entry.get("summary"))
+        self._manifest: dict[str, Any] | None = entry if "artifacts" in entry else None
+        self._fetched: set[str] = set()
+
+    def reload(self) -> BucketRun:
+        """Read the run's manifest again: run.json, summary.json and the parts it names."""
+        self._manifest = self._reader.manifest(self.id)
+        self._info = self._manifest.get("run") if isinstance(self._manifest.get("run"), dict) else {}
+        self._summary = fmt.clean_summary(self._manifest.get("summary"))
+        self._fetched.clear()
+        self._listed = None
+        return self
+
+    def cached_summary(self) -> dict[str, Any]:
+        return dict(self._summary)
+
+    def listing_summary(self) -> dict[str, Any]:
+        # The published figures: a reader of a bucket writes nothing back, and repairs no crashed run.
+        return self.cached_summary()
+
+    def manifest(self) -> dict[str, Any]:
+        if self._manifest is None:
+            self._manifest = self._reader.manifest(self.id)
+        return self._manifest
+
+    def _fetch(self, name: str) -> None:
+        if name in self._fetched:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        parts = (self.manifest().get(name) or {}).get("parts") or []
+        with open(self.dir / name, "wb") as f:
+            for start, size, _sha in parts:
+                got = self._reader.s3.get(part_key(self._reader.s3.where, self.id, name, start))
+                if got is None or len(got[0]) != size:
+                    raise SyncError(
+                        f"{self._reader.url}: part {start} of {name} of run {self.id} is missing or cut; "
+                        "sync the run again"
+                    )
+                f.write(got[0])
+        self._fetched.add(name)
+
+    def _read_metrics(self) -> dict[str, Any]:
+        self._fetch(fmt.METRICS_FILE)
+        return super()._read_metrics()
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        self._fetch(fmt.MANIFEST_FILE)
+        return super().artifacts()
+
+    def read_artifact(self, path: str) -> bytes:
+        """The artifact's bytes, from the bucket."""
+        fmt.check_artifact_path(path)
+        if path not in (self.manifest().get("artifacts") or {}):
+            raise ArtifactNotFoundError(path, self.id)
+        got = self._reader.s3.get(run_key(self._reader.s3.where, self.id, fmt.ARTIFACTS_DIR, path))
+        if got is None:
+            raise ArtifactNotFoundError(path, self.id)
+        return got[0]
+
+    def open_artifact(self, path: str) -> BinaryIO:
+        return io.BytesIO(self.read_artifact(path))
+
+
+class BucketReader:
+    """The published runs of a bucket, read in place: a ``RunSource`` as ``Store`` is.
+
+    reader = BucketReader("s3://team-runs/amltrack?endpoint=http://127.0.0.1:9000")
+    rows = reader.runs(experiment="mnist", limit=5)
+    reader.close()
+    """
+
+    def __init__(self, url: str, *, client: Any = None) -> None:
+        self.s3 = BucketClient(url, client)
+        self.url = url
+        self.label = url
+        self._root = Path(tempfile.mkdtemp(prefix="amltrack-bucket-"))
+        (self._root / fmt.RUNS_DIR).mkdir()
+        self.store = Store(self._root)
+
+    def __repr__(self) -> str:
+        return f"BucketReader({self.url!r})"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __enter__(self) -> BucketReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.s3.close()
+        shutil.rmtree(self._root, ignore_errors=True)
+
+    # ----------------------------------------------------------------- listing
+
+    def run_ids(self) -> dict[str, str]:
+        """Every published run: its id and the ETag of its manifest, newest first."""
+        prefix = self.s3.where.key(PUBLISHED_DIR) + "/"
+        out = {}
+        for o in self.s3.list(prefix):
+            name = o["Key"][len(prefix) :]
+            rid = name.removesuffix(".json")
+            if name.endswith(".json") and fmt.is_valid_run_id(rid):
+                out[rid] = str(o["ETag"])
+        return dict(sorted(out.items(), reverse=True))
+
+    def manifest(self, run_id: str) -> dict[str, Any]:
+        got = self.s3.get_json(published_key(self.s3.where, run_id))
+        if got is None:
+            raise RunNotFoundError(run_id, self.url)
+        return got[0]
+
+    def _entries(self) -> dict[str, dict[str, Any]]:
+        """Every published run's index entry (run.json and summary.json), mending stale ones."""
+        ids = self.run_ids()
+        got = self.s3.get_json(self.s3.where.key(INDEX_FILE)) if ids else None
+        index = (got[0].get("runs") if got else None) or {}
+        out: dict[str, dict[str, Any]] = {}
+        stale = []
+        for rid, etag in ids.items():
+            e = index.get(rid)
+            if isinstance(e, dict) and e.get("etag") == etag:
+                out[rid] = e
+            else:
+                stale.append(rid)
+        if stale:
+            with ThreadPoolExecutor(min(FETCHERS, len(stale))) as pool:
+                for rid, m in zip(stale, pool.map(self._maybe_manifest, stale)):
+                    if m is not None:
+                        out[rid] = m
+        return {rid: out[rid] for rid in ids if rid in out}
+
+    def _maybe_manifest(self, run_id: str) -> dict[str, Any] | None:
+        try:
+            return self.manifest(run_id)
+        except RunNotFoundError:
+            return None  # deleted since the listing
+
+    def runs(
+        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+    ) -> list[BucketRun]:
+        """Published runs newest first, as ``Store.runs``; ``limit`` 0 for all."""
+        if status is not None and status not in fmt.STATUSES:
+            raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+        out = []
+        for rid, entry in self._entries().items():
+            run = BucketRun(self, rid, entry)
+            if experiment is not None and run.experiment != experiment:
+                continue
+            if status is not None and run.status != status:
+                continue
+            out.append(run)
+            if len(out) == limit:
+                break
+        return out
+
+    def run(self, ref: str) -> BucketRun:
+        """The run ``ref`` names, as ``Store.run`` resolves it: ``last``, an id, a unique prefix of it
+        or of its random part, or a unique run name."""
+        if not isinstance(ref, str) or not ref:
+            raise RunNotFoundError(str(ref), self.url)
+        if ref == "last":
+            return self.last()
+        if fmt.is_valid_run_id(ref):
+            try:
+                return BucketRun(self, ref, self.manifest(ref))
+            except RunNotFoundError:
+                pass
+        ids = list(self.run_ids())
+        matches = [i for i in ids if i.startswith(ref)]
+        if not matches:
+            matches = [i for i in ids if "-" in i and i.split("-", 1)[1].startswith(ref)]
+        if len(matches) > 1:
+            raise AmbiguousRunError(ref, matches)
+        if matches:
+            return BucketRun(self, matches[0], self.manifest(matches[0]))
+        named = [r for r in self.runs() if r.name == ref]
+        if len(named) > 1:
+            raise AmbiguousRunNameError(ref, [r.id for r in named])
+        if named:
+            return named[0]
+        raise RunNotFoundError(ref, self.url)
+
+    def last(self) -> BucketRun:
+        """The newest published run."""
+        for rid in self.run_ids():
+            try:
+                return BucketRun(self, rid, self.manifest(rid))
+            except RunNotFoundError:
+                continue
+        raise RunNotFoundError("last", self.url)
+
+
+def is_bucket_url(path: str | None) -> bool:
+    return bool(path) and str(path).startswith("s3://")
