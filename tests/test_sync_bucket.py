@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,10 +14,14 @@ import pytest
 
 import amltrack
 from amltrack.sync import sync
+from amltrack.sync._bucket import BucketRemote
 from amltrack.sync._bucket_reader import BucketReader
 
 from .bucket_helpers import AWS_ENV, MotoServer, bucket_run_files, moto_server
+from .conftest import child_env
 from .sync_helpers import cli, make_run, run_files, sync_killed
+
+FLAKY_PROXY = Path(__file__).parent / "scripts" / "flaky_proxy.py"
 
 
 @pytest.fixture(scope="session")
@@ -164,3 +171,106 @@ def test_a_missing_bucket_stops_the_sync_with_one_line(tmp_path: Path, moto: Mot
     report = sync(local, f"s3://no-such-bucket-here/x?endpoint={moto.endpoint}")
     assert report.stopped and "does not exist" in report.stopped
     assert report.runs[1].reason.startswith("not tried")
+
+
+def test_a_large_artifact_resumes_its_multipart_upload_after_sigkill(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    local = tmp_path / "local"
+    chunk = 5 * 1024 * 1024  # S3's least part size
+    rid = make_run(local, records=20, artifacts={"big.bin": random.Random(1).randbytes(2 * chunk + 12345)})
+    sizes = {"SYNC_KILLED_CHUNK_BYTES": str(chunk), **AWS_ENV}
+    # Writes: metrics part, manifest part, create upload, part 1, part 2: killed after part 2.
+    assert sync_killed(local, bucket, 5, **sizes).returncode == -9
+    resumed = sync(local, BucketRemote(bucket, chunk_size=chunk), verify=True)
+    assert resumed.ok, resumed.to_dict()
+    assert resumed.bytes < chunk + 12345 + 10_000  # the two parts that went were not sent again
+    assert_same(moto, bucket, local, rid)
+    s3 = moto.client()
+    assert not s3.list_multipart_uploads(Bucket=_name(bucket)).get("Uploads")
+    assert not s3.list_objects_v2(Bucket=_name(bucket), Prefix="team/runs/.uploads/").get("Contents")
+    for n in (1, 3, 4, 6, 7, 8, 9):  # every other point of a fresh push of the same run
+        fresh = moto.new_bucket()
+        url = bucket.replace(_name(bucket), fresh)
+        shutil.rmtree(local / "runs" / rid / "sync", ignore_errors=True)
+        sync_killed(local, url, n, **sizes)
+        again = sync(local, BucketRemote(url, chunk_size=chunk), verify=True)
+        assert again.ok, (n, again.to_dict())
+        assert bucket_run_files(moto.client(), fresh, "team/runs", rid) == run_files(local / "runs" / rid)
+
+
+def test_two_syncs_of_different_runs_at_once_into_one_bucket(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    stores = [tmp_path / "a", tmp_path / "b"]
+    ids = [make_run(s, records=500, artifacts={"x.bin": bytes([i]) * 4000}) for i, s in enumerate(stores)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "amltrack", "sync", "--store", str(s), "--to", bucket, "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=child_env(**AWS_ENV),
+        )
+        for s in stores
+    ]
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        assert p.returncode == 0, stderr
+        assert json.loads(stdout)["counts"]["pushed"] == 1
+    for s, rid in zip(stores, ids):
+        assert_same(moto, bucket, s, rid)
+    with BucketReader(bucket) as reader:
+        assert sorted(r.id for r in reader.runs()) == sorted(ids)
+
+
+def test_the_same_run_from_two_machines_at_once_is_serialised_by_conditional_writes(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    rid = make_run(first, records=300, artifacts={"m.bin": b"m" * 3000})
+    shutil.copytree(first, second)  # the same run on another machine (a shared or copied store)
+    client = moto.client()
+    refused = []
+
+    def other_machine_first(params: dict, **_: object) -> None:
+        # Make the race certain: just before this push publishes, the other machine pushes it whole.
+        if params.get("Key", "").endswith(f"published/{rid}.json") and not refused:
+            refused.append(params)
+            assert sync(second, bucket).counts()["pushed"] == 1
+
+    client.meta.events.register("before-parameter-build.s3.PutObject", other_machine_first)
+    writes = []
+    client.meta.events.register(
+        "before-parameter-build.s3.PutObject", lambda params, **_: writes.append(params["Key"])
+    )
+    report = sync(first, BucketRemote(bucket, client=client))
+    assert report.ok, report.to_dict()
+    assert len([k for k in writes if k.endswith(f"published/{rid}.json")]) == 1  # its own was refused
+    assert_same(moto, bucket, first, rid)
+    parts = client.list_objects_v2(Bucket=_name(bucket), Prefix=f"team/runs/runs/{rid}/metrics.jsonl.parts/")
+    assert len(parts["Contents"]) == 1  # the second machine took the part the first had made
+
+
+def test_503s_and_dropped_connections_are_retried_and_the_push_is_exact(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    local = tmp_path / "local"
+    rid = make_run(local, records=400, artifacts={"a.bin": b"a" * 9000, "b.bin": b"b" * 10})
+    with subprocess.Popen(
+        [sys.executable, str(FLAKY_PROXY), moto.endpoint, "o5odoc"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+    ) as proxy:
+        try:
+            line = proxy.stdout.readline()
+            via = line.rsplit(" ", 1)[1].strip()
+            url = bucket.replace(moto.endpoint, via)
+            report = sync(local, BucketRemote(url, part_bytes=4096), verify=True)
+            assert report.ok, (report.stopped, report.runs)
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+    assert_same(moto, bucket, local, rid)
+    again = sync(local, bucket, all_runs=True)
+    assert again.bytes == 0 and again.counts()["up_to_date"] == 1

@@ -9,8 +9,8 @@ there. Its token is ``$AMLTRACK_TOKEN`` for an amltrack server; an MLflow client
 variables. Exits 0 if the sync ended before the N-th write, printing its report's counts as JSON.
 
 An ``s3://`` bucket's client is boto3, not httpx: it gets a real boto3 client with an ``after-call``
-event hook that does the same, and ``$SYNC_KILLED_PART_BYTES`` (if set) as its part size, so that a
-small run makes many writes to be killed between.
+event hook that does the same, and ``$SYNC_KILLED_PART_BYTES`` and ``$SYNC_KILLED_CHUNK_BYTES`` (if
+set) as its part and upload chunk sizes, so that a small run makes many writes to be killed between.
 """
 
 from __future__ import annotations
@@ -60,8 +60,12 @@ def bucket_remote(url: str, n: int) -> Remote:
                 os.kill(os.getpid(), signal.SIGKILL)
 
     client.meta.events.register("after-call.s3", after_call)
-    part = int(os.environ.get("SYNC_KILLED_PART_BYTES") or 0)
-    return BucketRemote(url, client=client, **({"part_bytes": part} if part else {}))
+    sizes = {
+        arg: int(os.environ[var])
+        for arg, var in (("part_bytes", "SYNC_KILLED_PART_BYTES"), ("chunk_size", "SYNC_KILLED_CHUNK_BYTES"))
+        if os.environ.get(var)
+    }
+    return BucketRemote(url, client=client, **sizes)
 
 
 def main() -> None:
