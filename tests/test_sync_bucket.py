@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import random
 import shutil
 import subprocess
@@ -274,3 +275,46 @@ def test_503s_and_dropped_connections_are_retried_and_the_push_is_exact(
     assert_same(moto, bucket, local, rid)
     again = sync(local, bucket, all_runs=True)
     assert again.bytes == 0 and again.counts()["up_to_date"] == 1
+
+
+DUCKDB_PINS = ("duckdb==1.4.4", "duckdb-ext-httpfs==1.4.4.20260205")
+
+
+@pytest.fixture(scope="session")
+def duckdb_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small venv with DuckDB 1.4.4 and its httpfs extension from the package registry: the test
+    extra's DuckDB is newer, and DuckDB cannot download its extension on these machines."""
+    venv = tmp_path_factory.mktemp("duckdb") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    out = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", *DUCKDB_PINS],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    return python
+
+
+def test_the_duckdb_recipe_of_format_md_reads_every_runs_metrics_from_the_bucket(
+    tmp_path: Path, moto: MotoServer, bucket: str, duckdb_venv: Path
+) -> None:
+    local = tmp_path / "local"
+    ids = [make_run(local, records=n) for n in (30, 45)]
+    with amltrack.start_run("rows", store=local, outputs=None) as lg:
+        lg.log_metrics({"a": 1.0, "b": 2.0}, step=3)
+        ids.append(lg.run_id)
+    assert sync(local, BucketRemote(bucket, part_bytes=1000)).ok  # several parts per run
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "format.md").read_text()
+    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", doc, flags=re.S) if "s3://" in b]
+    recipe = (
+        recipe.replace("team-runs/amltrack", f"{_name(bucket)}/team/runs")
+        .replace("127.0.0.1:9000", moto.endpoint.removeprefix("http://"))
+        .replace("'KEY'", "'testing'")
+        .replace("'SECRET'", "'testing'")
+    )
+    out = subprocess.run([str(duckdb_venv), "-c", recipe], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    for rid, name, n in ((ids[0], "loss", 30), (ids[1], "loss", 45), (ids[1], "tag", 5), (ids[2], "b", 1)):
+        assert re.search(rf"{rid}\s*│\s*{name}\s*│\s*{n}\s*│", out.stdout), out.stdout
