@@ -92,7 +92,9 @@ def main() -> None:
     ap.add_argument("--json", action="store_true", help="print the medians as JSON")
     ap.add_argument("--markdown", action="store_true", help="print a markdown table for docs/benchmarks.md")
     a = ap.parse_args()
-    n_records, art_bytes, n_runs, repeat = (20_000, 2 * MB, 10, 1) if a.smoke else (1_000_000, 200 * MB, 1000, 3)
+    n_records, art_bytes, n_runs, repeat = (
+        (20_000, 2 * MB, 10, 1) if a.smoke else (1_000_000, 200 * MB, 1000, 3)
+    )
     repeat = a.repeat or repeat
     cli = amltrack_command()
     results: dict[str, list[float]] = {}
@@ -136,7 +138,9 @@ def main() -> None:
                 assert rep["counts"]["pushed"] == n_runs, rep
                 rep = sync("resync_s", many, url=many_url)
                 assert rep["counts"]["up_to_date"] == n_runs and rep["bytes"] == 0, rep
-                listed = run("list_s", [*cli, "history", "list", "--store", many_url, "--limit", "0", "--json"])
+                listed = run(
+                    "list_s", [*cli, "history", "list", "--store", many_url, "--limit", "0", "--json"]
+                )
                 assert len(listed) == n_runs, len(listed)
                 # Without the index: every run's manifest is read (16 at a time).
                 moto.s3.delete_object(Bucket=bucket, Key="many/index.json")
@@ -182,7 +186,9 @@ def main() -> None:
         print("|---|---:|---|---|---|")
         for what, size, target, key, unit in rows:
             cpu = med.get(key + "_cpu")
-            print(f"| {what} | {size} | {target} | {spread(key, unit)} | {'-' if cpu is None else f'{cpu:.2f} s'} |")
+            print(
+                f"| {what} | {size} | {target} | {spread(key, unit)} | {'-' if cpu is None else f'{cpu:.2f} s'} |"
+            )
         return
     for what, size, target, key, unit in rows:
         print(f"{what.replace('`', ''):50} {size:>20}  {spread(key, unit):>24}  (target {target})")

@@ -42,9 +42,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "url",
         metavar="URL",
-        help="the server's base URL: http://host:8765 (amltrack) or mlflow+https://host (MLflow)",
+        help="the server's base URL: http://host:8765 (amltrack) or mlflow+https://host (MLflow), or a "
+        "bucket: s3://BUCKET/PREFIX",
     )
     p.add_argument("--token", default=None, help="the remote's token (else $AMLTRACK_TOKEN when syncing)")
+    p.add_argument(
+        "--endpoint",
+        metavar="URL",
+        default=None,
+        help="for an s3:// bucket: the S3 endpoint of MinIO, R2 or Ceph (else $AWS_ENDPOINT_URL, else "
+        "AWS itself); kept in the URL as ?endpoint=",
+    )
     p.add_argument("--default", action="store_true", help="make it the default (the first remote is)")
     p.set_defaults(handler=cmd_add)
 
@@ -62,8 +70,15 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_add(args: argparse.Namespace) -> int:
+    url = args.url
+    if args.endpoint is not None:
+        if not url.startswith("s3://"):
+            raise out.CliError(f"--endpoint is for s3:// buckets, and {url!r} is not one")
+        from urllib.parse import urlencode
+
+        url += ("&" if "?" in url else "?") + urlencode({"endpoint": args.endpoint}, safe=":/")
     remotes = _remotes()
-    entry = remotes.add(args.name, args.url, token=args.token, default=args.default)
+    entry = remotes.add(args.name, url, token=args.token, default=args.default)
     remotes.save()
     print(f"remote {entry.name} -> {entry.url}{' (default)' if remotes.default == entry.name else ''}")
     return 0
