@@ -318,3 +318,45 @@ def test_the_duckdb_recipe_of_format_md_reads_every_runs_metrics_from_the_bucket
     assert out.returncode == 0, out.stderr
     for rid, name, n in ((ids[0], "loss", 30), (ids[1], "loss", 45), (ids[1], "tag", 5), (ids[2], "b", 1)):
         assert re.search(rf"{rid}\s*│\s*{name}\s*│\s*{n}\s*│", out.stdout), out.stdout
+
+
+def test_the_index_is_derived_a_stale_or_broken_entry_is_read_from_the_manifest(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    local = tmp_path / "local"
+    first = make_run(local, records=10)
+    assert sync(local, bucket).ok
+    s3, name = moto.client(), _name(bucket)
+    index = json.loads(s3.get_object(Bucket=name, Key="team/runs/index.json")["Body"].read())
+    assert list(index["runs"]) == [first] and index["runs"][first]["run"]["status"] == "completed"
+    # A stale entry (another ETag) is not trusted: the manifest is read instead.
+    index["runs"][first]["etag"] = '"stale"'
+    index["runs"][first]["run"]["experiment"] = "wrong"
+    s3.put_object(Bucket=name, Key="team/runs/index.json", Body=json.dumps(index).encode())
+    second = make_run(local, records=5, experiment="other")
+    with BucketReader(bucket) as reader:
+        assert [r.id for r in reader.runs()] == [first]  # the second is not published yet
+        assert reader.runs()[0].experiment == "sync"
+    assert sync(local, bucket).ok  # publishes the second, and mends the index
+    s3.delete_object(Bucket=name, Key="team/runs/index.json")
+    with BucketReader(bucket) as reader:
+        assert {r.id: r.experiment for r in reader.runs()} == {first: "sync", second: "other"}
+        assert [r.id for r in reader.runs(experiment="other")] == [second]
+
+
+def test_remote_add_endpoint_and_commands_that_do_not_read_a_bucket_say_so(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    config = {"AMLTRACK_CONFIG_DIR": str(tmp_path / "config"), **AWS_ENV}
+    bare = bucket.split("?", 1)[0]
+    added = cli("remote", "add", "team-bucket", bare, "--endpoint", moto.endpoint, **config)
+    assert added.returncode == 0, added.stderr
+    local = tmp_path / "local"
+    rid = make_run(local)
+    pushed = cli("sync", "--store", str(local), "--json", **config)
+    assert pushed.returncode == 0, pushed.stderr
+    assert json.loads(pushed.stdout)["runs"][0]["id"] == rid
+    refused = cli("asset", "list", "--store", bucket, **config)
+    assert refused.returncode != 0 and "does not read a bucket" in refused.stderr
+    wrong = cli("remote", "add", "x", "http://h:1", "--endpoint", moto.endpoint, **config)
+    assert wrong.returncode != 0 and "--endpoint is for s3:// buckets" in wrong.stderr

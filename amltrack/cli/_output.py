@@ -105,6 +105,11 @@ def open_store(path: str | None) -> Store:
     """``amltrack.Store(path)``, imported only when a command runs, so ``--help`` stays fast."""
     from .._store import Store
 
+    if is_bucket(path):
+        raise CliError(
+            f"this command does not read a bucket ({path}); 'history list|last|info' and 'metrics' read "
+            "one in place, or pass --store DIR for a local store"
+        )
     store = Store(path)
     if not store.path.is_dir():
         where = "--store" if path is not None else "$AMLTRACK_STORE" if os.environ.get(_env.STORE) else None
