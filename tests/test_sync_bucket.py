@@ -145,6 +145,10 @@ def test_dry_run_sends_nothing_and_verify_finds_a_tampered_object(
     repaired = sync(local, bucket, verify=True)
     assert repaired.ok, repaired.to_dict()
     assert_same(moto, bucket, local, rid)
+    s3.put_object(Bucket=_name(bucket), Key=f"team/runs/runs/{rid}/run.json", Body=b"{}")
+    assert sync(local, bucket, verify=True).runs[0].differences == ["run.json differs"]
+    assert sync(local, bucket, verify=True).ok
+    assert_same(moto, bucket, local, rid)
 
 
 def test_cli_sync_history_and_metrics_read_the_bucket_in_place(

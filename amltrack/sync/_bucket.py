@@ -417,7 +417,11 @@ class BucketRemote:
         uploads = [f for p, f in sorted(files.items()) if (held.get(p) or {}).get("sha256") != f.sha256]
         deletes = sorted(p for p in (pub.get("artifacts") or {}) if p not in files)
         summary_sha = sha256_bytes(snap.summary_json)
-        files_meta = pub.get("files") or {}
+        files_meta = dict(pub.get("files") or {})
+        if check:  # the objects themselves, which --verify may have found replaced behind the manifest
+            for name in (fmt.RUN_FILE, fmt.SUMMARY_FILE):
+                head = self._s3.head(run_key(self.where, snap.id, name))
+                files_meta[name] = {"sha256": ((head or {}).get("Metadata") or {}).get("sha256")}
         summary_changed = snap.summary_json is not None and summary_sha != (
             files_meta.get(fmt.SUMMARY_FILE) or {}
         ).get("sha256")
@@ -713,6 +717,8 @@ class BucketRemote:
         try:
             if self._published:
                 update_index(self._s3, self._published)
+        except SyncError:
+            pass  # the index is a cache: readers read a missing or stale entry from its manifest
         finally:
             self._published = {}
             self._s3.close()
