@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import amltrack
@@ -19,7 +20,7 @@ from amltrack.sync._bucket import BucketRemote
 from amltrack.sync._bucket_reader import BucketReader
 
 from .bucket_helpers import AWS_ENV, MotoServer, bucket_run_files, moto_server
-from .conftest import child_env
+from .conftest import child_env, ui_process, wait_until
 from .sync_helpers import cli, make_run, run_files, sync_killed
 
 FLAKY_PROXY = Path(__file__).parent / "scripts" / "flaky_proxy.py"
@@ -364,3 +365,46 @@ def test_remote_add_endpoint_and_commands_that_do_not_read_a_bucket_say_so(
     assert refused.returncode != 0 and "does not read a bucket" in refused.stderr
     wrong = cli("remote", "add", "x", "http://h:1", "--endpoint", moto.endpoint, **config)
     assert wrong.returncode != 0 and "--endpoint is for s3:// buckets" in wrong.stderr
+
+
+def test_ui_serves_the_buckets_runs_read_only_and_picks_up_new_ones(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    local = tmp_path / "local"
+    with amltrack.start_run("ui", store=local, outputs=None, name="from-the-bucket") as lg:
+        for i in range(50):
+            lg.log("loss", 1 / (i + 1))
+        lg.upload("notes.txt", "hello")
+        first = lg.run_id
+    assert sync(local, bucket).ok
+    with ui_process(bucket, tmp_path / "ui.log") as url:
+        runs = httpx.get(url + "api/runs", timeout=30).json()
+        assert [r["id"] for r in runs["runs"]] == [first]
+        loss = httpx.get(url + f"api/runs/{first}/metrics", timeout=30)
+        assert loss.status_code == 200 and "loss" in loss.text
+        assert httpx.get(url + f"api/runs/{first}/artifacts/notes.txt", timeout=30).content == b"hello"
+        second = make_run(local, records=5)
+        assert sync(local, bucket).ok
+        wait_until(
+            lambda: second in [r["id"] for r in httpx.get(url + "api/runs", timeout=30).json()["runs"]],
+            60,
+            "the UI to list the run pushed after it started",
+        )
+        browser_sees(url, "from-the-bucket")
+
+
+def browser_sees(url: str, text: str) -> None:
+    """Headless Chromium opens the UI's runs page and finds ``text`` on it."""
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return  # the API answered above; test_ui_browser.py skips the same way without chromium
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.get_by_text(text).first.wait_for(timeout=60_000)
+        finally:
+            browser.close()

@@ -6,10 +6,11 @@ import argparse
 import textwrap
 from typing import Any
 
-from ._output import CliError, add_store_arg
+from ._output import CliError, add_store_arg, is_bucket
 from ._web import add_listen_args
 
 DEFAULT_PORT = 8766
+MIRROR_EVERY = 10.0  # seconds between refreshes of a bucket's runs (amltrack ui --store s3://...)
 
 
 def add_parser(sub: Any) -> None:
@@ -43,5 +44,30 @@ def cmd_ui(args: argparse.Namespace) -> int:
         from .. import ui
     except ImportError as e:
         raise CliError(f"the UI needs its extra ({e.name} is missing): pip install 'amltrack[ui]'") from None
+    if is_bucket(args.store):
+        return _serve_bucket(ui, args)
     ui.serve(args.store, host=args.host, port=args.port, allow_remote=args.allow_remote)
+    return 0
+
+
+def _serve_bucket(ui: Any, args: argparse.Namespace) -> int:
+    """Serve a bucket's published runs, read-only: the UI reads a folder, so it serves a local mirror
+    of the bucket that a thread refreshes (only new parts and changed artifacts are fetched)."""
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from ..sync._bucket_reader import BucketReader, Mirror
+
+    def warn(message: str) -> None:
+        print(f"amltrack ui: warning: {message}", file=sys.stderr, flush=True)
+
+    with BucketReader(args.store) as bucket, tempfile.TemporaryDirectory(prefix="amltrack-bucket-") as tmp:
+        print(
+            f"amltrack ui: reading {args.store} into {tmp}, refreshed every {MIRROR_EVERY:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        with Mirror(bucket, Path(tmp), every=MIRROR_EVERY, warn=warn):
+            ui.serve(tmp, host=args.host, port=args.port, allow_remote=args.allow_remote)
     return 0

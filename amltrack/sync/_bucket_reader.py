@@ -21,12 +21,14 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import _format as fmt
-from .._errors import AmbiguousRunError, ArtifactNotFoundError, RunNotFoundError
+from .._errors import AmbiguousRunError, AmltrackError, ArtifactNotFoundError, RunNotFoundError, StoreError
 from .._store import AmbiguousRunNameError, Run, Store
 from ._bucket import (
     INDEX_FILE,
@@ -242,6 +244,121 @@ class BucketReader:
                 continue
         raise RunNotFoundError("last", self.url)
 
+    # ----------------------------------------------------------------- mirror
 
-def is_bucket_url(path: str | None) -> bool:
-    return bool(path) and str(path).startswith("s3://")
+    def mirror(self, dest: Path) -> int:
+        """Bring ``dest``, an ordinary local store, up to the bucket's published runs; the runs changed.
+
+        What ``amltrack ui --store s3://...`` serves: the UI reads a folder. Parts are immutable, so
+        each refresh fetches only the parts after those already there, the artifacts whose hash
+        changed, and run.json and summary.json of the runs whose manifest changed (by its ETag, kept in
+        the run's ``sync/`` folder, which readers ignore). Runs are never deleted from ``dest``.
+        """
+        (dest / fmt.RUNS_DIR).mkdir(parents=True, exist_ok=True)
+        changed = 0
+        for rid, etag in self.run_ids().items():
+            d = dest / fmt.RUNS_DIR / rid
+            seen = d / fmt.LEDGER_DIR / "bucket-mirror.json"
+            try:
+                kept = fmt.read_json(seen)
+            except (FileNotFoundError, NotADirectoryError, StoreError):
+                kept = {}
+            if kept.get("etag") == etag:
+                continue
+            try:
+                manifest = self.manifest(rid)
+            except RunNotFoundError:
+                continue  # deleted since the listing
+            d.mkdir(exist_ok=True)
+            for name in (fmt.METRICS_FILE, fmt.MANIFEST_FILE):
+                self._mirror_parts(rid, d / name, (manifest.get(name) or {}).get("parts") or [])
+            held = kept.get("artifacts") or {}
+            for path, meta in sorted((manifest.get("artifacts") or {}).items()):
+                if held.get(path) == meta and (d / fmt.ARTIFACTS_DIR / path).is_file():
+                    continue
+                fmt.check_artifact_path(path)
+                got = self.s3.get(run_key(self.s3.where, rid, fmt.ARTIFACTS_DIR, path))
+                if got is not None:
+                    target = d / fmt.ARTIFACTS_DIR / path
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    fmt.write_bytes_atomic(target, got[0], fsync=False)
+            if isinstance(manifest.get("summary"), dict):
+                fmt.write_json_atomic(d / fmt.SUMMARY_FILE, manifest["summary"], fsync=False)
+            # run.json last: a run folder is a run once it has one.
+            fmt.write_json_atomic(d / fmt.RUN_FILE, manifest.get("run") or {}, fsync=False)
+            seen.parent.mkdir(exist_ok=True)
+            fmt.write_json_atomic(
+                seen, {"etag": etag, "artifacts": manifest.get("artifacts") or {}}, fsync=False
+            )
+            changed += 1
+        return changed
+
+    def _mirror_parts(self, run_id: str, path: Path, parts: list[list[Any]]) -> None:
+        """Append to ``path`` the parts after the bytes it holds; fetch it whole if it does not end
+        at a part's end (it was cut, or is another copy's)."""
+        have = path.stat().st_size if path.exists() else 0
+        if have and not any(start + size == have for start, size, _ in parts):
+            have = 0
+        with open(path, "r+b" if path.exists() else "wb") as f:
+            f.truncate(have)
+            f.seek(have)
+            for start, size, _sha in parts:
+                if start + size <= have:
+                    continue
+                got = self.s3.get(part_key(self.s3.where, run_id, path.name, start))
+                if got is None or len(got[0]) != size:
+                    raise SyncError(
+                        f"{self.url}: part {start} of {path.name} of run {run_id} is missing or cut; "
+                        "sync the run again"
+                    )
+                f.write(got[0])
+
+
+class Mirror:
+    """A thread that refreshes a local mirror of the bucket (``BucketReader.mirror``) every ``every``
+    seconds, until ``stop()``; the first refresh is made before ``start()`` returns, so that what is
+    served at once holds the runs. A failed refresh is told to ``warn`` once and tried again.
+
+        with BucketReader(url) as bucket, Mirror(bucket, folder) as mirror:
+            serve(mirror.dest)
+    """
+
+    def __init__(
+        self,
+        reader: BucketReader,
+        dest: Path,
+        *,
+        every: float = 10.0,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self.reader, self.dest, self.every = reader, dest, every
+        self._warn = warn or (lambda message: None)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="amltrack-bucket-mirror")
+        self._warned = False
+
+    def __enter__(self) -> Mirror:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.reader.mirror(self.dest)  # the first one fails loudly: a wrong URL, no credentials
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every):
+            try:
+                self.reader.mirror(self.dest)
+                self._warned = False
+            except (AmltrackError, OSError) as e:
+                if not self._warned:
+                    self._warn(f"could not refresh the runs of {self.reader.url}: {e}; trying again")
+                    self._warned = True
