@@ -104,3 +104,16 @@ def test_media_benchmark_smoke() -> None:
 def test_redact_benchmark_smoke() -> None:
     figures = smoke("bench_redact.py")
     assert figures["on_median_ms"] > 0 and figures["off_median_ms"] > 0 and figures["rules_us"] > 0
+
+
+def test_bucket_benchmark_smoke() -> None:
+    figures = smoke("bench_bucket.py")
+    for key in (
+        "metrics_push_s",
+        "artifact_push_s",
+        "first_push_runs_s",
+        "resync_s",
+        "list_s",
+        "list_cold_s",
+    ):
+        assert figures[key] > 0, key
