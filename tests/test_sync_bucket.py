@@ -361,7 +361,7 @@ def test_remote_add_endpoint_and_commands_that_do_not_read_a_bucket_say_so(
     pushed = cli("sync", "--store", str(local), "--json", **config)
     assert pushed.returncode == 0, pushed.stderr
     assert json.loads(pushed.stdout)["runs"][0]["id"] == rid
-    refused = cli("asset", "list", "--store", bucket, **config)
+    refused = cli("history", "promote", "-r", rid, "-ap", "x", "-n", "x", "--store", bucket, **config)
     assert refused.returncode != 0 and "does not read a bucket" in refused.stderr
     wrong = cli("remote", "add", "x", "http://h:1", "--endpoint", moto.endpoint, **config)
     assert wrong.returncode != 0 and "--endpoint is for s3:// buckets" in wrong.stderr
@@ -408,3 +408,37 @@ def browser_sees(url: str, text: str) -> None:
             page.get_by_text(text).first.wait_for(timeout=60_000)
         finally:
             browser.close()
+
+
+def test_assets_go_to_the_bucket_once_numbered_by_it_and_read_back(
+    tmp_path: Path, moto: MotoServer, bucket: str
+) -> None:
+    local = tmp_path / "local"
+    rid = make_run(local, artifacts={"model/w.bin": b"w" * 7000, "model/cfg.txt": b"lr=1"})
+    promoted = cli("history", "promote", "-r", rid, "-ap", "model", "-n", "cnn", "--store", str(local))
+    assert promoted.returncode == 0, promoted.stderr
+    first = sync(local, bucket)
+    assert first.ok and [(a.ref, a.outcome, a.remote_ref) for a in first.assets] == [
+        ("cnn:1", "pushed", "cnn:1")
+    ]
+    # Another machine's version of the same name comes next; the same asset.json again is the same version.
+    other = tmp_path / "other"
+    rid2 = make_run(other, artifacts={"model/w.bin": b"v" * 10})
+    assert (
+        cli("history", "promote", "-r", rid2, "-ap", "model", "-n", "cnn", "--store", str(other)).returncode
+        == 0
+    )
+    second = sync(other, bucket)
+    assert [(a.outcome, a.remote_ref) for a in second.assets] == [("pushed", "cnn:2")]
+    again = sync(local, bucket, all_runs=True)
+    assert [(a.outcome, a.remote_ref, a.bytes) for a in again.assets] == [("up_to_date", "cnn:1", 0)]
+    listed = cli("asset", "list", "--store", bucket, "--json", **AWS_ENV)
+    assert listed.returncode == 0, listed.stderr
+    assert [(a["name"], a["version"]) for a in json.loads(listed.stdout)] == [("cnn", 1), ("cnn", 2)]
+    dest = tmp_path / "down"
+    down = cli("asset", "download", "cnn:1", str(dest), "--store", bucket, **AWS_ENV)
+    assert down.returncode == 0, down.stderr
+    assert (dest / "model/w.bin").read_bytes() == b"w" * 7000
+    assert (dest / "model/cfg.txt").read_bytes() == b"lr=1"
+    missing = cli("asset", "show", "nope", "--store", bucket, **AWS_ENV)
+    assert missing.returncode != 0 and "no asset 'nope'" in missing.stderr

@@ -65,6 +65,12 @@ def add_parser(sub: Any) -> None:
 @contextlib.contextmanager
 def _source(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
     """The local store, or with --remote a reader of the server's assets; and where that is, for messages."""
+    if args.remote is None and out.is_bucket(args.store):
+        from ..sync._bucket_reader import BucketReader  # boto3 only when a bucket is read
+
+        with BucketReader(args.store) as bucket:
+            yield bucket, f"in {bucket.url}"
+        return
     if args.remote is None:
         store = out.open_store(args.store)
         yield store, f"in {store}"
@@ -78,9 +84,10 @@ def _source(args: argparse.Namespace) -> Iterator[tuple[Any, str]]:
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     from .. import _assets
+    from .._store import Store
 
     with _source(args) as (source, where):
-        assets = source.assets() if args.remote else _assets.list_assets(source)
+        assets = _assets.list_assets(source) if isinstance(source, Store) else source.assets()
     if args.json:
         out.print_json([a.to_json() for a in assets])
         return 0
@@ -111,9 +118,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 @guarded
 def cmd_show(args: argparse.Namespace) -> int:
     from .. import _assets
+    from .._store import Store
 
     with _source(args) as (source, _):
-        asset = source.asset(args.ref) if args.remote else _assets.get(source, args.ref)
+        asset = _assets.get(source, args.ref) if isinstance(source, Store) else source.asset(args.ref)
     if args.json:
         out.print_json(asset.to_json())
         return 0
@@ -122,7 +130,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"source run  {info.get('source_run')} ({info.get('experiment')})")
     print(f"prefix      {info.get('prefix')}")
     print(f"created     {info.get('created')}")
-    if not args.remote:
+    if isinstance(source, Store):
         print(f"folder      {asset.dir}")
     print()
     print(
@@ -138,9 +146,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 @guarded
 def cmd_download(args: argparse.Namespace) -> int:
     from .. import _assets
+    from .._store import Store
 
     with _source(args) as (source, _):
-        asset = source.asset(args.ref) if args.remote else _assets.get(source, args.ref)
+        asset = _assets.get(source, args.ref) if isinstance(source, Store) else source.asset(args.ref)
         asset.download(args.dir)
     paths = [f["path"] for f in asset.files]
     if args.json:

@@ -34,10 +34,11 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from .. import _format as fmt
+from .._assets import Asset
 from .._errors import AmltrackError
 from ._errors import RemoteConfigError, RemoteError, RemoteUnavailableError, SyncError
 from ._local import ArtifactChanged, LocalFile, Snapshot, send_artifact, sha256_bytes
-from ._remote import Progress, PushResult
+from ._remote import AssetPush, Progress, PushResult
 
 PART_BYTES = 32 * 1024 * 1024  # the most of metrics.jsonl one part object holds
 UPLOAD_CHUNK = 16 * 1024 * 1024  # artifacts over this go up in multipart chunks that resume
@@ -263,6 +264,14 @@ def run_key(where: BucketUrl, run_id: str, *parts: str) -> str:
 
 def part_key(where: BucketUrl, run_id: str, name: str, start: int) -> str:
     return run_key(where, run_id, name + PARTS_SUFFIX, f"{start:020d}.jsonl")
+
+
+def asset_key(where: BucketUrl, name: str, *parts: str) -> str:
+    return where.key(fmt.ASSETS_DIR, name, *parts)
+
+
+def _asset_content(files: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return sorted((str(f.get("path")), str(f.get("sha256"))) for f in files if isinstance(f, dict))
 
 
 def published_key(where: BucketUrl, run_id: str) -> str:
@@ -579,25 +588,35 @@ class BucketRemote:
     def _upload(
         self, snap: Snapshot, fh: BinaryIO, f: LocalFile, progress: Progress, result: PushResult
     ) -> None:
-        """Put artifact ``f`` at its path: in one request if small, else as a multipart upload at a
-        key named by its SHA-256 that resumes where a killed push left it, then copied into place."""
+        """Put artifact ``f`` at its path, from its open file."""
         key = run_key(self.where, snap.id, fmt.ARTIFACTS_DIR, f.path)
-        meta = {"sha256": f.sha256}
-        if f.size <= self.chunk_size:
-            data = fh.read(f.size + 1)
-            if len(data) != f.size or hashlib.sha256(data).hexdigest() != f.sha256:
-                raise ArtifactChanged(
-                    f"artifact {f.path} of run {snap.id} changed while it was read; sync again"
-                )
-            self._s3.call("put_object", Key=key, Body=data, Metadata=meta, ChecksumSHA256=b64sha256(data))
-            result.sent += len(data)
-            progress.advance(len(data))
-            return
         staging = self.where.key(UPLOADS_DIR, snap.id, f.sha256)
+        what = f"artifact {f.path} of run {snap.id}"
+        try:
+            result.sent += self._put_content(key, staging, fh, f.size, f.sha256, what, progress)
+        except ArtifactChanged as e:
+            result.sent += e.sent
+            raise
+
+    def _put_content(
+        self, key: str, staging: str, fh: BinaryIO, size: int, sha: str, what: str, progress: Progress
+    ) -> int:
+        """Put the content ``sha`` (``size`` bytes from ``fh``) at ``key``, its SHA-256 in its metadata:
+        in one request if small, else as a multipart upload at ``staging`` (named by the content, so
+        the next push finds it and continues where a killed one stopped), then copied into place.
+        The bytes sent; ArtifactChanged (with them) if the file does not hold that content."""
+        meta = {"sha256": sha}
+        if size <= self.chunk_size:
+            data = fh.read(size + 1)
+            if len(data) != size or hashlib.sha256(data).hexdigest() != sha:
+                raise ArtifactChanged(f"{what} changed while it was read; sync again")
+            self._s3.call("put_object", Key=key, Body=data, Metadata=meta, ChecksumSHA256=b64sha256(data))
+            progress.advance(len(data))
+            return len(data)
         upload_id, done = self._resumable_upload(staging, meta)
         h = hashlib.sha256()
         parts = []
-        number = 0
+        number = sent = 0
         while True:
             chunk = fh.read(self.chunk_size)
             if not chunk:
@@ -613,11 +632,11 @@ class BucketRemote:
                 continue
             r = self._s3.call("upload_part", Key=staging, UploadId=upload_id, PartNumber=number, Body=chunk)
             parts.append({"PartNumber": number, "ETag": r["ETag"]})
-            result.sent += len(chunk)
+            sent += len(chunk)
             progress.advance(len(chunk))
-        if h.hexdigest() != f.sha256:
+        if h.hexdigest() != sha:
             self._s3.call("abort_multipart_upload", Key=staging, UploadId=upload_id)
-            raise ArtifactChanged(f"artifact {f.path} of run {snap.id} changed while it was sent; sync again")
+            raise ArtifactChanged(f"{what} changed while it was sent; sync again", sent)
         try:
             self._s3.call(
                 "complete_multipart_upload",
@@ -637,6 +656,7 @@ class BucketRemote:
             MetadataDirective="REPLACE",
         )
         self._s3.call("delete_object", Key=staging)
+        return sent
 
     def _resumable_upload(self, key: str, meta: dict[str, str]) -> tuple[str, dict[int, dict[str, Any]]]:
         """The multipart upload in progress at ``key`` and its parts by number, or a new one."""
@@ -647,6 +667,84 @@ class BucketRemote:
                 return str(u["UploadId"]), {int(p["PartNumber"]): p for p in listed.get("Parts") or []}
         r = self._s3.call("create_multipart_upload", Key=key, Metadata=meta)
         return str(r["UploadId"]), {}
+
+    # ----------------------------------------------------------------- assets
+
+    def push_asset(
+        self, asset: Asset, body: bytes, progress: Progress, *, dry_run: bool = False
+    ) -> AssetPush:
+        """Put the asset version's files the bucket lacks (by content, shared by the name's versions),
+        then number the version with its asset.json, created only if absent: the first free number.
+
+        An asset.json whose SHA-256 (its ``origin``) a version of the name already records is that
+        version, however often it is sent; so is the same content as the latest version."""
+        name = asset.name
+        files = {f["sha256"]: f for f in asset.files if isinstance(f.get("sha256"), str)}
+        missing = [
+            f
+            for sha, f in sorted(files.items())
+            if self._s3.head(asset_key(self.where, name, "blobs", sha)) is None
+        ]
+        result = AssetPush(asset.ref, planned=sum(int(f.get("size") or 0) for f in missing) + len(body))
+        origin = hashlib.sha256(body).hexdigest()
+        versions = self._asset_versions(name)
+        for version, info in versions:
+            if info.get("origin") == origin:
+                result.planned, result.remote_ref, result.existing = 0, f"{name}:{version}", "origin"
+                return result
+        content = _asset_content(asset.files)
+        if versions and _asset_content(versions[-1][1].get("files") or []) == content:
+            result.planned, result.remote_ref, result.existing = 0, f"{name}:{versions[-1][0]}", "content"
+            return result
+        if dry_run:
+            return result
+        progress.start(asset.ref, result.planned)
+        for f in missing:
+            sha, path = f["sha256"], f["path"]
+            with asset._open(path) as fh:  # never through a symlink
+                staging = self.where.key(UPLOADS_DIR, "assets", name, sha)
+                what = f"file {path} of asset {asset.ref}"
+                key = asset_key(self.where, name, "blobs", sha)
+                result.sent += self._put_content(
+                    key, staging, fh, int(f.get("size") or 0), sha, what, progress
+                )
+        info = orjson.loads(body)
+        version = versions[-1][0] + 1 if versions else 1
+        while True:
+            placed = {
+                **{k: v for k, v in info.items() if k not in ("version",)},
+                "version": version,
+                "origin": origin,
+                "pushed_version": info.get("version"),
+                "pushed": fmt.utc_iso(time.time()),
+            }
+            placed_body = orjson.dumps(placed)
+            key = asset_key(self.where, name, str(version), fmt.ASSET_FILE)
+            try:
+                self._s3.call("put_object", Key=key, Body=placed_body, IfNoneMatch="*")
+                break
+            except PreconditionFailed:
+                got = self._s3.get_json(key)
+                if got is not None and got[0].get("origin") == origin:
+                    break  # ours: its answer was lost, and botocore sent it again
+                version += 1  # another push numbered this version first
+        result.sent += len(placed_body)
+        result.remote_ref = f"{name}:{version}"
+        progress.advance(len(body))
+        return result
+
+    def _asset_versions(self, name: str) -> list[tuple[int, dict[str, Any]]]:
+        """The name's versions in the bucket, by number, with their asset.json."""
+        prefix = asset_key(self.where, name) + "/"
+        out = []
+        for o in self._s3.list(prefix):
+            rest = o["Key"][len(prefix) :]
+            number, _, leaf = rest.partition("/")
+            if leaf == fmt.ASSET_FILE and number.isdigit():
+                got = self._s3.get_json(o["Key"])
+                if got is not None:
+                    out.append((int(number), got[0]))
+        return sorted(out, key=lambda v: v[0])
 
     # ----------------------------------------------------------------- verify
 

@@ -28,12 +28,22 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import _format as fmt
-from .._errors import AmbiguousRunError, AmltrackError, ArtifactNotFoundError, RunNotFoundError, StoreError
+from .._assets import Asset
+from .._assets import parse_ref as check_asset_ref
+from .._errors import (
+    AmbiguousRunError,
+    AmltrackError,
+    ArtifactNotFoundError,
+    AssetNotFoundError,
+    RunNotFoundError,
+    StoreError,
+)
 from .._store import AmbiguousRunNameError, Run, Store
 from ._bucket import (
     INDEX_FILE,
     PUBLISHED_DIR,
     BucketClient,
+    asset_key,
     part_key,
     published_key,
     run_key,
@@ -111,6 +121,24 @@ class BucketRun(Run):
 
     def open_artifact(self, path: str) -> BinaryIO:
         return io.BytesIO(self.read_artifact(path))
+
+
+class BucketAsset(Asset):
+    """An asset version in a bucket: ``info`` from its asset.json, each file's bytes fetched by content."""
+
+    def __init__(self, reader: BucketReader, info: dict[str, Any]) -> None:
+        super().__init__(reader.store.path / fmt.ASSETS_DIR / str(info["name"]) / str(info["version"]), info)
+        self._reader = reader
+
+    def _open(self, path: str) -> BinaryIO:
+        fmt.check_artifact_path(path)
+        entry = next((f for f in self.files if f["path"] == path), None)
+        got = None
+        if entry is not None and isinstance(entry.get("sha256"), str):
+            got = self._reader.s3.get(asset_key(self._reader.s3.where, self.name, "blobs", entry["sha256"]))
+        if got is None:
+            raise AssetNotFoundError(self.ref, self._reader.url, path)
+        return io.BytesIO(got[0])
 
 
 class BucketReader:
@@ -243,6 +271,36 @@ class BucketReader:
             except RunNotFoundError:
                 continue
         raise RunNotFoundError("last", self.url)
+
+    # ----------------------------------------------------------------- assets
+
+    def assets(self) -> list[BucketAsset]:
+        """Every version of every asset in the bucket, by name, then version."""
+        prefix = self.s3.where.key(fmt.ASSETS_DIR) + "/"
+        keys = []
+        for o in self.s3.list(prefix):
+            name, _, rest = o["Key"][len(prefix) :].partition("/")
+            number, _, leaf = rest.partition("/")
+            if leaf == fmt.ASSET_FILE and number.isdigit():
+                keys.append((name, int(number), o["Key"]))
+        out = []
+        for _name, _number, key in sorted(keys):
+            got = self.s3.get_json(key)
+            if got is not None and isinstance(got[0].get("name"), str) and type(got[0].get("version")) is int:
+                out.append(BucketAsset(self, got[0]))
+        return out
+
+    def asset(self, ref: str) -> BucketAsset:
+        """The asset version ``NAME:VERSION``, or the latest version of ``NAME``."""
+        name, version = check_asset_ref(ref)
+        chosen = [a for a in self.assets() if a.name == name and version in (None, a.version)]
+        if not chosen:
+            missing = AssetNotFoundError(ref, self.url)
+            missing.args = (
+                f"no asset {ref!r} in {self.url}; list them with 'amltrack asset list --store {self.url}'",
+            )
+            raise missing
+        return chosen[-1]
 
     # ----------------------------------------------------------------- mirror
 

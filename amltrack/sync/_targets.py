@@ -69,7 +69,9 @@ TARGETS: dict[str, Target] = {
             describe="for an MLflow tracking server",
         ),
         # Credentials, region and endpoint come from AWS's own chain (and the URL's ?endpoint=).
-        Target("bucket", ("s3",), "._bucket:BucketRemote", describe="for an S3-compatible bucket"),
+        Target(
+            "bucket", ("s3",), "._bucket:BucketRemote", describe="for an S3-compatible bucket", assets=True
+        ),
     )
 }
 
