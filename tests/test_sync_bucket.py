@@ -16,7 +16,7 @@ import pytest
 
 import amltrack
 from amltrack.sync import sync
-from amltrack.sync._bucket import BucketRemote
+from amltrack.sync._bucket import WRITE_OPERATIONS, BucketRemote
 from amltrack.sync._bucket_reader import BucketReader
 
 from .bucket_helpers import AWS_ENV, MotoServer, bucket_run_files, moto_server
@@ -24,6 +24,10 @@ from .conftest import child_env, ui_process, wait_until
 from .sync_helpers import cli, make_run, run_files, sync_killed
 
 FLAKY_PROXY = Path(__file__).parent / "scripts" / "flaky_proxy.py"
+# Each test pushes through a real S3 server process; on a loaded shared machine that takes a while.
+pytestmark = pytest.mark.timeout(300)
+# The S3 operations that change a bucket, as botocore names them in its events.
+WRITES = {"".join(w.title() for w in op.split("_")) for op in WRITE_OPERATIONS}
 
 
 @pytest.fixture(scope="session")
@@ -104,6 +108,7 @@ def test_include_running_pushes_new_parts_exactly_once(tmp_path: Path, moto: Mot
     assert len(keys) >= 2  # one part per push of new records, none rewritten
 
 
+@pytest.mark.timeout(900)  # 20 killed syncs, each resumed and compared byte for byte
 def test_resume_after_sigkill_of_the_client_at_random_points(
     tmp_path: Path, moto: MotoServer, bucket: str
 ) -> None:
@@ -112,22 +117,43 @@ def test_resume_after_sigkill_of_the_client_at_random_points(
         make_run(local, records=400, artifacts={"a.bin": bytes(range(256)) * 40, "b.txt": b"b" * 100})
         for _ in range(2)
     ]
+    promoted = cli("history", "promote", "-r", ids[0], "-ap", "a.bin", "-n", "model", "--store", str(local))
+    assert promoted.returncode == 0, promoted.stderr
+    # Small parts, so a push makes many writes to kill between (see sync_killed.py's bucket branch).
+    small = {"SYNC_KILLED_PART_BYTES": "2048", **AWS_ENV}
+    counted = moto.client()
+    writes = []
+    counted.meta.events.register(
+        "after-call.s3", lambda model, **_: writes.append(model.name) if model.name in WRITES else None
+    )
+    assert sync(local, BucketRemote(bucket, client=counted, part_bytes=2048)).ok
+    total = len(writes)
+    assert total > 20
     rng = random.Random(22)
-    kills = 0
     for _ in range(20):
-        # Small parts, so a push makes many writes to kill between (see sync_killed.py's bucket branch).
-        out = sync_killed(local, bucket, rng.randint(1, 12), **AWS_ENV, SYNC_KILLED_PART_BYTES="2048")
-        kills += out.returncode == -9
-        if out.returncode == 0:
-            break
-    assert kills >= 1
-    report = sync(local, bucket, verify=True)
-    assert report.ok, report.to_dict()
-    for rid in ids:
-        assert_same(moto, bucket, local, rid)
-    # Every part is a distinct span: nothing was written twice.
-    again = sync(local, bucket, all_runs=True)
-    assert again.bytes == 0 and again.counts()["up_to_date"] == 2
+        forget_pushes(local)
+        url = bucket.replace(_name(bucket), moto.new_bucket())
+        n = rng.randint(1, total)
+        assert sync_killed(local, url, n, **small).returncode == -9, n
+        if rng.random() < 0.5:  # killed twice in a row, sometimes: the second resumes the first
+            sync_killed(local, url, rng.randint(1, total), **small)
+        report = sync(local, url, verify=True)
+        assert report.ok, (n, report.to_dict())
+        for rid in ids:
+            assert_same(moto, url, local, rid)
+        # Every part is a distinct span, and the asset one version: nothing was written twice.
+        again = sync(local, url, all_runs=True)
+        assert again.bytes == 0 and again.counts()["up_to_date"] == 2, n
+        assert [(a.outcome, a.remote_ref) for a in again.assets] == [("up_to_date", "model:1")], n
+        with BucketReader(url) as reader:
+            assert [a.ref for a in reader.assets()] == ["model:1"]
+            assert reader.asset("model").read("a.bin") == bytes(range(256)) * 40
+
+
+def forget_pushes(store: Path) -> None:
+    """Drop the ledgers of the runs and the assets, as on a machine that never synced."""
+    for ledger in [*store.glob("runs/*/sync"), *store.glob("assets/*/*/sync")]:
+        shutil.rmtree(ledger)
 
 
 def test_dry_run_sends_nothing_and_verify_finds_a_tampered_object(
@@ -302,6 +328,7 @@ def duckdb_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+@pytest.mark.timeout(900)  # the first use builds a venv and installs DuckDB into it
 def test_the_duckdb_recipe_of_format_md_reads_every_runs_metrics_from_the_bucket(
     tmp_path: Path, moto: MotoServer, bucket: str, duckdb_venv: Path
 ) -> None:
