@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
             "examples:\n"
             "  amltrack sync --to http://127.0.0.1:8765 --dry-run\n"
             "  amltrack sync --to mlflow+http://127.0.0.1:5000\n"
+            "  amltrack sync --to s3://team-runs/amltrack\n"
             "  amltrack sync --to team --include-running --verify"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -35,8 +36,8 @@ def add_parser(sub: Any) -> None:
         "--to",
         metavar="URL|NAME",
         default=None,
-        help="a server URL (http(s):// for amltrack's server, mlflow+http(s):// for MLflow) or a "
-        "remote's name (default: the default remote)",
+        help="a server URL (http(s):// for amltrack's server, mlflow+http(s):// for MLflow), a bucket "
+        "(s3://BUCKET/PREFIX[?endpoint=URL]), or a remote's name (default: the default remote)",
     )
     select = p.add_mutually_exclusive_group()
     select.add_argument(
