@@ -469,3 +469,36 @@ def test_assets_go_to_the_bucket_once_numbered_by_it_and_read_back(
     assert (dest / "model/cfg.txt").read_bytes() == b"lr=1"
     missing = cli("asset", "show", "nope", "--store", bucket, **AWS_ENV)
     assert missing.returncode != 0 and "no asset 'nope'" in missing.stderr
+
+
+class Recorder:
+    """A Progress that records what a push announced and what it reported sent."""
+
+    def __init__(self) -> None:
+        self.started: list[tuple[str, int, int]] = []
+        self.advanced = [0, 0]
+
+    def begin(self, runs: int) -> None:
+        pass
+
+    def start(self, run_id: str, total: int, records: int = 0) -> None:
+        self.started.append((run_id, total, records))
+
+    def advance(self, n: int, records: int = 0) -> None:
+        self.advanced[0] += n
+        self.advanced[1] += records
+
+    def finish(self) -> None:
+        pass
+
+
+def test_progress_counts_every_byte_and_record_a_push_sends(tmp_path: Path, bucket: str) -> None:
+    local = tmp_path / "local"
+    rid = make_run(local, records=250, artifacts={"a.bin": b"a" * 5000})
+    progress = Recorder()
+    report = sync(local, bucket, progress=progress)
+    assert report.ok
+    ((started_id, total, records),) = progress.started
+    metrics = (local / "runs" / rid / "metrics.jsonl").read_bytes()
+    assert started_id == rid and records == metrics.count(b"\n")
+    assert progress.advanced == [total, records] and report.bytes == total
