@@ -369,7 +369,13 @@ def test_the_index_is_derived_a_stale_or_broken_entry_is_read_from_the_manifest(
     with BucketReader(bucket) as reader:
         assert [r.id for r in reader.runs()] == [first]  # the second is not published yet
         assert reader.runs()[0].experiment == "sync"
-    assert sync(local, bucket).ok  # publishes the second, and mends the index
+    s3.put_object(Bucket=name, Key="team/runs/index.json", Body=b"not json")  # damaged: read as empty
+    with BucketReader(bucket) as reader:
+        assert [r.id for r in reader.runs()] == [first]
+    assert sync(local, bucket).ok  # publishes the second, and writes the index anew
+    index = json.loads(s3.get_object(Bucket=name, Key="team/runs/index.json")["Body"].read())
+    assert sorted(index["runs"]) == [first, second]  # built anew from the manifests
+    assert index["runs"][first]["run"]["experiment"] == "sync"
     s3.delete_object(Bucket=name, Key="team/runs/index.json")
     with BucketReader(bucket) as reader:
         assert {r.id: r.experiment for r in reader.runs()} == {first: "sync", second: "other"}

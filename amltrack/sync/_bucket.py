@@ -27,6 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 from urllib.parse import parse_qs, urlsplit
@@ -48,6 +49,7 @@ UPLOADS_DIR = ".uploads"
 PARTS_SUFFIX = ".parts"
 FORMAT = 1
 PUBLISH_TRIES = 3
+FETCHERS = 16  # manifests read at once where the index is stale: each is one small GET
 INDEX_TRIES = 3  # plans of one push whose publication another push of the run overtook
 
 # What changes the bucket: the requests a kill test counts, and the ones ``writes`` reports.
@@ -822,16 +824,72 @@ class BucketRemote:
             self._s3.close()
 
 
+def read_index(s3: BucketClient) -> tuple[dict[str, Any], str | None]:
+    """The index's entries by run id, and its ETag (None if there is none). A damaged index reads as
+    empty: it is only a cache, which the next sync writes anew."""
+    got = s3.get(s3.where.key(INDEX_FILE))
+    if got is None:
+        return {}, None
+    try:
+        runs = orjson.loads(got[0]).get("runs")
+    except (orjson.JSONDecodeError, AttributeError):
+        runs = None
+    return (dict(runs) if isinstance(runs, dict) else {}), got[1]
+
+
+def published_runs(s3: BucketClient) -> dict[str, str]:
+    """Every published run of the bucket: its id and the ETag of its manifest, newest first."""
+    prefix = s3.where.key(PUBLISHED_DIR) + "/"
+    out = {}
+    for o in s3.list(prefix):
+        name = o["Key"][len(prefix) :]
+        rid = name.removesuffix(".json")
+        if name.endswith(".json") and fmt.is_valid_run_id(rid):
+            out[rid] = str(o["ETag"])
+    return dict(sorted(out.items(), reverse=True))
+
+
+def index_entries(s3: BucketClient) -> dict[str, dict[str, Any]]:
+    """Every published run's entry, newest first: its index entry (``etag``, ``run``, ``summary``)
+    if that is current, else its manifest (with its ``etag``), read FETCHERS at a time."""
+    ids = published_runs(s3)
+    index = read_index(s3)[0] if ids else {}
+    out: dict[str, dict[str, Any]] = {}
+    stale = []
+    for rid, etag in ids.items():
+        e = index.get(rid)
+        if isinstance(e, dict) and e.get("etag") == etag:
+            out[rid] = e
+        else:
+            stale.append(rid)
+
+    def manifest(rid: str) -> dict[str, Any] | None:
+        got = s3.get_json(published_key(s3.where, rid))
+        return None if got is None else {**got[0], "etag": got[1]}  # None: deleted since the listing
+
+    if stale:
+        with ThreadPoolExecutor(min(FETCHERS, len(stale))) as pool:
+            for rid, m in zip(stale, pool.map(manifest, stale)):
+                if m is not None:
+                    out[rid] = m
+    return {rid: out[rid] for rid in ids if rid in out}
+
+
 def update_index(s3: BucketClient, entries: dict[str, dict[str, Any]]) -> None:
     """Merge ``{run id: {etag, run, summary}}`` into the bucket's index.json with a conditional
-    write; if other syncs keep replacing it first, leave it: readers mend stale entries."""
+    write; if other syncs keep replacing it first, leave it: readers mend stale entries. A missing or
+    damaged index is built anew from every run's manifest."""
     key = s3.where.key(INDEX_FILE)
     for _ in range(INDEX_TRIES):
-        got = s3.get_json(key)
-        runs = dict((got[0].get("runs") if got else None) or {})
+        runs, etag = read_index(s3)
+        if not runs:
+            runs = {
+                rid: {"etag": e.get("etag"), "run": e.get("run"), "summary": e.get("summary")}
+                for rid, e in index_entries(s3).items()
+            }
         runs.update(entries)
         body = orjson.dumps({"format": FORMAT, "runs": dict(sorted(runs.items()))})
-        condition = {"IfMatch": got[1]} if got else {"IfNoneMatch": "*"}
+        condition = {"IfMatch": etag} if etag else {"IfNoneMatch": "*"}
         try:
             s3.call("put_object", Key=key, Body=body, ContentType="application/json", **condition)
             return

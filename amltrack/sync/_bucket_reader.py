@@ -23,7 +23,6 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,17 +39,15 @@ from .._errors import (
 )
 from .._store import AmbiguousRunNameError, Run, Store
 from ._bucket import (
-    INDEX_FILE,
-    PUBLISHED_DIR,
     BucketClient,
     asset_key,
+    index_entries,
     part_key,
     published_key,
+    published_runs,
     run_key,
 )
 from ._errors import SyncError
-
-FETCHERS = 16  # manifests read at once when the index is stale: each is one small GET
 
 
 class BucketRun(Run):
@@ -177,14 +174,7 @@ class BucketReader:
 
     def run_ids(self) -> dict[str, str]:
         """Every published run: its id and the ETag of its manifest, newest first."""
-        prefix = self.s3.where.key(PUBLISHED_DIR) + "/"
-        out = {}
-        for o in self.s3.list(prefix):
-            name = o["Key"][len(prefix) :]
-            rid = name.removesuffix(".json")
-            if name.endswith(".json") and fmt.is_valid_run_id(rid):
-                out[rid] = str(o["ETag"])
-        return dict(sorted(out.items(), reverse=True))
+        return published_runs(self.s3)
 
     def manifest(self, run_id: str) -> dict[str, Any]:
         got = self.s3.get_json(published_key(self.s3.where, run_id))
@@ -193,30 +183,7 @@ class BucketReader:
         return got[0]
 
     def _entries(self) -> dict[str, dict[str, Any]]:
-        """Every published run's index entry (run.json and summary.json), mending stale ones."""
-        ids = self.run_ids()
-        got = self.s3.get_json(self.s3.where.key(INDEX_FILE)) if ids else None
-        index = (got[0].get("runs") if got else None) or {}
-        out: dict[str, dict[str, Any]] = {}
-        stale = []
-        for rid, etag in ids.items():
-            e = index.get(rid)
-            if isinstance(e, dict) and e.get("etag") == etag:
-                out[rid] = e
-            else:
-                stale.append(rid)
-        if stale:
-            with ThreadPoolExecutor(min(FETCHERS, len(stale))) as pool:
-                for rid, m in zip(stale, pool.map(self._maybe_manifest, stale)):
-                    if m is not None:
-                        out[rid] = m
-        return {rid: out[rid] for rid in ids if rid in out}
-
-    def _maybe_manifest(self, run_id: str) -> dict[str, Any] | None:
-        try:
-            return self.manifest(run_id)
-        except RunNotFoundError:
-            return None  # deleted since the listing
+        return index_entries(self.s3)
 
     def runs(
         self, experiment: str | None = None, status: str | None = None, limit: int = 0
