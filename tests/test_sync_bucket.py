@@ -508,3 +508,17 @@ def test_progress_counts_every_byte_and_record_a_push_sends(tmp_path: Path, buck
     metrics = (local / "runs" / rid / "metrics.jsonl").read_bytes()
     assert started_id == rid and records == metrics.count(b"\n")
     assert progress.advanced == [total, records] and report.bytes == total
+
+
+def test_the_endpoint_may_come_from_aws_endpoint_url_as_boto3_reads_it(
+    tmp_path: Path, moto: MotoServer, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto.endpoint)
+    bare = bucket.split("?", 1)[0]
+    local = tmp_path / "local"
+    rid = make_run(local, records=20)
+    assert sync(local, bare, verify=True).ok
+    assert_same(moto, bare, local, rid)
+    listed = cli("history", "list", "--store", bare, "--json", **AWS_ENV, AWS_ENDPOINT_URL=moto.endpoint)
+    assert listed.returncode == 0, listed.stderr
+    assert [r["id"] for r in json.loads(listed.stdout)] == [rid]
