@@ -9,8 +9,9 @@ Modules: ``_sync`` the loop, ``_local`` what a local run holds, ``_ledger`` what
 kind implements (the ``Remote`` protocol), ``_targets`` the table of remote kinds (targets), ``_http`` the HTTP client
 and its one retry policy, ``_answers`` checks of a server's answers, ``_reader`` reading runs back
 from an amltrack server, and one module (or package) per kind: ``_amltrack`` for amltrack's own
-server, ``_mlflow`` for MLflow tracking servers (``mlflow+http://`` URLs). ``docs/sync.md`` has the
-protocol and guarantees.
+server, ``_mlflow`` for MLflow tracking servers (``mlflow+http://`` URLs), ``_bucket`` for
+S3-compatible buckets (``s3://`` URLs; ``_bucket_reader`` reads them in place). ``docs/sync.md`` has
+the protocol and guarantees.
 
 Adding a sync target is one new module plus one table row: write the module (say ``_s3.py``) with a
 class that takes ``(url, token)`` and has what ``_remote.Remote`` names (an HTTP target may build
