@@ -16,8 +16,9 @@ import pytest
 
 import amltrack
 from amltrack.sync import sync
-from amltrack.sync._bucket import WRITE_OPERATIONS, BucketRemote
+from amltrack.sync._bucket import BucketRemote
 from amltrack.sync._bucket_reader import BucketReader
+from amltrack.sync._s3 import WRITE_OPERATIONS
 
 from .bucket_helpers import AWS_ENV, MotoServer, bucket_run_files, moto_server
 from .conftest import child_env, ui_process, wait_until

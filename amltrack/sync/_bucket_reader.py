@@ -38,7 +38,8 @@ from .._errors import (
     StoreError,
 )
 from .._store import AmbiguousRunNameError, Run, Store
-from ._bucket import (
+from ._errors import SyncError
+from ._s3 import (
     BucketClient,
     asset_key,
     index_entries,
@@ -47,7 +48,6 @@ from ._bucket import (
     published_runs,
     run_key,
 )
-from ._errors import SyncError
 
 
 class BucketRun(Run):

@@ -47,7 +47,8 @@ class KillAfterWrites(httpx.HTTPTransport):
 
 
 def bucket_remote(url: str, n: int) -> Remote:
-    from amltrack.sync._bucket import WRITE_OPERATIONS, BucketRemote, BucketUrl, make_client
+    from amltrack.sync._bucket import BucketRemote
+    from amltrack.sync._s3 import WRITE_OPERATIONS, BucketUrl, make_client
 
     client = make_client(BucketUrl.parse(url))
     left = [n]
