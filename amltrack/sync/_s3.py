@@ -278,11 +278,14 @@ def published_runs(s3: BucketClient) -> dict[str, str]:
     return dict(sorted(out.items(), reverse=True))
 
 
-def index_entries(s3: BucketClient) -> dict[str, dict[str, Any]]:
-    """Every published run's entry, newest first: its index entry (``etag``, ``run``, ``summary``)
-    if that is current, else its manifest (with its ``etag``), read FETCHERS at a time."""
+def index_entries(
+    s3: BucketClient, known: dict[str, dict[str, Any]] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every published run's entry, newest first: its index entry (``etag``, ``run``, ``summary``;
+    or one of ``known``'s) if that is current, else its manifest (with its ``etag``), read FETCHERS
+    at a time."""
     ids = published_runs(s3)
-    index = read_index(s3)[0] if ids else {}
+    index = {**(read_index(s3)[0] if ids else {}), **(known or {})}
     out: dict[str, dict[str, Any]] = {}
     stale = []
     for rid, etag in ids.items():
@@ -314,7 +317,7 @@ def update_index(s3: BucketClient, entries: dict[str, dict[str, Any]]) -> None:
         if not runs:
             runs = {
                 rid: {"etag": e.get("etag"), "run": e.get("run"), "summary": e.get("summary")}
-                for rid, e in index_entries(s3).items()
+                for rid, e in index_entries(s3, entries).items()  # what it published is not read again
             }
         runs.update(entries)
         body = orjson.dumps({"format": FORMAT, "runs": dict(sorted(runs.items()))})
