@@ -383,8 +383,11 @@ def test_a_full_run_reads_back_exactly(server: MlflowServer, tmp_path: Path, cre
     assert out.returncode == 0, out.stdout + out.stderr
     report = json.loads(out.stdout)
     assert report["ok"] and report["counts"]["pushed"] == 4, report
-    assert report["assets"] == [] and "amltrack servers only" in report["assets_skipped"]
-    assert "skipped     assets  assets go to amltrack servers only, not to mlflow servers" in dry.stdout
+    assert report["assets"] == [] and "amltrack and bucket remotes only" in report["assets_skipped"]
+    assert (
+        "skipped     assets  assets go to amltrack and bucket remotes only, not to mlflow servers"
+        in dry.stdout
+    )
 
     back = server.read(rich, failed, killed, crashed)
     assert [len(back[r]) for r in (rich, failed, killed, crashed)] == [1, 1, 1, 1]

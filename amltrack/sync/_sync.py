@@ -225,7 +225,7 @@ def sync(
         elif not _takes_assets(remote.kind):
             if assets:
                 takers = " and ".join(k.name for k in TARGETS.values() if k.assets)
-                report.assets_skipped = f"assets go to {takers} servers only, not to {remote.kind} servers"
+                report.assets_skipped = f"assets go to {takers} remotes only, not to {remote.kind} servers"
         else:
             report.assets, error = push_assets(
                 assets,
