@@ -23,6 +23,7 @@ def test_public_names_are_pinned() -> None:
         "MetricNotFoundError",
         "MissingExtraError",
         "Point",
+        "QueryError",
         "RefusedFileError",
         "Run",
         "RunFinishedError",
