@@ -117,3 +117,10 @@ def test_bucket_benchmark_smoke() -> None:
         "list_cold_s",
     ):
         assert figures[key] > 0, key
+
+
+def test_query_benchmark_smoke() -> None:
+    figures = smoke("bench_query.py")
+    assert figures["runs"] == 40 and figures["matched"][0] > 0
+    for key in ("scan", "cold", "warm", "warm, same Store", "min/max cold", "min/max warm", "cli"):
+        assert figures[key][0] > 0, key
