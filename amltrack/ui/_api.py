@@ -38,7 +38,7 @@ from .._errors import (
     QueryError,
     RunNotFoundError,
 )
-from .._store import Run, RunRow, Store, open_beneath, short_id
+from .._store import Run, RunRow, Store, open_beneath, row_of, short_id
 from .._web._errors import API_VERSION, ApiError, error_response
 from . import _preview, _series
 from ._cache import Caches, SeriesCache, Warmer
@@ -283,9 +283,10 @@ def table_row(row: RunRow, columns: list[_query.Key] | None) -> dict[str, Any]:
     return out
 
 
-def run_row(row: RunRow) -> dict[str, Any]:
-    """A run as the runs list shows it: cheap, from the store's index of run.json and
-    ``Run.listing_summary()``, so that an ended run's row makes no ``Run``."""
+def run_row(run: Run | RunRow) -> dict[str, Any]:
+    """A run as the runs list shows it: cheap, from run.json and ``Run.listing_summary()``, which a
+    RunRow of an ended run answers from the store's index without making a ``Run``."""
+    row = row_of(run) if isinstance(run, Run) else run
     cached = row.listing().get("metrics") or {}
     metrics = {}
     for name, s in list(cached.items())[:ROW_METRICS]:
