@@ -22,6 +22,7 @@ from ._errors import (
     AmbiguousRunError,
     ArtifactNotFoundError,
     MetricNotFoundError,
+    MissingExtraError,
     RefusedFileError,
     RunNotFoundError,
     StoreError,
@@ -865,8 +866,8 @@ class Store:
         """
         try:
             import pandas as pd
-        except ImportError as e:  # pragma: no cover - depends on the environment
-            raise ImportError("Store.runs_frame() needs pandas: pip install pandas") from e
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise MissingExtraError("Store.runs_frame()", "pandas", "pandas") from None
         keys = None if columns is None else [_query.parse_order(c).key for c in _as_list(columns)]
         ranges = keys is None or any(k.field in ("min", "max") for k in keys)
         rows = self.select(filter=filter, order_by=order_by, ranges=ranges)
