@@ -22,11 +22,12 @@ import io
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import _format as fmt
+from .. import _query
 from .._assets import Asset
 from .._assets import parse_ref as check_asset_ref
 from .._errors import (
@@ -37,7 +38,7 @@ from .._errors import (
     RunNotFoundError,
     StoreError,
 )
-from .._store import AmbiguousRunNameError, Run, Store
+from .._store import AmbiguousRunNameError, Run, Store, row_of
 from ._errors import SyncError
 from ._s3 import (
     BucketClient,
@@ -186,11 +187,24 @@ class BucketReader:
         return index_entries(self.s3)
 
     def runs(
-        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int = 0,
+        *,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
     ) -> list[BucketRun]:
-        """Published runs newest first, as ``Store.runs``; ``limit`` 0 for all."""
+        """Published runs newest first, as ``Store.runs``; ``limit`` 0 for all. ``filter`` and
+        ``order_by`` (docs/query.md) are applied here, to the runs the bucket's index lists."""
         if status is not None and status not in fmt.STATUSES:
             raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+        if filter is not None or order_by is not None:
+            test = _query.matcher(_query.as_tree(filter))
+            orders = _query.parse_orders(order_by)
+            rows = [r for r in map(row_of, self.runs(experiment, status)) if test(r)]
+            found = [r.run for r in _query.sort(rows, orders, lambda r: r)]
+            return [r for r in found[: limit or None] if isinstance(r, BucketRun)]
         out = []
         for rid, entry in self._entries().items():
             run = BucketRun(self, rid, entry)
