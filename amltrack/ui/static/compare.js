@@ -330,8 +330,10 @@
     pcDiv.dataset.dims = String(axes.length);
     pcDiv.dataset.ready = "1";
   }
+  // The first metric the grid shows (every run's, in the order logged) that has a summary.
   function sharedFirst(ms) {
-    const everyone = ms.filter((n) => runs.every((r) => ((rows.get(r.id) || {}).summaries || {})[n]));
+    const lists = runs.map((r) => numeric.get(r.id) || []);
+    const everyone = (lists[0] || []).filter((n) => ms.includes(n) && lists.every((l) => l.includes(n)));
     return everyone[0] || ms[0] || "";
   }
 

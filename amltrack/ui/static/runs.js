@@ -153,6 +153,7 @@
   let timer = null;
   function later() {
     BODY.dataset.busy = "1";
+    seq++;  // a poll's answer that arrives meanwhile is for the old filter
     clearTimeout(timer);
     timer = setTimeout(now, 250);
   }
