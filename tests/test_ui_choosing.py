@@ -16,8 +16,13 @@ import pytest
 
 import amltrack
 
+from . import test_ui_browser as browser_tests
 from .conftest import ui_process
-from .test_ui_browser import SHOTS, browser, page, settled, shot, traces  # noqa: F401  (fixtures)
+from .test_ui_browser import SHOTS, settled, shot, traces
+
+# The browser and its checked page, shared with tests/test_ui_browser.py; "ui" is this module's own.
+browser = browser_tests.browser
+page = browser_tests.page
 
 GRID = 120  # runs of the sweep: more than a page of 100
 LRS = (0.1, 0.03, 0.01, 0.003)
