@@ -890,6 +890,12 @@ class Store:
         raise RunNotFoundError("last", self.path)
 
 
+def row_of(run: Run) -> RunRow:
+    """``run`` as a RunRow without the store's index (a server's run, say): its metric ranges are
+    read from its metrics when asked for."""
+    return RunRow(run, {}, None)
+
+
 def _check_status(status: str | None) -> None:
     if status is not None and status not in fmt.STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
@@ -962,6 +968,10 @@ class RunRow:
 
     def ranges(self) -> dict[str, tuple[Any, Any]]:
         """Each metric's (min, max) over its numbers, from the index, brought up to date."""
+        if self._ranges is None and self._index is None:
+            self._ranges = {
+                n: (s["min"], s["max"]) for n, s in self.run.summary().items() if s["min"] is not None
+            }
         if self._ranges is None:
             run, index = self.run, self._index
 

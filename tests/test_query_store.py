@@ -14,8 +14,11 @@ import pytest
 
 import amltrack
 from amltrack import _format as fmt
+from amltrack.sync import AmltrackRemote, sync
 from amltrack.ui import create_app
-from tests.test_ui import ThreadServer
+
+from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, cli
+from .test_ui import ThreadServer
 
 SWEEP = [  # lr, bs (argparse gives strings; a config file numbers), depth, team
     (0.1, "32", 2, "vision"),
@@ -309,3 +312,117 @@ def test_a_bad_query_is_a_400_with_the_parser_s_line(ui: httpx.Client, params: d
     err = r.json()["error"]
     assert err["code"] == "invalid_query" and err["message"].startswith(message)
     assert ui.get("/api/runs", params={"limit": "-1"}).status_code == 400
+
+
+# ------------------------------------------------------- one answer from every reader
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ServerProcess]]:
+    """The sweep in a local store, synced to a real ``amltrack server`` process."""
+    d = tmp_path_factory.mktemp("query-served")
+    local = d / "local"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(d)  # runs record the git state of the working directory: not this repository's
+        make_sweep(local)
+    srv = ServerProcess(d / "server-store", d / "server.log").start()
+    try:
+        with AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02) as remote:
+            assert sync(local, remote).ok
+        yield local, srv
+    finally:
+        srv.stop()
+
+
+def cli_names(*args: str) -> list[str]:
+    r = cli("history", "list", "-n", "0", "--json", *args, AMLTRACK_TOKEN=READ_TOKEN)
+    assert r.returncode == 0, r.stderr
+    return [row["name"] for row in orjson.loads(r.stdout)]
+
+
+def query_args(expr: str | None, order: list[str]) -> list[str]:
+    args = [] if expr is None else ["--filter", expr]
+    for key in order:
+        args += ["--sort", key]
+    return args
+
+
+@pytest.mark.parametrize(("expr", "order", "expected"), CASES)
+def test_the_api_the_cli_the_ui_and_the_server_return_the_same_runs(
+    served: tuple[Path, ServerProcess], expr: str | None, order: list[str], expected: list[str]
+) -> None:
+    local, srv = served
+    assert names(amltrack.Store(local).runs(filter=expr, order_by=order or None)) == expected
+    assert cli_names("--store", str(local), *query_args(expr, order)) == expected
+    assert cli_names("--remote", srv.url, *query_args(expr, order)) == expected
+    with srv.client(READ_TOKEN) as c:
+        params: dict[str, object] = {"order_by": order}
+        if expr is not None:
+            params["filter"] = expr
+        r = c.get("/v1/history/runs", params=params)  # type: ignore[arg-type]
+        assert r.status_code == 200, r.text
+        assert [e["run"]["name"] for e in r.json()["runs"]] == expected
+    ui = ThreadServer(create_app(local))
+    try:
+        with httpx.Client(base_url=ui.url) as c:
+            assert api_names(c, q=expr or "", sort=order) == expected
+    finally:
+        ui.stop()
+
+
+def test_the_cli_s_columns_and_shorthand(served: tuple[Path, ServerProcess]) -> None:
+    local, srv = served
+    for where in (["--store", str(local)], ["--remote", srv.url]):
+        r = cli(
+            "history", "list", *where, "--json", "--filter", "tags.team = 'vision'", "--sort", "-params.lr",
+            "--columns", "params.lr, params.model.depth,metrics.loss.min,metrics.val/loss",
+            AMLTRACK_TOKEN=READ_TOKEN,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        rows = orjson.loads(r.stdout)
+        assert [row["name"] for row in rows] == ["run-0", "run-1"]
+        assert rows[0]["columns"] == {
+            "params.lr": 0.1,
+            'params."model.depth"': 2,
+            "metrics.loss.min": 0.2,
+            "metrics.val/loss": None,
+        }
+        assert rows[1]["columns"]["metrics.loss.min"] == pytest.approx(1 / 6)
+        table = cli("history", "list", *where, "--filter", "'resnet' or name = 'run-2'", "--columns", "params.bs",
+                    AMLTRACK_TOKEN=READ_TOKEN)  # fmt: skip
+        assert table.returncode == 0, table.stderr
+        lines = table.stdout.splitlines()
+        assert "params.bs" in lines[0] and len(lines) == 3 and "run-2" in lines[2] and " 64 " in lines[2]
+    plain = cli("history", "list", "--store", str(local))
+    assert "params" not in plain.stdout and len(plain.stdout.splitlines()) == 6  # as before: no new columns
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--filter", "params.lr >> 1"],
+            "amltrack: --filter 'params.lr >> 1': expected a value at column 12",
+        ),
+        (
+            ["--sort", "metrics.acc sideways"],
+            "amltrack: --sort 'metrics.acc sideways': expected asc, desc or",
+        ),
+        (["--columns", "params.lr,,bogus"], "amltrack: --columns 'bogus': unknown key 'bogus' at column 1"),
+    ],
+)
+def test_a_bad_expression_is_one_line_and_exit_2(
+    served: tuple[Path, ServerProcess], args: list[str], message: str
+) -> None:
+    local, srv = served
+    for where in (["--store", str(local)], ["--remote", srv.url]):
+        r = cli("history", "list", *where, *args, AMLTRACK_TOKEN=READ_TOKEN)
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.startswith(message) and r.stderr.count("\n") == 1, r.stderr
+    with srv.client(READ_TOKEN) as c:
+        for params in ({"filter": "params.lr >> 1"}, {"order_by": ["ok", "metrics.acc sideways"]}):
+            r = c.get("/v1/history/runs", params=params)  # type: ignore[arg-type]
+            assert r.status_code == 400
+            assert (
+                r.json()["error"]["code"] == "invalid_query" and "at column" in r.json()["error"]["message"]
+            )
