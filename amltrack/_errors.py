@@ -7,6 +7,7 @@ amltrack::
     AmltrackError
     ├── InvalidMetricError (ValueError)   a bad metric name, value or step, rejected at the call
     ├── InvalidPathError (ValueError)     an artifact path that is absolute, has "..", NUL, ...
+    ├── QueryError (ValueError)           a filter expression or sort key that does not parse
     ├── RunNotFoundError (LookupError)    no run matches an id or prefix
     ├── AmbiguousRunError (LookupError)   a prefix matches more than one run
     ├── ArtifactNotFoundError (LookupError)
@@ -37,6 +38,7 @@ __all__ = [
     "InvalidMetricError",
     "InvalidPathError",
     "MetricNotFoundError",
+    "QueryError",
     "RefusedFileError",
     "RunFinishedError",
     "RunNotFoundError",
@@ -148,6 +150,23 @@ def _echo_other(v: object, budget: int) -> str:
 
 class InvalidMetricError(AmltrackError, ValueError):
     """A metric name, value or step that amltrack will not store."""
+
+
+class QueryError(AmltrackError, ValueError):
+    """A filter expression or sort key that does not parse: the message names the column (from 1).
+
+    QueryError("params.lr >> 1", 12, "expected a value")   # "expected a value at column 12"
+    """
+
+    def __init__(self, expression: str, column: int, problem: str, hint: str = "") -> None:
+        super().__init__(f"{problem} at column {column}" + (f": {hint}" if hint else ""))
+        self.expression = expression
+        self.column = column
+        self.problem = problem
+        self.hint = hint
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (self.expression, self.column, self.problem, self.hint))
 
 
 class InvalidPathError(AmltrackError, ValueError):

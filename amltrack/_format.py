@@ -49,6 +49,7 @@ CACHE_DIR = "cache"  # derived data, always safe to delete:
 COLUMNS_FILE = "columns.bin"  # cache/columns.bin: the writer's column index
 UI_CACHE_DIR = "ui"  # cache/ui/: the web UI's series cache
 FOLD_FILE = "metrics-summary.json"  # cache/metrics-summary.json: a server's summary of the metrics
+RUNS_INDEX_FILE = "runs-index.json"  # cache/runs-index.json in a store: its runs' index (_runindex)
 
 ENDED_STATUSES = ("completed", "failed", "killed")
 STATUSES = ("running", *ENDED_STATUSES, "crashed")

@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, overload
 
 import orjson
 
-from . import _env, _records
+from . import _env, _query, _records
 from . import _format as fmt
 from ._columns import Columns, read_segments
 from ._errors import (
@@ -621,7 +621,13 @@ class RunSource(Protocol):
     """
 
     def runs(
-        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int = 0,
+        *,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
     ) -> Sequence[Run]: ...
 
     def run(self, ref: str) -> Run: ...
@@ -645,6 +651,7 @@ class Store:
         _check_schema(self.path)
         self._repairs_left = KEPT_REPAIRS
         self._served: bool | None = None
+        self._index: Any = None  # _runindex.RunIndex, made at the first filtered or sorted listing
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -682,52 +689,169 @@ class Store:
     def _iter_runs(self) -> Iterator[Run]:
         for rid in self.run_ids():
             d = self.runs_dir / rid
-            lost = False
-            try:
-                try:
-                    info = fmt.read_run_info(d)[1]
-                except FileNotFoundError:
-                    # An empty folder is a run being created (run.json is its first file); a folder
-                    # that holds files but no run.json lost it, and its records would vanish unsaid.
-                    # Files but a run.json on a second look: it landed in between, a run just made.
-                    lost = _holds_files(d)
-                    info = fmt.read_run_info(d)[1]
-            except NotADirectoryError:
-                continue  # a stray file, not a run
-            except FileNotFoundError:
-                if lost:
-                    fmt.warn_once(
-                        str(d),
-                        f"amltrack skipped run {rid}: {d} holds files but no {fmt.RUN_FILE}; "
-                        f"restore {fmt.RUN_FILE} from a backup, or delete the folder",
-                    )
-                continue
-            except StoreError as e:
-                fmt.warn_once(str(d), f"amltrack skipped run {rid}: {e}")
-                continue
-            yield Run(self, d, info)
+            info = self._listed_info(d)
+            if info is not None:
+                yield Run(self, d, info)
 
-    def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 0) -> list[Run]:
+    def _listed_info(self, d: Path) -> dict[str, Any] | None:
+        """Run folder ``d``'s run.json for a listing, or None (with a warning if a run is lost)."""
+        lost = False
+        try:
+            try:
+                return fmt.read_run_info(d)[1]
+            except FileNotFoundError:
+                # An empty folder is a run being created (run.json is its first file); a folder
+                # that holds files but no run.json lost it, and its records would vanish unsaid.
+                # Files but a run.json on a second look: it landed in between, a run just made.
+                lost = _holds_files(d)
+                return fmt.read_run_info(d)[1]
+        except NotADirectoryError:
+            return None  # a stray file, not a run
+        except FileNotFoundError:
+            if lost:
+                fmt.warn_once(
+                    str(d),
+                    f"amltrack skipped run {d.name}: {d} holds files but no {fmt.RUN_FILE}; "
+                    f"restore {fmt.RUN_FILE} from a backup, or delete the folder",
+                )
+            return None
+        except StoreError as e:
+            fmt.warn_once(str(d), f"amltrack skipped run {d.name}: {e}")
+            return None
+
+    def runs(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int = 0,
+        *,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+    ) -> list[Run]:
         """Runs newest first, optionally only one experiment's or one status's (crashed included), and
-        only the newest ``limit`` of them unless it is 0."""
-        if status is not None and status not in fmt.STATUSES:
-            raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+        only the first ``limit`` of them unless it is 0.
+
+        ``filter`` is an expression of the query language (docs/query.md) and ``order_by`` a sort key
+        or a list of them, each ``KEY``, ``KEY asc``, ``KEY desc`` or ``-KEY``; runs that lack a key
+        sort last, and ties stay newest first. A bad expression raises QueryError naming the column.
+
+            store.runs(filter="params.bs = 32 and status = 'completed'", order_by=["metrics.acc desc"])
+        """
+        _check_status(status)
+        if filter is None and order_by is None:
+            return self._plain_runs(experiment, status, limit)
+        rows = self.select(experiment, status, filter=filter, order_by=order_by)
+        return [r.run for r in (rows[:limit] if limit else rows)]
+
+    def _plain_runs(self, experiment: str | None, status: str | None, limit: int) -> list[Run]:
         out = []
         self._repairs_left = KEPT_REPAIRS
         for run in self._iter_runs():
-            if experiment is not None and run.experiment != experiment:
-                continue
-            if status is not None:
-                raw = run.info.get("status")
-                # Only a run on file as running can be crashed; skip the liveness check otherwise.
-                if status in fmt.ENDED_STATUSES and raw != status:
-                    continue
-                if run.status != status:
-                    continue
-            out.append(run)
-            if len(out) == limit:
-                break
+            if _wanted(run, run.info, experiment, status):
+                out.append(run)
+                if len(out) == limit:
+                    break
         return out
+
+    def select(
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        *,
+        filter: str | _query.Node | None = None,
+        order_by: str | Sequence[str] | None = None,
+        ranges: bool = False,
+    ) -> list[RunRow]:
+        """The runs ``runs()`` lists, as ``RunRow``s: each run with its params, tags and metric
+        figures (last, min, max, count), read through the store's index (amltrack/_runindex.py).
+        ``ranges`` reads every metric's min and max now (else only those the query uses, or when
+        asked for).
+
+            for row in store.select(filter="metrics.loss.min < 0.1"):
+                print(row.run.id, row.summaries()["loss"]["min"])
+        """
+        _check_status(status)
+        tree = _query.as_tree(filter)
+        orders = _query.parse_orders(order_by)
+        used = [*_query.keys_of(tree), *(o.key for o in orders)]
+        ranges = ranges or any(k.field in ("min", "max") for k in used)
+        from ._runindex import RunIndex
+
+        if self._index is None:
+            self._index = RunIndex(self.path)
+        index = self._index
+        self._repairs_left = KEPT_REPAIRS
+        with index.lock:
+            index.load()
+            ids = self.run_ids()
+            rows = []
+            for rid in ids:
+                d = self.runs_dir / rid
+                entry = index.entry(d, functools.partial(self._listed_info, d))
+                if entry is None:
+                    continue
+                info = entry["info"]
+                run = Run(self, d, info)
+                if info.get("status") != "running":
+                    run._listed = entry["summary"]  # an ended run's summary.json is its listing's
+                if not _wanted(run, info, experiment, status):
+                    continue
+                row = RunRow(run, entry, index)
+                if ranges:
+                    row.ranges()
+                rows.append(row)
+            index.retain(set(ids))
+            index.save()
+        test = _query.matcher(tree)
+        rows = [r for r in rows if test(r)]
+        return _query.sort(rows, orders, _identity) if orders else rows
+
+    def save_index(self) -> None:
+        """Write the runs index if reading rows changed it (``Store.select()`` writes it itself;
+        ``RunRow.summaries()`` read after it may bring metric ranges up to date)."""
+        index = self._index
+        if index is not None:
+            with index.lock:
+                index.save()
+
+    def runs_frame(
+        self,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        columns: Sequence[str] | None = None,
+    ) -> Any:
+        """The runs as a pandas DataFrame, one row per run, as ``mlflow.search_runs`` gives them:
+        ``run_id``, ``name``, ``experiment``, ``status``, ``user``, ``host``, ``created``, ``ended``,
+        ``duration``, ``git.commit``, ``git.branch``, then ``params.X``, ``tags.X``, ``metrics.X``
+        (last values) and ``metrics.X.min``/``.max``/``.count``. ``columns`` keeps only the keys
+        named (``["params.lr", "metrics.loss.min"]``), after ``run_id``; pandas must be installed.
+
+            df = store.runs_frame(filter="params.bs = 32", order_by="-metrics.acc")
+            df[["run_id", "params.lr", "metrics.acc"]].head()
+        """
+        try:
+            import pandas as pd
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ImportError("Store.runs_frame() needs pandas: pip install pandas") from e
+        keys = None if columns is None else [_query.parse_order(c).key for c in _as_list(columns)]
+        ranges = keys is None or any(k.field in ("min", "max") for k in keys)
+        rows = self.select(filter=filter, order_by=order_by, ranges=ranges)
+        if keys is None:
+            params = sorted({n for r in rows for n in r.params()})
+            tags = sorted({n for r in rows for n in r.tags()})
+            metrics = sorted({n for r in rows for n in r.summaries()})
+            keys = [_query.Key("attributes", a) for a in _query.ATTRIBUTES if a != "id"]
+            keys += [_query.Key("params", n) for n in params] + [_query.Key("tags", n) for n in tags]
+            keys += [_query.Key("metrics", n, f) for n in metrics for f in _query.FIELDS]
+        data: dict[str, list[Any]] = {"run_id": [r.run.id for r in rows]}
+        for key in keys:
+            get = _query.getter(key)
+            data[frame_column(key)] = [get(r) for r in rows]
+        frame = pd.DataFrame(data)
+        for name in ("created", "ended"):
+            if name in frame.columns:
+                frame[name] = pd.to_datetime(frame[name], utc=True, format="ISO8601")
+        return frame
 
     def run(self, ref: str) -> Run:
         """The run that ``ref`` names: ``last``, a run id, a unique prefix of one, a unique prefix of
@@ -764,3 +888,173 @@ class Store:
         for run in self._iter_runs():
             return run
         raise RunNotFoundError("last", self.path)
+
+
+def row_of(run: Run) -> RunRow:
+    """``run`` as a RunRow without the store's index (a server's run, say): its metric ranges are
+    read from its metrics when asked for."""
+    return RunRow(run, {}, None)
+
+
+def _check_status(status: str | None) -> None:
+    if status is not None and status not in fmt.STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+
+
+def _wanted(run: Run, info: dict[str, Any], experiment: str | None, status: str | None) -> bool:
+    if experiment is not None and run.experiment != experiment:
+        return False
+    if status is not None:
+        # Only a run on file as running can be crashed; skip the liveness check otherwise.
+        if status in fmt.ENDED_STATUSES and info.get("status") != status:
+            return False
+        if run.status != status:
+            return False
+    return True
+
+
+def _identity(row: RunRow) -> RunRow:
+    return row
+
+
+def _as_list(keys: str | Sequence[str]) -> list[str]:
+    return [keys] if isinstance(keys, str) else list(keys)
+
+
+def frame_column(key: _query.Key) -> str:
+    """A key's column name in ``runs_frame()``: ``params.lr``, ``metrics.loss``, ``metrics.loss.min``,
+    ``status``; names are not quoted, as in ``mlflow.search_runs``."""
+    if key.scope == "attributes":
+        return key.name
+    field = "" if key.field in (None, "last") else f".{key.field}"
+    return f"{key.scope}.{key.name}{field}"
+
+
+_NONFINITE = fmt.STR_TO_NONFINITE
+
+
+class RunRow:
+    """A run with the figures a runs table and a query read: what ``Store.select()`` gives.
+
+    Implements the query language's ``Row``: ``attr(name)``, ``param(name)``, ``tag(name)``,
+    ``metric(name, field)`` (field ``last``, ``min``, ``max`` or ``count``), None when absent.
+    """
+
+    __slots__ = ("run", "entry", "_index", "_status", "_ranges")
+
+    def __init__(self, run: Run, entry: dict[str, Any], index: Any) -> None:
+        self.run = run
+        self.entry = entry
+        self._index = index
+        self._status: str | None = None
+        self._ranges: dict[str, tuple[Any, Any]] | None = None
+
+    def __repr__(self) -> str:
+        return f"<RunRow {self.run.id}>"
+
+    @property
+    def status(self) -> str:
+        if self._status is None:
+            self._status = self.run.status
+        return self._status
+
+    def params(self) -> dict[str, Any]:
+        p = self.run.info.get("params")
+        return p if isinstance(p, dict) else {}
+
+    def tags(self) -> dict[str, Any]:
+        t = self.run.info.get("tags")
+        return t if isinstance(t, dict) else {}
+
+    def ranges(self) -> dict[str, tuple[Any, Any]]:
+        """Each metric's (min, max) over its numbers, from the index, brought up to date."""
+        if self._ranges is None and self._index is None:
+            self._ranges = {
+                n: (s["min"], s["max"]) for n, s in self.run.summary().items() if s["min"] is not None
+            }
+        if self._ranges is None:
+            run, index = self.run, self._index
+
+            def read_all() -> dict[str, list[Any]]:
+                return {name: m.values for name, m in run._read_metrics().items()}
+
+            if index.lock.locked():  # in Store.select(), which holds it
+                self._ranges = index.ranges(self.entry, run.dir, read_all)
+            else:
+                with index.lock:
+                    self._ranges = index.ranges(self.entry, run.dir, read_all)
+        return self._ranges
+
+    def _metrics(self) -> dict[str, Any]:
+        m = self.run.listing_summary().get("metrics")
+        return m if isinstance(m, dict) else {}
+
+    def summaries(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Per metric: ``last``, ``min``, ``max``, ``count`` and ``kind`` (NaN and infinities as
+        floats); only those of ``names`` if given."""
+        metrics = self._metrics()
+        ranges = self.ranges()
+        out = {}
+        for name in metrics if names is None else names:
+            s = metrics.get(name)
+            if not isinstance(s, dict):
+                continue
+            lo, hi = ranges.get(name, (None, None))
+            out[name] = {
+                "last": _last(s),
+                "min": lo,
+                "max": hi,
+                "count": s.get("count"),
+                "kind": s.get("kind"),
+            }
+        return out
+
+    # The query language's Row.
+    def attr(self, name: str) -> Any:
+        run = self.run
+        if name == "id":
+            return run.id
+        if name == "name":
+            return run.name
+        if name == "experiment":
+            return run.experiment
+        if name == "status":
+            return self.status
+        if name == "duration":
+            return run.duration()
+        if name == "created":
+            return run.created
+        if name == "ended":
+            return run.ended
+        info = run.info
+        if name.startswith("git."):
+            git = info.get("git")
+            v = git.get(name[4:]) if isinstance(git, dict) else None
+            return v if isinstance(v, str) else None
+        v = info.get("hostname" if name == "host" else name)
+        return v if isinstance(v, str) else None
+
+    def param(self, name: str) -> Any:
+        return self.params().get(name)
+
+    def tag(self, name: str) -> Any:
+        return self.tags().get(name)
+
+    def metric(self, name: str, field: str) -> Any:
+        if field in ("min", "max"):
+            r = self.ranges().get(name)
+            return None if r is None else r[field == "max"]
+        s = self._metrics().get(name)
+        if not isinstance(s, dict):
+            return None
+        return s.get("count") if field == "count" else _last(s)
+
+    def text(self) -> list[Any]:
+        return [self.run.id, self.run.name, self.run.info.get("user"), *self.tags().values()]
+
+
+def _last(s: dict[str, Any]) -> Any:
+    last = s.get("last")
+    if type(last) is str and s.get("kind") in ("number", "list"):
+        return _NONFINITE.get(last, last)
+    return last

@@ -35,6 +35,8 @@ ERROR_CODES = {
     "metric_not_found": "404 (UI): the run has no metric of that name (or no list metric, for /lists)",
     "method_not_allowed": "405: the URL does not take that method",
     "invalid_request": "400/422: a malformed query parameter or body",
+    "invalid_query": "400: a filter expression or sort key that does not parse (docs/query.md); the message "
+    "names the column",
     "invalid_host": "400: a Host header that is not loopback, on a server without tokens (DNS rebinding)",
     "invalid_run_id": "400: a run id that is not valid",
     "invalid_path": "400: an artifact path that is absolute, has '..', NUL, ...",

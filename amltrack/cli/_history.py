@@ -36,12 +36,38 @@ def add_parser(sub: Any) -> None:
         hsub,
         "list",
         "runs, newest first",
-        "amltrack history list --status crashed --json\n  amltrack history list --remote team -n 5",
+        "amltrack history list --status crashed --json\n  amltrack history list --remote team -n 5\n"
+        "  amltrack history list --filter 'params.bs = 32 and metrics.acc > 0.9' --sort -metrics.acc "
+        "--columns params.lr,metrics.acc",
     )
     add_source_args(p)
     p.add_argument("--experiment", "-e", metavar="E", default=None, help="only this experiment's runs")
     p.add_argument("--status", "-s", default=None, choices=STATUSES, help="only runs with this status")
     p.add_argument("--limit", "-n", type=int, default=20, help="at most N runs (default 20; 0 for all)")
+    p.add_argument(
+        "--filter",
+        "-f",
+        metavar="EXPR",
+        default=None,
+        help="only runs that match EXPR (docs/query.md), e.g. \"params.bs = 32 and status = 'completed'\"; "
+        "plain text such as 'resnet' matches names, ids, tags and users",
+    )
+    p.add_argument(
+        "--sort",
+        metavar="KEY",
+        action="append",
+        default=None,
+        help="sort by KEY, e.g. metrics.acc, 'metrics.acc desc' or -metrics.acc (descending); repeatable, "
+        "the first the most significant; runs without KEY come last",
+    )
+    p.add_argument(
+        "--columns",
+        "-c",
+        metavar="KEYS",
+        default=None,
+        help="add a column per key, comma-separated, e.g. params.lr,metrics.loss.min (with --json: "
+        'each run\'s "columns")',
+    )
     add_json_arg(p)
     p.set_defaults(handler=cmd_list)
 
@@ -119,6 +145,34 @@ def _source(args: argparse.Namespace) -> Iterator[RunSource]:
         yield reader
 
 
+def _query_rows(
+    source: RunSource,
+    args: argparse.Namespace,
+    expr: str | None,
+    order: list[str] | None,
+    columns: list[Any] | None,
+) -> list[dict[str, Any]]:
+    """The rows of a filtered or sorted list, each with its ``columns`` when asked for."""
+    from .. import _query
+    from .._store import Store, row_of
+
+    if isinstance(source, Store):  # through the store's index: every figure a query reads at once
+        selected = source.select(args.experiment, args.status, filter=expr, order_by=order)
+        found = selected[: args.limit] if args.limit else selected
+    else:
+        runs = source.runs(args.experiment, args.status, args.limit, filter=expr, order_by=order)
+        found = [row_of(r) for r in runs]
+    rows = []
+    for r in found:
+        row = _row(r.run)
+        if columns is not None:
+            row["columns"] = {str(k): _query.getter(k)(r) for k in columns}
+        rows.append(row)
+    if isinstance(source, Store):
+        source.save_index()
+    return rows
+
+
 def _row(run: Run) -> dict[str, Any]:
     cached = _dict(run.listing_summary().get("metrics"))
     shown = [(k, v) for k, v in cached.items() if isinstance(v, dict)][:3]
@@ -145,16 +199,45 @@ def _shown(row: dict[str, Any], name: str, last: Any) -> str:
     return out.value(last) if brief is None else brief
 
 
+def _query_args(args: argparse.Namespace) -> tuple[str | None, list[str] | None, list[Any] | None]:
+    """--filter, --sort and --columns parsed: the filter as the expression that means it (plain text
+    included), the sort keys, and the column keys. A bad one is a usage error: one line, exit 2."""
+    from .. import _query
+
+    which = "--filter"
+    try:
+        tree = _query.parse_search(args.filter) if args.filter is not None else None
+        which = "--sort"
+        _query.parse_orders(args.sort)
+        which = "--columns"
+        columns = None
+        if args.columns is not None:
+            columns = [_query.parse_order(c).key for c in args.columns.split(",") if c.strip()]
+    except _query.QueryError as e:
+        raise UsageError(f"{which} {e.expression!r}: {e}") from None
+    return (None if tree is None else str(tree)), args.sort, columns
+
+
+class UsageError(CliError):
+    """A command line that cannot mean anything: the one-line message, and exit 2 as argparse's."""
+
+    exit_code = 2
+
+
 @guarded
 def cmd_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise CliError(f"--limit {args.limit} is negative; give a number of runs, or 0 for all")
+    expr, order, columns = _query_args(args)
     with _source(args) as source:
-        runs = source.runs(experiment=args.experiment, status=args.status, limit=args.limit)
-        rows = [_row(r) for r in runs]
+        if expr is None and order is None and columns is None:
+            runs = source.runs(experiment=args.experiment, status=args.status, limit=args.limit)
+            rows = [_row(r) for r in runs]
+        else:
+            rows = _query_rows(source, args, expr, order, columns)
     where = f"in {source}" if args.remote is None else f"on {source}"
     if args.json:
-        out.print_json(rows)
+        out.print_json([{**r, "columns": out.json_safe(r["columns"])} if "columns" in r else r for r in rows])
         return 0
     if not rows:
         which = " and ".join(
@@ -162,21 +245,25 @@ def cmd_list(args: argparse.Namespace) -> int:
             for f in (
                 args.experiment and f"of experiment {args.experiment!r}",
                 args.status and f"with status {args.status}",
+                expr is not None and f"matching {args.filter!r}",
             )
             if f
         )
         print(f"no runs {which + ' ' if which else ''}{where}", file=sys.stderr)
         return 0
     coloured = out.colour()
+    extra = [] if columns is None else [str(k) for k in columns]
+    headers = ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "METRICS", "LAST VALUES"]
     print(
         out.table(
-            ["ID", "EXPERIMENT", "NAME", "STATUS", "STARTED", "DURATION", "METRICS", "LAST VALUES"],
+            [*headers[:4], *extra, *headers[4:]],
             [
                 [
                     out.short_id(r["id"]),
                     r["experiment"],
                     r["name"] or "-",
                     out.status(r["status"], coloured),
+                    *(out.value(r["columns"][h]) for h in extra),
                     (r["created"] or "-")[:19].replace("T", " "),
                     out.duration(r["duration_s"]),
                     str(r["metrics"]),

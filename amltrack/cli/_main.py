@@ -34,10 +34,32 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(  # type: ignore[override]  # typeshed's overloads; this takes what argparse passes
         self, args: Any = None, namespace: Any = None
     ) -> tuple[argparse.Namespace, list[str]]:
+        args = _dash_values(sys.argv[1:] if args is None else list(args))
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+
+# Options whose value may start with "-": `--sort -metrics.acc` means descending, not an option.
+DASH_VALUES = ("--sort",)
+
+
+def _dash_values(args: list[str]) -> list[str]:
+    """``--sort -KEY`` as ``--sort=-KEY``, which argparse would otherwise read as an unknown option."""
+    out = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in DASH_VALUES and i + 1 < len(args) and args[i + 1].startswith("-") and len(args[i + 1]) > 1:
+            out.append(f"{a}={args[i + 1]}")
+            i += 2
+            continue
+        if a == "--":
+            return out + args[i:]
+        out.append(a)
+        i += 1
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +102,6 @@ def main(argv: list[str] | None = None) -> int:
         return guarded(handler)(args)  # every command group: OS errors and a closed pipe handled alike
     except AmltrackError as e:
         print(f"amltrack: {e}", file=sys.stderr)
-        return 1
+        return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         return 130

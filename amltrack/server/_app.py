@@ -314,9 +314,18 @@ def _add_history_routes(app: FastAPI, storage: ServerStore, read: list[Any]) -> 
             None, description="only runs with this status: running, completed, failed, killed or crashed"
         ),
         limit: int = Query(0, ge=0, description="at most this many runs; 0 for all"),
+        filter: str | None = Query(
+            None, max_length=10_000, description="only runs that match this expression (docs/query.md)"
+        ),
+        order_by: list[str] = Query(
+            [], description="sort keys, each KEY, 'KEY asc', 'KEY desc' or -KEY; repeatable"
+        ),
     ) -> Response:
-        """Finalised runs newest first, each with its run.json, summary.json and status."""
-        return _json({"runs": await run_in_threadpool(storage.history, experiment, status, limit)})
+        """Finalised runs newest first (or sorted by ``order_by``), each with its run.json,
+        summary.json and status; a ``filter`` or ``order_by`` that does not parse is a 400
+        ``invalid_query`` whose message names the column."""
+        runs = await run_in_threadpool(storage.history, experiment, status, limit, filter, order_by)
+        return _json({"runs": runs})
 
     @app.get(
         "/v1/history/runs/{ref}",

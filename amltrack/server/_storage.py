@@ -30,7 +30,14 @@ from typing import Any, BinaryIO
 import orjson
 
 from .. import _format as fmt
-from .._errors import AmbiguousRunError, InvalidPathError, RefusedFileError, RunNotFoundError, StoreError
+from .._errors import (
+    AmbiguousRunError,
+    InvalidPathError,
+    QueryError,
+    RefusedFileError,
+    RunNotFoundError,
+    StoreError,
+)
 from .._files import locked
 from .._store import Run, Store, create_store, open_beneath
 from .._summary import Fold, encode_overview
@@ -268,14 +275,26 @@ class ServerStore:
         except StoreError as e:
             raise _read_error(e, f"run {run.id}") from None
 
-    def history(self, experiment: str | None, status: str | None, limit: int) -> list[dict[str, Any]]:
-        """Published runs newest first, as ``Store.runs(experiment, status)`` gives them; 0 is no limit."""
+    def history(
+        self,
+        experiment: str | None,
+        status: str | None,
+        limit: int,
+        filter: str | None = None,
+        order_by: list[str] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Published runs newest first, as ``Store.runs(experiment, status, limit, filter=,
+        order_by=)`` gives them; 0 is no limit."""
         if status is not None and status not in fmt.STATUSES:
             raise ApiError(
                 400, "invalid_request", f"status {status[:50]!r} is not one of {', '.join(fmt.STATUSES)}"
             )
         try:
-            runs = self.reader.runs(experiment=experiment, status=status, limit=limit)
+            runs = self.reader.runs(
+                experiment=experiment, status=status, limit=limit, filter=filter, order_by=order_by or None
+            )
+        except QueryError as e:
+            raise ApiError(400, "invalid_query", str(e)) from None
         except StoreError as e:
             raise _read_error(e, "the store") from None
         return [self._entry(r) for r in runs]

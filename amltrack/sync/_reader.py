@@ -19,6 +19,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -26,7 +27,7 @@ from urllib.parse import quote
 import httpx
 import orjson
 
-from .. import __version__
+from .. import __version__, _query
 from .. import _format as fmt
 from .._assets import Asset
 from .._assets import parse_ref as check_asset_ref
@@ -242,14 +243,29 @@ class RemoteReader(HttpBacked):
     # ----------------------------------------------------------------- runs
 
     def runs(
-        self, experiment: str | None = None, status: str | None = None, limit: int = 0
+        self,
+        experiment: str | None = None,
+        status: str | None = None,
+        limit: int = 0,
+        *,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
     ) -> list[RemoteRun]:
-        """Finalised runs newest first, as ``Store.runs``; ``limit`` 0 for all."""
+        """Finalised runs newest first, as ``Store.runs``; ``limit`` 0 for all. The server filters
+        and sorts: the expression and keys are checked here first, so a bad one raises QueryError
+        (naming the column) without a request."""
         params: dict[str, Any] = {"limit": limit}
         if experiment is not None:
             params["experiment"] = experiment
         if status is not None:
             params["status"] = status
+        if filter is not None:
+            _query.as_tree(filter)
+            params["filter"] = filter
+        if order_by is not None:
+            keys = [order_by] if isinstance(order_by, str) else list(order_by)
+            _query.parse_orders(keys)
+            params["order_by"] = keys
         body = self._history("/v1/history/runs", params)
         entries = objects(body, "runs", Route(self.label, "GET /v1/history/runs"))
         return [RemoteRun(self, e) for e in entries if fmt.is_valid_run_id(e.get("id"))]

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from .. import __version__, _assets, _kinds
+from .. import __version__, _assets, _kinds, _query
 from .. import _format as fmt
 from .._errors import (
     AmbiguousRunError,
@@ -35,9 +35,10 @@ from .._errors import (
     AssetNotFoundError,
     InvalidAssetNameError,
     InvalidPathError,
+    QueryError,
     RunNotFoundError,
 )
-from .._store import Run, Store, open_beneath, short_id
+from .._store import Run, RunRow, Store, open_beneath, short_id
 from .._web._errors import API_VERSION, ApiError, error_response
 from . import _series
 from ._cache import Caches, SeriesCache, Warmer
@@ -204,6 +205,81 @@ def _building(progress: Any) -> dict[str, Any] | None:
     return None if progress.done else {"offset": progress.offset, "size": progress.size}
 
 
+def parse_columns(text: str | None) -> list[_query.Key] | None:
+    """``columns=params.lr,metrics.loss``: the keys named, or None when not given."""
+    if text is None:
+        return None
+    return [_query.parse_order(part).key for part in text.split(",") if part.strip()]
+
+
+def runs_query(request: Request) -> tuple[_query.Node | None, list[str], list[_query.Key] | None]:
+    """``q`` (an expression or plain text), ``sort`` (repeatable) and ``columns``, parsed; a 400
+    ``invalid_query`` with the parser's one line if one does not parse."""
+    try:
+        tree = _query.parse_search(request.query_params.get("q") or "")
+        sort = request.query_params.getlist("sort")
+        _query.parse_orders(sort)
+        columns = parse_columns(request.query_params.get("columns"))
+    except QueryError as e:
+        raise ApiError(400, "invalid_query", str(e)) from None
+    return tree, sort, columns
+
+
+def _differ(rows: list[RunRow], name: str) -> bool:
+    first: Any = _ABSENT
+    for r in rows:
+        v = r.params().get(name, _ABSENT)
+        # 32 and "32" are one value, as the query language compares them.
+        n = _query.as_number(v)
+        key = v if v is _ABSENT else n if n is not None else (type(v).__name__, repr(v))
+        if first is _ABSENT:
+            first = key
+        elif key != first:
+            return True
+    return False
+
+
+_ABSENT = object()
+
+
+def table_keys(rows: list[RunRow]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Every param, metric and tag name among ``rows``, sorted; and the columns a runs table shows by
+    default: the params whose values differ between the rows, and the metrics every row has."""
+    params: set[str] = set()
+    tags: set[str] = set()
+    metrics: set[str] = set()
+    shared: set[str] | None = None
+    for r in rows:
+        params.update(r.params())
+        tags.update(r.tags())
+        names = set(r.run.listing_summary().get("metrics") or ())
+        metrics |= names
+        shared = names if shared is None else shared & names
+    keys = {"params": sorted(params), "metrics": sorted(metrics), "tags": sorted(tags)}
+    defaults = {
+        "params": [n for n in keys["params"] if _differ(rows, n)],
+        "metrics": sorted(shared or ()),
+    }
+    return keys, defaults
+
+
+def table_row(row: RunRow, columns: list[_query.Key] | None) -> dict[str, Any]:
+    """``run_row()`` with the run's ``params`` and each metric's ``summaries`` (last, min, max,
+    count, kind), or only those ``columns`` names."""
+    out = run_row(row.run)
+    params = row.params()
+    if columns is None:
+        out["params"] = safe(params)
+        out["summaries"] = safe(row.summaries())
+    else:
+        wanted = {k.name for k in columns if k.scope == "params"}
+        out["params"] = safe({n: v for n, v in params.items() if n in wanted})
+        out["summaries"] = safe(
+            row.summaries(list(dict.fromkeys(k.name for k in columns if k.scope == "metrics")))
+        )
+    return out
+
+
 def run_row(run: Run) -> dict[str, Any]:
     """A run as the runs list shows it: cheap, from run.json and ``Run.listing_summary()``."""
     info = run.info
@@ -261,15 +337,38 @@ class Api:
         )
 
     def runs(self, request: Request) -> Response:
+        """The runs list: filtered by ``experiment``, ``status`` and ``q`` (an expression of
+        docs/query.md, or plain text), sorted by ``sort`` (repeatable), cut to ``offset`` and
+        ``limit`` (0: all), each row with its params and metric summaries (only ``columns``'s if
+        given), and the names and default columns of the table over every run that matched."""
         experiment = request.query_params.get("experiment") or None
         status = request.query_params.get("status") or None
         if status is not None and status not in fmt.STATUSES:
             raise ApiError(
                 400, "invalid_request", f"status {status!r} is not one of {', '.join(fmt.STATUSES)}"
             )
-        rows = [run_row(r) for r in self.store.runs(experiment=experiment, status=status)]
-        experiments = sorted({r["experiment"] for r in rows})
-        body = {"runs": rows, "experiments": experiments, "statuses": list(fmt.STATUSES)}
+        tree, sort, columns = runs_query(request)
+        offset = _int(request, "offset", 0, 0, 2**31)
+        limit = _int(request, "limit", 0, 0, 2**31)
+        listed = self.store.select(experiment=experiment, status=status)
+        test = _query.matcher(tree)
+        matched = [r for r in listed if test(r)]
+        if sort:
+            matched = _query.sort(matched, _query.parse_orders(sort), lambda r: r)
+        page = matched[offset : offset + limit] if limit else matched[offset:]
+        rows = [table_row(r, columns) for r in page]
+        self.store.save_index()  # the metric ranges the rows just read
+        keys, defaults = table_keys(matched)
+        body = {
+            "runs": rows,
+            "experiments": sorted({r.run.experiment for r in listed}),
+            "statuses": list(fmt.STATUSES),
+            "total": len(matched),
+            "offset": offset,
+            "limit": limit,
+            "keys": keys,
+            "defaults": defaults,
+        }
         return answer(request, body, etag=True)
 
     def run(self, request: Request) -> Response:
