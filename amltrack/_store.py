@@ -693,6 +693,9 @@ class Store:
             if info is not None:
                 yield Run(self, d, info)
 
+    def _listed_info_of(self, rid: str) -> dict[str, Any] | None:
+        return self._listed_info(self.runs_dir / rid)
+
     def _listed_info(self, d: Path) -> dict[str, Any] | None:
         """Run folder ``d``'s run.json for a listing, or None (with a warning if a run is lost)."""
         lost = False
@@ -781,22 +784,21 @@ class Store:
             self._index = RunIndex(self.path)
         index = self._index
         self._repairs_left = KEPT_REPAIRS
+        runs_path = self.runs_dir
+        runs_dir = str(runs_path)
         with index.lock:
             index.load()
             ids = self.run_ids()
             rows = []
             for rid in ids:
-                d = self.runs_dir / rid
-                entry = index.entry(d, functools.partial(self._listed_info, d))
+                entry = index.entry(runs_dir, rid, functools.partial(self._listed_info_of, rid))
                 if entry is None:
                     continue
-                info = entry["info"]
-                run = Run(self, d, info)
-                if info.get("status") != "running":
-                    run._listed = entry["summary"]  # an ended run's summary.json is its listing's
-                if not _wanted(run, info, experiment, status):
+                row = RunRow(self, rid, entry, index, runs_path)
+                if experiment is not None and row.attr("experiment") != experiment:
                     continue
-                row = RunRow(run, entry, index)
+                if status is not None and row.status != status:
+                    continue
                 if ranges:
                     row.ranges()
                 rows.append(row)
@@ -893,7 +895,9 @@ class Store:
 def row_of(run: Run) -> RunRow:
     """``run`` as a RunRow without the store's index (a server's run, say): its metric ranges are
     read from its metrics when asked for."""
-    return RunRow(run, {}, None)
+    row = RunRow(run.store, run.id, {"info": run.info}, None)
+    row._run = run
+    return row
 
 
 def _check_status(status: str | None) -> None:
@@ -938,32 +942,61 @@ class RunRow:
 
     Implements the query language's ``Row``: ``attr(name)``, ``param(name)``, ``tag(name)``,
     ``metric(name, field)`` (field ``last``, ``min``, ``max`` or ``count``), None when absent.
+    An ended run's row is answered from the store's index alone; ``run`` (a ``Run``) is made
+    when first asked for, and a run on file as running asks it (is it crashed? its figures?).
     """
 
-    __slots__ = ("run", "entry", "_index", "_status", "_ranges")
+    __slots__ = (
+        "store",
+        "id",
+        "entry",
+        "info",
+        "_index",
+        "_run",
+        "_status",
+        "_ranges",
+        "_ended",
+        "_runs_dir",
+    )
 
-    def __init__(self, run: Run, entry: dict[str, Any], index: Any) -> None:
-        self.run = run
+    def __init__(
+        self, store: Store, run_id: str, entry: dict[str, Any], index: Any, runs_dir: Path | None = None
+    ) -> None:
+        self.store = store
+        self._runs_dir = runs_dir
+        self.id = run_id
         self.entry = entry
+        self.info: dict[str, Any] = entry["info"]
         self._index = index
+        self._run: Run | None = None
         self._status: str | None = None
         self._ranges: dict[str, tuple[Any, Any]] | None = None
+        on_file = self.info.get("status")
+        self._ended = on_file in fmt.ENDED_STATUSES and "summary" in entry
 
     def __repr__(self) -> str:
-        return f"<RunRow {self.run.id}>"
+        return f"<RunRow {self.id}>"
+
+    @property
+    def run(self) -> Run:
+        if self._run is None:
+            run = self._run = Run(self.store, (self._runs_dir or self.store.runs_dir) / self.id, self.info)
+            if self._ended:
+                run._listed = self.entry["summary"]  # an ended run's summary.json is its listing's
+        return self._run
 
     @property
     def status(self) -> str:
         if self._status is None:
-            self._status = self.run.status
+            self._status = self.info["status"] if self._ended else self.run.status
         return self._status
 
     def params(self) -> dict[str, Any]:
-        p = self.run.info.get("params")
+        p = self.info.get("params")
         return p if isinstance(p, dict) else {}
 
     def tags(self) -> dict[str, Any]:
-        t = self.run.info.get("tags")
+        t = self.info.get("tags")
         return t if isinstance(t, dict) else {}
 
     def ranges(self) -> dict[str, tuple[Any, Any]]:
@@ -973,21 +1006,23 @@ class RunRow:
                 n: (s["min"], s["max"]) for n, s in self.run.summary().items() if s["min"] is not None
             }
         if self._ranges is None:
-            run, index = self.run, self._index
+            index = self._index
 
             def read_all() -> dict[str, list[Any]]:
-                return {name: m.values for name, m in run._read_metrics().items()}
+                return {name: m.values for name, m in self.run._read_metrics().items()}
 
-            if index.lock.locked():  # in Store.select(), which holds it
-                self._ranges = index.ranges(self.entry, run.dir, read_all)
-            else:
-                with index.lock:
-                    self._ranges = index.ranges(self.entry, run.dir, read_all)
+            run_dir = f"{self._runs_dir or self.store.runs_dir}{os.sep}{self.id}"
+            with index.lock:  # reentrant: Store.select() holds it when it asks
+                self._ranges = index.ranges(self.entry, run_dir, read_all)
         return self._ranges
 
     def _metrics(self) -> dict[str, Any]:
-        m = self.run.listing_summary().get("metrics")
+        summary = self.entry["summary"] if self._ended else self.run.listing_summary()
+        m = summary.get("metrics")
         return m if isinstance(m, dict) else {}
+
+    def metric_names(self) -> list[str]:
+        return list(self._metrics())
 
     def summaries(self, names: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
         """Per metric: ``last``, ``min``, ``max``, ``count`` and ``kind`` (NaN and infinities as
@@ -1011,22 +1046,19 @@ class RunRow:
 
     # The query language's Row.
     def attr(self, name: str) -> Any:
-        run = self.run
+        info = self.info
         if name == "id":
-            return run.id
-        if name == "name":
-            return run.name
+            return self.id
         if name == "experiment":
-            return run.experiment
+            v = info.get("experiment")
+            return v if isinstance(v, str) and v else "default"  # as Run.experiment
         if name == "status":
             return self.status
         if name == "duration":
-            return run.duration()
-        if name == "created":
-            return run.created
-        if name == "ended":
-            return run.ended
-        info = run.info
+            start, end = info.get("created_ts"), info.get("ended_ts")
+            if self._ended and isinstance(start, (int, float)) and isinstance(end, (int, float)):
+                return max(0.0, end - start)  # as Run.duration() has it for an ended run
+            return self.run.duration()
         if name.startswith("git."):
             git = info.get("git")
             v = git.get(name[4:]) if isinstance(git, dict) else None
@@ -1050,7 +1082,8 @@ class RunRow:
         return s.get("count") if field == "count" else _last(s)
 
     def text(self) -> list[Any]:
-        return [self.run.id, self.run.name, self.run.info.get("user"), *self.tags().values()]
+        info = self.info
+        return [self.id, info.get("name"), info.get("user"), *self.tags().values()]
 
 
 def _last(s: dict[str, Any]) -> Any:

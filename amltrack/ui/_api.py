@@ -252,7 +252,7 @@ def table_keys(rows: list[RunRow]) -> tuple[dict[str, list[str]], dict[str, list
     for r in rows:
         params.update(r.params())
         tags.update(r.tags())
-        names = set(r.run.listing_summary().get("metrics") or ())
+        names = set(r.metric_names())
         metrics |= names
         shared = names if shared is None else shared & names
     keys = {"params": sorted(params), "metrics": sorted(metrics), "tags": sorted(tags)}
@@ -361,7 +361,7 @@ class Api:
         keys, defaults = table_keys(matched)
         body = {
             "runs": rows,
-            "experiments": sorted({r.run.experiment for r in listed}),
+            "experiments": sorted({r.attr("experiment") for r in listed}),
             "statuses": list(fmt.STATUSES),
             "total": len(matched),
             "offset": offset,
