@@ -160,10 +160,10 @@
   function now() {
     BODY.dataset.busy = "1";
     clearTimeout(timer);
-    return load(true);
+    return load();
   }
 
-  async function load(chart) {
+  async function load() {
     const mine = ++seq;
     const p = filterParams();
     p.set("offset", String((state.page - 1) * PAGE));
@@ -184,14 +184,14 @@
     showQueryError(null);
     if (data.total > 0 && !data.runs.length && state.page > 1) {  // the page is past the end now
       state.page = Math.max(1, Math.ceil(data.total / PAGE));
-      return load(chart);
+      return load();
     }
     const changed = data !== state.data;
     state.data = data;
     if (changed) render();
     writeUrl();
     settle();
-    if (changed || chart) loadChart();
+    if (changed) loadChart();
   }
   function settle() {
     delete BODY.dataset.busy;
@@ -212,7 +212,7 @@
     for (;;) {
       await U.sleep(Math.max(U.POLL_LIST_MS, 5 * cost));
       if (!alive(s)) return;
-      if (!document.hidden && !BODY.dataset.busy) await load(false);
+      if (!document.hidden && !BODY.dataset.busy) await load();
     }
   })();
 
@@ -406,14 +406,21 @@
 
   // One metric's last (or lowest, or highest) value of every matched run, in the list's order:
   // one request for all of them, with columns= so that 10,000 runs cost one metric's summaries.
+  // Asked again when the filter, sort, metric or value changes, not for another page of the same
+  // list; a list that changed under a poll redraws it at most every 10 s (longer when it is slow).
   let chartSeq = 0;
   let clickBound = false;
+  let chartKey = "", chartAt = 0, chartCost = 0;
   async function loadChart() {
     const d = state.data;
     const names = (d && d.keys && d.keys.metrics) || [];
     if (!names.length || !d.runs.length) return;
     const shared = (d.defaults && d.defaults.metrics) || [];
     const metric = names.includes(state.chart) ? state.chart : (shared[0] || names[0]);
+    const key = filterParams() + "|" + metric + "|" + state.value;
+    if (key === chartKey && performance.now() - chartAt < Math.max(10000, 20 * chartCost)) return;
+    chartKey = key;
+    chartAt = performance.now();
     const options = names.map((n) => n);
     if (wbMetric.dataset.names !== JSON.stringify(options)) {
       fill(wbMetric, options.map((n) => el("option", { value: n }, n)));
@@ -428,9 +435,11 @@
       [all] = await Promise.all([getJSON(api("/runs?" + p)), U.ensurePlotly()]);
     } catch (e) {
       if (mine === chartSeq && alive(s)) wbInfo.textContent = "cannot chart: " + e.message;
+      chartKey = "";
       return;
     }
     if (mine !== chartSeq || !alive(s)) return;
+    chartCost = performance.now() - chartAt;
     const value = state.value;
     const ys = all.runs.map((r) => {
       const sm = (r.summaries || {})[metric];
