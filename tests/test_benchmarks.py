@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .conftest import child_env
 
@@ -88,3 +91,12 @@ def test_listing_benchmark_smoke() -> None:
     figures = smoke("bench_listing.py")
     for store in ("a", "b"):
         assert figures[store]["cli_s"] > 0 and figures[store]["memory_cli_s"] > 0, store
+
+
+def test_ui_runs_benchmark_smoke() -> None:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        pytest.skip("chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    figures = smoke("bench_ui_runs.py")
+    for key in ("first_rows_s", "filtered_s", "workbench_s"):
+        assert figures[key] > 0, key
