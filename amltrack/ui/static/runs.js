@@ -91,6 +91,11 @@
   const chooserBody = el("div", { class: "chooser-body" });
   const chooser = el("details", { id: "columns-chooser", class: "chooser" },
     el("summary", { class: "button" }, "Columns"), chooserBody);
+  // The chooser closes on a click outside it, as a menu does.
+  document.addEventListener("click", function closeChooser(ev) {
+    if (!alive(s)) { document.removeEventListener("click", closeChooser); return; }
+    if (chooser.open && !chooser.contains(ev.target)) chooser.open = false;
+  });
   const headRow = el("tr");
   const tbody = el("tbody");
   const table = el("table", { id: "runs", class: "runs" }, el("thead", {}, headRow), tbody);
