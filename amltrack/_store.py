@@ -1016,9 +1016,12 @@ class RunRow:
                 self._ranges = index.ranges(self.entry, run_dir, read_all)
         return self._ranges
 
+    def listing(self) -> dict[str, Any]:
+        """``Run.listing_summary()``, from the index for an ended run."""
+        return self.entry["summary"] if self._ended else self.run.listing_summary()
+
     def _metrics(self) -> dict[str, Any]:
-        summary = self.entry["summary"] if self._ended else self.run.listing_summary()
-        m = summary.get("metrics")
+        m = self.listing().get("metrics")
         return m if isinstance(m, dict) else {}
 
     def metric_names(self) -> list[str]:
