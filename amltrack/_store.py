@@ -1070,10 +1070,12 @@ class RunRow:
         return v if isinstance(v, str) else None
 
     def param(self, name: str) -> Any:
-        return self.params().get(name)
+        p = self.info.get("params")
+        return p.get(name) if type(p) is dict else None
 
     def tag(self, name: str) -> Any:
-        return self.tags().get(name)
+        t = self.info.get("tags")
+        return t.get(name) if type(t) is dict else None
 
     def metric(self, name: str, field: str) -> Any:
         if field in ("min", "max"):
