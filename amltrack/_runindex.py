@@ -33,7 +33,7 @@ from . import _records
 from ._errors import StoreError
 from ._summary import number_range
 
-VERSION = 1
+VERSION = 2
 RACY = 2.0  # seconds: a file younger than this when read is read again next time
 TAIL = 1 << 20  # bytes searched back for the last whole line after a whole read
 
@@ -52,6 +52,16 @@ def signature(path: str) -> Sig | None:
 def _racy(*sigs: Sig | None) -> bool:
     now = time.time_ns()
     return any(s is not None and now - s[2] < RACY * 1e9 for s in sigs)
+
+
+def _stat_text(path: str) -> str:
+    # One string rather than a list of ints: fewer objects to make when the index is read, and one
+    # comparison per file when it is checked, which is most of a warm query's time in a new process.
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "-"
+    return f"{st.st_ino}.{st.st_size}.{st.st_mtime_ns}"
 
 
 def _encode_number(v: Any) -> Any:
@@ -115,14 +125,14 @@ class RunIndex:
     def entry(
         self, runs_dir: str, rid: str, read_info: Callable[[], dict[str, Any] | None]
     ) -> dict[str, Any] | None:
-        """Run ``rid``'s entry (``info``: run.json, ``summary``: summary.json cleaned, without the
-        offsets only a crashed run's repair reads), read anew if stale.
+        """Run ``rid``'s entry (``info``: run.json, ``summary``: summary.json cleaned), read anew if
+        stale.
 
         ``read_info`` reads run.json as the store does (warnings and all); None skips the run.
         Paths are strings here: a pathlib join per run was a third of a warm query's time.
         """
         base = f"{runs_dir}{os.sep}{rid}{os.sep}"
-        sig = [signature(base + fmt.RUN_FILE), signature(base + fmt.SUMMARY_FILE)]
+        sig = f"{_stat_text(base + fmt.RUN_FILE)}|{_stat_text(base + fmt.SUMMARY_FILE)}"
         e = self.entries.get(rid)
         if e is not None and e.get("sig") == sig and not e.get("racy"):
             return e
@@ -134,9 +144,8 @@ class RunIndex:
             summary = fmt.clean_summary(fmt.read_json(Path(base + fmt.SUMMARY_FILE)))
         except (FileNotFoundError, StoreError):
             summary = {}
-        summary.pop("offsets", None)
         new: dict[str, Any] = {"sig": sig, "info": info, "summary": summary}
-        if _racy(*sig):
+        if _racy(signature(base + fmt.RUN_FILE), signature(base + fmt.SUMMARY_FILE)):
             new["racy"] = True
         if e is not None:  # the ranges depend on metrics.jsonl alone, which ranges() checks
             for k in ("ranges", "msig", "end"):

@@ -1016,9 +1016,12 @@ class RunRow:
                 self._ranges = index.ranges(self.entry, run_dir, read_all)
         return self._ranges
 
+    def listing(self) -> dict[str, Any]:
+        """``Run.listing_summary()``, from the index for an ended run."""
+        return self.entry["summary"] if self._ended else self.run.listing_summary()
+
     def _metrics(self) -> dict[str, Any]:
-        summary = self.entry["summary"] if self._ended else self.run.listing_summary()
-        m = summary.get("metrics")
+        m = self.listing().get("metrics")
         return m if isinstance(m, dict) else {}
 
     def metric_names(self) -> list[str]:
@@ -1067,10 +1070,12 @@ class RunRow:
         return v if isinstance(v, str) else None
 
     def param(self, name: str) -> Any:
-        return self.params().get(name)
+        p = self.info.get("params")
+        return p.get(name) if type(p) is dict else None
 
     def tag(self, name: str) -> Any:
-        return self.tags().get(name)
+        t = self.info.get("tags")
+        return t.get(name) if type(t) is dict else None
 
     def metric(self, name: str, field: str) -> Any:
         if field in ("min", "max"):

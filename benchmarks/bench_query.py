@@ -17,13 +17,18 @@ times, each as the median (min-max) of --repeat tries:
 - ``min/max cold`` and ``min/max warm``: a filter on ``metrics.loss.min``, which reads every run's
   metrics once (cold) and then only the index;
 - ``cli``: ``amltrack history list --filter FILTER --sort ORDER -n 0 --json`` as a whole process,
-  with the index on disk. Target: 1 s.
+  with the index on disk. Target: 1 s;
+- ``api page`` and ``api chart``: the web UI's ``GET /api/runs`` (needs the ui extra), warm: a page
+  of 50 rows for ``q=FILTER&sort=ORDER``, and one metric's summaries for every matched run
+  (``columns=metrics.acc``, no limit), as a chart across the runs asks.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -120,14 +125,29 @@ def scan(root: Path) -> int:
     return len(out)
 
 
-def timed(fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None) -> list[float]:
-    times = []
+CPU: dict[str, list[float]] = {}  # the same tries' CPU seconds (this process's, or the child's)
+
+
+def cpu_now() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def timed(
+    name: str, fn: Callable[[], object], repeat: int, before: Callable[[], object] | None = None
+) -> list[float]:
+    """Wall seconds of ``repeat`` tries of ``fn``; their CPU seconds go to CPU[name]. On a shared
+    machine the wall time also holds the waits for a core, which the CPU time leaves out."""
+    times, cpu = [], []
     for _ in range(repeat):
         if before is not None:
             before()
-        t0 = time.perf_counter()
+        c0, t0 = cpu_now(), time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
+        cpu.append(cpu_now() - c0)
+    CPU[name] = cpu
     return times
 
 
@@ -136,6 +156,32 @@ def cli(root: Path) -> None:
     for key in ORDER:
         args += ["--sort", key]
     subprocess.run([sys.executable, "-m", "amltrack", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def api(root: Path, repeat: int) -> dict[str, list[float]]:
+    try:
+        import warnings
+
+        warnings.simplefilter("ignore")  # starlette's TestClient warns about httpx's version
+        from starlette.testclient import TestClient
+
+        from amltrack.ui import create_app
+    except ImportError:  # no ui extra: no figures
+        return {}
+    client = TestClient(create_app(root))
+    page = {"q": FILTER, "sort": ORDER, "limit": 50}
+    chart = {"q": FILTER, "columns": "metrics.acc"}
+
+    def get(params: dict[str, object]) -> None:
+        r = client.get("/api/runs", params=params)  # type: ignore[arg-type]
+        assert r.status_code == 200, r.text
+
+    get(page)
+    get(chart)
+    return {
+        "api page": timed("api page", lambda: get(page), repeat),
+        "api chart": timed("api chart", lambda: get(chart), repeat),
+    }
 
 
 def measure(root: Path, repeat: int) -> dict[str, list[float]]:
@@ -147,13 +193,16 @@ def measure(root: Path, repeat: int) -> dict[str, list[float]]:
     same = Store(root)
     same.runs(filter=FILTER, order_by=ORDER)
     out = {
-        "scan": timed(lambda: scan(root), repeat),
-        "cold": timed(lambda: Store(root).runs(filter=FILTER, order_by=ORDER), repeat, drop),
-        "warm": timed(lambda: Store(root).runs(filter=FILTER, order_by=ORDER), repeat),
-        "warm, same Store": timed(lambda: same.runs(filter=FILTER, order_by=ORDER), repeat),
-        "min/max cold": timed(lambda: Store(root).runs(filter=RANGE_FILTER), repeat, drop),
-        "min/max warm": timed(lambda: Store(root).runs(filter=RANGE_FILTER), repeat),
-        "cli": timed(lambda: cli(root), repeat),
+        "scan": timed("scan", lambda: scan(root), repeat),
+        "cold": timed("cold", lambda: Store(root).runs(filter=FILTER, order_by=ORDER), repeat, drop),
+        "warm": timed("warm", lambda: Store(root).runs(filter=FILTER, order_by=ORDER), repeat),
+        "warm, same Store": timed(
+            "warm, same Store", lambda: same.runs(filter=FILTER, order_by=ORDER), repeat
+        ),
+        "min/max cold": timed("min/max cold", lambda: Store(root).runs(filter=RANGE_FILTER), repeat, drop),
+        "min/max warm": timed("min/max warm", lambda: Store(root).runs(filter=RANGE_FILTER), repeat),
+        "cli": timed("cli", lambda: cli(root), repeat),
+        **api(root, repeat),
     }
     out["matched"] = [float(matched)]
     return out
@@ -175,12 +224,18 @@ def main() -> None:
         figures = measure(tmp, a.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    load = os.getloadavg()[0]
     if a.json:
-        print(json.dumps({"runs": a.runs, **figures}))
+        print(json.dumps({"runs": a.runs, **figures, "cpu": CPU, "load": load}))
         return
     print(f"{a.runs} runs, {int(figures.pop('matched')[0])} matched by {FILTER!r}, sorted by {ORDER}:")
+    print(f"  {'':<18} wall min / median / max       CPU min / median / max   (load average {load:.1f})")
     for name, times in figures.items():
-        print(f"  {name:<18} {statistics.median(times):6.3f} s  (min {min(times):.3f}, max {max(times):.3f})")
+        cpu = CPU[name]
+        print(
+            f"  {name:<18} {min(times):6.3f} / {statistics.median(times):6.3f} / {max(times):6.3f} s"
+            f"   {min(cpu):6.3f} / {statistics.median(cpu):6.3f} / {max(cpu):6.3f} s"
+        )
 
 
 if __name__ == "__main__":

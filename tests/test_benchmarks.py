@@ -93,6 +93,13 @@ def test_listing_benchmark_smoke() -> None:
         assert figures[store]["cli_s"] > 0 and figures[store]["memory_cli_s"] > 0, store
 
 
+def test_query_benchmark_smoke() -> None:
+    figures = smoke("bench_query.py")
+    assert figures["runs"] == 40 and figures["matched"][0] > 0
+    for key in ("scan", "cold", "warm", "warm, same Store", "min/max cold", "min/max warm", "cli"):
+        assert figures[key][0] > 0, key
+
+
 def test_ui_runs_benchmark_smoke() -> None:
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
     if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):

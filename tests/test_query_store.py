@@ -393,6 +393,7 @@ def test_the_cli_s_columns_and_shorthand(served: tuple[Path, ServerProcess]) -> 
         assert table.returncode == 0, table.stderr
         lines = table.stdout.splitlines()
         assert "params.bs" in lines[0] and len(lines) == 3 and "run-2" in lines[2] and " 64 " in lines[2]
+        assert cli_names(*where, "--filter", "VISION") == ["run-1", "run-0"]  # plain text, as the UI's box
     plain = cli("history", "list", "--store", str(local))
     assert "params" not in plain.stdout and len(plain.stdout.splitlines()) == 6  # as before: no new columns
 

@@ -13,7 +13,7 @@ from . import _output as out
 from ._output import CliError, add_json_arg, add_store_arg, command_parser, guarded
 
 if TYPE_CHECKING:
-    from .._store import Run, RunSource
+    from .._store import Run, RunRow, RunSource
 
 # The library's amltrack._format.STATUSES, repeated so that building the parser does not import the
 # library (tests/test_cli.py checks that the two agree).
@@ -164,7 +164,7 @@ def _query_rows(
         found = [row_of(r) for r in runs]
     rows = []
     for r in found:
-        row = _row(r.run)
+        row = _listed_row(r)
         if columns is not None:
             row["columns"] = {str(k): _query.getter(k)(r) for k in columns}
         rows.append(row)
@@ -173,16 +173,43 @@ def _query_rows(
     return rows
 
 
+def _listed_row(r: RunRow) -> dict[str, Any]:
+    """``_row(r.run)``, read from the row: an ended run's from the store's index, with no Run."""
+    return _fields(
+        r.id,
+        r.attr("experiment"),
+        r.attr("name"),
+        r.status,
+        r.attr("created"),
+        r.attr("duration"),
+        r.listing(),
+    )
+
+
 def _row(run: Run) -> dict[str, Any]:
-    cached = _dict(run.listing_summary().get("metrics"))
+    return _fields(
+        run.id, run.experiment, run.name, run.status, run.created, run.duration(), run.listing_summary()
+    )
+
+
+def _fields(
+    run_id: str,
+    experiment: str,
+    name: str | None,
+    status: str,
+    created: str | None,
+    duration: float | None,
+    listing: dict[str, Any],
+) -> dict[str, Any]:
+    cached = _dict(listing.get("metrics"))
     shown = [(k, v) for k, v in cached.items() if isinstance(v, dict)][:3]
     return {
-        "id": run.id,
-        "experiment": run.experiment,
-        "name": run.name,
-        "status": run.status,
-        "created": run.created,
-        "duration_s": run.duration(),
+        "id": run_id,
+        "experiment": experiment,
+        "name": name,
+        "status": status,
+        "created": created,
+        "duration_s": duration,
         "metrics": len(cached),
         "last": {k: v.get("last") for k, v in shown},
         "kinds": {k: v.get("kind", "number") for k, v in shown},

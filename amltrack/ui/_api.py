@@ -266,7 +266,7 @@ def table_keys(rows: list[RunRow]) -> tuple[dict[str, list[str]], dict[str, list
 def table_row(row: RunRow, columns: list[_query.Key] | None) -> dict[str, Any]:
     """``run_row()`` with the run's ``params`` and each metric's ``summaries`` (last, min, max,
     count, kind), or only those ``columns`` names."""
-    out = run_row(row.run)
+    out = run_row(row)
     params = row.params()
     if columns is None:
         out["params"] = safe(params)
@@ -280,28 +280,29 @@ def table_row(row: RunRow, columns: list[_query.Key] | None) -> dict[str, Any]:
     return out
 
 
-def run_row(run: Run) -> dict[str, Any]:
-    """A run as the runs list shows it: cheap, from run.json and ``Run.listing_summary()``."""
-    info = run.info
-    cached = run.listing_summary().get("metrics") or {}
+def run_row(row: RunRow) -> dict[str, Any]:
+    """A run as the runs list shows it: cheap, from the store's index of run.json and
+    ``Run.listing_summary()``, so that an ended run's row makes no ``Run``."""
+    cached = row.listing().get("metrics") or {}
     metrics = {}
     for name, s in list(cached.items())[:ROW_METRICS]:
         if isinstance(s, dict):
             kind = _kinds.BY_NAME.get(s.get("kind"))  # type: ignore[arg-type]
             brief = kind.brief(s.get("length")) if kind is not None else None
             metrics[name] = safe(s.get("last")) if brief is None else brief
+    info = row.info
     return {
-        "id": run.id,
-        "short_id": short_id(run.id),
-        "experiment": run.experiment,
-        "name": run.name,
-        "status": run.status,
-        "created": run.created,
-        "ended": run.ended,
-        "duration_s": run.duration(),
+        "id": row.id,
+        "short_id": short_id(row.id),
+        "experiment": row.attr("experiment"),
+        "name": row.attr("name"),
+        "status": row.status,
+        "created": row.attr("created"),
+        "ended": row.attr("ended"),
+        "duration_s": row.attr("duration"),
         "user": info.get("user"),
         "hostname": info.get("hostname"),
-        "tags": safe(run.tags),
+        "tags": safe(row.tags()),
         "metric_count": len(cached),
         "metrics": metrics,
     }
