@@ -207,7 +207,8 @@
   function showQueryError(msg) {
     state.error = msg;
     queryError.hidden = !msg;
-    queryError.textContent = msg ? "Not a filter: " + msg : "";
+    // The filter's or the URL's sort key's: the parser's one line says which column of it.
+    queryError.textContent = msg || "";
     if (msg) text.setAttribute("aria-invalid", "true"); else text.removeAttribute("aria-invalid");
   }
 
