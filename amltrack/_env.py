@@ -7,6 +7,7 @@
 | ``AMLTRACK_RUN_ID`` | ``get_logger()`` | a run to join (``amltrack run`` sets it for its command) |
 | ``AMLTRACK_OUTPUTS`` | ``get_logger()`` | the folder mirrored into the run's artifacts |
 | ``AMLTRACK_OUTPUTS_KEEP_DELETED`` | ``get_logger()`` | ``1``: keep artifacts of outputs deleted during the run |
+| ``AMLTRACK_SYSTEM_METRICS`` | ``get_logger()`` | ``0``: no ``system/`` metrics; a number: seconds between samples |
 | ``AMLTRACK_CONFIG_DIR`` | ``amltrack remote``, ``sync`` | where ``remotes.json`` lives |
 | ``AMLTRACK_TOKEN`` | ``sync``, ``--remote`` readers | the token sent to an amltrack server |
 | ``AMLTRACK_SERVER_TOKENS`` | ``amltrack server`` | the tokens the server accepts |
@@ -21,6 +22,7 @@ EXPERIMENT = "AMLTRACK_EXPERIMENT"
 RUN_ID = "AMLTRACK_RUN_ID"
 OUTPUTS = "AMLTRACK_OUTPUTS"
 OUTPUTS_KEEP_DELETED = "AMLTRACK_OUTPUTS_KEEP_DELETED"
+SYSTEM_METRICS = "AMLTRACK_SYSTEM_METRICS"
 CONFIG_DIR = "AMLTRACK_CONFIG_DIR"
 TOKEN = "AMLTRACK_TOKEN"
 SERVER_TOKENS = "AMLTRACK_SERVER_TOKENS"

@@ -18,7 +18,8 @@ amltrack::
     ├── RefusedFileError (PermissionError) an artifact or asset file reached through a symlink
     ├── StoreError (OSError)              a store that cannot be opened or has a newer schema
     ├── WriteError (OSError)              the background writer could not write a file
-    └── RunFinishedError (RuntimeError)   logging into a logger after finish()
+    ├── RunFinishedError (RuntimeError)   logging into a logger after finish()
+    └── RunHeldError (RuntimeError)       resuming a run that a live process holds
 
 Messages say what happened, to what, and what to do.
 """
@@ -41,6 +42,7 @@ __all__ = [
     "QueryError",
     "RefusedFileError",
     "RunFinishedError",
+    "RunHeldError",
     "RunNotFoundError",
     "StoreError",
     "WriteError",
@@ -341,6 +343,18 @@ class RunFinishedError(AmltrackError, RuntimeError):
         super().__init__(
             f"run {run_id} is finished and takes no more records; "
             "call amltrack.get_logger() or amltrack.start_run() for a new run"
+        )
+
+
+class RunHeldError(AmltrackError, RuntimeError):
+    """A run asked to resume is held by a process that is still alive: the one-line message names it."""
+
+    def __init__(self, run_id: str, holder: str) -> None:
+        self.run_id = run_id
+        self.holder = holder
+        super().__init__(
+            f"run {run_id} is held by {holder}, which is still running; stop it or wait for it to "
+            "end, then resume the run"
         )
 
 

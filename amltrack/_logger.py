@@ -19,6 +19,7 @@ from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_rep
 from ._lifecycle import ending, install_hooks, registry
 from ._metadata import git_info, process_info
 from ._store import create_store, find_store
+from ._system import interval_of
 from ._validate import (
     _INT_MAX,
     _INT_MIN,
@@ -67,10 +68,14 @@ class Logger:
         self._finished = False
         self._finish_lock = threading.Lock()
         self._mirror: Any = None
+        self._system: Any = None  # the system metrics thread (_system.Monitor) of the run's own process
         self.mirror_report: dict[str, Any] | None = None
         # experiment, name, tags and params, for get_logger() to tell whether its arguments name
         # this run; read from run.json on first need when this process joined the run
         self._identity: dict[str, Any] | None = None
+        # A resumed run's highest step of each metric before this attempt: where a restarted
+        # training loop picks up (``resume=``); empty for a run this process started.
+        self.resumed_steps: dict[str, int] = {}
 
     def __repr__(self) -> str:
         state = "finished" if self._finished else "open"
@@ -273,6 +278,21 @@ class Logger:
             raise RunFinishedError(self.run_id)
         self._writer.check()
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Add ``params`` (str, number, bool or None values) to the run's params in run.json,
+        replacing those of the same name: for settings known only once the run is open, such as a
+        framework's hyperparameters. Written before it returns.
+
+            logger.log_params({"batch_size": 64, "optimizer": "adam"})
+        """
+        params = _check_mapping("param", params)
+        if self._finished:
+            raise RunFinishedError(self.run_id)
+        if params:
+            merged = _update_run_json(self.run_dir, {}, params=params)["params"]
+            if self._identity is not None:
+                self._identity["params"] = merged
+
     def upload(self, path: str, content: str | bytes) -> UploadHandle:
         """Store ``content`` (str or bytes) as the artifact ``path`` (a relative POSIX path).
 
@@ -337,6 +357,9 @@ class Logger:
         with self._finish_lock:
             if self._finished:
                 return
+            system, self._system = self._system, None
+            if system is not None:
+                system.stop()  # its last row goes in before the queue closes
             with self._queue.lock:
                 self._finished = True
                 self._queue.close()
@@ -395,6 +418,7 @@ class Logger:
         # parent keeps mirroring the outputs folder.
         self._owner = False
         self._mirror = None
+        self._system = None  # the thread is the parent's
         self._finish_lock = threading.Lock()
         self._writer = Writer(
             self.run_dir, writer_id=secrets.token_hex(4), flush_interval=self._writer.flush_interval
@@ -462,11 +486,34 @@ def _start_mirror(folder: Path, run_dir: Path, keep: bool) -> Any:
         return None
 
 
-def _update_run_json(run_dir: Path, updates: dict[str, Any]) -> None:
+def _start_system(logger: Logger, interval: float | None) -> Any:
+    if interval is None:
+        return None
+    from ._system import Monitor
+
+    monitor = Monitor(logger.log_metrics, logger.run_id, interval)
+    monitor.start()
+    return monitor
+
+
+def _update_run_json(
+    run_dir: Path, updates: dict[str, Any], *, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    from filelock import FileLock  # imported by the writer's start() already
+
     path = run_dir / fmt.RUN_FILE
-    info = fmt.read_json(path)
-    info.update(updates)
-    fmt.write_json_atomic(path, info)
+    # The lock keeps a joined process's log_params() and the owner's end from losing each other's change.
+    with FileLock(str(run_dir / fmt.SUMMARY_LOCK), timeout=30):
+        info = fmt.read_json(path)
+        info.update(updates)
+        if params:
+            info["params"] = {**(info.get("params") or {}), **params}
+        if "segments" in info and "status" in updates:
+            from ._resume import end_segment
+
+            end_segment(info)
+        fmt.write_json_atomic(path, info)
+    return info
 
 
 def _open_logger(
@@ -481,13 +528,17 @@ def _open_logger(
     *,
     keep_deleted_outputs: bool | None = None,
     inherit: bool = True,
+    resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Logger:
+    given = {"experiment": experiment, "name": name}
     experiment = _check_label("experiment", experiment or os.environ.get(_env.EXPERIMENT) or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
     params = _check_mapping("param", params)
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
+    sample_every = interval_of(system_metrics)
     if run_id is None and inherit:
         run_id = registry.inherited_run()
     if run_id is not None and not fmt.is_valid_run_id(run_id):
@@ -509,6 +560,19 @@ def _open_logger(
             "set AMLTRACK_STORE to a writable directory",
         ) from e
     runs = root / fmt.RUNS_DIR
+    if resume is not None:
+        from . import _resume
+
+        found = _resume.find(root, resume, run_id)
+        if found is not None:
+            logger = _resume_run(
+                found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO
+            )
+            if logger._owner:
+                logger._system = _start_system(logger, sample_every)
+                if outputs_folder is not None:
+                    logger._mirror = _start_mirror(Path(outputs_folder), found, keep_deleted)
+            return logger
     if run_id is not None and (runs / run_id / fmt.RUN_FILE).exists():
         writer = Writer(runs / run_id, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
         logger = Logger(runs / run_id, root, owner=False, writer=writer)
@@ -544,6 +608,7 @@ def _open_logger(
     logger = Logger(run_dir, root, owner=True, writer=writer)
     logger._identity = {"experiment": experiment, "name": name, "tags": tags, "params": params}
     writer.start()
+    logger._system = _start_system(logger, sample_every)
     if outputs_folder is not None:
         if store_in_outputs is not None:
             import warnings
@@ -562,6 +627,51 @@ def _open_logger(
     return logger
 
 
+def _resume_run(
+    run_dir: Path,
+    root: Path,
+    given: dict[str, str | None],
+    tags: dict[str, Any],
+    params: dict[str, Any],
+    flush_interval: float,
+    *,
+    join: bool,
+) -> Logger:
+    """A logger that takes the ended or crashed run at ``run_dir`` back (``resume=``): a new segment
+    in run.json, each metric's default steps going on after its highest recorded one. With
+    ``join``, a live run held by an ancestor process is joined as a child's ``run_id=`` would."""
+    from . import _resume
+    from ._store import Run, Store
+
+    run = Run(Store(root), run_dir)
+    for key, value in given.items():
+        if value is not None and value != getattr(run, key):
+            raise ValueError(
+                f"resume: run {run.id} has {key} {getattr(run, key)!r}, not {value!r}; leave {key} out "
+                "or pass the run's own"
+            )
+    if run.status == "running" and join and _resume.held_by_ancestor(run.info):
+        return _open_logger(None, None, None, None, root, None, run.id, flush_interval, inherit=False)
+    _resume.check_free(run)
+    summary, steps = _resume.prepare(run)
+    with _resume.summary_lock(run_dir):
+        _resume.check_free(run)  # another process may have resumed it meanwhile
+        _resume.take(run, summary, tags, params)
+    # Its own writer id: records of this attempt number themselves from 1 again, and readers keep
+    # each writer's order apart (they merge the attempts by time, as they do joined processes').
+    writer = Writer(run_dir, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
+    logger = Logger(run_dir, root, owner=True, writer=writer)
+    info = run.reload().info
+    logger._identity = {k: info.get(k) for k in ("experiment", "name", "tags", "params")}
+    logger.resumed_steps = steps
+    for name, step in steps.items():
+        logger._go_on_from(name, step)
+    writer.start()
+    registry.export(run.id, str(root))
+    install_hooks()
+    return logger
+
+
 def get_logger(
     experiment: str | None = None,
     *,
@@ -572,6 +682,8 @@ def get_logger(
     outputs: str | os.PathLike[str] | None = "outputs",
     run_id: str | None = None,
     keep_deleted_outputs: bool | None = None,
+    resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Logger:
     """The process's current logger, creating its run on the first call.
 
@@ -588,6 +700,16 @@ def get_logger(
     (``docs/outputs.md``); ``keep_deleted_outputs=True`` keeps the stored copy of a file deleted
     from that folder (default: ``$AMLTRACK_OUTPUTS_KEEP_DELETED``, else False).
 
+    ``resume=`` takes an ended or crashed run back: a run id, a prefix of one, ``"last"``, or
+    ``"auto"`` (the run ``run_id=`` or ``AMLTRACK_RUN_ID`` names if it exists, else a new run with
+    that id). The run goes back to ``running``, each metric's default steps go on after its highest
+    recorded step (``logger.resumed_steps``), and run.json's ``segments`` records the attempt. A run
+    that a live process holds is refused (``RunHeldError``).
+
+    ``system_metrics`` samples CPU, memory, disk, network and NVIDIA GPUs into ``system/`` metrics
+    while the run is open: every 10 s by default, every N seconds for a number, never for False
+    (default: ``$AMLTRACK_SYSTEM_METRICS``, where 0 turns it off).
+
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
         logger.log("loss", 0.31)
@@ -597,7 +719,11 @@ def get_logger(
         current = registry.current
         switching = current is not None and not current.finished
         if current is not None and switching:
-            if not _names_other_run(current, experiment, name, tags, params, store, run_id):
+            same = run_id
+            if resume is not None and run_id is None:
+                # "auto" means this job's run, which the open one is; a reference names its run.
+                same = current.run_id if resume == "auto" else _run_named(resume, store, current)
+            if not _names_other_run(current, experiment, name, tags, params, store, same):
                 return current
             # Check the new run's arguments before ending the open one, so a typo ends nothing.
             _check_label("experiment", experiment)
@@ -606,6 +732,7 @@ def get_logger(
             _check_mapping("param", params)
             _outputs_folder(outputs)
             _keep_deleted(keep_deleted_outputs)
+            interval_of(system_metrics)
             if run_id is not None and not fmt.is_valid_run_id(run_id):
                 _bad_run_id(run_id)
             current._finish("completed", None)
@@ -621,9 +748,17 @@ def get_logger(
             run_id,
             keep_deleted_outputs=keep_deleted_outputs,
             inherit=not switching,
+            resume=resume,
+            system_metrics=system_metrics,
         )
         registry.add(logger)
         return logger
+
+
+def _run_named(ref: Any, store: str | os.PathLike[str] | None, current: Logger) -> str:
+    from ._resume import find
+
+    return find(find_store(store) if store is not None else current.store, ref, None).name  # type: ignore[union-attr]
 
 
 def _names_other_run(
@@ -676,16 +811,27 @@ def start_run(
     outputs: str | os.PathLike[str] | None = "outputs",
     run_id: str | None = None,
     keep_deleted_outputs: bool | None = None,
+    resume: str | None = None,
+    system_metrics: bool | float | None = None,
 ) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
-    ``outputs`` and ``keep_deleted_outputs`` as for ``get_logger()``.
+    ``outputs``, ``keep_deleted_outputs``, ``resume`` and ``system_metrics`` as for ``get_logger()``.
 
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
     """
     with registry.lock:
         logger = _open_logger(
-            experiment, name, tags, params, store, outputs, run_id, keep_deleted_outputs=keep_deleted_outputs
+            experiment,
+            name,
+            tags,
+            params,
+            store,
+            outputs,
+            run_id,
+            keep_deleted_outputs=keep_deleted_outputs,
+            resume=resume,
+            system_metrics=system_metrics,
         )
         previous = registry.add(logger)
     try:
@@ -733,6 +879,8 @@ def open_run(
         flush_interval,
         keep_deleted_outputs=a["keep_deleted_outputs"],
         inherit=False,
+        resume=a["resume"],
+        system_metrics=a["system_metrics"],
     )
 
 

@@ -329,6 +329,33 @@ class Run:
         return isinstance(beat, (int, float)) and time.time() - beat < CRASH_AFTER
 
     @property
+    def segments(self) -> list[dict[str, Any]]:
+        """Each attempt of the run, oldest first: ``start``, ``end`` (and ``start_ts``, ``end_ts``),
+        ``host``, ``pid`` and ``status``. A run resumed after a crash has several; the last one's
+        status is the run's. A run never resumed reads as the one attempt its own fields describe.
+
+            [s["status"] for s in run.segments]     # ['crashed', 'completed']
+        """
+        info = self.info
+        segments = info.get("segments")
+        if isinstance(segments, list) and segments and all(isinstance(s, dict) for s in segments):
+            out = [dict(s) for s in segments]
+        else:
+            out = [
+                {
+                    "start": info.get("created"),
+                    "start_ts": info.get("created_ts"),
+                    "end": info.get("ended"),
+                    "end_ts": info.get("ended_ts"),
+                    "host": info.get("hostname"),
+                    "pid": info.get("pid"),
+                    "status": info.get("status"),
+                }
+            ]
+        out[-1]["status"] = self.status  # "crashed" is a reader's verdict, never on file
+        return out
+
+    @property
     def created(self) -> str | None:
         return self._field("created", str, None)
 

@@ -169,8 +169,19 @@ def cpu_model() -> str:
         return "unknown"
 
 
-def child(code: str, *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, check=True)
+# The system metrics sampler (amltrack/_system.py) is on by default; each log() figure is also
+# measured with it off, side by side, to show that sampling does not show in them.
+SYSTEM_OFF = {"AMLTRACK_SYSTEM_METRICS": "0"}
+
+
+def child(code: str, *args: str, env: dict[str, str] | None = None) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env} if env else None,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -191,6 +202,15 @@ def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, result
         ("`log()` of a scalar, median", f"{n_lat:,} calls", "≤ 2 µs", spread("log_median_us", ".2f") + " µs"),
         ("`log()` of a scalar, p99", f"{n_lat:,} calls", "≤ 20 µs", spread("log_p99_us", ".2f") + " µs"),
         (
+            "... median / p99 with system metrics off",
+            f"{n_lat:,} calls",
+            "as on",
+            spread("log_median_us_system_off", ".2f")
+            + " / "
+            + spread("log_p99_us_system_off", ".2f")
+            + " µs",
+        ),
+        (
             "floor: `deque.append` of a tuple, median",
             f"{n_lat:,} calls",
             "-",
@@ -201,6 +221,12 @@ def markdown(med: dict, n_lat: int, n_put: int, n_runs: int, repeat: int, result
             f"{n_put:,}",
             "≤ 3 s",
             spread("throughput_wall_s", ".2f") + " s",
+        ),
+        (
+            "... with system metrics off",
+            f"{n_put:,}",
+            "as on",
+            spread("throughput_wall_s_system_off", ".2f") + " s",
         ),
         (
             "memory above baseline while doing so",
@@ -269,6 +295,9 @@ def main() -> None:
             add("list_runs_s", lst["runs_s"])
             add("list_rows_s", lst["rows_s"])
             lat = child(LATENCY, str(n_lat), os.path.join(tmp, f"lat{i}"))
+            off = child(LATENCY, str(n_lat), os.path.join(tmp, f"latoff{i}"), env=SYSTEM_OFF)
+            add("log_median_us_system_off", off["amltrack"]["median_us"])
+            add("log_p99_us_system_off", off["amltrack"]["p99_us"])
             add("floor_median_us", lat["floor"]["median_us"])
             add("floor_p99_us", lat["floor"]["p99_us"])
             add("log_median_us", lat["amltrack"]["median_us"])
@@ -277,6 +306,8 @@ def main() -> None:
             put = child(THROUGHPUT, str(n_put), store)
             add("throughput_wall_s", put["wall_s"])
             add("throughput_mem_mb", put["mem_above_baseline_mb"])
+            put_off = child(THROUGHPUT, str(n_put), os.path.join(tmp, f"putoff{i}"), env=SYSTEM_OFF)
+            add("throughput_wall_s_system_off", put_off["wall_s"])
             add("read_s", child(READ, str(n_put), store, put["run"], "index")["read_s"])
             add("read_json_s", child(READ, str(n_put), store, put["run"], "json")["read_s"])
             rows = child(ROWS, str(n_put // 10), os.path.join(tmp, f"rows{i}"))
@@ -297,6 +328,12 @@ def main() -> None:
     print(
         f"{n_put:,} scalars written and durable (finish() returned): {med['throughput_wall_s']:.2f} s wall, "
         f"peak memory {med['throughput_mem_mb']:.0f} MB above baseline"
+    )
+    print(
+        "system metrics on (the default, every 10 s) / off: log() median "
+        f"{med['log_median_us']:.2f} / {med['log_median_us_system_off']:.2f} µs, p99 "
+        f"{med['log_p99_us']:.2f} / {med['log_p99_us_system_off']:.2f} µs; {n_put:,} scalars durable "
+        f"{med['throughput_wall_s']:.2f} / {med['throughput_wall_s_system_off']:.2f} s"
     )
     print(
         f"reading back a {n_put:,}-point metric: {med['read_s']:.2f} s "

@@ -20,7 +20,8 @@ chart's series at 1,200 pixels, the four series requests in parallel as a browse
 - background: nobody asks; the time from the UI's start until its warmer (amltrack/ui/_cache.py)
   has the run's cache complete, with and without the writer's index, and then an open.
 - warm: the cache built, the UI process restarted, so nothing is held in its memory.
-- series: one chart-data request alone (warm, median of 10), full range and zoomed to 1%.
+- series: one chart-data request alone (warm, median of 10), full range and zoomed to 1%, over
+  steps and over relative time.
 - browser: with Playwright and Debian's chromium present, the time to every chart drawn (warm cache)
   for a run clicked on the runs page (which loads plotly.js while idle), and for a first-ever deep
   link in a fresh browser profile, which must fetch and compile plotly.js's 4.8 MB first.
@@ -156,7 +157,7 @@ def wait_ready(run_dir: Path, since: float) -> float:
         time.sleep(0.02)
 
 
-def series(c: httpx.Client, run_id: str, name: str, **params: float) -> dict:
+def series(c: httpx.Client, run_id: str, name: str, **params: float | str) -> dict:
     while True:
         r = c.get(f"/api/runs/{run_id}/series", params={"name": name, "width": WIDTH, **params})
         r.raise_for_status()
@@ -246,6 +247,22 @@ def main() -> None:
                 zoomed.append(time.perf_counter() - t)
             out["series_warm_ms"] = statistics.median(full) * 1000
             out["series_zoomed_ms"] = statistics.median(zoomed) * 1000
+            # The same over relative time: the x column is the timestamps, a zoom cuts it by seconds.
+            whole = series(ui.client, run_id, "loss", xaxis="relative")
+            span = whole["x"][-1] - whole["x"][0]
+            full, zoomed = [], []
+            for i in range(10):
+                t = time.perf_counter()
+                series(ui.client, run_id, "loss", width=WIDTH + i, xaxis="relative")
+                full.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                x0 = whole["x"][0] + span * 0.4
+                series(
+                    ui.client, run_id, "loss", width=WIDTH + i, xaxis="relative", x0=x0, x1=x0 + span * 0.01
+                )
+                zoomed.append(time.perf_counter() - t)
+            out["series_time_ms"] = statistics.median(full) * 1000
+            out["series_time_zoomed_ms"] = statistics.median(zoomed) * 1000
             if not args.smoke:
                 out.update(browser_open(ui.url, run_id) or {})
         finally:
@@ -287,6 +304,9 @@ def main() -> None:
     print(f"  warm open, restarted UI process:         {out['warm_open_s']:.3f} s")
     print(
         f"  series request alone (full / 1% zoom):   {out['series_warm_ms']:.1f} / {out['series_zoomed_ms']:.1f} ms"
+    )
+    print(
+        f"  ... over relative time (full / 1% zoom): {out['series_time_ms']:.1f} / {out['series_time_zoomed_ms']:.1f} ms"
     )
     print(f"  points sent for 'loss' at {WIDTH} px:        {out['loss_points_sent']:,}")
     print(f"  cache on disk:                           {out['cache_mb']} MB")

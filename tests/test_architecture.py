@@ -111,8 +111,8 @@ LAYERS = {
         "_query",
     ),
     "store": ("_store", "_summary", "_assets", "_runindex"),
-    "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror"),
-    "services": ("_web", "ui", "sync", "server"),
+    "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume", "_system"),
+    "services": ("_web", "ui", "sync", "server", "integrations"),
     "cli": ("cli",),
 }
 

@@ -93,6 +93,11 @@ def test_listing_benchmark_smoke() -> None:
         assert figures[store]["cli_s"] > 0 and figures[store]["memory_cli_s"] > 0, store
 
 
+def test_system_benchmark_smoke() -> None:
+    figures = smoke("bench_system.py")
+    assert figures["per_sample_ms"] >= 0 and figures["core_percent_at_10s"] >= 0
+
+
 def test_query_benchmark_smoke() -> None:
     figures = smoke("bench_query.py")
     assert figures["runs"] == 40 and figures["matched"][0] > 0

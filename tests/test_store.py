@@ -11,10 +11,11 @@ import pytest
 
 import amltrack
 from amltrack import _format as fmt
+from amltrack import _logger
 
 
 def make_run(store: Path, experiment: str = "e", status: str = "completed", **kw) -> str:
-    logger = amltrack._logger._open_logger(experiment, kw.get("name"), None, None, store, None, None)
+    logger = _logger._open_logger(experiment, kw.get("name"), None, None, store, None, None)
     for i in range(kw.get("points", 3)):
         logger.log("loss", 1.0 / (i + 1))
     logger.finish(status)
@@ -190,8 +191,9 @@ def crashed_behind(store: Path, *, joined: bool = False, beat_age: float = 3600.
     per-metric count and last value, as ``Run.summary()`` reads them from all of metrics.jsonl."""
     from .conftest import wait_until
 
-    open_logger = amltrack._logger._open_logger
-    owner = open_logger("crash", None, None, None, store, None, None)
+    open_logger = _logger._open_logger
+    # No sampler thread: closing the writer below stands for a SIGKILL, which would end it too.
+    owner = open_logger("crash", None, None, None, store, None, None, system_metrics=False)
     loggers = [owner]
     if joined:
         loggers.append(open_logger(None, None, None, None, store, None, owner.run_id))

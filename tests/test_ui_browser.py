@@ -274,7 +274,10 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     page.wait_for_selector("body[data-loaded]")
     page.wait_for_function("() => [...document.querySelectorAll('.chart-card')].every(c => c.dataset.ready)")
     names = page.eval_on_selector_all("#charts .chart-card", "cs => cs.map(c => c.dataset.metric)")
-    assert names == ["loss", "accuracy", XSS, IMG, BOLD]
+    # In sections by the part of the name before its first "/": none for three of them.
+    assert names == ["loss", "accuracy", IMG, XSS, BOLD]
+    groups = page.eval_on_selector_all("#charts details.metric-group", "ds => ds.map(d => d.dataset.group)")
+    assert groups == ["", "<script>alert(1)<", "<b>bold<"]
     assert traces(page, "#charts .chart") == [1, 1, 1, 1, 1]
     assert traces(page, "#lists .chart") == [1]
     # The script-named metric is a heading's text: no element was made from it, no alert fired.
@@ -289,6 +292,7 @@ def test_run_page_draws_every_chart(page: object, ui: dict) -> None:
     assert page.inner_text("#lists .chart-info").startswith("record 2 of 2, step 1, 6 values")
     values = page.eval_on_selector_all("#strings-table tbody td.value", "tds => tds.map(t => t.textContent)")
     assert values == ["warmup", "<b>train</b>"]
+    page.click("#meta-details > summary")  # the full record, below the compact header
     assert page.inner_text("#meta") and "model" in page.inner_text(".tags-table")
     tree = page.inner_text("#artifacts")
     assert "weights.bin" in tree and "31.3 KiB" in tree and "config.txt" in tree
@@ -447,14 +451,18 @@ def plot_point(page: object, chart: str, x: float, y: float) -> tuple[float, flo
 
 
 def hover_text(page: object, chart: str, x: float, y: float) -> list[str]:
-    """Moves the mouse onto the point (x, y) of a chart; the lines of the hover label plotly shows."""
+    """Moves the mouse onto the point (x, y) of a chart; the lines of the hover box plotly shows
+    (its title, the x, then one line per series), once its title is ``x``: plotly throttles moves."""
     px, py = plot_point(page, chart, x, y)
     page.mouse.move(px - 30, py - 30)
     page.mouse.move(px, py, steps=3)
-    label = f"{chart} .hoverlayer .hovertext"
-    page.wait_for_selector(label)
-    lines = "g => [...g.querySelectorAll('text.nums tspan.line'), g.querySelector('text.name')]"
-    return page.eval_on_selector(label, lines + ".map(t => t ? t.textContent : null)")
+    box = f"{chart} .hoverlayer .legend"
+    page.wait_for_function(
+        "([sel, t]) => document.querySelector(sel)?.querySelector('.legendtitletext').textContent === t",
+        arg=[box, str(x)],
+    )
+    lines = "g => [g.querySelector('.legendtitletext'), ...g.querySelectorAll('.legendtext')]"
+    return page.eval_on_selector(box, lines + ".map(t => t.textContent)")
 
 
 def test_a_chart_shows_values_on_hover(page: object, ui: dict) -> None:
@@ -464,11 +472,11 @@ def test_a_chart_shows_values_on_hover(page: object, ui: dict) -> None:
     page.goto(f"{ui['url']}runs/{logger.run_id}")
     chart = "#charts .chart-card[data-metric='lr'] .chart"
     page.wait_for_selector("#charts .chart-card[data-metric='lr'][data-ready]")
-    # Six significant digits, no padding zeros ("24", not "24.0000"), no float noise ("0.3").
-    assert hover_text(page, chart, 0, 24.0) == ["step 0", "24", "lr"]
-    assert hover_text(page, chart, 1, 0.1 + 0.2) == ["step 1", "0.3", "lr"]
-    assert hover_text(page, chart, 2, 3.14159265) == ["step 2", "3.14159", "lr"]
-    assert hover_text(page, chart, 3, 1e-7) == ["step 3", "1e-7", "lr"]
+    # Every digit a value needs to be told apart, and no more: "24", not "24.0000"; 0.1 + 0.2 is not 0.3.
+    assert hover_text(page, chart, 0, 24.0) == ["0", "lr : 24"]
+    assert hover_text(page, chart, 1, 0.1 + 0.2) == ["1", "lr : 0.30000000000000004"]
+    assert hover_text(page, chart, 2, 3.14159265) == ["2", "lr : 3.14159265"]
+    assert hover_text(page, chart, 3, 1e-7) == ["3", "lr : 1e-7"]
     shot(page, "hover")
 
 

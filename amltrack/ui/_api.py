@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote
 
 import numpy as np
@@ -40,7 +40,7 @@ from .._errors import (
 )
 from .._store import Run, RunRow, Store, open_beneath, short_id
 from .._web._errors import API_VERSION, ApiError, error_response
-from . import _series
+from . import _preview, _series
 from ._cache import Caches, SeriesCache, Warmer
 from ._pages import SECURITY_HEADERS, error_page, wants_html
 from ._static import plotly_available
@@ -48,6 +48,7 @@ from ._static import plotly_available
 WAIT = 0.8  # seconds a request spends bringing a cache up to date before it answers with progress
 MAX_STRINGS = 1000
 ROW_METRICS = 6  # last values per run in the runs list
+XAXES = ("step", "wall", "relative")  # a chart's x: the step, the time, or the time since the run began
 
 DOWNLOAD_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -317,6 +318,7 @@ class Api:
         self.show_store = show_store  # the store's path in /api/health, which needs no auth
         self.caches = Caches()
         self.warmer = Warmer(store, self.caches)  # started by the serving process, not by tests' apps
+        self._ordered: dict[tuple[str, str, int, int, bool], bool] = {}
 
     def _run(self, ref: str) -> Run:
         return self.store.run(ref)
@@ -424,6 +426,11 @@ class Api:
         name = _required(request, "name")
         width = _int(request, "width", 800, 1, 100_000)
         x0, x1 = _float(request, "x0"), _float(request, "x1")
+        xaxis = request.query_params.get("xaxis") or "step"
+        if xaxis not in XAXES:
+            raise ApiError(
+                400, "invalid_request", f"query parameter xaxis={xaxis!r} is not one of {', '.join(XAXES)}"
+            )
         cache = self._cache(run)
         progress = cache.update(time.monotonic() + WAIT)
         idx = cache.index()
@@ -433,16 +440,32 @@ class Api:
                 return answer(request, {"name": name, "building": _building(progress)}, status=202)
             raise ApiError(404, "metric_not_found", f"run {run.id} has no metric {name!r}")
         width = _series.clamp_width(width)
-        etag = f"{idx['gen']}-{m['id']}-{m['numbers']}-{width}-{x0}-{x1}-{int(progress.done)}"
+        etag = f"{idx['gen']}-{m['id']}-{m['numbers']}-{width}-{x0}-{x1}-{xaxis}-{int(progress.done)}"
         if request.headers.get("if-none-match") == f'"{etag}"':
             return answer(request, None, etag=etag)
         nums = cache.numbers(name, idx)
         if nums is None:
             body: dict[str, Any] = {"name": name, "count": 0, "x": [], "y": [], "downsampled": False}
             return answer(request, body, etag=etag)
-        where = _series.window(nums.steps, x0, x1, ordered=nums.ordered)
-        steps, values = nums.steps[where], nums.values[where]
-        xs, ys = _series.downsample(steps, values, width, all_finite=nums.all_finite)
+        extra: dict[str, Any] = {"xaxis": xaxis}
+        if xaxis == "step":
+            where = _series.window(nums.steps, x0, x1, ordered=nums.ordered)
+            steps, values = nums.steps[where], nums.values[where]
+            keep = _series.pick(values, width, all_finite=nums.all_finite)
+            xs = np.asarray(steps[keep])
+        else:
+            # Over time the x column is the timestamps (relative: less the run's start), and the
+            # steps ride along for the hover. The same min/max points, the same window search.
+            t0 = self._start(run, nums) if xaxis == "relative" else 0.0
+            lo, hi = (None if v is None else v + t0 for v in (x0, x1))
+            ordered = x0 is None and x1 is None or self._stamps_ordered(run, idx, m, nums)
+            where = _series.window(nums.timestamps, lo, hi, ordered=ordered)
+            steps, values = nums.steps[where], nums.values[where]
+            keep = _series.pick(values, width, all_finite=nums.all_finite)
+            xs = np.asarray(nums.timestamps[where][keep]) - t0
+            extra["steps"] = np.asarray(steps[keep])
+            extra["t0"] = t0 if xaxis == "relative" else None
+        ys = np.asarray(values[keep])
         body = {
             "name": name,
             "count": len(nums.steps),
@@ -455,10 +478,32 @@ class Api:
             "last_step": int(nums.steps[-1]),
             "last": safe(float(nums.values[-1])),
             "building": _building(progress),
+            **extra,
             "x": xs,
             "y": ys,
         }
         return answer(request, body, etag=etag)
+
+    @staticmethod
+    def _start(run: Run, nums: Any) -> float:
+        """The run's start in seconds since the epoch (``created_ts``), else its metric's first time."""
+        start = run.info.get("created_ts")
+        if isinstance(start, (int, float)) and math.isfinite(start):
+            return float(start)
+        return float(nums.timestamps[0])
+
+    def _stamps_ordered(self, run: Run, idx: dict[str, Any], m: dict[str, Any], nums: Any) -> bool:
+        """Whether a metric's timestamps never decrease (a clock set back breaks it): one pass over
+        the column per count, remembered, so a zoom over time stays a binary search."""
+        key = (str(run.dir), idx["gen"], m["id"], m["numbers"], bool(idx["multi"]))
+        known = self._ordered.get(key)
+        if known is None:
+            ts = nums.timestamps
+            known = bool(np.all(ts[1:] >= ts[:-1]))
+            if len(self._ordered) > 1000:
+                self._ordered.clear()
+            self._ordered[key] = known
+        return known
 
     def lists(self, request: Request) -> Response:
         """One record of a list metric (``index``, negative from the end), downsampled by position."""
@@ -566,15 +611,42 @@ class Api:
 
     # ------------------------------------------------------------------ files
 
-    def artifact(self, request: Request) -> Response:
-        """An artifact's bytes, always as a download."""
+    def _artifact(self, request: Request) -> tuple[Run, str]:
+        """The run and the checked path of an artifact that may be sent (``ArtifactNotFoundError``)."""
         run = self._run(request.path_params["ref"])
         path = fmt.check_artifact_path(request.path_params["path"])
         entry = next((a for a in run.artifacts() if a.get("path") == path), None)
         # A file deleted from outputs/ whose last copy the mirror kept is still there to download.
         if entry is None or not (entry.get("status") == "stored" or entry.get("kept") is True):
             raise ArtifactNotFoundError(path, run.id)
+        return run, path
+
+    def artifact(self, request: Request) -> Response:
+        """An artifact's bytes, always as a download."""
+        run, path = self._artifact(request)
         return download(run.dir, f"{fmt.ARTIFACTS_DIR}/{path}", lambda: ArtifactNotFoundError(path, run.id))
+
+    def preview(self, request: Request) -> Response:
+        """What the run page shows of an artifact: its text, pretty JSON, CSV rows, or that it is an
+        image (drawn from the image route); ``kind`` ``none`` when it can only be downloaded."""
+        run, path = self._artifact(request)
+        with open_artifact(run.dir, path, lambda: ArtifactNotFoundError(path, run.id)) as f:
+            body = _preview.preview(path, f, os.fstat(f.fileno()).st_size)
+        return answer(request, {"path": path, **body})
+
+    def image(self, request: Request) -> Response:
+        """An image artifact's bytes typed as the image its first bytes show, for ``<img>``: still
+        an attachment (a browser that navigates to it saves it) under a sandbox policy."""
+        run, path = self._artifact(request)
+        f = open_artifact(run.dir, path, lambda: ArtifactNotFoundError(path, run.id))
+        kind, media = _preview.sniff(path, f.read(_preview.SNIFF_BYTES))
+        if kind != "image" or media is None:
+            f.close()
+            raise ApiError(
+                400, "invalid_request", f"artifact {path!r} is not an image the UI shows; download it instead"
+            )
+        f.seek(0)
+        return send_file(f, path, media)
 
     def assets(self, request: Request) -> Response:
         by_name: dict[str, list[dict[str, Any]]] = {}
@@ -612,14 +684,28 @@ class Api:
         )
 
 
-def download(base: Path, rel: str, missing: Any) -> Response:
-    """``base/rel`` as an attachment, if it is a plain file reached through no symlink (the one
-    opener of artifacts, ``open_beneath``: ``artifacts/`` itself may not be a link either)."""
+def open_artifact(run_dir: Path, path: str, missing: Any) -> BinaryIO:
+    return open_file(run_dir, f"{fmt.ARTIFACTS_DIR}/{path}", missing)
+
+
+def open_file(base: Path, rel: str, missing: Any) -> BinaryIO:
+    """``base/rel`` open, if it is a plain file reached through no symlink (the one opener of
+    artifacts, ``open_beneath``: ``artifacts/`` itself may not be a link either)."""
     try:
-        f = open_beneath(base, rel)
+        return open_beneath(base, rel)
     except OSError:  # missing, a folder, a link, a FIFO: nothing this route serves
         raise missing() from None
-    size = os.fstat(f.fileno()).st_size
+
+
+def download(base: Path, rel: str, missing: Any) -> Response:
+    """``base/rel`` as an attachment (``open_file``'s rules)."""
+    return send_file(open_file(base, rel, missing), rel, "application/octet-stream")
+
+
+def send_file(f: BinaryIO, rel: str, media: str) -> Response:
+    """The open file ``f`` from where it stands, as an attachment named as ``rel``'s last part,
+    typed ``media`` (octet-stream but for an image the image route has sniffed)."""
+    size = os.fstat(f.fileno()).st_size - f.tell()
     name = os.path.basename(rel)
     ascii_name = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
     headers = {
@@ -635,4 +721,4 @@ def download(base: Path, rel: str, missing: Any) -> Response:
                 left -= len(block)
                 yield block
 
-    return StreamingResponse(blocks(), media_type="application/octet-stream", headers=headers)
+    return StreamingResponse(blocks(), media_type=media, headers=headers)

@@ -65,6 +65,8 @@ def ui_app(
         Route("/api/runs/{ref}/strings", api.strings),
         Route("/api/runs/{ref}/poll", api.poll),
         Route("/api/runs/{ref}/artifacts/{path:path}", api.artifact),
+        Route("/api/runs/{ref}/preview/{path:path}", api.preview),
+        Route("/api/runs/{ref}/images/{path:path}", api.image),
         Route("/api/assets", api.assets),
         Route("/api/assets/{name}/{version}/files/{path:path}", api.asset_file),
     ]

@@ -28,14 +28,24 @@ def clamp_width(width: int) -> int:
 
 def window(steps: np.ndarray, x0: float | None, x1: float | None, *, ordered: bool) -> np.ndarray | slice:
     """The points whose step is in ``[x0, x1]``, plus one neighbour on each side so the line runs on
-    to the chart's edges. A slice when ``steps`` never decreases (a binary search), else indices."""
+    to the chart's edges. A slice when ``steps`` never decreases (a binary search), else indices.
+    ``steps`` may be float64 timestamps too, for a chart over time."""
     n = len(steps)
     if x0 is None and x1 is None:
         return slice(0, n)
+    if steps.dtype.kind == "f":  # timestamps: float keys are the column's own type
+        lo: np.generic = np.float64(-np.inf if x0 is None else x0)
+        hi: np.generic = np.float64(np.inf if x1 is None else x1)
+        return _cut(steps, lo, hi, ordered)
     # Steps are int64: search with int64 keys. A float key would make numpy convert the whole
     # column to float for every comparison, an O(n) pass in what should be a binary search.
     lo = _MIN if x0 is None else np.int64(max(int(_MIN), min(int(_MAX), math.ceil(x0))))
     hi = _MAX if x1 is None else np.int64(max(int(_MIN), min(int(_MAX), math.floor(x1))))
+    return _cut(steps, lo, hi, ordered)
+
+
+def _cut(steps: np.ndarray, lo: np.generic, hi: np.generic, ordered: bool) -> np.ndarray | slice:
+    n = len(steps)
     if ordered:
         i0 = int(np.searchsorted(steps, lo, side="left"))
         i1 = int(np.searchsorted(steps, hi, side="right"))
@@ -57,6 +67,13 @@ def downsample(
     pass. ``x`` and ``y`` are equally long; either may be a memory map, of which only the chosen
     points are copied.
     """
+    idx = pick(y, width, all_finite=all_finite)
+    return np.asarray(x[idx]), np.asarray(y[idx])
+
+
+def pick(y: np.ndarray, width: int, *, all_finite: bool | None = None) -> np.ndarray | slice:
+    """The positions ``downsample`` keeps, for taking the same points of other columns (steps and
+    timestamps both, on a chart over time)."""
     width = clamp_width(width)
     n = len(y)
     finite_y = np.ones(0, dtype=bool)
@@ -65,9 +82,8 @@ def downsample(
         all_finite = bool(finite_y.all())
     if n <= 2 * width:
         if all_finite:
-            return np.asarray(x), np.asarray(y)
-        keep = np.flatnonzero(finite_y)
-        return np.asarray(x)[keep], np.asarray(y)[keep]
+            return slice(0, n)
+        return np.flatnonzero(finite_y)
     k = -(-n // width)  # points per bucket, rounded up: at most `width` buckets
     full = n // k
     if all_finite:
@@ -91,4 +107,4 @@ def downsample(
     idx = idx[np.concatenate([[True], idx[1:] != idx[:-1]])]
     if not all_finite:
         idx = idx[finite_y[idx]]
-    return np.asarray(x[idx]), np.asarray(y[idx])
+    return idx

@@ -59,7 +59,7 @@
     el("h2", {}, "What differs"),
     el("div", { class: "toolbar" }, onlyDiffs, diffCount),
     el("div", { class: "table-wrap" }, table),
-    el("h2", {}, "Metrics"), grid,
+    el("div", { class: "metrics-head" }, el("h2", {}, "Metrics"), U.chartToolbar()), grid,
     el("div", { class: "pair" },
       el("section", { class: "card", id: "parcoords-card" },
         el("div", { class: "chart-tools" }, el("label", {}, "Parameters and ", pcMetric)), pcDiv),
@@ -75,6 +75,7 @@
     if (st.pc) q.set("pc", st.pc);
     if (st.x) q.set("x", st.x);
     if (st.y) q.set("y", st.y);
+    U.chartQuery(q);  // the grid's x-axis and smoothing, which its toolbar keeps in the URL too
     history.replaceState(null, "", location.pathname + "?" + q);
   }
 

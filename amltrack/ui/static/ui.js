@@ -132,23 +132,139 @@
     displaylogo: false,
     modeBarButtonsToRemove: ["select2d", "lasso2d", "autoScale2d", "toImage"],
   };
+  const CHART_HEIGHT = 260;
+  // plotly's own default colours, given to each source so its raw and smoothed lines share one.
+  const COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+    "#bcbd22", "#17becf"];
+  const XAXES = { step: "step", wall: "wall time", relative: "relative time (s)" };
+  const MAX_SMOOTHING = 0.999;
+
+  // A number as JavaScript prints it: the fewest digits that read back as the same double (at most
+  // 17 significant), no thousands separators, no rounding. For steps, params and hover values.
+  function fmtExact(v) {
+    if (typeof v === "number") return Object.is(v, -0) ? "0" : String(v);
+    if (v !== null && typeof v === "object") return JSON.stringify(v);  // a param that is a list or a dict
+    return v === null || v === undefined ? "–" : String(v);
+  }
+
+  // The URL's query with some keys changed (null removes one), kept without a reload or a history entry.
+  function setQuery(changes) {
+    const q = new URLSearchParams(location.search);
+    for (const [k, v] of Object.entries(changes)) {
+      q.delete(k);
+      for (const x of v === null || v === undefined ? [] : [].concat(v)) q.append(k, x);
+    }
+    const s = q.toString();
+    history.replaceState(null, "", location.pathname + (s ? "?" + s : "") + location.hash);
+  }
+
+  // A page's chart settings (x-axis, smoothing), read from its URL once per page and shared by every
+  // chart on it. Pages that rewrite their whole query keep them with chartQuery(q).
+  const chartSettings = { session: -1, xaxis: "step", smoothing: 0, charts: new Set() };
+  function chartState() {
+    if (chartSettings.session !== session) {
+      const q = new URLSearchParams(location.search);
+      const w = Number(q.get("smoothing"));
+      Object.assign(chartSettings, {
+        session, charts: new Set(),
+        xaxis: XAXES[q.get("xaxis")] ? q.get("xaxis") : "step",
+        smoothing: Number.isFinite(w) && w > 0 ? Math.min(w, MAX_SMOOTHING) : 0,
+      });
+    }
+    return chartSettings;
+  }
+  function chartQuery(q) {
+    const st = chartState();
+    if (st.xaxis !== "step") q.set("xaxis", st.xaxis); else q.delete("xaxis");
+    if (st.smoothing) q.set("smoothing", String(st.smoothing)); else q.delete("smoothing");
+    return q;
+  }
+  function setChartState(changes) {
+    const st = chartState();
+    Object.assign(st, changes);
+    setQuery({ xaxis: st.xaxis === "step" ? null : st.xaxis, smoothing: st.smoothing ? String(st.smoothing) : null });
+    for (const chart of [...st.charts]) {
+      if (!chart.div.isConnected) { st.charts.delete(chart); continue; }  // a chart replaced or gone
+      if ("xaxis" in changes) { chart.range = null; chart.load(); } else chart.redraw();
+    }
+  }
+
+  // The page's chart controls: the x-axis and the smoothing slider (0 to 0.999, as TensorBoard's).
+  function chartToolbar() {
+    const st = chartState();
+    const xaxis = el("select", { id: "chart-xaxis", "aria-label": "x-axis",
+      onchange: () => setChartState({ xaxis: xaxis.value }) },
+    Object.entries(XAXES).map(([k, label]) => el("option", { value: k }, label)));
+    xaxis.value = st.xaxis;
+    const shown = el("output", { id: "chart-smoothing-value" }, fmtExact(st.smoothing));
+    const smoothing = el("input", {
+      id: "chart-smoothing", type: "range", min: "0", max: String(MAX_SMOOTHING), step: "0.001",
+      value: String(st.smoothing), "aria-label": "smoothing",
+      oninput: () => {
+        shown.textContent = smoothing.value;
+        setChartState({ smoothing: Math.min(Number(smoothing.value), MAX_SMOOTHING) });
+      },
+    });
+    return el("div", { class: "toolbar chart-toolbar" },
+      el("label", {}, "x-axis ", xaxis), el("label", {}, "smoothing ", smoothing, " ", shown));
+  }
+
+  // TensorBoard's smoothing: an exponential moving average started at 0 and divided by
+  // (1 - w^n), n the finite points seen, so the first points are not pulled towards 0. Non-finite
+  // values pass through, and a constant series is left as it is.
+  function smooth(ys, w) {
+    if (!w || !ys.length || ys.every((y) => y === ys[0])) return ys.slice();
+    let acc = 0, n = 0;
+    return ys.map((y) => {
+      if (!Number.isFinite(y)) return y;
+      acc = acc * w + (1 - w) * y;
+      n += 1;
+      return acc / (1 - Math.pow(w, n));
+    });
+  }
+
+  // Seconds since the epoch as plotly's date strings, in the browser's time zone, to the millisecond.
+  function dateText(t) {
+    const d = new Date(t * 1000), p = (n, k) => String(n).padStart(k || 2, "0");
+    return d.getFullYear() + "-" + p(d.getMonth() + 1) + "-" + p(d.getDate()) + " " + p(d.getHours()) + ":" +
+      p(d.getMinutes()) + ":" + p(d.getSeconds()) + "." + p(d.getMilliseconds(), 3);
+  }
+  // ... and back: plotly gives a date axis's range as such strings (local time), or as milliseconds.
+  function dateSeconds(v) {
+    if (typeof v === "number") return v / 1000;
+    const m = String(v).match(/^(\d{4})-(\d\d)-(\d\d)(?:[ T](\d\d)(?::(\d\d)(?::(\d\d)(\.\d+)?)?)?)?/);
+    if (!m) return NaN;
+    const d = new Date(+m[1], +m[2] - 1, +m[3], +(m[4] || 0), +(m[5] || 0), +(m[6] || 0));
+    return d.getTime() / 1000 + Number(m[7] || 0);
+  }
 
   // One chart: one or several sources (run, metric), each one trace, downsampled by the server to
-  // the chart's width and re-fetched for the zoomed range. "legend" titles the legend (compare: the metric).
+  // the chart's width and re-fetched for the zoomed range. "legend" titles the legend (compare: the
+  // metric). opts: settings (default: the page's chartState()), tools (more controls for its bar).
   class SeriesChart {
-    constructor(card, sources, legend) {
+    constructor(card, sources, legend, opts) {
+      opts = opts || {};
       this.card = card;
       this.sources = sources;
       this.legend = legend;
+      this.settings = opts.settings || chartState();
+      this.settings.charts.add(this);
       this.log = false;
+      this.wide = false;
       this.range = null;
+      this.results = [];
       this.div = el("div", { class: "chart" });
       this.info = el("span", { class: "chart-info" });
       this.logButton = el("button", {
         type: "button", class: "log-toggle", "aria-pressed": "false",
         onclick: () => this.toggleLog(),
       }, "log scale");
-      card.append(el("div", { class: "chart-tools" }, this.logButton, this.info), this.div);
+      this.wideButton = el("button", {
+        type: "button", class: "widen", "aria-pressed": "false", title: "widen to the page (Esc returns)",
+        onclick: () => this.widen(!this.wide),
+      }, "widen");
+      card.append(el("div", { class: "chart-tools" }, this.logButton, this.wideButton, opts.tools || [], this.info),
+        this.div);
       this.pending = null;
       this.drawn = false;
     }
@@ -159,7 +275,9 @@
     }
 
     async fetchSource(src) {
+      const xaxis = this.settings.xaxis;
       let url = api("/runs/" + enc(src.run) + "/series?name=" + enc(src.name) + "&width=" + this.width());
+      if (xaxis !== "step") url += "&xaxis=" + xaxis;
       if (this.range) url += "&x0=" + this.range[0] + "&x1=" + this.range[1];
       for (;;) {
         const data = await getJSON(url);
@@ -175,43 +293,82 @@
       this.pending = (async () => {
         do {
           this.again = false;
+          const xaxis = this.settings.xaxis;
           const results = await Promise.all(this.sources.map((s) => this.fetchSource(s).catch((e) => e)));
-          this.draw(results);
+          if (xaxis === this.settings.xaxis) this.draw(results, xaxis); else this.again = true;
         } while (this.again);
       })();
       try { await this.pending; } finally { this.pending = null; }
     }
 
-    draw(results) {
-      const traces = [];
-      let count = 0, shown = 0, down = false, nonfinite = 0;
+    addSource(src) {
+      this.sources.push(src);
+      return this.load();
+    }
+
+    removeSource(name) {
+      this.sources = this.sources.filter((s) => s.name !== name);
+      return this.load();
+    }
+
+    redraw() {
+      if (this.results.length) this.draw(this.results, this.xaxis);
+    }
+
+    traces(results, xaxis) {
+      const w = this.settings.smoothing;
+      const behind = [], front = [];
       results.forEach((data, i) => {
         const src = this.sources[i];
-        if (data instanceof Error || !data.x) return;
+        if (!src || data instanceof Error || !data.x) return;
+        const color = COLORS[i % COLORS.length];
+        const steps = data.steps || data.x;
+        const x = xaxis === "wall" ? data.x.map(dateText) : data.x;
+        const at = (k) => xaxis === "step" ? "" : " (step " + fmtExact(steps[k]) + ")";
+        const line = { width: 1.5, shape: data.bools ? "hv" : "linear", color };
+        const trace = { type: "scatter", mode: data.x.length < 2 ? "markers" : "lines", x, name: plotlyText(src.label),
+          marker: { color } };
+        const hovertemplate = "%{text}<extra>%{fullData.name}</extra>";
+        if (!w) {
+          front.push({ ...trace, y: data.y, line, hovertemplate, text: data.y.map((y, k) => fmtExact(y) + at(k)) });
+          return;
+        }
+        const ys = smooth(data.y, w);
+        behind.push({ ...trace, y: data.y, line: { ...line, width: 1 }, opacity: 0.25, hoverinfo: "skip",
+          showlegend: false, meta: "raw" });
+        front.push({ ...trace, y: ys, line, hovertemplate, meta: "smoothed",
+          text: ys.map((y, k) => fmtExact(y) + " (raw " + fmtExact(data.y[k]) + ")" + at(k)) });
+      });
+      return behind.concat(front);
+    }
+
+    draw(results, xaxis) {
+      this.results = results;
+      this.xaxis = xaxis;
+      const traces = this.traces(results, xaxis);
+      let count = 0, shown = 0, down = false, nonfinite = 0;
+      for (const data of results) {
+        if (data instanceof Error || !data.x) continue;
         count += data.count || 0;
         shown += data.shown || 0;
         down = down || data.downsampled;
         nonfinite += data.nonfinite || 0;
-        traces.push({
-          type: "scatter", mode: data.x.length < 2 ? "markers" : "lines",
-          x: data.x, y: data.y, name: plotlyText(src.label),
-          line: { width: 1.5, shape: data.bools ? "hv" : "linear" },
-          hovertemplate: "step %{x}<br>%{y:.6~g}<extra>%{fullData.name}</extra>",
-        });
-      });
+      }
+      const hoverformat = { step: "d", relative: ".3f", wall: "%Y-%m-%d %H:%M:%S.%3f" }[xaxis];
       const layout = {
-        height: 260, margin: { l: 60, r: 15, t: 10, b: 40 },
-        xaxis: { title: { text: "step" }, zeroline: false },
+        height: this.wide ? this.wideHeight() : CHART_HEIGHT, margin: { l: 60, r: 15, t: 10, b: 40 },
+        xaxis: { title: { text: XAXES[xaxis] }, zeroline: false, type: xaxis === "wall" ? "date" : "linear", hoverformat },
         yaxis: { type: this.log ? "log" : "linear", zeroline: false },
         showlegend: this.sources.length > 1,
         legend: { orientation: "h", y: -0.25, title: this.legend ? { text: plotlyText(this.legend) } : undefined },
-        hovermode: "closest", uirevision: "keep",
+        hovermode: "x unified", uirevision: xaxis,
       };
       this.info.textContent = plural(count, "point") +
         (down ? ", showing " + fmtNum(shown) + " (min and max per pixel)" : "") +
         (nonfinite ? ", " + fmtNum(nonfinite) + " NaN or infinite not drawn" : "");
       this.div.dataset.traces = String(traces.length);
       this.div.dataset.points = String(count);
+      this.div.dataset.xaxis = xaxis;
       if (!window.Plotly) {
         fill(this.div, message("Charts need plotly: pip install 'amltrack[ui]'", "error"));
         return;
@@ -224,13 +381,16 @@
       this.card.dataset.ready = "1";
     }
 
-    // Zooming asks the server again for the visible steps, at full resolution for that range.
+    // Zooming asks the server again for the visible range, at full resolution for that range:
+    // whole steps on a step axis, seconds on a time axis (a date axis gives its range as dates).
     onRelayout(ev) {
       let range = null;
       if (ev["xaxis.range[0]"] !== undefined) range = [ev["xaxis.range[0]"], ev["xaxis.range[1]"]];
       else if (Array.isArray(ev["xaxis.range"])) range = ev["xaxis.range"];
       else if (!ev["xaxis.autorange"]) return;
-      if (range) range = [Math.floor(range[0]), Math.ceil(range[1])];
+      if (range && this.xaxis === "step") range = [Math.floor(range[0]), Math.ceil(range[1])];
+      else if (range && this.xaxis === "wall") range = range.map(dateSeconds);
+      if (range && !range.every(Number.isFinite)) return;
       if (JSON.stringify(range) === JSON.stringify(this.range)) return;
       this.range = range;
       this.load();
@@ -241,7 +401,37 @@
       this.logButton.setAttribute("aria-pressed", String(this.log));
       if (window.Plotly && this.drawn) Plotly.relayout(this.div, { "yaxis.type": this.log ? "log" : "linear" });
     }
+
+    wideHeight() {
+      return Math.max(CHART_HEIGHT, window.innerHeight - 110);
+    }
+
+    // Widened, the card covers the page; the series is asked for again at the new width.
+    widen(on) {
+      if (on === this.wide) return;
+      this.wide = on;
+      if (on) { if (SeriesChart.wide) SeriesChart.wide.widen(false); SeriesChart.wide = this; }
+      else if (SeriesChart.wide === this) SeriesChart.wide = null;
+      this.card.classList.toggle("chart-wide", on);
+      document.documentElement.classList.toggle("has-wide-chart", on);
+      this.wideButton.setAttribute("aria-pressed", String(on));
+      this.wideButton.textContent = on ? "back" : "widen";
+      if (!window.Plotly || !this.drawn) return;
+      Plotly.relayout(this.div, { height: on ? this.wideHeight() : CHART_HEIGHT, width: null })
+        .then(() => Plotly.Plots.resize(this.div)).then(() => this.load());
+    }
+
+    // After its section was closed while it drew (no width then), or the page was resized.
+    resize() {
+      if (window.Plotly && this.drawn && this.div.clientWidth) {
+        Plotly.Plots.resize(this.div);
+        this.load();
+      }
+    }
   }
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape" && SeriesChart.wide) SeriesChart.wide.widen(false);
+  });
 
   // A list metric: one logged list drawn against its positions, with a slider over the records.
   class ListChart {
@@ -276,8 +466,8 @@
       if (!window.Plotly) return;
       Plotly.react(this.div, [{
         type: "scatter", mode: data.x.length < 2 ? "markers" : "lines+markers", x: data.x, y: data.y,
-        name: plotlyText(this.name), marker: { size: 4 },
-        hovertemplate: "[%{x}] %{y:.6~g}<extra></extra>",
+        name: plotlyText(this.name), marker: { size: 4 }, text: data.y.map(fmtExact),
+        hovertemplate: "[%{x}] %{text}<extra></extra>",
       }], {
         height: 240, margin: { l: 60, r: 15, t: 10, b: 40 },
         xaxis: { title: { text: "position" } }, uirevision: "keep", showlegend: false,
@@ -317,6 +507,12 @@
 
   // ------------------------------------------------------------------ run page
 
+  // A metric's section: the part of its name before the first "/" ("train/loss": train), or none.
+  function metricGroup(name) {
+    const i = name.indexOf("/");
+    return i > 0 ? name.slice(0, i) : "";
+  }
+
   async function runPage(app, s) {
     const ref = BODY.dataset.run;
     let detail;
@@ -330,31 +526,109 @@
     const run = detail.run;
     const id = run.id;
     document.title = runLabel(run) + " · amltrack";
+    const query = new URLSearchParams(location.search);
     const status = statusBadge(run.status, { id: "run-status" });
     const duration = el("span", { id: "run-duration" }, fmtDuration(run.duration_s));
-    const charts = el("div", { id: "charts", class: "charts" });
+    const ended = el("span", { id: "run-ended" }, fmtTime(run.ended));
+    const charts = el("div", { id: "charts", class: "metric-groups" });
     const lists = el("div", { id: "lists", class: "charts" });
     const strings = el("div", { id: "strings" });
     const artifacts = el("div", { id: "artifacts" });
+    const preview = el("section", { id: "artifact-preview", class: "card preview", hidden: true });
     const progress = el("p", { id: "indexing", class: "note", hidden: true });
     const listsTitle = el("h2", { id: "lists-title", hidden: true }, "List metrics");
     const stringsTitle = el("h2", { id: "strings-title", hidden: true }, "Text metrics");
+    const tableDuration = el("span", {}, fmtDuration(run.duration_s));
     fill(app,
       el("div", { class: "run-head" },
         el("h1", {}, runLabel(run)), status,
         el("a", { class: "button", href: BASE + "/compare?runs=" + enc(id) }, "Compare…")),
-      el("p", { class: "id" }, id),
-      metaSection(run, duration),
-      el("h2", {}, "Metrics"), progress, charts,
+      runFacts(run, duration, ended),
+      errorSection(run),
+      el("details", { class: "meta-details", id: "meta-details" },
+        el("summary", {}, "Details: ", detailsSummary(run)), metaSection(run, tableDuration)),
+      el("div", { class: "metrics-head" }, el("h2", {}, "Metrics"), chartToolbar()), progress, charts,
       listsTitle, lists,
       stringsTitle, strings,
-      el("h2", {}, "Artifacts"), artifacts,
+      el("h2", {}, "Artifacts"), artifacts, preview,
     );
-    renderArtifacts(artifacts, id, detail.artifacts);
+    const openPreview = (path) => showPreview(preview, id, path);
+    renderArtifacts(artifacts, id, detail.artifacts, openPreview);
+    if (query.get("artifact")) openPreview(query.get("artifact"));
 
-    const numeric = new Map();
+    const numeric = new Map();  // metric -> {chart, n, card}: the chart whose own metric it is
+    const groups = new Map();   // prefix -> its section's grid
     const listCharts = new Map();
     let stringsCount = -1;
+    // Charts with more metrics than their own, from the URL: "host\nother\n..." per chart.
+    const combined = new Map(query.getAll("combine").map((c) => c.split("\n"))
+      .filter((names) => names.length > 1).map(([host, ...more]) => [host, more]));
+
+    function groupGrid(name) {
+      const key = metricGroup(name);
+      if (!groups.has(key)) {
+        const grid = el("div", { class: "charts" });
+        const count = el("span", { class: "count" });
+        // system/ (the sampler's CPU, memory, disk, network, GPU rows) starts closed: it is there to
+        // look at when training is slow, not the run's own figures.
+        const section = el("details", { class: "metric-group", open: key !== "system", dataset: { group: key } },
+          el("summary", {}, el("span", { class: "group-name" }, key || "ungrouped"), " ", count), grid);
+        // Charts drawn while it was closed had no width: draw them again at the width they now have.
+        section.addEventListener("toggle", () => {
+          if (section.open) for (const e of numeric.values()) if (e.grid === grid) e.chart.resize();
+        });
+        charts.append(section);
+        groups.set(key, { grid, count, n: 0 });
+      }
+      const g = groups.get(key);
+      g.n += 1;
+      g.count.textContent = plural(g.n, "chart");
+      return g.grid;
+    }
+
+    function saveCombined() {
+      setQuery({ combine: [...combined].filter(([, more]) => more.length).map(([host, more]) => [host, ...more].join("\n")) });
+    }
+
+    // The chart-level picker: any other numeric metric of the run, drawn on this chart too.
+    function combineTools(host) {
+      const chips = el("span", { class: "combined" });
+      const picker = el("select", { class: "combine", "aria-label": "add a metric to this chart",
+        onchange: () => {
+          const name = picker.value;
+          picker.value = "";
+          if (!name) return;
+          const more = combined.get(host) || [];
+          if (!more.includes(name)) combined.set(host, [...more, name]);
+          saveCombined();
+          addCombined(host, name);
+        } });
+      return { picker, chips };
+    }
+    function addCombined(host, name) {
+      const e = numeric.get(host);
+      if (!e || e.chart.sources.some((src) => src.name === name)) return;
+      e.chart.addSource({ run: id, name, label: name });
+      e.card.dataset.combined = String(e.chart.sources.length);
+      e.tools.chips.append(el("span", { class: "chip", dataset: { metric: name } }, name,
+        el("button", { type: "button", class: "remove", "aria-label": "remove " + name, onclick: (ev) => {
+          ev.currentTarget.parentNode.remove();
+          combined.set(host, (combined.get(host) || []).filter((x) => x !== name));
+          saveCombined();
+          e.chart.removeSource(name);
+          e.card.dataset.combined = String(e.chart.sources.length);
+        } }, "×")));
+      fillPickers();
+    }
+    function fillPickers() {
+      const names = [...numeric.keys()];
+      for (const e of numeric.values()) {
+        const taken = new Set(e.chart.sources.map((src) => src.name));
+        fill(e.tools.picker, el("option", { value: "" }, "+ metric"),
+          names.filter((n) => !taken.has(n)).map((n) => el("option", { value: n }, n)));
+        e.tools.picker.hidden = names.length === taken.size;
+      }
+    }
 
     async function loadMetrics() {
       for (;;) {
@@ -369,15 +643,24 @@
 
     function apply(metrics) {
       const loads = [];
-      let strCount = 0;
+      let strCount = 0, added = false;
       for (const m of metrics) {
         if (m.numbers && !numeric.has(m.name)) {
           const card = chartCard(m.name, "number");
-          charts.append(card);
-          numeric.set(m.name, { chart: new SeriesChart(card, [{ run: id, name: m.name, label: m.name }]), n: -1 });
+          const grid = groupGrid(m.name);
+          grid.append(card);
+          const tools = combineTools(m.name);
+          const chart = new SeriesChart(card, [{ run: id, name: m.name, label: m.name }], null,
+            { tools: [tools.picker, tools.chips] });
+          numeric.set(m.name, { chart, n: -1, card, grid, tools });
+          added = true;
         }
         const entry = numeric.get(m.name);
-        if (entry && entry.n !== m.numbers) { entry.n = m.numbers; loads.push(entry.chart.load()); }
+        if (entry && entry.n !== m.numbers) {
+          entry.n = m.numbers;
+          // A combined chart draws this metric too: it grows with it.
+          for (const e of numeric.values()) if (e.chart.sources.some((src) => src.name === m.name)) loads.push(e.chart.load());
+        }
         if (m.lists && !listCharts.has(m.name)) {
           const card = chartCard(m.name, "list");
           lists.append(card);
@@ -387,10 +670,14 @@
         if (le && le.n !== m.lists) { le.n = m.lists; loads.push(le.chart.load(m.lists)); }
         strCount += m.strings || 0;
       }
+      if (added) {
+        fillPickers();
+        for (const [host, more] of combined) for (const name of more) if (numeric.has(name)) addCombined(host, name);
+      }
       if (!metrics.length) fill(charts, message("No metrics logged."));
       listsTitle.hidden = listCharts.size === 0;
       if (strCount !== stringsCount) { stringsCount = strCount; loads.push(loadStrings()); }
-      return Promise.all(loads);
+      return Promise.all([...new Set(loads)]);
     }
 
     async function loadStrings() {
@@ -400,7 +687,7 @@
       for (const s of data.strings) {
         for (const r of s.rows) {
           rows.push(el("tr", { dataset: { metric: s.name } }, el("td", { class: "metric-name" }, s.name),
-            el("td", { class: "num" }, r.step), el("td", { class: "value" }, r.value), el("td", {}, fmtTs(r.ts))));
+            el("td", { class: "num" }, fmtExact(r.step)), el("td", { class: "value" }, r.value), el("td", {}, fmtTs(r.ts))));
         }
       }
       if (!rows.length) { fill(strings); return; }
@@ -421,11 +708,13 @@
       showError(charts, e);
     }
 
-    // Everything on the page that the end of the run changes: the badge and the metadata table.
+    // Everything on the page that the end of the run changes: the header and the metadata table.
     function showLive(p) {
       status.textContent = p.status;
       status.className = "status status-" + (STATUSES.includes(p.status) ? p.status : "other");
-      duration.textContent = fmtDuration(p.duration_s);
+      duration.textContent = tableDuration.textContent = fmtDuration(p.duration_s);
+      ended.textContent = fmtTime(p.ended);
+      ended.parentNode.hidden = !p.ended;
       for (const [field, text] of [["Status", p.status], ["Ended", fmtTime(p.ended)]]) {
         const cell = $("#meta td[data-field='" + field + "']", app);
         if (cell) cell.textContent = text;
@@ -452,18 +741,57 @@
             await apply(metrics);
             if (artifactsChanged) {
               const d = await getJSON(api("/runs/" + enc(id)));
-              renderArtifacts(artifacts, id, d.artifacts);
+              renderArtifacts(artifacts, id, d.artifacts, openPreview);
             }
           } catch (e) { /* the next poll tries again */ }
         }
         if (p.status !== "running") {
           const d = await getJSON(api("/runs/" + enc(id)));
           showLive(d.run);
-          renderArtifacts(artifacts, id, d.artifacts);
+          renderArtifacts(artifacts, id, d.artifacts, openPreview);
           return;
         }
       }
     }
+  }
+
+  // The header under the run's name: what tells runs apart at a glance, the full record below it.
+  function runFacts(run, duration, ended) {
+    const git = run.git || {};
+    const fact = (label, value, attrs) => value === null || value === undefined || value === "" ? null :
+      el("span", { class: "fact", ...(attrs || {}) }, el("span", { class: "fact-label" }, label), " ", value);
+    const params = Object.entries(run.params || {});
+    return el("div", { class: "run-facts", id: "run-facts" },
+      el("span", { class: "id" }, run.id),
+      fact("experiment", run.experiment, { dataset: { fact: "experiment" } }),
+      fact("started", fmtTime(run.created), { dataset: { fact: "created" } }),
+      fact("duration", duration, { dataset: { fact: "duration" } }),
+      fact("ended", ended, { dataset: { fact: "ended" }, hidden: !run.ended }),
+      fact("host", run.hostname), fact("user", run.user),
+      git.commit ? fact("git", String(git.commit).slice(0, 10) + (git.dirty ? " (dirty)" : "")) : null,
+      params.slice(0, 8).map(([k, v]) => el("span", { class: "kv param", dataset: { param: k } }, k + "=" + fmtParam(v))),
+      params.length > 8 ? el("span", { class: "note" }, "+" + (params.length - 8) + " params") : null);
+  }
+
+  function fmtParam(v) {
+    if (typeof v === "number" || v === null || v === undefined) return fmtExact(v);
+    return typeof v === "string" ? v : JSON.stringify(v);
+  }
+
+  function detailsSummary(run) {
+    const n = (o) => Object.keys(o || {}).length;
+    return "metadata, " + plural(n(run.params), "parameter") + ", " + plural(n(run.tags), "tag");
+  }
+
+  function errorSection(run) {
+    const errors = [];
+    if (run.error) {
+      errors.push(el("div", { class: "run-error", id: "run-error" },
+        el("strong", {}, (run.error.type || "Error") + ": " + (run.error.message || "")),
+        run.error.traceback ? el("details", {}, el("summary", {}, "traceback"), el("pre", {}, run.error.traceback)) : null));
+    }
+    if (run.write_error) errors.push(el("p", { class: "error" }, "Write error: " + JSON.stringify(run.write_error)));
+    return errors;
   }
 
   function metaSection(run, duration) {
@@ -477,32 +805,22 @@
       ["Outputs", run.outputs], ["amltrack", run.amltrack_version],
     ].filter(([, v]) => v !== null && v !== undefined && v !== "");
     const table = (obj, cls) => el("table", { class: "kv-table " + cls }, el("tbody", {},
-      Object.entries(obj).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, fmtValue(v))))));
+      Object.entries(obj).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", {}, fmtParam(v))))));
     const parts = [el("table", { class: "kv-table meta", id: "meta" }, el("tbody", {},
       rows.map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { dataset: { field: k } }, v)))))];
     const side = [];
     if (run.tags && Object.keys(run.tags).length) side.push(el("h3", {}, "Tags"), table(run.tags, "tags-table"));
     if (run.params && Object.keys(run.params).length) side.push(el("h3", {}, "Parameters"), table(run.params, "params-table"));
-    const out = el("div", { class: "meta-grid" }, el("div", {}, parts), el("div", {}, side));
-    const errors = [];
-    if (run.error) {
-      errors.push(el("div", { class: "run-error", id: "run-error" },
-        el("strong", {}, (run.error.type || "Error") + ": " + (run.error.message || "")),
-        run.error.traceback ? el("pre", {}, run.error.traceback) : null));
-    }
-    if (run.write_error) errors.push(el("p", { class: "error" }, "Write error: " + JSON.stringify(run.write_error)));
-    return el("section", { class: "meta-section" }, out, errors);
+    return el("section", { class: "meta-section" }, el("div", { class: "meta-grid" }, el("div", {}, parts), el("div", {}, side)));
   }
 
-  // A file deleted from the outputs folder was not refused: it has its own status, its last copy
-  // a download when the mirror kept it. Everything else that is not stored was refused.
   // stored and deleted are what they say; preexisting is a file that was in outputs/ before the run
   // and unchanged during it (not the run's, never copied); anything else was refused.
   function artifactKind(entry) {
     return ["stored", "deleted", "preexisting"].includes(entry.status) ? entry.status : "rejected";
   }
 
-  function renderArtifacts(where, runId, entries) {
+  function renderArtifacts(where, runId, entries, onPreview) {
     if (!entries.length) { fill(where, message("No artifacts.")); return; }
     const root = { dirs: new Map(), files: [] };
     for (const a of entries) {
@@ -529,13 +847,16 @@
       }),
       node.files.sort((a, b) => a.name.localeCompare(b.name)).map(({ name, entry }) => {
         const kind = artifactKind(entry);
-        const label = kind === "stored" || entry.kept
+        const served = kind === "stored" || entry.kept;
+        const label = served
           ? el("a", { class: "name download", href: api("/runs/" + enc(runId) + "/artifacts/" + encPath(entry.path)),
             download: name, dataset: { path: entry.path } }, name)
           : el("span", { class: "name" }, name);
         return el("li", { class: "file", dataset: { path: entry.path, status: entry.status } }, label,
           el("span", { class: "size" }, fmtBytes(entry.size)),
           el("span", { class: "status artifact-" + kind }, entry.status),
+          served && onPreview ? el("button", { type: "button", class: "preview-button",
+            "aria-label": "preview " + entry.path, onclick: () => onPreview(entry.path) }, "preview") : null,
           entry.reason ? el("span", { class: "reason reason-" + kind }, entry.reason) : null);
       }));
     const rejected = entries.filter((a) => artifactKind(a) === "rejected");
@@ -554,6 +875,46 @@
           el("td", {}, a.reason || a.status))))));
     }
     fill(where, ...parts);
+  }
+
+  // An artifact in the page: text and JSON as text, CSV as a table, an image through <img> (an SVG
+  // too: an image's scripts never run). Its download link stays; anything else is only that.
+  async function showPreview(where, runId, path) {
+    const href = api("/runs/" + enc(runId) + "/artifacts/" + encPath(path));
+    const name = path.split("/").pop();
+    const close = el("button", { type: "button", class: "close", "aria-label": "close the preview",
+      onclick: () => { where.hidden = true; fill(where); setQuery({ artifact: null }); } }, "×");
+    const head = (...more) => el("div", { class: "preview-head" }, el("strong", { class: "name" }, path), more,
+      el("a", { class: "download", href, download: name }, "download"), close);
+    where.hidden = false;
+    delete where.dataset.kind;
+    fill(where, head(), el("p", { class: "loading" }, "Loading…"));
+    setQuery({ artifact: path });
+    let p;
+    try {
+      p = await getJSON(api("/runs/" + enc(runId) + "/preview/" + encPath(path)));
+    } catch (e) {
+      fill(where, head(), el("p", { class: "error" }, e.message));
+      return;
+    }
+    const notes = [p.note ? message(p.note) : null,
+      p.truncated ? message(p.kind === "csv" ? "The first " + p.rows.length + " rows." : "The first MiB of " + fmtBytes(p.size) + ".") : null];
+    let body;
+    if (p.kind === "image") {
+      body = el("img", { class: "preview-image", alt: path, src: api("/runs/" + enc(runId) + "/images/" + encPath(path)) });
+    } else if (p.kind === "csv") {
+      const [header, ...rows] = p.rows;
+      body = el("div", { class: "table-wrap" }, el("table", { class: "preview-csv" },
+        el("thead", {}, el("tr", {}, (header || []).map((c) => el("th", {}, c)))),
+        el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))))));
+    } else if (p.kind === "text" || p.kind === "json") {
+      body = el("pre", { class: "preview-text" }, p.text);
+    } else {
+      body = message("No preview for this file (" + fmtBytes(p.size) + "): download it.");
+    }
+    where.dataset.kind = p.kind;
+    fill(where, head(el("span", { class: "size" }, fmtBytes(p.size))), notes, body);
+    where.scrollIntoView({ block: "nearest" });
   }
 
   // ------------------------------------------------------------------ compare page
@@ -592,12 +953,6 @@
 
   // ------------------------------------------------------------------ exact values
 
-  // Params, steps and ids as they are: no thousands separators, no rounding.
-  function fmtExact(v) {
-    if (v === null || v === undefined) return "–";
-    if (typeof v === "object") return JSON.stringify(v);
-    return String(v);
-  }
   // The fewest significant digits, six at least, that keep the distinct numbers among `values`
   // distinct: a column of losses reads 0.251 and 0.252, and 0.2512341 only when a neighbour needs it.
   function distinctDigits(values) {
@@ -622,7 +977,8 @@
   window.amltrackUI = Object.freeze({
     BODY, BASE, STATUSES, POLL_LIST_MS, CHART_CONFIG, el, append, fill, $, enc, api, runUrl, sleep, plotlyText,
     HttpError, getJSON, fmtNum, fmtValue, fmtDuration, fmtTime, fmtExact, distinctDigits, fmtDigits,
-    statusBadge, runLabel, message, showError, SeriesChart, ensurePlotly, warmCharts, alive, go,
+    statusBadge, runLabel, message, showError, SeriesChart, chartToolbar, chartQuery, ensurePlotly, warmCharts,
+    alive, go,
   });
   const pages = { run: runPage, assets: assetsPage, ...(window.amltrackPages || {}) };
   let session = 0;
