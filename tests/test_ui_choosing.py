@@ -312,3 +312,7 @@ def test_compare_marks_what_differs_and_draws_every_shared_metric(page: object, 
     page.wait_for_selector("#scatter[data-ready]")
     assert page.is_hidden("#compare-table tr[data-key='metrics.acc']")
     assert page.input_value("#scatter-x") == "params:steps"
+    # The grid has the charts' x-axis and smoothing, kept in the URL beside the page's own view.
+    page.select_option("#chart-xaxis", "relative")
+    page.select_option("#scatter-y", "metrics:max:loss")
+    assert query(page)["xaxis"] == ["relative"] and query(page)["y"] == ["metrics:max:loss"]
