@@ -53,6 +53,16 @@ def test_errors_name_the_column(text: str, column: int, problem: str) -> None:
     assert str(e.value).startswith(f"{problem}") and f"at column {column}" in str(e.value)
 
 
+def test_nesting_is_bounded_so_no_input_exhausts_the_stack() -> None:
+    deep = "(" * 100 + "params.x = 1" + ")" * 100
+    assert q.parse(deep) == Compare(Key("params", "x"), "=", 1)
+    assert str(q.parse("not " * 100 + "params.x = 1")).startswith("not not")
+    for hostile in ("(" * 5000 + "params.x = 1" + ")" * 5000, "not " * 5000 + "params.x = 1"):
+        with pytest.raises(amltrack.QueryError, match="nested") as e:
+            q.parse(hostile)
+        assert e.value.column <= 500
+
+
 def test_keys_quoting_and_aliases() -> None:
     assert q.parse("params.lr = 1") == Compare(Key("params", "lr"), "=", 1)
     assert q.parse('params."model.depth" = 1').key == Key("params", "model.depth")
