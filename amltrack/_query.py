@@ -15,10 +15,11 @@ Absent keys are null: they match only ``is null`` (and never raise), and mixed t
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -54,7 +55,8 @@ _SCOPE_ALIASES = {
     "attr": "attributes",
     "run": "attributes",
 }
-FIELDS = ("last", "min", "max", "count")  # metrics.NAME.FIELD; the last value when none is given
+FIELDS = ("last", "min", "max", "count")
+MAX_DEPTH = 100  # metrics.NAME.FIELD; the last value when none is given
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "~")
 _ORDERING = {"<", "<=", ">", ">="}
 
@@ -220,6 +222,7 @@ class _Parser:
             raise TypeError(f"a query is a str, not {type(text).__name__}: {text!r}")
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     def fail(self, problem: str, at: int | None = None, hint: str = "") -> QueryError:
         return QueryError(self.text, (self.pos if at is None else at) + 1, problem, hint)
@@ -271,14 +274,26 @@ class _Parser:
 
     def not_(self) -> Node:
         if self.keyword("not"):
-            return Not(self.not_())
+            with self.nested():
+                return Not(self.not_())
         return self.primary()
+
+    @contextlib.contextmanager
+    def nested(self) -> Iterator[None]:
+        # A query may come from anyone who can reach the UI or the server: nesting is bounded, so
+        # that no input makes the parser, the printer or the matcher run out of stack.
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise self.fail(f"expected at most {MAX_DEPTH} nested 'not's and parentheses")
+        yield
+        self.depth -= 1
 
     def primary(self) -> Node:
         c = self.peek()
         if c == "(":
             self.pos += 1
-            node = self.or_()
+            with self.nested():
+                node = self.or_()
             if not self.char(")"):
                 raise self.fail("expected ')'")
             return node
