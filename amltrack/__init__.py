@@ -23,6 +23,7 @@ from ._errors import (
     InvalidOutputsError,
     InvalidPathError,
     MetricNotFoundError,
+    MissingExtraError,
     QueryError,
     RefusedFileError,
     RunFinishedError,
@@ -35,6 +36,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._assets import Asset
     from ._logger import Logger, get_azureml_logger, get_logger, start_run
+    from ._media import ConfusionMatrix, Histogram, Image, Table
     from ._store import Metric, Point, Run, Store
     from ._writer import Handle, UploadHandle
 
@@ -48,6 +50,10 @@ _LAZY = {
     "get_logger": "_logger",
     "start_run": "_logger",
     "Metric": "_store",
+    "Image": "_media",
+    "Table": "_media",
+    "Histogram": "_media",
+    "ConfusionMatrix": "_media",
     "Point": "_store",
     "Run": "_store",
     "Store": "_store",
@@ -77,8 +83,11 @@ __all__ = [
     "ArtifactNotFoundError",
     "Asset",
     "AssetNotFoundError",
+    "ConfusionMatrix",
     "EmptyPrefixError",
     "Handle",
+    "Histogram",
+    "Image",
     "InvalidAssetNameError",
     "InvalidMetricError",
     "InvalidOutputsError",
@@ -86,6 +95,7 @@ __all__ = [
     "Logger",
     "Metric",
     "MetricNotFoundError",
+    "MissingExtraError",
     "QueryError",
     "RefusedFileError",
     "Point",
@@ -95,6 +105,7 @@ __all__ = [
     "RunNotFoundError",
     "Store",
     "StoreError",
+    "Table",
     "UploadHandle",
     "WriteError",
     "__version__",

@@ -19,7 +19,8 @@ amltrack::
     ├── StoreError (OSError)              a store that cannot be opened or has a newer schema
     ├── WriteError (OSError)              the background writer could not write a file
     ├── RunFinishedError (RuntimeError)   logging into a logger after finish()
-    └── RunHeldError (RuntimeError)       resuming a run that a live process holds
+    ├── RunHeldError (RuntimeError)       resuming a run that a live process holds
+    └── MissingExtraError (ImportError)   a call that needs an optional dependency not installed
 
 Messages say what happened, to what, and what to do.
 """
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidMetricError",
     "InvalidPathError",
     "MetricNotFoundError",
+    "MissingExtraError",
     "QueryError",
     "RefusedFileError",
     "RunFinishedError",
@@ -372,3 +374,11 @@ class RefusedFileError(AmltrackError, PermissionError):
 
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+class MissingExtraError(AmltrackError, ImportError):
+    """A call needs an optional dependency that is not installed; the message names the extra."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        self.what, self.package, self.extra = what, package, extra
+        super().__init__(f"{what} needs {package}, which is not installed: pip install 'amltrack[{extra}]'")

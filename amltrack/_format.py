@@ -44,6 +44,10 @@ SUMMARY_LOCK = "summary.json.lock"  # held while a process merges its figures in
 METRICS_FILE = "metrics.jsonl"
 MANIFEST_FILE = "artifacts.jsonl"
 ARTIFACTS_DIR = "artifacts"
+# artifacts/media/NAME/STEP-SEQ[-WRITER].png|.jpg|.table.json: the files of image and table metrics
+# (log_image, log_table), which are artifacts of the run like any other, so that sync, the CLI and
+# the UI reach them as they reach uploads; their records in metrics.jsonl point at them by this path.
+MEDIA_DIR = "media"
 LEDGER_DIR = "sync"  # sync/REMOTE_KEY.json: what was pushed where (also in an asset version's folder)
 CACHE_DIR = "cache"  # derived data, always safe to delete:
 COLUMNS_FILE = "columns.bin"  # cache/columns.bin: the writer's column index
@@ -64,6 +68,8 @@ MAX_PATH_BYTES = 1024  # in UTF-8: with the store's own path it stays well under
 # File systems allow 255 bytes a name; the rest is room for the temporary file written beside it
 # (".NAME.<pid>.<thread>.tmp"), so a part that is accepted can always be stored.
 MAX_PART_BYTES = 200
+_MEDIA_UNSAFE_RE = re.compile(r"[^A-Za-z0-9._+ -]")
+MEDIA_PART_CHARS = 100
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What a Windows file system cannot hold in a name (docs/format.md, "Paths"): these characters, a
 # device name with or without an extension (NUL.txt is NUL; Windows drops the spaces before the dot),
@@ -132,6 +138,22 @@ def check_artifact_path(path: object) -> str:
         if problem is not None:
             raise InvalidPathError(path, f"{problem}, which a Windows file system cannot hold")
     return path
+
+
+def media_folder(name: str) -> str:
+    """The artifact folder of metric ``name``'s files: ``media/`` and the name's ``/``-separated
+    parts, each with the characters a file name cannot safely hold (anything but letters, digits,
+    ``. _ - +`` and spaces) as ``_``; raises InvalidPathError if that still cannot be a path here."""
+    parts = []
+    for part in name.split("/"):
+        safe = _MEDIA_UNSAFE_RE.sub("_", part).strip(" ")[:MEDIA_PART_CHARS] or "_"
+        parts.append("_" + safe if safe in (".", "..") or safe.endswith(".") else safe)
+    return check_artifact_path("/".join((MEDIA_DIR, *parts)))
+
+
+def media_path(folder: str, step: int, seq: int, writer: str | None, ext: str) -> str:
+    """A media file's artifact path: unique in the run, as (seq, writer) is."""
+    return f"{folder}/{step}-{seq}{'' if writer is None else '-' + writer}{ext}"
 
 
 def windows_name_problem(parts: list[str]) -> str | None:
@@ -303,7 +325,7 @@ def iter_dicts(records: Iterable[Any]) -> Iterable[dict[str, Any]]:
 # damaged cache costs its run the cached figures only, never the listing.
 
 _SCALARS = (str, int, float, bool, type(None))
-_METRIC_KINDS = ("number", "string", "bool", "list")
+_METRIC_KINDS = tuple(_kinds.BY_NAME)
 
 
 def _is_int(v: Any) -> TypeGuard[int]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _media
 from ._errors import InvalidMetricError, short_repr
 
 MAX_NAME_CHARS = 255
@@ -172,10 +173,98 @@ class List(Kind):
             return None
 
 
+class Tagged(Kind):
+    """A kind whose values are JSON objects tagged ``{"kind": NAME, ...}`` (docs/format.md, "Rich
+    kinds"): images, tables, histograms, confusion matrices. The logger makes them through
+    ``_media``'s inputs, never through ``log()``; a reader gets them as ``reads``' type, which keeps
+    the record's value and knows the run folder its file is in."""
+
+    column = "media"
+    counter = "media"
+    reads: type[_media._Value] = _media._Value
+    _fields: tuple[tuple[str, tuple[type, ...]], ...] = ()
+
+    def accepts(self, v: Any) -> bool:
+        if type(v) is not dict or v.get("kind") != self.name:
+            return False
+        return all(type(v.get(k)) in types for k, types in self._fields)
+
+    def coerce(self, name: str, v: Any) -> Any:
+        raise TypeError(f"metric {quote_name(name)}: log a {self.name} with its own call, not log()")
+
+    def last(self, v: Any) -> tuple[Any, int | None]:
+        return None, None  # summary.json keeps single values; the points hold the rest
+
+    def brief(self, length: Any) -> str | None:
+        return f"[{self.name.replace('_', ' ')}]"
+
+    def show(self, v: dict[str, Any]) -> str:
+        """A value in a line of ``history info``."""
+        return self.name
+
+    def read(self, v: dict[str, Any], artifacts: Any) -> Any:
+        """The value a reader gets: the record's value, with its run's artifacts folder for its file."""
+        return self.reads(v, artifacts)
+
+
+class ImageKind(Tagged):
+    """``log_image``: a PNG or JPEG file under ``artifacts/media/``, the record pointing at it."""
+
+    name = "image"
+    reads = _media.Image
+    _fields = (("path", (str,)), ("width", (int,)), ("height", (int,)), ("format", (str,)))
+
+    def show(self, v: dict[str, Any]) -> str:
+        return f"image {v['width']}x{v['height']} {v['path']}"
+
+
+class TableKind(Tagged):
+    """``log_table``: a JSON file ``{"columns", "data"}`` under ``artifacts/media/``; ``log_row``:
+    one row, inline (``"data"`` in the record)."""
+
+    name = "table"
+    reads = _media.Table
+    _fields = (("columns", (list,)),)
+
+    def accepts(self, v: Any) -> bool:
+        return super().accepts(v) and (type(v.get("path")) is str or type(v.get("data")) is list)
+
+    def show(self, v: dict[str, Any]) -> str:
+        if "data" in v:
+            return f"row of {len(v['columns'])} cells"
+        return f"table {v.get('rows')} rows x {len(v['columns'])} columns"
+
+
+class HistogramKind(Tagged):
+    """``log_histogram``: counts between edges, NaN and infinities apart; inline."""
+
+    name = "histogram"
+    reads = _media.Histogram
+    _fields = (("counts", (list,)), ("edges", (list,)))
+
+    def show(self, v: dict[str, Any]) -> str:
+        n = sum(x for x in v["counts"] if type(x) in (int, float))
+        return f"histogram of {n:g} values in {len(v['counts'])} bins"
+
+
+class ConfusionKind(Tagged):
+    """``log_confusion_matrix``: labels and a square matrix of counts; inline."""
+
+    name = "confusion_matrix"
+    reads = _media.ConfusionMatrix
+    _fields = (("labels", (list,)), ("matrix", (list,)))
+
+    def show(self, v: dict[str, Any]) -> str:
+        return f"confusion matrix of {len(v['labels'])} labels"
+
+
 NUMBER, BOOL, STRING, LIST = Number(), Bool(), String(), List()
-KINDS: tuple[Kind, ...] = (NUMBER, BOOL, STRING, LIST)
+IMAGE, TABLE, HISTOGRAM, CONFUSION = ImageKind(), TableKind(), HistogramKind(), ConfusionKind()
+KINDS: tuple[Kind, ...] = (NUMBER, BOOL, STRING, LIST, IMAGE, TABLE, HISTOGRAM, CONFUSION)
 BY_NAME = {k.name: k for k in KINDS}
-# The kinds the UI cache keeps as offsets of their lines, by column: {"str": STRING, "list": LIST}.
+TAGGED = {k.name: k for k in KINDS if isinstance(k, Tagged)}
+# The kinds the UI cache keeps as offsets of their lines, by column: {"str": STRING, "list": LIST,
+# "media": IMAGE}; the tagged kinds share one column, their records' "kind" telling them apart.
 BY_OFFSETS_COLUMN = {k.column: k for k in KINDS if k.column != "value"}
 # A value's JSON type tells its kind; a new kind's values are objects tagged with their "kind".
 _BY_TYPE: dict[type, Kind] = {float: NUMBER, int: NUMBER, bool: BOOL, str: STRING, list: LIST}
@@ -184,12 +273,27 @@ _BY_TYPE: dict[type, Kind] = {float: NUMBER, int: NUMBER, bool: BOOL, str: STRIN
 def kind_of(v: Any) -> Kind | None:
     """The kind of a value as read back, or None if no kind accepts it."""
     k = _BY_TYPE.get(type(v))
+    if k is None and type(v) is dict:
+        k = TAGGED.get(v.get("kind"))  # type: ignore[arg-type]
     return k if k is not None and k.accepts(v) else None
 
 
 def kind_by_type(v: Any) -> Kind:
-    """A checked value's kind by its JSON type alone (anything else: number), for summaries."""
+    """A checked value's kind by its JSON type alone (a tagged object by its tag; anything else:
+    number), for summaries."""
+    if isinstance(v, dict):  # a record's value, or a reader's (_media.Image, ...)
+        return TAGGED.get(v.get("kind"), NUMBER)  # type: ignore[arg-type]
     return _BY_TYPE.get(type(v), NUMBER)
+
+
+def read_value(v: Any, artifacts: Any) -> Any:
+    """A value as a reader gets it: a tagged one as its kind's type (``_media.Image``, ...), which
+    finds its file in the run's ``artifacts`` folder."""
+    if type(v) is dict:
+        k = TAGGED.get(v.get("kind"))  # type: ignore[arg-type]
+        if k is not None:
+            return k.read(v, artifacts)
+    return v
 
 
 def unknown_kind(v: Any) -> str | None:

@@ -13,7 +13,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import _env
+from . import _env, _media
 from . import _format as fmt
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
 from ._lifecycle import ending, install_hooks, registry
@@ -65,6 +65,7 @@ class Logger:
         # name: the __next__ of an itertools.count of its default steps; None past _HIGH_STEP
         self._steps: dict[str, Callable[[], int] | None] = {}
         self._high: dict[str, int] = {}  # next default step of names past _HIGH_STEP
+        self._folders: dict[str, str] = {}  # name: its media folder (log_image, log_table)
         self._finished = False
         self._finish_lock = threading.Lock()
         self._mirror: Any = None
@@ -271,6 +272,117 @@ class Logger:
                 f"metric {_quote_name(name)} was logged at step {_INT_MAX}, the last one; pass step= explicitly"
             )
         return step
+
+    # ------------------------------------------------------------- rich kinds (amltrack/_media.py)
+
+    def log_image(
+        self, name: str, image: Any, *, step: int | None = None, caption: str | None = None
+    ) -> Handle:
+        """Queue an image; the writer stores it as a PNG file (a JPEG stays JPEG) and then its record.
+
+        ``image``: a numpy array or torch tensor (H x W gray, H x W x 3 RGB, H x W x 4 RGBA, a
+        tensor also C x H x W; uint8, or float in [0, 1]), a PIL image, a matplotlib figure, PNG or
+        JPEG bytes, or a path to a PNG or JPEG file; at most 8,192 pixels a side. The pixels are
+        copied at the call and encoded in the writer's thread. Needs ``amltrack[media]`` (Pillow).
+
+            logger.log_image("samples", batch[0], step=epoch, caption="label: 7")
+        """
+        name = _check_name(name)
+        step = self._media_step_arg(name, step)
+        pending = _media.image_input(name, self._media_folder(name), image, caption)
+        return self._put_tagged(name, step, pending, pending.size)
+
+    def log_table(self, name: str, data: Any, *, step: int | None = None) -> Handle:
+        """Queue a table: a dict of equal-length columns, or a pandas DataFrame; cells are numbers,
+        bools, strings or None (NaN is stored as null). At most 100,000 rows and 1,000 columns. The
+        writer stores it as a JSON file ``{"columns": [...], "data": [[...], ...]}``, as MLflow's
+        ``log_table`` does, and then its record.
+
+            logger.log_table("per class", {"class": ["cat", "dog"], "f1": [0.91, 0.88]})
+        """
+        name = _check_name(name)
+        step = self._media_step_arg(name, step)
+        pending = _media.table_input(name, self._media_folder(name), data)
+        return self._put_tagged(name, step, pending, pending.size)
+
+    def log_row(self, name: str, **cells: Any) -> Handle:
+        """Append one row to table ``name``: one record holding the row, at the name's next step.
+        Readers put the rows of a name together (``Table``, ``amltrack metrics --format csv``).
+
+            logger.log_row("per epoch", epoch=3, loss=0.21, note="lr drop")
+        """
+        name = _check_name(name)
+        value = _media.row_input(name, cells)
+        return self._put_tagged(name, None, value, 0)
+
+    def log_histogram(
+        self,
+        name: str,
+        values: Any = None,
+        *,
+        step: int | None = None,
+        bins: int = 64,
+        counts: Any = None,
+        edges: Any = None,
+    ) -> Handle:
+        """Queue a histogram of ``values`` (any shape; every element counts) in ``bins`` equal bins
+        between their finite least and greatest, NaN and infinities counted apart; or one already
+        computed, ``counts=`` and ``edges=`` (one edge more than counts, increasing). The values are
+        copied at the call and binned in the writer's thread; the record holds the histogram inline.
+
+            logger.log_histogram("weights/fc1", model.fc1.weight, step=epoch)
+        """
+        name = _check_name(name)
+        step = self._media_step_arg(name, step)
+        value = _media.histogram_input(name, "", values, bins, counts, edges)
+        return self._put_tagged(name, step, value, getattr(value, "size", 0))
+
+    def log_confusion_matrix(self, name: str, matrix: Any, *, labels: Any, step: int | None = None) -> Handle:
+        """Queue a confusion matrix: ``matrix[i][j]`` counts the examples of true label ``labels[i]``
+        predicted as ``labels[j]``; at most 256 labels. Held inline in its record.
+
+            logger.log_confusion_matrix("val/confusion", cm, labels=["cat", "dog"], step=epoch)
+        """
+        name = _check_name(name)
+        step = self._media_step_arg(name, step)
+        value = _media.confusion_input(name, matrix, labels)
+        return self._put_tagged(name, step, value, 0)
+
+    def _media_folder(self, name: str) -> str:
+        """The folder of ``name``'s files, checked once a name: a regex a call cost 8 µs."""
+        folder = self._folders.get(name)
+        if folder is None:
+            folder = self._folders[name] = fmt.media_folder(name)
+        return folder
+
+    def _media_step_arg(self, name: str, step: Any) -> int | None:
+        return None if step is None else _check_step(name, step)
+
+    def _put_tagged(self, name: str, step: int | None, value: Any, size: int) -> Handle:
+        """Queue a record of a tagged kind, at ``step`` or the name's next default step."""
+        q = self._queue
+        with q.lock:
+            self._blocked()
+            if step is None:
+                nxt = self._steps.get(name)
+                if nxt is not None:
+                    step = nxt()
+                elif name in self._steps:
+                    step = self._high_step(name)
+                    self._high[name] = step + 1
+                else:
+                    step = 0
+                    self._steps[name] = count(1).__next__
+            else:
+                self._go_on_from(name, step)
+            h = q.Handle()
+            h["name"] = name
+            h["step"] = step
+            h["value"] = value
+            h["ts"] = _time()
+            h["seq"] = None
+            q.put_media(h, size)
+            return h
 
     def _blocked(self) -> None:
         """Raise why nothing may be queued now, if anything. Called with the writer's lock held."""

@@ -229,7 +229,7 @@ def record_points(step: int, value: Any) -> list[tuple[int, float]] | None:
 class Series:
     """One metric's columns as decoded: ``steps``, ``values`` and ``timestamps`` in file order."""
 
-    __slots__ = ("name", "steps", "values", "timestamps")
+    __slots__ = ("name", "steps", "values", "timestamps", "media")
 
     def __init__(
         self,
@@ -242,6 +242,9 @@ class Series:
         self.steps: list[int] = [] if steps is None else steps
         self.values: list[Any] = [] if values is None else values
         self.timestamps: list[float] = [] if timestamps is None else timestamps
+        # Whether a value is of a tagged kind (an image, a table, ...), which readers wrap: only
+        # the checked path meets them, so plain series are never scanned for them.
+        self.media = False
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -332,6 +335,7 @@ def _group_rows(
             at.setdefault(records[i]["name"], []).append(i)
         for name, m in grouped.items():
             parts.setdefault(name, []).append((at[name], m.steps, m.values, m.timestamps))
+        media = [name for name, m in grouped.items() if m.media]
     out = {}
     for name, series in parts.items():
         if len(series) == 1:
@@ -341,6 +345,9 @@ def _group_rows(
         order = sorted(range(len(where)), key=where.__getitem__)
         pick = operator.itemgetter(*order)  # two parts or more: two points or more
         out[name] = Series(name, *(list(pick([x for part in series for x in part[k]])) for k in (1, 2, 3)))
+    if points:
+        for name in media:
+            out[name].media = True
     return out, 0
 
 
@@ -356,6 +363,7 @@ def concat(parts: list[dict[str, Series]]) -> dict[str, Series]:
                 head.steps += m.steps
                 head.values += m.values
                 head.timestamps += m.timestamps
+                head.media |= m.media
     return out
 
 
@@ -392,10 +400,12 @@ def _group_checked(records: list[Any], unknown: dict[str, int]) -> tuple[dict[st
             else:
                 unknown[p] = unknown.get(p, 0) + 1
             continue
-        name, step, value, ts, _ = p
+        name, step, value, ts, kind = p
         m = out.get(name)
         if m is None:
             m = out[name] = Series(name)
+        if kind.column == "media":
+            m.media = True
         m.steps.append(step)
         m.values.append(value)
         m.timestamps.append(ts)
@@ -426,6 +436,7 @@ def _group_multi(records: list[Any], unknown: dict[str, int]) -> tuple[dict[str,
             out[name] = parts[0]
             continue
         m = out[name] = Series(name)
+        m.media = any(p.media for p in parts)
         for step, value, ts in heapq.merge(*parts, key=lambda p: p[2]):
             m.steps.append(step)
             m.values.append(value)
@@ -534,7 +545,7 @@ def block_extras(blocks: list[Block]) -> Iterator[tuple[int, Any]]:
 class Part:
     """What one chunk holds of one metric."""
 
-    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strings", "lists")
+    __slots__ = ("steps", "values", "stamps", "bools", "nonfinite", "strings", "lists", "media")
 
     def __init__(self) -> None:
         self.steps: Any = []
@@ -544,6 +555,7 @@ class Part:
         self.nonfinite = 0
         self.strings: list[int] = []  # offsets of lines, per kind kept so (Kind.counter)
         self.lists: list[int] = []
+        self.media: list[int] = []  # the tagged kinds' (images, tables, ...), one column for all
 
 
 def decode_chunk(data: bytes, base: int) -> tuple[dict[str, Part], int, bool]:

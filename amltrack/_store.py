@@ -15,7 +15,7 @@ from typing import Any, BinaryIO, NamedTuple, Protocol, overload
 
 import orjson
 
-from . import _env, _query, _records
+from . import _env, _kinds, _query, _records
 from . import _format as fmt
 from ._columns import Columns, read_segments
 from ._errors import (
@@ -513,6 +513,11 @@ class Run:
             del data
             series = _records.concat([*parts, tail]) if parts else tail
             out = {n: Metric(n, s.steps, s.values, s.timestamps) for n, s in series.items()}
+            for n, s in series.items():
+                if s.media:  # images, tables, ...: values that know this run's folder, for their files
+                    artifacts = self.dir / fmt.ARTIFACTS_DIR
+                    out[n].values = [_kinds.read_value(v, artifacts) for v in s.values]
+                    out[n].media = True
         finally:
             if enabled:
                 gc.enable()

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from . import _format as fmt
-from . import _platform, _records
+from . import _media, _platform, _records
 from ._columns import ColumnWriter
 from ._errors import AmltrackError, InvalidMetricError, WriteError, short_repr
 from ._files import AppendFile, Artifacts
@@ -36,10 +36,12 @@ from ._records import as_lines as _as_lines
 FLUSH_INTERVAL = 0.5
 BATCH_SIZE = 2000
 MAX_PENDING = 10_000
-MAX_PENDING_BYTES = 256 * 1024 * 1024  # upload bytes queued before upload() blocks
+# Bytes of uploads and of images, tables and histograms queued before the next such call waits.
+MAX_PENDING_BYTES = 256 * 1024 * 1024
 HEARTBEAT_INTERVAL = 10.0  # seconds between summary.json heartbeats of a live writer
 SUMMARY_INTERVAL = 1.0  # seconds: the least time between two summary.json rewrites
 MAX_WRITE = 1 << 20  # bytes per write() call, each a run of whole lines
+MEDIA_PIECE = 16  # rich values encoded before their records are written (_write_media_batch)
 
 # Errors that may pass (space freed, quota raised): keep the data and try again on the next flush.
 _TRANSIENT = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EAGAIN, errno.EINTR}
@@ -151,6 +153,8 @@ class _Queue:
         "items",
         "rows",
         "has_uploads",
+        "media",
+        "took_media",
         "extra",
         "blocked",
         "closed",
@@ -176,6 +180,8 @@ class _Queue:
         self.items: deque[Any] = deque()
         self.rows = False  # a row (log_metrics()) is queued: the batch needs the rows encoder
         self.has_uploads = False
+        self.media = False  # a tagged value (an image, a table, ...) is queued: the writer finishes it
+        self.took_media = False  # the last take()'s batch held one
         self.extra = 0  # the queued rows' entries beyond their first: the bounds count points
         self.blocked: object = None
         self.closed = False
@@ -217,6 +223,24 @@ class _Queue:
             self._woken(n == 1)
         return h
 
+    def put_media(self, h: Handle, size: int) -> None:
+        """Queue a record of a tagged kind, whose value the writer may still have to encode (a
+        ``_media.Pending`` of ``size`` bytes). Called with the lock held. Such a batch goes the rows'
+        way (``rows``), which the column index keeps as raw lines, so that every reader meets these
+        values through the checked path; ``size`` counts against the bound on bytes, as an upload's."""
+        self.rows = True
+        self.media = True
+        items = self.items
+        items.append(h)
+        self.pending_bytes += size
+        n = len(items)
+        if n == 1:
+            self.cond.notify()
+        elif not self.urgent and n + self.extra >= self.wake_at:
+            self.hurry()
+        if self._full():
+            self._wait_for_room(size)
+
     def put_upload(self, h: UploadHandle) -> None:
         """Queue an upload and have it written now. Called with the lock held."""
         self.has_uploads = True
@@ -224,7 +248,7 @@ class _Queue:
         self.pending_bytes += h.size
         self.hurry()
         if self._full():
-            self._wait_for_room()
+            self._wait_for_room(h.size)
 
     def take_back(self, h: Handle) -> bool:
         """After ``log()``'s append found ``blocked`` set: True when ``close()`` had begun and ``h``
@@ -255,9 +279,15 @@ class _Queue:
     def _full(self) -> bool:
         return len(self.items) + self.extra >= self.max_pending or self.pending_bytes > MAX_PENDING_BYTES
 
-    def _wait_for_room(self) -> None:
+    def _wait_for_room(self, own: int = 0) -> None:
+        """Wait while the queue is full of others' records, or of others' bytes: ``own`` is what the
+        caller's record holds, and a caller never waits for itself. The bytes are released when the
+        writer has stored them, not when it takes them, so the bound covers what it is encoding."""
         self.hurry()
-        while self._full() and len(self.items) > 1 and self._can_drain():
+        while self._can_drain() and (
+            (len(self.items) + self.extra >= self.max_pending and len(self.items) > 1)
+            or self.pending_bytes > max(MAX_PENDING_BYTES, own)
+        ):
             self.cond.wait(1.0)
 
     # -- the writer's side, and both sides' signals; all called with the lock held
@@ -288,7 +318,8 @@ class _Queue:
         n = len(queue)
         items = list(islice(iter(queue.popleft, None), n)) if n else []
         has_uploads, rows = self.has_uploads, self.rows
-        self.has_uploads = self.rows = False
+        self.took_media = self.media
+        self.has_uploads = self.rows = self.media = False
         self.extra = 0
         if has_uploads:
             for seq, h in enumerate(items, self.taken + 1):
@@ -305,8 +336,10 @@ class _Queue:
         return items, has_uploads, rows
 
     def uploaded(self, size: int) -> None:
-        """An upload's bytes have left memory (stored, or given up)."""
+        """An upload's or a rich value's bytes have left memory (stored, or given up)."""
         self.pending_bytes -= size
+        if size:
+            self.cond.notify_all()  # a caller waiting for room in bytes
 
 
 class Writer:
@@ -490,11 +523,15 @@ class Writer:
                         remaining = min(remaining, interval)
                     self.cond.wait(remaining)
                 items, has_uploads, rows = q.take()
+                media = q.took_media
                 looked = time.monotonic()
                 closing = self._closing
                 fsync = self._fsync_requested
             try:
-                self._write_batch(items, fsync, has_uploads, rows)
+                if media:
+                    self._write_media_batch(items, fsync, has_uploads)
+                else:
+                    self._write_batch(items, fsync, has_uploads, rows)
             except BaseException as e:  # never let the thread die silently
                 with self.cond:
                     self.error = e if isinstance(e, AmltrackError) else WriteError(self.run_dir, e)
@@ -520,6 +557,7 @@ class Writer:
         fsync: bool,
         has_uploads: bool = True,
         rows: bool = True,
+        upto: int | None = None,
     ) -> None:
         if not self._registered:
             self._register()
@@ -578,7 +616,7 @@ class Writer:
             self.error = failed
             self._update_blocked()
             if failed is None and not self._retry_uploads:
-                self.durable_seq = self.queue.taken
+                self.durable_seq = self.queue.taken if upto is None else upto
                 if fsync:
                     self._fsync_requested = False
             self.cond.notify_all()
@@ -587,6 +625,62 @@ class Writer:
             self._summary_dirty and now - self._last_summary >= SUMMARY_INTERVAL
         ) or now - self._last_summary >= HEARTBEAT_INTERVAL:
             self._write_summary()
+
+    def _write_media_batch(self, items: list[Any], fsync: bool, has_uploads: bool) -> None:
+        """Write a batch that holds rich values in pieces of ``MEDIA_PIECE`` of them, each piece's
+        files and then its records, so that records follow their files closely: a kill loses the
+        records of the files of one piece at most, beyond the flush window, however long the batch."""
+        start = pending = 0
+        Pending = _media.Pending
+        for i, h in enumerate(items):
+            if type(h) is not UploadHandle and isinstance(h.get("value"), Pending):
+                pending += 1
+            if pending == MEDIA_PIECE or i == len(items) - 1:
+                piece = items[start : i + 1]
+                start, pending = i + 1, 0
+                last = piece[-1]
+                upto = last.seq if type(last) is UploadHandle else last["seq"]
+                # A piece whose write fails keeps its bytes to go first in the next write, in order.
+                self._write_batch(
+                    self._finish_media(piece), fsync and start == len(items), has_uploads, True, upto
+                )
+
+    def _finish_media(self, items: list[Any]) -> list[Any]:
+        """Encode the batch's pending values (``_media.Pending``) and store their files, each before
+        the record that points at it is written, so that no record points at a missing or half
+        written file (``Artifacts.put`` writes a temporary file and renames it). A value that cannot
+        be encoded or stored leaves its record out; its error is raised from the next call."""
+        out = []
+        Pending = _media.Pending
+        for h in items:
+            v = h.get("value") if type(h) is not UploadHandle else None
+            if not isinstance(v, Pending):
+                out.append(h)
+                continue
+            try:
+                data, value = v.encode()
+                if data is not None:
+                    path = fmt.media_path(v.folder, h["step"], h["seq"], self.writer_id, v.ext)
+                    entry = self._artifacts.put(path, data=data, source=v.source)
+                    value = {**value, "path": path, "size": entry["size"], "sha256": entry["sha256"]}
+                h["value"] = value
+                out.append(h)
+            except Exception as e:
+                dest = f"{v.kind} metric {h['name']!r} at step {h['step']}"
+                err: BaseException = (
+                    WriteError(self.run_dir / fmt.ARTIFACTS_DIR / v.folder, e, retried=False)
+                    if isinstance(e, OSError)
+                    else InvalidMetricError(
+                        f"{dest} could not be encoded ({type(e).__name__}: {e}); it is not stored"
+                    )
+                )
+                with self.cond:
+                    self._unreported = self._unreported or err
+                    self._update_blocked()
+            finally:
+                with self.cond:
+                    self.queue.uploaded(v.size)
+        return out
 
     def _register(self) -> None:
         """A process that joins a run says where its records start before it writes one, so that a

@@ -102,6 +102,7 @@ LAYERS = {
         "_format",
         "_records",
         "_kinds",
+        "_media",
         "_env",
         "_errors",
         "_platform",

@@ -98,6 +98,12 @@ def test_system_benchmark_smoke() -> None:
     assert figures["per_sample_ms"] >= 0 and figures["core_percent_at_10s"] >= 0
 
 
+def test_media_benchmark_smoke() -> None:
+    figures = smoke("bench_media.py")
+    for key in ("log_image_median_us", "images_durable_s", "log_histogram_median_us", "ui_media_ms"):
+        assert figures[key] > 0, key
+
+
 def test_query_benchmark_smoke() -> None:
     figures = smoke("bench_query.py")
     assert figures["runs"] == 40 and figures["matched"][0] > 0

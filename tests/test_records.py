@@ -25,7 +25,7 @@ LINES = [
     b'{"name":"x","step":1,"value":"NaN","ts":3.0,"seq":5,"nonfinite":true}',
     b'{"step":7,"values":{"a":1,"b":"Infinity","c":false},"ts":4.0,"seq":6,"nonfinite":true}',
     b'{"step":7,"values":{},"ts":4.0,"seq":7}',
-    b'{"name":"img","step":0,"value":{"kind":"image","path":"a.png"},"ts":5.0,"seq":8}',
+    b'{"name":"img","step":0,"value":{"kind":"video","path":"a.mp4"},"ts":5.0,"seq":8}',
     b'{"name":"bad","step":-1,"value":1,"ts":5.0}',
     b'{"name":"bad","step":1,"value":[1,"a"],"ts":5.0}',
     b'{"name":"bad","step":1,"value":{"x":1},"ts":5.0}',
@@ -60,14 +60,26 @@ def test_the_mlflow_reader_skips_what_mlflows_int64_cannot_hold() -> None:
 
 
 def test_kinds_are_one_table() -> None:
-    assert [k.name for k in _kinds.KINDS] == ["number", "bool", "string", "list"]
+    assert [k.name for k in _kinds.KINDS] == [
+        "number",
+        "bool",
+        "string",
+        "list",
+        "image",
+        "table",
+        "histogram",
+        "confusion_matrix",
+    ]
     assert _kinds.kind_of(1.5) is _kinds.NUMBER and _kinds.kind_of(True) is _kinds.BOOL
     assert _kinds.kind_of("a") is _kinds.STRING and _kinds.kind_of([1, 2.0]) is _kinds.LIST
-    assert _kinds.kind_of([1, "a"]) is None and _kinds.kind_of({"kind": "image"}) is None
-    assert _kinds.unknown_kind({"kind": "image"}) == "image" and _kinds.unknown_kind({"x": 1}) is None
+    assert _kinds.kind_of([1, "a"]) is None and _kinds.kind_of({"kind": "video"}) is None
+    assert _kinds.kind_of({"kind": "image"}) is None  # a known kind without its fields: damage
+    assert _kinds.unknown_kind({"kind": "video"}) == "video" and _kinds.unknown_kind({"x": 1}) is None
+    image = {"kind": "image", "path": "media/x/0-1.png", "width": 2, "height": 3, "format": "png"}
+    assert _kinds.kind_of(image) is _kinds.IMAGE and _kinds.IMAGE.mlflow_points(0, image) is None
     assert _kinds.LIST.mlflow_points(5, [1, 2]) == [(0, 1.0), (1, 2.0)]
     assert _kinds.STRING.mlflow_points(5, "a") is None
-    assert {k.column for k in _kinds.KINDS} == {"value", "str", "list"}
+    assert {k.column for k in _kinds.KINDS} == {"value", "str", "list", "media"}
 
 
 def test_decode_and_decode_chunk_keep_and_skip_the_same_records() -> None:
@@ -81,7 +93,7 @@ def test_decode_and_decode_chunk_keep_and_skip_the_same_records() -> None:
     assert cache_skipped == skipped + bad
     assert "img" not in metrics and "img" not in parts
     assert {n: len(m) for n, m in metrics.items()} == {
-        n: len(p.steps) + len(p.strings) + len(p.lists) for n, p in parts.items()
+        n: len(p.steps) + len(p.strings) + len(p.lists) + len(p.media) for n, p in parts.items()
     }
     assert math.isinf(metrics["b"].values[0]) and math.isnan(metrics["hist"].values[0][2])
 
@@ -90,7 +102,7 @@ def test_a_record_of_an_unknown_kind_is_skipped_with_one_warning_that_is_not_dam
     with amltrack.start_run("k", store=tmp_path / "s", outputs=None) as logger:
         logger.log("loss", 0.5)
     run = amltrack.Store(tmp_path / "s").last()
-    image = {"name": "x", "step": 0, "value": {"kind": "image", "path": "x/0.png"}, "ts": 1.0, "seq": 9}
+    image = {"name": "x", "step": 0, "value": {"kind": "video", "path": "x/0.mp4"}, "ts": 1.0, "seq": 9}
     with open(run.dir / fmt.METRICS_FILE, "ab") as f:
         f.write(orjson.dumps(image) + b"\n" + orjson.dumps({**image, "step": 1}) + b"\n")
     with warnings.catch_warnings(record=True) as caught:
@@ -99,7 +111,7 @@ def test_a_record_of_an_unknown_kind_is_skipped_with_one_warning_that_is_not_dam
     assert list(metrics) == ["loss"] and run.skipped == 0
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1, messages
-    assert "'image'" in messages[0] and "2 of kind" in messages[0]
+    assert "'video'" in messages[0] and "2 of kind" in messages[0]
     assert "damaged" not in messages[0]
 
 
@@ -126,7 +138,7 @@ ODD = st.sampled_from(
     [
         b"garbage",
         b"",
-        b'{"name":"img","step":0,"value":{"kind":"image"},"ts":1.0}',
+        b'{"name":"img","step":0,"value":{"kind":"video"},"ts":1.0}',
         b'{"name":"loss","step":-1,"value":1,"ts":1.0}',
         b'{"name":"loss","step":1,"value":[1,"a"],"ts":1.0}',
     ]

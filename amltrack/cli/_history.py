@@ -365,10 +365,11 @@ def show(run: Run, as_json: bool) -> int:
         print()
         print(
             out.table(
-                ["METRIC", "COUNT", "LAST", "MIN", "MAX", "SERIES"],
+                ["METRIC", "KIND", "COUNT", "LAST", "MIN", "MAX", "SERIES"],
                 [
                     [
                         n,
+                        str(m["kind"]),
                         str(m["count"]),
                         out.value(m["last"]),
                         out.value(m["min"]),
@@ -378,7 +379,7 @@ def show(run: Run, as_json: bool) -> int:
                     for n, m in d["metrics"].items()
                 ],
                 flex={"METRIC": 16, "LAST": 10, "MIN": 10, "MAX": 10},
-                drop=["COUNT", "MIN", "MAX", "SERIES"],
+                drop=["KIND", "COUNT", "MIN", "MAX", "SERIES"],
             )
         )
     if d["artifacts"]:

@@ -28,7 +28,9 @@ def add_parser(sub: Any) -> None:
         "amltrack metrics -r last loss acc --format csv > curves.csv",
         description=(
             "Print every point of a run's metrics (all of them, or the NAMEs given) in call order: "
-            "name, step, value and timestamp (Unix seconds). RUN defaults to the newest run."
+            "name, step, value and timestamp (Unix seconds). RUN defaults to the newest run. One NAME "
+            "of a table, histogram or confusion matrix with --format csv or json prints its contents: "
+            "a table's rows, a histogram's bins, a matrix's cells, each with its step."
         ),
     )
     add_store_arg(p)
@@ -63,11 +65,53 @@ def _csv_cell(v: Any) -> str:
         return "true" if v else "false"
     if t is int:
         return str(v)
-    if t is list:
+    if t is list or isinstance(v, dict):  # a list metric's array, an image's or a table's record
         import orjson
 
         return orjson.dumps(out.json_safe(v)).decode()
+    if v is None:
+        return ""
     return str(v)
+
+
+def contents(m: Metric) -> tuple[str, list[str], list[list[Any]]] | None:
+    """What a table, histogram or confusion matrix metric holds, as a kind, a header and rows, each
+    row led by its point's step: every table's rows (``log_row``'s build one table; the columns are
+    those of every record, in order of first appearance, a cell a record lacks empty), every
+    histogram's bins (``lo``, ``hi``, ``count``; NaN and infinities as rows of their own), every
+    matrix's cells. None for a metric of other kinds, or of several."""
+    kinds = {v.get("kind") if isinstance(v, dict) else None for v in m.values}
+    if len(kinds) != 1:
+        return None
+    (kind,) = kinds
+    rows: list[list[Any]] = []
+    if kind == "table":
+        columns: dict[str, int] = {}
+        for v in m.values:
+            for c in v.columns:
+                columns.setdefault(c, len(columns))
+        for step, v in zip(m.steps, m.values):
+            at = [columns[c] for c in v.columns]
+            for r in v.data:
+                row: list[Any] = [None] * len(columns)
+                for i, x in zip(at, r):
+                    row[i] = x
+                rows.append([step, *row])
+        return kind, ["step", *columns], rows
+    if kind == "histogram":
+        for step, v in zip(m.steps, m.values):
+            edges = v.edges
+            rows += [[step, edges[i], edges[i + 1], n] for i, n in enumerate(v.counts)]
+            for key, mark in (("nan", math.nan), ("inf", math.inf), ("-inf", -math.inf)):
+                if v.get(key):
+                    rows.append([step, mark, mark, v[key]])
+        return kind, ["step", "lo", "hi", "count"], rows
+    if kind == "confusion_matrix":
+        for step, v in zip(m.steps, m.values):
+            labels = v.labels
+            rows += [[step, t, p, n] for t, r in zip(labels, v.matrix) for p, n in zip(labels, r)]
+        return kind, ["step", "true", "predicted", "count"], rows
+    return None
 
 
 def _write_csv(metrics: list[Metric]) -> None:
@@ -133,6 +177,22 @@ def to_json(run_id: str, metrics: list[Metric]) -> dict[str, Any]:
     }
 
 
+def _write_contents(
+    run_id: str, name: str, fmt: str, kind: str, header: list[str], rows: list[list[Any]]
+) -> None:
+    if fmt == "json":
+        import orjson
+
+        body = {"run": run_id, "metric": name, "kind": kind, "columns": header, "data": out.json_safe(rows)}
+        sys.stdout.buffer.write(orjson.dumps(body) + b"\n")
+        return
+    import csv
+
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([_csv_cell(x) for x in r] for r in rows)
+
+
 @guarded
 def cmd_metrics(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
@@ -141,7 +201,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     run = out.open_store(args.store).run(args.run)
     metrics = select(run.metrics(), args.names, run.id)
     sys.stdout.flush()
-    if fmt == "json":
+    rich = contents(metrics[0]) if len(args.names) == 1 and fmt != "jsonl" else None
+    if rich is not None:
+        _write_contents(run.id, metrics[0].name, fmt, *rich)
+    elif fmt == "json":
         import orjson
 
         sys.stdout.buffer.write(orjson.dumps(to_json(run.id, metrics)) + b"\n")

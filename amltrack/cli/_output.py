@@ -168,6 +168,12 @@ def value(v: Any) -> str:
         return f"[{len(v)} values]"
     if v is None:
         return "-"
+    if isinstance(v, dict):  # an image, a table, ...: as its kind shows it
+        from .._kinds import TAGGED
+
+        kind = TAGGED.get(str(v.get("kind")))
+        if kind is not None and kind.accepts(dict(v)):
+            return kind.show(v)
     s = str(v)
     return s if len(s) <= 40 else s[:37] + "..."
 

@@ -47,6 +47,8 @@ from ._static import plotly_available
 
 WAIT = 0.8  # seconds a request spends bringing a cache up to date before it answers with progress
 MAX_STRINGS = 1000
+MAX_MEDIA_RECORDS = 10_000
+MEDIA_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".table.json": "application/json"}
 ROW_METRICS = 6  # last values per run in the runs list
 XAXES = ("step", "wall", "relative")  # a chart's x: the step, the time, or the time since the run began
 
@@ -403,7 +405,10 @@ class Api:
         metrics = [
             {
                 "name": name,
-                **{k: m[k] for k in ("numbers", "bools", "nonfinite", "strings", "lists", "last_step")},
+                **{
+                    k: m[k]
+                    for k in ("numbers", "bools", "nonfinite", "strings", "lists", "media", "last_step")
+                },
             }
             for name, m in sorted(idx["metrics"].items(), key=lambda kv: kv[1]["id"])
         ]
@@ -539,6 +544,53 @@ class Api:
         }
         return answer(request, body, etag=f"{idx['gen']}-{m['id']}-{count}-{i}-{width}")
 
+    def media(self, request: Request) -> Response:
+        """Records ``start:stop`` (slice bounds, negative from the end) of an image, table,
+        histogram or confusion matrix metric: each one's step, time and value as in metrics.jsonl."""
+        run = self._run(request.path_params["ref"])
+        name = _required(request, "name")
+        start = _int(request, "start", 0, -(2**62), 2**62)
+        stop = _int(request, "stop", 2**62, -(2**62), 2**62)
+        cache = self._cache(run)
+        cache.update(time.monotonic() + WAIT)
+        idx = cache.index()
+        m = idx["metrics"].get(name)
+        count = m["media"] if m else 0
+        if not count:
+            raise ApiError(
+                404, "metric_not_found", f"run {run.id} has no image, table or histogram metric {name!r}"
+            )
+        a, b, _ = slice(start, stop).indices(count)
+        if b - a > MAX_MEDIA_RECORDS:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"{b - a} records asked for; ask for {MAX_MEDIA_RECORDS} at most at a time",
+            )
+        records = [
+            {"step": st, "ts": ts, "value": safe(v)} for st, v, ts in cache.records(name, "media", a, b)
+        ]
+        body = {"name": name, "count": count, "start": a, "records": records}
+        return answer(request, body, etag=f"{idx['gen']}-{m['id']}-{count}-{a}-{b}")
+
+    def media_file(self, request: Request) -> Response:
+        """An image or table file of ``log_image`` or ``log_table`` (under ``media/``), shown inline
+        with its own type: a PNG, a JPEG or JSON, which a page may show but never run."""
+        run = self._run(request.path_params["ref"])
+        path = fmt.check_artifact_path(request.path_params["path"])
+        kind = next((t for suffix, t in MEDIA_TYPES.items() if path.endswith(suffix)), None)
+        if not path.startswith(fmt.MEDIA_DIR + "/") or kind is None:
+            raise ArtifactNotFoundError(path, run.id)
+        try:
+            f = open_beneath(run.dir, f"{fmt.ARTIFACTS_DIR}/{path}")
+        except OSError:
+            raise ArtifactNotFoundError(path, run.id) from None
+        with f:
+            data = f.read()
+        # A media file's path is never reused (it holds the record's seq): a browser may keep it.
+        headers = {**DOWNLOAD_HEADERS, "Cache-Control": "private, max-age=86400"}
+        return Response(data, media_type=kind, headers=headers)
+
     def strings(self, request: Request) -> Response:
         """The last ``limit`` records of each string metric."""
         run = self._run(request.path_params["ref"])
@@ -572,7 +624,8 @@ class Api:
         idx = cache.index()
         cursor = self._cursor(run, idx)
         counts = {
-            name: {k: m[k] for k in ("numbers", "strings", "lists")} for name, m in idx["metrics"].items()
+            name: {k: m[k] for k in ("numbers", "strings", "lists", "media")}
+            for name, m in idx["metrics"].items()
         }
         return answer(
             request,

@@ -63,6 +63,8 @@ def ui_app(
         Route("/api/runs/{ref}/series", api.series),
         Route("/api/runs/{ref}/lists", api.lists),
         Route("/api/runs/{ref}/strings", api.strings),
+        Route("/api/runs/{ref}/media", api.media),
+        Route("/api/runs/{ref}/media/{path:path}", api.media_file),
         Route("/api/runs/{ref}/poll", api.poll),
         Route("/api/runs/{ref}/artifacts/{path:path}", api.artifact),
         Route("/api/runs/{ref}/preview/{path:path}", api.preview),

@@ -54,7 +54,7 @@ from .._records import Part as _Part
 CACHE_DIR = fmt.CACHE_DIR
 UI_DIR = fmt.UI_CACHE_DIR
 INDEX_FILE = "index.json"
-VERSION = 1
+VERSION = 2  # 2: a "media" offsets column, for the tagged kinds (images, tables, ...)
 CHUNK = 8 << 20  # bytes of metrics.jsonl parsed per step; about 90,000 records
 INDEX_STEP = 1_000_000  # records taken per step from the writer's column index
 HEAD = 4096  # the leading bytes whose hash tells a replaced file from a grown one
@@ -396,6 +396,7 @@ class SeriesCache:
                     "nonfinite": 0,
                     "strings": 0,
                     "lists": 0,
+                    "media": 0,
                     "sorted": True,
                     "last_step": None,
                 }
@@ -427,7 +428,7 @@ class SeriesCache:
         idx["skipped"] += skipped
         idx["multi"] = idx["multi"] or multi
         idx["records"] = idx.get("records", 0) + sum(
-            len(p.steps) + len(p.strings) + len(p.lists) for p in parts.values()
+            len(p.steps) + len(p.strings) + len(p.lists) + len(p.media) for p in parts.values()
         )
         if idx["head_len"] < HEAD:
             f.seek(0)

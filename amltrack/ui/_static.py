@@ -18,10 +18,16 @@ from starlette.responses import Response
 
 HERE = Path(__file__).resolve().parent / "static"
 JS = "text/javascript; charset=utf-8"
-OWN = {"ui.js": JS, "runs.js": JS, "compare.js": JS, "ui.css": "text/css; charset=utf-8"}
-# The pages' scripts in the order they run: runs.js and compare.js register their pages for ui.js,
-# which draws the page once it has run.
-SCRIPTS = ("runs.js", "compare.js", "ui.js")
+OWN = {
+    "ui.js": JS,
+    "media.js": JS,  # the rich kinds' cards, which ui.js asks for
+    "runs.js": JS,
+    "compare.js": JS,
+    "ui.css": "text/css; charset=utf-8",
+}
+# The pages' scripts in the order they run (deferred scripts run in order): media.js, runs.js and
+# compare.js register themselves for ui.js, which draws the page once it has run.
+SCRIPTS = ("media.js", "runs.js", "compare.js", "ui.js")
 PLOTLY = "plotly.min.js"
 
 

@@ -633,6 +633,9 @@ class MlflowRemote(HttpBacked):
             elif p in want.contents:
                 data = tempfile.TemporaryFile()
                 data.write(want.contents[p])
+            elif p in want.made:  # an image's thumbnail, a logged table: made now, not at planning
+                data = tempfile.TemporaryFile()
+                data.write(want.made[p]())
             elif p in want.artifact_paths:
                 put = partial(self._put_artifact, f"{ARTIFACT_API}/{root}/{quote(p, safe='/')}", file, up)
                 done = send_artifact(snap, want.artifact_paths[p], put)  # never through a symlink

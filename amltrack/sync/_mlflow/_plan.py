@@ -5,7 +5,8 @@ there from what the server holds (``plan``). No requests: the client asks, and p
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,6 +17,7 @@ from ... import _format as fmt
 from .. import _answers as answers
 from .._errors import SyncError
 from .._local import Snapshot, sha256_bytes
+from . import _media
 from ._mapping import (
     MAX_PARAM_VALUE,
     MAX_RUN_NAME,
@@ -90,6 +92,7 @@ class Wanted:
     artifact_paths: dict[str, str]  # MLflow path -> the artifact path, opened through Run.open_artifact
     contents: dict[str, bytes]  # MLflow path -> the bytes it is uploaded from (run.json, summary.json)
     names: dict[str, dict[str, str]]  # kind -> {MLflow key: amltrack name} where they differ
+    made: dict[str, Callable[[], bytes]] = field(default_factory=dict)  # MLflow path -> bytes made at upload
     digest: str = ""
 
     def __post_init__(self) -> None:
@@ -163,7 +166,11 @@ def wanted(snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
     artifact_paths: dict[str, str] = {}
     contents: dict[str, bytes] = {}
     root = snap.dir / fmt.ARTIFACTS_DIR
+    media = _media.plan(snap)  # images, tables, ...: in MLflow's own layout, in place of their files
+    tags.update(media.tags)
     for path, f in sorted(snap.artifact_files(known).items()):
+        if path in media.replaced:
+            continue
         p = mlflow_path(path)
         if p != path:
             names["artifacts"][p] = path
@@ -193,6 +200,7 @@ def wanted(snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
     own.append(
         (NAMES_FILE, f"from:{snap.metrics_size}:{snap.manifest_size}:{sha256_bytes(snap.run_json)}", None)
     )
+    _add_media(snap, media, artifacts, files, artifact_paths)
     for p, mark, source in own:
         if p in artifacts:
             raise SyncError(
@@ -217,7 +225,29 @@ def wanted(snap: Snapshot, known: dict[str, Any] | None) -> Wanted:
         artifact_paths=artifact_paths,
         contents=contents,
         names=names,
+        made=media.made,
     )
+
+
+def _add_media(
+    snap: Snapshot,
+    media: _media.MediaPlan,
+    artifacts: dict[str, str],
+    files: dict[str, Path],
+    artifact_paths: dict[str, str],
+) -> None:
+    """The images, tables, histograms and confusion matrices of ``media`` among the artifacts."""
+    root = snap.dir / fmt.ARTIFACTS_DIR
+    for p, mark in media.artifacts.items():
+        if p in artifacts:
+            raise SyncError(
+                f"run {snap.id} has an artifact at {p}, where the MLflow run keeps a logged table or image; "
+                "move the artifact to push the run to MLflow"
+            )
+        artifacts[p] = mark
+        if p in media.sources:
+            artifact_paths[p] = media.sources[p]
+            files[p] = root / media.sources[p]
 
 
 def plan(

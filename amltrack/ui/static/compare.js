@@ -28,6 +28,7 @@
   let rows = new Map();  // run id -> the runs list's row: params, tags and metric summaries
   let runs = [];  // the chosen runs, once each, in the order of their refs
   let numeric = new Map();  // run id -> the names of its metrics that have numbers
+  let rich = new Map();  // run id -> the names of its images, tables, histograms (media.js's cards)
 
   const picked = el("ul", { id: "compare-runs", class: "chips" });
   const add = el("select", { id: "compare-add", "aria-label": "add a run", onchange: () => {
@@ -110,7 +111,10 @@
   async function metricsOf(id) {
     for (;;) {
       const m = await getJSON(api("/runs/" + enc(id) + "/metrics"));
-      if (!m.building) return m.metrics.filter((x) => x.numbers).map((x) => x.name);
+      if (!m.building) {
+        rich.set(id, m.metrics.filter((x) => x.media && !x.numbers).map((x) => x.name));
+        return m.metrics.filter((x) => x.numbers).map((x) => x.name);
+      }
       note.textContent = "indexing " + runLabel(info.get(id) || { id }) + "…";
       await U.sleep(200);
     }
@@ -213,7 +217,10 @@
     const order = [...shared, ...union.filter((n) => !shared.includes(n))];
     const names = labels();
     charts = [];
-    fill(grid, order.length ? null : U.message(runs.length ? "These runs have no numeric metrics." : "No runs chosen."));
+    const media = U.media();
+    const richNames = media ? [...new Set(runs.flatMap((r) => rich.get(r.id) || []))] : [];
+    fill(grid, order.length || richNames.length ? null
+      : U.message(runs.length ? "These runs have no metrics to chart." : "No runs chosen."));
     for (const metric of order) {
       const having = runs.filter((r, i) => lists[i].includes(metric));
       const card = el("section", { class: "card chart-card", dataset: { metric, kind: "number" } },
@@ -237,7 +244,14 @@
       }, { rootMargin: "400px" });
       for (const c of lazy) observer.observe(c.card);
     } else eager.push(...lazy);
-    await Promise.all(eager.map((c) => c.load().catch(() => {})));
+    // Images, tables and histograms: each run's card side by side, one section a metric.
+    const richLoads = richNames.map((metric) => {
+      const card = el("section", { class: "card chart-card media-compare-card", dataset: { metric, kind: "media" } });
+      grid.append(card);
+      const having = runs.filter((r) => (rich.get(r.id) || []).includes(metric));
+      return media.compare(card, having.map((r) => ({ id: r.id, label: names.get(r.id) })), metric).catch(() => {});
+    });
+    await Promise.all([...eager.map((c) => c.load().catch(() => {})), ...richLoads]);
   }
 
   // ---------------------------------------------------------------- parallel coordinates and scatter

@@ -125,6 +125,15 @@
     fill(where, el("p", { class: "error" }, err.message || String(err)));
   }
 
+  // The rich kinds' cards (media.js), given this file's helpers.
+  let mediaCards = null;
+  function media() {
+    if (!mediaCards && window.amltrackMedia) {
+      mediaCards = window.amltrackMedia({ el, fill, getJSON, api, enc, encPath, plotlyText, fmtNum });
+    }
+    return mediaCards;
+  }
+
   // ------------------------------------------------------------------ charts
 
   const CHART_CONFIG = {
@@ -539,6 +548,8 @@
     const listsTitle = el("h2", { id: "lists-title", hidden: true }, "List metrics");
     const stringsTitle = el("h2", { id: "strings-title", hidden: true }, "Text metrics");
     const tableDuration = el("span", {}, fmtDuration(run.duration_s));
+    const rich = el("div", { id: "media", class: "charts" });
+    const richTitle = el("h2", { id: "media-title", hidden: true }, "Images, tables and histograms");
     fill(app,
       el("div", { class: "run-head" },
         el("h1", {}, runLabel(run)), status,
@@ -549,6 +560,7 @@
         el("summary", {}, "Details: ", detailsSummary(run)), metaSection(run, tableDuration)),
       el("div", { class: "metrics-head" }, el("h2", {}, "Metrics"), chartToolbar()), progress, charts,
       listsTitle, lists,
+      richTitle, rich,
       stringsTitle, strings,
       el("h2", {}, "Artifacts"), artifacts, preview,
     );
@@ -559,6 +571,7 @@
     const numeric = new Map();  // metric -> {chart, n, card}: the chart whose own metric it is
     const groups = new Map();   // prefix -> its section's grid
     const listCharts = new Map();
+    const richCards = new Map();
     let stringsCount = -1;
     // Charts with more metrics than their own, from the URL: "host\nother\n..." per chart.
     const combined = new Map(query.getAll("combine").map((c) => c.split("\n"))
@@ -669,11 +682,20 @@
         const le = listCharts.get(m.name);
         if (le && le.n !== m.lists) { le.n = m.lists; loads.push(le.chart.load(m.lists)); }
         strCount += m.strings || 0;
+        if (m.media && media()) {
+          let rc = richCards.get(m.name);
+          if (!rc) {
+            rc = { n: -1, made: media().runCard(id, m.name).then((c) => { rich.append(c.card); return c; }) };
+            richCards.set(m.name, rc);
+          }
+          if (rc.n !== m.media) { rc.n = m.media; loads.push(rc.made.then((c) => c.load())); }
+        }
       }
       if (added) {
         fillPickers();
         for (const [host, more] of combined) for (const name of more) if (numeric.has(name)) addCombined(host, name);
       }
+      richTitle.hidden = richCards.size === 0;
       if (!metrics.length) fill(charts, message("No metrics logged."));
       listsTitle.hidden = listCharts.size === 0;
       if (strCount !== stringsCount) { stringsCount = strCount; loads.push(loadStrings()); }
@@ -978,7 +1000,7 @@
     BODY, BASE, STATUSES, POLL_LIST_MS, CHART_CONFIG, el, append, fill, $, enc, api, runUrl, sleep, plotlyText,
     HttpError, getJSON, fmtNum, fmtValue, fmtDuration, fmtTime, fmtExact, distinctDigits, fmtDigits,
     statusBadge, runLabel, message, showError, SeriesChart, chartToolbar, chartQuery, ensurePlotly, warmCharts,
-    alive, go,
+    media, alive, go,
   });
   const pages = { run: runPage, assets: assetsPage, ...(window.amltrackPages || {}) };
   let session = 0;

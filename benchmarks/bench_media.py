@@ -1,0 +1,120 @@
+"""What the rich kinds cost (issue 19): the caller's time per log_image and log_histogram call, how
+long 1,000 images take to be durable, and how fast the UI answers an image card's records.
+
+    python benchmarks/bench_media.py            # 1,000 images of 256 x 256 RGB, 1,000 histograms of 10,000 values
+    python benchmarks/bench_media.py --smoke    # tiny sizes, run by the test suite
+
+- ``log_image``: each call timed with ``perf_counter_ns`` (a copy of the pixels and a queue append;
+  the PNG is encoded in the writer's thread, which shares the GIL with the loop: its cost shows in
+  the wall time, not here), then ``finish()``: ``images_durable_s`` is from the first call to
+  ``finish()`` returning, every file and record on disk.
+- ``log_histogram``: each call of 10,000 float64 values timed the same way (a copy; the bins are
+  counted in the writer).
+- ``ui_media_ms``: the UI's ``/api/runs/{ref}/media`` answer for every record of the 1,000-step
+  image metric, what the image card asks for when it opens, median of 5 after a first call that
+  builds the series cache, from a real ``amltrack ui`` process over HTTP (bench_ui.py's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import amltrack
+
+
+def timed_calls(call, n: int) -> list[float]:
+    out = []
+    for i in range(n):
+        t = time.perf_counter_ns()
+        call(i)
+        out.append((time.perf_counter_ns() - t) / 1000)
+    return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--noise", action="store_true", help="images of random noise, PNG's worst case")
+    a = ap.parse_args()
+    n = 20 if a.smoke else 1000
+    side = 32 if a.smoke else 256
+    rng = np.random.default_rng(0)
+    # Sample-prediction-like pictures: smooth shapes with a little noise (pure noise does not
+    # compress, and costs PNG several times as much: --noise measures that worst case).
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    images = []
+    for k in range(8):
+        base = np.stack([np.sin(6 * xx + k), np.cos(5 * yy - k), np.sin(4 * (xx + yy) + k)], axis=-1)
+        noise = rng.random(base.shape) * 255 if a.noise else rng.normal(0, 2, base.shape)  # in levels
+        images.append(np.clip((base + 1) * 127 + noise, 0, 255).astype(np.uint8))
+    values = rng.standard_normal(10_000)
+    figures: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        logger = amltrack.get_logger("media-bench", store=store, outputs=None)
+        start = time.perf_counter()
+        image_us = timed_calls(lambda i: logger.log_image("samples", images[i % 8], step=i), n)
+        logger.finish()
+        figures["images_durable_s"] = time.perf_counter() - start
+        figures["log_image_median_us"] = statistics.median(image_us)
+        figures["log_image_p99_us"] = pct(image_us, 0.99)
+        figures["image_files_mb"] = sum(f.stat().st_size for f in store.rglob("*.png")) / 1e6
+
+        hist = amltrack.get_logger("hist-bench", store=store, outputs=None)
+        hist_us = timed_calls(lambda i: hist.log_histogram("weights", values, step=i), n)
+        hist.finish()
+        figures["log_histogram_median_us"] = statistics.median(hist_us)
+        figures["log_histogram_p99_us"] = pct(hist_us, 0.99)
+
+        try:
+            sys.path.insert(0, str(Path(__file__).resolve().parent))
+            from bench_ui import Ui  # a real `amltrack ui` process, as bench_ui measures it
+        except ImportError:  # the UI extra is not installed
+            pass
+        else:
+            ui = Ui(store, Path(tmp) / "ui.log")
+            try:
+                url = f"/api/runs/{logger.run_id}/media?name=samples"
+                ui.client.get(url).raise_for_status()  # builds the series cache
+                times = []
+                for _ in range(5):
+                    t = time.perf_counter()
+                    r = ui.client.get(url)
+                    times.append((time.perf_counter() - t) * 1000)
+                    assert len(r.json()["records"]) == n
+                figures["ui_media_ms"] = statistics.median(times)
+            finally:
+                ui.close()
+    if a.json:
+        print(json.dumps(figures))
+        return
+    print(f"log_image of {side}x{side} RGB uint8, {n} calls:")
+    print(
+        f"  caller: median {figures['log_image_median_us']:.1f} us, p99 {figures['log_image_p99_us']:.1f} us"
+    )
+    print(
+        f"  durable (finish() returned): {figures['images_durable_s']:.2f} s, {figures['image_files_mb']:.1f} MB"
+    )
+    print(f"log_histogram of 10,000 values, {n} calls:")
+    print(
+        f"  caller: median {figures['log_histogram_median_us']:.1f} us, p99 {figures['log_histogram_p99_us']:.1f} us"
+    )
+    if "ui_media_ms" in figures:
+        print(f"UI: the {n} records of the image card: {figures['ui_media_ms']:.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
