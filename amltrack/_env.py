@@ -8,6 +8,7 @@
 | ``AMLTRACK_OUTPUTS`` | ``get_logger()`` | the folder mirrored into the run's artifacts |
 | ``AMLTRACK_OUTPUTS_KEEP_DELETED`` | ``get_logger()`` | ``1``: keep artifacts of outputs deleted during the run |
 | ``AMLTRACK_SYSTEM_METRICS`` | ``get_logger()`` | ``0``: no ``system/`` metrics; a number: seconds between samples |
+| ``AMLTRACK_REDACT`` | ``get_logger()``, ``amltrack run``, ``sync`` | ``0``/``off``: no redaction; else extra patterns, whitespace between them (``docs/redaction.md``) |
 | ``AMLTRACK_CONFIG_DIR`` | ``amltrack remote``, ``sync`` | where ``remotes.json`` lives |
 | ``AMLTRACK_TOKEN`` | ``sync``, ``--remote`` readers | the token sent to an amltrack server |
 | ``AMLTRACK_SERVER_TOKENS`` | ``amltrack server`` | the tokens the server accepts |
@@ -23,6 +24,7 @@ RUN_ID = "AMLTRACK_RUN_ID"
 OUTPUTS = "AMLTRACK_OUTPUTS"
 OUTPUTS_KEEP_DELETED = "AMLTRACK_OUTPUTS_KEEP_DELETED"
 SYSTEM_METRICS = "AMLTRACK_SYSTEM_METRICS"
+REDACT = "AMLTRACK_REDACT"
 CONFIG_DIR = "AMLTRACK_CONFIG_DIR"
 TOKEN = "AMLTRACK_TOKEN"
 SERVER_TOKENS = "AMLTRACK_SERVER_TOKENS"

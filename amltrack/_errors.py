@@ -7,6 +7,7 @@ amltrack::
     AmltrackError
     ├── InvalidMetricError (ValueError)   a bad metric name, value or step, rejected at the call
     ├── InvalidPathError (ValueError)     an artifact path that is absolute, has "..", NUL, ...
+    ├── InvalidRedactPatternError (ValueError) a redaction pattern that is not a regular expression
     ├── QueryError (ValueError)           a filter expression or sort key that does not parse
     ├── RunNotFoundError (LookupError)    no run matches an id or prefix
     ├── AmbiguousRunError (LookupError)   a prefix matches more than one run
@@ -39,6 +40,7 @@ __all__ = [
     "InvalidAssetNameError",
     "InvalidMetricError",
     "InvalidPathError",
+    "InvalidRedactPatternError",
     "MetricNotFoundError",
     "MissingExtraError",
     "QueryError",
@@ -198,6 +200,19 @@ def _quote_path(path: object) -> str:
 
 class InvalidOutputsError(AmltrackError, ValueError):
     """An outputs folder that cannot be mirrored, such as one inside the store it would be copied to."""
+
+
+class InvalidRedactPatternError(AmltrackError, ValueError):
+    """An extra redaction pattern (``get_logger(redact=[...])``, ``$AMLTRACK_REDACT``) that cannot be used."""
+
+    def __init__(self, pattern: object, reason: str, source: str) -> None:
+        self.pattern = pattern
+        self.reason = reason
+        self.source = source  # where it was given: "redact=" or "$AMLTRACK_REDACT"
+        super().__init__(
+            f"redaction pattern {short_repr(pattern)} in {source} cannot be used: {reason}; fix it or "
+            "leave it out (docs/redaction.md)"
+        )
 
 
 class RunNotFoundError(AmltrackError, LookupError):

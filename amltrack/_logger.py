@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import count
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import _env, _media
+from . import _env, _media, _redact
 from . import _format as fmt
 from ._errors import InvalidMetricError, RunFinishedError, StoreError, short_repr
 from ._lifecycle import ending, install_hooks, registry
@@ -71,6 +72,7 @@ class Logger:
         self._mirror: Any = None
         self._system: Any = None  # the system metrics thread (_system.Monitor) of the run's own process
         self.mirror_report: dict[str, Any] | None = None
+        self._rules: _redact.Rules | None = None  # the owner's, for the error it records at the end
         # experiment, name, tags and params, for get_logger() to tell whether its arguments name
         # this run; read from run.json on first need when this process joined the run
         self._identity: dict[str, Any] | None = None
@@ -401,7 +403,10 @@ class Logger:
         if self._finished:
             raise RunFinishedError(self.run_id)
         if params:
-            merged = _update_run_json(self.run_dir, {}, params=params)["params"]
+            # A process that joined the run has no rules of its own: run.json says whether the run
+            # redacts, and this process's $AMLTRACK_REDACT adds its patterns.
+            rules = self._rules if self._owner else _FROM_RUN
+            merged = _update_run_json(self.run_dir, {}, params=params, rules=rules)["params"]
             if self._identity is not None:
                 self._identity["params"] = merged
 
@@ -486,7 +491,7 @@ class Logger:
                     updates["error"] = error
                 if write_error is not None:
                     updates["write_error"] = str(write_error)
-                _update_run_json(self.run_dir, updates)
+                _update_run_json(self.run_dir, updates, rules=self._rules)
             registry.forget(self)
         self._tell_failed_uploads()
         if write_error is not None:
@@ -608,8 +613,15 @@ def _start_system(logger: Logger, interval: float | None) -> Any:
     return monitor
 
 
+_FROM_RUN = object()  # _update_run_json's rules: those run.json says the run has
+
+
 def _update_run_json(
-    run_dir: Path, updates: dict[str, Any], *, params: dict[str, Any] | None = None
+    run_dir: Path,
+    updates: dict[str, Any],
+    *,
+    params: dict[str, Any] | None = None,
+    rules: _redact.Rules | object | None = None,
 ) -> dict[str, Any]:
     from filelock import FileLock  # imported by the writer's start() already
 
@@ -617,6 +629,13 @@ def _update_run_json(
     # The lock keeps a joined process's log_params() and the owner's end from losing each other's change.
     with FileLock(str(run_dir / fmt.SUMMARY_LOCK), timeout=30):
         info = fmt.read_json(path)
+        if rules is _FROM_RUN:
+            rules = None if info.get("redacted") is False else _redact.check_rules()
+        if isinstance(rules, _redact.Rules):  # the error's message and traceback can hold what argv did
+            updates, counts = rules.run_info({**updates, "params": params} if params else updates)
+            params = updates.pop("params", None) if params else None
+            if counts:
+                info["redacted"] = _add_counts(info.get("redacted"), counts)
         info.update(updates)
         if params:
             info["params"] = {**(info.get("params") or {}), **params}
@@ -626,6 +645,13 @@ def _update_run_json(
             end_segment(info)
         fmt.write_json_atomic(path, info)
     return info
+
+
+def _add_counts(recorded: Any, counts: dict[str, int]) -> dict[str, int]:
+    out = dict(recorded) if isinstance(recorded, dict) else {}
+    for field, n in counts.items():
+        out[field] = out.get(field, 0) + n
+    return out
 
 
 def _open_logger(
@@ -642,12 +668,14 @@ def _open_logger(
     inherit: bool = True,
     resume: str | None = None,
     system_metrics: bool | float | None = None,
+    redact: Any = True,
 ) -> Logger:
     given = {"experiment": experiment, "name": name}
     experiment = _check_label("experiment", experiment or os.environ.get(_env.EXPERIMENT) or "default")
     name = _check_label("run name", name)
     tags = _check_mapping("tag", tags)
     params = _check_mapping("param", params)
+    rules = _redact.rules_for(redact)
     outputs_folder = _outputs_folder(outputs)  # checked before anything is created
     keep_deleted = _keep_deleted(keep_deleted_outputs)
     sample_every = interval_of(system_metrics)
@@ -678,7 +706,7 @@ def _open_logger(
         found = _resume.find(root, resume, run_id)
         if found is not None:
             logger = _resume_run(
-                found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO
+                found, root, given, tags, params, flush_interval, join=resume == _resume.AUTO, rules=rules
             )
             if logger._owner:
                 logger._system = _start_system(logger, sample_every)
@@ -715,9 +743,15 @@ def _open_logger(
         "outputs": outputs_folder,
         "error": None,
     }
+    if rules is None:
+        info["redacted"] = False
+    else:  # before the first write: the originals are never on disk
+        info, counts = rules.run_info(info)
+        info["redacted"] = counts
     fmt.write_json_atomic(run_dir / fmt.RUN_FILE, info)
     writer = Writer(run_dir, flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
+    logger._rules = rules
     logger._identity = {"experiment": experiment, "name": name, "tags": tags, "params": params}
     writer.start()
     logger._system = _start_system(logger, sample_every)
@@ -748,6 +782,7 @@ def _resume_run(
     flush_interval: float,
     *,
     join: bool,
+    rules: _redact.Rules | None = None,
 ) -> Logger:
     """A logger that takes the ended or crashed run at ``run_dir`` back (``resume=``): a new segment
     in run.json, each metric's default steps going on after its highest recorded one. With
@@ -768,11 +803,12 @@ def _resume_run(
     summary, steps = _resume.prepare(run)
     with _resume.summary_lock(run_dir):
         _resume.check_free(run)  # another process may have resumed it meanwhile
-        _resume.take(run, summary, tags, params)
+        _resume.take(run, summary, tags, params, rules)
     # Its own writer id: records of this attempt number themselves from 1 again, and readers keep
     # each writer's order apart (they merge the attempts by time, as they do joined processes').
     writer = Writer(run_dir, writer_id=secrets.token_hex(4), flush_interval=flush_interval)
     logger = Logger(run_dir, root, owner=True, writer=writer)
+    logger._rules = rules
     info = run.reload().info
     logger._identity = {k: info.get(k) for k in ("experiment", "name", "tags", "params")}
     logger.resumed_steps = steps
@@ -796,6 +832,7 @@ def get_logger(
     keep_deleted_outputs: bool | None = None,
     resume: str | None = None,
     system_metrics: bool | float | None = None,
+    redact: bool | Sequence[str | re.Pattern[str]] = True,
 ) -> Logger:
     """The process's current logger, creating its run on the first call.
 
@@ -822,6 +859,13 @@ def get_logger(
     while the run is open: every 10 s by default, every N seconds for a number, never for False
     (default: ``$AMLTRACK_SYSTEM_METRICS``, where 0 turns it off).
 
+    Likely secrets in what the run records (its command line, ``params``, ``tags``, the error it
+    ends with) are replaced with ``[redacted]`` before run.json is written (``docs/redaction.md``).
+    ``redact=False`` keeps them for this run; a list of regular expressions (str or compiled) adds
+    patterns to the built-in rules; ``$AMLTRACK_REDACT`` does either when ``redact`` is left True.
+    It applies to a new or resumed run, and to ``log_params()`` later; a process that joined the
+    run follows the run's setting and its own ``$AMLTRACK_REDACT``.
+
         from amltrack import get_logger
         logger = get_logger("mnist", params={"lr": 0.1})
         logger.log("loss", 0.31)
@@ -845,6 +889,7 @@ def get_logger(
             _outputs_folder(outputs)
             _keep_deleted(keep_deleted_outputs)
             interval_of(system_metrics)
+            _redact.rules_for(redact)
             if run_id is not None and not fmt.is_valid_run_id(run_id):
                 _bad_run_id(run_id)
             current._finish("completed", None)
@@ -862,6 +907,7 @@ def get_logger(
             inherit=not switching,
             resume=resume,
             system_metrics=system_metrics,
+            redact=redact,
         )
         registry.add(logger)
         return logger
@@ -897,9 +943,20 @@ def _names_other_run(
     return (
         (experiment is not None and experiment != ident["experiment"])
         or (name is not None and name != ident["name"])
-        or (tags is not None and _check_mapping("tag", tags) != (ident["tags"] or {}))
-        or (params is not None and _check_mapping("param", params) != (ident["params"] or {}))
+        or (tags is not None and _differs(_check_mapping("tag", tags), ident["tags"]))
+        or (params is not None and _differs(_check_mapping("param", params), ident["params"]))
     )
+
+
+def _differs(given: dict[str, Any], recorded: Any) -> bool:
+    """Whether tags or params given differ from a run's: as given to its owner, or as run.json holds
+    them when this process joined the run, redacted (so the same secret matches its marker)."""
+    recorded = recorded or {}
+    if given == recorded:
+        return False
+    if _redact.MARKER not in str(recorded):
+        return True
+    return _redact.check_rules().mapping(given)[0] != recorded
 
 
 def _bad_run_id(run_id: Any) -> NoReturn:
@@ -925,9 +982,11 @@ def start_run(
     keep_deleted_outputs: bool | None = None,
     resume: str | None = None,
     system_metrics: bool | float | None = None,
+    redact: bool | Sequence[str | re.Pattern[str]] = True,
 ) -> Iterator[Logger]:
     """A new run for the ``with`` block: completed on normal exit, failed on an exception.
-    ``outputs``, ``keep_deleted_outputs``, ``resume`` and ``system_metrics`` as for ``get_logger()``.
+    ``outputs``, ``keep_deleted_outputs``, ``resume``, ``system_metrics`` and ``redact`` as for
+    ``get_logger()``.
 
     with amltrack.start_run("sweep", params={"lr": lr}) as logger:
         logger.log("loss", train(lr))
@@ -944,6 +1003,7 @@ def start_run(
             keep_deleted_outputs=keep_deleted_outputs,
             resume=resume,
             system_metrics=system_metrics,
+            redact=redact,
         )
         previous = registry.add(logger)
     try:
@@ -993,6 +1053,7 @@ def open_run(
         inherit=False,
         resume=a["resume"],
         system_metrics=a["system_metrics"],
+        redact=a["redact"],
     )
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _format as fmt
+from . import _redact
 from ._errors import RunHeldError, short_repr
 from ._metadata import process_info
 from ._store import Run, Store
@@ -75,10 +76,17 @@ def prepare(run: Run) -> tuple[dict[str, Any], dict[str, int]]:
     return summary, {name: max(m.steps) for name, m in run.metrics().items() if len(m)}
 
 
-def take(run: Run, summary: dict[str, Any], tags: dict[str, Any], params: dict[str, Any]) -> None:
+def take(
+    run: Run,
+    summary: dict[str, Any],
+    tags: dict[str, Any],
+    params: dict[str, Any],
+    rules: _redact.Rules | None = None,
+) -> None:
     """Make ``run`` this process's again: the summary ``prepare()`` made kept, the last attempt's
     segment closed, a new one opened, the run back to ``running``, ``tags`` and ``params`` added
-    to its own. Called with the run's summary lock held, after ``check_free()``."""
+    to its own. Called with the run's summary lock held, after ``check_free()``. ``rules`` redact
+    what this attempt adds (its command line, tags and params); None records them as given."""
     if summary != run.cached_summary():
         fmt.write_json_atomic(run.dir / fmt.SUMMARY_FILE, summary)
     info = dict(run.info)
@@ -110,6 +118,14 @@ def take(run: Run, summary: dict[str, Any], tags: dict[str, Any], params: dict[s
         info["tags"] = {**(info.get("tags") or {}), **tags}
     if params:
         info["params"] = {**(info.get("params") or {}), **params}
+    if rules is None:
+        info["redacted"] = False
+    else:  # what the earlier attempts recorded is redacted already, and counts nothing again
+        recorded = info.get("redacted")
+        info, counts = rules.run_info(info)
+        info["redacted"] = {**(recorded if isinstance(recorded, dict) else {})}
+        for field, n in counts.items():
+            info["redacted"][field] = info["redacted"].get(field, 0) + n
     fmt.write_json_atomic(run.dir / fmt.RUN_FILE, info)
 
 

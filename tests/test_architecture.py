@@ -110,6 +110,7 @@ LAYERS = {
         "_columns",
         "_metadata",
         "_query",
+        "_redact",
     ),
     "store": ("_store", "_summary", "_assets", "_runindex"),
     "write": ("_logger", "_validate", "_lifecycle", "_writer", "_mirror", "_resume", "_system"),

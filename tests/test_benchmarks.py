@@ -104,6 +104,11 @@ def test_media_benchmark_smoke() -> None:
         assert figures[key] > 0, key
 
 
+def test_redact_benchmark_smoke() -> None:
+    figures = smoke("bench_redact.py")
+    assert figures["on_median_ms"] > 0 and figures["off_median_ms"] > 0 and figures["rules_us"] > 0
+
+
 def test_query_benchmark_smoke() -> None:
     figures = smoke("bench_query.py")
     assert figures["runs"] == 40 and figures["matched"][0] > 0

@@ -812,3 +812,57 @@ def test_include_running_pushes_a_run_that_has_logged_nothing_yet(
         logger.finish()
     assert sync(local, remote(server)).runs[0].outcome == "pushed"
     assert_same_run(local / "runs" / logger.run_id, server.store / "runs" / logger.run_id)
+
+
+def test_a_run_json_holding_a_secret_is_not_sent_unless_allowed(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    clean = make_run(local, records=5)
+    edited = make_run(local, records=5)
+    path = local / "runs" / edited / "run.json"
+    info = json.loads(path.read_text())
+    token = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ9bC1dE3f"
+    info["argv"] += ["--api-key", "k-123", token]  # as an older amltrack, or a hand, left it
+    info["params"]["db"] = "postgresql://ada:pw@db/x"
+    path.write_text(json.dumps(info))
+
+    for extra in (("--dry-run",), ()):
+        out = cli(
+            "sync", "--store", str(local), "--to", server.url, "--json", *extra, AMLTRACK_TOKEN=WRITE_TOKEN
+        )
+        assert out.returncode == 1, out.stderr
+        by_id = {r["id"]: r for r in json.loads(out.stdout)["runs"]}
+        assert by_id[clean]["outcome"] == ("would_push" if extra else "pushed")
+        assert by_id[edited]["outcome"] == "failed"
+        reason = by_id[edited]["reason"]
+        assert "holds 3 value(s) that look like secrets (argv: 2, params: 1)" in reason, reason
+        assert "--allow-secrets" in reason and str(path) in reason
+        assert token not in out.stdout and "k-123" not in out.stdout  # the report names no value
+    assert not (server.store / "runs" / edited).exists()
+    assert not (local / "runs" / edited / "sync").exists()  # nothing recorded as sent
+
+    out = cli(
+        "sync", "--store", str(local), "--to", server.url, "--allow-secrets", AMLTRACK_TOKEN=WRITE_TOKEN
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_same_run(local / "runs" / edited, server.store / "runs" / edited)
+    assert token in (server.store / "runs" / edited / "run.json").read_text()
+
+
+def test_extra_patterns_in_the_variable_are_checked_before_sending(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    local = tmp_path / "local"
+    with amltrack.start_run("sync", store=local, outputs=None, tags={"ticket": "corp_deadbeef"}) as lg:
+        rid = lg.run_id
+    env = {"AMLTRACK_TOKEN": WRITE_TOKEN, "AMLTRACK_REDACT": r"corp_\w+"}
+    out = cli("sync", "--store", str(local), "--to", server.url, "--dry-run", "--json", **env)
+    assert out.returncode == 1
+    (run,) = json.loads(out.stdout)["runs"]
+    assert run["id"] == rid and "(tags: 1)" in run["reason"]
+    # The variable cannot turn the check off: --allow-secrets does.
+    out = cli(
+        "sync", "--store", str(local), "--to", server.url, "--dry-run", **{**env, "AMLTRACK_REDACT": "off"}
+    )
+    assert out.returncode == 0, out.stdout

@@ -964,3 +964,26 @@ def test_a_503_from_mlflow_is_retried_after_growing_jittered_pauses() -> None:
         )  # equal jitter: the upper half of each step
         samples = {r.delay(1) for _ in range(20)}
         assert len(samples) > 1 and all(0.15 <= d <= 0.3 for d in samples)  # not one fixed pause
+
+
+def test_a_run_json_holding_a_secret_is_not_sent_unless_allowed(
+    server: MlflowServer, tmp_path: Path, creds: dict[str, str]
+) -> None:
+    local = tmp_path / "local"
+    rid = ended_run(local, "completed")
+    path = local / "runs" / rid / "run.json"
+    info = json.loads(path.read_text())
+    info["params"]["api_key"] = "k-123"  # as an older amltrack, or a hand, left it
+    path.write_text(json.dumps(info))
+
+    for extra in (("--dry-run",), ()):
+        out = cli("sync", "--store", str(local), "--to", server.url, "--json", *extra, **creds)
+        assert out.returncode == 1, out.stderr
+        (run,) = json.loads(out.stdout)["runs"]
+        assert run["outcome"] == "failed" and "(params: 1)" in run["reason"] and "k-123" not in out.stdout
+    assert server.tags(rid) == {}
+
+    out = cli("sync", "--store", str(local), "--to", server.url, "--allow-secrets", **creds)
+    assert out.returncode == 0, out.stdout + out.stderr
+    (there,) = server.read(rid)[rid]
+    assert there["params"]["api_key"] == "k-123"

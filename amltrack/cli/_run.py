@@ -102,6 +102,21 @@ def add_parser(sub: Any) -> None:
         help="keep the stored copy of a file deleted from the outputs folder (default: removed, unless "
         "$AMLTRACK_OUTPUTS_KEEP_DELETED=1)",
     )
+    redact = p.add_mutually_exclusive_group()
+    redact.add_argument(
+        "--redact",
+        metavar="PATTERN",
+        action="append",
+        default=None,
+        help="also redact what this regular expression matches in the recorded command (repeatable; "
+        "added to $AMLTRACK_REDACT's; see docs/redaction.md)",
+    )
+    redact.add_argument(
+        "--no-redact",
+        action="store_true",
+        help="record the command as given, secrets and all (default: likely secrets are [redacted], "
+        "unless $AMLTRACK_REDACT=off)",
+    )
     p.add_argument(
         "--quiet", "-q", action="store_true", help="do not print the run's id and status at the end"
     )
@@ -289,11 +304,14 @@ def track(
     outputs: str | os.PathLike[str] | None = "outputs",
     echo: bool = True,
     keep_deleted_outputs: bool | None = None,
+    redact: Any = True,
 ) -> RunResult:
     """Run ``command`` as a new tracked run and wait for it; the result has the run's id, status and
     the exit code a shell would give (128+N for a signal). ``outputs`` is mirrored as
     ``get_logger(outputs=)`` mirrors it (``$AMLTRACK_OUTPUTS`` applies; None for no mirror), and
-    ``keep_deleted_outputs`` as ``get_logger(keep_deleted_outputs=)``.
+    ``keep_deleted_outputs`` as ``get_logger(keep_deleted_outputs=)``. ``redact`` is
+    ``get_logger(redact=)``'s: the run records this process's command line (for ``amltrack run --
+    COMMAND``, the command), redacted; the command's output in ``logs/`` is stored as it came.
 
     Must be called from the main thread (it installs signal handlers for the command's lifetime).
     """
@@ -315,7 +333,12 @@ def track(
         from .._logger import end_run, open_run
 
         logger = open_run(
-            experiment, name=name, store=store, outputs=outputs, keep_deleted_outputs=keep_deleted_outputs
+            experiment,
+            name=name,
+            store=store,
+            outputs=outputs,
+            keep_deleted_outputs=keep_deleted_outputs,
+            redact=redact,
         )
         try:
             status, error, code = _supervise(command, logger.run_dir, forwarder, echo)
@@ -447,6 +470,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             store=args.store,
             outputs=args.outputs,
             keep_deleted_outputs=args.keep_deleted,
+            redact=False if args.no_redact else (args.redact or True),
         )
     except CommandError as e:
         print(f"amltrack: {e}", file=sys.stderr)

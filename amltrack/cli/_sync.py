@@ -60,6 +60,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--verify", action="store_true", help="afterwards, compare every run on the remote by hash"
     )
+    p.add_argument(
+        "--allow-secrets",
+        action="store_true",
+        help="send runs whose run.json holds values that look like secrets (by default such a run "
+        "fails and is not sent; see docs/redaction.md)",
+    )
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=cmd_sync)
 
@@ -163,6 +169,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         include_running=args.include_running,
         dry_run=args.dry_run,
         verify=args.verify,
+        allow_secrets=args.allow_secrets,
     )
     if progress is not None:
         with progress:

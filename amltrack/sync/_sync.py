@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import _assets
+from .. import _assets, _redact
 from .. import _format as fmt
 from .._errors import AmltrackError, StoreError
 from .._store import Store
@@ -160,6 +160,7 @@ def sync(
     remotes: Remotes | None = None,
     lock_timeout: float = ledger.LOCK_TIMEOUT,
     on_wait: Callable[[str], None] | None = None,
+    allow_secrets: bool = False,
 ) -> SyncReport:
     """Push the store's ended runs (or ``runs``) to a remote: a URL, a remote's name, or the default.
 
@@ -172,6 +173,10 @@ def sync(
     A run another sync is pushing to the same remote is waited for, up to ``lock_timeout`` seconds
     (``on_wait`` is told if that takes a while), and then asked about again, so overlapping syncs
     take turns and send nothing twice.
+
+    A run whose run.json holds a value that the redaction rules would replace (recorded by an older
+    amltrack, with ``redact=False``, or edited by hand) is not sent: it fails, saying which fields,
+    unless ``allow_secrets`` (``docs/redaction.md``).
 
         report = amltrack.sync.sync(to="team")
         print(report.counts(), report.ok)
@@ -186,6 +191,7 @@ def sync(
     if runs:
         assets = [a for a in assets if a.info.get("source_run") in ids]
     progress.begin(len(ids) + (len(assets) if _takes_assets(remote.kind) else 0))
+    secrets = None if allow_secrets else _redact.check_rules()
     try:
         for i, rid in enumerate(ids):
             try:
@@ -202,6 +208,7 @@ def sync(
                     progress=progress,
                     lock_timeout=lock_timeout,
                     on_wait=on_wait,
+                    secrets=secrets,
                 )
             except _Stopped as stop:  # every other run would fail the same way
                 report.stopped = str(stop.error)
@@ -251,6 +258,7 @@ def _sync_run(
     progress: Progress,
     lock_timeout: float,
     on_wait: Callable[[str], None] | None,
+    secrets: _redact.Rules | None = None,
 ) -> RunOutcome | None:
     """One run's outcome, or None for a folder that is not a run; _Stopped for a remote-wide error."""
     run_dir = store.runs_dir / rid
@@ -271,6 +279,8 @@ def _sync_run(
             return out
         entry = ledger.read(run_dir, key)
         if all_runs or not _unchanged(entry, snap):
+            if secrets is not None:
+                _check_secrets(snap, secrets)
             if dry_run:
                 result = remote.push_run(
                     snap, progress, dry_run=True, check=all_runs or _distrusted(entry), **_ledgered(entry)
@@ -315,6 +325,19 @@ def _check_refused(snap: Snapshot, then: str) -> None:
     refusal = snap.refusal()
     if refusal is not None:
         raise SyncError(f"{refusal}; {then}")
+
+
+def _check_secrets(snap: Snapshot, rules: _redact.Rules) -> None:
+    """Fail the run, before anything of it is sent, if its run.json holds what redaction would replace."""
+    counts = rules.run_info(snap.info)[1]
+    if counts:
+        n = sum(counts.values())
+        where = ", ".join(f"{field}: {k}" for field, k in sorted(counts.items()))
+        raise SyncError(
+            f"run {snap.id} was not sent: its {fmt.RUN_FILE} holds {n} value(s) that look like secrets "
+            f"({where}); replace them with {_redact.MARKER} in {snap.dir / fmt.RUN_FILE}, or pass "
+            "--allow-secrets to send them as they are"
+        )
 
 
 def _check_unsent(snap: Snapshot, result: PushResult) -> None:
