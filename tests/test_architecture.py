@@ -109,6 +109,7 @@ LAYERS = {
         "_files",
         "_columns",
         "_metadata",
+        "_query",
         "_redact",
         "_query",
     ),

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .conftest import child_env
 
@@ -124,3 +127,12 @@ def test_query_benchmark_smoke() -> None:
     assert figures["runs"] == 40 and figures["matched"][0] > 0
     for key in ("scan", "cold", "warm", "warm, same Store", "min/max cold", "min/max warm", "cli"):
         assert figures[key][0] > 0, key
+
+
+def test_ui_runs_benchmark_smoke() -> None:
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed: pip install -e '.[test]'")
+    if not (shutil.which("chromium") or Path("/usr/bin/chromium").exists()):
+        pytest.skip("chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    figures = smoke("bench_ui_runs.py")
+    for key in ("first_rows_s", "filtered_s", "workbench_s"):
+        assert figures[key] > 0, key

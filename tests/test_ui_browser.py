@@ -8,6 +8,7 @@ without the playwright package) these tests skip and say why.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import re
@@ -226,6 +227,12 @@ def rows(page: object) -> list[str]:
     return page.eval_on_selector_all("#runs tbody tr", "trs => trs.map(t => t.dataset.runId)")
 
 
+def settled(page: object) -> None:
+    """Waits for the runs page to show the answer to its latest filter, sort or page: the server
+    filters now, so the table changes a request after the input does."""
+    page.wait_for_function("() => document.body.dataset.loaded && !document.body.dataset.busy")
+
+
 def test_runs_page_filters_and_sorts(page: object, ui: dict) -> None:
     page.goto(ui["url"])
     page.wait_for_selector("body[data-loaded]")
@@ -234,18 +241,25 @@ def test_runs_page_filters_and_sorts(page: object, ui: dict) -> None:
     assert status == "crashed"
     shot(page, "runs")
     page.select_option("#filter-status", "crashed")
+    settled(page)
     assert rows(page) == [ui["crashed"]]
     page.select_option("#filter-status", "")
     page.select_option("#filter-experiment", "cifar")
+    settled(page)
     assert set(rows(page)) == {ui["failed"], ui["crashed"]}
     page.select_option("#filter-experiment", "")
     page.fill("#filter-text", "tune")
+    settled(page)
     assert rows(page) == [ui["tuned"]]
-    page.fill("#filter-text", "<b>cnn")  # tags are searched, and shown as text
+    # Tag values are searched, and shown as text. ("<b>cnn" has an operator in it: an expression.)
+    page.fill("#filter-text", "cnn")
+    settled(page)
     assert rows(page) == [ui["baseline"]]
     assert page.inner_text(f"tr[data-run-id='{ui['baseline']}'] .tag") == "model=<b>cnn</b>"
     page.fill("#filter-text", "")
+    settled(page)
     page.click("th[data-sort='name'] button")
+    settled(page)
     names = page.eval_on_selector_all("#runs tbody .run-link", "as => as.map(a => a.textContent)")
     assert (
         names[:4] == sorted(names)[:4]
@@ -335,43 +349,40 @@ def test_an_artifact_downloads_byte_for_byte(page: object, ui: dict, tmp_path: P
     assert target.read_bytes() == WEIGHTS
 
 
+def grid_card(metric: str) -> str:
+    """The compare grid's chart card of a metric, by its name (which may hold quotes and markup)."""
+    return f"#compare-grid .chart-card[data-metric={json.dumps(metric)}]"
+
+
 def test_compare_overlays_two_runs(page: object, ui: dict) -> None:
     page.goto(ui["url"])
     page.wait_for_selector("body[data-loaded]")
     for rid in (ui["baseline"], ui["tuned"]):
         page.check(f"tr[data-run-id='{rid}'] input[type=checkbox]")
     page.click("#compare-selected")
-    page.wait_for_selector("#compare-chart[data-ready]")
-    assert page.input_value("#compare-metric") == "loss"
-    assert traces(page, "#compare-chart .chart") == [2]
-    legend = page.eval_on_selector("#compare-chart .chart", "e => e.data.map(t => t.name)")
-    assert sorted(legend) == ["baseline", "tuned"]
-    page.select_option("#compare-metric", "accuracy")
-    page.wait_for_function("() => document.querySelector('#compare-chart h3').textContent === 'accuracy'")
-    page.wait_for_selector("#compare-chart[data-ready]")
-    assert traces(page, "#compare-chart .chart") == [2]
-    assert "metric=accuracy" in page.url
-    # A metric named as HTML, in both runs: its name is text in the title, the legend and the menu.
-    page.select_option("#compare-metric", IMG)
+    # One chart per metric the two runs share, every one of them at once, in a grid.
+    page.wait_for_selector(f"{grid_card('loss')}[data-ready]")
     page.wait_for_function(
-        "(name) => document.querySelector('#compare-chart h3').textContent === name", arg=IMG
+        "() => [...document.querySelectorAll('#compare-grid .chart-card')].every(c => c.dataset.ready)"
     )
-    page.wait_for_selector("#compare-chart[data-ready]")
-    assert traces(page, "#compare-chart .chart") == [2]
-    assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == IMG
-    assert page.eval_on_selector("#compare-metric", "s => s.selectedOptions[0].textContent") == IMG
-    assert page.eval_on_selector_all("img, #compare-chart script", "es => es.length") == 0
-    assert sorted(
-        page.eval_on_selector_all("#compare-chart .legendtext", "ts => ts.map(t => t.textContent)")
-    ) == ["baseline", "tuned"]
-    page.select_option("#compare-metric", BOLD)
-    page.wait_for_function(
-        "(name) => document.querySelector('#compare-chart h3').textContent === name", arg=BOLD
+    shared = page.eval_on_selector_all(
+        "#compare-grid .chart-card[data-shared='1']", "cs => cs.map(c => c.dataset.metric)"
     )
-    page.wait_for_selector("#compare-chart[data-ready]")
-    assert page.eval_on_selector("#compare-chart .legendtitletext", "t => t.textContent") == BOLD
-    page.select_option("#compare-metric", IMG)
-    page.wait_for_selector("#compare-chart[data-ready]")
+    assert shared == ["loss", "accuracy", IMG, BOLD]
+    assert traces(page, "#compare-grid .chart-card[data-shared='1'] .chart") == [2, 2, 2, 2]
+    for metric in ("loss", "accuracy"):
+        legend = page.eval_on_selector(f"{grid_card(metric)} .chart", "e => e.data.map(t => t.name)")
+        assert sorted(legend) == ["baseline", "tuned"]
+    # A metric named as HTML, in both runs: its name is text in the title and the legend's title.
+    img = grid_card(IMG)
+    assert page.inner_text(f"{img} h3") == IMG
+    assert page.eval_on_selector(f"{img} .legendtitletext", "t => t.textContent") == IMG
+    assert sorted(page.eval_on_selector_all(f"{img} .legendtext", "ts => ts.map(t => t.textContent)")) == [
+        "baseline",
+        "tuned",
+    ]
+    assert page.eval_on_selector(f"{grid_card(BOLD)} .legendtitletext", "t => t.textContent") == BOLD
+    assert page.eval_on_selector_all("img, #compare-grid script", "es => es.length") == 0
     shot(page, "compare")
 
 
@@ -654,8 +665,8 @@ def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> No
     short = {rid: rid.split("-")[1][:8] for rid in (ui["baseline"], ui["failed"], newest.run_id)}
     refs = [short[ui["baseline"]][:6], short[ui["failed"]][:6], "last", "nosuchrun"]
     page.expected_errors.append("the server responded with a status of 404")  # nosuchrun, asked of the API
-    page.goto(f"{ui['url']}compare?runs={','.join(refs)}&metric=loss")
-    page.wait_for_selector("#compare-chart[data-ready]")
+    page.goto(f"{ui['url']}compare?runs={','.join(refs)}&metric=loss")  # metric=: a URL of the one-chart page
+    page.wait_for_selector(f"{grid_card('loss')}[data-ready]")
     chips = page.eval_on_selector_all(
         "#compare-runs li.chip[data-run-id]",
         """lis => lis.map(li =>
@@ -668,7 +679,7 @@ def test_compare_resolves_short_refs_to_their_runs(page: object, ui: dict) -> No
         [newest.run_id, short[newest.run_id], "completed"],
     ]
     assert page.inner_text("#compare-runs li.chip[data-ref='nosuchrun']").startswith("nosuchrun not found")
-    names = page.eval_on_selector("#compare-chart .chart", "e => e.data.map(t => t.name)")
+    names = page.eval_on_selector(f"{grid_card('loss')} .chart", "e => e.data.map(t => t.name)")
     assert names == ["baseline", "diverged", short[newest.run_id]]
     assert parse_qs(urlparse(page.url).query)["runs"] == [",".join(refs)], "the URL keeps the refs"
     shot(page, "compare-refs")

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -123,19 +122,23 @@ def test_the_run_page_shows_each_rich_kind_as_its_card(page: object, ui: dict) -
 
 
 def test_the_compare_page_shows_a_rich_metric_side_by_side(page: object, ui: dict) -> None:
-    page.goto(ui["url"] + f"compare?runs={ui['first']},{ui['second']}&metric=cm")
+    page.goto(ui["url"] + f"compare?runs={ui['first']},{ui['second']}&metric=cm")  # metric=: an older URL
     page.wait_for_selector("body[data-loaded]")
-    ready(page, "#compare-chart .media-card")
-    labels = page.eval_on_selector_all("#compare-chart .media-card h3", "hs => hs.map(h => h.textContent)")
+    # The compare grid shows every metric at once: the rich ones as each run's card side by side.
+    cm = "#compare-grid .chart-card[data-metric='cm']"
+    page.wait_for_selector(f"{cm}[data-ready]")
+    ready(page, f"{cm} .media-card")
+    labels = page.eval_on_selector_all(f"{cm} .media-card h3", "hs => hs.map(h => h.textContent)")
     assert labels == ["first", "second"]
-    z = page.eval_on_selector_all("#compare-chart .media-card .chart", "cs => cs.map(c => c.data[0].z[1][1])")
+    z = page.eval_on_selector_all(f"{cm} .media-card .chart", "cs => cs.map(c => c.data[0].z[1][1])")
     assert z == [7, 8]
-    options = page.eval_on_selector_all("#compare-metric option", "os => os.map(o => o.value)")
-    assert {"samples", "weights", "cm", "loss"} <= set(options)
-    page.select_option("#compare-metric", "samples")
-    page.wait_for_function("() => document.querySelectorAll('#compare-chart .media-card img').length === 2")
-    ready(page, "#compare-chart .media-card")
-    assert re.search(r"metric=samples", page.url)
+    cards = page.eval_on_selector_all("#compare-grid > .chart-card", "cs => cs.map(c => c.dataset.metric)")
+    assert {"samples", "weights", "cm", "loss"} <= set(cards)
+    samples = "#compare-grid .chart-card[data-metric='samples']"
+    page.wait_for_function(
+        "(sel) => document.querySelectorAll(sel + ' .media-card img').length === 2", arg=samples
+    )
+    ready(page, f"{samples} .media-card")
     shot(page, "media-compare")
 
 

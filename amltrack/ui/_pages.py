@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from .._store import Store
-from ._static import plotly_available, url
+from ._static import SCRIPTS, plotly_available, url
 
 PAGE_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
@@ -90,7 +90,7 @@ def render(
         data["plotly"] = url(raw_base, "plotly.min.js")
         if charts:
             scripts.append(f'<script src="{html.escape(data["plotly"], quote=True)}" defer></script>')
-    for name in ("media.js", "ui.js"):  # deferred scripts run in order: media.js first
+    for name in SCRIPTS:  # every page loads every page's script: links between pages do not reload
         scripts.append(f'<script src="{html.escape(url(raw_base, name), quote=True)}" defer></script>')
     extra = "".join(f' data-{k}="{html.escape(v, quote=True)}"' for k, v in data.items())
     current = {f"cur_{k}": "" for k in ("runs", "compare", "assets")}

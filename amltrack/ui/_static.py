@@ -1,4 +1,4 @@
-"""The UI's static files: its own ``ui.js`` and ``ui.css``, and plotly.js from the installed ``plotly`` wheel.
+"""The UI's static files: its own ``ui.js`` (with ``runs.js`` and ``compare.js``) and ``ui.css``, and plotly.js from the installed ``plotly`` wheel.
 
 The chart library is never copied into this repository: ``plotly.min.js`` is read from the
 ``plotly`` package that ``pip install 'amltrack[ui]'`` installs, found without importing it.
@@ -17,11 +17,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 HERE = Path(__file__).resolve().parent / "static"
+JS = "text/javascript; charset=utf-8"
 OWN = {
-    "ui.js": "text/javascript; charset=utf-8",
-    "media.js": "text/javascript; charset=utf-8",  # the rich kinds' cards, which ui.js asks for
+    "ui.js": JS,
+    "media.js": JS,  # the rich kinds' cards, which ui.js asks for
+    "runs.js": JS,
+    "compare.js": JS,
     "ui.css": "text/css; charset=utf-8",
 }
+# The pages' scripts in the order they run (deferred scripts run in order): media.js, runs.js and
+# compare.js register themselves for ui.js, which draws the page once it has run.
+SCRIPTS = ("media.js", "runs.js", "compare.js", "ui.js")
 PLOTLY = "plotly.min.js"
 
 

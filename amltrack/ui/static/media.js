@@ -232,15 +232,17 @@ window.amltrackMedia = (h) => {
     const grid = el("div", { class: "media-compare" });
     fill(where, el("h3", { class: "metric-name" }, name), grid);
     const cards = await Promise.all(runs.map(async (r) => {
+      const slot = el("div");  // the runs' cards in the order given, whichever is ready first
+      grid.append(slot);
       try {
         const c = await runCard(r.id, name);
         c.card.querySelector("h3").textContent = r.label;
         c.card.dataset.run = r.id;
-        grid.append(c.card);
+        slot.replaceWith(c.card);
         await c.load();
         return c;
       } catch (e) {
-        grid.append(el("section", { class: "card media-card" }, el("h3", {}, r.label), el("p", { class: "note" }, e.message)));
+        slot.replaceWith(el("section", { class: "card media-card" }, el("h3", {}, r.label), el("p", { class: "note" }, e.message)));
         return null;
       }
     }));

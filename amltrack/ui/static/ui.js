@@ -152,6 +152,7 @@
   // 17 significant), no thousands separators, no rounding. For steps, params and hover values.
   function fmtExact(v) {
     if (typeof v === "number") return Object.is(v, -0) ? "0" : String(v);
+    if (v !== null && typeof v === "object") return JSON.stringify(v);  // a param that is a list or a dict
     return v === null || v === undefined ? "–" : String(v);
   }
 
@@ -511,140 +512,7 @@
 
   // ------------------------------------------------------------------ runs page
 
-  function runsPage(app, s) {
-    document.title = "Runs · amltrack";
-    const params = new URLSearchParams(location.search);
-    const state = {
-      runs: [], selected: new Set(),
-      q: params.get("q") || "", experiment: params.get("experiment") || "", status: params.get("status") || "",
-      sort: params.get("sort") || "created", desc: params.get("order") !== "asc",
-    };
-    const text = el("input", {
-      id: "filter-text", type: "search", placeholder: "Filter by name, id, tag, user…", value: state.q,
-      "aria-label": "filter runs", oninput: () => { state.q = text.value; render(); },
-    });
-    const experiment = el("select", {
-      id: "filter-experiment", "aria-label": "experiment",
-      onchange: () => { state.experiment = experiment.value; render(); },
-    });
-    const status = el("select", {
-      id: "filter-status", "aria-label": "status",
-      onchange: () => { state.status = status.value; render(); },
-    }, el("option", { value: "" }, "all statuses"), STATUSES.map((s) => el("option", { value: s }, s)));
-    status.value = state.status;
-    const compare = el("button", {
-      id: "compare-selected", type: "button", disabled: true,
-      onclick: () => go(BASE + "/compare?runs=" + [...state.selected].map(enc).join(",")),
-    }, "Compare selected");
-    const count = el("span", { id: "run-count", class: "count" });
-    const columns = [
-      ["name", "Run"], ["experiment", "Experiment"], ["status", "Status"], ["created", "Started"],
-      ["duration_s", "Duration"], [null, "Last values"], [null, "Tags"],
-    ];
-    const headRow = el("tr", {}, el("th", { class: "select" }, ""));
-    for (const [key, label] of columns) {
-      if (!key) { headRow.append(el("th", {}, label)); continue; }
-      const th = el("th", { dataset: { sort: key } }, el("button", {
-        type: "button", class: "sort",
-        onclick: () => {
-          if (state.sort === key) state.desc = !state.desc; else { state.sort = key; state.desc = key === "created"; }
-          render();
-        },
-      }, label));
-      headRow.append(th);
-    }
-    const tbody = el("tbody");
-    const table = el("table", { id: "runs", class: "runs" }, el("thead", {}, headRow), tbody);
-    fill(app,
-      el("div", { class: "toolbar" }, text, experiment, status, compare, count),
-      el("div", { class: "table-wrap" }, table),
-    );
-
-    function matches(r) {
-      if (state.experiment && r.experiment !== state.experiment) return false;
-      if (state.status && r.status !== state.status) return false;
-      if (!state.q) return true;
-      const q = state.q.toLowerCase();
-      const hay = [r.id, r.name, r.experiment, r.status, r.user, r.hostname,
-        ...Object.entries(r.tags || {}).map(([k, v]) => k + "=" + v)];
-      return hay.some((h) => h && String(h).toLowerCase().includes(q));
-    }
-    function sortKey(r) {
-      const v = state.sort === "name" ? runLabel(r) : r[state.sort];
-      return v === null || v === undefined ? "" : v;
-    }
-    function render() {
-      const shown = state.runs.filter(matches);
-      shown.sort((a, b) => {
-        const x = sortKey(a), y = sortKey(b);
-        const c = typeof x === "number" && typeof y === "number" ? x - y : String(x).localeCompare(String(y));
-        return state.desc ? -c : c;
-      });
-      for (const th of headRow.querySelectorAll("th[data-sort]")) {
-        const on = th.dataset.sort === state.sort;
-        th.setAttribute("aria-sort", on ? (state.desc ? "descending" : "ascending") : "none");
-      }
-      fill(tbody, ...shown.map(row));
-      count.textContent = shown.length + " of " + state.runs.length + " runs";
-      compare.disabled = state.selected.size < 1;
-      compare.textContent = "Compare selected" + (state.selected.size ? " (" + state.selected.size + ")" : "");
-      const q = new URLSearchParams();
-      if (state.q) q.set("q", state.q);
-      if (state.experiment) q.set("experiment", state.experiment);
-      if (state.status) q.set("status", state.status);
-      if (state.sort !== "created") q.set("sort", state.sort);
-      if (!state.desc) q.set("order", "asc");
-      history.replaceState(null, "", location.pathname + (q.toString() ? "?" + q : ""));
-    }
-    function row(r) {
-      const box = el("input", {
-        type: "checkbox", "aria-label": "select " + runLabel(r), checked: state.selected.has(r.id),
-        onchange: () => { if (box.checked) state.selected.add(r.id); else state.selected.delete(r.id); render(); },
-      });
-      const last = Object.entries(r.metrics || {}).slice(0, 3)
-        .map(([k, v]) => el("span", { class: "kv" }, k + "=" + fmtValue(v)));
-      const tags = Object.entries(r.tags || {}).map(([k, v]) => el("span", { class: "tag" }, k + "=" + v));
-      return el("tr", { dataset: { runId: r.id, status: r.status } },
-        el("td", { class: "select" }, box),
-        el("td", {}, el("a", { href: runUrl(r.id), class: "run-link" }, runLabel(r)),
-          el("div", { class: "id" }, r.id)),
-        el("td", { class: "experiment" }, r.experiment),
-        el("td", {}, statusBadge(r.status)),
-        el("td", {}, fmtTime(r.created)),
-        el("td", { class: "num" }, fmtDuration(r.duration_s)),
-        el("td", { class: "last" }, last),
-        el("td", { class: "tags" }, tags),
-      );
-    }
-    function fillExperiments(names) {
-      const current = state.experiment;
-      fill(experiment, el("option", { value: "" }, "all experiments"),
-        names.map((n) => el("option", { value: n }, n)));
-      if (current && !names.includes(current)) experiment.append(el("option", { value: current }, current));
-      experiment.value = current;
-    }
-    async function refresh() {
-      if (!alive(s)) return;
-      try {
-        const data = await getJSON(api("/runs"));
-        if (!alive(s)) return;
-        if (data !== state.data) {
-          state.data = data;
-          state.runs = data.runs;
-          const ids = new Set(data.runs.map((r) => r.id));
-          for (const id of [...state.selected]) if (!ids.has(id)) state.selected.delete(id);
-          fillExperiments(data.experiments);
-          render();
-        }
-        BODY.dataset.loaded = "1";
-        warmCharts();
-      } catch (e) {
-        count.textContent = "cannot load runs: " + e.message;
-      }
-      setTimeout(refresh, POLL_LIST_MS);
-    }
-    refresh();
-  }
+  // static/runs.js: the runs table, its column chooser, pages and the Workbench chart (docs/ui.md).
 
   // ------------------------------------------------------------------ run page
 
@@ -1073,134 +941,7 @@
 
   // ------------------------------------------------------------------ compare page
 
-  async function comparePage(app, s) {
-    document.title = "Compare runs · amltrack";
-    const params = new URLSearchParams(location.search);
-    // The URL keeps the refs it was given (an id, a prefix of it or of its random part, "last");
-    // each is resolved to its run by the API, as the run page's ref is.
-    let refs = (params.get("runs") || "").split(",").filter(Boolean);
-    let metric = params.get("metric") || "";
-    let all;
-    try {
-      [all] = await Promise.all([getJSON(api("/runs")).then((d) => d.runs), ensurePlotly()]);
-    } catch (e) { showError(app, e); return; }
-    if (!alive(s)) return;
-    const byId = new Map(all.map((r) => [r.id, r]));
-    const idOf = new Map();  // ref -> run id, or an Error when no run (or several) answers to it
-    const picked = el("ul", { id: "compare-runs", class: "chips" });
-    const add = el("select", { id: "compare-add", "aria-label": "add a run", onchange: () => {
-      if (add.value) { refs.push(add.value); update(); }
-    } });
-    const select = el("select", { id: "compare-metric", "aria-label": "metric", onchange: () => {
-      metric = select.value; update(false);
-    } });
-    const card = el("section", { class: "card chart-card", id: "compare-chart" });
-    const note = el("p", { class: "note", id: "compare-note" });
-    fill(app, el("h1", {}, "Compare runs"),
-      el("div", { class: "toolbar" }, el("label", {}, "Metric ", select), el("label", {}, "Add run ", add)),
-      picked, note, card);
-    let chart = null;
-    let runs = [];  // the chosen runs, once each, in the order of their refs
-    const richNames = new Set();  // images, tables, histograms: shown side by side by media.js
-
-    async function resolve(ref) {
-      if (idOf.has(ref)) return;
-      if (byId.has(ref)) { idOf.set(ref, ref); return; }
-      try {
-        const d = await getJSON(api("/runs/" + enc(ref)));
-        if (!byId.has(d.run.id)) byId.set(d.run.id, d.run);  // a run newer than the list
-        idOf.set(ref, d.run.id);
-      } catch (e) {
-        idOf.set(ref, e);
-      }
-    }
-
-    function drawChips() {
-      fill(picked, ...refs.map((ref) => {
-        const remove = (label) => el("button", { type: "button", class: "remove", "aria-label": "remove " + label,
-          onclick: () => { refs = refs.filter((x) => x !== ref); update(); } }, "×");
-        const id = idOf.get(ref);
-        if (id instanceof Error) {
-          return el("li", { class: "chip missing", dataset: { ref } }, el("span", {}, ref), " ",
-            el("span", { class: "status status-other", title: id.message }, "not found"), remove(ref));
-        }
-        const r = byId.get(id);
-        return el("li", { class: "chip", dataset: { runId: r.id, ref } },
-          el("a", { href: runUrl(r.id) }, runLabel(r)), " ", statusBadge(r.status), remove(runLabel(r)));
-      }));
-    }
-
-    async function metricsOf(id) {
-      for (;;) {
-        const m = await getJSON(api("/runs/" + enc(id) + "/metrics"));
-        if (!m.building) {
-          for (const x of m.metrics) if (x.media && !x.numbers) richNames.add(x.name);
-          return m.metrics.filter((x) => x.numbers || x.media).map((x) => x.name);
-        }
-        note.textContent = "indexing " + runLabel(byId.get(id) || { id }) + "…";
-        await sleep(200);
-      }
-    }
-
-    async function update(reloadMetrics = true) {
-      await Promise.all(refs.map(resolve));
-      if (!alive(s)) return;
-      // A run named twice (say by "last" and by its id) is drawn once, under the first ref.
-      const seen = new Set();
-      refs = refs.filter((ref) => {
-        const id = idOf.get(ref);
-        const key = id instanceof Error ? "?" + ref : id;
-        if (seen.has(key)) return false;
-        seen.add(key);
-        return true;
-      });
-      runs = refs.map((ref) => idOf.get(ref)).filter((id) => !(id instanceof Error)).map((id) => byId.get(id));
-      drawChips();
-      fill(add, el("option", { value: "" }, "…"),
-        all.filter((r) => !seen.has(r.id)).map((r) => el("option", { value: r.id }, runLabel(r) + " · " + r.id)));
-      if (reloadMetrics) {
-        const lists = await Promise.all(runs.map((r) => metricsOf(r.id).catch(() => [])));
-        const union = [...new Set(lists.flat())];
-        const common = union.filter((n) => lists.every((l) => l.includes(n)));
-        if (!union.includes(metric)) metric = common[0] || union[0] || "";
-        fill(select, ...union.map((n) => el("option", { value: n },
-          n + (common.includes(n) ? "" : " (not in every run)"))));
-        select.value = metric;
-      }
-      if (!alive(s)) return;
-      const q = new URLSearchParams();
-      if (refs.length) q.set("runs", refs.join(","));
-      if (metric) q.set("metric", metric);
-      history.replaceState(null, "", location.pathname + "?" + q);
-      note.textContent = refs.length ? "" : "Pick runs on the Runs page, or add one here.";
-      fill(card, el("h3", { class: "metric-name" }, metric || "no metric"));
-      delete card.dataset.ready;
-      if (!metric || !runs.length) { BODY.dataset.loaded = "1"; return; }
-      if (richNames.has(metric) && media()) {
-        chart = null;
-        await media().compare(card, runs.map((r) => ({ id: r.id, label: runLabel(r) })), metric);
-        BODY.dataset.loaded = "1";
-        return;
-      }
-      chart = new SeriesChart(card, runs.map((r) => ({ run: r.id, name: metric, label: runLabel(r) })), metric);
-      await chart.load();
-      BODY.dataset.loaded = "1";
-    }
-    await update();
-
-    // Live: while any of the runs is running, redraw every two seconds.
-    while (alive(s)) {
-      await sleep(POLL_LIST_MS);
-      if (!alive(s) || !chart || !runs.some((r) => (byId.get(r.id) || r).status === "running")) continue;
-      try {
-        all = (await getJSON(api("/runs"))).runs;
-        for (const r of all) byId.set(r.id, r);
-        if (!alive(s)) return;
-        drawChips();
-        await chart.load();
-      } catch (e) { /* try again */ }
-    }
-  }
+  // static/compare.js: the table of what differs, the grid of charts, parallel coordinates and a scatter.
 
   // ------------------------------------------------------------------ assets page
 
@@ -1232,12 +973,36 @@
     warmCharts();
   }
 
+  // ------------------------------------------------------------------ exact values
+
+  // The fewest significant digits, six at least, that keep the distinct numbers among `values`
+  // distinct: a column of losses reads 0.251 and 0.252, and 0.2512341 only when a neighbour needs it.
+  function distinctDigits(values) {
+    const nums = [...new Set(values.filter((v) => typeof v === "number" && Number.isFinite(v)))];
+    for (let p = 6; p < 17; p++) {
+      if (new Set(nums.map((v) => Number(v.toPrecision(p)))).size === nums.length) return p;
+    }
+    return 17;
+  }
+  function fmtDigits(v, digits) {
+    if (typeof v !== "number" || Number.isInteger(v) || !Number.isFinite(v)) return fmtExact(v);
+    return String(Number(v.toPrecision(digits)));
+  }
+
   // ------------------------------------------------------------------ navigation
 
   // Links between the UI's pages are followed without reloading the document, so plotly.js, once
   // compiled, serves every later page. Each page runs in a session; a page's timers and loops end
-  // when another page replaces it.
-  const pages = { runs: runsPage, run: runPage, compare: comparePage, assets: assetsPage };
+  // when another page replaces it. The runs and compare pages live in files of their own
+  // (static/runs.js, static/compare.js), loaded before this one: they register in
+  // window.amltrackPages and reach this file's helpers through window.amltrackUI.
+  window.amltrackUI = Object.freeze({
+    BODY, BASE, STATUSES, POLL_LIST_MS, CHART_CONFIG, el, append, fill, $, enc, api, runUrl, sleep, plotlyText,
+    HttpError, getJSON, fmtNum, fmtValue, fmtDuration, fmtTime, fmtExact, distinctDigits, fmtDigits,
+    statusBadge, runLabel, message, showError, SeriesChart, chartToolbar, chartQuery, ensurePlotly, warmCharts,
+    media, alive, go,
+  });
+  const pages = { run: runPage, assets: assetsPage, ...(window.amltrackPages || {}) };
   let session = 0;
   function alive(s) { return s === session; }
 
