@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ from amltrack.server import (
 )
 from amltrack.server._database import MIGRATIONS, migrate, schema_version
 
-from .conftest import wait_until
+from .conftest import child_env, wait_until
 from .database_helpers import create_database, drop_database, scratch_database, unique_name
 from .sync_helpers import assert_same_run, cli, make_run, running_server
 
@@ -292,3 +294,24 @@ def test_a_server_whose_database_goes_away_answers_503_then_recovers(tmp_path: P
             assert "Traceback" not in srv.log.read_text(), srv.log.read_text()
     finally:
         drop_database(name)
+
+
+def test_the_server_package_loads_without_psycopg() -> None:
+    # The team extra is optional: an embedded server must not pay for, or need, the database driver.
+    code = "import sys, amltrack.server; print('psycopg' in sys.modules, 'psycopg_pool' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env())
+    assert out.stdout.split() == ["False", "False"], out.stderr
+
+
+def test_the_tokens_benchmark_runs() -> None:
+    bench = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_server_tokens.py"
+    out = subprocess.run(
+        [sys.executable, str(bench), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+    )
+    assert out.returncode == 0, out.stderr
+    figures = json.loads(out.stdout)
+    assert {"file_p50_ms", "database_p50_ms", "database_p99_ms"} <= set(figures)
