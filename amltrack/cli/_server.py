@@ -125,8 +125,12 @@ def _add_token_parsers(server: argparse.ArgumentParser) -> None:
 
 
 def _database_tokens(url: str) -> Any:
-    from ..server import Database, DatabaseTokens
-
+    try:
+        from ..server import Database, DatabaseTokens
+    except ImportError as e:
+        raise out.CliError(
+            f"the team server needs its extra ({e.name} is missing): pip install 'amltrack[team]'"
+        ) from None
     return DatabaseTokens(Database.open(url))
 
 
