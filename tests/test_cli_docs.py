@@ -34,7 +34,8 @@ def leaf_commands() -> dict[str, argparse.ArgumentParser]:
 
     def walk(p: argparse.ArgumentParser, path: list[str]) -> None:
         subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs and path:
+        # A command whose subcommands are optional ('server', beside 'server token') runs too.
+        if path and not any(a.required for a in subs):
             found[" ".join(path)] = p
         for action in subs:
             for name, sub in action.choices.items():

@@ -27,6 +27,7 @@ import hmac
 import os
 import re
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,38 +79,17 @@ def entry_for(scope: str, token: str) -> str:
     return f"{scope}:sha256:{digest(token).hex()}"
 
 
-class Tokens:
-    """The tokens a server accepts.
+class TokenCheck(ABC):
+    """What a server asks of the tokens it accepts; two kinds answer: ``Tokens`` (a tokens file or
+    variable, held in memory) and the team server's ``DatabaseTokens`` (rows in PostgreSQL)."""
 
-    tokens = Tokens.parse("write:" + token)
-    tokens.scope_of(token)  # "write"
-    """
+    @abstractmethod
+    def scope_of(self, token: str) -> str | None:
+        """``write``, ``read``, or None for an unknown token."""
 
-    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
-        if not entries:
-            raise TokenConfigError("no tokens given; add at least one SCOPE:TOKEN entry")
-        self._entries = entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    @classmethod
-    def parse(cls, text: str, where: str = "tokens") -> Tokens:
-        entries: list[tuple[str, bytes]] = []
-        for n, line in enumerate(text.splitlines(), 1):
-            for item in _COMMENT.sub("", line).split(","):
-                item = item.strip()
-                if item:
-                    entries.append(_entry(item, f"{where}: line {n}"))
-        return cls(entries)
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Tokens:
-        try:
-            text = Path(path).read_text()
-        except OSError as e:
-            raise TokenConfigError(f"cannot read the tokens file {path}: {e.strerror}") from e
-        return cls.parse(text, str(path))
+    @abstractmethod
+    def describe(self) -> str:
+        """Where the tokens come from, for the server's banner: ``2 token(s)``."""
 
     def require(self, token: str | None, needed: str) -> None:
         """Raise 401 ``unauthorized`` for a missing or unknown token, 403 ``forbidden`` for a read
@@ -137,6 +117,43 @@ class Tokens:
 
     def can_read(self, token: str) -> bool:
         return self.scope_of(token) is not None
+
+
+class Tokens(TokenCheck):
+    """The tokens a server accepts, from a tokens file or ``$AMLTRACK_SERVER_TOKENS``.
+
+    tokens = Tokens.parse("write:" + token)
+    tokens.scope_of(token)  # "write"
+    """
+
+    def __init__(self, entries: list[tuple[str, bytes]]) -> None:
+        if not entries:
+            raise TokenConfigError("no tokens given; add at least one SCOPE:TOKEN entry")
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def describe(self) -> str:
+        return f"{len(self)} token(s)"
+
+    @classmethod
+    def parse(cls, text: str, where: str = "tokens") -> Tokens:
+        entries: list[tuple[str, bytes]] = []
+        for n, line in enumerate(text.splitlines(), 1):
+            for item in _COMMENT.sub("", line).split(","):
+                item = item.strip()
+                if item:
+                    entries.append(_entry(item, f"{where}: line {n}"))
+        return cls(entries)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> Tokens:
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise TokenConfigError(f"cannot read the tokens file {path}: {e.strerror}") from e
+        return cls.parse(text, str(path))
 
     def scope_of(self, token: str) -> str | None:
         """``write``, ``read``, or None for an unknown token; every entry is compared, in constant time."""

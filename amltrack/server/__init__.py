@@ -5,24 +5,37 @@
 Needs the ``server`` extra (fastapi, uvicorn). ``docs/sync.md`` describes the protocol. Modules:
 ``_app`` the routes, ``_storage`` and ``_assets`` the writes into the store, ``_faults`` the seam a
 test fails writes through, ``_guard`` the cross-site check of writes, ``_limits`` the body limit,
-``_errors`` the server's answers to failures, ``_serve`` the process. The app factory, the error
+``_errors`` the server's answers to failures, ``_serve`` the process, ``_database`` the team server's
+PostgreSQL pool and schema (the ``team`` extra), ``_tokens`` the tokens kept there. The app factory, the error
 shape, the tokens, the Host check and the serving are ``amltrack._web``'s, shared with the UI.
 """
 
-from .._web._auth import Tokens, entry_for, new_token
+from .._web._auth import TokenCheck, Tokens, entry_for, new_token
 from .._web._errors import ERROR_CODES
 from ._app import OPENAPI_URL
 from ._app import server_app as create_app
+from ._database import SCHEMA_VERSION, Database, DatabaseError, SchemaTooNewError
 from ._limits import DEFAULT_MAX_BODY
-from ._serve import ServerConfigError, load_tokens
+from ._serve import ServerConfigError, check_token_sources, load_tokens
 from ._serve import serve_store as serve
+from ._tokens import DatabaseTokens, InvalidTokenNameError, TokenInfo, TokenNotFoundError
 
 __all__ = [
     "DEFAULT_MAX_BODY",
     "ERROR_CODES",
     "OPENAPI_URL",
+    "SCHEMA_VERSION",
+    "Database",
+    "DatabaseError",
+    "DatabaseTokens",
+    "InvalidTokenNameError",
+    "SchemaTooNewError",
     "ServerConfigError",
+    "TokenCheck",
+    "TokenInfo",
+    "TokenNotFoundError",
     "Tokens",
+    "check_token_sources",
     "create_app",
     "entry_for",
     "load_tokens",

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response, Stream
 from .. import __version__
 from .._summary import POINTS
 from .._web._app import create_app
-from .._web._auth import Tokens
+from .._web._auth import TokenCheck
 from .._web._errors import API_VERSION, ERROR_CODES
 from .._web._guard import LOOPBACK_NAMES
 from ._assets import ServerAssets
@@ -141,7 +141,7 @@ def _stream(f: BinaryIO, size: int) -> StreamingResponse:
 def server_app(
     store: str | os.PathLike[str],
     *,
-    tokens: Tokens | None = None,
+    tokens: TokenCheck | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     faults: Faults | None = None,
 ) -> FastAPI:
@@ -468,7 +468,7 @@ class RootToUi:
         await self.app(scope, receive, send)
 
 
-def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: Tokens | None) -> None:
+def _mount_ui(app: FastAPI, store: str | os.PathLike[str], tokens: TokenCheck | None) -> None:
     """The web UI's pages under /ui, for holders of a read (or write) token."""
     from ..ui import create_app as ui_app
     from ..ui import token_auth

@@ -11,7 +11,7 @@ from typing import Any
 from .. import _env as env
 from .. import _format as fmt
 from .._errors import AmltrackError
-from .._web._auth import TokenConfigError, Tokens
+from .._web._auth import TokenCheck, TokenConfigError, Tokens
 from .._web._serve import is_loopback, serve
 from ._faults import Faults
 from ._limits import DEFAULT_MAX_BODY
@@ -42,6 +42,21 @@ def load_tokens(tokens_file: str | os.PathLike[str] | None) -> Tokens | None:
     return None
 
 
+def check_token_sources(tokens_file: str | os.PathLike[str] | None) -> None:
+    """Refuse a tokens file or $AMLTRACK_SERVER_TOKENS beside --database: one source of tokens, so
+    that revoking a token in the database is never undone by a file that still holds it."""
+    if tokens_file is not None:
+        raise ServerConfigError(
+            f"--tokens-file {tokens_file} and --database both give tokens; with --database, make them "
+            "with 'amltrack server token create'"
+        )
+    if os.environ.get(TOKENS_ENV, "").strip():
+        raise ServerConfigError(
+            f"${TOKENS_ENV} is set, and --database keeps the tokens; unset it and make tokens with "
+            "'amltrack server token create'"
+        )
+
+
 def _lock_store(root: Path) -> int:
     """Hold ``.server/server.lock`` for the life of the process: one server per store."""
     (root / SERVER_DIR).mkdir(parents=True, exist_ok=True)
@@ -70,7 +85,7 @@ def serve_store(
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
-    tokens: Tokens | None = None,
+    tokens: TokenCheck | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     faults: Faults | None = None,
 ) -> None:
@@ -102,7 +117,7 @@ def serve_store(
             if isinstance(e, AmltrackError):
                 raise
             raise ServerConfigError(f"cannot use {root} as the server's store: {e.strerror or e}") from e
-        auth = "no tokens (loopback only)" if tokens is None else f"{len(tokens)} token(s)"
+        auth = "no tokens (loopback only)" if tokens is None else tokens.describe()
         serve(
             app,
             host=host,

@@ -18,12 +18,14 @@ import html
 from collections.abc import Callable
 from urllib.parse import parse_qs
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from .._web._auth import bearer_token
+from .._web._errors import ApiError, error_response
 from .._web._guard import AuthHook
-from ._api import json_error
+from ._api import ERROR_HEADERS, json_error
 from ._pages import base_path, route_path
 
 COOKIE = "amltrack_ui_token"
@@ -67,8 +69,15 @@ def token_auth(check: Callable[[str], bool], *, cookie: str = COOKIE) -> AuthHoo
         token = bearer_token(request.headers)
         if token is None:
             token = request.cookies.get(cookie)
-        if token and check(token):
-            return None
+        # In a thread: a check may ask a database (the team server's), which must not stall the
+        # event loop; and its 503 is answered here, outside the app's error handlers.
+        if token:
+            try:
+                known: bool = await run_in_threadpool(check, token)
+            except ApiError as e:
+                return error_response(e, ERROR_HEADERS)
+            if known:
+                return None
         route = route_path(request.scope)
         if route == "/login" and request.method == "POST":
             return await _login(request, check, cookie)
@@ -93,7 +102,13 @@ async def _login(request: Request, check: Callable[[str], bool], cookie: str) ->
     form = parse_qs(body.decode("utf-8", "replace"))
     token = (form.get("token") or [""])[0].strip()
     next_url = _safe_next(request, (form.get("next") or [""])[0])
-    if not token or not check(token):
+    known = False
+    if token:
+        try:
+            known = await run_in_threadpool(check, token)
+        except ApiError as e:
+            return error_response(e, ERROR_HEADERS)
+    if not known:
         return login_page(request, next_url=next_url, error="The server does not know this token.")
     response = RedirectResponse(next_url, status_code=303)
     response.set_cookie(

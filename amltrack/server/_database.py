@@ -1,0 +1,189 @@
+"""The team server's PostgreSQL database: a connection pool and the versioned schema.
+
+    db = Database.open("postgresql://amltrack@db.internal/amltrack")  # applies missing migrations
+    with db.connection() as conn:
+        conn.execute("SELECT 1")
+    db.close()
+
+The schema is ``MIGRATIONS``: ordered steps of SQL, version N being the first N of them applied. The
+table ``schema_version`` holds one row per step applied. Opening applies the missing steps in one
+transaction under a transaction-scoped advisory lock, so replicas that start at once cannot race:
+the second waits on the lock, then finds nothing left to do; a step that fails rolls back whole.
+A database whose schema is newer than this amltrack's is refused, since an older replica would
+misread tables that a newer one changed. Needs the ``team`` extra (psycopg 3 and its pool); psycopg
+is imported only when a database is opened, so ``amltrack.server`` loads without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from .._errors import AmltrackError, MissingExtraError
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg_pool import ConnectionPool
+
+# Append only: a released step never changes, since databases out there have applied it as it was.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    # 1: tokens, kept as SHA-256 digests; a name is unique among the tokens not revoked, so a
+    # revoked name can be given again and `token revoke NAME` always means one token.
+    (
+        """CREATE TABLE tokens (
+            id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            name text NOT NULL,
+            scope text NOT NULL CHECK (scope IN ('read', 'write')),
+            digest bytea NOT NULL UNIQUE CHECK (octet_length(digest) = 32),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            revoked_at timestamptz
+        )""",
+        "CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL",
+    ),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Any fixed 64-bit key: pg_advisory_xact_lock's key space is the database's, and only amltrack
+# takes this one ("amltrack" in ASCII).
+_MIGRATION_LOCK = int.from_bytes(b"amltrack", "big") & 0x7FFF_FFFF_FFFF_FFFF
+POOL_SIZE = 8
+CONNECT_TIMEOUT = 10.0  # seconds to wait for the database at start
+# Seconds a request waits for a pooled connection: long enough to ride out a burst that has every
+# connection busy, short enough that a client of a database gone away gets its 503 and backs off.
+REQUEST_TIMEOUT = 5.0
+
+
+class DatabaseError(AmltrackError, ConnectionError):
+    """The database cannot be reached or used; the message names it (without its password)."""
+
+
+class SchemaTooNewError(AmltrackError, RuntimeError):
+    """The database's schema is newer than this amltrack's: a newer amltrack migrated it."""
+
+    def __init__(self, found: int, known: int) -> None:
+        self.found, self.known = found, known
+        super().__init__(
+            f"the database's schema is version {found}, newer than this amltrack's {known}: a newer "
+            "amltrack migrated it; upgrade amltrack here (pip install -U 'amltrack[team]')"
+        )
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def check_url(url: str) -> str:
+    scheme = urlsplit(url).scheme
+    if scheme not in ("postgresql", "postgres"):
+        raise DatabaseError(
+            f"--database {redacted(url)!r} is not a PostgreSQL URL; write postgresql://USER@HOST/DB"
+        )
+    return url
+
+
+def schema_version(conn: psycopg.Connection[Any]) -> int:
+    """The version of the schema ``conn``'s database holds: 0 for a database amltrack never used."""
+    row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+    if not row or not row[0]:
+        return 0
+    found = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+    return int(found[0]) if found else 0
+
+
+def migrate(conn: psycopg.Connection[Any], target: int = SCHEMA_VERSION) -> tuple[int, int]:
+    """Apply the steps after the database's version up to ``target``, in one transaction under the
+    advisory lock; (version before, version after). Refuses a schema newer than ``SCHEMA_VERSION``."""
+    if not 0 <= target <= SCHEMA_VERSION:
+        raise ValueError(f"target {target!r} is not a schema version (0 to {SCHEMA_VERSION})")
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version "
+            "(version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        found = schema_version(conn)
+        if found > SCHEMA_VERSION:
+            raise SchemaTooNewError(found, SCHEMA_VERSION)
+        for version in range(found + 1, target + 1):
+            for statement in MIGRATIONS[version - 1]:
+                conn.execute(statement.encode())  # bytes: a literal query, no placeholders to parse
+            conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (version,))
+    return found, max(found, target)
+
+
+class Database:
+    """A pool of connections to the team server's database, whose schema is this amltrack's."""
+
+    def __init__(self, url: str, pool: ConnectionPool[Any]) -> None:
+        self.url, self._pool = url, pool
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        pool_size: int = POOL_SIZE,
+        timeout: float = REQUEST_TIMEOUT,
+        migrate_schema: bool = True,
+    ) -> Database:
+        """Connect, and bring the schema to this amltrack's version (``migrate_schema``), or refuse."""
+        check_url(url)
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool, PoolTimeout
+        except ImportError as e:
+            raise MissingExtraError("the team server's database", e.name or "psycopg", "team") from None
+        try:
+            # One connection of its own first: its failure says why (a pool's says only "timeout").
+            with psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT)) as conn:
+                if migrate_schema:
+                    migrate(conn)
+                elif (found := schema_version(conn)) > SCHEMA_VERSION:
+                    raise SchemaTooNewError(found, SCHEMA_VERSION)
+        except psycopg.Error as e:
+            raise DatabaseError(f"cannot use the database {redacted(url)}: {_reason(e)}") from None
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=timeout,
+            # A connection the server closed (PostgreSQL restarted) is replaced when next taken,
+            # not handed to a request: a replica recovers without a restart.
+            check=ConnectionPool.check_connection,
+            name="amltrack-db",  # its worker threads are named from it: the tests' leak check sees them
+        )
+        try:
+            pool.open(wait=True, timeout=CONNECT_TIMEOUT)
+        except PoolTimeout as e:
+            pool.close()
+            raise DatabaseError(f"cannot use the database {redacted(url)}: {_reason(e)}") from None
+        db = cls(url, pool)
+        return db
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[Any]]:
+        """A connection from the pool; its transaction commits at the end, or rolls back on error."""
+        with self._pool.connection() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _reason(e: BaseException) -> str:
+    """psycopg's message on one line (the server's own spans several)."""
+    return " ".join(str(e).split()) or type(e).__name__
