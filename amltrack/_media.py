@@ -214,7 +214,10 @@ def bin_edges(lo: float, hi: float, bins: int) -> list[float]:
         lo, hi = _widen(lo, hi)
     for _ in range(2):
         step = hi / bins - lo / bins  # no overflow, however far apart two finite values are
-        edges = [lo + i * step for i in range(bins)] + [hi]
+        if math.isfinite(step * bins):
+            edges = [lo + i * step for i in range(bins)] + [hi]
+        else:  # nearly the whole float range in one bin: a weighted mean of the ends never overflows
+            edges = [lo * (1 - i / bins) + hi * (i / bins) for i in range(bins)] + [hi]
         if all(a < b for a, b in zip(edges, edges[1:])):
             return edges
         lo, hi = _widen(lo, hi)
@@ -223,7 +226,8 @@ def bin_edges(lo: float, hi: float, bins: int) -> list[float]:
 
 def _widen(lo: float, hi: float) -> tuple[float, float]:
     d = max(0.5, abs(lo) * 2**-20, abs(hi) * 2**-20)
-    return lo - d, hi + d
+    top = sys.float_info.max  # a span at the float range's end widens inwards only
+    return max(lo - d, -top), min(hi + d, top)
 
 
 def _histogram(counts: list[Any], edges: list[float], nan: int, pinf: int, ninf: int) -> dict[str, Any]:

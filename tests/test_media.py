@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image as PILImage
@@ -328,6 +328,11 @@ def test_bad_tables_are_refused_naming_the_metric(
     st.lists(st.floats(allow_nan=True, allow_infinity=True), max_size=200),
     st.integers(1, 20),
 )
+# The float range's ends: a span that overflows when split, and one value that cannot widen outwards.
+@example([-sys.float_info.max, sys.float_info.max], 1)
+@example([-sys.float_info.max, sys.float_info.max, 0.0], 3)
+@example([sys.float_info.max], 2)
+@example([-sys.float_info.max], 20)
 def test_a_histogram_counts_like_numpy_and_keeps_nan_and_infinities_apart(
     values: list[float], bins: int
 ) -> None:
