@@ -11,11 +11,11 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple, Protocol, overload
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, overload
 
 import orjson
 
-from . import _env, _kinds, _query, _records
+from . import _env, _kinds, _records
 from . import _format as fmt
 from ._columns import Columns, read_segments
 from ._errors import (
@@ -29,6 +29,11 @@ from ._errors import (
 )
 from ._metadata import pid_alive
 from ._summary import describe, number_range
+
+if TYPE_CHECKING:
+    # Imported where a listing filters or sorts: its parser costs every training process's
+    # get_logger() several milliseconds of import for nothing.
+    from . import _query
 
 
 def short_id(run_id: str) -> str:
@@ -806,6 +811,8 @@ class Store:
             for row in store.select(filter="metrics.loss.min < 0.1"):
                 print(row.run.id, row.summaries()["loss"]["min"])
         """
+        from . import _query
+
         _check_status(status)
         tree = _query.as_tree(filter)
         orders = _query.parse_orders(order_by)
@@ -868,6 +875,8 @@ class Store:
             import pandas as pd
         except ImportError:  # pragma: no cover - depends on the environment
             raise MissingExtraError("Store.runs_frame()", "pandas", "pandas") from None
+        from . import _query
+
         keys = None if columns is None else [_query.parse_order(c).key for c in _as_list(columns)]
         ranges = keys is None or any(k.field in ("min", "max") for k in keys)
         rows = self.select(filter=filter, order_by=order_by, ranges=ranges)

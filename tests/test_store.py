@@ -363,3 +363,20 @@ def test_runs_takes_the_newest_few_as_the_server_and_the_cli_ask(store: Path) ->
     assert [r.id for r in s.runs(limit=2)] == ids[::-1][:2]
     assert [r.id for r in s.runs(status="completed", limit=1)] == [ids[2]]
     assert [r.id for r in s.runs(limit=0)] == ids[::-1]
+
+
+def test_a_training_process_does_not_load_the_query_language(tmp_path: Path) -> None:
+    """The parser is for listings; get_logger() and logging must not pay for importing it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, amltrack\n"
+        f"lg = amltrack.get_logger('x', store={str(tmp_path / 's')!r}, outputs=None, system_metrics=False)\n"
+        "lg.log('loss', 1.0).wait(); lg.finish()\n"
+        "assert 'amltrack._query' not in sys.modules, 'get_logger imported the query language'\n"
+        f"amltrack.Store({str(tmp_path / 's')!r}).runs(filter='metrics.loss = 1')\n"
+        "assert 'amltrack._query' in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
