@@ -42,6 +42,91 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE UNIQUE INDEX tokens_live_name ON tokens (name) WHERE revoked_at IS NULL",
     ),
+    # 2: runs, artifacts and assets (docs/deploy.md). The bytes live in the bucket as immutable
+    # objects ("pieces"), each under a key of its own; these tables say which objects make up which
+    # file, in order. A row is committed only after its object is in the bucket, so a published
+    # run never names a missing object; an object no row names is garbage (`amltrack server gc`).
+    (
+        """CREATE TABLE runs (
+            id text PRIMARY KEY,
+            published boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            metrics_size bigint NOT NULL DEFAULT 0,
+            manifest_size bigint NOT NULL DEFAULT 0,
+            run_json bytea,
+            summary_json bytea,
+            info jsonb,
+            listing jsonb,
+            ranges jsonb NOT NULL DEFAULT '{}'::jsonb,
+            fold jsonb
+        )""",
+        "CREATE INDEX runs_published_created ON runs (published, created_at)",
+        """CREATE TABLE pieces (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            file text NOT NULL CHECK (file IN ('metrics.jsonl', 'artifacts.jsonl')),
+            start bigint NOT NULL CHECK (start >= 0),
+            length bigint NOT NULL CHECK (length > 0),
+            key text NOT NULL UNIQUE,
+            PRIMARY KEY (run_id, file, start)
+        )""",
+        """CREATE TABLE uploads (
+            owner text NOT NULL,
+            sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+            total bigint NOT NULL CHECK (total >= 0),
+            size bigint NOT NULL DEFAULT 0,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (owner, sha256)
+        )""",
+        """CREATE TABLE upload_parts (
+            owner text NOT NULL,
+            sha256 text NOT NULL,
+            start bigint NOT NULL CHECK (start >= 0),
+            length bigint NOT NULL CHECK (length > 0),
+            key text NOT NULL UNIQUE,
+            PRIMARY KEY (owner, sha256, start),
+            FOREIGN KEY (owner, sha256) REFERENCES uploads (owner, sha256) ON DELETE CASCADE
+        )""",
+        """CREATE TABLE blobs (
+            sha256 text PRIMARY KEY CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+            size bigint NOT NULL CHECK (size >= 0),
+            created_at timestamptz NOT NULL DEFAULT now()
+        )""",
+        """CREATE TABLE blob_parts (
+            sha256 text NOT NULL REFERENCES blobs (sha256) ON DELETE CASCADE,
+            start bigint NOT NULL CHECK (start >= 0),
+            length bigint NOT NULL CHECK (length > 0),
+            key text NOT NULL UNIQUE,
+            PRIMARY KEY (sha256, start)
+        )""",
+        """CREATE TABLE artifacts (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            path text NOT NULL,
+            sha256 text NOT NULL REFERENCES blobs (sha256),
+            size bigint NOT NULL,
+            PRIMARY KEY (run_id, path)
+        )""",
+        "CREATE INDEX artifacts_sha256 ON artifacts (sha256)",
+        """CREATE TABLE assets (
+            name text NOT NULL,
+            version integer NOT NULL CHECK (version >= 1),
+            info jsonb NOT NULL,
+            origin text,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (name, version),
+            UNIQUE (name, origin)
+        )""",
+        """CREATE TABLE asset_files (
+            name text NOT NULL,
+            version integer NOT NULL,
+            path text NOT NULL,
+            sha256 text NOT NULL REFERENCES blobs (sha256),
+            size bigint NOT NULL,
+            PRIMARY KEY (name, version, path),
+            FOREIGN KEY (name, version) REFERENCES assets (name, version) ON DELETE CASCADE
+        )""",
+        "CREATE INDEX asset_files_sha256 ON asset_files (sha256)",
+    ),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
