@@ -61,8 +61,7 @@ class ServerProcess:
                 [
                     sys.executable,
                     *command,
-                    "--store",
-                    str(self.store),
+                    *self.where(),
                     "--port",
                     str(self.port),
                     "--max-body",
@@ -91,6 +90,10 @@ class ServerProcess:
         self.port = int(self.url.rsplit(":", 1)[1])
         wait_until(self._healthy, 60, "the server to answer")
         return self
+
+    def where(self) -> list[str]:
+        """The arguments that say where the server keeps its runs."""
+        return ["--store", str(self.store)]
 
     def _healthy(self) -> bool:
         try:

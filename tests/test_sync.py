@@ -27,6 +27,7 @@ from amltrack.sync import AmltrackRemote, Remotes, remotes_of, sync
 from amltrack.sync import _ledger as ledger
 
 from .conftest import child_env, wait_until
+from .team_helpers import BACKENDS, server_of, skip_on_team, team_moto  # noqa: F401 - a fixture
 from .sync_helpers import (
     READ_TOKEN,
     WRITE_TOKEN,
@@ -40,12 +41,14 @@ from .sync_helpers import (
 )
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    d = tmp_path_factory.mktemp("sync-server")
-    srv = ServerProcess(d / "store", d / "server.log").start()
-    yield srv
-    srv.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The embedded server, then a replica of a team server: the client's guarantees hold against both."""
+    moto = request.getfixturevalue("team_moto") if request.param == "team" else None
+    with server_of(request.param, tmp_path_factory.mktemp("sync-server"), moto) as srv:
+        yield srv
 
 
 @pytest.fixture
@@ -318,6 +321,9 @@ def test_two_remotes_each_get_the_run_and_a_ledger(
 def test_verify_reports_a_tampered_remote_and_the_next_sync_repairs_it(
     server: ServerProcess, tmp_path: Path, remote: Connect
 ) -> None:
+    skip_on_team(
+        server, "it damages the embedded server's files; test_server_team.py damages a team's objects"
+    )
     local = tmp_path / "local"
     run_id = make_run(local, records=300, artifacts={"model.bin": b"weights" * 1000, "ok.txt": b"ok"})
     assert sync(local, remote(server)).ok
@@ -347,6 +353,9 @@ def test_verify_reports_a_tampered_remote_and_the_next_sync_repairs_it(
 def test_a_difference_verify_finds_is_repaired_by_the_next_sync_and_by_all(
     server: ServerProcess, tmp_path: Path
 ) -> None:
+    skip_on_team(
+        server, "it damages the embedded server's files; test_server_team.py damages a team's objects"
+    )
     local = tmp_path / "local"
     arts = {"notes/x.txt": b"x" * 100, "model.bin": b"weights" * 1000, "keep.txt": b"keep"}
     run_id = make_run(local, records=300, artifacts=arts)

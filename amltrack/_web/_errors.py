@@ -52,7 +52,7 @@ ERROR_CODES = {
     "storage_error": "500/507: the server could not write its store",
     "store_error": "500 (UI): the store could not be read",
     "internal_error": "500: a bug in the server or the UI",
-    "unavailable": "503: the team server cannot reach its database just now; retry after Retry-After",
+    "unavailable": "503: the team server cannot reach its database or object storage just now; retry after Retry-After",
 }
 
 

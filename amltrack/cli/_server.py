@@ -32,7 +32,9 @@ def add_parser(sub: Any) -> None:
             "  amltrack server --new-token write        # prints a token and its tokens-file line\n"
             "  amltrack server --store .amltrack        # the web UI at http://127.0.0.1:8765/ui/\n"
             "  amltrack server --store /srv/amltrack --host 0.0.0.0 --tokens-file /etc/amltrack/tokens\n"
-            "  amltrack server --store /srv/amltrack --host 0.0.0.0 --database postgresql://amltrack@db/amltrack"
+            "  amltrack server --store /srv/amltrack --host 0.0.0.0 --database postgresql://amltrack@db/amltrack\n"
+            "  amltrack server --host 0.0.0.0 --database postgresql://amltrack@db/amltrack "
+            "--objects s3://team-runs/amltrack   # a replica"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -52,6 +54,21 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="check tokens against this PostgreSQL database (postgresql://USER@HOST/DB; needs the team "
         "extra), instead of --tokens-file; its schema is created or upgraded at start",
+    )
+    p.add_argument(
+        "--objects",
+        metavar="URL",
+        default=None,
+        help="keep the runs in PostgreSQL (--database) and their bytes in this S3-compatible bucket, "
+        "s3://BUCKET/PREFIX, instead of --store: any number of servers so started serve one team "
+        "(docs/deploy.md); credentials and region the standard AWS way",
+    )
+    p.add_argument(
+        "--objects-endpoint",
+        metavar="URL",
+        default=None,
+        help="the S3 endpoint of a store other than AWS (MinIO, Cloudflare R2, Ceph), e.g. "
+        "http://minio.internal:9000 (default: $AWS_ENDPOINT_URL, else AWS)",
     )
     p.add_argument(
         "--max-body",
@@ -201,14 +218,36 @@ def cmd_server(args: argparse.Namespace) -> int:
         print(f"token: {token}")
         print(f"tokens-file line: {server.entry_for(args.new_token, token)}")
         return 0
-    if not args.store:
-        args.parser.error("--store DIR is required to serve")
+    if args.objects is not None or args.objects_endpoint is not None:
+        if args.objects is None:
+            args.parser.error("--objects-endpoint needs --objects s3://BUCKET/PREFIX")
+        if args.database is None:
+            args.parser.error(
+                "--objects needs --database: the runs' index lives there, their bytes in the bucket"
+            )
+        if args.store:
+            args.parser.error(
+                "--store and --objects both say where runs go; give --store DIR alone (one server), or "
+                "--database and --objects (replicas); 'amltrack server migrate --from-store DIR' moves runs"
+            )
+    elif not args.store:
+        args.parser.error(
+            "--store DIR is required to serve (or --database URL and --objects s3://BUCKET/PREFIX)"
+        )
     tokens: server.TokenCheck | None
+    team = None
     if args.database is None:
         tokens = server.load_tokens(args.tokens_file)
     else:
         server.check_token_sources(args.tokens_file)
-        tokens = server.DatabaseTokens(server.Database.open(args.database))
+        db = server.Database.open(args.database)
+        tokens = server.DatabaseTokens(db)
+        if args.objects is not None:
+            try:
+                team = server.TeamStore(db, server.Objects.open(args.objects, endpoint=args.objects_endpoint))
+            except BaseException:
+                db.close()
+                raise
     try:
         server.serve(
             args.store,
@@ -216,8 +255,11 @@ def cmd_server(args: argparse.Namespace) -> int:
             port=args.port,
             tokens=tokens,
             max_body=args.max_body if args.max_body is not None else server.DEFAULT_MAX_BODY,
+            team=team,
         )
     finally:
-        if isinstance(tokens, server.DatabaseTokens):
+        if team is not None:
+            team.close()
+        elif isinstance(tokens, server.DatabaseTokens):
             tokens.db.close()
     return 0

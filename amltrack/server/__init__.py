@@ -6,7 +6,8 @@ Needs the ``server`` extra (fastapi, uvicorn). ``docs/sync.md`` describes the pr
 ``_app`` the routes, ``_storage`` and ``_assets`` the writes into the store, ``_faults`` the seam a
 test fails writes through, ``_guard`` the cross-site check of writes, ``_limits`` the body limit,
 ``_errors`` the server's answers to failures, ``_serve`` the process, ``_database`` the team server's
-PostgreSQL pool and schema (the ``team`` extra), ``_tokens`` the tokens kept there. The app factory, the error
+PostgreSQL pool and schema (the ``team`` extra), ``_tokens`` the tokens kept there, ``_team`` the
+runs kept there with their bytes in a bucket (``_objects``), for replicas. The app factory, the error
 shape, the tokens, the Host check and the serving are ``amltrack._web``'s, shared with the UI.
 """
 
@@ -16,8 +17,10 @@ from ._app import OPENAPI_URL
 from ._app import server_app as create_app
 from ._database import SCHEMA_VERSION, Database, DatabaseError, SchemaTooNewError
 from ._limits import DEFAULT_MAX_BODY
+from ._objects import Objects
 from ._serve import ServerConfigError, check_token_sources, load_tokens
 from ._serve import serve_store as serve
+from ._team import TeamStore
 from ._tokens import DatabaseTokens, InvalidTokenNameError, TokenInfo, TokenNotFoundError
 
 __all__ = [
@@ -29,8 +32,10 @@ __all__ = [
     "DatabaseError",
     "DatabaseTokens",
     "InvalidTokenNameError",
+    "Objects",
     "SchemaTooNewError",
     "ServerConfigError",
+    "TeamStore",
     "TokenCheck",
     "TokenInfo",
     "TokenNotFoundError",

@@ -25,6 +25,7 @@ from ._faults import Faults
 from ._guard import check_same_site
 from ._limits import DEFAULT_MAX_BODY, BodyLimit
 from ._storage import ServerStore, check_run_id
+from ._team import TeamAssets, TeamStore
 
 OPENAPI_URL = "/openapi.json"
 
@@ -144,9 +145,12 @@ def server_app(
     tokens: TokenCheck | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     faults: Faults | None = None,
+    team: TeamStore | None = None,
 ) -> FastAPI:
     """The server as an ASGI app over ``store``; ``tokens`` None means no auth (loopback only).
     ``faults`` is a test's seam (``amltrack.server._faults``): None for a server that does its job.
+    With ``team`` (runs in PostgreSQL and a bucket), the routes write there, and ``store`` is only
+    the folder the web UI reads: this replica's copy of the published runs (``TeamStore.mirror``).
 
     app = create_app("/srv/amltrack", tokens=Tokens.parse("write:" + token))
     uvicorn.run(app, host="127.0.0.1", port=8765)
@@ -154,7 +158,7 @@ def server_app(
     Without tokens the server is on loopback, where any web page could read it through DNS
     rebinding: then the whole app, /v1 and the UI, answers only to loopback host names.
     """
-    storage = ServerStore(store, faults=faults)
+    storage: ServerStore | TeamStore = team if team is not None else ServerStore(store, faults=faults)
     app = create_app(
         FastAPI,
         headers=SECURITY_HEADERS,
@@ -292,12 +296,13 @@ def server_app(
         )
 
     _add_history_routes(app, storage, read)
-    _add_asset_routes(app, ServerAssets(storage), read, write)
+    assets = TeamAssets(team) if team is not None else ServerAssets(storage)  # type: ignore[arg-type]
+    _add_asset_routes(app, assets, read, write)
     _mount_ui(app, store, tokens)
     return app
 
 
-def _add_history_routes(app: FastAPI, storage: ServerStore, read: list[Any]) -> None:
+def _add_history_routes(app: FastAPI, storage: ServerStore | TeamStore, read: list[Any]) -> None:
     """What `amltrack history list|last|info --remote` reads: finalised runs only, as a reader of the
     server's store sees them."""
 
@@ -380,7 +385,9 @@ def _add_history_routes(app: FastAPI, storage: ServerStore, read: list[Any]) -> 
         return _stream(f, size)
 
 
-def _add_asset_routes(app: FastAPI, assets: ServerAssets, read: list[Any], write: list[Any]) -> None:
+def _add_asset_routes(
+    app: FastAPI, assets: ServerAssets | TeamAssets, read: list[Any], write: list[Any]
+) -> None:
     """What `amltrack sync` pushes promoted assets through, and `amltrack asset ... --remote` reads."""
 
     @app.get(

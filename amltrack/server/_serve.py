@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import _env as env
 from .. import _format as fmt
@@ -16,6 +16,11 @@ from .._web._serve import is_loopback, serve
 from ._faults import Faults
 from ._limits import DEFAULT_MAX_BODY
 from ._storage import SERVER_DIR
+
+if TYPE_CHECKING:
+    from ._team import TeamStore
+
+MIRROR_EVERY = 5.0  # seconds between refreshes of a replica's copy of the runs for its web UI
 
 TOKENS_ENV = env.SERVER_TOKENS
 
@@ -81,16 +86,18 @@ def _log_config(base: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve_store(
-    store: str | os.PathLike[str],
+    store: str | os.PathLike[str] | None,
     *,
     host: str = "127.0.0.1",
     port: int = 8765,
     tokens: TokenCheck | None = None,
     max_body: int = DEFAULT_MAX_BODY,
     faults: Faults | None = None,
+    team: TeamStore | None = None,
 ) -> None:
     """Serve ``store`` until SIGINT or SIGTERM. Refuses a non-loopback host without tokens.
-    ``faults`` is a test's seam (``amltrack.server._faults``).
+    ``faults`` is a test's seam (``amltrack.server._faults``). With ``team`` the runs are in its
+    database and bucket, ``store`` is None, and any number of such processes serve the same team.
 
     serve("/srv/amltrack", host="0.0.0.0", tokens=load_tokens("/etc/amltrack/tokens"))
     """
@@ -105,6 +112,10 @@ def serve_store(
         )
     if max_body < 1024:
         raise ServerConfigError(f"--max-body {max_body} is too small; use 1024 bytes or more")
+    if team is not None:
+        _serve_team(team, host=host, port=port, tokens=tokens, max_body=max_body, faults=faults)
+        return
+    assert store is not None
     root = Path(store).expanduser().absolute()
     try:
         lock_fd = _lock_store(root)
@@ -130,3 +141,43 @@ def serve_store(
         )
     finally:
         os.close(lock_fd)
+
+
+def _serve_team(
+    team: TeamStore,
+    *,
+    host: str,
+    port: int,
+    tokens: TokenCheck | None,
+    max_body: int,
+    faults: Faults | None,
+) -> None:
+    """Serve the team's database and bucket: nothing on this host but the web UI's copy of the
+    runs, a folder of this process's own that is removed when it stops."""
+    import logging
+    import tempfile
+
+    import uvicorn
+
+    from ..sync._bucket_reader import Mirror
+    from ._app import server_app
+
+    log = logging.getLogger("amltrack.server")
+    with tempfile.TemporaryDirectory(prefix="amltrack-replica-") as tmp:
+        mirror = Mirror(team, Path(tmp), every=MIRROR_EVERY, warn=log.warning)  # type: ignore[arg-type]
+        app = server_app(tmp, tokens=tokens, max_body=max_body, faults=faults, team=team)
+        auth = "no tokens (loopback only)" if tokens is None else tokens.describe()
+        with mirror:
+            serve(
+                app,
+                host=host,
+                port=port,
+                error=ServerConfigError,
+                banner=lambda url: (
+                    f"amltrack server: serving {team.url} and its database on {url} "
+                    f"({auth}); web UI at {url}/ui/"
+                ),
+                backlog=2048,
+                graceful=5,
+                log_config=_log_config(uvicorn.config.LOGGING_CONFIG),
+            )

@@ -1,6 +1,7 @@
 """``amltrack server`` that SIGKILLs itself at a chosen point of a write: the crash tests' server.
 
     python tests/scripts/faulty_server.py STAGE:N[:KIND] --store DIR --port 0 --max-body 65536
+    python tests/scripts/faulty_server.py STAGE:N[:KIND] --database URL --objects s3://B/P --objects-endpoint URL ...
 
 It dies at STAGE (``before``: nothing written; ``during``: half of an append's body written and
 fsynced, ``run.json`` written but the run not published, an artifact or asset version complete but
@@ -82,18 +83,30 @@ class KillAt(Faults):
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     ap.add_argument("kill", help="STAGE:N[:KIND]")
-    ap.add_argument("--store", required=True)
+    ap.add_argument("--store")
+    ap.add_argument("--database")
+    ap.add_argument("--objects")
+    ap.add_argument("--objects-endpoint")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--max-body", type=int, required=True)
     args = ap.parse_args(argv)
+    faults = KillAt(args.kill)
+    tokens, team = load_tokens(None), None
+    if args.objects:  # a replica of a team server: runs in --database, bytes in --objects
+        from amltrack.server import Database, DatabaseTokens, Objects, TeamStore
+
+        db = Database.open(args.database)
+        tokens = DatabaseTokens(db)
+        team = TeamStore(db, Objects.open(args.objects, endpoint=args.objects_endpoint), faults=faults)
     serve_store(
         args.store,
         host=args.host,
         port=args.port,
-        tokens=load_tokens(None),
+        tokens=tokens,
         max_body=args.max_body,
-        faults=KillAt(args.kill),
+        faults=faults,
+        team=team,
     )
 
 
