@@ -27,7 +27,6 @@ from amltrack.sync import AmltrackRemote, Remotes, remotes_of, sync
 from amltrack.sync import _ledger as ledger
 
 from .conftest import child_env, wait_until
-from .team_helpers import BACKENDS, server_of, skip_on_team, team_moto  # noqa: F401 - a fixture
 from .sync_helpers import (
     READ_TOKEN,
     WRITE_TOKEN,
@@ -39,6 +38,7 @@ from .sync_helpers import (
     run_files,
     sync_killed,
 )
+from .team_helpers import BACKENDS, server_of, skip_on_team, team_moto  # noqa: F401 - a fixture
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
