@@ -9,7 +9,7 @@ import os
 import socket
 import stat
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple, Protocol, overload
 
@@ -320,19 +320,7 @@ class Run:
         return "running" if self._owner_alive(info) else "crashed"
 
     def _owner_alive(self, info: dict[str, Any]) -> bool:
-        host = info.get("hostname")
-        pid = info.get("pid")
-        if host == socket.gethostname() and isinstance(pid, int):
-            start, created = info.get("pid_start"), info.get("pid_created")
-            return pid_alive(
-                pid,
-                start if type(start) is int else None,
-                created if type(created) in (int, float) else None,
-            )
-        beat = self.cached_summary().get("heartbeat")
-        if not isinstance(beat, (int, float)):
-            beat = info.get("created_ts")
-        return isinstance(beat, (int, float)) and time.time() - beat < CRASH_AFTER
+        return owner_alive(info, lambda: self.cached_summary().get("heartbeat"))
 
     @property
     def segments(self) -> list[dict[str, Any]]:
@@ -932,6 +920,25 @@ class Store:
         for run in self._iter_runs():
             return run
         raise RunNotFoundError("last", self.path)
+
+
+def owner_alive(info: dict[str, Any], heartbeat: Callable[[], Any]) -> bool:
+    """Whether a run on file as running still runs: its process, if it ran on this host, else its
+    last heartbeat (summary.json's, asked for only then) or its start, under CRASH_AFTER seconds ago.
+    The one rule of "crashed", for the store and the team server alike."""
+    host = info.get("hostname")
+    pid = info.get("pid")
+    if host == socket.gethostname() and isinstance(pid, int):
+        start, created = info.get("pid_start"), info.get("pid_created")
+        return pid_alive(
+            pid,
+            start if type(start) is int else None,
+            created if type(created) in (int, float) else None,
+        )
+    beat = heartbeat()
+    if not isinstance(beat, (int, float)):
+        beat = info.get("created_ts")
+    return isinstance(beat, (int, float)) and time.time() - beat < CRASH_AFTER
 
 
 def row_of(run: Run) -> RunRow:

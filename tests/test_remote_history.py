@@ -23,6 +23,7 @@ from amltrack.sync import AmltrackRemote, Remotes, sync
 
 from .conftest import child_env, wait_until
 from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, cli, make_run
+from .team_helpers import BACKENDS, server_of, team_moto  # noqa: F401 - a fixture
 
 ARTIFACTS = {
     "model/weights.bin": bytes(range(256)) * 300,
@@ -82,8 +83,10 @@ def crash(store: Path, run_id: str) -> None:
     os.utime(d / "metrics.jsonl", (info["created_ts"], info["created_ts"]))
 
 
-@pytest.fixture(scope="module")
-def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
+@pytest.fixture(scope="module", params=BACKENDS)
+def synced(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
+    """Runs pushed to the embedded server, then to a replica of a team server: the remote history
+    reads the same from both."""
     d = tmp_path_factory.mktemp("remote-history")
     local = d / "local"
     with pytest.MonkeyPatch.context() as mp:
@@ -93,8 +96,8 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
         crashed = make_run(local, records=20)
         crash(local, crashed)
         other = make_run(local, records=10, experiment="other")
-    srv = ServerProcess(d / "store", d / "server.log").start()
-    try:
+    moto = request.getfixturevalue("team_moto") if request.param == "team" else None
+    with server_of(request.param, d / "server", moto) as srv:
         with AmltrackRemote(srv.url, WRITE_TOKEN, backoff=0.02) as remote:
             report = sync(local, remote)
         assert report.ok and report.counts()["pushed"] == 4, report.runs
@@ -105,8 +108,6 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Synced]:
             r = c.post(f"/v1/runs/{staged}/append/metrics.jsonl", params={"offset": 0}, content=b'{"x":1}\n')
             assert r.status_code == 200
         yield Synced(srv, local, rich, failed, crashed, other, staged)
-    finally:
-        srv.stop()
 
 
 @pytest.fixture

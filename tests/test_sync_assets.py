@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -15,6 +16,7 @@ from amltrack import _assets
 from amltrack.sync import AmltrackRemote, sync
 
 from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, cli, make_run
+from .team_helpers import BACKENDS, server_of, skip_on_team, team_moto  # noqa: F401 - a fixture
 
 WEIGHTS = os.urandom(300_000)  # several chunks at the test server's 64 KiB body limit
 
@@ -35,11 +37,12 @@ def asset_files(root: Path) -> dict[str, dict[str, bytes]]:
     return out
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> ServerProcess:
-    srv = ServerProcess(tmp_path / "remote", tmp_path / "server.log").start()
-    yield srv
-    srv.stop()
+@pytest.fixture(params=BACKENDS)
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """The embedded server, then a replica of a team server."""
+    moto = request.getfixturevalue("team_moto") if request.param == "team" else None
+    with server_of(request.param, tmp_path / "remote-server", moto) as srv:
+        yield srv
 
 
 def push(local: Path, srv: ServerProcess, *args: str, token: str = WRITE_TOKEN) -> dict:

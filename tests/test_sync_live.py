@@ -18,11 +18,16 @@ from amltrack.sync import _ledger as ledger
 
 from .conftest import child_env, wait_until
 from .sync_helpers import WRITE_TOKEN, ServerProcess, assert_same_run, cli, run_files, running_server
+from .team_helpers import BACKENDS, server_of, team_moto  # noqa: F401 - a fixture
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    with running_server(tmp_path_factory.mktemp("live-server")) as srv:
+@pytest.fixture(scope="module", params=BACKENDS)
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServerProcess]:
+    """The embedded server, then a replica of a team server."""
+    moto = request.getfixturevalue("team_moto") if request.param == "team" else None
+    with server_of(request.param, tmp_path_factory.mktemp("live-server"), moto) as srv:
         yield srv
 
 

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import orjson
 
 from .. import _format as fmt
+from .._store import owner_alive
 from .._summary import Fold, encode_overview
 from .._web._errors import ApiError
 from ._faults import Faults
@@ -803,9 +804,24 @@ class TeamStore:
 
     # ----------------------------------------------------------------- history (published runs)
 
-    def _entry(self, run_id: str, info: Any, listing: Any) -> dict[str, Any]:
-        row = _TeamRow(run_id, info or {}, listing or {}, {})
-        return {"id": run_id, "status": row.attr("status"), "run": row.info, "summary": row.listing}
+    @staticmethod
+    def _entry(run_id: str, run_json: Any, summary_json: Any) -> dict[str, Any]:
+        """A run as the history routes answer it: run.json and summary.json parsed from their bytes
+        (jsonb columns do not keep the order of keys, which the answers must)."""
+        info = orjson.loads(bytes(run_json))
+        listing = fmt.clean_summary(orjson.loads(bytes(summary_json))) if summary_json is not None else {}
+        row = _TeamRow(run_id, info, listing, {})
+        return {"id": run_id, "status": row.attr("status"), "run": info, "summary": listing}
+
+    def _entries(self, ids: list[str]) -> list[dict[str, Any]]:
+        if not ids:
+            return []
+        with self._tx("listing runs") as conn:
+            rows = conn.execute(
+                "SELECT id, run_json, summary_json FROM runs WHERE id = ANY(%s)", (ids,)
+            ).fetchall()
+        found = {r[0]: r for r in rows}
+        return [self._entry(*found[i]) for i in ids if i in found]
 
     def history(
         self,
@@ -846,7 +862,7 @@ class TeamStore:
             out = _query.sort(out, orders, lambda r: r)
         if limit:
             out = out[:limit]
-        return [{"id": r.id, "status": r.attr("status"), "run": r.info, "summary": r.listing} for r in out]
+        return self._entries([r.id for r in out])
 
     def history_run(self, ref: str) -> dict[str, Any]:
         """The published run ``ref`` names, as ``Store.run`` resolves it: ``last``, an id, a unique
@@ -863,7 +879,7 @@ class TeamStore:
             "run_not_found",
             f"no finalised run on this server matches {ref!r}; list them with GET /v1/history/runs",
         )
-        columns = "SELECT id, info, listing FROM runs WHERE published"
+        columns = "SELECT id, run_json, summary_json FROM runs WHERE published"
         with self._tx("finding a run") as conn:
             if ref == "last":
                 rows = conn.execute(columns + " ORDER BY id DESC LIMIT 1").fetchall()
@@ -886,10 +902,9 @@ class TeamStore:
         if not rows:
             raise missing
         if len(rows) > 1:
-            ids = ", ".join(r[0] for r in rows[:10])
-            raise ApiError(
-                400, "invalid_request", f"{ref!r} matches several runs ({ids}); give more of the id"
-            )
+            from .._errors import AmbiguousRunError
+
+            raise ApiError(400, "invalid_request", str(AmbiguousRunError(ref, [r[0] for r in rows])))
         return self._entry(*rows[0])
 
 
@@ -912,7 +927,11 @@ class _TeamRow:
             return v if isinstance(v, str) and v else "default"
         if name == "status":
             v = info.get("status")
-            return v if isinstance(v, str) else None
+            if not isinstance(v, str) or v not in fmt.STATUSES:
+                return "unknown"
+            if v == "running" and not owner_alive(info, lambda: self.listing.get("heartbeat")):
+                return "crashed"
+            return v
         if name == "duration":
             start, end = info.get("created_ts"), info.get("ended_ts")
             if isinstance(start, (int, float)) and isinstance(end, (int, float)):
