@@ -100,7 +100,13 @@ def test_system_benchmark_smoke() -> None:
 
 def test_media_benchmark_smoke() -> None:
     figures = smoke("bench_media.py")
-    for key in ("log_image_median_us", "images_durable_s", "log_histogram_median_us", "ui_media_ms"):
+    for key in (
+        "log_image_median_us",
+        "images_durable_s",
+        "log_image_paced_median_us",
+        "log_histogram_median_us",
+        "ui_media_ms",
+    ):
         assert figures[key] > 0, key
     copies = smoke("bench_media.py", "--copies")
     assert len(copies) == 5 and all(f["median_us"] > 0 for f in copies.values())

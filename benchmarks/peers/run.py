@@ -85,7 +85,7 @@ PEERS = {
     for p in [
         Peer(
             "amltrack",
-            ["<this checkout>"],
+            ["<this checkout>[media]", "numpy"],
             [
                 Variant(
                     "amltrack",
@@ -248,7 +248,8 @@ def ensure_venv(peer: Peer, venvs: Path, smoke: bool, tmp: Path) -> tuple[Path |
     if peer.name == "amltrack":
         src = str(_amltrack_source(tmp))
         # Dependencies first (a no-op once there), then this checkout's code, replacing the last one.
-        reason = _pip(py, [src], logfile, 900) or _pip(
+        # The media extra (Pillow) and numpy are for the images workload, as the peers' venvs have them.
+        reason = _pip(py, [f"{src}[media]", "numpy"], logfile, 900) or _pip(
             py, ["--no-deps", "--force-reinstall", src], logfile, 900
         )
     else:
