@@ -103,7 +103,7 @@ def test_media_benchmark_smoke() -> None:
     for key in (
         "log_image_median_us",
         "images_durable_s",
-        "log_image_paced_median_us",
+        "log_image_batched_median_us",
         "log_histogram_median_us",
         "ui_media_ms",
     ):
