@@ -291,7 +291,7 @@ class Logger:
         """
         name = _check_name(name)
         step = self._media_step_arg(name, step)
-        pending = _media.image_input(name, self._media_folder(name), image, caption)
+        pending = _media.image_input(name, self._media_folder(name), image, caption, self._writer.buffers)
         return self._put_tagged(name, step, pending, pending.size)
 
     def log_table(self, name: str, data: Any, *, step: int | None = None) -> Handle:

@@ -407,6 +407,7 @@ class Writer:
         # Processes that join a run leave the index to its own process, whose lines it covers.
         self._columns = ColumnWriter(run_dir) if writer_id is None else None
         self._artifacts = Artifacts(run_dir)
+        self.buffers = _media.Buffers()  # log_image's pixel buffers, given back here once encoded
         self._fsync_requested = False
         self._summary: dict[str, fmt.MetricSummary] = {}
         # The end of this process's last write to metrics.jsonl: every record of it before this
@@ -577,6 +578,7 @@ class Writer:
                     if done or self.error is not None:
                         break
         self._write_summary(final=True)
+        self.buffers.clear()
         self._metrics.close()
         self._artifacts.close()
         if self._columns is not None:

@@ -16,10 +16,10 @@ from .conftest import child_env
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
-def smoke(script: str) -> Any:
-    """``benchmarks/<script> --smoke --json``: its JSON, once it exited cleanly."""
+def smoke(script: str, *args: str) -> Any:
+    """``benchmarks/<script> --smoke --json [args]``: its JSON, once it exited cleanly."""
     out = subprocess.run(
-        [sys.executable, str(BENCH / script), "--smoke", "--json"],
+        [sys.executable, str(BENCH / script), "--smoke", "--json", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -100,8 +100,16 @@ def test_system_benchmark_smoke() -> None:
 
 def test_media_benchmark_smoke() -> None:
     figures = smoke("bench_media.py")
-    for key in ("log_image_median_us", "images_durable_s", "log_histogram_median_us", "ui_media_ms"):
+    for key in (
+        "log_image_median_us",
+        "images_durable_s",
+        "log_image_batched_median_us",
+        "log_histogram_median_us",
+        "ui_media_ms",
+    ):
         assert figures[key] > 0, key
+    copies = smoke("bench_media.py", "--copies")
+    assert len(copies) == 5 and all(f["median_us"] > 0 for f in copies.values())
 
 
 def test_redact_benchmark_smoke() -> None:

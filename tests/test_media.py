@@ -24,7 +24,7 @@ from PIL import Image as PILImage
 
 import amltrack
 from amltrack import _format as fmt
-from amltrack import _writer
+from amltrack import _media, _writer
 
 from .conftest import child_env, wait_until
 
@@ -147,6 +147,116 @@ def test_the_caller_keeps_its_buffer(store: Path) -> None:
     run = last_run(store)
     assert run.metric("a").values[0].to_numpy().max() == 0
     assert run.metric("p").values[0].to_numpy().max() == 0
+
+
+class PoisoningBuffers(_media.Buffers):
+    """The writer's pixel buffers, checked: no buffer is handed out twice while in use, and one given
+    back is overwritten at once, so that a buffer given back before Pillow copied its pixels out
+    stores the poison instead of the image."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_use: set[int] = set()
+        self.taken = self.reused = 0
+        self.given: set[int] = set()
+
+    def take(self, size: int) -> Any:
+        buf = super().take(size)
+        assert id(buf) not in self.in_use, "a buffer in use was handed out again"
+        self.in_use.add(id(buf))
+        self.taken += 1
+        self.reused += id(buf) in self.given
+        return buf
+
+    def give(self, buf: Any) -> None:
+        assert id(buf) in self.in_use, "a buffer was given back twice, or was never taken"
+        self.in_use.discard(id(buf))
+        with memoryview(buf) as m:
+            m[:] = b"\xa5" * len(m)
+        self.given.add(id(buf))
+        super().give(buf)
+
+
+def test_recycled_pixel_buffers_never_mix_images(store: Path) -> None:
+    # Many distinct images, logged faster than they are encoded, from one array the caller
+    # overwrites after each call; every few calls the writer catches up, so later calls copy into
+    # buffers the encoder gave back. Every stored PNG must hold exactly the pixels of its call.
+    rng = np.random.default_rng(7)
+    side = 160  # 76,800 bytes: new buffers are populated mappings
+    frame = np.empty((side, side, 3), dtype=np.uint8)
+    expected = []
+    with amltrack.start_run("recycle", store=store, outputs=None) as lg:
+        buffers = lg._writer.buffers = PoisoningBuffers()
+        handles = []
+        for i in range(240):
+            frame[:] = rng.integers(0, 256, frame.shape, dtype=np.uint8)
+            expected.append(frame.copy())
+            handles.append(lg.log_image("x", frame, step=i))
+            if i % 40 == 39:
+                handles[-1].wait()
+                # Nothing in flight now: the next call takes an idle buffer, not a new one.
+                idle = buffers.idle_bytes
+                assert idle >= frame.nbytes
+                frame[:] = 0
+                expected.append(frame.copy())
+                i2 = len(expected) - 1
+                handles.append(lg.log_image("y", frame, step=i2))
+                assert buffers.idle_bytes == idle - frame.nbytes
+                expected.pop()
+        for h in handles:
+            h.wait()
+    assert buffers.reused >= 6 and not buffers.in_use
+    points = last_run(store).metric("x")
+    assert [p.step for p in points] == list(range(240))
+    for p, want in zip(points, expected):
+        assert np.array_equal(p.value.to_numpy(), want), f"image at step {p.step} differs"
+
+
+def test_pixel_buffers_come_back_for_the_next_call_of_their_size() -> None:
+    b = _media.Buffers()
+    big, small = b.take(256 * 1024), b.take(10)
+    assert len(big) == 256 * 1024 and len(small) == 10
+    b.give(big)
+    b.give(small)
+    assert b.take(256 * 1024) is big and b.take(10) is small and b.idle_bytes == 0
+    assert b.take(10) is not small  # none idle: a new one
+
+
+def test_idle_pixel_buffers_are_bounded_and_a_new_size_pushes_old_ones_out(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_media, "MAX_IDLE_BUFFER_BYTES", 1000)
+    b = _media.Buffers()
+    olds = [b.take(300) for _ in range(4)]
+    for x in olds:
+        b.give(x)
+    assert b.idle_bytes == 900  # the fourth did not fit
+    news = [b.take(400) for _ in range(3)]
+    for x in news:
+        b.give(x)
+    # The 300-byte ones made room for the 400-byte ones; the third 400 found only its own size.
+    assert b.idle_bytes == 800
+    again, fresh = b.take(400), b.take(300)
+    assert any(again is x for x in news[:2]) and not any(fresh is x for x in olds)
+    b.give(b.take(2000))  # larger than the bound: never kept
+    assert b.idle_bytes == 400
+    b.clear()
+    assert b.idle_bytes == 0
+
+
+def test_arrays_not_in_c_order_are_copied_right(store: Path) -> None:
+    # A torch image (C x H x W) is transposed, and a strided view has no C-order buffer: each is
+    # copied by tobytes(), not into a recycled buffer, and lands as the caller saw it.
+    chw = np.arange(3 * 20 * 30, dtype=np.uint8).reshape(3, 20, 30)
+    wide = np.arange(20 * 60 * 3, dtype=np.uint8).reshape(20, 60, 3)
+    with amltrack.start_run("order", store=store, outputs=None) as lg:
+        lg.log_image("torch", FakeTensor(chw))
+        lg.log_image("strided", wide[:, ::2])
+        lg.log_image("fortran", np.asfortranarray(wide))
+    run = last_run(store)
+    assert np.array_equal(run.metric("torch").values[0].to_numpy(), chw.transpose(1, 2, 0))
+    assert np.array_equal(run.metric("strided").values[0].to_numpy(), wide[:, ::2])
+    assert np.array_equal(run.metric("fortran").values[0].to_numpy(), wide)
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,27 @@ def test_figures_of_amltrack(smoke: tuple[dict, Path]) -> None:
     assert results["meta"]["smoke"] is True and results["meta"]["points"] == amltrack["lat_n"]
 
 
+def test_images_of_amltrack(smoke: tuple[dict, Path]) -> None:
+    results, _ = smoke
+    amltrack = results["variants"]["amltrack"]
+    (run,) = amltrack["images"]
+    assert run["ok"] and run["n"] == results["meta"]["images"] == amltrack["images_n"] == 20
+    assert run["side"] == results["meta"]["image_side"] == 32
+    assert run["bytes"] > 20 * 32 * 32 * 3 / 100  # 20 PNG files and their records are on disk
+    figures = results["summary"]["amltrack"]
+    for key in (
+        "image_median_us",
+        "image_p99_us",
+        "images_wall_s",
+        "images_inproc_s",
+        "images_cpu_s",
+        "image_bytes",
+    ):
+        assert figures[key]["median"] > 0, key
+        assert figures[key]["ratio"] == 1.0, key
+    assert figures["images_wall_s"]["median"] > figures["images_inproc_s"]["median"]
+
+
 def test_a_peer_without_venv_is_skipped_with_a_reason(smoke: tuple[dict, Path]) -> None:
     results, _ = smoke
     for name in ("mlflow", "mlflow-async"):
@@ -77,6 +98,46 @@ def test_markdown_and_chart(smoke: tuple[dict, Path]) -> None:
     texts = [t.text or "" for t in svg.iter("{http://www.w3.org/2000/svg}text")]
     assert "amltrack" in texts and any("median" in t for t in texts)
     assert json.loads((out / "results.json").read_text())["summary"]["amltrack"]
+    images = md.split("\nImages:\n", 1)[1]
+    rows = [ln for ln in images.splitlines() if ln.startswith("| ")]
+    assert "caller median, µs" in rows[0] and "durable: process wall, s" in rows[0]
+    (ours,) = [r for r in rows if r.startswith("| amltrack | `log_image(")]
+    assert ours.count("|") == rows[0].count("|") and "**" in ours
+    assert any(r.startswith("| MLflow | `mlflow.log_image(") and "skipped: no venv" in r for r in rows)
+    assert not any(r.startswith("| MLflow async") for r in rows)  # it has no image call of its own
+
+
+def test_one_workload_alone(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(PEERS / "run.py"),
+            "--smoke",
+            "--peers",
+            "amltrack",
+            "--workloads",
+            "images",
+            "--venvs",
+            str(tmp_path / "no-venvs"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "images amltrack" in out.stderr and " lat " not in out.stderr and "train" not in out.stderr
+    assert "\nImages:\n" in out.stdout and "training loop" not in out.stdout
+    bad = subprocess.run(
+        [sys.executable, str(PEERS / "run.py"), "--smoke", "--workloads", "pictures"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=child_env(),
+        cwd=tmp_path,
+    )
+    assert bad.returncode == 2 and "'pictures'" in bad.stderr and "images" in bad.stderr
 
 
 def test_write_docs_replaces_only_its_section(smoke: tuple[dict, Path], tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
     python benchmarks/peers/run.py --write-docs            # ... and write docs/benchmarks.md and its chart
     python benchmarks/peers/run.py --peers amltrack,tensorboardx --repeat 5
     python benchmarks/peers/run.py --smoke                 # tiny sizes: amltrack plus peers already installed
+    python benchmarks/peers/run.py --peers amltrack,tensorboardx,wandb,mlflow --workloads images
 
 Each peer gets its own virtual environment under --venvs (installed by package name on first use,
 reused afterwards; amltrack is installed there from this checkout on every run). A peer that will
@@ -15,6 +16,8 @@ started by this script: workloads.py, run by the peer's interpreter, in an empty
          included), peak resident memory, and the bytes the run left on disk
   read   the "loss" series read back by the tool's own reader in a fresh process: only the
          read call is timed
+  images 1,000 images of 256 x 256 RGB uint8, each call timed in-process (median, p99), then the
+         tool's close: whole-process wall and CPU until every image is durable, peak memory, bytes
 
 Repeats are interleaved (every tool once, then every tool again) and the median is reported.
 """
@@ -49,6 +52,9 @@ DEFAULT_VENVS = Path.home() / ".cache" / "amltrack-bench" / "venvs"
 FULL_POINTS = 100_000  # the size every figure is stated for
 FULL_STEPS = 10_000
 SMOKE_POINTS, SMOKE_STEPS = 300, 30
+FULL_IMAGES, IMAGE_SIDE = 1000, 256  # the images workload: 1,000 images of 256 x 256 x 3 uint8
+SMOKE_IMAGES, SMOKE_SIDE = 20, 32
+WORKLOAD_NAMES = ("lat", "train", "read", "images")
 
 
 @dataclass
@@ -64,6 +70,7 @@ class Variant:
     reader: str | None = "lat"  # "lat": read the lat run's series; "own": write one with write_series
     no_reader: str = ""  # why there is no read figure
     train_budget: float | None = None  # seconds, if less than --budget
+    image_call: str = ""  # the tool's image call, for the images workload; "" runs none
 
 
 @dataclass
@@ -78,12 +85,20 @@ PEERS = {
     for p in [
         Peer(
             "amltrack",
-            ["<this checkout>"],
-            [Variant("amltrack", "amltrack", "amltrack `log()`", "`log_metrics(dict, step=)`")],
+            ["<this checkout>[media]", "numpy"],
+            [
+                Variant(
+                    "amltrack",
+                    "amltrack",
+                    "amltrack `log()`",
+                    "`log_metrics(dict, step=)`",
+                    image_call="`log_image(name, array, step=)`",
+                )
+            ],
         ),
         Peer(
             "mlflow",
-            ["mlflow"],
+            ["mlflow", "Pillow"],
             [
                 Variant(
                     "mlflow",
@@ -93,6 +108,7 @@ PEERS = {
                     lat_n=2_000,
                     steps=1_000,
                     reader="own",
+                    image_call="`mlflow.log_image(array, key=, step=)` (asynchronous by default)",
                 ),
                 Variant(
                     "mlflow-async",
@@ -108,7 +124,7 @@ PEERS = {
         ),
         Peer(
             "wandb",
-            ["wandb"],
+            ["wandb", "numpy", "Pillow"],
             [
                 Variant(
                     "wandb",
@@ -117,18 +133,20 @@ PEERS = {
                     "`run.log(dict, step=)`",
                     reader=None,
                     no_reader="wandb has no reader for offline runs: `wandb sync` uploads them to a server",
+                    image_call="`run.log({name: wandb.Image(array)}, step=)`",
                 )
             ],
         ),
         Peer(
             "tensorboardx",
-            ["tensorboardX", "tensorboard", "crc32c"],
+            ["tensorboardX", "tensorboard", "crc32c", "Pillow"],
             [
                 Variant(
                     "tensorboardx",
                     "tensorboardX",
                     "tensorboardX `add_scalar` (+ crc32c)",
                     "10 x `add_scalar`",
+                    image_call='`add_image(name, array, step, dataformats="HWC")`',
                 )
             ],
         ),
@@ -230,7 +248,8 @@ def ensure_venv(peer: Peer, venvs: Path, smoke: bool, tmp: Path) -> tuple[Path |
     if peer.name == "amltrack":
         src = str(_amltrack_source(tmp))
         # Dependencies first (a no-op once there), then this checkout's code, replacing the last one.
-        reason = _pip(py, [src], logfile, 900) or _pip(
+        # The media extra (Pillow) and numpy are for the images workload, as the peers' venvs have them.
+        reason = _pip(py, [f"{src}[media]", "numpy"], logfile, 900) or _pip(
             py, ["--no-deps", "--force-reinstall", src], logfile, 900
         )
     else:
@@ -471,7 +490,20 @@ def sizes(v: Variant, smoke: bool) -> tuple[int, int, int]:
     return v.lat_n, v.steps, FULL_POINTS if v.reader == "own" else v.lat_n
 
 
-def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, work: Path) -> dict:
+def image_sizes(smoke: bool) -> tuple[int, int]:
+    """(images, side) of the images workload."""
+    return (SMOKE_IMAGES, SMOKE_SIDE) if smoke else (FULL_IMAGES, IMAGE_SIDE)
+
+
+def run(
+    names: list[str],
+    venvs: Path,
+    repeat: int,
+    smoke: bool,
+    budget: float,
+    work: Path,
+    workloads: tuple[str, ...] = WORKLOAD_NAMES,
+) -> dict:
     subreaper = _set_subreaper()
     meta = {
         "date": time.strftime("%Y-%m-%d"),
@@ -479,6 +511,7 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
         "repeat": repeat,
         "smoke": smoke,
         "loadavg_start": os.getloadavg(),
+        "workloads": list(workloads),
         "cpu_attribution": "subreaper" if subreaper else "direct child only",
     }
     variants: dict[str, dict] = {}
@@ -497,9 +530,12 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
                 "steps": steps,
                 "read_n": read_n,
                 "no_reader": v.no_reader,
+                "image_call": v.image_call,
+                "images_n": image_sizes(smoke)[0],
                 "lat": [],
                 "train": [],
                 "read": [],
+                "images": [],
             }
             if py is None:
                 rec["skipped"] = reason
@@ -522,13 +558,29 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
             active.append((v, py))
     series: dict[str, tuple[Path, str] | None] = {}
     for r in range(repeat):
-        for mode in ("lat", "train", "read"):
+        for mode in [m for m in WORKLOAD_NAMES if m in workloads]:
             for v, py in active:
                 rec = variants[v.adapter]
                 lat_n, steps, read_n = sizes(v, smoke)
                 d = work / v.adapter
                 home = d / "home"
-                if mode == "read":
+                if mode == "images":
+                    if not v.image_call:
+                        continue
+                    n, side = image_sizes(smoke)
+                    cwd = _mk(d / f"images-{r}")
+                    c = run_child(
+                        py,
+                        [v.adapter, "images", str(cwd), str(n), str(side)],
+                        cwd,
+                        child_env(home, cwd),
+                        budget,
+                    )
+                    fig = _figures(c, n)
+                    if c.ok:
+                        fig["bytes"] = _du(cwd)
+                    rec["images"].append(fig)
+                elif mode == "read":
                     if v.reader is None:
                         continue
                     if v.adapter not in series:
@@ -566,6 +618,7 @@ def run(names: list[str], venvs: Path, repeat: int, smoke: bool, budget: float, 
                 )
     meta["loadavg_end"] = os.getloadavg()
     meta["points"], meta["steps"] = (SMOKE_POINTS, SMOKE_STEPS) if smoke else (FULL_POINTS, FULL_STEPS)
+    meta["images"], meta["image_side"] = image_sizes(smoke)
     return {"meta": meta, "variants": variants, "summary": summarize(variants, meta["points"], meta["steps"])}
 
 
@@ -626,6 +679,18 @@ FIGURES = [
 ]
 
 
+#: The images workload's figures, as FIGURES: the summary's keys, each with its ratio to amltrack.
+IMAGE_FIGURES = [
+    ("image_median_us", "caller median", "µs", "{:,.1f}"),
+    ("image_p99_us", "caller p99", "µs", "{:,.1f}"),
+    ("images_wall_s", "durable: process wall", "s", "{:,.2f}"),
+    ("images_inproc_s", "first call to close() returned", "s", "{:,.2f}"),
+    ("images_cpu_s", "CPU", "s", "{:,.2f}"),
+    ("images_rss_mib", "peak memory", "MiB", "{:,.0f}"),
+    ("image_bytes", "bytes on disk per image", "kB", "{:,.1f}"),
+]
+
+
 def _spread(vals: list[float]) -> dict:
     return {"min": min(vals), "median": statistics.median(vals), "max": max(vals), "runs": len(vals)}
 
@@ -670,10 +735,21 @@ def summarize(variants: dict, points: int, steps: int) -> dict:
         for key in ("median_us", "p99_us"):
             if key in s:
                 s[key]["scaled"] = False
+        images = [f for f in rec.get("images", []) if f["ok"]]
+        if images:
+            s["image_median_us"] = _spread([f["median_us"] for f in images])
+            s["image_p99_us"] = _spread([f["p99_us"] for f in images])
+            s["images_wall_s"] = _spread([f["wall_s"] for f in images])
+            s["images_inproc_s"] = _spread([f["loop_s"] + f["close_s"] for f in images])
+            s["images_cpu_s"] = _spread([f["cpu_s"] for f in images])
+            s["images_rss_mib"] = _spread([f["rss_mib"] for f in images])
+            s["image_bytes"] = _spread([f["bytes"] / f["n"] / 1000 for f in images])
+            for phase in ("import_s", "init_s", "loop_s", "close_s"):
+                s[f"images_{phase}"] = _spread([f[phase] for f in images])
         out[name] = s
     base = out.get("amltrack", {})
     for s in out.values():
-        for key, _, _, _ in FIGURES:
+        for key, _, _, _ in FIGURES + IMAGE_FIGURES:
             if key in s and key in base and base[key]["median"] > 0 and not base[key].get("lower_bound"):
                 s[key]["ratio"] = s[key]["median"] / base[key]["median"]
     return out
@@ -722,10 +798,19 @@ def table(results: dict) -> str:
             f = s.get(key)
             if f is None or f.get("lower_bound"):
                 why = _why_missing(rec, mode)
-                notes.append(f"{rec['label']}, {MODES[mode]}: {why}.")
+                if why != "not run":
+                    notes.append(f"{rec['label']}, {MODES[mode]}: {why}.")
                 if f is None:
                     timed_out = any(g.get("timed_out") for g in rec[mode])
-                    cells.append("n/a" if why == rec["no_reader"] else "timed out" if timed_out else "failed")
+                    cells.append(
+                        "n/a"
+                        if why == rec["no_reader"]
+                        else "timed out"
+                        if timed_out
+                        else "–"
+                        if why == "not run"
+                        else "failed"
+                    )
                     continue
             bound = "> " if f.get("lower_bound") else ""
             text = bound + ("≈" if f.get("scaled") else "") + fmt.format(f["median"])
@@ -800,12 +885,60 @@ def details(results: dict) -> str:
     return "\n".join(lines)
 
 
-def behind(results: dict) -> list[str]:
-    """The figures on which some peer is ahead of amltrack (a lower median)."""
+def image_table(results: dict) -> str:
+    """The images workload: each figure's median, and the ratio peer / amltrack."""
+    variants, summary, meta = results["variants"], results["summary"], results["meta"]
+    n, side = meta.get("images", FULL_IMAGES), meta.get("image_side", IMAGE_SIDE)
+    head = " | ".join(f"{label}, {unit}" for _, label, unit, _ in IMAGE_FIGURES)
+    lines = [f"| tool | call | {head} |", "|---|---|" + "---:|" * len(IMAGE_FIGURES)]
+    notes = []
+    for name, rec in variants.items():
+        if not rec.get("image_call"):
+            continue
+        if "skipped" in rec:
+            lines.append(
+                f"| {rec['short']} | {rec['image_call']} |"
+                + " – |" * (len(IMAGE_FIGURES) - 1)
+                + f" skipped: {rec['skipped']} |"
+            )
+            continue
+        s = summary.get(name, {})
+        cells = []
+        for key, _, _, fmt in IMAGE_FIGURES:
+            f = s.get(key)
+            if f is None:
+                cells.append("–")
+                continue
+            text = fmt.format(f["median"])
+            if name == "amltrack":
+                text = f"**{text}**"
+            elif "ratio" in f:
+                text += f" ({_ratio(f['ratio'])})"
+            cells.append(text)
+        bad = [f for f in rec["images"] if not f["ok"]]
+        if bad:
+            notes.append(f"{rec['short']}: {bad[0]['reason']} ({len(bad)} of {len(rec['images'])} runs).")
+        lines.append(f"| {rec['short']} | {rec['image_call']} | " + " | ".join(cells) + " |")
+    out = (
+        f"{n:,} images of {side} × {side} RGB uint8 (8 pictures of smooth shapes with a little noise, in "
+        "turn), one process per tool and run. The caller's figures time each call in-process; *durable* is "
+        "the whole process from outside, start-up, imports and the tool's final close included, so every "
+        "image is on disk when it ends; *first call to close() returned* is the same from the first call "
+        "on. CPU includes helper processes.\n\n" + "\n".join(lines)
+    )
+    if notes:
+        out += "\n\n" + "\n".join(f"- {x}" for x in notes)
+    return out
+
+
+def behind(
+    results: dict, figures: list[tuple[str, str, str, str]] = FIGURES, label: str = "label"
+) -> list[str]:
+    """The figures on which some peer is ahead of amltrack (a lower median); peers named by ``label``."""
     summary, variants = results["summary"], results["variants"]
     base = summary.get("amltrack", {})
     out = []
-    for key, label, unit, fmt in FIGURES:
+    for key, what, unit, fmt in figures:
         if key not in base:
             continue
         best = min(
@@ -813,7 +946,7 @@ def behind(results: dict) -> list[str]:
         )
         if best and best[0] < base[key]["median"]:
             out.append(
-                f"{label}: {variants[best[1]]['label']} {fmt.format(best[0])} {unit} against amltrack's "
+                f"{what}: {variants[best[1]][label]} {fmt.format(best[0])} {unit} against amltrack's "
                 f"{fmt.format(base[key]['median'])} {unit}"
             )
     return out
@@ -850,11 +983,29 @@ def machine() -> str:
 def section(results: dict, chart_name: str | None) -> str:
     meta = results["meta"]
     la, lb = meta["loadavg_start"], meta["loadavg_end"]
-    parts = [
+    workloads = meta.get("workloads", ["lat", "train", "read"])
+    head = (
         f"Measured {meta['date']} on {meta['machine']}; {versions_line(results)}. "
         f"Median of {meta['repeat']} run{'s' if meta['repeat'] != 1 else ''} per figure, each a fresh process, "
         "the tools interleaved; "
-        f"load average {la[0]:.1f} at the start and {lb[0]:.1f} at the end.",
+        f"load average {la[0]:.1f} at the start and {lb[0]:.1f} at the end."
+    )
+    images: list[str] = []
+    if "images" in workloads:
+        lag = behind(results, IMAGE_FIGURES, "short")
+        images = [
+            "",
+            "Images:",
+            "",
+            image_table(results),
+            "",
+            "Where a peer is ahead of amltrack on images in this run: "
+            + ("; ".join(lag) + "." if lag else "nowhere."),
+        ]
+    if not {"lat", "train", "read"} & set(workloads):
+        return "\n".join([head, *images])
+    parts = [
+        head,
         "",
         "Each cell is the median, with the ratio peer / amltrack in brackets (higher: amltrack ahead). "
         "≈ marks a figure scaled to the stated size from a smaller run (the last column gives the sizes run): "
@@ -879,7 +1030,7 @@ def section(results: dict, chart_name: str | None) -> str:
         "Where a peer is ahead of amltrack in this run: " + ("; ".join(lag) + "." if lag else "nowhere."),
     ]
     parts += ["", "Spreads (min / median / max) and phases, as run:", "", details(results)]
-    return "\n".join(parts)
+    return "\n".join(parts + images)
 
 
 def write_docs(results: dict, doc: Path = DOC, chart: Path = CHART) -> None:
@@ -905,6 +1056,11 @@ def main(argv: list[str] | None = None) -> int:
         help="tiny sizes, one run; amltrack from this interpreter, peers only if their venv exists",
     )
     ap.add_argument("--peers", default=",".join(PEERS), help=f"comma-separated, from: {', '.join(PEERS)}")
+    ap.add_argument(
+        "--workloads",
+        default=",".join(WORKLOAD_NAMES),
+        help=f"comma-separated, from: {', '.join(WORKLOAD_NAMES)} (default: all); read needs lat's series",
+    )
     ap.add_argument(
         "--venvs", type=Path, default=DEFAULT_VENVS, help="where the peers' venvs live (default: %(default)s)"
     )
@@ -933,6 +1089,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"unknown peer(s) {', '.join(unknown)}; choose from {', '.join(PEERS)}")
     if "amltrack" not in names:
         names.insert(0, "amltrack")  # the ratios are to amltrack
+    workloads = tuple(w.strip() for w in a.workloads.split(",") if w.strip())
+    if not workloads or set(workloads) - set(WORKLOAD_NAMES):
+        ap.error(f"--workloads {a.workloads!r}: choose from {', '.join(WORKLOAD_NAMES)}")
     repeat = a.repeat or (1 if a.smoke else 3)
     budget = a.budget or (120.0 if a.smoke else 900.0)
     if a.results:
@@ -944,7 +1103,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tempfile.mkdtemp(prefix="amltrack-peers-"))
         signal.signal(signal.SIGTERM, _end_running)
         try:
-            results = run(names, a.venvs.expanduser(), repeat, a.smoke, budget, work)
+            results = run(names, a.venvs.expanduser(), repeat, a.smoke, budget, work, workloads)
         finally:
             _end_running()
             if a.keep:

@@ -4,16 +4,19 @@
     python workloads.py ADAPTER train  DIR STEPS     # 10 metrics per step, then close
     python workloads.py ADAPTER series DIR N         # N points of "loss" for the read workload
     python workloads.py ADAPTER read   DIR N REF     # read "loss" back; only the read call is timed
+    python workloads.py ADAPTER images DIR N SIDE    # N images of SIDE x SIDE RGB uint8, each timed, then close
     python workloads.py ADAPTER check  DIR 0         # import the tool, print its versions
 
 ``run.py`` starts these with DIR as the working directory (an empty directory whose size is measured
 after the process exits) and times the whole process from outside. Each mode prints one JSON line.
-Standard library only, apart from the tool an adapter measures: this file runs in every peer's venv.
+Standard library only, apart from the tool an adapter measures (and numpy for the images mode, which
+makes its pictures with it): this file runs in every peer's venv.
 
 An adapter is one way of using one tool: ``imports()`` (timed as the import phase), ``open(dir)``
 (returns a reference the reader needs later), ``log(name, value, step)``, ``log_step(metrics,
 step)`` for a dict of metrics at one step, ``close()``, and ``read(dir, ref, name)`` that returns
-the values of a series.
+the values of a series; ``log_image(name, array, step)`` for the images mode, an H x W x 3 uint8
+numpy array in the tool's own image call.
 """
 
 from __future__ import annotations
@@ -70,9 +73,26 @@ class Adapter:
     def read(self, d: str, ref: str, name: str) -> list[float]:
         raise NotImplementedError(f"{type(self).__name__} has no reader")
 
+    def log_image(self, name: str, image: object, step: int) -> None:
+        raise NotImplementedError(f"{type(self).__name__} logs no images")
+
+
+def sample_images(side: int, count: int = 8) -> list:
+    """Pictures like sample predictions: smooth shapes with a little noise, H x W x 3 uint8, as
+    ``benchmarks/bench_media.py`` makes them (pure noise does not compress, and is no one's sample)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    out = []
+    for k in range(count):
+        base = np.stack([np.sin(6 * xx + k), np.cos(5 * yy - k), np.sin(4 * (xx + yy) + k)], axis=-1)
+        out.append(np.clip((base + 1) * 127 + rng.normal(0, 2, base.shape), 0, 255).astype(np.uint8))
+    return out
+
 
 class Amltrack(Adapter):
-    dists = ("amltrack", "orjson")
+    dists = ("amltrack", "orjson", "pillow", "numpy")
 
     def imports(self) -> None:
         global amltrack
@@ -92,6 +112,9 @@ class Amltrack(Adapter):
     def log_step(self, metrics: dict[str, float], step: int) -> None:
         self.logger.log_metrics(metrics, step=step)
 
+    def log_image(self, name: str, image: object, step: int) -> None:
+        self.logger.log_image(name, image, step=step)
+
     def close(self) -> None:
         self.logger.finish()
 
@@ -103,7 +126,7 @@ class Amltrack(Adapter):
 class MLflow(Adapter):
     """MLflow 3.x with its default tracking URI: ``sqlite:///mlflow.db`` in the working directory."""
 
-    dists = ("mlflow", "mlflow-skinny", "sqlalchemy")
+    dists = ("mlflow", "mlflow-skinny", "sqlalchemy", "pillow", "numpy")
     synchronous = True
 
     def imports(self) -> None:
@@ -144,6 +167,10 @@ class MLflow(Adapter):
 
         return [m.value for m in MlflowClient().get_metric_history(ref, name)]
 
+    def log_image(self, name: str, image: object, step: int) -> None:
+        # Its defaults: synchronous=False (MLflow 3), so end_run() waits for the uploads.
+        mlflow.log_image(image, key=name, step=step)
+
 
 class MLflowAsync(MLflow):
     synchronous = False
@@ -152,7 +179,7 @@ class MLflowAsync(MLflow):
 class Wandb(Adapter):
     """W&B offline (``mode="offline"``); it starts its ``wandb-core`` helper process."""
 
-    dists = ("wandb",)
+    dists = ("wandb", "pillow", "numpy")
 
     def imports(self) -> None:
         global wandb
@@ -174,11 +201,15 @@ class Wandb(Adapter):
     def close(self) -> None:
         self.run.finish()
 
+    def log_image(self, name: str, image: object, step: int) -> None:
+        # wandb.Image encodes the PNG into the run's media folder at the call.
+        self.run.log({name: wandb.Image(image)}, step=step)
+
 
 class TensorBoardX(Adapter):
     """tensorboardX's ``SummaryWriter`` (with the native ``crc32c`` package installed); TensorBoard reads."""
 
-    dists = ("tensorboardX", "tensorboard", "crc32c", "protobuf")
+    dists = ("tensorboardX", "tensorboard", "crc32c", "protobuf", "pillow", "numpy")
 
     def imports(self) -> None:
         global SummaryWriter
@@ -191,6 +222,10 @@ class TensorBoardX(Adapter):
 
     def close(self) -> None:
         self.writer.close()
+
+    def log_image(self, name: str, image: object, step: int) -> None:
+        # add_image encodes the PNG at the call (through Pillow); the event is written by its thread.
+        self.writer.add_image(name, image, step, dataformats="HWC")
 
     def read(self, d: str, ref: str, name: str) -> list[float]:
         from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -427,6 +462,28 @@ def main(argv: list[str]) -> dict:
     elif mode == "series":
         a.write_series(n)
         out["loop_s"] = pc() - t
+    elif mode == "images":
+        # The pictures are made before the loop (numpy imported, 8 of them): in the process's wall
+        # time, the same for every tool, and not in the loop's.
+        frames = sample_images(int(argv[4]))
+        log_image = a.log_image
+        times = [0] * n
+        pcn = time.perf_counter_ns
+        progress = Progress()
+        t = pc()
+        c0 = cpu()
+        for i in range(n):
+            frame = frames[i % len(frames)]
+            t1 = pcn()
+            log_image("samples", frame, i)
+            times[i] = pcn() - t1
+            if not i % 50:
+                progress(i)
+        out["loop_s"] = pc() - t
+        times.sort()
+        out["median_us"] = times[n // 2] / 1000
+        out["p99_us"] = times[min(n - 1, int(n * 0.99))] / 1000
+        out["side"] = int(argv[4])
     else:
         raise SystemExit(f"unknown mode {mode!r}")
     c1 = cpu()
