@@ -253,9 +253,13 @@ def migrate_store(
     *,
     verify_only: bool = False,
     progress: MigrateProgress | None = None,
+    piece: int = PIECE,
 ) -> MigrationReport:
     """Copy DIR's published runs and its assets into ``team`` (unless ``verify_only``), then check
-    every file of both against DIR. Never writes into DIR."""
+    every file of both against DIR. Never writes into DIR. ``piece`` bounds each append and upload
+    chunk (and so each bucket object and the memory held)."""
+    if piece < 1:
+        raise ValueError(f"piece is {piece!r} bytes; give 1 or more")
     root = check_server_store(source)
     progress = progress or MigrateProgress()
     hashes = _Hashes()
@@ -263,7 +267,7 @@ def migrate_store(
     run_ids = _source_runs(root, report)
     assets = _source_assets(root)
     if not verify_only:
-        _copy(root, team, run_ids, assets, hashes, report, progress)
+        _copy(root, team, run_ids, assets, hashes, report, progress, piece)
     _verify(root, team, run_ids, assets, hashes, report, progress)
     return report
 
@@ -276,6 +280,7 @@ def _copy(
     hashes: _Hashes,
     report: MigrationReport,
     progress: MigrateProgress,
+    piece: int,
 ) -> None:
     runs = []
     for run_id in run_ids:
@@ -291,7 +296,7 @@ def _copy(
         progress.item(f"run {src.id}", total)
         meter = _Meter(progress)
         try:
-            report.runs[src.id] = _copy_run(team, src, hashes, meter)
+            report.runs[src.id] = _copy_run(team, src, hashes, meter, piece)
         except ApiError as e:
             _fail(report, src.id, e)
             report.runs[src.id] = "failed"
@@ -303,7 +308,7 @@ def _copy(
         progress.item(f"asset {ref}", _asset_size(info))
         meter = _Meter(progress)
         try:
-            report.assets[ref] = _copy_asset(team, info, vdir, hashes, meter, report)
+            report.assets[ref] = _copy_asset(team, info, vdir, meter, report, piece)
         except ApiError as e:
             _fail(report, ref, e)
             report.assets[ref] = "failed"
@@ -358,7 +363,7 @@ def _file_state(state: dict[str, Any], name: str) -> tuple[int, str | None]:
     return (f["size"], f["sha256"]) if f else (0, None)
 
 
-def _copy_run(team: TeamStore, src: _SourceRun, hashes: _Hashes, meter: _Meter) -> str:
+def _copy_run(team: TeamStore, src: _SourceRun, hashes: _Hashes, meter: _Meter, piece: int) -> str:
     """Bring the team's copy of ``src`` up to DIR's: "copied", or "up_to_date" if it was."""
     state = _state(team, src.id)
     if state is None:
@@ -375,7 +380,7 @@ def _copy_run(team: TeamStore, src: _SourceRun, hashes: _Hashes, meter: _Meter) 
     ):
         return "up_to_date"
     for name in APPEND_FILES:
-        _append_rest(team, src, name, _file_state(state, name)[0], meter)
+        _append_rest(team, src, name, _file_state(state, name)[0], meter, piece)
     for path in sorted(set(held) - set(artifacts)):  # removed in DIR since an earlier migration
         team.delete_artifact(src.id, path)
     for path, (size, sha) in sorted(artifacts.items()):
@@ -389,6 +394,7 @@ def _copy_run(team: TeamStore, src: _SourceRun, hashes: _Hashes, meter: _Meter) 
             sha,
             size,
             meter,
+            piece,
         )
         team.commit_artifact(src.id, path, sha)
     if src.summary_json is not None and _file_state(state, fmt.SUMMARY_FILE)[1] != _sha(src.summary_json):
@@ -397,9 +403,11 @@ def _copy_run(team: TeamStore, src: _SourceRun, hashes: _Hashes, meter: _Meter) 
     return "copied"
 
 
-def _append_rest(team: TeamStore, src: _SourceRun, name: str, committed: int, meter: _Meter) -> None:
+def _append_rest(
+    team: TeamStore, src: _SourceRun, name: str, committed: int, meter: _Meter, piece: int
+) -> None:
     """Append DIR's bytes of ``name`` after the team's ``committed`` ones, in pieces of at most
-    PIECE bytes that end at a line's end (a line longer than PIECE is cut where PIECE ends)."""
+    ``piece`` bytes that end at a line's end (a longer line is cut where the piece ends)."""
     want = src.sizes[name]
     if committed > want:
         raise ApiError(
@@ -416,7 +424,7 @@ def _append_rest(team: TeamStore, src: _SourceRun, name: str, committed: int, me
         offset = committed
         while offset < want:
             f.seek(offset)
-            block = f.read(min(PIECE, want - offset))
+            block = f.read(min(piece, want - offset))
             if not block:
                 raise ApiError(
                     409, "incomplete", f"{name} of run {src.id} in {src.dir} is shorter than {want} bytes now"
@@ -428,7 +436,7 @@ def _append_rest(team: TeamStore, src: _SourceRun, name: str, committed: int, me
             meter.step(len(block))
 
 
-def _upload(put: Any, state: Any, path: Path, sha: str, size: int, meter: _Meter) -> None:
+def _upload(put: Any, state: Any, path: Path, sha: str, size: int, meter: _Meter, piece: int) -> None:
     """Upload the file ``path`` (content ``sha``, ``size`` bytes) from what the team holds of it:
     nothing if the team has that content, else from its upload's committed length."""
     try:
@@ -445,7 +453,7 @@ def _upload(put: Any, state: Any, path: Path, sha: str, size: int, meter: _Meter
     with open(path, "rb") as f:
         f.seek(offset)
         while True:
-            data = f.read(min(PIECE, size - offset))
+            data = f.read(min(piece, size - offset))
             answer = put(sha, offset, size, data)
             offset += len(data)
             meter.step(len(data))
@@ -465,7 +473,7 @@ def _asset_size(info: dict[str, Any]) -> int:
 
 
 def _copy_asset(
-    team: TeamStore, info: dict[str, Any], vdir: Path, hashes: _Hashes, meter: _Meter, report: MigrationReport
+    team: TeamStore, info: dict[str, Any], vdir: Path, meter: _Meter, report: MigrationReport, piece: int
 ) -> str:
     from .. import _assets
     from ._assets import _files
@@ -492,6 +500,7 @@ def _copy_asset(
             f["sha256"],
             f["size"],
             meter,
+            piece,
         )
     placed = assets.place_version(info)
     if placed["existing"] == "differs":
