@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import textwrap
-from typing import Any
+from typing import Any, cast
 
 from . import _output as out
 from ._web import add_listen_args
@@ -296,7 +296,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         if not args.json and sys.stderr.isatty():
             with _MigrateBars() as bars:
-                report = migrate_store(args.from_store, team, verify_only=args.verify_only, progress=bars)
+                report = migrate_store(
+                    args.from_store, team, verify_only=args.verify_only, progress=cast(Any, bars)
+                )
         else:
             report = migrate_store(args.from_store, team, verify_only=args.verify_only)
     except ApiError as e:
