@@ -267,10 +267,21 @@ def test_migrate_killed_midway_continues_where_it_stopped_and_verifies(
             ).fetchall()
         assert not published and len(kept) == 4 and 0 < size <= 4 * SMALL_PIECE
         assert bucket_keys(team) - named_keys(team), "the killed append left its object behind"
+        # And once more, with the failed run's 100 kB weights half uploaded (its second chunk
+        # written: the first is config.json's; copy.bin is the small run's content, already there).
+        _killed(source, team, "after:2:blob")
+        weights = _sha((source.store / "runs" / failed / "artifacts" / "model" / "weights.bin").read_bytes())
+        with psycopg.connect(team.database) as conn:
+            uploaded = conn.execute(
+                "SELECT start, key FROM upload_parts WHERE owner = %s AND sha256 = %s",
+                (f"run:{failed}", weights),
+            ).fetchall()
+        assert [start for start, _ in uploaded] == [0]
 
         code, report, err = migrate(source, team)
         assert code == 0 and report["ok"], (report, err)
-        assert report["runs"] == {small: "up_to_date", big: "copied", failed: "copied"}
+        # The big run was finished by the third attempt, before it was killed in the failed run.
+        assert report["runs"] == {small: "up_to_date", big: "up_to_date", failed: "copied"}
         assert report["verified"] == {"runs": 3, "assets": 2}
         # The big run went on from its committed length: its first pieces are the ones kept.
         with psycopg.connect(team.database) as conn:
@@ -279,6 +290,11 @@ def test_migrate_killed_midway_continues_where_it_stopped_and_verifies(
                 (big,),
             ).fetchall()
         assert after[:4] == kept and len(after) > 4
+        with psycopg.connect(team.database) as conn:  # and the upload went on from its chunk
+            parts = conn.execute(
+                "SELECT start, key FROM blob_parts WHERE sha256 = %s ORDER BY start", (weights,)
+            ).fetchall()
+        assert parts[0] == uploaded[0] and len(parts) == 2
         assert_pieces_contiguous(team)
         assert_same_as_source(source, team)
 

@@ -300,6 +300,9 @@ def _copy(
         except ApiError as e:
             _fail(report, src.id, e)
             report.runs[src.id] = "failed"
+        except OSError as e:  # a file of DIR gone or replaced meanwhile: the next run copies it
+            report.failures[src.id] = f"cannot read it in DIR: {e}"
+            report.runs[src.id] = "failed"
         report.bytes += meter.sent
         progress.advance(max(0, total - meter.done))
         progress.end()
@@ -311,6 +314,9 @@ def _copy(
             report.assets[ref] = _copy_asset(team, info, vdir, meter, report, piece)
         except ApiError as e:
             _fail(report, ref, e)
+            report.assets[ref] = "failed"
+        except OSError as e:
+            report.failures[ref] = f"cannot read it in DIR: {e}"
             report.assets[ref] = "failed"
         report.bytes += meter.sent
         progress.advance(max(0, _asset_size(info) - meter.done))
@@ -542,6 +548,8 @@ def _verify(
             found = _verify_run(team, src, hashes, checked, progress)
         except ApiError as e:
             found = [f"run {src.id}: cannot be read back: {_unreadable(src.id, e)}"]
+        except OSError as e:
+            found = [f"run {src.id}: cannot be read in DIR: {e}"]
         report.differences += found
         report.verified_runs += not found
         progress.end()
@@ -552,6 +560,8 @@ def _verify(
             found = _verify_asset(team, info, vdir, hashes, checked, progress)
         except ApiError as e:
             found = [f"asset {ref}: cannot be read back: {_unreadable(ref, e)}"]
+        except OSError as e:
+            found = [f"asset {ref}: cannot be read in DIR: {e}"]
         report.differences += found
         report.verified_assets += not found
         progress.end()
