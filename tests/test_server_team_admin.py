@@ -429,3 +429,18 @@ def test_gc_prints_counts_and_bytes(moto: MotoServer) -> None:
         done = cli("server", "gc", *team.args(), "--older-than", "0", **AWS_ENV)
         assert done.stdout.splitlines()[0] == "removed 1 objects no row names (10 B)"
         assert bucket_keys(team) == {"team/elsewhere.txt"}  # gc takes only the keys amltrack makes
+
+
+def test_migrate_benchmark_smoke() -> None:
+    """``benchmarks/bench_migrate.py`` keeps working (tiny sizes); its figures are not asserted."""
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_migrate.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--smoke", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=child_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["runs"] == 3 and figures["copy_s"] > 0 and figures["verify_s"] > 0
