@@ -7,7 +7,8 @@ Needs the ``server`` extra (fastapi, uvicorn). ``docs/sync.md`` describes the pr
 test fails writes through, ``_guard`` the cross-site check of writes, ``_limits`` the body limit,
 ``_errors`` the server's answers to failures, ``_serve`` the process, ``_database`` the team server's
 PostgreSQL pool and schema (the ``team`` extra), ``_tokens`` the tokens kept there, ``_team`` the
-runs kept there with their bytes in a bucket (``_objects``), for replicas. The app factory, the error
+runs kept there with their bytes in a bucket (``_objects``), for replicas, ``_migrate`` the copy of an
+embedded server's store into them, ``_gc`` the removal of what no row names. The app factory, the error
 shape, the tokens, the Host check and the serving are ``amltrack._web``'s, shared with the UI.
 """
 
@@ -16,7 +17,9 @@ from .._web._errors import ERROR_CODES
 from ._app import OPENAPI_URL
 from ._app import server_app as create_app
 from ._database import SCHEMA_VERSION, Database, DatabaseError, SchemaTooNewError
+from ._gc import GcReport, collect_garbage
 from ._limits import DEFAULT_MAX_BODY
+from ._migrate import MigrateProgress, MigrationError, MigrationReport, NotAServerStoreError, migrate_store
 from ._objects import Objects
 from ._serve import ServerConfigError, check_token_sources, load_tokens
 from ._serve import serve_store as serve
@@ -31,7 +34,12 @@ __all__ = [
     "Database",
     "DatabaseError",
     "DatabaseTokens",
+    "GcReport",
     "InvalidTokenNameError",
+    "MigrateProgress",
+    "MigrationError",
+    "MigrationReport",
+    "NotAServerStoreError",
     "Objects",
     "SchemaTooNewError",
     "ServerConfigError",
@@ -41,9 +49,11 @@ __all__ = [
     "TokenNotFoundError",
     "Tokens",
     "check_token_sources",
+    "collect_garbage",
     "create_app",
     "entry_for",
     "load_tokens",
+    "migrate_store",
     "new_token",
     "serve",
 ]

@@ -587,7 +587,9 @@ class TeamStore:
             ).fetchone()
             if current is not None and current[0] == sha:
                 return {"path": path, "size": current[1], "sha256": sha}
-            blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (sha,)).fetchone()
+            # KEY SHARE: `gc` removes a blob nothing names under FOR UPDATE, so it waits for this
+            # placement and then finds the blob named, or this placement finds no blob (409).
+            blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s FOR KEY SHARE", (sha,)).fetchone()
             if blob is None:
                 raise ApiError(
                     409,
@@ -1083,19 +1085,7 @@ class TeamAssets:
                 files
             ):
                 return {"ref": f"{name}:{latest[0]}", "version": latest[0], "existing": "content"}
-            for f in files:
-                blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (f["sha256"],)).fetchone()
-                if blob is None:
-                    raise ApiError(
-                        409,
-                        "blob_missing",
-                        f"content {f['sha256']} of file {f['path']!r} was not uploaded completely; upload it, "
-                        "then send asset.json again",
-                    )
-                if blob[0] != f["size"]:
-                    raise ApiError(
-                        400, "invalid_json", f"file {f['path']!r} of asset.json is not {f['size']} bytes"
-                    )
+            self._check_blobs(conn, files)
             version = (latest[0] if latest else 0) + 1
             placed = {
                 **{k: v for k, v in info.items() if k not in ("files", "version", "size")},
@@ -1118,3 +1108,66 @@ class TeamAssets:
                     [(name, version, f["path"], f["sha256"], f["size"]) for f in files],
                 )
             return {"ref": f"{name}:{version}", "version": version, "existing": None}
+
+    @staticmethod
+    def _check_blobs(conn: psycopg.Connection[Any], files: list[dict[str, Any]]) -> None:
+        """Every file's content is a blob of its size; KEY SHARE holds each against `gc` until commit."""
+        for f in files:
+            blob = conn.execute(
+                "SELECT size FROM blobs WHERE sha256 = %s FOR KEY SHARE", (f["sha256"],)
+            ).fetchone()
+            if blob is None:
+                raise ApiError(
+                    409,
+                    "blob_missing",
+                    f"content {f['sha256']} of file {f['path']!r} was not uploaded completely; upload it, "
+                    "then send asset.json again",
+                )
+            if blob[0] != f["size"]:
+                raise ApiError(
+                    400, "invalid_json", f"file {f['path']!r} of asset.json is not {f['size']} bytes"
+                )
+
+    def place_version(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Place ``info``, an asset.json as a server placed it, as the version it names, as it is:
+        what ``amltrack server migrate`` copies, so that ``NAME:3`` means the same before and after.
+
+        Answers ``{"ref", "version", "existing"}``: ``existing`` is null when placed now, "same" when
+        that version already holds this asset.json, and "differs" when it (or, by ``origin``,
+        another version) holds something else; nothing is written then.
+        """
+        from ._assets import _files, check_name
+
+        name, version = info.get("name"), info.get("version")
+        check_name(str(name))
+        if type(version) is not int or version < 1:
+            raise ApiError(400, "invalid_json", f"asset.json of {name} has no version number (1 or more)")
+        files = _files(info)
+        origin = info.get("origin") if isinstance(info.get("origin"), str) else None
+        ref = f"{name}:{version}"
+        with self.store._tx(f"placing asset {ref}") as conn:
+            # The lock `place` numbers versions under: a push meanwhile numbers after this one.
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"asset:{name}",))
+            found = conn.execute(
+                "SELECT info FROM assets WHERE name = %s AND version = %s", (name, version)
+            ).fetchone()
+            if found is not None:
+                return {"ref": ref, "version": version, "existing": "same" if found[0] == info else "differs"}
+            if (
+                origin is not None
+                and conn.execute(
+                    "SELECT 1 FROM assets WHERE name = %s AND origin = %s", (name, origin)
+                ).fetchone()
+            ):
+                return {"ref": ref, "version": version, "existing": "differs"}
+            self._check_blobs(conn, files)
+            conn.execute(
+                "INSERT INTO assets (name, version, info, origin) VALUES (%s, %s, %s, %s)",
+                (name, version, orjson.dumps(info).decode(), origin),
+            )
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO asset_files (name, version, path, sha256, size) VALUES (%s, %s, %s, %s, %s)",
+                    [(name, version, f["path"], f["sha256"], f["size"]) for f in files],
+                )
+        return {"ref": ref, "version": version, "existing": None}
