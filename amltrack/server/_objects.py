@@ -22,7 +22,6 @@ from typing import Any
 
 from .._errors import MissingExtraError
 from .._web._errors import ApiError
-from ._serve import ServerConfigError
 
 RETRY_AFTER = "2"  # seconds; botocore has already retried before a request gives up
 _MAX_DELETE = 1000  # keys per DeleteObjects, S3's limit
@@ -48,6 +47,8 @@ class Objects:
     @classmethod
     def open(cls, url: str, *, endpoint: str | None = None, check: bool = True) -> Objects:
         """The bucket of ``url``; with ``check``, refuses to start unless the bucket answers."""
+        from ._serve import ServerConfigError  # here: _serve serves the app, which holds a store of these
+
         try:
             from ..sync._errors import RemoteConfigError
             from ..sync._s3 import BucketUrl, make_client
@@ -67,6 +68,8 @@ class Objects:
 
     def check(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
+
+        from ._serve import ServerConfigError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)

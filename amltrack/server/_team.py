@@ -326,7 +326,7 @@ class TeamStore:
     @staticmethod
     def blob_parts(conn: psycopg.Connection[Any], sha: str) -> list[tuple[int, int, str]]:
         return [
-            tuple(r)  # type: ignore[misc]
+            tuple(r)
             for r in conn.execute(
                 "SELECT start, length, key FROM blob_parts WHERE sha256 = %s ORDER BY start", (sha,)
             ).fetchall()
