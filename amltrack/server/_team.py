@@ -470,52 +470,48 @@ class TeamStore:
             blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (sha,)).fetchone()
             if blob is not None:
                 return {"sha256": sha, "size": blob[0], "complete": True}
-            conn.execute(
-                "INSERT INTO uploads (owner, sha256, total) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (owner, sha, total),
-            )
-            (size,) = conn.execute(
-                "SELECT size FROM uploads WHERE owner = %s AND sha256 = %s FOR UPDATE", (owner, sha)
-            ).fetchone()
-            if size != offset:
+            size = self._lock_upload(conn, owner, sha, total)
+            # Again under the upload's lock: a racer (on any replica) that held it may have made the
+            # content a blob meanwhile; this request's upload is then garbage, not a 409 to resume.
+            blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (sha,)).fetchone()
+            if blob is not None:
+                garbage = self._drop_upload(conn, owner, sha)
+            elif size != offset:
                 raise ApiError(
                     409,
                     "offset_mismatch",
                     f"the upload has {size} bytes, not {offset}; resume from {size}",
                     committed=size,
                 )
-            hasher = self._hasher(owner, sha, offset)
-            if data:
-                key = self.objects.new_key("uploads", owner.replace(":", "/", 1), sha)
-                self.objects.put(key, data, what)
-                point.midway()
+            else:
+                hasher = self._hasher(owner, sha, offset)
+                if data:
+                    key = self.objects.new_key("uploads", owner.replace(":", "/", 1), sha)
+                    self.objects.put(key, data, what)
+                    point.midway()
+                    conn.execute(
+                        "INSERT INTO upload_parts (owner, sha256, start, length, key) VALUES (%s, %s, %s, %s, %s)",
+                        (owner, sha, offset, len(data), key),
+                    )
+                    if hasher is not None:
+                        hasher.update(data)
+                size = offset + len(data)
                 conn.execute(
-                    "INSERT INTO upload_parts (owner, sha256, start, length, key) VALUES (%s, %s, %s, %s, %s)",
-                    (owner, sha, offset, len(data), key),
+                    "UPDATE uploads SET size = %s, total = %s, updated_at = now() WHERE owner = %s AND sha256 = %s",
+                    (size, total, owner, sha),
                 )
-                if hasher is not None:
-                    hasher.update(data)
-            size = offset + len(data)
-            conn.execute(
-                "UPDATE uploads SET size = %s, total = %s, updated_at = now() WHERE owner = %s AND sha256 = %s",
-                (size, total, owner, sha),
-            )
-            complete = size == total
-            if complete:
-                if hasher is None:  # chunks came through other replicas, or before a restart
-                    hasher = self._hash_upload(conn, owner, sha)
-                if hasher.hexdigest() != sha:
-                    mismatch = True
-                    garbage = [
-                        r[0]
-                        for r in conn.execute(
-                            "DELETE FROM upload_parts WHERE owner = %s AND sha256 = %s RETURNING key",
-                            (owner, sha),
-                        ).fetchall()
-                    ]
-                    conn.execute("DELETE FROM uploads WHERE owner = %s AND sha256 = %s", (owner, sha))
-                else:
-                    garbage = self._make_blob(conn, owner, sha, total)
+                complete = size == total
+                if complete:
+                    if hasher is None:  # chunks came through other replicas, or before a restart
+                        hasher = self._hash_upload(conn, owner, sha)
+                    if hasher.hexdigest() != sha:
+                        mismatch = True
+                        garbage = self._drop_upload(conn, owner, sha)
+                    else:
+                        garbage = self._make_blob(conn, owner, sha, total)
+        if blob is not None:
+            self._delete_quietly(garbage, what)
+            return {"sha256": sha, "size": blob[0], "complete": True}
         with self._running_lock:
             if complete:
                 self._running.pop((owner, sha), None)
@@ -531,6 +527,40 @@ class TeamStore:
                 f"the {total} bytes uploaded do not have SHA-256 {sha}; the upload was discarded, send it again",
             )
         return {"sha256": sha, "size": size, "complete": complete}
+
+    @staticmethod
+    def _lock_upload(conn: psycopg.Connection[Any], owner: str, sha: str, total: int) -> int:
+        """Lock the upload's row for this transaction, made if missing; its size. A racer that held
+        the lock may have deleted the row (it completed or discarded the upload, or a finalise ended
+        it), which ``FOR UPDATE`` then skips: the row is made afresh, up to a few times."""
+        for _ in range(3):
+            conn.execute(
+                "INSERT INTO uploads (owner, sha256, total) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (owner, sha, total),
+            )
+            row = conn.execute(
+                "SELECT size FROM uploads WHERE owner = %s AND sha256 = %s FOR UPDATE", (owner, sha)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the upload of {sha} was ended by other requests while this one waited; retry after Retry-After",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+
+    @staticmethod
+    def _drop_upload(conn: psycopg.Connection[Any], owner: str, sha: str) -> list[str]:
+        """Delete the upload's rows; the keys of its parts, garbage once this commits."""
+        garbage = [
+            r[0]
+            for r in conn.execute(
+                "DELETE FROM upload_parts WHERE owner = %s AND sha256 = %s RETURNING key", (owner, sha)
+            ).fetchall()
+        ]
+        conn.execute("DELETE FROM uploads WHERE owner = %s AND sha256 = %s", (owner, sha))
+        return garbage
 
     def _hasher(self, owner: str, sha: str, offset: int) -> Any:
         with self._running_lock:
