@@ -539,3 +539,35 @@ def test_a_finalise_racing_an_append_never_publishes_other_lengths_than_it_check
             err = finalise.json()["error"]
             assert err["code"] == "incomplete" and err["committed"]["metrics.jsonl"] == len(first), err
             assert not published
+
+
+def test_an_upload_restarted_through_another_replica_is_checked_by_its_stored_bytes(
+    team: Team, replicas: tuple[Replica, Replica]
+) -> None:
+    """A replica that saw an upload's first chunk must not vouch for the upload's hash after another
+    replica discarded it and took a first chunk of other bytes: the blob would not hold its hash."""
+    a, b = replicas
+    rid = new_run_id()
+    content = os.urandom(40_000)
+    sha = hashlib.sha256(content).hexdigest()
+    k = 25_000
+    url, params = f"/v1/runs/{rid}/blobs/{sha}", {"size": len(content)}
+    with a.client() as ca, b.client() as cb:
+        assert ca.put(f"/v1/runs/{rid}").status_code == 201
+        assert ca.post(url, params={**params, "offset": 0}, content=content[:k]).status_code == 200
+        # The rest, wrong, through B: the whole does not hash to sha, so B discards the upload...
+        r = cb.post(url, params={**params, "offset": k}, content=os.urandom(len(content) - k))
+        assert r.status_code == 422 and r.json()["error"]["code"] == "hash_mismatch", r.text
+        # ...and the upload starts again through B, with a first chunk of other bytes (a file that
+        # changed under its job); the right rest then comes through A.
+        other = os.urandom(k)
+        assert cb.post(url, params={**params, "offset": 0}, content=other).status_code == 200
+        r = ca.post(url, params={**params, "offset": k}, content=content[k:])
+        assert r.status_code == 422 and r.json()["error"]["code"] == "hash_mismatch", r.text
+        assert not sql(team, "SELECT 1 FROM blobs WHERE sha256 = %s", (sha,))
+        # Sent right, from the start, it is a blob that holds its hash.
+        assert ca.post(url, params={**params, "offset": 0}, content=content[:k]).status_code == 200
+        r = cb.post(url, params={**params, "offset": k}, content=content[k:])
+        assert r.json() == {"sha256": sha, "size": len(content), "complete": True}, r.text
+    parts = sql(team, "SELECT length, key FROM blob_parts WHERE sha256 = %s ORDER BY start", (sha,))
+    assert b"".join(get_object(team, key)[:n] for n, key in parts) == content

@@ -137,8 +137,10 @@ class TeamStore:
         self.db, self.objects = db, objects
         self.faults = faults or Faults()
         # Hashes of uploads in progress, while this replica receives their chunks in order: the last
-        # chunk then need not read the content back. Another replica's chunk in between resets it.
-        self._running: dict[tuple[str, str], tuple[Any, int]] = {}
+        # chunk then need not read the content back. Each is kept with the key of the last part it
+        # hashed, and used only while that part is still the upload's last: another replica's chunk
+        # in between, or the upload discarded and begun again elsewhere, makes it stale.
+        self._running: dict[tuple[str, str], tuple[Any, int, str | None]] = {}
         self._running_lock = threading.Lock()
         self._folder = ThreadPoolExecutor(1, thread_name_prefix="amltrack-fold")
         self._folding: set[str] = set()
@@ -484,7 +486,8 @@ class TeamStore:
                     committed=size,
                 )
             else:
-                hasher = self._hasher(owner, sha, offset)
+                hasher = self._hasher(conn, owner, sha, offset)
+                key = None
                 if data:
                     key = self.objects.new_key("uploads", owner.replace(":", "/", 1), sha)
                     self.objects.put(key, data, what)
@@ -518,7 +521,7 @@ class TeamStore:
             elif hasher is not None:
                 if len(self._running) > 10_000:  # abandoned uploads; they fall back to the bucket
                     self._running.clear()
-                self._running[(owner, sha)] = (hasher, size)
+                self._running[(owner, sha)] = (hasher, size, key)
         self._delete_quietly(garbage, what)
         if mismatch:
             raise ApiError(
@@ -562,12 +565,20 @@ class TeamStore:
         conn.execute("DELETE FROM uploads WHERE owner = %s AND sha256 = %s", (owner, sha))
         return garbage
 
-    def _hasher(self, owner: str, sha: str, offset: int) -> Any:
+    def _hasher(self, conn: psycopg.Connection[Any], owner: str, sha: str, offset: int) -> Any:
         with self._running_lock:
             running = self._running.pop((owner, sha), None)
-        if running is not None and running[1] == offset:
-            return running[0].copy()  # a copy: this transaction may yet roll back
-        return hashlib.sha256() if offset == 0 else None
+        if offset == 0:
+            return hashlib.sha256()
+        if running is None or running[1] != offset:
+            return None
+        last = conn.execute(
+            "SELECT key FROM upload_parts WHERE owner = %s AND sha256 = %s ORDER BY start DESC LIMIT 1",
+            (owner, sha),
+        ).fetchone()
+        if last is None or last[0] != running[2]:
+            return None  # the bytes stored are not those this replica hashed
+        return running[0].copy()  # a copy: this transaction may yet roll back
 
     def _hash_upload(self, conn: psycopg.Connection[Any], owner: str, sha: str) -> Any:
         h = hashlib.sha256()
