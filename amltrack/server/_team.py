@@ -743,6 +743,17 @@ class TeamStore:
         a refresh fetches only the pieces after those already there, the artifacts whose content
         changed, and the run.json and summary.json of runs changed since (by ``updated_at``).
         """
+        from .._errors import StoreError
+
+        try:
+            return self._mirror(dest)
+        except ApiError as e:
+            # As an AmltrackError: the Mirror thread warns of one and tries again at its next
+            # refresh. An ApiError (the database or the bucket away for a moment) ended the thread,
+            # and the replica's web UI showed no new run until the replica was restarted.
+            raise StoreError(f"cannot refresh the web UI's copy of the team's runs: {e.message}") from None
+
+    def _mirror(self, dest: Path) -> int:
         (dest / fmt.RUNS_DIR).mkdir(parents=True, exist_ok=True)
         seen_file = dest / fmt.CACHE_DIR / "team-mirror.json"
         try:
