@@ -29,6 +29,7 @@ import pytest
 from amltrack.sync import AmltrackRemote, sync
 
 from .bucket_helpers import MotoServer
+from .conftest import wait_until
 from .sync_helpers import READ_TOKEN, WRITE_TOKEN, assert_same_store, cli, make_run
 from .team_helpers import ReplicaProcess, Team, team_moto, team_of  # noqa: F401 - a fixture
 
@@ -571,3 +572,167 @@ def test_an_upload_restarted_through_another_replica_is_checked_by_its_stored_by
         assert r.json() == {"sha256": sha, "size": len(content), "complete": True}, r.text
     parts = sql(team, "SELECT length, key FROM blob_parts WHERE sha256 = %s ORDER BY start", (sha,))
     assert b"".join(get_object(team, key)[:n] for n, key in parts) == content
+
+
+# ----------------------------------------------------------------- 4. the database or the bucket goes away
+
+# The client's own retries (docs/sync.md): a request is tried 3 more times, 0.2 s then x3, with
+# jitter, and Retry-After is not waited for; a sync that runs out of them fails the run, and the next
+# sync resumes it. These clients retry more, and sooner, so that a push rides out a cut of a few
+# seconds in one go: whatever it meets, it must not lose or double a byte.
+PATIENT = {"retries": 10, "backoff": 0.05}
+
+
+def terminate_connections(team: Team) -> int:
+    """End every connection to the team's database but this one, as an administrator or a failover
+    would: the number ended."""
+    name = team.database.rsplit("/", 1)[1]
+    rows = sql(
+        team,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+        (name,),
+    )
+    return sum(1 for (ended,) in rows if ended)
+
+
+def ui_run_ids(srv: Replica) -> set[str]:
+    with srv.client(READ_TOKEN) as c:
+        r = c.get("/ui/api/runs", params={"limit": 0})
+    assert r.status_code == 200, r.text
+    return {row["id"] for row in r.json()["runs"]}
+
+
+def test_a_replica_whose_database_connections_were_all_ended_answers_the_next_requests(
+    team: Team, replicas: tuple[Replica, Replica]
+) -> None:
+    a, _ = replicas
+    rid = new_run_id()
+    with a.client() as c:
+        assert c.put(f"/v1/runs/{rid}").status_code == 201
+    # Appends racing at one offset wait for the run's row lock, each holding a connection: the
+    # replica's pool grows to its full size, all of them idle afterwards.
+    bodies = [b'{"n": 0}\n'] * 16
+    answers = race(
+        [(a, "POST", f"/v1/runs/{rid}/append/metrics.jsonl", {"offset": 0}, body) for body in bodies]
+    )
+    one_winner(answers, bodies, 0)
+    assert terminate_connections(team) >= 4
+    # The very next requests answer, without a restart and without a 503: every connection the
+    # pool holds is broken, and a request must not wait on them one after another.
+    with a.client() as c:
+        assert c.get("/v1/runs").status_code == 200
+        r = c.post(f"/v1/runs/{rid}/append/metrics.jsonl", params={"offset": 9}, content=b'{"n": 1}\n')
+        assert r.status_code == 200, r.text
+        assert terminate_connections(team) > 0
+        assert c.get(f"/v1/runs/{rid}").json()["files"]["metrics.jsonl"]["size"] == 18
+        assert c.get("/v1/history/runs").status_code == 200
+
+
+def test_a_push_while_the_database_ends_the_replicas_connections_again_and_again(
+    team: Team, replicas: tuple[Replica, Replica], tmp_path: Path, connect: Any
+) -> None:
+    a, _ = replicas
+    local = tmp_path / "local"
+    rid = make_run(local, records=12_000, artifacts={"model.bin": os.urandom(300_000)})
+    wire = Records()
+    t, out = pushed_in_background(local, connect(a.url, transport=wire, **PATIENT))
+    ended = 0
+    while t.is_alive():
+        ended += terminate_connections(team)
+        t.join(0.3)  # often enough to hit requests in flight, not so often that none gets through
+    report = finished(t, out)
+    assert ended > 0
+    assert report.ok, (report.runs, wire.answers)
+    assert_exact(team, local, [rid])
+    for _, _, status, retry_after in wire.answers:
+        assert status < 500 or (status == 503 and retry_after and retry_after.isdigit()), wire.answers
+
+
+@pytest.fixture
+def database_proxy(team: Team) -> Iterator[tuple[Proxy, str]]:
+    """A proxy between replicas and PostgreSQL, and the team's database URL through it."""
+    host, port = team.database.split("@", 1)[1].split("/", 1)[0].split(":")
+    with Proxy((host, int(port))) as proxy:
+        yield proxy, team.database.replace(f"@{host}:{port}/", f"@127.0.0.1:{proxy.port}/")
+
+
+def test_a_push_through_a_cut_to_the_database_gets_503s_and_finishes_exact(
+    team: Team, database_proxy: tuple[Proxy, str], tmp_path: Path, connect: Any
+) -> None:
+    proxy, url = database_proxy
+    c = Replica(team, tmp_path / "c.log", database=url).start()
+    try:
+        local = tmp_path / "local"
+        rid = make_run(local, records=12_000, artifacts={"model.bin": os.urandom(200_000)})
+        wire = Records()
+        t, out = pushed_in_background(local, connect(c.url, transport=wire, **PATIENT))
+        wait_until(lambda: wire.count(200, writes=True) >= 3 or not t.is_alive(), 60, "a few writes")
+        assert t.is_alive(), "the push ended before the cut"
+        proxy.cut()
+        # Cut until the client has had its 503, and the web UI's copy has failed to refresh once.
+        wait_until(lambda: wire.count(503) > 0, 120, "a 503")
+        wait_until(
+            lambda: "could not refresh" in c.log.read_text(), 120, "a refresh of the UI's copy to fail"
+        )
+        proxy.restore()
+        report = finished(t, out)
+        assert report.ok, report.runs
+        assert all(ra and ra.isdigit() for *_, s, ra in wire.answers if s == 503), wire.answers
+        assert_exact(team, local, [rid])
+        # The replica recovered without a restart, its web UI's copy too: it shows the run.
+        wait_until(lambda: rid in ui_run_ids(c), 60, "the UI of the replica to show the run")
+    finally:
+        c.stop()
+    assert "Traceback" not in c.log.read_text(), c.log.read_text()
+
+
+@pytest.fixture
+def bucket_proxy(team: Team) -> Iterator[tuple[Proxy, str]]:
+    """A proxy between replicas and the S3 server (moto keeps its objects in memory: stopping it
+    would lose them, so the network is cut instead), and the endpoint through it."""
+    host, port = team.moto.endpoint.rsplit("/", 1)[1].split(":")
+    with Proxy((host, int(port))) as proxy:
+        yield proxy, f"http://127.0.0.1:{proxy.port}"
+
+
+def test_a_push_through_a_cut_to_the_bucket_gets_503s_and_finishes_exact(
+    team: Team, bucket_proxy: tuple[Proxy, str], tmp_path: Path, connect: Any
+) -> None:
+    proxy, endpoint = bucket_proxy
+    d = Replica(team, tmp_path / "d.log", endpoint=endpoint).start()
+    try:
+        local = tmp_path / "local"
+        rid = make_run(local, records=12_000, artifacts={"model.bin": os.urandom(200_000)})
+        wire = Records()
+        t, out = pushed_in_background(local, connect(d.url, transport=wire, **PATIENT))
+        wait_until(lambda: wire.count(200, writes=True) >= 3 or not t.is_alive(), 60, "a few writes")
+        assert t.is_alive(), "the push ended before the cut"
+        proxy.cut()
+        wait_until(lambda: wire.count(503) > 0, 120, "a 503")
+        proxy.restore()
+        report = finished(t, out)
+        assert report.ok, report.runs
+        assert all(ra and ra.isdigit() for *_, s, ra in wire.answers if s == 503), wire.answers
+        assert_exact(team, local, [rid])
+    finally:
+        d.stop()
+    assert "Traceback" not in d.log.read_text(), d.log.read_text()
+
+
+# ----------------------------------------------------------------- 5. the web UI of any replica
+
+
+def test_the_web_ui_of_one_replica_shows_a_run_pushed_through_the_other(
+    replicas: tuple[Replica, Replica], tmp_path: Path, connect: Any
+) -> None:
+    a, b = replicas
+    local = tmp_path / "local"
+    rid = make_run(local, records=500, artifacts={"notes.txt": b"hello"})
+    assert sync(local, connect(a.url)).ok
+    wait_until(lambda: rid in ui_run_ids(b), 60, "the UI of replica B to show the run")
+    with b.client(READ_TOKEN) as c:
+        run = c.get(f"/ui/api/runs/{rid}")
+        assert run.status_code == 200 and run.json()["run"]["id"] == rid, run.text
+        assert [a["path"] for a in run.json()["artifacts"]] == ["notes.txt"]
+        metrics = c.get(f"/ui/api/runs/{rid}/metrics")
+        assert metrics.status_code == 200 and "loss" in metrics.text, metrics.text
