@@ -736,3 +736,54 @@ def test_the_web_ui_of_one_replica_shows_a_run_pushed_through_the_other(
         assert [a["path"] for a in run.json()["artifacts"]] == ["notes.txt"]
         metrics = c.get(f"/ui/api/runs/{rid}/metrics")
         assert metrics.status_code == 200 and "loss" in metrics.text, metrics.text
+
+
+# ----------------------------------------------------------------- 6. --verify against a damaged team
+
+
+def test_verify_reports_a_damaged_team_and_the_next_sync_repairs_what_it_can(
+    team: Team, replicas: tuple[Replica, Replica], tmp_path: Path, connect: Any
+) -> None:
+    from amltrack.sync import remotes_of
+
+    _, b = replicas
+    local = tmp_path / "local"
+    rid = make_run(local, records=300, artifacts={"model.bin": b"weights" * 1000, "ok.txt": b"ok"})
+    assert sync(local, connect(b.url)).ok
+    # What a bucket or a database can lose or get wrong: an object's bytes (same key, same length,
+    # other bytes), and a row.
+    ((key,),) = sql(
+        team,
+        "SELECT key FROM pieces WHERE run_id = %s AND file = 'metrics.jsonl' ORDER BY start LIMIT 1",
+        (rid,),
+    )
+    s3 = team.moto.client()
+    good = get_object(team, key)
+    bad = bytearray(good)
+    bad[10:11] = b"7" if bad[10:11] != b"7" else b"8"
+    s3.put_object(Bucket=team.bucket, Key=key, Body=bytes(bad))
+    sql(team, "DELETE FROM artifacts WHERE run_id = %s AND path = 'model.bin'", (rid,))
+
+    out = cli("sync", "--store", str(local), "--to", b.url, "--verify", AMLTRACK_TOKEN=READ_TOKEN)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"DIFFERS     {rid}" in out.stdout
+    assert "artifact model.bin is missing on the remote" in out.stdout
+    assert "metrics.jsonl differs from the local file in its first" in out.stdout
+    assert "1 differ" in out.stdout.splitlines()[-1]
+    (entry,) = [e for e in remotes_of(local / "runs" / rid) if e["remote"] == b.url]
+    assert entry["complete"] is False and entry["recheck"] is True  # the ledger is no longer trusted
+
+    # The next sync puts the artifact back; bytes it has already sent it cannot know to send again,
+    # and says so (as against the embedded server).
+    repaired = sync(local, connect(b.url), verify=True)
+    assert repaired.runs[0].outcome == "pushed", repaired.runs
+    (diff,) = repaired.runs[0].differences
+    assert diff.startswith("metrics.jsonl differs from the local file in its first"), diff
+    assert sql(team, "SELECT size FROM artifacts WHERE run_id = %s AND path = 'model.bin'", (rid,)) == [
+        (7000,)
+    ]
+
+    s3.put_object(Bucket=team.bucket, Key=key, Body=good)  # restored, as from a backup
+    again = sync(local, connect(b.url), verify=True)
+    assert again.ok and again.runs[0].differences == [], again.runs
+    assert_exact(team, local, [rid])
