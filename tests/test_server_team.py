@@ -736,6 +736,26 @@ def test_the_web_ui_of_one_replica_shows_a_run_pushed_through_the_other(
         assert [a["path"] for a in run.json()["artifacts"]] == ["notes.txt"]
         metrics = c.get(f"/ui/api/runs/{rid}/metrics")
         assert metrics.status_code == 200 and "loss" in metrics.text, metrics.text
+    browser_shows(f"{b.url}/ui/", rid)
+
+
+def browser_shows(url: str, text: str) -> None:
+    """Headless Chromium, holding the read token, opens the UI's runs page and finds ``text``."""
+    import shutil
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        return  # the UI's API answered above; test_ui_browser.py skips the same way without chromium
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+        try:
+            page = browser.new_page(extra_http_headers={"Authorization": f"Bearer {READ_TOKEN}"})
+            page.goto(url)
+            page.get_by_text(text).first.wait_for(timeout=60_000)
+        finally:
+            browser.close()
 
 
 # ----------------------------------------------------------------- 6. --verify against a damaged team
