@@ -26,6 +26,7 @@ import httpx
 import psycopg
 import pytest
 
+from amltrack.server._database import POOL_SIZE
 from amltrack.sync import AmltrackRemote, sync
 
 from .bucket_helpers import MotoServer
@@ -609,14 +610,28 @@ def test_a_replica_whose_database_connections_were_all_ended_answers_the_next_re
     rid = new_run_id()
     with a.client() as c:
         assert c.put(f"/v1/runs/{rid}").status_code == 201
-    # Appends racing at one offset wait for the run's row lock, each holding a connection: the
-    # replica's pool grows to its full size, all of them idle afterwards.
-    bodies = [b'{"n": 0}\n'] * 16
-    answers = race(
-        [(a, "POST", f"/v1/runs/{rid}/append/metrics.jsonl", {"offset": 0}, body) for body in bodies]
-    )
+    # Appends that wait for the run's row lock (held here) each hold a connection of the replica's
+    # pool: it grows to all but one of its connections (that one for the token checks meanwhile),
+    # every one idle once the lock is let go.
+    size = POOL_SIZE - 1
+    bodies = [b'{"n": 0}\n'] * size
+    answers: list[httpx.Response] = []
+    name = team.database.rsplit("/", 1)[1]
+    with psycopg.connect(team.database) as holder:
+        holder.execute("SELECT 1 FROM runs WHERE id = %s FOR UPDATE", (rid,))
+        t = threading.Thread(
+            target=lambda: answers.extend(
+                race([(a, "POST", f"/v1/runs/{rid}/append/metrics.jsonl", {"offset": 0}, b) for b in bodies])
+            ),
+            name="test-race",
+        )
+        t.start()
+        waiting = "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND wait_event_type = 'Lock'"
+        wait_until(lambda: sql(team, waiting, (name,))[0][0] == size, 60, "the appends to wait for the lock")
+        holder.commit()
+    t.join(60)
     one_winner(answers, bodies, 0)
-    assert terminate_connections(team) >= 4
+    assert terminate_connections(team) >= size
     # The very next requests answer, without a restart and without a 503: every connection the
     # pool holds is broken, and a request must not wait on them one after another.
     with a.client() as c:
