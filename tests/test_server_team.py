@@ -7,7 +7,8 @@ UI of any replica shows the team's runs; ``--verify`` finds what a damaged bucke
 
 Faults are real: SIGKILL at the write points of ``tests/scripts/faulty_server.py``,
 ``pg_terminate_backend()`` of a replica's connections, and TCP forwarders between a replica and
-PostgreSQL or the bucket that the test cuts (every connection closed, new ones refused) and restores.
+PostgreSQL or the bucket that the test cuts (every connection closed, each new one closed as soon
+as it comes) and restores.
 """
 
 from __future__ import annotations
