@@ -16,6 +16,7 @@ is imported only when a database is opened, so ``amltrack.server`` loads without
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -240,9 +241,9 @@ class Database:
             max_size=pool_size,
             open=False,
             timeout=timeout,
-            # A connection the server closed (PostgreSQL restarted) is replaced when next taken,
-            # not handed to a request: a replica recovers without a restart.
-            check=ConnectionPool.check_connection,
+            # No check= here: the pool's pauses 1 s, 2 s, 4 s... after each broken connection it
+            # meets, so once PostgreSQL ended them all (a restart, a failover) a request timed out
+            # on a pool of dead connections. ``connection`` checks them itself.
             name="amltrack-db",  # its worker threads are named from it: the tests' leak check sees them
         )
         try:
@@ -256,8 +257,30 @@ class Database:
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection[Any]]:
         """A connection from the pool; its transaction commits at the end, or rolls back on error."""
-        with self._pool.connection() as conn:
-            yield conn
+        conn = self._working()
+        try:
+            with conn:
+                yield conn
+        finally:
+            self._pool.putconn(conn)
+
+    def _working(self) -> psycopg.Connection[Any]:
+        """A pooled connection that answers. One the server closed (PostgreSQL restarted, or ended
+        it) is closed here and handed back, which makes the pool replace it, and the next is tried
+        at once: a replica recovers without a restart, and without waiting on each dead connection."""
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        deadline = time.monotonic() + self._pool.timeout
+        for _ in range(self._pool.max_size + 1):
+            conn = self._pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+            try:
+                ConnectionPool.check_connection(conn)
+            except Exception:  # noqa: BLE001 - whatever broke it, the connection is not to be used
+                conn.close()
+                self._pool.putconn(conn)
+                continue
+            return conn
+        raise PoolTimeout(f"no working connection among {self._pool.max_size + 1} taken from the pool")
 
     def close(self) -> None:
         self._pool.close()

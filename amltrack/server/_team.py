@@ -138,8 +138,10 @@ class TeamStore:
         self.db, self.objects = db, objects
         self.faults = faults or Faults()
         # Hashes of uploads in progress, while this replica receives their chunks in order: the last
-        # chunk then need not read the content back. Another replica's chunk in between resets it.
-        self._running: dict[tuple[str, str], tuple[Any, int]] = {}
+        # chunk then need not read the content back. Each is kept with the key of the last part it
+        # hashed, and used only while that part is still the upload's last: another replica's chunk
+        # in between, or the upload discarded and begun again elsewhere, makes it stale.
+        self._running: dict[tuple[str, str], tuple[Any, int, str | None]] = {}
         self._running_lock = threading.Lock()
         self._folder = ThreadPoolExecutor(1, thread_name_prefix="amltrack-fold")
         self._folding: set[str] = set()
@@ -471,59 +473,56 @@ class TeamStore:
             blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (sha,)).fetchone()
             if blob is not None:
                 return {"sha256": sha, "size": blob[0], "complete": True}
-            conn.execute(
-                "INSERT INTO uploads (owner, sha256, total) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                (owner, sha, total),
-            )
-            (size,) = conn.execute(
-                "SELECT size FROM uploads WHERE owner = %s AND sha256 = %s FOR UPDATE", (owner, sha)
-            ).fetchone()
-            if size != offset:
+            size = self._lock_upload(conn, owner, sha, total)
+            # Again under the upload's lock: a racer (on any replica) that held it may have made the
+            # content a blob meanwhile; this request's upload is then garbage, not a 409 to resume.
+            blob = conn.execute("SELECT size FROM blobs WHERE sha256 = %s", (sha,)).fetchone()
+            if blob is not None:
+                garbage = self._drop_upload(conn, owner, sha)
+            elif size != offset:
                 raise ApiError(
                     409,
                     "offset_mismatch",
                     f"the upload has {size} bytes, not {offset}; resume from {size}",
                     committed=size,
                 )
-            hasher = self._hasher(owner, sha, offset)
-            if data:
-                key = self.objects.new_key("uploads", owner.replace(":", "/", 1), sha)
-                self.objects.put(key, data, what)
-                point.midway()
+            else:
+                hasher = self._hasher(conn, owner, sha, offset)
+                key = None
+                if data:
+                    key = self.objects.new_key("uploads", owner.replace(":", "/", 1), sha)
+                    self.objects.put(key, data, what)
+                    point.midway()
+                    conn.execute(
+                        "INSERT INTO upload_parts (owner, sha256, start, length, key) VALUES (%s, %s, %s, %s, %s)",
+                        (owner, sha, offset, len(data), key),
+                    )
+                    if hasher is not None:
+                        hasher.update(data)
+                size = offset + len(data)
                 conn.execute(
-                    "INSERT INTO upload_parts (owner, sha256, start, length, key) VALUES (%s, %s, %s, %s, %s)",
-                    (owner, sha, offset, len(data), key),
+                    "UPDATE uploads SET size = %s, total = %s, updated_at = now() WHERE owner = %s AND sha256 = %s",
+                    (size, total, owner, sha),
                 )
-                if hasher is not None:
-                    hasher.update(data)
-            size = offset + len(data)
-            conn.execute(
-                "UPDATE uploads SET size = %s, total = %s, updated_at = now() WHERE owner = %s AND sha256 = %s",
-                (size, total, owner, sha),
-            )
-            complete = size == total
-            if complete:
-                if hasher is None:  # chunks came through other replicas, or before a restart
-                    hasher = self._hash_upload(conn, owner, sha)
-                if hasher.hexdigest() != sha:
-                    mismatch = True
-                    garbage = [
-                        r[0]
-                        for r in conn.execute(
-                            "DELETE FROM upload_parts WHERE owner = %s AND sha256 = %s RETURNING key",
-                            (owner, sha),
-                        ).fetchall()
-                    ]
-                    conn.execute("DELETE FROM uploads WHERE owner = %s AND sha256 = %s", (owner, sha))
-                else:
-                    garbage = self._make_blob(conn, owner, sha, total)
+                complete = size == total
+                if complete:
+                    if hasher is None:  # chunks came through other replicas, or before a restart
+                        hasher = self._hash_upload(conn, owner, sha)
+                    if hasher.hexdigest() != sha:
+                        mismatch = True
+                        garbage = self._drop_upload(conn, owner, sha)
+                    else:
+                        garbage = self._make_blob(conn, owner, sha, total)
+        if blob is not None:
+            self._delete_quietly(garbage, what)
+            return {"sha256": sha, "size": blob[0], "complete": True}
         with self._running_lock:
             if complete:
                 self._running.pop((owner, sha), None)
             elif hasher is not None:
                 if len(self._running) > 10_000:  # abandoned uploads; they fall back to the bucket
                     self._running.clear()
-                self._running[(owner, sha)] = (hasher, size)
+                self._running[(owner, sha)] = (hasher, size, key)
         self._delete_quietly(garbage, what)
         if mismatch:
             raise ApiError(
@@ -533,12 +532,54 @@ class TeamStore:
             )
         return {"sha256": sha, "size": size, "complete": complete}
 
-    def _hasher(self, owner: str, sha: str, offset: int) -> Any:
+    @staticmethod
+    def _lock_upload(conn: psycopg.Connection[Any], owner: str, sha: str, total: int) -> int:
+        """Lock the upload's row for this transaction, made if missing; its size. A racer that held
+        the lock may have deleted the row (it completed or discarded the upload, or a finalise ended
+        it), which ``FOR UPDATE`` then skips: the row is made afresh, up to a few times."""
+        for _ in range(3):
+            conn.execute(
+                "INSERT INTO uploads (owner, sha256, total) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                (owner, sha, total),
+            )
+            row = conn.execute(
+                "SELECT size FROM uploads WHERE owner = %s AND sha256 = %s FOR UPDATE", (owner, sha)
+            ).fetchone()
+            if row is not None:
+                return int(row[0])
+        raise ApiError(
+            503,
+            "unavailable",
+            f"the upload of {sha} was ended by other requests while this one waited; retry after Retry-After",
+            headers={"Retry-After": RETRY_AFTER},
+        )
+
+    @staticmethod
+    def _drop_upload(conn: psycopg.Connection[Any], owner: str, sha: str) -> list[str]:
+        """Delete the upload's rows; the keys of its parts, garbage once this commits."""
+        garbage = [
+            r[0]
+            for r in conn.execute(
+                "DELETE FROM upload_parts WHERE owner = %s AND sha256 = %s RETURNING key", (owner, sha)
+            ).fetchall()
+        ]
+        conn.execute("DELETE FROM uploads WHERE owner = %s AND sha256 = %s", (owner, sha))
+        return garbage
+
+    def _hasher(self, conn: psycopg.Connection[Any], owner: str, sha: str, offset: int) -> Any:
         with self._running_lock:
             running = self._running.pop((owner, sha), None)
-        if running is not None and running[1] == offset:
-            return running[0].copy()  # a copy: this transaction may yet roll back
-        return hashlib.sha256() if offset == 0 else None
+        if offset == 0:
+            return hashlib.sha256()
+        if running is None or running[1] != offset:
+            return None
+        last = conn.execute(
+            "SELECT key FROM upload_parts WHERE owner = %s AND sha256 = %s ORDER BY start DESC LIMIT 1",
+            (owner, sha),
+        ).fetchone()
+        if last is None or last[0] != running[2]:
+            return None  # the bytes stored are not those this replica hashed
+        return running[0].copy()  # a copy: this transaction may yet roll back
 
     def _hash_upload(self, conn: psycopg.Connection[Any], owner: str, sha: str) -> Any:
         h = hashlib.sha256()
@@ -705,6 +746,17 @@ class TeamStore:
         a refresh fetches only the pieces after those already there, the artifacts whose content
         changed, and the run.json and summary.json of runs changed since (by ``updated_at``).
         """
+        from .._errors import StoreError
+
+        try:
+            return self._mirror(dest)
+        except ApiError as e:
+            # As an AmltrackError: the Mirror thread warns of one and tries again at its next
+            # refresh. An ApiError (the database or the bucket away for a moment) ended the thread,
+            # and the replica's web UI showed no new run until the replica was restarted.
+            raise StoreError(f"cannot refresh the web UI's copy of the team's runs: {e.message}") from None
+
+    def _mirror(self, dest: Path) -> int:
         (dest / fmt.RUNS_DIR).mkdir(parents=True, exist_ok=True)
         seen_file = dest / fmt.CACHE_DIR / "team-mirror.json"
         try:
