@@ -17,11 +17,12 @@ from .._web._errors import ERROR_CODES
 from ._app import OPENAPI_URL
 from ._app import server_app as create_app
 from ._database import SCHEMA_VERSION, Database, DatabaseError, SchemaTooNewError
+from ._errors import ServerConfigError
 from ._gc import GcReport, collect_garbage
 from ._limits import DEFAULT_MAX_BODY
 from ._migrate import MigrateProgress, MigrationError, MigrationReport, NotAServerStoreError, migrate_store
 from ._objects import Objects
-from ._serve import ServerConfigError, check_token_sources, load_tokens
+from ._serve import check_token_sources, load_tokens
 from ._serve import serve_store as serve
 from ._team import TeamStore
 from ._tokens import DatabaseTokens, InvalidTokenNameError, TokenInfo, TokenNotFoundError

@@ -17,9 +17,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
+from .._errors import AmltrackError
 from .._web._errors import ApiError, error_response
 
 log = logging.getLogger("amltrack.server")
+
+
+class ServerConfigError(AmltrackError, ValueError):
+    """The server cannot start as configured; the message says what to change."""
+
 
 # On every answer of the API, errors included (a 500 is sent from outside every middleware): its
 # answers are data, never a page to render, frame or sniff.

@@ -22,6 +22,7 @@ from typing import Any
 
 from .._errors import MissingExtraError
 from .._web._errors import ApiError
+from ._errors import ServerConfigError
 
 RETRY_AFTER = "2"  # seconds; botocore has already retried before a request gives up
 _MAX_DELETE = 1000  # keys per DeleteObjects, S3's limit
@@ -47,7 +48,6 @@ class Objects:
     @classmethod
     def open(cls, url: str, *, endpoint: str | None = None, check: bool = True) -> Objects:
         """The bucket of ``url``; with ``check``, refuses to start unless the bucket answers."""
-        from ._serve import ServerConfigError  # here: _serve serves the app, which holds a store of these
 
         try:
             from ..sync._errors import RemoteConfigError
@@ -68,8 +68,6 @@ class Objects:
 
     def check(self) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
-
-        from ._serve import ServerConfigError
 
         try:
             self.client.head_bucket(Bucket=self.bucket)

@@ -13,6 +13,7 @@ from .. import _format as fmt
 from .._errors import AmltrackError
 from .._web._auth import TokenCheck, TokenConfigError, Tokens
 from .._web._serve import is_loopback, serve
+from ._errors import ServerConfigError
 from ._faults import Faults
 from ._limits import DEFAULT_MAX_BODY
 from ._storage import SERVER_DIR
@@ -28,10 +29,6 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
-
-
-class ServerConfigError(AmltrackError, ValueError):
-    """The server cannot start as configured; the message says what to change."""
 
 
 def load_tokens(tokens_file: str | os.PathLike[str] | None) -> Tokens | None:
