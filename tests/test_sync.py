@@ -621,11 +621,13 @@ def test_two_syncs_at_once_take_turns_and_send_everything_once(tmp_path: Path) -
 
 class Unavailable(httpx.HTTPTransport):
     """Answers 503 to the first ``times`` write requests without passing them on, as a proxy does
-    while the server behind it restarts; then passes everything on to the real server."""
+    while the server behind it restarts (with ``retry_after``, as a team server's replica does while
+    its database is away); then passes everything on to the real server."""
 
-    def __init__(self, times: int) -> None:
+    def __init__(self, times: int, retry_after: str | None = None) -> None:
         super().__init__()
         self.left = self.times = times
+        self.retry_after = retry_after
         self.tries: list[str] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -633,7 +635,8 @@ class Unavailable(httpx.HTTPTransport):
             self.tries.append(f"{request.method} {request.url.path}")
             if self.left:
                 self.left -= 1
-                return httpx.Response(503, text="Service Unavailable", request=request)
+                headers = {"Retry-After": self.retry_after} if self.retry_after else {}
+                return httpx.Response(503, text="Service Unavailable", headers=headers, request=request)
         return super().handle_request(request)
 
 
@@ -654,6 +657,18 @@ def test_a_503_is_retried_after_growing_jittered_pauses(
     # ...and differ from one client (or try) to the next.
     assert len({client.delay(0) for _ in range(20)}) == 20
     assert max(client.delay(20) for _ in range(5)) <= 30.0  # bounded
+
+
+def test_a_503_with_retry_after_is_retried_after_the_seconds_it_says(
+    server: ServerProcess, tmp_path: Path, remote: Connect
+) -> None:
+    local = tmp_path / "local"
+    run_id = make_run(local, records=50)
+    pauses: list[float] = []
+    client = remote(server, transport=Unavailable(times=2, retry_after="1.5"), sleep=pauses.append)
+    assert sync(local, client).ok
+    assert pauses == [1.5, 1.5]
+    assert_same_run(local / "runs" / run_id, server.store / "runs" / run_id)
 
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07")

@@ -99,7 +99,9 @@ class AmltrackRemote(HttpBacked):
         self._http = HttpClient(
             amltrack_client(self.url, token, timeout, transport),
             self.url,
-            RetryPolicy(retries, backoff),
+            # A team server's replica answers 503 with Retry-After while its database or bucket is
+            # briefly away (a restart, a failover): wait as long as it says, not the short pauses.
+            RetryPolicy(retries, backoff, retry_after=True),
             sleep=sleep,
         )
         self._max_body: int | None = None

@@ -33,8 +33,9 @@ class RetryPolicy:
 
     retries: int = 3
     backoff: float = 0.2
-    # amltrack's server never answers 429 or sends Retry-After: a 502-504 comes from a proxy while
-    # it restarts, and docs/sync.md promises the short pauses. MLflow servers rate-limit (429).
+    # amltrack's server never answers 429: a 502-504 comes from a proxy while it restarts, or is a
+    # team server's 503 with Retry-After (its database or bucket briefly away). MLflow servers
+    # rate-limit (429).
     statuses: frozenset[int] = frozenset({502, 503, 504})
     retry_after: bool = False
 
