@@ -1,0 +1,560 @@
+"""The query language (docs/query.md) as PostgreSQL, over the team server's ``runs`` table.
+
+``amltrack/_query.py`` owns what an expression means; this module says the same thing in SQL, so
+that a replicated server filters, sorts and pages 100,000 runs in the database instead of reading
+them all into Python. Every value goes to psycopg as a parameter: no text of a query is ever
+pasted into the SQL, which is built only from this module's own fragments::
+
+    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"], now=time.time())
+    conn.execute(f"SELECT id FROM runs WHERE published AND {q.where} ORDER BY {q.order}",
+                 [*q.where_params, *q.order_params])
+    history_sql(conn, filter="params.bs = 32", order_by=["-metrics.acc"], limit=100)
+
+**What a row of ``runs`` must hold** (the team store writes it; ``row_columns(run)`` computes it
+from a file-store ``Run``, and the tests fill rows with it):
+
+- ``id``: the run id; runs are listed newest first by it, as the file store lists them.
+- ``published``: only published rows are listed.
+- ``info``: run.json, parsed.
+- ``listing``: ``Run.listing_summary()``, i.e. summary.json parsed and cleaned
+  (``_format.clean_summary``): ``heartbeat``, ``records`` and ``metrics``, a name to
+  ``{"count", "last", "kind", "step", "ts"[, "length"]}``, with a non-finite ``last`` spelled
+  ``"NaN"``, ``"Infinity"`` or ``"-Infinity"`` as summary.json spells it.
+- ``ranges``: ``{metric name: [min, max]}`` over metrics.jsonl's numbers (NaN left out, a list's
+  elements in), with infinities as the strings ``"Infinity"``/``"-Infinity"``: ``encode_ranges()``
+  of ``RunRow.ranges()``, the same encoding as the runs index (``amltrack/_runindex.py``).
+- ``run_json``, ``summary_json``: the bytes, which ``history_sql`` returns.
+
+**Where SQL and the file store part** (each a limit of what a server can know, or of jsonb):
+
+- ``status``: a run on file as running is crashed once its heartbeat (else its creation) is 120 s
+  old at ``now``. The file store asks the process itself when the run is on its own host; a
+  server cannot see a client's processes, so a run whose process died reads as running until its
+  heartbeat ages. The file store also repairs a crashed run's figures from metrics.jsonl; a
+  server has only the listing it was sent.
+- jsonb keeps a number's digits but not how they were written (``1e+16`` is kept as
+  ``10000000000000000``), so a JSON number of 1e16 or more with at most 17 significant digits is
+  read as the float run.json writes that way, and any other without a fraction as an int. An int
+  param that big with so few digits (``10**17``) therefore reads as a float: equal to the int
+  when the int is exactly a double, as most such are, but a glob sees ``1e+17``. A float ``-0.0``
+  reads as ``0.0``.
+- Plain-text search lower-cases with ICU where PostgreSQL has it (else the database's own
+  ``lower()``), which may differ from Python's ``str.lower()`` for characters newer than ICU's
+  Unicode.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from .. import _format as fmt
+from .. import _query
+from .._errors import QueryError
+from .._query import And, Compare, In, IsNull, Key, Literal, Node, Not, Or, OrderKey, Text
+
+if TYPE_CHECKING:
+    import psycopg
+
+    from .._store import Run
+
+
+# ----------------------------------------------------------------------------- building SQL
+
+
+@dataclass
+class _Sql:
+    """A piece of SQL with ``%s`` placeholders and the values that fill them, in order."""
+
+    text: str
+    params: list[Any] = field(default_factory=list)
+
+    def __add__(self, other: _Sql | str) -> _Sql:
+        if isinstance(other, str):
+            return _Sql(self.text + other, self.params)
+        return _Sql(self.text + other.text, [*self.params, *other.params])
+
+    def __radd__(self, other: str) -> _Sql:
+        return _Sql(other + self.text, self.params)
+
+
+def _join(sep: str, parts: Iterable[_Sql]) -> _Sql:
+    out = _Sql("")
+    for i, p in enumerate(parts):
+        out = out + (sep if i else "") + p
+    return out
+
+
+def _p(value: Any, cast: str) -> _Sql:
+    """One parameter, typed, so PostgreSQL never guesses."""
+    return _Sql(f"%s::{cast}", [value])
+
+
+_TRUE, _FALSE = _Sql("true"), _Sql("false")
+
+
+def _const(b: bool) -> _Sql:
+    return _TRUE if b else _FALSE
+
+
+# ------------------------------------------------------------------------------- a key's value
+
+
+def _value(key: Key, now: float) -> _Sql:
+    """A jsonb expression of ``key``'s value in a ``runs`` row: NULL where ``RunRow`` gives None."""
+    name = key.name
+    if key.scope in ("params", "tags"):
+        return "nullif(info -> '" + key.scope + "' -> " + _p(name, "text") + ", 'null'::jsonb)"
+    if key.scope == "metrics":
+        entry = "(listing -> 'metrics' -> " + _p(name, "text") + ")"
+        if key.field == "count":
+            return "nullif(" + entry + " -> 'count', 'null'::jsonb)"
+        if key.field in ("min", "max"):
+            return "amltrack_bound(ranges -> " + _p(name, "text") + f", {int(key.field == 'max')})"
+        return "amltrack_last" + entry
+    if name == "id":
+        return _Sql("to_jsonb(id)")
+    if name == "experiment":
+        return _Sql(
+            "(CASE WHEN jsonb_typeof(info -> 'experiment') = 'string' AND info ->> 'experiment' <> '' "
+            "THEN info -> 'experiment' ELSE '\"default\"'::jsonb END)"
+        )
+    if name == "status":
+        return "to_jsonb(amltrack_status(info, listing, " + _p(now, "float8") + "))"
+    if name == "duration":
+        return "amltrack_duration(info, listing, " + _p(now, "float8") + ")"
+    if name.startswith("git."):
+        path = _Sql("info -> 'git' -> ") + _p(name[4:], "text")
+    else:
+        path = _Sql("info -> ") + _p("hostname" if name == "host" else name, "text")
+    return "(CASE WHEN jsonb_typeof(" + path + ") = 'string' THEN " + path + " END)"
+
+
+# --------------------------------------------------------------------------------- comparisons
+
+_SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _int_test(i: _Sql, op: str, literal: int | float) -> _Sql:
+    """``i OP literal`` for ``i`` a numeric (a Python int): exact, as Python compares; NULL for NULL."""
+    if isinstance(literal, float) and math.isinf(literal):
+        below = literal > 0  # every int is below +inf and above -inf
+        holds = {"=": False, "!=": True, "<": below, "<=": below, ">": not below, ">=": not below}[op]
+        return "(CASE WHEN " + i + " IS NOT NULL THEN " + _const(holds) + " END)"
+    return "(" + i + f" {_SQL_OP[op]} " + _p(Decimal(literal), "numeric") + ")"
+
+
+def _float_test(f: _Sql, op: str, literal: int | float) -> _Sql:
+    """``f OP literal`` for ``f`` a float8 (a Python float): as Python compares a float with an int
+    or a float, exactly; NaN is unequal to everything and unordered (PostgreSQL puts it above all).
+    NULL for NULL."""
+    if isinstance(literal, int):
+        try:
+            near = float(literal)
+        except OverflowError:
+            near = math.inf if literal > 0 else -math.inf
+        if math.isinf(near) or int(near) != literal:
+            # No double equals the int: compare with the doubles on either side of it.
+            lo, hi = (
+                (math.nextafter(near, -math.inf), near)
+                if near > literal
+                else (near, math.nextafter(near, math.inf))
+            )
+            if op in ("=", "!="):
+                return "(CASE WHEN " + f + " IS NOT NULL THEN " + _const(op == "!=") + " END)"
+            if op in ("<", "<="):
+                return "(" + f + " <= " + _p(lo, "float8") + ")"
+            return "(" + f + " >= " + _p(hi, "float8") + " AND " + f + " <> 'NaN'::float8)"
+        literal = near
+    test = "(" + f + f" {_SQL_OP[op]} " + _p(literal, "float8")
+    if op in (">", ">="):
+        test = test + " AND " + f + " <> 'NaN'::float8"
+    return test + ")"
+
+
+def _number_test(v: _Sql, op: str, literal: int | float, unequal: bool, strings: bool = True) -> _Sql:
+    """as_number(v) OP literal, or ``unequal`` for a value that is no number (a string only when
+    ``strings``). Never NULL for a present ``v``."""
+    if strings:
+        i, f = "amltrack_int(" + v + ")", "amltrack_float(" + v + ")"
+    else:
+        numeric = "(CASE WHEN jsonb_typeof(" + v + ") <> 'string' THEN " + v + " END)"
+        i, f = "amltrack_int(" + numeric + ")", "amltrack_float(" + numeric + ")"
+    return (
+        "coalesce("
+        + _int_test(i, op, literal)
+        + ", "
+        + _float_test(f, op, literal)
+        + ", "
+        + _const(unequal)
+        + ")"
+    )
+
+
+def _compare(v: _Sql, op: str, literal: Literal) -> _Sql:
+    """``_query._comparer(op, literal)`` of a present ``v``: never NULL."""
+    unequal = op == "!="
+    if op == "~":
+        regex = _glob_regex(str(literal))
+        if regex is None:
+            return _FALSE
+        return "coalesce((amltrack_text(" + v + ') COLLATE "C") ~ ' + _p(regex, "text") + ", false)"
+    if isinstance(literal, bool):
+        if op not in ("=", "!="):
+            return _FALSE
+        b = "amltrack_bool(" + v + ")"
+        if op == "=":
+            return "coalesce(" + b + " = " + _p(literal, "boolean") + ", false)"
+        return "(" + b + " IS DISTINCT FROM " + _p(literal, "boolean") + ")"
+    if isinstance(literal, str):
+        as_text = "(CASE WHEN jsonb_typeof(" + v + ") = 'string' THEN (" + v + " #>> '{}') COLLATE \"C\" "
+        as_text = as_text + _SQL_OP[op] + " " + _p(literal, "text") + " END)"
+        parts = [as_text]
+        if op in ("=", "!="):
+            parts.append(
+                "(CASE WHEN jsonb_typeof("
+                + v
+                + ") = 'boolean' THEN "
+                + v
+                + "::text "
+                + _SQL_OP[op]
+                + " "
+                + _p(literal.lower(), "text")
+                + " END)"
+            )
+        number = _query.as_number(literal)
+        if number is not None:
+            parts.append(_number_test(v, op, number, unequal, strings=False))
+        return "coalesce(" + _join(", ", parts) + ", " + _const(unequal) + ")"
+    return _number_test(v, op, literal, unequal)
+
+
+def _glob_regex(pattern: str) -> str | None:
+    """``fnmatch``'s glob as a PostgreSQL regular expression that matches the same strings: every
+    character written as a ``\\U`` escape, so nothing in a pattern is read as regex syntax; None
+    for a glob that matches nothing (it holds an empty class)."""
+    out = ["^"]
+    i, n = 0, len(pattern)
+    star = False
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not star:
+                out.append(".*")
+            star = True
+            continue
+        star = False
+        if c == "?":
+            out.append(".")
+        elif c == "[":
+            cls, i = _glob_class(pattern, i)
+            if cls == _NEVER:
+                return None
+            out.append(cls)
+        else:
+            out.append(_char(c))
+    out.append("$")
+    return "".join(out)
+
+
+_NEVER = ""  # a class no character is in: the glob matches nothing
+
+
+def _char(c: str) -> str:
+    return f"\\U{ord(c):08X}"
+
+
+def _glob_class(pat: str, i: int) -> tuple[str, int]:
+    """The bracket expression that starts after the ``[`` at ``i - 1``, and where the glob goes on.
+
+    Cut as ``fnmatch.translate`` (Python 3.11 to 3.13) cuts it, into the body of a Python regex
+    class, then that body read as Python's regex parser reads it: so odd classes (``[z-a]``,
+    ``[!]``, ``[a-c-e]``) mean here what they mean to the file store.
+    """
+    n = len(pat)
+    j = i
+    if j < n and pat[j] == "!":
+        j = j + 1
+    if j < n and pat[j] == "]":
+        j = j + 1
+    while j < n and pat[j] != "]":
+        j = j + 1
+    if j >= n:
+        return _char("["), i
+    stuff = pat[i:j]
+    if "-" not in stuff:
+        stuff = stuff.replace("\\", r"\\")
+    else:
+        chunks = []
+        k = i + 2 if pat[i] == "!" else i + 1
+        while True:
+            k = pat.find("-", k, j)
+            if k < 0:
+                break
+            chunks.append(pat[i:k])
+            i = k + 1
+            k = k + 3
+        chunk = pat[i:j]
+        if chunk:
+            chunks.append(chunk)
+        else:
+            chunks[-1] += "-"
+        for k in range(len(chunks) - 1, 0, -1):
+            if chunks[k - 1][-1] > chunks[k][0]:
+                chunks[k - 1] = chunks[k - 1][:-1] + chunks[k][1:]
+                del chunks[k]
+        stuff = "-".join(s.replace("\\", r"\\").replace("-", r"\-") for s in chunks)
+    stuff = re.sub(r"([&~|])", r"\\\1", stuff)
+    if not stuff:
+        return _NEVER, j + 1  # an empty class matches nothing
+    if stuff == "!":
+        return ".", j + 1
+    negated = stuff[0] == "!"
+    if negated:
+        stuff = stuff[1:]
+    elif stuff[0] in ("^", "["):
+        stuff = "\\" + stuff
+    return f"[{'^' if negated else ''}{_class_body(stuff)}]", j + 1
+
+
+def _class_body(stuff: str) -> str:
+    """A Python regex class body (escapes and ranges only, as fnmatch writes them) as ``\\U``
+    escapes and ranges of them."""
+    atoms: list[tuple[str, bool]] = []  # (character, is an unescaped '-')
+    k = 0
+    while k < len(stuff):
+        c = stuff[k]
+        if c == "\\" and k + 1 < len(stuff):
+            atoms.append((stuff[k + 1], False))
+            k += 2
+        else:
+            atoms.append((c, c == "-"))
+            k += 1
+    out = []
+    k = 0
+    while k < len(atoms):
+        c = atoms[k][0]
+        if k + 2 < len(atoms) and atoms[k + 1][1]:
+            out.append(f"{_char(c)}-{_char(atoms[k + 2][0])}")
+            k += 3
+        else:
+            out.append(_char(c))
+            k += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------- the tree
+
+
+def _node(tree: Node, now: float) -> _Sql:
+    """``_query.matcher(tree)`` as a boolean SQL expression over a ``runs`` row: never NULL."""
+    if isinstance(tree, Compare):
+        v = _value(tree.key, now)
+        return "(" + v + " IS NOT NULL AND " + _compare(v, tree.op, tree.value) + ")"
+    if isinstance(tree, In):
+        v = _value(tree.key, now)
+        anyof = "(" + _join(" OR ", (_compare(v, "=", lit) for lit in tree.values)) + ")"
+        return "(" + v + " IS NOT NULL AND " + ("NOT " if tree.negated else "") + anyof + ")"
+    if isinstance(tree, IsNull):
+        return "(" + _value(tree.key, now) + (" IS NOT NULL)" if tree.negated else " IS NULL)")
+    if isinstance(tree, Text):
+        needle = _p(tree.text.lower(), "text")
+        found = [
+            "strpos(amltrack_lower(id), " + needle + ") > 0",
+            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(info -> 'name') = 'string' "
+            "THEN info ->> 'name' END), " + needle + ") > 0, false)",
+            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(info -> 'user') = 'string' "
+            "THEN info ->> 'user' END), " + needle + ") > 0, false)",
+            "EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(info -> 'tags') = 'object' "
+            "THEN info -> 'tags' ELSE '{}'::jsonb END) t WHERE jsonb_typeof(t.value) = 'string' "
+            "AND strpos(amltrack_lower(t.value #>> '{}'), " + needle + ") > 0)",
+        ]
+        return "(" + _join(" OR ", found) + ")"
+    if isinstance(tree, Not):
+        return "(NOT " + _node(tree.item, now) + ")"
+    if isinstance(tree, (And, Or)):
+        return (
+            "("
+            + _join(" AND " if isinstance(tree, And) else " OR ", (_node(i, now) for i in tree.items))
+            + ")"
+        )
+    raise TypeError(f"not a query tree: {tree!r}")
+
+
+def _order(order: OrderKey, now: float) -> _Sql:
+    """``_query.sort``'s order for one key: numbers (numeric strings too) before strings before
+    bools, reversed whole when descending, and the rows without a value (or NaN) last either way."""
+    v = _value(order.key, now)
+    way = " DESC" if order.descending else ""
+    number = "coalesce(amltrack_int(" + v + ")::float8, amltrack_float(" + v + "))"
+    kind = (
+        "(CASE WHEN " + number + " <> 'NaN'::float8 THEN 0 WHEN " + number + " IS NOT NULL THEN NULL "
+        "WHEN jsonb_typeof(" + v + ") = 'string' THEN 1 WHEN jsonb_typeof(" + v + ") = 'boolean' THEN 2 END)"
+    )
+    keys = [
+        kind + " IS NULL",
+        kind + way,
+        "(CASE WHEN " + number + " <> 'NaN'::float8 THEN " + number + " END)" + way,
+        "coalesce(amltrack_int(" + v + "), amltrack_exact(amltrack_float(" + v + ")))" + way,
+        "(CASE WHEN " + kind + " = 1 THEN " + v + " #>> '{}' END) COLLATE \"C\"" + way,
+        "(CASE WHEN jsonb_typeof(" + v + ") = 'boolean' THEN " + v + "::boolean END)" + way,
+    ]
+    return _join(", ", keys)
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """A filter and an order as SQL over ``runs``: ``where`` (a boolean expression) and ``order``
+    (an ORDER BY list ending in the store's own order, newest id first), each with its
+    parameters for psycopg's ``%s`` placeholders, in order."""
+
+    where: str
+    where_params: tuple[Any, ...]
+    order: str
+    order_params: tuple[Any, ...]
+
+
+def translate(
+    filter: str | Node | None = None,
+    order_by: str | Sequence[str] | None = None,
+    *,
+    now: float | None = None,
+) -> SqlQuery:
+    """The SQL of ``Store.runs(filter=, order_by=)``; ``now`` (default ``time.time()``) is when a
+    running run's heartbeat is judged and its duration measured. QueryError if either does not parse.
+
+        q = translate('params.optimizer = "adam"', "-metrics.acc")
+    """
+    tree = _query.as_tree(filter)
+    orders = _query.parse_orders(order_by)
+    for text in (filter if isinstance(filter, str) else str(tree), *_as_list(order_by)):
+        if "\x00" in text:
+            raise QueryError(
+                text,
+                text.index("\x00") + 1,
+                "a NUL character",
+                "PostgreSQL cannot store one, so no run on the server holds one; leave it out",
+            )
+    now = time.time() if now is None else float(now)
+    where = _Sql("true") if tree is None else _node(tree, now)
+    order = _join(", ", [*(_order(o, now) for o in orders), _Sql('id COLLATE "C" DESC')])
+    return SqlQuery(where.text, tuple(where.params), order.text, tuple(order.params))
+
+
+def _as_list(order_by: str | Sequence[str] | None) -> list[str]:
+    if order_by is None:
+        return []
+    return [order_by] if isinstance(order_by, str) else list(order_by)
+
+
+# ------------------------------------------------------------------------------ the listing
+
+
+def history_sql(
+    conn: psycopg.Connection[Any],
+    experiment: str | None = None,
+    status: str | None = None,
+    limit: int = 0,
+    filter: str | Node | None = None,
+    order_by: str | Sequence[str] | None = None,
+    offset: int = 0,
+    *,
+    now: float | None = None,
+) -> list[tuple[str, bytes, bytes | None, str]]:
+    """The published runs ``Store.runs(experiment, status, limit, filter=, order_by=)`` would list,
+    from the ``runs`` table: ``(id, run_json, summary_json, status)`` each, newest first unless
+    ``order_by`` says otherwise; ``limit`` 0 is all, ``offset`` skips that many first.
+
+    For ``TeamStore.history``: ``status`` is one of ``_format.STATUSES`` (ValueError otherwise, as
+    ``Store.runs``); a filter or order that does not parse raises ``QueryError`` (the API's 400
+    ``invalid_query``). ``now`` defaults to this host's clock, as the file store's does.
+
+        rows = history_sql(conn, status="completed", filter="params.bs = 32", order_by="-metrics.acc", limit=100)
+    """
+    sql, params = _listing_sql(experiment, status, filter, order_by, now)
+    sql += " LIMIT %s OFFSET %s"
+    params += [limit if limit > 0 else None, max(0, offset)]
+    return [
+        (r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in conn.execute(sql, params)
+    ]
+
+
+def count_sql(
+    conn: psycopg.Connection[Any],
+    experiment: str | None = None,
+    status: str | None = None,
+    filter: str | Node | None = None,
+    *,
+    now: float | None = None,
+) -> int:
+    """How many published runs ``history_sql`` lists with no limit."""
+    now = time.time() if now is None else now
+    q = translate(filter, None, now=now)
+    where, params = _wanted(experiment, status, now)
+    row = conn.execute(
+        f"SELECT count(*) FROM runs WHERE published AND {where} AND {q.where}", [*params, *q.where_params]
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _wanted(experiment: str | None, status: str | None, now: float) -> tuple[str, list[Any]]:
+    if status is not None and status not in fmt.STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
+    where = _Sql("true")
+    if experiment is not None:
+        where = (
+            where
+            + " AND ("
+            + _value(Key("attributes", "experiment"), now)
+            + " #>> '{}') = "
+            + _p(experiment, "text")
+        )
+    if status is not None:
+        where = (
+            where + " AND amltrack_status(info, listing, " + _p(now, "float8") + ") = " + _p(status, "text")
+        )
+    return where.text, where.params
+
+
+def _listing_sql(
+    experiment: str | None,
+    status: str | None,
+    filter: str | Node | None,
+    order_by: str | Sequence[str] | None,
+    now: float | None,
+) -> tuple[str, list[Any]]:
+    now = time.time() if now is None else now
+    q = translate(filter, order_by, now=now)
+    where, params = _wanted(experiment, status, now)
+    sql = (
+        "SELECT id, run_json, summary_json, amltrack_status(info, listing, %s::float8) FROM runs "
+        f"WHERE published AND {where} AND {q.where} ORDER BY {q.order}"
+    )
+    return sql, [now, *params, *q.where_params, *q.order_params]
+
+
+# ------------------------------------------------------------------------------ filling rows
+
+
+def encode_ranges(ranges: Mapping[str, tuple[Any, Any]]) -> dict[str, list[Any]]:
+    """``RunRow.ranges()`` as the ``ranges`` column holds it: infinities as their JSON Lines strings."""
+    return {name: [_encode_number(lo), _encode_number(hi)] for name, (lo, hi) in ranges.items()}
+
+
+def _encode_number(v: Any) -> Any:
+    if type(v) is float and not math.isfinite(v):
+        return fmt.NONFINITE_TO_STR[repr(v)]
+    return v
+
+
+def row_columns(run: Run) -> dict[str, Any]:
+    """What a file-store ``Run`` puts in its ``runs`` row's query columns: ``info``, ``listing`` and
+    ``ranges`` (as Python objects, for psycopg's ``Jsonb``)."""
+    ranges = {n: (s["min"], s["max"]) for n, s in run.summary().items() if s["min"] is not None}
+    return {"info": run.info, "listing": run.listing_summary(), "ranges": encode_ranges(ranges)}
