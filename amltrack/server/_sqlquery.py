@@ -5,9 +5,8 @@ that a replicated server filters, sorts and pages 100,000 runs in the database i
 them all into Python. Every value goes to psycopg as a parameter: no text of a query is ever
 pasted into the SQL, which is built only from this module's own fragments::
 
-    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"], now=time.time())
-    conn.execute(f"SELECT id FROM runs WHERE published AND {q.where} ORDER BY {q.order}",
-                 [*q.where_params, *q.order_params])
+    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"])
+    conn.execute(f"SELECT id, {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}", q.params)
     history_sql(conn, filter="params.bs = 32", order_by=["-metrics.acc"], limit=100)
 
 **What a row of ``runs`` must hold** (the team store writes it; ``row_columns(run)`` computes it
@@ -105,17 +104,18 @@ def _const(b: bool) -> _Sql:
 # ------------------------------------------------------------------------------- a key's value
 
 
-def _value(key: Key, now: float) -> _Sql:
-    """A jsonb expression of ``key``'s value in a ``runs`` row: NULL where ``RunRow`` gives None."""
+def _value_expr(key: Key, now: float) -> _Sql:
+    """A jsonb expression of ``key``'s value in a ``runs`` row (``j`` being ``_SOURCE``'s first
+    lateral): NULL where ``RunRow`` gives None."""
     name = key.name
     if key.scope in ("params", "tags"):
-        return "nullif(info -> '" + key.scope + "' -> " + _p(name, "text") + ", 'null'::jsonb)"
+        return "nullif(j." + key.scope[0] + " -> " + _p(name, "text") + ", 'null'::jsonb)"
     if key.scope == "metrics":
-        entry = "(listing -> 'metrics' -> " + _p(name, "text") + ")"
-        if key.field == "count":
-            return "nullif(" + entry + " -> 'count', 'null'::jsonb)"
         if key.field in ("min", "max"):
             return "amltrack_bound(ranges -> " + _p(name, "text") + f", {int(key.field == 'max')})"
+        entry = "(j.m -> " + _p(name, "text") + ")"
+        if key.field == "count":
+            return "nullif(" + entry + " -> 'count', 'null'::jsonb)"
         return "amltrack_last" + entry
     if name == "id":
         return _Sql("to_jsonb(id)")
@@ -133,6 +133,36 @@ def _value(key: Key, now: float) -> _Sql:
     else:
         path = _Sql("info -> ") + _p("hostname" if name == "host" else name, "text")
     return "(CASE WHEN jsonb_typeof(" + path + ") = 'string' THEN " + path + " END)"
+
+
+# Each key a query reads is read once a row, in a lateral subquery that OFFSET 0 keeps the planner
+# from flattening: flattened, every use of a key re-read its jsonb (a comparison uses a value up
+# to a dozen times), which made a listing of 100,000 runs ten times slower.
+_SOURCE = (
+    "runs CROSS JOIN LATERAL (SELECT info -> 'params' AS p, info -> 'tags' AS t, "
+    "listing -> 'metrics' AS m OFFSET 0) AS j CROSS JOIN LATERAL (SELECT {} OFFSET 0) AS k"
+)
+
+
+class _Values:
+    """The keys a query reads, each named ``k.vN`` in ``_SOURCE``'s second lateral."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.names: dict[Key, str] = {}
+        self.exprs: list[_Sql] = []
+
+    def __call__(self, key: Key) -> _Sql:
+        name = self.names.get(key)
+        if name is None:
+            name = self.names[key] = f"v{len(self.names)}"
+            self.exprs.append(_value_expr(key, self.now) + f" AS {name}")
+        return _Sql(f"k.{name}")
+
+    def source(self) -> _Sql:
+        listed = _join(", ", self.exprs) if self.exprs else _Sql("NULL::jsonb AS v")
+        before, after = _SOURCE.split("{}")
+        return before + listed + after
 
 
 # --------------------------------------------------------------------------------- comparisons
@@ -352,17 +382,17 @@ def _class_body(stuff: str) -> str:
 # ---------------------------------------------------------------------------------- the tree
 
 
-def _node(tree: Node, now: float) -> _Sql:
+def _node(tree: Node, value: _Values) -> _Sql:
     """``_query.matcher(tree)`` as a boolean SQL expression over a ``runs`` row: never NULL."""
     if isinstance(tree, Compare):
-        v = _value(tree.key, now)
+        v = value(tree.key)
         return "(" + v + " IS NOT NULL AND " + _compare(v, tree.op, tree.value) + ")"
     if isinstance(tree, In):
-        v = _value(tree.key, now)
+        v = value(tree.key)
         anyof = "(" + _join(" OR ", (_compare(v, "=", lit) for lit in tree.values)) + ")"
         return "(" + v + " IS NOT NULL AND " + ("NOT " if tree.negated else "") + anyof + ")"
     if isinstance(tree, IsNull):
-        return "(" + _value(tree.key, now) + (" IS NOT NULL)" if tree.negated else " IS NULL)")
+        return "(" + value(tree.key) + (" IS NOT NULL)" if tree.negated else " IS NULL)")
     if isinstance(tree, Text):
         needle = _p(tree.text.lower(), "text")
         found = [
@@ -371,26 +401,26 @@ def _node(tree: Node, now: float) -> _Sql:
             "THEN info ->> 'name' END), " + needle + ") > 0, false)",
             "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(info -> 'user') = 'string' "
             "THEN info ->> 'user' END), " + needle + ") > 0, false)",
-            "EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(info -> 'tags') = 'object' "
-            "THEN info -> 'tags' ELSE '{}'::jsonb END) t WHERE jsonb_typeof(t.value) = 'string' "
+            "EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(j.t) = 'object' "
+            "THEN j.t ELSE '{}'::jsonb END) t WHERE jsonb_typeof(t.value) = 'string' "
             "AND strpos(amltrack_lower(t.value #>> '{}'), " + needle + ") > 0)",
         ]
         return "(" + _join(" OR ", found) + ")"
     if isinstance(tree, Not):
-        return "(NOT " + _node(tree.item, now) + ")"
+        return "(NOT " + _node(tree.item, value) + ")"
     if isinstance(tree, (And, Or)):
         return (
             "("
-            + _join(" AND " if isinstance(tree, And) else " OR ", (_node(i, now) for i in tree.items))
+            + _join(" AND " if isinstance(tree, And) else " OR ", (_node(i, value) for i in tree.items))
             + ")"
         )
     raise TypeError(f"not a query tree: {tree!r}")
 
 
-def _order(order: OrderKey, now: float) -> _Sql:
+def _order(order: OrderKey, value: _Values) -> _Sql:
     """``_query.sort``'s order for one key: numbers (numeric strings too) before strings before
     bools, reversed whole when descending, and the rows without a value (or NaN) last either way."""
-    v = _value(order.key, now)
+    v = value(order.key)
     way = " DESC" if order.descending else ""
     number = "coalesce(amltrack_int(" + v + ")::float8, amltrack_float(" + v + "))"
     kind = (
@@ -410,14 +440,17 @@ def _order(order: OrderKey, now: float) -> _Sql:
 
 @dataclass(frozen=True)
 class SqlQuery:
-    """A filter and an order as SQL over ``runs``: ``where`` (a boolean expression) and ``order``
-    (an ORDER BY list ending in the store's own order, newest id first), each with its
-    parameters for psycopg's ``%s`` placeholders, in order."""
+    """A filter and an order as SQL over ``runs``: ``source`` (the FROM list: ``runs`` and the
+    values the query reads), ``where`` (a boolean expression), ``order`` (an ORDER BY list ending
+    in the store's own order, newest id first) and ``status`` (the run's status, an expression),
+    with ``params`` for psycopg's ``%s`` placeholders, in the order of
+    ``SELECT {status} FROM {source} WHERE {where} ORDER BY {order}``."""
 
+    source: str
     where: str
-    where_params: tuple[Any, ...]
     order: str
-    order_params: tuple[Any, ...]
+    status: str
+    params: tuple[Any, ...]
 
 
 def translate(
@@ -425,12 +458,18 @@ def translate(
     order_by: str | Sequence[str] | None = None,
     *,
     now: float | None = None,
+    experiment: str | None = None,
+    status: str | None = None,
 ) -> SqlQuery:
-    """The SQL of ``Store.runs(filter=, order_by=)``; ``now`` (default ``time.time()``) is when a
-    running run's heartbeat is judged and its duration measured. QueryError if either does not parse.
+    """The SQL of ``Store.runs(experiment, status, filter=, order_by=)``; ``now`` (default
+    ``time.time()``) is when a running run's heartbeat is judged and its duration measured.
+    QueryError if the filter or order does not parse, ValueError for a status that is none.
 
         q = translate('params.optimizer = "adam"', "-metrics.acc")
+        conn.execute(f"SELECT {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}", q.params)
     """
+    if status is not None and status not in fmt.STATUSES:
+        raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
     tree = _query.as_tree(filter)
     orders = _query.parse_orders(order_by)
     for text in (filter if isinstance(filter, str) else str(tree), *_as_list(order_by)):
@@ -441,10 +480,29 @@ def translate(
                 "a NUL character",
                 "PostgreSQL cannot store one, so no run on the server holds one; leave it out",
             )
-    now = time.time() if now is None else float(now)
-    where = _Sql("true") if tree is None else _node(tree, now)
-    order = _join(", ", [*(_order(o, now) for o in orders), _Sql('id COLLATE "C" DESC')])
-    return SqlQuery(where.text, tuple(where.params), order.text, tuple(order.params))
+    value = _Values(time.time() if now is None else float(now))
+    where = _Sql("published") if tree is None else "published AND " + _node(tree, value)
+    if experiment is not None:
+        where = (
+            where
+            + " AND ("
+            + value(Key("attributes", "experiment"))
+            + " #>> '{}') = "
+            + _p(experiment, "text")
+        )
+    if status is not None:
+        where = where + " AND (" + value(Key("attributes", "status")) + " #>> '{}') = " + _p(status, "text")
+    order = _join(", ", [*(_order(o, value) for o in orders), _Sql('id COLLATE "C" DESC')])
+    source = value.source()
+    # The status of the rows listed only, not of every row the query reads.
+    state = "amltrack_status(info, listing, " + _p(value.now, "float8") + ")"
+    return SqlQuery(
+        source.text,
+        where.text,
+        order.text,
+        state.text,
+        (*state.params, *source.params, *where.params, *order.params),
+    )
 
 
 def _as_list(order_by: str | Sequence[str] | None) -> list[str]:
@@ -473,16 +531,18 @@ def history_sql(
 
     For ``TeamStore.history``: ``status`` is one of ``_format.STATUSES`` (ValueError otherwise, as
     ``Store.runs``); a filter or order that does not parse raises ``QueryError`` (the API's 400
-    ``invalid_query``). ``now`` defaults to this host's clock, as the file store's does.
+    ``invalid_query``). ``now`` defaults to this host's clock, as the file store's does. Runs in a
+    transaction of its own on ``conn`` (or in the caller's), with JIT compilation off for it.
 
         rows = history_sql(conn, status="completed", filter="params.bs = 32", order_by="-metrics.acc", limit=100)
     """
-    sql, params = _listing_sql(experiment, status, filter, order_by, now)
+    sql, params = listing_sql(experiment, status, filter, order_by, now=now)
     sql += " LIMIT %s OFFSET %s"
     params += [limit if limit > 0 else None, max(0, offset)]
-    return [
-        (r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in conn.execute(sql, params)
-    ]
+    with conn.transaction():
+        _no_jit(conn)
+        rows = conn.execute(sql, params).fetchall()
+    return [(r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in rows]
 
 
 def count_sql(
@@ -494,49 +554,32 @@ def count_sql(
     now: float | None = None,
 ) -> int:
     """How many published runs ``history_sql`` lists with no limit."""
-    now = time.time() if now is None else now
-    q = translate(filter, None, now=now)
-    where, params = _wanted(experiment, status, now)
-    row = conn.execute(
-        f"SELECT count(*) FROM runs WHERE published AND {where} AND {q.where}", [*params, *q.where_params]
-    ).fetchone()
+    q = translate(filter, None, now=now, experiment=experiment, status=status)
+    with conn.transaction():
+        _no_jit(conn)
+        params = q.params[q.status.count("%s") : len(q.params) - q.order.count("%s")]
+        row = conn.execute(f"SELECT count(*) FROM {q.source} WHERE {q.where}", params).fetchone()
     return int(row[0]) if row else 0
 
 
-def _wanted(experiment: str | None, status: str | None, now: float) -> tuple[str, list[Any]]:
-    if status is not None and status not in fmt.STATUSES:
-        raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
-    where = _Sql("true")
-    if experiment is not None:
-        where = (
-            where
-            + " AND ("
-            + _value(Key("attributes", "experiment"), now)
-            + " #>> '{}') = "
-            + _p(experiment, "text")
-        )
-    if status is not None:
-        where = (
-            where + " AND amltrack_status(info, listing, " + _p(now, "float8") + ") = " + _p(status, "text")
-        )
-    return where.text, where.params
-
-
-def _listing_sql(
-    experiment: str | None,
-    status: str | None,
-    filter: str | Node | None,
-    order_by: str | Sequence[str] | None,
-    now: float | None,
+def listing_sql(
+    experiment: str | None = None,
+    status: str | None = None,
+    filter: str | Node | None = None,
+    order_by: str | Sequence[str] | None = None,
+    *,
+    now: float | None = None,
 ) -> tuple[str, list[Any]]:
-    now = time.time() if now is None else now
-    q = translate(filter, order_by, now=now)
-    where, params = _wanted(experiment, status, now)
-    sql = (
-        "SELECT id, run_json, summary_json, amltrack_status(info, listing, %s::float8) FROM runs "
-        f"WHERE published AND {where} AND {q.where} ORDER BY {q.order}"
-    )
-    return sql, [now, *params, *q.where_params, *q.order_params]
+    """``history_sql``'s query without its LIMIT, and its parameters (for EXPLAIN, or a cursor)."""
+    q = translate(filter, order_by, now=now, experiment=experiment, status=status)
+    sql = f"SELECT id, run_json, summary_json, {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}"
+    return sql, list(q.params)
+
+
+def _no_jit(conn: psycopg.Connection[Any]) -> None:
+    # These queries call many small functions, which the planner costs high enough to JIT-compile
+    # them: a second of compiling for a query that runs in milliseconds.
+    conn.execute("SET LOCAL jit = off")
 
 
 # ------------------------------------------------------------------------------ filling rows
