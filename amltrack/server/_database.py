@@ -212,6 +212,77 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
                     THEN listing -> 'metrics' ELSE '{}'::jsonb END) m) signs)
         END AS e) ends WHERE e IS NOT NULL)
     END $$""",
+    # How a value sorts (_query._sort_value): 0 a number (a numeric string too), 1 a string, 2 a
+    # bool; NULL for NaN and anything else, which sort last.
+    """CREATE FUNCTION amltrack_rank(v jsonb) RETURNS smallint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (CASE
+        WHEN coalesce(amltrack_int(v)::float8, amltrack_float(v)) <> 'NaN'::float8 THEN 0
+        WHEN coalesce(amltrack_int(v)::float8, amltrack_float(v)) IS NOT NULL THEN NULL
+        WHEN jsonb_typeof(v) = 'string' THEN 1
+        WHEN jsonb_typeof(v) = 'boolean' THEN 2
+    END)::smallint $$""",
+    # Every param, tag and metric figure of every run, one row each, kept by a trigger on `runs`
+    # (below), with the columns a query sorts and narrows by: so that a listing of 100,000 runs
+    # reads indexes, never every run's jsonb. A run also has one row of scope '' that carries
+    # `published`, the list of runs a query starts from. `value` is what _sqlquery reads the key
+    # as; the rest are made from it.
+    """CREATE TABLE run_keys (
+        run_id text COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE ON UPDATE CASCADE,
+        scope text NOT NULL,
+        name text NOT NULL,
+        field text NOT NULL,
+        published boolean NOT NULL,
+        value jsonb,
+        rank smallint GENERATED ALWAYS AS (amltrack_rank(value)) STORED,
+        num double precision GENERATED ALWAYS AS (
+            CASE WHEN amltrack_rank(value) = 0
+            THEN coalesce(amltrack_int(value)::float8, amltrack_float(value)) END) STORED,
+        exact numeric GENERATED ALWAYS AS (
+            CASE WHEN amltrack_rank(value) = 0
+            THEN coalesce(amltrack_int(value), amltrack_exact(amltrack_float(value))) END) STORED,
+        str text COLLATE "C" GENERATED ALWAYS AS (
+            CASE WHEN amltrack_rank(value) = 1 THEN value #>> '{}' END) STORED,
+        bool boolean GENERATED ALWAYS AS (
+            CASE WHEN jsonb_typeof(value) = 'boolean' THEN value::boolean END) STORED,
+        PRIMARY KEY (run_id, scope, name, field)
+    )""",
+    "CREATE INDEX run_keys_runs ON run_keys (published, run_id) WHERE scope = ''",
+    "CREATE INDEX run_keys_numbers ON run_keys (scope, name, field, num)",
+    "CREATE INDEX run_keys_strings ON run_keys (scope, name, field, str)",
+    """CREATE FUNCTION amltrack_keep_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        DELETE FROM run_keys WHERE run_id = NEW.id;
+        INSERT INTO run_keys (run_id, scope, name, field, published, value)
+        SELECT NEW.id, '', '', '', NEW.published, NULL
+        UNION ALL
+        SELECT NEW.id, 'params', e.key, '', NEW.published, e.value
+        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.info -> 'params') = 'object'
+            THEN NEW.info -> 'params' END) e
+        WHERE e.value <> 'null'::jsonb
+        UNION ALL
+        SELECT NEW.id, 'tags', e.key, '', NEW.published, e.value
+        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.info -> 'tags') = 'object'
+            THEN NEW.info -> 'tags' END) e
+        WHERE e.value <> 'null'::jsonb
+        UNION ALL
+        SELECT NEW.id, 'metrics', e.key, f.field, NEW.published, f.value
+        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.listing -> 'metrics') = 'object'
+            THEN NEW.listing -> 'metrics' END) e,
+        LATERAL (VALUES ('last', amltrack_last(e.value)),
+            ('count', CASE WHEN jsonb_typeof(e.value) = 'object'
+                THEN nullif(e.value -> 'count', 'null'::jsonb) END)) f (field, value)
+        WHERE f.value IS NOT NULL
+        UNION ALL
+        SELECT NEW.id, 'metrics', e.key, f.field, NEW.published, f.value
+        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.ranges) = 'object' THEN NEW.ranges END) e,
+        LATERAL (VALUES ('min', amltrack_bound(e.value, 0)), ('max', amltrack_bound(e.value, 1)))
+            f (field, value)
+        WHERE f.value IS NOT NULL;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER runs_keys AFTER INSERT OR UPDATE OF id, published, info, listing, ranges
+    ON runs FOR EACH ROW EXECUTE FUNCTION amltrack_keep_keys()""",
     # str.lower() for plain-text search: ICU's full case mapping (final sigma, dotted I) where
     # PostgreSQL has ICU, else the database's own.
     """DO $$ BEGIN

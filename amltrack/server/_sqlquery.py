@@ -5,9 +5,9 @@ that a replicated server filters, sorts and pages 100,000 runs in the database i
 them all into Python. Every value goes to psycopg as a parameter: no text of a query is ever
 pasted into the SQL, which is built only from this module's own fragments::
 
-    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"])
-    conn.execute(f"SELECT id, {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}", q.params)
     history_sql(conn, filter="params.bs = 32", order_by=["-metrics.acc"], limit=100)
+    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"])
+    conn.execute(f"SELECT page.id FROM ({q.page}) page ORDER BY {q.order}", [*q.params, 100, 0])
 
 **What a row of ``runs`` must hold** (the team store writes it; ``row_columns(run)`` computes it
 from a file-store ``Run``, and the tests fill rows with it):
@@ -102,67 +102,84 @@ def _const(b: bool) -> _Sql:
 
 
 # ------------------------------------------------------------------------------- a key's value
+# A query starts from the runs' rows of ``run_keys`` (scope '', alias ``b``). A param, tag or metric
+# figure is a row of ``run_keys`` of its own (alias ``s`` in a condition, ``oN`` in an order), so a
+# condition on one is a set of run ids an index narrows. An attribute is read from the run's row
+# of ``runs`` (alias ``x``), joined only when the query reads one.
 
 
-def _value_expr(key: Key, now: float) -> _Sql:
-    """A jsonb expression of ``key``'s value in a ``runs`` row (``j`` being ``_SOURCE``'s first
-    lateral): NULL where ``RunRow`` gives None."""
-    name = key.name
+def _scoped(key: Key) -> tuple[str, str, str] | None:
+    """``run_keys``' (scope, name, field) of ``key``; None for an attribute."""
     if key.scope in ("params", "tags"):
-        return "nullif(j." + key.scope[0] + " -> " + _p(name, "text") + ", 'null'::jsonb)"
+        return key.scope, key.name, ""
     if key.scope == "metrics":
-        if key.field in ("min", "max"):
-            return "amltrack_bound(ranges -> " + _p(name, "text") + f", {int(key.field == 'max')})"
-        entry = "(j.m -> " + _p(name, "text") + ")"
-        if key.field == "count":
-            return "nullif(" + entry + " -> 'count', 'null'::jsonb)"
-        return "amltrack_last" + entry
+        return key.scope, key.name, key.field or "last"
+    return None
+
+
+def _attribute(name: str, now: float) -> _Sql:
+    """A jsonb expression of attribute ``name`` of the joined ``runs`` row ``x``, as ``RunRow.attr``
+    gives it: NULL where it gives None."""
     if name == "id":
-        return _Sql("to_jsonb(id)")
+        return _Sql("to_jsonb(b.run_id)")
     if name == "experiment":
         return _Sql(
-            "(CASE WHEN jsonb_typeof(info -> 'experiment') = 'string' AND info ->> 'experiment' <> '' "
-            "THEN info -> 'experiment' ELSE '\"default\"'::jsonb END)"
+            "(CASE WHEN jsonb_typeof(x.info -> 'experiment') = 'string' AND x.info ->> 'experiment' <> '' "
+            "THEN x.info -> 'experiment' ELSE '\"default\"'::jsonb END)"
         )
     if name == "status":
-        return "to_jsonb(amltrack_status(info, listing, " + _p(now, "float8") + "))"
+        return "to_jsonb(amltrack_status(x.info, x.listing, " + _p(now, "float8") + "))"
     if name == "duration":
-        return "amltrack_duration(info, listing, " + _p(now, "float8") + ")"
+        return "amltrack_duration(x.info, x.listing, " + _p(now, "float8") + ")"
     if name.startswith("git."):
-        path = _Sql("info -> 'git' -> ") + _p(name[4:], "text")
+        path = _Sql("x.info -> 'git' -> ") + _p(name[4:], "text")
     else:
-        path = _Sql("info -> ") + _p("hostname" if name == "host" else name, "text")
+        path = _Sql("x.info -> ") + _p("hostname" if name == "host" else name, "text")
     return "(CASE WHEN jsonb_typeof(" + path + ") = 'string' THEN " + path + " END)"
 
 
-# Each key a query reads is read once a row, in a lateral subquery that OFFSET 0 keeps the planner
-# from flattening: flattened, every use of a key re-read its jsonb (a comparison uses a value up
-# to a dozen times), which made a listing of 100,000 runs ten times slower.
-_SOURCE = (
-    "runs CROSS JOIN LATERAL (SELECT info -> 'params' AS p, info -> 'tags' AS t, "
-    "listing -> 'metrics' AS m OFFSET 0) AS j CROSS JOIN LATERAL (SELECT {} OFFSET 0) AS k"
-)
-
-
-class _Values:
-    """The keys a query reads, each named ``k.vN`` in ``_SOURCE``'s second lateral."""
+class _Query:
+    """What a translation collects besides its text: whether it reads ``runs`` (``x``), and the
+    ``run_keys`` joined for its order."""
 
     def __init__(self, now: float) -> None:
         self.now = now
-        self.names: dict[Key, str] = {}
-        self.exprs: list[_Sql] = []
+        self.reads_runs = False
+        self.joins: list[_Sql] = []
 
-    def __call__(self, key: Key) -> _Sql:
-        name = self.names.get(key)
-        if name is None:
-            name = self.names[key] = f"v{len(self.names)}"
-            self.exprs.append(_value_expr(key, self.now) + f" AS {name}")
-        return _Sql(f"k.{name}")
+    def attribute(self, name: str) -> _Sql:
+        if name != "id":
+            self.reads_runs = True
+        return _attribute(name, self.now)
 
-    def source(self) -> _Sql:
-        listed = _join(", ", self.exprs) if self.exprs else _Sql("NULL::jsonb AS v")
-        before, after = _SOURCE.split("{}")
-        return before + listed + after
+    def keys(self, key: tuple[str, str, str], condition: _Sql | None = None, alias: str = "s") -> _Sql:
+        """The ids of the runs that have ``key`` (and whose value meets ``condition``)."""
+        scope, name, field = key
+        text = (
+            f"b.run_id IN (SELECT {alias}.run_id FROM run_keys {alias} WHERE {alias}.scope = "
+            + _p(scope, "text")
+            + f" AND {alias}.name = "
+            + _p(name, "text")
+            + f" AND {alias}.field = "
+            + _p(field, "text")
+        )
+        if condition is not None:
+            text = text + " AND " + condition
+        return text + ")"
+
+    def joined(self, key: tuple[str, str, str]) -> str:
+        """The alias of ``key``'s row of ``run_keys`` joined to each run (NULLs where it has none)."""
+        alias = f"o{len(self.joins)}"
+        scope, name, field = key
+        self.joins.append(
+            f" LEFT JOIN run_keys {alias} ON {alias}.run_id = b.run_id AND {alias}.scope = "
+            + _p(scope, "text")
+            + f" AND {alias}.name = "
+            + _p(name, "text")
+            + f" AND {alias}.field = "
+            + _p(field, "text")
+        )
+        return alias
 
 
 # --------------------------------------------------------------------------------- comparisons
@@ -382,75 +399,109 @@ def _class_body(stuff: str) -> str:
 # ---------------------------------------------------------------------------------- the tree
 
 
-def _node(tree: Node, value: _Values) -> _Sql:
-    """``_query.matcher(tree)`` as a boolean SQL expression over a ``runs`` row: never NULL."""
-    if isinstance(tree, Compare):
-        v = value(tree.key)
-        return "(" + v + " IS NOT NULL AND " + _compare(v, tree.op, tree.value) + ")"
-    if isinstance(tree, In):
-        v = value(tree.key)
+def _narrowing(op: str, literal: Literal) -> _Sql | None:
+    """A condition on ``s.num`` or ``s.str`` that every value meeting ``value OP literal`` meets,
+    which an index finds; None when there is none. The exact test is made after it."""
+    if isinstance(literal, bool) or op in ("!=", "~"):
+        return None
+    if isinstance(literal, str):
+        if op != "=" or _query.as_number(literal) is not None or literal.lower() in ("true", "false"):
+            return None
+        return "s.str = " + _p(literal, "text")
+    try:
+        bound = float(literal)
+    except OverflowError:
+        bound = math.inf if literal > 0 else -math.inf
+    # Rounding to a double never crosses the literal: v < L gives float(v) <= float(L).
+    way = {"=": "=", "<": "<=", "<=": "<=", ">": ">=", ">=": ">="}[op]
+    return f"s.num {way} " + _p(bound, "float8")
+
+
+def _node(tree: Node, q: _Query) -> _Sql:
+    """``_query.matcher(tree)`` as a boolean SQL expression over a run: never NULL."""
+    if isinstance(tree, (Compare, In, IsNull)):
+        key = _scoped(tree.key)
+        if key is None:
+            return _attribute_node(tree, q)
+        v = _Sql("s.value")
+        if isinstance(tree, IsNull):
+            return q.keys(key) if tree.negated else "(NOT " + q.keys(key) + ")"
+        if isinstance(tree, Compare):
+            test = _compare(v, tree.op, tree.value)
+            narrow = _narrowing(tree.op, tree.value)
+            return q.keys(key, test if narrow is None else narrow + " AND " + test)
         anyof = "(" + _join(" OR ", (_compare(v, "=", lit) for lit in tree.values)) + ")"
-        return "(" + v + " IS NOT NULL AND " + ("NOT " if tree.negated else "") + anyof + ")"
-    if isinstance(tree, IsNull):
-        return "(" + value(tree.key) + (" IS NOT NULL)" if tree.negated else " IS NULL)")
+        return q.keys(key, "NOT " + anyof if tree.negated else anyof)
     if isinstance(tree, Text):
+        q.reads_runs = True
         needle = _p(tree.text.lower(), "text")
         found = [
-            "strpos(amltrack_lower(id), " + needle + ") > 0",
-            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(info -> 'name') = 'string' "
-            "THEN info ->> 'name' END), " + needle + ") > 0, false)",
-            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(info -> 'user') = 'string' "
-            "THEN info ->> 'user' END), " + needle + ") > 0, false)",
-            "EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(j.t) = 'object' "
-            "THEN j.t ELSE '{}'::jsonb END) t WHERE jsonb_typeof(t.value) = 'string' "
+            "strpos(amltrack_lower(b.run_id), " + needle + ") > 0",
+            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(x.info -> 'name') = 'string' "
+            "THEN x.info ->> 'name' END), " + needle + ") > 0, false)",
+            "coalesce(strpos(amltrack_lower(CASE WHEN jsonb_typeof(x.info -> 'user') = 'string' "
+            "THEN x.info ->> 'user' END), " + needle + ") > 0, false)",
+            "EXISTS (SELECT 1 FROM jsonb_each(CASE WHEN jsonb_typeof(x.info -> 'tags') = 'object' "
+            "THEN x.info -> 'tags' ELSE '{}'::jsonb END) t WHERE jsonb_typeof(t.value) = 'string' "
             "AND strpos(amltrack_lower(t.value #>> '{}'), " + needle + ") > 0)",
         ]
         return "(" + _join(" OR ", found) + ")"
     if isinstance(tree, Not):
-        return "(NOT " + _node(tree.item, value) + ")"
+        return "(NOT " + _node(tree.item, q) + ")"
     if isinstance(tree, (And, Or)):
         return (
-            "("
-            + _join(" AND " if isinstance(tree, And) else " OR ", (_node(i, value) for i in tree.items))
-            + ")"
+            "(" + _join(" AND " if isinstance(tree, And) else " OR ", (_node(i, q) for i in tree.items)) + ")"
         )
     raise TypeError(f"not a query tree: {tree!r}")
 
 
-def _order(order: OrderKey, value: _Values) -> _Sql:
-    """``_query.sort``'s order for one key: numbers (numeric strings too) before strings before
-    bools, reversed whole when descending, and the rows without a value (or NaN) last either way."""
-    v = value(order.key)
+def _attribute_node(tree: Compare | In | IsNull, q: _Query) -> _Sql:
+    v = q.attribute(tree.key.name)
+    if isinstance(tree, IsNull):
+        return "(" + v + (" IS NOT NULL)" if tree.negated else " IS NULL)")
+    if isinstance(tree, Compare):
+        return "(" + v + " IS NOT NULL AND " + _compare(v, tree.op, tree.value) + ")"
+    anyof = "(" + _join(" OR ", (_compare(v, "=", lit) for lit in tree.values)) + ")"
+    return "(" + v + " IS NOT NULL AND " + ("NOT " if tree.negated else "") + anyof + ")"
+
+
+def _order(order: OrderKey, q: _Query) -> list[tuple[_Sql, str]]:
+    """``_query.sort``'s order for one key, as (expression, direction) pairs: numbers (numeric
+    strings too) before strings before bools, reversed whole when descending, and the runs without
+    a value (or NaN) last either way."""
     way = " DESC" if order.descending else ""
+    key = _scoped(order.key)
+    if key is not None:
+        o = q.joined(key)
+        columns = [f"{o}.rank", f"{o}.num", f"{o}.exact", f"{o}.str", f"{o}.bool"]
+        return [(_Sql(f"({o}.rank IS NULL)"), ""), *((_Sql(c), way) for c in columns)]
+    v = q.attribute(order.key.name)
+    rank = "amltrack_rank(" + v + ")"
     number = "coalesce(amltrack_int(" + v + ")::float8, amltrack_float(" + v + "))"
-    kind = (
-        "(CASE WHEN " + number + " <> 'NaN'::float8 THEN 0 WHEN " + number + " IS NOT NULL THEN NULL "
-        "WHEN jsonb_typeof(" + v + ") = 'string' THEN 1 WHEN jsonb_typeof(" + v + ") = 'boolean' THEN 2 END)"
-    )
-    keys = [
-        kind + " IS NULL",
-        kind + way,
-        "(CASE WHEN " + number + " <> 'NaN'::float8 THEN " + number + " END)" + way,
-        "coalesce(amltrack_int(" + v + "), amltrack_exact(amltrack_float(" + v + ")))" + way,
-        "(CASE WHEN " + kind + " = 1 THEN " + v + " #>> '{}' END) COLLATE \"C\"" + way,
-        "(CASE WHEN jsonb_typeof(" + v + ") = 'boolean' THEN " + v + "::boolean END)" + way,
+    exact = "coalesce(amltrack_int(" + v + "), amltrack_exact(amltrack_float(" + v + ")))"
+    return [
+        ("(" + rank + " IS NULL)", ""),
+        (rank, way),
+        ("(CASE WHEN " + rank + " = 0 THEN " + number + " END)", way),
+        ("(CASE WHEN " + rank + " = 0 THEN " + exact + " END)", way),
+        ("(CASE WHEN " + rank + " = 1 THEN " + v + " #>> '{}' END) COLLATE \"C\"", way),
+        ("(CASE WHEN jsonb_typeof(" + v + ") = 'boolean' THEN " + v + "::boolean END)", way),
     ]
-    return _join(", ", keys)
 
 
 @dataclass(frozen=True)
 class SqlQuery:
-    """A filter and an order as SQL over ``runs``: ``source`` (the FROM list: ``runs`` and the
-    values the query reads), ``where`` (a boolean expression), ``order`` (an ORDER BY list ending
-    in the store's own order, newest id first) and ``status`` (the run's status, an expression),
-    with ``params`` for psycopg's ``%s`` placeholders, in the order of
-    ``SELECT {status} FROM {source} WHERE {where} ORDER BY {order}``."""
+    """The runs ``Store.runs(experiment, status, filter=, order_by=)`` lists, as SQL over ``runs``
+    and ``run_keys``: ``page``, a subquery of their ids (column ``id``) and what they sort by, whose
+    two last placeholders are its LIMIT (None for all) and OFFSET; ``order``, the ORDER BY list
+    that puts its rows (as ``page``) in order; ``count``, how many there are. ``params`` and
+    ``count_params`` fill the other ``%s`` placeholders, in order."""
 
-    source: str
-    where: str
+    page: str
     order: str
-    status: str
     params: tuple[Any, ...]
+    count: str
+    count_params: tuple[Any, ...]
 
 
 def translate(
@@ -466,7 +517,8 @@ def translate(
     QueryError if the filter or order does not parse, ValueError for a status that is none.
 
         q = translate('params.optimizer = "adam"', "-metrics.acc")
-        conn.execute(f"SELECT {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}", q.params)
+        sql = f"SELECT page.id FROM ({q.page}) page ORDER BY {q.order}"
+        ids = [r[0] for r in conn.execute(sql, [*q.params, 100, 0])]   # the first page of 100
     """
     if status is not None and status not in fmt.STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
@@ -480,29 +532,24 @@ def translate(
                 "a NUL character",
                 "PostgreSQL cannot store one, so no run on the server holds one; leave it out",
             )
-    value = _Values(time.time() if now is None else float(now))
-    where = _Sql("published") if tree is None else "published AND " + _node(tree, value)
+    q = _Query(time.time() if now is None else float(now))
+    where = _Sql("b.scope = '' AND b.published")
+    if tree is not None:
+        where = where + " AND " + _node(tree, q)
     if experiment is not None:
-        where = (
-            where
-            + " AND ("
-            + value(Key("attributes", "experiment"))
-            + " #>> '{}') = "
-            + _p(experiment, "text")
-        )
+        where = where + " AND (" + q.attribute("experiment") + " #>> '{}') = " + _p(experiment, "text")
     if status is not None:
-        where = where + " AND (" + value(Key("attributes", "status")) + " #>> '{}') = " + _p(status, "text")
-    order = _join(", ", [*(_order(o, value) for o in orders), _Sql('id COLLATE "C" DESC')])
-    source = value.source()
-    # The status of the rows listed only, not of every row the query reads.
-    state = "amltrack_status(info, listing, " + _p(value.now, "float8") + ")"
-    return SqlQuery(
-        source.text,
-        where.text,
-        order.text,
-        state.text,
-        (*state.params, *source.params, *where.params, *order.params),
-    )
+        where = where + " AND (" + q.attribute("status") + " #>> '{}') = " + _p(status, "text")
+    sort = [c for o in orders for c in _order(o, q)]
+    runs = " JOIN runs x ON x.id = b.run_id" if q.reads_runs else ""
+    source = _Sql("run_keys b" + runs) + _join("", q.joins)
+    count = "SELECT count(*) FROM " + source + " WHERE " + where
+    columns = _join("", (", " + c + f" AS c{i}" for i, (c, _) in enumerate(sort)))
+    by = _join(", ", [*(c + way for c, way in sort), _Sql("b.run_id DESC")])
+    page = "SELECT b.run_id AS id" + columns + " FROM " + source + " WHERE " + where
+    page = page + " ORDER BY " + by + " LIMIT %s OFFSET %s"
+    order = ", ".join([*(f"page.c{i}{way}" for i, (_, way) in enumerate(sort)), "page.id DESC"])
+    return SqlQuery(page.text, order, tuple(page.params), count.text, tuple(count.params))
 
 
 def _as_list(order_by: str | Sequence[str] | None) -> list[str]:
@@ -537,7 +584,6 @@ def history_sql(
         rows = history_sql(conn, status="completed", filter="params.bs = 32", order_by="-metrics.acc", limit=100)
     """
     sql, params = listing_sql(experiment, status, filter, order_by, now=now)
-    sql += " LIMIT %s OFFSET %s"
     params += [limit if limit > 0 else None, max(0, offset)]
     with conn.transaction():
         _no_jit(conn)
@@ -557,8 +603,7 @@ def count_sql(
     q = translate(filter, None, now=now, experiment=experiment, status=status)
     with conn.transaction():
         _no_jit(conn)
-        params = q.params[q.status.count("%s") : len(q.params) - q.order.count("%s")]
-        row = conn.execute(f"SELECT count(*) FROM {q.source} WHERE {q.where}", params).fetchone()
+        row = conn.execute(q.count, q.count_params).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -570,10 +615,16 @@ def listing_sql(
     *,
     now: float | None = None,
 ) -> tuple[str, list[Any]]:
-    """``history_sql``'s query without its LIMIT, and its parameters (for EXPLAIN, or a cursor)."""
+    """``history_sql``'s query and its parameters but for the last two, its LIMIT (None for all)
+    and OFFSET: for EXPLAIN, or a cursor."""
+    now = time.time() if now is None else float(now)
     q = translate(filter, order_by, now=now, experiment=experiment, status=status)
-    sql = f"SELECT id, run_json, summary_json, {q.status} FROM {q.source} WHERE {q.where} ORDER BY {q.order}"
-    return sql, list(q.params)
+    # The page's ids first, then the bytes and status of those runs only.
+    sql = (
+        "SELECT r.id, r.run_json, r.summary_json, amltrack_status(r.info, r.listing, %s::float8) "
+        f"FROM ({q.page}) page JOIN runs r ON r.id = page.id ORDER BY {q.order}"
+    )
+    return sql, [now, *q.params]
 
 
 def _no_jit(conn: psycopg.Connection[Any]) -> None:
