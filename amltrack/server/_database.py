@@ -146,13 +146,14 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
             WHEN amltrack_is_float(v::numeric) THEN amltrack_repr(amltrack_float(v)) ELSE v::text END
         WHEN 'object' THEN amltrack_repr(amltrack_float(v))
     END $$""",
-    # The exact value of a float, to break ties between an int and a float that round to the same
-    # double (2**60 and 2.0**60 are equal in Python); other floats never tie with an int.
+    # The exact value of a float that is an integer, to compare it with ints that round to the same
+    # double (2**60 and 2.0**60 are equal in Python, 2**60 + 1 is greater); NULL for any other float,
+    # which no int rounds to.
     """CREATE FUNCTION amltrack_exact(f double precision) RETURNS numeric
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
-        WHEN f IS NULL OR f = 'NaN'::float8 THEN NULL
-        WHEN f = 'Infinity'::float8 OR f = '-Infinity'::float8 OR f <> trunc(f) THEN f::numeric
+        WHEN f IS NULL OR f = 'NaN'::float8 OR f = 'Infinity'::float8 OR f = '-Infinity'::float8
+            OR f <> trunc(f) THEN NULL
         WHEN abs(f) < 9e18 THEN f::bigint::numeric
         ELSE (SELECT (f / power(2::float8, k))::bigint::numeric * power(2::numeric, k)
               FROM (SELECT floor(ln(abs(f)) / ln(2))::int - 54 AS k) s)
@@ -222,67 +223,109 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
         WHEN jsonb_typeof(v) = 'string' THEN 1
         WHEN jsonb_typeof(v) = 'boolean' THEN 2
     END)::smallint $$""",
-    # Every param, tag and metric figure of every run, one row each, kept by a trigger on `runs`
+    # Every param, tag and metric figure of every run, one row each, kept by triggers on `runs`
     # (below), with the columns a query sorts and narrows by: so that a listing of 100,000 runs
     # reads indexes, never every run's jsonb. A run also has one row of scope '' that carries
     # `published`, the list of runs a query starts from. `value` is what _sqlquery reads the key
-    # as; the rest are made from it.
+    # as; the rest are made from it (amltrack_sort_columns).
     """CREATE TABLE run_keys (
         run_id text COLLATE "C" NOT NULL REFERENCES runs (id) ON DELETE CASCADE ON UPDATE CASCADE,
         scope text NOT NULL,
         name text NOT NULL,
         field text NOT NULL,
-        published boolean NOT NULL,
+        published boolean,
         value jsonb,
-        rank smallint GENERATED ALWAYS AS (amltrack_rank(value)) STORED,
-        num double precision GENERATED ALWAYS AS (
-            CASE WHEN amltrack_rank(value) = 0
-            THEN coalesce(amltrack_int(value)::float8, amltrack_float(value)) END) STORED,
-        exact numeric GENERATED ALWAYS AS (
-            CASE WHEN amltrack_rank(value) = 0
-            THEN coalesce(amltrack_int(value), amltrack_exact(amltrack_float(value))) END) STORED,
-        str text COLLATE "C" GENERATED ALWAYS AS (
-            CASE WHEN amltrack_rank(value) = 1 THEN value #>> '{}' END) STORED,
-        bool boolean GENERATED ALWAYS AS (
-            CASE WHEN jsonb_typeof(value) = 'boolean' THEN value::boolean END) STORED,
+        rank smallint,
+        num double precision,
+        exact numeric,
+        str text COLLATE "C",
+        bool boolean,
         PRIMARY KEY (run_id, scope, name, field)
     )""",
     "CREATE INDEX run_keys_runs ON run_keys (published, run_id) WHERE scope = ''",
     "CREATE INDEX run_keys_numbers ON run_keys (scope, name, field, num)",
     "CREATE INDEX run_keys_strings ON run_keys (scope, name, field, str)",
-    """CREATE FUNCTION amltrack_keep_keys() RETURNS trigger LANGUAGE plpgsql AS $$
+    # The keys of a run's run.json (info), listing and ranges, each part when not NULL.
+    """CREATE FUNCTION amltrack_key_rows(id text, info jsonb, listing jsonb, ranges jsonb)
+    RETURNS TABLE (run_id text, scope text, name text, field text, value jsonb)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT id, 'params', e.key, '', e.value
+    FROM jsonb_each(CASE WHEN jsonb_typeof(info -> 'params') = 'object' THEN info -> 'params' END) e
+    WHERE e.value <> 'null'::jsonb
+    UNION ALL
+    SELECT id, 'tags', e.key, '', e.value
+    FROM jsonb_each(CASE WHEN jsonb_typeof(info -> 'tags') = 'object' THEN info -> 'tags' END) e
+    WHERE e.value <> 'null'::jsonb
+    UNION ALL
+    SELECT id, 'metrics', e.key, f.field, f.value
+    FROM jsonb_each(CASE WHEN jsonb_typeof(listing -> 'metrics') = 'object'
+        THEN listing -> 'metrics' END) e,
+    LATERAL (VALUES ('last', amltrack_last(e.value)),
+        ('count', CASE WHEN jsonb_typeof(e.value) = 'object'
+            THEN nullif(e.value -> 'count', 'null'::jsonb) END)) f (field, value)
+    WHERE f.value IS NOT NULL
+    UNION ALL
+    SELECT id, 'metrics', e.key, f.field, f.value
+    FROM jsonb_each(CASE WHEN jsonb_typeof(ranges) = 'object' THEN ranges END) e,
+    LATERAL (VALUES ('min', amltrack_bound(e.value, 0)), ('max', amltrack_bound(e.value, 1)))
+        f (field, value)
+    WHERE f.value IS NOT NULL $$""",
+    # A value in the columns that compare and sort it (_query._comparer, _query._sort_value): rank
+    # 0 a number (a numeric string too), 1 a string, 2 a bool, NULL for NaN and the rest; the number
+    # as a double and, when it is an integer, exactly; a string as it is; a bool.
+    """CREATE FUNCTION amltrack_sort_columns(v jsonb)
+    RETURNS TABLE (rank smallint, num double precision, exact numeric, str text, bool boolean)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT r, CASE WHEN r = 0 THEN n END, CASE WHEN r = 0 THEN coalesce(i, amltrack_exact(f)) END,
+        CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END,
+        CASE WHEN jsonb_typeof(v) = 'boolean' THEN v::boolean END
+    FROM (SELECT i, f, n, (CASE WHEN n <> 'NaN'::float8 THEN 0 WHEN n IS NOT NULL THEN NULL
+            WHEN jsonb_typeof(v) = 'string' THEN 1 WHEN jsonb_typeof(v) = 'boolean' THEN 2
+            END)::smallint AS r
+        FROM (SELECT i, f, coalesce(i::float8, f) AS n
+            FROM (SELECT amltrack_int(v) AS i, amltrack_float(v) AS f OFFSET 0) p OFFSET 0) q) c $$""",
+    """CREATE FUNCTION amltrack_put_keys(id text, info jsonb, listing jsonb, ranges jsonb)
+    RETURNS void LANGUAGE sql AS $$
+    INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool)
+    SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool
+    FROM amltrack_key_rows(id, info, listing, ranges) k, amltrack_sort_columns(k.value) c $$""",
+    # Runs added (one INSERT, or a COPY of many): their keys in one statement.
+    """CREATE FUNCTION amltrack_keys_added() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        DELETE FROM run_keys WHERE run_id = NEW.id;
-        INSERT INTO run_keys (run_id, scope, name, field, published, value)
-        SELECT NEW.id, '', '', '', NEW.published, NULL
-        UNION ALL
-        SELECT NEW.id, 'params', e.key, '', NEW.published, e.value
-        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.info -> 'params') = 'object'
-            THEN NEW.info -> 'params' END) e
-        WHERE e.value <> 'null'::jsonb
-        UNION ALL
-        SELECT NEW.id, 'tags', e.key, '', NEW.published, e.value
-        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.info -> 'tags') = 'object'
-            THEN NEW.info -> 'tags' END) e
-        WHERE e.value <> 'null'::jsonb
-        UNION ALL
-        SELECT NEW.id, 'metrics', e.key, f.field, NEW.published, f.value
-        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.listing -> 'metrics') = 'object'
-            THEN NEW.listing -> 'metrics' END) e,
-        LATERAL (VALUES ('last', amltrack_last(e.value)),
-            ('count', CASE WHEN jsonb_typeof(e.value) = 'object'
-                THEN nullif(e.value -> 'count', 'null'::jsonb) END)) f (field, value)
-        WHERE f.value IS NOT NULL
-        UNION ALL
-        SELECT NEW.id, 'metrics', e.key, f.field, NEW.published, f.value
-        FROM jsonb_each(CASE WHEN jsonb_typeof(NEW.ranges) = 'object' THEN NEW.ranges END) e,
-        LATERAL (VALUES ('min', amltrack_bound(e.value, 0)), ('max', amltrack_bound(e.value, 1)))
-            f (field, value)
-        WHERE f.value IS NOT NULL;
+        INSERT INTO run_keys (run_id, scope, name, field, published)
+        SELECT a.id, '', '', '', a.published FROM added a;
+        INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool)
+        SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool
+        FROM added a, amltrack_key_rows(a.id, a.info, a.listing, a.ranges) k,
+            amltrack_sort_columns(k.value) c;
         RETURN NULL;
     END $$""",
-    """CREATE TRIGGER runs_keys AFTER INSERT OR UPDATE OF id, published, info, listing, ranges
-    ON runs FOR EACH ROW EXECUTE FUNCTION amltrack_keep_keys()""",
+    """CREATE TRIGGER runs_keys_added AFTER INSERT ON runs REFERENCING NEW TABLE AS added
+    FOR EACH STATEMENT EXECUTE FUNCTION amltrack_keys_added()""",
+    # A run changed: only the part that changed is rewritten (a push of summary.json rewrites the
+    # metrics' last values and counts, not the params).
+    """CREATE FUNCTION amltrack_keys_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF NEW.published IS DISTINCT FROM OLD.published THEN
+            UPDATE run_keys SET published = NEW.published WHERE run_id = NEW.id AND scope = '';
+        END IF;
+        IF NEW.info IS DISTINCT FROM OLD.info THEN
+            DELETE FROM run_keys WHERE run_id = NEW.id AND scope IN ('params', 'tags');
+            PERFORM amltrack_put_keys(NEW.id, NEW.info, NULL, NULL);
+        END IF;
+        IF NEW.listing IS DISTINCT FROM OLD.listing THEN
+            DELETE FROM run_keys
+            WHERE run_id = NEW.id AND scope = 'metrics' AND field IN ('last', 'count');
+            PERFORM amltrack_put_keys(NEW.id, NULL, NEW.listing, NULL);
+        END IF;
+        IF NEW.ranges IS DISTINCT FROM OLD.ranges THEN
+            DELETE FROM run_keys WHERE run_id = NEW.id AND scope = 'metrics' AND field IN ('min', 'max');
+            PERFORM amltrack_put_keys(NEW.id, NULL, NULL, NEW.ranges);
+        END IF;
+        RETURN NULL;
+    END $$""",
+    """CREATE TRIGGER runs_keys_changed AFTER UPDATE OF published, info, listing, ranges ON runs
+    FOR EACH ROW EXECUTE FUNCTION amltrack_keys_changed()""",
     # str.lower() for plain-text search: ICU's full case mapping (final sigma, dotted I) where
     # PostgreSQL has ICU, else the database's own.
     """DO $$ BEGIN

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -423,14 +424,13 @@ def _node(tree: Node, q: _Query) -> _Sql:
         key = _scoped(tree.key)
         if key is None:
             return _attribute_node(tree, q)
-        v = _Sql("s.value")
         if isinstance(tree, IsNull):
             return q.keys(key) if tree.negated else "(NOT " + q.keys(key) + ")"
         if isinstance(tree, Compare):
-            test = _compare(v, tree.op, tree.value)
+            test = _key_compare(tree.op, tree.value)
             narrow = _narrowing(tree.op, tree.value)
             return q.keys(key, test if narrow is None else narrow + " AND " + test)
-        anyof = "(" + _join(" OR ", (_compare(v, "=", lit) for lit in tree.values)) + ")"
+        anyof = "(" + _join(" OR ", (_key_compare("=", lit) for lit in tree.values)) + ")"
         return q.keys(key, "NOT " + anyof if tree.negated else anyof)
     if isinstance(tree, Text):
         q.reads_runs = True
@@ -455,6 +455,67 @@ def _node(tree: Node, q: _Query) -> _Sql:
     raise TypeError(f"not a query tree: {tree!r}")
 
 
+def _key_compare(op: str, literal: Literal) -> _Sql:
+    """``_query._comparer(op, literal)`` of a row ``s`` of ``run_keys``, from its columns (a glob
+    from its value): never NULL."""
+    unequal = op == "!="
+    if op == "~":
+        return _compare(_Sql("s.value"), op, literal)
+    if isinstance(literal, bool):
+        if op not in ("=", "!="):
+            return _FALSE
+        b = "(CASE WHEN s.bool IS NOT NULL THEN s.bool WHEN lower(s.str) IN ('true', 'false') THEN lower(s.str) = 'true' END)"
+        if op == "=":
+            return "coalesce(" + b + " = " + _p(literal, "boolean") + ", false)"
+        return "(" + b + " IS DISTINCT FROM " + _p(literal, "boolean") + ")"
+    if isinstance(literal, str):
+        number = _query.as_number(literal)
+        text = "(CASE WHEN s.str IS NOT NULL THEN s.str " + _SQL_OP[op] + " " + _p(literal, "text")
+        if op in ("=", "!="):
+            text = text + " WHEN s.bool IS NOT NULL THEN (CASE WHEN s.bool THEN 'true' ELSE 'false' END) "
+            text = text + _SQL_OP[op] + " " + _p(literal.lower(), "text")
+        else:
+            text = text + " WHEN s.bool IS NOT NULL THEN false"
+        if number is not None:
+            text = text + " WHEN s.rank = 0 THEN " + _columns_test(op, number)
+        return text + " ELSE " + _const(unequal) + " END)"
+    return "(CASE WHEN s.rank = 0 THEN " + _columns_test(op, literal) + " ELSE " + _const(unequal) + " END)"
+
+
+_MAX_DOUBLE = sys.float_info.max
+
+
+def _columns_test(op: str, literal: int | float) -> _Sql:
+    """``number OP literal`` for a number in ``s.num`` (its double) and ``s.exact`` (its exact value
+    when an integer, else NULL): as Python compares ints and floats, exactly. Never NULL."""
+    if isinstance(literal, int) and abs(literal) > _MAX_DOUBLE:
+        # Beyond every double: compare with the greatest (or least) double instead.
+        edge = _MAX_DOUBLE if literal > 0 else -_MAX_DOUBLE
+        if op in ("=", "!="):
+            return _const(op == "!=")
+        if literal > 0:
+            op = {"<": "<=", "<=": "<=", ">": ">", ">=": ">"}[op]
+        else:
+            op = {"<": "<", "<=": "<", ">": ">=", ">=": ">="}[op]
+        literal = edge
+    num = float(literal) if isinstance(literal, int) else literal
+    exact = (
+        Decimal(literal)
+        if isinstance(literal, int)
+        else (Decimal(int(literal)) if math.isfinite(literal) and literal == int(literal) else None)
+    )
+    n, e = _p(num, "float8"), _p(exact, "numeric")
+    if op == "=":
+        return "coalesce(s.num = " + n + " AND s.exact IS NOT DISTINCT FROM " + e + ", false)"
+    if op == "!=":
+        return "NOT coalesce(s.num = " + n + " AND s.exact IS NOT DISTINCT FROM " + e + ", false)"
+    strict = op[0]  # < or >
+    test = f"s.num {strict} " + n + " OR (s.num = " + n + f" AND (s.exact {strict} " + e
+    if op in ("<=", ">="):
+        test = test + " OR s.exact IS NOT DISTINCT FROM " + e
+    return "coalesce(" + test + ")), false)"
+
+
 def _attribute_node(tree: Compare | In | IsNull, q: _Query) -> _Sql:
     v = q.attribute(tree.key.name)
     if isinstance(tree, IsNull):
@@ -473,7 +534,13 @@ def _order(order: OrderKey, q: _Query) -> list[tuple[_Sql, str]]:
     key = _scoped(order.key)
     if key is not None:
         o = q.joined(key)
-        columns = [f"{o}.rank", f"{o}.num", f"{o}.exact", f"{o}.str", f"{o}.bool"]
+        columns = [
+            f"{o}.rank",
+            f"{o}.num",
+            f"{o}.exact",
+            f"(CASE WHEN {o}.rank = 1 THEN {o}.str END)",
+            f"{o}.bool",
+        ]
         return [(_Sql(f"({o}.rank IS NULL)"), ""), *((_Sql(c), way) for c in columns)]
     v = q.attribute(order.key.name)
     rank = "amltrack_rank(" + v + ")"
