@@ -420,7 +420,7 @@ def test_values_and_names_go_as_parameters_never_as_sql(
     ]
     for tree in trees:
         sql = translate(tree, [str(OrderKey(Key("params", value)))])
-        assert all(value not in part for part in (sql.page, sql.order, sql.count))
+        assert all(value not in text for p in sql.parts for text in (p.page, p.order, p.count))
         agree(conn, mixed, tree, [str(OrderKey(Key("params", value), True))])
     assert conn.execute("SELECT count(*) FROM runs").fetchone() == (len(MIXED),)
 
@@ -524,3 +524,42 @@ def test_random_params_and_expressions_select_what_the_matcher_selects(
     want = [r.id for r in q.sort([r for r in rows if test(r)], order, lambda r: r)]
     got = sql_ids(conn, tree, [str(o) for o in order])
     assert got == want, (str(tree), [str(o) for o in order], params)
+
+
+def test_pages_of_a_sorted_listing_run_across_its_parts(conn: psycopg.Connection[Any], mixed: Path) -> None:
+    for order in (["metrics.m"], ["-params.v", "params.w"], ["-tags.t"]):
+        want = store_ids(mixed, None, order)
+        for limit, offset in ((3, 0), (5, 4), (4, 14), (10, 18), (0, 7), (2, 25), (1, 19)):
+            got = sql_ids(conn, None, order, limit=limit, offset=offset)
+            assert got == (want[offset : offset + limit] if limit else want[offset:]), (order, limit, offset)
+
+
+def test_keys_follow_each_change_the_team_store_makes(conn: psycopg.Connection[Any], store: Path) -> None:
+    """Rows made as the team store makes them: the id first, then ranges, the listing, and run.json
+    with published last; and a listing pushed again later."""
+    make_sweep(store)
+    runs = amltrack.Store(store).runs()
+    for run in runs:
+        cols = row_columns(run)
+        conn.execute("INSERT INTO runs (id) VALUES (%s)", (run.id,))
+        conn.execute("UPDATE runs SET ranges = %s WHERE id = %s", (Jsonb(cols["ranges"]), run.id))
+        conn.execute("UPDATE runs SET listing = %s WHERE id = %s", (Jsonb({"metrics": {}}), run.id))
+        assert sql_ids(conn, f"id = '{run.id}'") == []  # not published yet
+        conn.execute(
+            "UPDATE runs SET listing = %s, summary_json = %s WHERE id = %s",
+            (Jsonb(cols["listing"]), b"{}", run.id),
+        )
+        conn.execute(
+            "UPDATE runs SET info = %s, run_json = %s, published = true WHERE id = %s",
+            (Jsonb(cols["info"]), b"{}", run.id),
+        )
+    for expr, order, _ in CASES:
+        agree(conn, store, expr, order)
+    conn.execute("UPDATE runs SET listing = '{}'::jsonb, ranges = '{}'::jsonb WHERE id = %s", (runs[0].id,))
+    assert runs[0].id in sql_ids(conn, "metrics.acc is null")
+    assert runs[0].id not in sql_ids(conn, "metrics.acc.max > 0")
+    conn.execute("UPDATE runs SET published = false WHERE id = %s", (runs[1].id,))
+    assert runs[1].id not in sql_ids(conn, order_by="-metrics.acc")
+    assert conn.execute("SELECT count(*) FROM run_keys WHERE run_id = %s", (runs[1].id,)).fetchone()[0] > 1
+    conn.execute("DELETE FROM runs WHERE id = %s", (runs[1].id,))
+    assert conn.execute("SELECT count(*) FROM run_keys WHERE run_id = %s", (runs[1].id,)).fetchone() == (0,)

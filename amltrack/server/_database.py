@@ -240,11 +240,14 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
         exact numeric,
         str text COLLATE "C",
         bool boolean,
+        text text COLLATE "C",
         PRIMARY KEY (run_id, scope, name, field)
     )""",
     "CREATE INDEX run_keys_runs ON run_keys (published, run_id) WHERE scope = ''",
-    "CREATE INDEX run_keys_numbers ON run_keys (scope, name, field, num)",
-    "CREATE INDEX run_keys_strings ON run_keys (scope, name, field, str)",
+    # A key's runs in its order (a listing sorted by it walks this and stops at a page), and its
+    # numbers by value (a condition on a number narrows to a range of this).
+    "CREATE INDEX run_keys_order ON run_keys (scope, name, field, rank, num, exact, str, bool, run_id)",
+    "CREATE INDEX run_keys_text ON run_keys (scope, name, field, text)",
     # The keys of a run's run.json (info), listing and ranges, each part when not NULL.
     """CREATE FUNCTION amltrack_key_rows(id text, info jsonb, listing jsonb, ranges jsonb)
     RETURNS TABLE (run_id text, scope text, name text, field text, value jsonb)
@@ -272,13 +275,15 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
     WHERE f.value IS NOT NULL $$""",
     # A value in the columns that compare and sort it (_query._comparer, _query._sort_value): rank
     # 0 a number (a numeric string too), 1 a string, 2 a bool, NULL for NaN and the rest; the number
-    # as a double and, when it is an integer, exactly; a string as it is; a bool.
+    # as a double and, when it is an integer, exactly; a string that is no number; a bool; and the
+    # text of any string, numeric or not, which a string compares with.
     """CREATE FUNCTION amltrack_sort_columns(v jsonb)
-    RETURNS TABLE (rank smallint, num double precision, exact numeric, str text, bool boolean)
+    RETURNS TABLE (rank smallint, num double precision, exact numeric, str text, bool boolean, text text)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT r, CASE WHEN r = 0 THEN n END, CASE WHEN r = 0 THEN coalesce(i, amltrack_exact(f)) END,
-        CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END,
-        CASE WHEN jsonb_typeof(v) = 'boolean' THEN v::boolean END
+        CASE WHEN r = 1 THEN v #>> '{}' END,
+        CASE WHEN jsonb_typeof(v) = 'boolean' THEN v::boolean END,
+        CASE WHEN jsonb_typeof(v) = 'string' THEN v #>> '{}' END
     FROM (SELECT i, f, n, (CASE WHEN n <> 'NaN'::float8 THEN 0 WHEN n IS NOT NULL THEN NULL
             WHEN jsonb_typeof(v) = 'string' THEN 1 WHEN jsonb_typeof(v) = 'boolean' THEN 2
             END)::smallint AS r
@@ -286,16 +291,16 @@ _QUERY_FUNCTIONS: tuple[str, ...] = (
             FROM (SELECT amltrack_int(v) AS i, amltrack_float(v) AS f OFFSET 0) p OFFSET 0) q) c $$""",
     """CREATE FUNCTION amltrack_put_keys(id text, info jsonb, listing jsonb, ranges jsonb)
     RETURNS void LANGUAGE sql AS $$
-    INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool)
-    SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool
+    INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool, text)
+    SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool, c.text
     FROM amltrack_key_rows(id, info, listing, ranges) k, amltrack_sort_columns(k.value) c $$""",
     # Runs added (one INSERT, or a COPY of many): their keys in one statement.
     """CREATE FUNCTION amltrack_keys_added() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO run_keys (run_id, scope, name, field, published)
         SELECT a.id, '', '', '', a.published FROM added a;
-        INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool)
-        SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool
+        INSERT INTO run_keys (run_id, scope, name, field, value, rank, num, exact, str, bool, text)
+        SELECT k.run_id, k.scope, k.name, k.field, k.value, c.rank, c.num, c.exact, c.str, c.bool, c.text
         FROM added a, amltrack_key_rows(a.id, a.info, a.listing, a.ranges) k,
             amltrack_sort_columns(k.value) c;
         RETURN NULL;

@@ -401,21 +401,21 @@ def _class_body(stuff: str) -> str:
 
 
 def _narrowing(op: str, literal: Literal) -> _Sql | None:
-    """A condition on ``s.num`` or ``s.str`` that every value meeting ``value OP literal`` meets,
+    """A condition on ``s.num`` or ``s.text`` that every value meeting ``value OP literal`` meets,
     which an index finds; None when there is none. The exact test is made after it."""
     if isinstance(literal, bool) or op in ("!=", "~"):
         return None
     if isinstance(literal, str):
         if op != "=" or _query.as_number(literal) is not None or literal.lower() in ("true", "false"):
             return None
-        return "s.str = " + _p(literal, "text")
+        return "s.text = " + _p(literal, "text")
     try:
         bound = float(literal)
     except OverflowError:
         bound = math.inf if literal > 0 else -math.inf
     # Rounding to a double never crosses the literal: v < L gives float(v) <= float(L).
     way = {"=": "=", "<": "<=", "<=": "<=", ">": ">=", ">=": ">="}[op]
-    return f"s.num {way} " + _p(bound, "float8")
+    return f"s.rank = 0 AND s.num {way} " + _p(bound, "float8")
 
 
 def _node(tree: Node, q: _Query) -> _Sql:
@@ -464,13 +464,13 @@ def _key_compare(op: str, literal: Literal) -> _Sql:
     if isinstance(literal, bool):
         if op not in ("=", "!="):
             return _FALSE
-        b = "(CASE WHEN s.bool IS NOT NULL THEN s.bool WHEN lower(s.str) IN ('true', 'false') THEN lower(s.str) = 'true' END)"
+        b = "(CASE WHEN s.bool IS NOT NULL THEN s.bool WHEN lower(s.text) IN ('true', 'false') THEN lower(s.text) = 'true' END)"
         if op == "=":
             return "coalesce(" + b + " = " + _p(literal, "boolean") + ", false)"
         return "(" + b + " IS DISTINCT FROM " + _p(literal, "boolean") + ")"
     if isinstance(literal, str):
         number = _query.as_number(literal)
-        text = "(CASE WHEN s.str IS NOT NULL THEN s.str " + _SQL_OP[op] + " " + _p(literal, "text")
+        text = "(CASE WHEN s.text IS NOT NULL THEN s.text " + _SQL_OP[op] + " " + _p(literal, "text")
         if op in ("=", "!="):
             text = text + " WHEN s.bool IS NOT NULL THEN (CASE WHEN s.bool THEN 'true' ELSE 'false' END) "
             text = text + _SQL_OP[op] + " " + _p(literal.lower(), "text")
@@ -557,18 +557,26 @@ def _order(order: OrderKey, q: _Query) -> list[tuple[_Sql, str]]:
 
 
 @dataclass(frozen=True)
-class SqlQuery:
-    """The runs ``Store.runs(experiment, status, filter=, order_by=)`` lists, as SQL over ``runs``
-    and ``run_keys``: ``page``, a subquery of their ids (column ``id``) and what they sort by, whose
-    two last placeholders are its LIMIT (None for all) and OFFSET; ``order``, the ORDER BY list
-    that puts its rows (as ``page``) in order; ``count``, how many there are. ``params`` and
-    ``count_params`` fill the other ``%s`` placeholders, in order."""
+class SqlPart:
+    """Some of the runs a listing lists, as SQL over ``runs`` and ``run_keys``: ``page``, a subquery
+    of their ids (column ``id``) and what they sort by, whose two last placeholders are its LIMIT
+    (None for all) and OFFSET; ``order``, the ORDER BY list that puts its rows (as ``page``) in
+    order; ``count``, how many there are. ``params`` and ``count_params`` fill the other ``%s``."""
 
     page: str
     order: str
     params: tuple[Any, ...]
     count: str
     count_params: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class SqlQuery:
+    """The runs ``Store.runs(experiment, status, filter=, order_by=)`` lists: the runs of each of
+    ``parts`` in turn. A listing sorted by a param, tag or metric has two: the runs with a value of
+    it to sort by, in its order (which an index gives, so a page stops early), then the rest."""
+
+    parts: tuple[SqlPart, ...]
 
 
 def translate(
@@ -584,8 +592,9 @@ def translate(
     QueryError if the filter or order does not parse, ValueError for a status that is none.
 
         q = translate('params.optimizer = "adam"', "-metrics.acc")
-        sql = f"SELECT page.id FROM ({q.page}) page ORDER BY {q.order}"
-        ids = [r[0] for r in conn.execute(sql, [*q.params, 100, 0])]   # the first page of 100
+        part = q.parts[0]
+        sql = f"SELECT page.id FROM ({part.page}) page ORDER BY {part.order}"
+        ids = [r[0] for r in conn.execute(sql, [*part.params, 100, 0])]   # its first 100
     """
     if status is not None and status not in fmt.STATUSES:
         raise ValueError(f"status {status!r} is not one of {', '.join(fmt.STATUSES)}")
@@ -599,24 +608,60 @@ def translate(
                 "a NUL character",
                 "PostgreSQL cannot store one, so no run on the server holds one; leave it out",
             )
-    q = _Query(time.time() if now is None else float(now))
+    at = time.time() if now is None else float(now)
+    first = _scoped(orders[0].key) if orders else None
+    if first is None:
+        return SqlQuery((_part(tree, orders, None, at, experiment, status),))
+    return SqlQuery(
+        (
+            _part(tree, orders, (first, True), at, experiment, status),
+            _part(tree, orders[1:], (first, False), at, experiment, status),
+        )
+    )
+
+
+def _part(
+    tree: Node | None,
+    orders: Sequence[OrderKey],
+    first: tuple[tuple[str, str, str], bool] | None,
+    now: float,
+    experiment: str | None,
+    status: str | None,
+) -> SqlPart:
+    """The runs that have (``first[1]``) or lack a value to sort by of the key ``first[0]``, or all."""
+    q = _Query(now)
+    source = _Sql("run_keys b")
     where = _Sql("b.scope = '' AND b.published")
+    if first is not None:
+        (scope, name, field), ranked = first
+        key = _Sql(" AND f.scope = ") + _p(scope, "text") + " AND f.name = " + _p(name, "text")
+        key = key + " AND f.field = " + _p(field, "text") + " AND f.rank IS NOT NULL"
+        if ranked:
+            source = "run_keys f JOIN run_keys b ON b.run_id = f.run_id" + key
+        else:
+            where = where + " AND NOT EXISTS (SELECT 1 FROM run_keys f WHERE f.run_id = b.run_id" + key + ")"
     if tree is not None:
         where = where + " AND " + _node(tree, q)
     if experiment is not None:
         where = where + " AND (" + q.attribute("experiment") + " #>> '{}') = " + _p(experiment, "text")
     if status is not None:
         where = where + " AND (" + q.attribute("status") + " #>> '{}') = " + _p(status, "text")
-    sort = [c for o in orders for c in _order(o, q)]
-    runs = " JOIN runs x ON x.id = b.run_id" if q.reads_runs else ""
-    source = _Sql("run_keys b" + runs) + _join("", q.joins)
+    sort: list[tuple[_Sql, str]] = []
+    if first is not None and first[1]:
+        way = " DESC" if orders[0].descending else ""
+        sort = [(_Sql(f"f.{c}"), way) for c in ("rank", "num", "exact", "str", "bool")]
+        orders = orders[1:]
+    sort += [c for o in orders for c in _order(o, q)]
+    if q.reads_runs:
+        source = source + " JOIN runs x ON x.id = b.run_id"
+    source = source + _join("", q.joins)
     count = "SELECT count(*) FROM " + source + " WHERE " + where
     columns = _join("", (", " + c + f" AS c{i}" for i, (c, _) in enumerate(sort)))
     by = _join(", ", [*(c + way for c, way in sort), _Sql("b.run_id DESC")])
     page = "SELECT b.run_id AS id" + columns + " FROM " + source + " WHERE " + where
     page = page + " ORDER BY " + by + " LIMIT %s OFFSET %s"
     order = ", ".join([*(f"page.c{i}{way}" for i, (_, way) in enumerate(sort)), "page.id DESC"])
-    return SqlQuery(page.text, order, tuple(page.params), count.text, tuple(count.params))
+    return SqlPart(page.text, order, tuple(page.params), count.text, tuple(count.params))
 
 
 def _as_list(order_by: str | Sequence[str] | None) -> list[str]:
@@ -650,12 +695,23 @@ def history_sql(
 
         rows = history_sql(conn, status="completed", filter="params.bs = 32", order_by="-metrics.acc", limit=100)
     """
-    sql, params = listing_sql(experiment, status, filter, order_by, now=now)
-    params += [limit if limit > 0 else None, max(0, offset)]
+    at = time.time() if now is None else float(now)
+    q = translate(filter, order_by, now=at, experiment=experiment, status=status)
+    out: list[tuple[str, bytes, bytes | None, str]] = []
+    need, skip = max(0, limit), max(0, offset)
     with conn.transaction():
         _no_jit(conn)
-        rows = conn.execute(sql, params).fetchall()
-    return [(r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in rows]
+        for part in q.parts:
+            rows = conn.execute(_rows_sql(part), [at, *part.params, need or None, skip]).fetchall()
+            out += [(r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in rows]
+            if need:
+                need -= len(rows)
+                if need <= 0:
+                    break
+            if skip:
+                # the offset reached into the next part by as many as this part did not hold
+                skip = 0 if rows else max(0, skip - _count(conn, part))
+    return out
 
 
 def count_sql(
@@ -670,8 +726,20 @@ def count_sql(
     q = translate(filter, None, now=now, experiment=experiment, status=status)
     with conn.transaction():
         _no_jit(conn)
-        row = conn.execute(q.count, q.count_params).fetchone()
+        return _count(conn, q.parts[0])
+
+
+def _count(conn: psycopg.Connection[Any], part: SqlPart) -> int:
+    row = conn.execute(part.count, part.count_params).fetchone()
     return int(row[0]) if row else 0
+
+
+def _rows_sql(part: SqlPart) -> str:
+    # The page's ids first, then the bytes and status of those runs only.
+    return (
+        "SELECT r.id, r.run_json, r.summary_json, amltrack_status(r.info, r.listing, %s::float8) "
+        f"FROM ({part.page}) page JOIN runs r ON r.id = page.id ORDER BY {part.order}"
+    )
 
 
 def listing_sql(
@@ -681,17 +749,12 @@ def listing_sql(
     order_by: str | Sequence[str] | None = None,
     *,
     now: float | None = None,
-) -> tuple[str, list[Any]]:
-    """``history_sql``'s query and its parameters but for the last two, its LIMIT (None for all)
-    and OFFSET: for EXPLAIN, or a cursor."""
-    now = time.time() if now is None else float(now)
-    q = translate(filter, order_by, now=now, experiment=experiment, status=status)
-    # The page's ids first, then the bytes and status of those runs only.
-    sql = (
-        "SELECT r.id, r.run_json, r.summary_json, amltrack_status(r.info, r.listing, %s::float8) "
-        f"FROM ({q.page}) page JOIN runs r ON r.id = page.id ORDER BY {q.order}"
-    )
-    return sql, [now, *q.params]
+) -> list[tuple[str, list[Any]]]:
+    """``history_sql``'s queries, one a part, and their parameters but for the last two of each,
+    its LIMIT (None for all) and OFFSET: for EXPLAIN."""
+    at = time.time() if now is None else float(now)
+    q = translate(filter, order_by, now=at, experiment=experiment, status=status)
+    return [(_rows_sql(part), [at, *part.params]) for part in q.parts]
 
 
 def _no_jit(conn: psycopg.Connection[Any]) -> None:
