@@ -660,7 +660,7 @@ def _part(
     by = _join(", ", [*(c + way for c, way in sort), _Sql("b.run_id DESC")])
     page = "SELECT b.run_id AS id" + columns + " FROM " + source + " WHERE " + where
     page = page + " ORDER BY " + by + " LIMIT %s OFFSET %s"
-    order = ", ".join([*(f"page.c{i}{way}" for i, (_, way) in enumerate(sort)), "page.id DESC"])
+    order = ", ".join([*(f"page.c{i}{way}" for i, (_, way) in enumerate(sort)), 'page.id COLLATE "C" DESC'])
     return SqlPart(page.text, order, tuple(page.params), count.text, tuple(count.params))
 
 
@@ -738,7 +738,9 @@ def _rows_sql(part: SqlPart) -> str:
     # The page's ids first, then the bytes and status of those runs only.
     return (
         "SELECT r.id, r.run_json, r.summary_json, amltrack_status(r.info, r.listing, %s::float8) "
-        f"FROM ({part.page}) page JOIN runs r ON r.id = page.id ORDER BY {part.order}"
+        # runs.id's index has the database's collation: a "C" id on the other side of = would
+        # keep it from being used, and read every run to find a page's 100.
+        f'FROM ({part.page}) page JOIN runs r ON r.id = (page.id COLLATE "default") ORDER BY {part.order}'
     )
 
 
