@@ -6,8 +6,13 @@ them all into Python. Every value goes to psycopg as a parameter: no text of a q
 pasted into the SQL, which is built only from this module's own fragments::
 
     history_sql(conn, filter="params.bs = 32", order_by=["-metrics.acc"], limit=100)
-    q = translate("params.bs = 32 and metrics.acc.max > 0.9", ["-metrics.acc"])
-    conn.execute(f"SELECT page.id FROM ({q.page}) page ORDER BY {q.order}", [*q.params, 100, 0])
+    count_sql(conn, filter="params.bs = 32")
+
+The queries read ``run_keys`` (schema step 3), where triggers on ``runs`` keep each param, tag
+and metric figure of each run as a row with the columns that compare and sort it (a double, an
+exact integer, a string, a bool): a condition is a set of run ids an index narrows, and a listing
+sorted by a key walks that key's index in order and stops at a page, then lists the runs that
+lack the key. Attributes (status, name, created...) are read from ``runs`` itself.
 
 **What a row of ``runs`` must hold** (the team store writes it; ``row_columns(run)`` computes it
 from a file-store ``Run``, and the tests fill rows with it):
@@ -23,6 +28,10 @@ from a file-store ``Run``, and the tests fill rows with it):
   elements in), with infinities as the strings ``"Infinity"``/``"-Infinity"``: ``encode_ranges()``
   of ``RunRow.ranges()``, the same encoding as the runs index (``amltrack/_runindex.py``).
 - ``run_json``, ``summary_json``: the bytes, which ``history_sql`` returns.
+
+The team store writes these columns as it does (``amltrack/server/_team.py``); nothing else is
+needed: ``run_keys`` follows every INSERT (a COPY of many runs in one statement) and every UPDATE
+of ``published``, ``info``, ``listing`` or ``ranges`` (only the part that changed is rewritten).
 
 **Where SQL and the file store part** (each a limit of what a server can know, or of jsonb):
 
