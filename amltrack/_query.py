@@ -63,7 +63,8 @@ _ORDERING = {"<", "<=", ">", ">="}
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SEGMENT = re.compile(r"[A-Za-z0-9_/:\-]+")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
-_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?\s*")
+# ASCII only, as SQL reads numbers too (amltrack/server/_sqlquery.py): "３２" is text, not 32.
+_NUMERIC_TEXT = re.compile(r"\s*[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\s*", re.ASCII)
 _WORD_CHAR = re.compile(r"[A-Za-z0-9_]")
 _OPS = re.compile(r"<=|>=|!=|==|=|<|>|~")
 _QUOTES = "\"'`"
@@ -578,7 +579,7 @@ def as_number(v: Any) -> int | float | None:
         return v
     if t is str and len(v) < 64 and _NUMERIC_TEXT.fullmatch(v):
         s = v.strip()
-        return int(s) if re.fullmatch(r"[+-]?\d+", s) else float(s)
+        return int(s) if re.fullmatch(r"[+-]?[0-9]+", s) else float(s)
     return None
 
 

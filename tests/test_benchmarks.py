@@ -144,3 +144,10 @@ def test_ui_runs_benchmark_smoke() -> None:
     figures = smoke("bench_ui_runs.py")
     for key in ("first_rows_s", "filtered_s", "workbench_s"):
         assert figures[key] > 0, key
+
+
+def test_server_query_benchmark_smoke() -> None:
+    figures = smoke("bench_server_query.py")
+    assert figures["runs"] == 300
+    first = figures["param filter, metric sort"]
+    assert first["matched"] > 0 and first["page_ms"][0] > 0 and first["count_ms"][0] > 0
