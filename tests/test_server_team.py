@@ -823,3 +823,15 @@ def test_verify_reports_a_damaged_team_and_the_next_sync_repairs_what_it_can(
     again = sync(local, connect(b.url), verify=True)
     assert again.ok and again.runs[0].differences == [], again.runs
     assert_exact(team, local, [rid])
+
+
+def test_a_replica_stopped_by_sigterm_removes_its_copy_of_the_runs(team: Team, tmp_path: Path) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    srv = ReplicaProcess(team, tmp_path / "replica.log", env={"TMPDIR": str(scratch)}).start()
+    try:
+        assert [p.name.startswith("amltrack-replica-") for p in scratch.iterdir()] == [True]
+    finally:
+        srv.stop()
+    assert srv.proc is not None and srv.proc.returncode == 128 + 15  # stopped, not killed by the signal
+    assert list(scratch.iterdir()) == []

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,6 +142,10 @@ def serve_store(
         os.close(lock_fd)
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def _serve_team(
     team: TeamStore,
     *,
@@ -160,6 +166,10 @@ def _serve_team(
     from ._app import server_app
 
     log = logging.getLogger("amltrack.server")
+    if threading.current_thread() is threading.main_thread():
+        # uvicorn shuts down on SIGTERM, then raises it again under the handler it found: the
+        # default one would end the process before the copy below is removed (a GB or more).
+        signal.signal(signal.SIGTERM, _exit_on_signal)
     with tempfile.TemporaryDirectory(prefix="amltrack-replica-") as tmp:
         mirror = Mirror(team, Path(tmp), every=MIRROR_EVERY, warn=log.warning)  # type: ignore[arg-type]
         app = server_app(tmp, tokens=tokens, max_body=max_body, faults=faults, team=team)

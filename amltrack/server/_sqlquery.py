@@ -127,7 +127,26 @@ def _scoped(key: Key) -> tuple[str, str, str] | None:
     return None
 
 
-def _attribute(name: str, now: float) -> _Sql:
+# Runs on file as running whose owner this host can ask (``Store``'s rule, ``owner_alive``): the ids
+# whose process is gone, and those whose process lives though their heartbeat is old.
+Local = tuple[Sequence[str], Sequence[str]]
+NO_LOCAL: Local = ((), ())
+
+
+def _status(run: str, now: float, local: Local) -> _Sql:
+    """The text expression of the status of the ``runs`` row ``run``."""
+    return (
+        _Sql(f"(CASE WHEN {run}.id = ANY(")
+        + _p(list(local[0]), "text[]")
+        + f") THEN 'crashed' WHEN {run}.id = ANY("
+        + _p(list(local[1]), "text[]")
+        + f") THEN 'running' ELSE amltrack_status({run}.info, {run}.listing, "
+        + _p(now, "float8")
+        + ") END)"
+    )
+
+
+def _attribute(name: str, now: float, local: Local = NO_LOCAL) -> _Sql:
     """A jsonb expression of attribute ``name`` of the joined ``runs`` row ``x``, as ``RunRow.attr``
     gives it: NULL where it gives None."""
     if name == "id":
@@ -138,7 +157,7 @@ def _attribute(name: str, now: float) -> _Sql:
             "THEN x.info -> 'experiment' ELSE '\"default\"'::jsonb END)"
         )
     if name == "status":
-        return "to_jsonb(amltrack_status(x.info, x.listing, " + _p(now, "float8") + "))"
+        return "to_jsonb(" + _status("x", now, local) + ")"
     if name == "duration":
         return "amltrack_duration(x.info, x.listing, " + _p(now, "float8") + ")"
     if name.startswith("git."):
@@ -152,15 +171,16 @@ class _Query:
     """What a translation collects besides its text: whether it reads ``runs`` (``x``), and the
     ``run_keys`` joined for its order."""
 
-    def __init__(self, now: float) -> None:
+    def __init__(self, now: float, local: Local = NO_LOCAL) -> None:
         self.now = now
+        self.local = local
         self.reads_runs = False
         self.joins: list[_Sql] = []
 
     def attribute(self, name: str) -> _Sql:
         if name != "id":
             self.reads_runs = True
-        return _attribute(name, self.now)
+        return _attribute(name, self.now, self.local)
 
     def keys(self, key: tuple[str, str, str], condition: _Sql | None = None, alias: str = "s") -> _Sql:
         """The ids of the runs that have ``key`` (and whose value meets ``condition``)."""
@@ -595,9 +615,11 @@ def translate(
     now: float | None = None,
     experiment: str | None = None,
     status: str | None = None,
+    local: Local = NO_LOCAL,
 ) -> SqlQuery:
     """The SQL of ``Store.runs(experiment, status, filter=, order_by=)``; ``now`` (default
-    ``time.time()``) is when a running run's heartbeat is judged and its duration measured.
+    ``time.time()``) is when a running run's heartbeat is judged and its duration measured; ``local``
+    the runs on file as running that this host judged by their process (``TeamStore`` asks it).
     QueryError if the filter or order does not parse, ValueError for a status that is none.
 
         q = translate('params.optimizer = "adam"', "-metrics.acc")
@@ -620,11 +642,11 @@ def translate(
     at = time.time() if now is None else float(now)
     first = _scoped(orders[0].key) if orders else None
     if first is None:
-        return SqlQuery((_part(tree, orders, None, at, experiment, status),))
+        return SqlQuery((_part(tree, orders, None, at, experiment, status, local),))
     return SqlQuery(
         (
-            _part(tree, orders, (first, True), at, experiment, status),
-            _part(tree, orders[1:], (first, False), at, experiment, status),
+            _part(tree, orders, (first, True), at, experiment, status, local),
+            _part(tree, orders[1:], (first, False), at, experiment, status, local),
         )
     )
 
@@ -636,9 +658,10 @@ def _part(
     now: float,
     experiment: str | None,
     status: str | None,
+    local: Local = NO_LOCAL,
 ) -> SqlPart:
     """The runs that have (``first[1]``) or lack a value to sort by of the key ``first[0]``, or all."""
-    q = _Query(now)
+    q = _Query(now, local)
     source = _Sql("run_keys b")
     where = _Sql("b.scope = '' AND b.published")
     if first is not None:
@@ -692,6 +715,7 @@ def history_sql(
     offset: int = 0,
     *,
     now: float | None = None,
+    local: Local = NO_LOCAL,
 ) -> list[tuple[str, bytes, bytes | None, str]]:
     """The published runs ``Store.runs(experiment, status, limit, filter=, order_by=)`` would list,
     from the ``runs`` table: ``(id, run_json, summary_json, status)`` each, newest first unless
@@ -705,13 +729,16 @@ def history_sql(
         rows = history_sql(conn, status="completed", filter="params.bs = 32", order_by="-metrics.acc", limit=100)
     """
     at = time.time() if now is None else float(now)
-    q = translate(filter, order_by, now=at, experiment=experiment, status=status)
+    q = translate(filter, order_by, now=at, experiment=experiment, status=status, local=local)
     out: list[tuple[str, bytes, bytes | None, str]] = []
     need, skip = max(0, limit), max(0, offset)
     with conn.transaction():
         _no_jit(conn)
         for part in q.parts:
-            rows = conn.execute(_rows_sql(part), [at, *part.params, need or None, skip]).fetchall()
+            status_sql = _status("r", at, local)
+            rows = conn.execute(
+                _rows_sql(part, status_sql.text), [*status_sql.params, *part.params, need or None, skip]
+            ).fetchall()
             out += [(r[0], bytes(r[1]), None if r[2] is None else bytes(r[2]), r[3]) for r in rows]
             if need:
                 need -= len(rows)
@@ -730,9 +757,10 @@ def count_sql(
     filter: str | Node | None = None,
     *,
     now: float | None = None,
+    local: Local = NO_LOCAL,
 ) -> int:
     """How many published runs ``history_sql`` lists with no limit."""
-    q = translate(filter, None, now=now, experiment=experiment, status=status)
+    q = translate(filter, None, now=now, experiment=experiment, status=status, local=local)
     with conn.transaction():
         _no_jit(conn)
         return _count(conn, q.parts[0])
@@ -743,10 +771,10 @@ def _count(conn: psycopg.Connection[Any], part: SqlPart) -> int:
     return int(row[0]) if row else 0
 
 
-def _rows_sql(part: SqlPart) -> str:
+def _rows_sql(part: SqlPart, status: str = "amltrack_status(r.info, r.listing, %s::float8)") -> str:
     # The page's ids first, then the bytes and status of those runs only.
     return (
-        "SELECT r.id, r.run_json, r.summary_json, amltrack_status(r.info, r.listing, %s::float8) "
+        f"SELECT r.id, r.run_json, r.summary_json, {status} "
         # runs.id's index has the database's collation: a "C" id on the other side of = would
         # keep it from being used, and read every run to find a page's 100.
         f'FROM ({part.page}) page JOIN runs r ON r.id = (page.id COLLATE "default") ORDER BY {part.order}'
