@@ -136,3 +136,18 @@ def test_ui_runs_benchmark_smoke() -> None:
     figures = smoke("bench_ui_runs.py")
     for key in ("first_rows_s", "filtered_s", "workbench_s"):
         assert figures[key] > 0, key
+
+
+def test_server_scale_benchmark_smoke() -> None:
+    # Embedded always; the team's replicas too where PostgreSQL, moto and `server --objects` are here.
+    figures = smoke("bench_server_scale.py")
+    embedded = figures["backends"]["embedded"]
+    assert embedded["points_per_s"] > 0 and embedded["artifact_mb_per_s"] > 0
+    assert (
+        embedded["metrics"]["requests"] > 0 and embedded["metrics"]["p99_ms"] >= embedded["metrics"]["p50_ms"]
+    )
+    assert set(embedded["metrics"]["statuses"]) <= {"200", "201", "204", "404"}, embedded["metrics"][
+        "statuses"
+    ]
+    team = figures["backends"]["team"]
+    assert "skipped" in team or team["points_per_s"] > 0, team

@@ -1,0 +1,691 @@
+"""Many clients pushing at once to the team server (two replicas over one PostgreSQL and one S3
+server), to the embedded file-store server, and to MLflow's tracking server on the same PostgreSQL
+and S3: points per second, artifact MB/s, and the time of a request (issue 21).
+
+    python benchmarks/bench_server_scale.py                 # 20 clients x 10 runs x 100,000 points, 20 MB
+    python benchmarks/bench_server_scale.py --quick         # 20 clients x 2 runs x 20,000 points, 5 MB
+    python benchmarks/bench_server_scale.py --smoke --json  # tiny, no MLflow: run by the test suite
+    python benchmarks/bench_server_scale.py --backends team,mlflow --clients 10 --points 50000
+
+The workload. Each of --clients client stores holds --runs runs of --points points of one metric,
+made once by the real logger, and one more store holds a run with a random --artifact-mb MB
+artifact. For each backend, two phases, each timed from the first client's start to the last one's
+exit: every client pushes its runs at once (`python -m amltrack sync --to URL --json`, a fresh
+process per client, its start-up included), then every client pushes its artifact run at once.
+Points per second is all points over the first phase's time; MB/s is all artifact bytes over the
+second's. The clients' ledgers are cleared between backends, so every push is real.
+
+The backends.
+- team: two `amltrack server --database URL --objects s3://BUCKET/team --objects-endpoint URL`
+  replicas on this machine, over a database this script creates on the PostgreSQL at 127.0.0.1:5432
+  (trust authentication) and drops after, and a bucket on one `python -m moto.server` process.
+- embedded: one `amltrack server --store DIR` process.
+- mlflow: `mlflow server --workers 2` (as many processes as the team's replicas) from a virtualenv of
+  its own (--mlflow-python; made on first use with mlflow==3.17.2, psycopg2-binary and boto3), on a
+  database of its own on the same PostgreSQL, with --artifacts-destination in the same S3 server.
+  Each client process logs the same points with `MlflowClient.log_batch`, 1,000 metrics a batch
+  (MLflow's limit for one request), then its artifact with `log_artifact`. MLflow's clients import
+  mlflow and make their artifact file before a start signal, and their time runs from that signal:
+  unlike amltrack's, their start-up is not counted. Past --mlflow-seconds a client stops logging and
+  the points it sent are counted, so a slow server cannot hold the benchmark for an hour.
+
+The load balancer and the request times. Every client talks to one URL: `timing_proxy.py` beside
+this script, a small asyncio reverse proxy that sends each request to the next replica in turn
+(round-robin per request, no sticky sessions; one upstream for the embedded and MLflow servers).
+It logs each request's time from its first byte in to the last byte out, as nginx's $request_time,
+and the p50 and p99 reported are over those lines: no code is added to either server. The proxy is
+one Python process on the same two cores, so it costs the backends some CPU (its CPU time is
+reported); every backend pays it alike.
+
+Everything (clients, replicas, PostgreSQL, S3, proxy) shares this machine's cores, and other work
+on it shows in every figure: compare backends within one run of this script, not across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from bench_sync import ONE_ARTIFACT, forget_pushes
+
+HERE = Path(__file__).resolve().parent
+PROXY = HERE / "timing_proxy.py"
+MB = 1_000_000
+TOKEN = "bench-scale-write-token-0123456789abcdef"
+PG_HOST = "127.0.0.1:5432"
+MLFLOW_PACKAGES = ["mlflow==3.17.2", "psycopg2-binary", "boto3"]
+DEFAULT_MLFLOW_PYTHON = (
+    Path.home() / ".cache" / "amltrack-bench" / "venvs" / "mlflow-scale" / "bin" / "python"
+)
+AWS = {
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+SIZES = {  # clients, runs per client, points per run, artifact MB per client
+    "full": (20, 10, 100_000, 20),
+    "quick": (20, 2, 20_000, 5),
+    "smoke": (2, 2, 300, 1),
+}
+
+MAKE_RUNS = textwrap.dedent("""
+    import sys
+    import amltrack
+    runs, points, store = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+    for r in range(runs):
+        with amltrack.start_run("bench-scale", store=store, outputs=None, params={"r": r}) as lg:
+            log = lg.log
+            for i in range(points):
+                log("loss", 1.0 / (i + 1))
+""")
+
+# Run by MLflow's interpreter: the same points as MAKE_RUNS, through MlflowClient.log_batch.
+MLFLOW_CLIENT = textwrap.dedent("""
+    import json, os, sys, time
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    url, exp, phase, client_no, runs, points, art, budget, ready, go = sys.argv[1:]
+    runs, points, budget = int(runs), int(points), float(budget)
+    client = MlflowClient(tracking_uri=url)
+    open(ready, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    start, sent = time.time(), 0
+    if phase == "metrics":
+        stop = time.monotonic() + budget
+        for r in range(runs):
+            run_id = client.create_run(exp, run_name=f"c{client_no}-r{r}").info.run_id
+            for b in range(0, points, 1000):
+                ts = int(time.time() * 1000)
+                batch = [Metric("loss", 1.0 / (i + 1), ts, i) for i in range(b, min(points, b + 1000))]
+                client.log_batch(run_id, metrics=batch)
+                sent += len(batch)
+                if time.monotonic() > stop:
+                    break
+            client.set_terminated(run_id)
+            if time.monotonic() > stop:
+                break
+    else:
+        run_id = client.create_run(exp, run_name=f"c{client_no}-artifact").info.run_id
+        client.log_artifact(run_id, art, "model")
+        client.set_terminated(run_id)
+        sent = os.path.getsize(art)
+    print(json.dumps({"sent": sent, "start": start, "end": time.time()}))
+""")
+
+
+def log(msg: str) -> None:
+    print(f"[bench_server_scale] {msg}", file=sys.stderr, flush=True)
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMLTRACK_", "AWS_", "MLFLOW_"))}
+    env.update(extra)
+    return env
+
+
+def tree_cpu(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (MLflow's workers)."""
+    try:
+        procs = [psutil.Process(pid)]
+        procs += procs[0].children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Process:
+    """A server process whose stderr goes to ``log``; ``url`` once ``pattern`` shows up there."""
+
+    def __init__(self, cmd: list[str], log: Path, env: dict[str, str], pattern: str, timeout: float = 120):
+        self.log = log
+        with open(log, "ab") as f:
+            self.proc = subprocess.Popen(cmd, stdout=f, stderr=f, env=env)
+        self.url = ""
+        deadline = time.monotonic() + timeout
+        while not self.url:
+            m = re.search(pattern, log.read_text(errors="replace"))
+            if m:
+                self.url = m.group(1)
+            elif self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"{cmd[:4]} did not start:\n{log.read_text(errors='replace')[-3000:]}")
+            else:
+                time.sleep(0.05)
+
+    def cpu(self) -> float:
+        return tree_cpu(self.proc.pid)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                for child in psutil.Process(self.proc.pid).children(recursive=True):
+                    child.kill()
+                self.proc.kill()
+                self.proc.wait(30)
+
+
+def start_proxy(upstreams: list[str], tmp: Path, name: str) -> tuple[Process, Path]:
+    requests = tmp / f"{name}.requests.tsv"
+    cmd = [sys.executable, str(PROXY), "--log", str(requests)]
+    for u in upstreams:
+        cmd += ["--upstream", u]
+    return Process(cmd, tmp / f"{name}.proxy.log", child_env(), r"proxy on (http://\S+)"), requests
+
+
+def percentile(sorted_vals: list[float], q: float) -> float:
+    if not sorted_vals:
+        return float("nan")
+    return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
+
+
+def request_figures(path: Path) -> dict[str, Any]:
+    """p50, p99 and max of the proxy's request times in ms, the count, and the non-2xx answers."""
+    times, statuses = [], {}
+    for line in path.read_text().splitlines():
+        seconds, _method, _path, status, *_ = line.split("\t")
+        times.append(float(seconds) * 1000)
+        statuses[status] = statuses.get(status, 0) + 1
+    times.sort()
+    return {
+        "requests": len(times),
+        "p50_ms": percentile(times, 0.50),
+        "p99_ms": percentile(times, 0.99),
+        "max_ms": times[-1] if times else float("nan"),
+        "statuses": statuses,
+    }
+
+
+# ------------------------------------------------------------------ PostgreSQL and S3
+
+
+def pg_user() -> str:
+    import psycopg
+
+    for user in ("postgres", getpass.getuser()):
+        try:
+            with psycopg.connect(f"postgresql://{user}@{PG_HOST}/test", connect_timeout=5):
+                return user
+        except psycopg.OperationalError:
+            continue
+    raise RuntimeError(f"no PostgreSQL at {PG_HOST} that postgres or {getpass.getuser()} may use")
+
+
+class Databases:
+    """Databases made on the PostgreSQL at 127.0.0.1:5432 for this run, all dropped by ``drop_all``."""
+
+    def __init__(self) -> None:
+        self.user = pg_user()
+        self.names: list[str] = []
+
+    def _admin(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(f"postgresql://{self.user}@{PG_HOST}/test", autocommit=True)
+
+    def create(self, purpose: str) -> str:
+        from psycopg import sql
+
+        name = f"amltrack_bench_{purpose}_{os.getpid()}_{secrets.token_hex(3)}"
+        with self._admin() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        self.names.append(name)
+        return f"postgresql://{self.user}@{PG_HOST}/{name}"
+
+    def drop_all(self) -> None:
+        from psycopg import sql
+
+        with self._admin() as conn:
+            for name in self.names:
+                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def start_moto(tmp: Path) -> tuple[Process, Any]:
+    import boto3
+
+    port = free_port()
+    proc = Process(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        tmp / "moto.log",
+        child_env(**AWS),
+        r"Running on (http://127\.0\.0\.1:\d+)",
+    )
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=proc.url,
+        aws_access_key_id=AWS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=AWS["AWS_SECRET_ACCESS_KEY"],
+        region_name=AWS["AWS_REGION"],
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            s3.list_buckets()
+            return proc, s3
+        except Exception:
+            if time.monotonic() > deadline:
+                proc.stop()
+                raise
+            time.sleep(0.1)
+
+
+def team_missing() -> str | None:
+    """Why the team backend cannot run here, or None."""
+    for module in ("psycopg", "psycopg_pool", "boto3", "moto"):
+        try:
+            __import__(module)
+        except ImportError:
+            return f"{module} is not installed (pip install -e '.[test]')"
+    try:
+        pg_user()
+    except Exception as e:
+        return str(e).splitlines()[0]
+    help_text = subprocess.run(
+        [sys.executable, "-m", "amltrack", "server", "--help"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    ).stdout
+    if "--objects" not in help_text:
+        return "this amltrack's server has no --objects (the replicated backend is not built yet)"
+    return None
+
+
+def mlflow_missing(python: Path, smoke: bool) -> str | None:
+    try:
+        pg_user()
+        __import__("moto")
+    except Exception as e:
+        return str(e).splitlines()[0]
+    marker = python.parent.parent / "amltrack-bench.json"
+    if python.exists() and (not marker.exists() or json.loads(marker.read_text()) == MLFLOW_PACKAGES):
+        return None
+    if smoke:
+        return f"no MLflow at {python} (--smoke installs nothing)"
+    venv = python.parent.parent
+    log(f"installing {' '.join(MLFLOW_PACKAGES)} into {venv} (once; a few minutes) ...")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    r = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *MLFLOW_PACKAGES],
+        capture_output=True,
+        text=True,
+    )
+    if r.returncode:
+        return f"pip install failed: {r.stderr.strip().splitlines()[-1:]}"
+    marker.write_text(json.dumps(MLFLOW_PACKAGES))
+    return None
+
+
+# ------------------------------------------------------------------ the workload
+
+
+def make_stores(
+    tmp: Path, clients: int, runs: int, points: int, artifact_mb: float
+) -> list[tuple[Path, Path]]:
+    """Each client's two stores (its runs, its artifact run), made by the real logger, two at a time."""
+    stores = [(tmp / f"client{c}" / "runs", tmp / f"client{c}" / "artifact") for c in range(clients)]
+    jobs = []
+    for c, (runs_store, art_store) in enumerate(stores):
+        jobs.append([sys.executable, "-c", MAKE_RUNS, str(runs), str(points), str(runs_store)])
+        scratch = tmp / f"client{c}" / "weights.bin"
+        scratch.parent.mkdir(parents=True)
+        jobs.append(
+            [sys.executable, "-c", ONE_ARTIFACT, str(int(artifact_mb * MB)), str(art_store), str(scratch)]
+        )
+    running: list[subprocess.Popen] = []
+    width = os.cpu_count() or 2
+    for job in jobs:
+        while len(running) >= width:
+            running.pop(0).wait()
+        running.append(subprocess.Popen(job, env=child_env()))
+    for p in running:
+        p.wait()
+        if p.returncode:
+            raise RuntimeError(f"making the client stores failed ({p.args[3:]})")
+    return stores
+
+
+def push_all(url: str, stores: list[Path], env: dict[str, str], tmp: Path, phase: str, expect: int) -> float:
+    """Every store pushed at once by its own `python -m amltrack sync`; the wall time of them all."""
+    procs = []
+    t0 = time.perf_counter()
+    for c, store in enumerate(stores):
+        out = open(tmp / f"{phase}.client{c}.out", "w+")
+        cmd = [sys.executable, "-m", "amltrack", "sync", "--store", str(store), "--to", url, "--json"]
+        procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out))
+    for p, _ in procs:
+        p.wait()
+    dt = time.perf_counter() - t0
+    for c, (p, out) in enumerate(procs):
+        out.seek(0)
+        text = out.read()
+        out.close()
+        if p.returncode:
+            raise RuntimeError(f"client {c} of {phase} exited with {p.returncode}:\n{text[-3000:]}")
+        pushed = json.loads(text)["counts"]["pushed"]
+        if pushed != expect:
+            raise RuntimeError(f"client {c} of {phase} pushed {pushed} runs, not {expect}:\n{text[-3000:]}")
+    return dt
+
+
+def measure(
+    name: str,
+    upstreams: list[str],
+    servers: list[Process],
+    env: dict[str, str],
+    a: argparse.Namespace,
+    w: dict,
+) -> dict[str, Any]:
+    """The two phases against ``upstreams`` through a fresh proxy each."""
+    res: dict[str, Any] = {"processes": len(servers)}
+    for phase, stores, expect in (("metrics", w["runs"], a.runs), ("artifact", w["artifacts"], 1)):
+        for store in stores:
+            forget_pushes(str(store))
+        proxy, requests = start_proxy(upstreams, w["tmp"], f"{name}.{phase}")
+        cpu0, pcpu0 = sum(s.cpu() for s in servers), proxy.cpu()
+        try:
+            dt = push_all(proxy.url, stores, env, w["tmp"], f"{name}.{phase}", expect)
+            server_cpu, proxy_cpu = sum(s.cpu() for s in servers) - cpu0, proxy.cpu() - pcpu0
+        finally:
+            proxy.stop()
+        res[phase] = {
+            "wall_s": dt,
+            "server_cpu_s": server_cpu,
+            "proxy_cpu_s": proxy_cpu,
+            **request_figures(requests),
+        }
+        log(f"{name} {phase}: {dt:.1f} s")
+    res["points_per_s"] = a.clients * a.runs * a.points / res["metrics"]["wall_s"]
+    res["artifact_mb_per_s"] = a.clients * a.artifact_mb / res["artifact"]["wall_s"]
+    return res
+
+
+def run_embedded(a: argparse.Namespace, w: dict) -> dict[str, Any]:
+    server = Process(
+        [sys.executable, "-m", "amltrack", "server", "--store", str(w["tmp"] / "served"), "--port", "0"],
+        w["tmp"] / "embedded.log",
+        child_env(AMLTRACK_SERVER_TOKENS=f"write:{TOKEN}"),
+        r"on (http://127\.0\.0\.1:\d+)",
+    )
+    try:
+        env = child_env(AMLTRACK_TOKEN=TOKEN, AMLTRACK_CONFIG_DIR=str(w["tmp"] / "config"))
+        return measure("embedded", [server.url], [server], env, a, w)
+    finally:
+        server.stop()
+        shutil.rmtree(w["tmp"] / "served", ignore_errors=True)
+
+
+def run_team(a: argparse.Namespace, w: dict) -> dict[str, Any]:
+    url = w["db"].create("team")
+    w["s3"].create_bucket(Bucket="bench-team")
+    made = subprocess.run(
+        [sys.executable, "-m", "amltrack", "server", "token", "create", "--database", url]
+        + ["--scope", "write", "--name", "bench", "--json"],
+        capture_output=True,
+        text=True,
+        env=child_env(),
+    )
+    if made.returncode:
+        raise RuntimeError(f"token create failed: {made.stderr}")
+    token = json.loads(made.stdout)["token"]
+    cmd = [sys.executable, "-m", "amltrack", "server", "--database", url, "--objects", "s3://bench-team/team"]
+    cmd += ["--objects-endpoint", w["moto"].url, "--port", "0"]
+    replicas: list[Process] = []
+    try:
+        for i in range(a.replicas):
+            replicas.append(
+                Process(cmd, w["tmp"] / f"team{i}.log", child_env(**AWS), r"on (http://127\.0\.0\.1:\d+)")
+            )
+        env = child_env(AMLTRACK_TOKEN=token, AMLTRACK_CONFIG_DIR=str(w["tmp"] / "config"))
+        return measure("team", [r.url for r in replicas], replicas, env, a, w)
+    finally:
+        for r in replicas:
+            r.stop()
+
+
+def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
+    # The driver named: MLflow's SQLAlchemy would otherwise ask for psycopg 3, which its venv lacks.
+    url = w["db"].create("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+    w["s3"].create_bucket(Bucket="bench-mlflow")
+    port = free_port()
+    env = child_env(
+        MLFLOW_S3_ENDPOINT_URL=w["moto"].url,
+        MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
+        MLFLOW_DISABLE_TELEMETRY="true",
+        DO_NOT_TRACK="true",
+        **AWS,
+    )
+    cmd = [str(a.mlflow_python), "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--backend-store-uri", url, "--artifacts-destination", "s3://bench-mlflow/mlflow"]
+    cmd += ["--workers", str(a.replicas)]
+    log("starting MLflow's server (its first start migrates its schema: a minute or so) ...")
+    server = Process(
+        cmd, w["tmp"] / "mlflow.log", env, r"(Uvicorn running|Application startup complete)", 600
+    )
+    server.url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                if httpx.get(server.url + "/health", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.proc.poll() is not None:
+                raise RuntimeError(
+                    f"MLflow did not come up:\n{(w['tmp'] / 'mlflow.log').read_text()[-3000:]}"
+                )
+            time.sleep(0.5)
+        exp = httpx.post(
+            server.url + "/api/2.0/mlflow/experiments/create", json={"name": "bench-scale"}, timeout=60
+        ).json()["experiment_id"]
+        res: dict[str, Any] = {"processes": a.replicas}
+        for phase in ("metrics", "artifact"):
+            proxy, requests = start_proxy([server.url], w["tmp"], f"mlflow.{phase}")
+            try:
+                res[phase] = mlflow_phase(a, w, proxy.url, exp, phase, server, proxy)
+            finally:
+                proxy.stop()
+            res[phase].update(request_figures(requests))
+            log(f"mlflow {phase}: {res[phase]['wall_s']:.1f} s")
+        res["points_per_s"] = res["metrics"]["sent"] / res["metrics"]["wall_s"]
+        res["points_sent"] = res["metrics"].pop("sent")
+        res["artifact_mb_per_s"] = res["artifact"].pop("sent") / MB / res["artifact"]["wall_s"]
+        return res
+    finally:
+        server.stop()
+
+
+def mlflow_phase(
+    a: argparse.Namespace, w: dict, url: str, exp: str, phase: str, server: Process, proxy: Process
+) -> dict[str, Any]:
+    sync_dir = w["tmp"] / f"mlflow-{phase}"
+    sync_dir.mkdir()
+    procs = []
+    for c in range(a.clients):
+        art = w["tmp"] / f"client{c}" / "mlflow-weights.bin"
+        if phase == "artifact" and not art.exists():
+            with open(art, "wb") as f:
+                f.write(os.urandom(int(a.artifact_mb * MB)))
+        args = [url, exp, phase, str(c), str(a.runs), str(a.points), str(art), str(a.mlflow_seconds)]
+        args += [str(sync_dir / f"ready{c}"), str(sync_dir / "go")]
+        procs.append(
+            subprocess.Popen(
+                [str(a.mlflow_python), "-c", MLFLOW_CLIENT, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=child_env(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true"),
+            )
+        )
+    deadline = time.monotonic() + 300
+    while not all((sync_dir / f"ready{c}").exists() for c in range(a.clients)):
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"MLflow's clients did not get ready: {procs[0].communicate()[1][-3000:]}")
+        time.sleep(0.05)
+    cpu0, pcpu0 = server.cpu(), proxy.cpu()
+    go = time.time()
+    (sync_dir / "go").touch()
+    sent, end = 0, go
+    for c, p in enumerate(procs):
+        out, err = p.communicate()
+        if p.returncode:
+            raise RuntimeError(f"MLflow client {c} of {phase} exited with {p.returncode}:\n{err[-3000:]}")
+        # MLflow prints lines of its own ("View run ... at"): the report is the last line.
+        rep = json.loads(out.strip().splitlines()[-1])
+        sent += rep["sent"]
+        end = max(end, rep["end"])
+    return {
+        "wall_s": end - go,
+        "sent": sent,
+        "server_cpu_s": server.cpu() - cpu0,
+        "proxy_cpu_s": proxy.cpu() - pcpu0,
+    }
+
+
+BACKENDS = {"team": run_team, "embedded": run_embedded, "mlflow": run_mlflow}
+
+
+def table(result: dict[str, Any]) -> str:
+    s = result["sizes"]
+    lines = [
+        f"{s['clients']} clients x {s['runs']} runs x {s['points']:,} points, and {s['artifact_mb']:g} MB "
+        f"artifact per client; load average {result['load'][0]:.1f} before, {result['load'][1]:.1f} after",
+        f"{'backend':10} {'procs':>5} {'points/s':>11} {'metrics s':>9} {'p50 ms':>7} {'p99 ms':>8} "
+        f"{'MB/s':>6} {'artif. s':>8} {'p50 ms':>7} {'p99 ms':>8} {'srv CPU s':>9} {'proxy CPU s':>11}",
+    ]
+    for name in BACKENDS:
+        r = result["backends"].get(name)
+        if r is None:
+            continue
+        if "skipped" in r:
+            lines.append(f"{name:10} skipped: {r['skipped']}")
+            continue
+        m, art = r["metrics"], r["artifact"]
+        lines.append(
+            f"{name:10} {r['processes']:>5} {r['points_per_s']:>11,.0f} {m['wall_s']:>9.1f} {m['p50_ms']:>7.1f} "
+            f"{m['p99_ms']:>8.1f} {r['artifact_mb_per_s']:>6.1f} {art['wall_s']:>8.1f} {art['p50_ms']:>7.1f} "
+            f"{art['p99_ms']:>8.1f} {m['server_cpu_s'] + art['server_cpu_s']:>9.1f} "
+            f"{m['proxy_cpu_s'] + art['proxy_cpu_s']:>11.1f}"
+        )
+    if "points_sent" in result["backends"].get("mlflow", {}):
+        ml = result["backends"]["mlflow"]
+        total = s["clients"] * s["runs"] * s["points"]
+        if ml["points_sent"] < total:
+            lines.append(f"(mlflow sent {ml['points_sent']:,} of {total:,} points within --mlflow-seconds)")
+    for name, ratio in result["ratios"].items():
+        lines.append(f"points/s {name}: {ratio:.1f}x")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--smoke", action="store_true", help="tiny sizes, no MLflow: for the test suite")
+    ap.add_argument("--quick", action="store_true", help="20 clients x 2 runs x 20,000 points, 5 MB")
+    ap.add_argument("--clients", type=int, help="concurrent client processes (default 20)")
+    ap.add_argument("--runs", type=int, help="runs per client (default 10)")
+    ap.add_argument("--points", type=int, help="points per run (default 100,000)")
+    ap.add_argument("--artifact-mb", type=float, help="artifact per client, MB (default 20)")
+    ap.add_argument(
+        "--replicas", type=int, default=2, help="team replicas, and MLflow's --workers (default 2)"
+    )
+    ap.add_argument(
+        "--backends",
+        default=None,
+        help="comma-separated, of team, embedded, mlflow (default all; --smoke: team,embedded)",
+    )
+    ap.add_argument("--mlflow-python", type=Path, default=DEFAULT_MLFLOW_PYTHON, help="(default %(default)s)")
+    ap.add_argument(
+        "--mlflow-seconds",
+        type=float,
+        default=600,
+        help="stop MLflow's clients after this long (default 600)",
+    )
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    a = ap.parse_args()
+    size = SIZES["smoke" if a.smoke else "quick" if a.quick else "full"]
+    for attr, default in zip(("clients", "runs", "points", "artifact_mb"), size):
+        if getattr(a, attr) is None:
+            setattr(a, attr, default)
+    names = (a.backends or ("team,embedded" if a.smoke else "team,embedded,mlflow")).split(",")
+    unknown = [n for n in names if n not in BACKENDS]
+    if unknown:
+        ap.error(f"unknown backend {unknown[0]!r}: pick from {', '.join(BACKENDS)}")
+    result: dict[str, Any] = {
+        "sizes": {"clients": a.clients, "runs": a.runs, "points": a.points, "artifact_mb": a.artifact_mb},
+        "backends": {},
+        "load": [os.getloadavg()[0]],
+    }
+    missing = {
+        "team": team_missing() if "team" in names else None,
+        "mlflow": mlflow_missing(a.mlflow_python, a.smoke) if "mlflow" in names else None,
+    }
+    for name, why in missing.items():
+        if why:
+            log(f"{name}: skipped: {why}")
+            result["backends"][name] = {"skipped": why}
+    needs_services = any(n in names and not missing.get(n) for n in ("team", "mlflow"))
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp_name:
+        tmp = Path(tmp_name)
+        log(f"making {a.clients} x {a.runs} runs of {a.points:,} points and {a.clients} artifacts ...")
+        stores = make_stores(tmp, a.clients, a.runs, a.points, a.artifact_mb)
+        w: dict[str, Any] = {"tmp": tmp, "runs": [r for r, _ in stores], "artifacts": [x for _, x in stores]}
+        if needs_services:
+            w["db"] = Databases()
+            w["moto"], w["s3"] = start_moto(tmp)
+        try:
+            for name in names:
+                if name not in result["backends"]:
+                    log(f"{name} ...")
+                    result["backends"][name] = BACKENDS[name](a, w)
+        finally:
+            if needs_services:
+                w["moto"].stop()
+                w["db"].drop_all()
+    result["load"].append(os.getloadavg()[0])
+    fig = {n: r["points_per_s"] for n, r in result["backends"].items() if "points_per_s" in r}
+    result["ratios"] = {
+        f"{n} / mlflow": fig[n] / fig["mlflow"] for n in ("team", "embedded") if n in fig and "mlflow" in fig
+    }
+    print(json.dumps(result, indent=2) if a.json else table(result))
+
+
+if __name__ == "__main__":
+    main()
