@@ -430,9 +430,31 @@ def measure(
             **request_figures(requests),
         }
         log(f"{name} {phase}: {dt:.1f} s")
+    check_served(upstreams[-1], env, a, w)
     res["points_per_s"] = a.clients * a.runs * a.points / res["metrics"]["wall_s"]
     res["artifact_mb_per_s"] = a.clients * a.artifact_mb / res["artifact"]["wall_s"]
     return res
+
+
+def check_served(url: str, env: dict[str, str], a: argparse.Namespace, w: dict) -> None:
+    """Every run is listed by the server (the last replica, whichever took the pushes), and one run
+    holds every point: a fast figure for a push that lost something would be worthless."""
+
+    def cli(*args: str) -> Any:
+        out = subprocess.run(
+            [sys.executable, "-m", "amltrack", *args], capture_output=True, text=True, env=env
+        )
+        if out.returncode:
+            raise RuntimeError(f"amltrack {' '.join(args)} failed:\n{out.stdout}{out.stderr}")
+        return json.loads(out.stdout)
+
+    listed = cli("history", "list", "--remote", url, "--limit", "0", "--json")
+    if len(listed) != a.clients * (a.runs + 1):
+        raise RuntimeError(f"{url} lists {len(listed)} runs, not {a.clients * (a.runs + 1)}")
+    rid = sorted(os.listdir(w["runs"][0] / "runs"))[0]
+    count = cli("history", "info", "-r", rid, "--remote", url, "--json")["metrics"]["loss"]["count"]
+    if count != a.points:
+        raise RuntimeError(f"run {rid} on {url} holds {count} points, not {a.points}")
 
 
 def run_embedded(a: argparse.Namespace, w: dict) -> dict[str, Any]:
