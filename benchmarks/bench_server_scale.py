@@ -95,13 +95,30 @@ MAKE_RUNS = textwrap.dedent("""
                 log("loss", 1.0 / (i + 1))
 """)
 
+# `python -m amltrack sync ...` but for the start signal: the CLI and the sync's modules are imported
+# first, as MLflow's clients import mlflow first, so that neither side's time holds its start-up.
+AMLTRACK_CLIENT = textwrap.dedent("""
+    import os, sys, time
+    import amltrack.sync._amltrack
+    from amltrack.cli import main
+
+    ready, go = sys.argv[1:3]
+    open(ready, "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.01)
+    code = main(sys.argv[3:])
+    sys.stdout.flush()
+    print(f"\\nend {time.time()!r}")
+    sys.exit(code)
+""")
+
 # Run by MLflow's interpreter: the same points as MAKE_RUNS, through MlflowClient.log_batch.
 MLFLOW_CLIENT = textwrap.dedent("""
     import json, os, sys, time
     from mlflow.entities import Metric
     from mlflow.tracking import MlflowClient
 
-    url, exp, phase, client_no, runs, points, art, budget, ready, go = sys.argv[1:]
+    ready, go, url, exp, phase, client_no, runs, points, art, budget = sys.argv[1:]
     runs, points, budget = int(runs), int(points), float(budget)
     client = MlflowClient(tracking_uri=url)
     open(ready, "w").close()
@@ -127,7 +144,8 @@ MLFLOW_CLIENT = textwrap.dedent("""
         client.log_artifact(run_id, art, "model")
         client.set_terminated(run_id)
         sent = os.path.getsize(art)
-    print(json.dumps({"sent": sent, "start": start, "end": time.time()}))
+    print(json.dumps({"sent": sent}))
+    print(f"end {time.time()!r}")
 """)
 
 
@@ -380,23 +398,60 @@ def make_stores(
     return stores
 
 
-def push_all(url: str, stores: list[Path], env: dict[str, str], tmp: Path, phase: str, expect: int) -> float:
-    """Every store pushed at once by its own `python -m amltrack sync`; the wall time of them all."""
-    procs = []
-    t0 = time.perf_counter()
-    for c, store in enumerate(stores):
-        out = open(tmp / f"{phase}.client{c}.out", "w+")
-        cmd = [sys.executable, "-m", "amltrack", "sync", "--store", str(store), "--to", url, "--json"]
-        procs.append((subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env), out))
-    for p, _ in procs:
-        p.wait()
-    dt = time.perf_counter() - t0
-    for c, (p, out) in enumerate(procs):
+def race(cmds: list[list[str]], env: dict[str, str], tmp: Path, phase: str) -> tuple[float, list[str]]:
+    """Start every client, wait until each is ready, let them all go at once: the seconds from the
+    start signal to the last one's end (each prints ``end TIMESTAMP`` last), and their outputs."""
+    gate = tmp / f"{phase}.gate"
+    gate.mkdir()
+    outs = [open(tmp / f"{phase}.client{c}.out", "w+") for c in range(len(cmds))]
+    procs = [
+        subprocess.Popen(
+            [*cmd[:3], str(gate / f"ready{c}"), str(gate / "go"), *cmd[3:]],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        for c, (cmd, out) in enumerate(zip(cmds, outs))
+    ]
+    try:
+        deadline = time.monotonic() + 600
+        while not all((gate / f"ready{c}").exists() for c in range(len(cmds))):
+            if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                raise RuntimeError(f"the clients of {phase} did not all get ready")
+            time.sleep(0.05)
+        go = time.time()
+        (gate / "go").touch()
+        for p in procs:
+            p.wait()
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    texts, end = [], go
+    for c, (p, out) in enumerate(zip(procs, outs)):
         out.seek(0)
         text = out.read()
         out.close()
         if p.returncode:
             raise RuntimeError(f"client {c} of {phase} exited with {p.returncode}:\n{text[-3000:]}")
+        lines = text.splitlines()
+        ends = [i for i, ln in enumerate(lines) if ln.startswith("end ")]
+        if not ends:
+            raise RuntimeError(f"client {c} of {phase} did not say when it ended:\n{text[-3000:]}")
+        end = max(end, float(lines[ends[-1]].removeprefix("end ")))
+        texts.append("\n".join(lines[: ends[-1]] + lines[ends[-1] + 1 :]))
+    return end - go, texts
+
+
+def push_all(url: str, stores: list[Path], env: dict[str, str], tmp: Path, phase: str, expect: int) -> float:
+    """Every store pushed at once by its own `amltrack sync` process; the seconds they took."""
+    cmds = [
+        [sys.executable, "-c", AMLTRACK_CLIENT, "sync", "--store", str(store), "--to", url, "--json"]
+        for store in stores
+    ]
+    dt, outputs = race(cmds, env, tmp, phase)
+    for c, text in enumerate(outputs):
         pushed = json.loads(text)["counts"]["pushed"]
         if pushed != expect:
             raise RuntimeError(f"client {c} of {phase} pushed {pushed} runs, not {expect}:\n{text[-3000:]}")
@@ -556,46 +611,23 @@ def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
 def mlflow_phase(
     a: argparse.Namespace, w: dict, url: str, exp: str, phase: str, server: Process, proxy: Process
 ) -> dict[str, Any]:
-    sync_dir = w["tmp"] / f"mlflow-{phase}"
-    sync_dir.mkdir()
-    procs = []
+    cmds = []
     for c in range(a.clients):
         art = w["tmp"] / f"client{c}" / "mlflow-weights.bin"
         if phase == "artifact" and not art.exists():
             with open(art, "wb") as f:
                 f.write(os.urandom(int(a.artifact_mb * MB)))
         args = [url, exp, phase, str(c), str(a.runs), str(a.points), str(art), str(a.mlflow_seconds)]
-        args += [str(sync_dir / f"ready{c}"), str(sync_dir / "go")]
-        procs.append(
-            subprocess.Popen(
-                [str(a.mlflow_python), "-c", MLFLOW_CLIENT, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                env=child_env(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true"),
-            )
-        )
-    deadline = time.monotonic() + 300
-    while not all((sync_dir / f"ready{c}").exists() for c in range(a.clients)):
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            for p in procs:
-                p.kill()
-            raise RuntimeError(f"MLflow's clients did not get ready: {procs[0].communicate()[1][-3000:]}")
-        time.sleep(0.05)
+        cmds.append([str(a.mlflow_python), "-c", MLFLOW_CLIENT, *args])
     cpu0, pcpu0 = server.cpu(), proxy.cpu()
-    go = time.time()
-    (sync_dir / "go").touch()
-    sent, end = 0, go
-    for c, p in enumerate(procs):
-        out, err = p.communicate()
-        if p.returncode:
-            raise RuntimeError(f"MLflow client {c} of {phase} exited with {p.returncode}:\n{err[-3000:]}")
-        # MLflow prints lines of its own ("View run ... at"): the report is the last line.
-        rep = json.loads(out.strip().splitlines()[-1])
-        sent += rep["sent"]
-        end = max(end, rep["end"])
+    env = child_env(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    dt, outputs = race(cmds, env, w["tmp"], f"mlflow.{phase}")
+    # MLflow prints lines of its own ("View run ... at"): the report is the line that is JSON.
+    sent = sum(
+        json.loads([ln for ln in text.splitlines() if ln.startswith("{")][-1])["sent"] for text in outputs
+    )
     return {
-        "wall_s": end - go,
+        "wall_s": dt,
         "sent": sent,
         "server_cpu_s": server.cpu() - cpu0,
         "proxy_cpu_s": proxy.cpu() - pcpu0,
