@@ -9,11 +9,14 @@ and S3: points per second, artifact MB/s, and the time of a request (issue 21).
 
 The workload. Each of --clients client stores holds --runs runs of --points points of one metric,
 made once by the real logger, and one more store holds a run with a random --artifact-mb MB
-artifact. For each backend, two phases, each timed from the first client's start to the last one's
-exit: every client pushes its runs at once (`python -m amltrack sync --to URL --json`, a fresh
-process per client, its start-up included), then every client pushes its artifact run at once.
-Points per second is all points over the first phase's time; MB/s is all artifact bytes over the
-second's. The clients' ledgers are cleared between backends, so every push is real.
+artifact. For each backend, two phases: every client pushes its runs at once, then every client
+pushes its artifact run at once. A client is a process of its own running `amltrack sync --to URL
+--json` (the CLI's own `main`), which imports the CLI and the sync first and then waits for a start
+signal given to all at once, as MLflow's clients below do: a phase's time runs from that signal to
+the last client's end, so 20 interpreters starting on two cores count on neither side. Points per
+second is all points over the first phase's time; MB/s is all artifact bytes over the second's.
+The clients' ledgers are cleared between backends, so every push is real, and after the two phases
+the server (the last replica) must list every run and hold every point of one run.
 
 The backends.
 - team: two `amltrack server --database URL --objects s3://BUCKET/team --objects-endpoint URL`
@@ -24,10 +27,9 @@ The backends.
   its own (--mlflow-python; made on first use with mlflow==3.17.2, psycopg2-binary and boto3), on a
   database of its own on the same PostgreSQL, with --artifacts-destination in the same S3 server.
   Each client process logs the same points with `MlflowClient.log_batch`, 1,000 metrics a batch
-  (MLflow's limit for one request), then its artifact with `log_artifact`. MLflow's clients import
-  mlflow and make their artifact file before a start signal, and their time runs from that signal:
-  unlike amltrack's, their start-up is not counted. Past --mlflow-seconds a client stops logging and
-  the points it sent are counted, so a slow server cannot hold the benchmark for an hour.
+  (MLflow's limit for one request), then its artifact with `log_artifact`. Past --mlflow-seconds a
+  client stops logging and the points it sent are counted, so that a slow server cannot hold the
+  benchmark for an hour: its points per second are those it sent over the time it took.
 
 The load balancer and the request times. Every client talks to one URL: `timing_proxy.py` beside
 this script, a small asyncio reverse proxy that sends each request to the next replica in turn
@@ -56,6 +58,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +179,29 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def database_cpu(url: str) -> Callable[[], float]:
+    """CPU seconds so far of PostgreSQL's backends serving the database of ``url`` (one a connection,
+    and the servers keep theirs open in pools: a connection closed meanwhile takes its time along)."""
+    name = url.rsplit("/", 1)[1]
+
+    def cpu() -> float:
+        total = 0.0
+        for p in psutil.process_iter(["cmdline"]):
+            try:
+                if any(name in part for part in p.info["cmdline"] or ()):
+                    t = p.cpu_times()
+                    total += t.user + t.system
+            except psutil.Error:
+                pass
+        return total
+
+    return cpu
+
+
+def cpu_deltas(meters: dict[str, Callable[[], float]], before: dict[str, float]) -> dict[str, float]:
+    return {k: meters[k]() - v for k, v in before.items()}
+
+
 def free_port() -> int:
     import socket
 
@@ -234,7 +260,8 @@ def percentile(sorted_vals: list[float], q: float) -> float:
 
 def request_figures(path: Path) -> dict[str, Any]:
     """p50, p99 and max of the proxy's request times in ms, the count, and the non-2xx answers."""
-    times, statuses = [], {}
+    times: list[float] = []
+    statuses: dict[str, int] = {}
     for line in path.read_text().splitlines():
         seconds, _method, _path, status, *_ = line.split("\t")
         times.append(float(seconds) * 1000)
@@ -385,16 +412,15 @@ def make_stores(
         jobs.append(
             [sys.executable, "-c", ONE_ARTIFACT, str(int(artifact_mb * MB)), str(art_store), str(scratch)]
         )
-    running: list[subprocess.Popen] = []
+    started: list[subprocess.Popen] = []
     width = os.cpu_count() or 2
     for job in jobs:
-        while len(running) >= width:
-            running.pop(0).wait()
-        running.append(subprocess.Popen(job, env=child_env()))
-    for p in running:
-        p.wait()
-        if p.returncode:
-            raise RuntimeError(f"making the client stores failed ({p.args[3:]})")
+        while sum(p.poll() is None for p in started) >= width:
+            time.sleep(0.05)
+        started.append(subprocess.Popen(job, env=child_env()))
+    for job, p in zip(jobs, started):
+        if p.wait():
+            raise RuntimeError(f"making the client stores failed ({' '.join(job[3:])})")
     return stores
 
 
@@ -461,29 +487,25 @@ def push_all(url: str, stores: list[Path], env: dict[str, str], tmp: Path, phase
 def measure(
     name: str,
     upstreams: list[str],
-    servers: list[Process],
+    meters: dict[str, Callable[[], float]],
     env: dict[str, str],
     a: argparse.Namespace,
     w: dict,
 ) -> dict[str, Any]:
     """The two phases against ``upstreams`` through a fresh proxy each."""
-    res: dict[str, Any] = {"processes": len(servers)}
+    res: dict[str, Any] = {"processes": len(upstreams)}
     for phase, stores, expect in (("metrics", w["runs"], a.runs), ("artifact", w["artifacts"], 1)):
         for store in stores:
             forget_pushes(str(store))
         proxy, requests = start_proxy(upstreams, w["tmp"], f"{name}.{phase}")
-        cpu0, pcpu0 = sum(s.cpu() for s in servers), proxy.cpu()
+        meters = {**meters, "proxy": proxy.cpu}
+        before = {k: m() for k, m in meters.items()}
         try:
             dt = push_all(proxy.url, stores, env, w["tmp"], f"{name}.{phase}", expect)
-            server_cpu, proxy_cpu = sum(s.cpu() for s in servers) - cpu0, proxy.cpu() - pcpu0
+            cpu = cpu_deltas(meters, before)
         finally:
             proxy.stop()
-        res[phase] = {
-            "wall_s": dt,
-            "server_cpu_s": server_cpu,
-            "proxy_cpu_s": proxy_cpu,
-            **request_figures(requests),
-        }
+        res[phase] = {"wall_s": dt, "cpu_s": cpu, **request_figures(requests)}
         log(f"{name} {phase}: {dt:.1f} s")
     check_served(upstreams[-1], env, a, w)
     res["points_per_s"] = a.clients * a.runs * a.points / res["metrics"]["wall_s"]
@@ -521,7 +543,7 @@ def run_embedded(a: argparse.Namespace, w: dict) -> dict[str, Any]:
     )
     try:
         env = child_env(AMLTRACK_TOKEN=TOKEN, AMLTRACK_CONFIG_DIR=str(w["tmp"] / "config"))
-        return measure("embedded", [server.url], [server], env, a, w)
+        return measure("embedded", [server.url], {"server": server.cpu}, env, a, w)
     finally:
         server.stop()
         shutil.rmtree(w["tmp"] / "served", ignore_errors=True)
@@ -549,7 +571,12 @@ def run_team(a: argparse.Namespace, w: dict) -> dict[str, Any]:
                 Process(cmd, w["tmp"] / f"team{i}.log", child_env(**AWS), r"on (http://127\.0\.0\.1:\d+)")
             )
         env = child_env(AMLTRACK_TOKEN=token, AMLTRACK_CONFIG_DIR=str(w["tmp"] / "config"))
-        return measure("team", [r.url for r in replicas], replicas, env, a, w)
+        meters = {
+            "server": lambda: sum(r.cpu() for r in replicas),
+            "postgres": database_cpu(url),
+            "s3": w["moto"].cpu,
+        }
+        return measure("team", [r.url for r in replicas], meters, env, a, w)
     finally:
         for r in replicas:
             r.stop()
@@ -557,7 +584,9 @@ def run_team(a: argparse.Namespace, w: dict) -> dict[str, Any]:
 
 def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
     # The driver named: MLflow's SQLAlchemy would otherwise ask for psycopg 3, which its venv lacks.
-    url = w["db"].create("mlflow").replace("postgresql://", "postgresql+psycopg2://", 1)
+    url = w["db"].create("mlflow")
+    meters_db = database_cpu(url)
+    url = url.replace("postgresql://", "postgresql+psycopg2://", 1)
     w["s3"].create_bucket(Bucket="bench-mlflow")
     port = free_port()
     env = child_env(
@@ -595,7 +624,13 @@ def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
         for phase in ("metrics", "artifact"):
             proxy, requests = start_proxy([server.url], w["tmp"], f"mlflow.{phase}")
             try:
-                res[phase] = mlflow_phase(a, w, proxy.url, exp, phase, server, proxy)
+                meters = {
+                    "server": server.cpu,
+                    "postgres": meters_db,
+                    "s3": w["moto"].cpu,
+                    "proxy": proxy.cpu,
+                }
+                res[phase] = mlflow_phase(a, w, proxy.url, exp, phase, meters)
             finally:
                 proxy.stop()
             res[phase].update(request_figures(requests))
@@ -609,7 +644,7 @@ def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
 
 
 def mlflow_phase(
-    a: argparse.Namespace, w: dict, url: str, exp: str, phase: str, server: Process, proxy: Process
+    a: argparse.Namespace, w: dict, url: str, exp: str, phase: str, meters: dict[str, Callable[[], float]]
 ) -> dict[str, Any]:
     cmds = []
     for c in range(a.clients):
@@ -619,22 +654,28 @@ def mlflow_phase(
                 f.write(os.urandom(int(a.artifact_mb * MB)))
         args = [url, exp, phase, str(c), str(a.runs), str(a.points), str(art), str(a.mlflow_seconds)]
         cmds.append([str(a.mlflow_python), "-c", MLFLOW_CLIENT, *args])
-    cpu0, pcpu0 = server.cpu(), proxy.cpu()
+    before = {k: m() for k, m in meters.items()}
     env = child_env(MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     dt, outputs = race(cmds, env, w["tmp"], f"mlflow.{phase}")
     # MLflow prints lines of its own ("View run ... at"): the report is the line that is JSON.
     sent = sum(
         json.loads([ln for ln in text.splitlines() if ln.startswith("{")][-1])["sent"] for text in outputs
     )
-    return {
-        "wall_s": dt,
-        "sent": sent,
-        "server_cpu_s": server.cpu() - cpu0,
-        "proxy_cpu_s": proxy.cpu() - pcpu0,
-    }
+    return {"wall_s": dt, "sent": sent, "cpu_s": cpu_deltas(meters, before)}
 
 
 BACKENDS = {"team": run_team, "embedded": run_embedded, "mlflow": run_mlflow}
+
+
+def cpu_line(r: dict[str, Any], sep: str) -> str:
+    """The CPU seconds of both phases, per part; '-' for a part the backend does not have."""
+
+    def total(part: str) -> str:
+        if part not in r["metrics"]["cpu_s"]:
+            return "-"
+        return f"{r['metrics']['cpu_s'][part] + r['artifact']['cpu_s'][part]:.1f}"
+
+    return sep.join(total(part) for part in ("server", "postgres", "s3", "proxy"))
 
 
 def table(result: dict[str, Any]) -> str:
@@ -643,7 +684,7 @@ def table(result: dict[str, Any]) -> str:
         f"{s['clients']} clients x {s['runs']} runs x {s['points']:,} points, and {s['artifact_mb']:g} MB "
         f"artifact per client; load average {result['load'][0]:.1f} before, {result['load'][1]:.1f} after",
         f"{'backend':10} {'procs':>5} {'points/s':>11} {'metrics s':>9} {'p50 ms':>7} {'p99 ms':>8} "
-        f"{'MB/s':>6} {'artif. s':>8} {'p50 ms':>7} {'p99 ms':>8} {'srv CPU s':>9} {'proxy CPU s':>11}",
+        f"{'MB/s':>6} {'artif. s':>8} {'p50 ms':>7} {'p99 ms':>8}  CPU s: server, PostgreSQL, S3, proxy",
     ]
     for name in BACKENDS:
         r = result["backends"].get(name)
@@ -656,8 +697,7 @@ def table(result: dict[str, Any]) -> str:
         lines.append(
             f"{name:10} {r['processes']:>5} {r['points_per_s']:>11,.0f} {m['wall_s']:>9.1f} {m['p50_ms']:>7.1f} "
             f"{m['p99_ms']:>8.1f} {r['artifact_mb_per_s']:>6.1f} {art['wall_s']:>8.1f} {art['p50_ms']:>7.1f} "
-            f"{art['p99_ms']:>8.1f} {m['server_cpu_s'] + art['server_cpu_s']:>9.1f} "
-            f"{m['proxy_cpu_s'] + art['proxy_cpu_s']:>11.1f}"
+            f"{art['p99_ms']:>8.1f}  {cpu_line(r, ', ')}"
         )
     if "points_sent" in result["backends"].get("mlflow", {}):
         ml = result["backends"]["mlflow"]
@@ -666,6 +706,36 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"(mlflow sent {ml['points_sent']:,} of {total:,} points within --mlflow-seconds)")
     for name, ratio in result["ratios"].items():
         lines.append(f"points/s {name}: {ratio:.1f}x")
+    return "\n".join(lines)
+
+
+def markdown(result: dict[str, Any]) -> str:
+    import platform
+
+    s = result["sizes"]
+    lines = [
+        f"Measured {result.get('date', '?')} on {platform.machine()} ({os.cpu_count()} cores, shared with "
+        f"other work: load average {result['load'][0]:.1f} before, {result['load'][1]:.1f} after); "
+        f"{s['clients']} clients x {s['runs']} runs x {s['points']:,} points, and a {s['artifact_mb']:g} MB "
+        "artifact per client; request times at the benchmark's proxy.",
+        "",
+        "| backend | processes | points/s | p50 / p99 of a request, pushing runs | artifact MB/s "
+        "| p50 / p99, pushing artifacts | CPU: server + PostgreSQL + S3 + proxy |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in BACKENDS:
+        r = result["backends"].get(name)
+        if r is None or "skipped" in r:
+            continue
+        m, art = r["metrics"], r["artifact"]
+        lines.append(
+            f"| {name} | {r['processes']} | {r['points_per_s']:,.0f} | {m['p50_ms']:,.0f} / {m['p99_ms']:,.0f} ms "
+            f"| {r['artifact_mb_per_s']:.1f} | {art['p50_ms']:,.0f} / {art['p99_ms']:,.0f} ms "
+            f"| {cpu_line(r, ' + ')} s |"
+        )
+    lines.append("")
+    for name, ratio in result["ratios"].items():
+        lines.append(f"Points per second, {name}: {ratio:.1f}x.")
     return "\n".join(lines)
 
 
@@ -693,7 +763,15 @@ def main() -> None:
         help="stop MLflow's clients after this long (default 600)",
     )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON")
+    ap.add_argument("--markdown", action="store_true", help="print a markdown table for the docs")
+    ap.add_argument(
+        "--show", metavar="FILE", type=Path, help="print the table of a --json output; run nothing"
+    )
     a = ap.parse_args()
+    if a.show:
+        shown = json.loads(a.show.read_text())
+        print(markdown(shown) if a.markdown else table(shown))
+        return
     size = SIZES["smoke" if a.smoke else "quick" if a.quick else "full"]
     for attr, default in zip(("clients", "runs", "points", "artifact_mb"), size):
         if getattr(a, attr) is None:
@@ -738,7 +816,8 @@ def main() -> None:
     result["ratios"] = {
         f"{n} / mlflow": fig[n] / fig["mlflow"] for n in ("team", "embedded") if n in fig and "mlflow" in fig
     }
-    print(json.dumps(result, indent=2) if a.json else table(result))
+    result["date"] = time.strftime("%Y-%m-%d")
+    print(json.dumps(result, indent=2) if a.json else markdown(result) if a.markdown else table(result))
 
 
 if __name__ == "__main__":
