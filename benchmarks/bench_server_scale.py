@@ -567,9 +567,13 @@ def run_team(a: argparse.Namespace, w: dict) -> dict[str, Any]:
     replicas: list[Process] = []
     try:
         for i in range(a.replicas):
-            replicas.append(
-                Process(cmd, w["tmp"] / f"team{i}.log", child_env(**AWS), r"on (http://127\.0\.0\.1:\d+)")
-            )
+            # A replica keeps a copy of the runs for its web UI in a temporary folder, which it leaves
+            # behind when SIGTERM stops it (uvicorn raises the signal again once it has shut down):
+            # inside this script's folder, it goes with it.
+            scratch = w["tmp"] / f"team{i}.tmp"
+            scratch.mkdir()
+            env = child_env(TMPDIR=str(scratch), **AWS)
+            replicas.append(Process(cmd, w["tmp"] / f"team{i}.log", env, r"on (http://127\.0\.0\.1:\d+)"))
         env = child_env(AMLTRACK_TOKEN=token, AMLTRACK_CONFIG_DIR=str(w["tmp"] / "config"))
         meters = {
             "server": lambda: sum(r.cpu() for r in replicas),
