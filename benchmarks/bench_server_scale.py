@@ -127,7 +127,7 @@ MLFLOW_CLIENT = textwrap.dedent("""
     open(ready, "w").close()
     while not os.path.exists(go):
         time.sleep(0.01)
-    start, sent = time.time(), 0
+    sent = 0
     if phase == "metrics":
         stop = time.monotonic() + budget
         for r in range(runs):

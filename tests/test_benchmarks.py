@@ -138,6 +138,7 @@ def test_ui_runs_benchmark_smoke() -> None:
         assert figures[key] > 0, key
 
 
+@pytest.mark.timeout(300)  # two replicas, moto and an embedded server start: 30 s at a load of 10
 def test_server_scale_benchmark_smoke() -> None:
     # Embedded always; the team's replicas too where PostgreSQL, moto and `server --objects` are here.
     figures = smoke("bench_server_scale.py")
