@@ -259,14 +259,17 @@ def percentile(sorted_vals: list[float], q: float) -> float:
     return sorted_vals[min(len(sorted_vals) - 1, int(q * len(sorted_vals)))]
 
 
-def request_figures(path: Path) -> dict[str, Any]:
-    """p50, p99 and max of the proxy's request times in ms, the count, and the non-2xx answers."""
+def request_figures(path: Path, n_upstreams: int) -> dict[str, Any]:
+    """p50, p99 and max of the proxy's request times in ms, the count, the answers by status and the
+    requests each upstream (replica) took."""
     times: list[float] = []
     statuses: dict[str, int] = {}
+    upstreams: dict[str, int] = {}
     for line in path.read_text().splitlines():
-        seconds, _method, _path, status, *_ = line.split("\t")
+        seconds, _method, _path, status, _sent, _got, upstream = line.split("\t")
         times.append(float(seconds) * 1000)
         statuses[status] = statuses.get(status, 0) + 1
+        upstreams[upstream] = upstreams.get(upstream, 0) + 1
     times.sort()
     return {
         "requests": len(times),
@@ -274,6 +277,7 @@ def request_figures(path: Path) -> dict[str, Any]:
         "p99_ms": percentile(times, 0.99),
         "max_ms": times[-1] if times else float("nan"),
         "statuses": statuses,
+        "per_upstream": [upstreams.get(str(i), 0) for i in range(n_upstreams)],
     }
 
 
@@ -506,7 +510,7 @@ def measure(
             cpu = cpu_deltas(meters, before)
         finally:
             proxy.stop()
-        res[phase] = {"wall_s": dt, "cpu_s": cpu, **request_figures(requests)}
+        res[phase] = {"wall_s": dt, "cpu_s": cpu, **request_figures(requests, len(upstreams))}
         log(f"{name} {phase}: {dt:.1f} s")
     check_served(upstreams[-1], env, a, w)
     res["points_per_s"] = a.clients * a.runs * a.points / res["metrics"]["wall_s"]
@@ -633,7 +637,7 @@ def run_mlflow(a: argparse.Namespace, w: dict) -> dict[str, Any]:
                 res[phase] = mlflow_phase(a, w, proxy.url, exp, phase, meters)
             finally:
                 proxy.stop()
-            res[phase].update(request_figures(requests))
+            res[phase].update(request_figures(requests, 1))
             log(f"mlflow {phase}: {res[phase]['wall_s']:.1f} s")
         res["points_per_s"] = res["metrics"]["sent"] / res["metrics"]["wall_s"]
         res["points_sent"] = res["metrics"].pop("sent")

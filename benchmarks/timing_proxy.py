@@ -5,7 +5,8 @@
         --log requests.tsv
 
 It prints ``proxy on http://127.0.0.1:PORT`` to stderr once it listens, and stops on SIGTERM. A log
-line is ``seconds<TAB>method<TAB>path<TAB>status<TAB>request bytes<TAB>response bytes``; the time runs
+line is ``seconds<TAB>method<TAB>path<TAB>status<TAB>request bytes<TAB>response bytes<TAB>upstream``
+(the upstream's index in the order given); the time runs
 from the first byte of the request to the last byte of the response, as nginx's ``$request_time``
 does, so it holds the upload of the body, the server's work and the download of the answer.
 
@@ -158,7 +159,7 @@ class Proxy:
         except BaseException:
             uw.close()
             raise
-        self.log.write(f"{time.perf_counter() - t0:.6f}\t{method}\t{path}\t{status}\t{sent}\t{got}\n")
+        self.log.write(f"{time.perf_counter() - t0:.6f}\t{method}\t{path}\t{status}\t{sent}\t{got}\t{i}\n")
         upstream_done = to_close or (_field(rfields, b"connection") or b"").lower() == b"close"
         if upstream_done:
             uw.close()
