@@ -151,3 +151,21 @@ def test_server_query_benchmark_smoke() -> None:
     assert figures["runs"] == 300
     first = figures["param filter, metric sort"]
     assert first["matched"] > 0 and first["page_ms"][0] > 0 and first["count_ms"][0] > 0
+
+
+@pytest.mark.timeout(300)  # two replicas, moto and an embedded server start: 30 s at a load of 10
+def test_server_scale_benchmark_smoke() -> None:
+    # Embedded always; the team's replicas too where PostgreSQL, moto and `server --objects` are here.
+    figures = smoke("bench_server_scale.py")
+    embedded = figures["backends"]["embedded"]
+    assert embedded["points_per_s"] > 0 and embedded["artifact_mb_per_s"] > 0
+    assert (
+        embedded["metrics"]["requests"] > 0 and embedded["metrics"]["p99_ms"] >= embedded["metrics"]["p50_ms"]
+    )
+    assert set(embedded["metrics"]["statuses"]) <= {"200", "201", "204", "404"}, embedded["metrics"][
+        "statuses"
+    ]
+    team = figures["backends"]["team"]  # the tests' machines have PostgreSQL and moto: never skipped here
+    assert "skipped" not in team, team
+    assert team["points_per_s"] > 0 and team["artifact_mb_per_s"] > 0, team
+    assert all(n > 0 for n in team["metrics"]["per_upstream"]), "a replica took no request"
