@@ -833,5 +833,6 @@ def test_a_replica_stopped_by_sigterm_removes_its_copy_of_the_runs(team: Team, t
         assert [p.name.startswith("amltrack-replica-") for p in scratch.iterdir()] == [True]
     finally:
         srv.stop()
-    assert srv.proc is not None and srv.proc.returncode == 128 + 15  # stopped, not killed by the signal
+    log = (tmp_path / "replica.log").read_text()
+    assert srv.proc is not None and srv.proc.returncode == 128 + 15, log  # stopped, not killed by the signal
     assert list(scratch.iterdir()) == []

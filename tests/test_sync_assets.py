@@ -15,6 +15,7 @@ import amltrack
 from amltrack import _assets
 from amltrack.sync import AmltrackRemote, sync
 
+from .conftest import wait_until
 from .sync_helpers import READ_TOKEN, WRITE_TOKEN, ServerProcess, cli, make_run
 from .team_helpers import BACKENDS, server_of, skip_on_team, team_moto  # noqa: F401 - a fixture
 
@@ -96,10 +97,17 @@ def test_sync_pushes_promoted_assets_once_and_the_remote_commands_show_them(
     missing = cli("asset", "show", "mnist:9", "--remote", server.url, **env)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
     assert "no asset 'mnist:9' on" in missing.stderr and "asset list --remote" in missing.stderr
+
     # The server's own web UI lists them: its Assets page reads this API.
-    with server.client(READ_TOKEN) as c:
-        page = c.get("/ui/api/assets").json()
-    assert [(a["name"], [v["version"] for v in a["versions"]]) for a in page["assets"]] == [("mnist", [1, 2])]
+    # (A replica's UI reads its copy of the team's runs and assets, refreshed every 5 s.)
+    def listed_on_the_ui() -> bool:
+        with server.client(READ_TOKEN) as c:
+            page = c.get("/ui/api/assets").json()
+        return [(a["name"], [v["version"] for v in a["versions"]]) for a in page["assets"]] == [
+            ("mnist", [1, 2])
+        ]
+
+    wait_until(listed_on_the_ui, 30, "the UI to list both versions")
 
 
 def test_the_server_numbers_the_versions_of_everyone_who_pushes(

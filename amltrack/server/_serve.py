@@ -170,7 +170,8 @@ def _serve_team(
         # uvicorn shuts down on SIGTERM, then raises it again under the handler it found: the
         # default one would end the process before the copy below is removed (a GB or more).
         signal.signal(signal.SIGTERM, _exit_on_signal)
-    with tempfile.TemporaryDirectory(prefix="amltrack-replica-") as tmp:
+    # ignore_cleanup_errors: the UI's cache warmer may still write into the copy as it is removed.
+    with tempfile.TemporaryDirectory(prefix="amltrack-replica-", ignore_cleanup_errors=True) as tmp:
         mirror = Mirror(team, Path(tmp), every=MIRROR_EVERY, warn=log.warning)  # type: ignore[arg-type]
         app = server_app(tmp, tokens=tokens, max_body=max_body, faults=faults, team=team)
         auth = "no tokens (loopback only)" if tokens is None else tokens.describe()
