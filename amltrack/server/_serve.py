@@ -160,8 +160,6 @@ def _serve_team(
     import logging
     import tempfile
 
-    import uvicorn
-
     from ..sync._bucket_reader import Mirror
     from ._app import server_app
 
@@ -170,22 +168,29 @@ def _serve_team(
         # uvicorn shuts down on SIGTERM, then raises it again under the handler it found: the
         # default one would end the process before the copy below is removed (a GB or more).
         signal.signal(signal.SIGTERM, _exit_on_signal)
-    # ignore_cleanup_errors: the UI's cache warmer may still write into the copy as it is removed.
-    with tempfile.TemporaryDirectory(prefix="amltrack-replica-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(prefix="amltrack-replica-") as tmp:
         mirror = Mirror(team, Path(tmp), every=MIRROR_EVERY, warn=log.warning)  # type: ignore[arg-type]
         app = server_app(tmp, tokens=tokens, max_body=max_body, faults=faults, team=team)
         auth = "no tokens (loopback only)" if tokens is None else tokens.describe()
         with mirror:
-            serve(
-                app,
-                host=host,
-                port=port,
-                error=ServerConfigError,
-                banner=lambda url: (
-                    f"amltrack server: serving {team.url} and its database on {url} "
-                    f"({auth}); web UI at {url}/ui/"
-                ),
-                backlog=2048,
-                graceful=5,
-                log_config=_log_config(uvicorn.config.LOGGING_CONFIG),
-            )
+            try:
+                _serve_app(app, team, auth, host, port)
+            finally:
+                app.state.warmer.stop()  # before the copy it warms is removed
+
+
+def _serve_app(app: Any, team: TeamStore, auth: str, host: str, port: int) -> None:
+    import uvicorn
+
+    serve(
+        app,
+        host=host,
+        port=port,
+        error=ServerConfigError,
+        banner=lambda url: (
+            f"amltrack server: serving {team.url} and its database on {url} ({auth}); web UI at {url}/ui/"
+        ),
+        backlog=2048,
+        graceful=5,
+        log_config=_log_config(uvicorn.config.LOGGING_CONFIG),
+    )
