@@ -70,6 +70,22 @@ def _files(info: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda f: f["path"])
 
 
+def parse_pushed(name: str, body: bytes) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
+    """A pushed asset.json of asset ``name``, checked: its object, its files, and its SHA-256 (the
+    ``origin`` a placed version records)."""
+    check_name(name)
+    info = parse_object(body, _assets.ASSET_FILE)
+    if info.get("name") != name:
+        raise ApiError(
+            400, "invalid_json", f"asset.json names asset {str(info.get('name'))[:100]!r}, not {name!r}"
+        )
+    files = _files(info)
+    source = info.get("source_run")
+    if source is not None:
+        check_run_id(str(source))
+    return info, files, hashlib.sha256(body).hexdigest()
+
+
 class ServerAssets:
     """Asset versions on the server; every method is one request's worth of work, thread-safe."""
 
@@ -113,17 +129,7 @@ class ServerAssets:
         Answers ``{"ref", "version", "existing"}``: ``existing`` is null for a new version, "origin"
         when this asset.json was placed before, and "content" when the latest version holds the same files.
         """
-        check_name(name)
-        info = parse_object(body, _assets.ASSET_FILE)
-        if info.get("name") != name:
-            raise ApiError(
-                400, "invalid_json", f"asset.json names asset {str(info.get('name'))[:100]!r}, not {name!r}"
-            )
-        files = _files(info)
-        source = info.get("source_run")
-        if source is not None:
-            check_run_id(str(source))
-        origin = hashlib.sha256(body).hexdigest()
+        info, files, origin = parse_pushed(name, body)
         name_dir = self.reader.path / _assets.ASSETS_DIR / name
         from filelock import FileLock
 

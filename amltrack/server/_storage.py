@@ -82,6 +82,18 @@ def check_sha256(sha: str) -> str:
     return sha
 
 
+def not_finalised(run_id: str) -> ApiError:
+    return ApiError(
+        404, "run_not_found", f"the server has no finalised run {run_id}; list them with GET /v1/history/runs"
+    )
+
+
+def check_run_file(name: str) -> str:
+    if name not in RUN_FILES:
+        raise ApiError(404, "not_found", f"a run's files are {', '.join(RUN_FILES)}, not {name[:100]!r}")
+    return name
+
+
 def parse_object(data: bytes, what: str) -> dict[str, Any]:
     try:
         obj = orjson.loads(data)
@@ -386,17 +398,12 @@ class ServerStore:
     def _published(self, run_id: str) -> Path:
         d = self.runs / check_run_id(run_id)
         if not (d / fmt.RUN_FILE).is_file():
-            raise ApiError(
-                404,
-                "run_not_found",
-                f"the server has no finalised run {run_id}; list them with GET /v1/history/runs",
-            )
+            raise not_finalised(run_id)
         return d
 
     def open_run_file(self, run_id: str, name: str) -> tuple[BinaryIO, int]:
         """One of the run's four files, open, and its size now (metrics may grow while it is read)."""
-        if name not in RUN_FILES:
-            raise ApiError(404, "not_found", f"a run's files are {', '.join(RUN_FILES)}, not {name[:100]!r}")
+        check_run_file(name)
         self._published(run_id)
         return self._open_inside(f"{run_id}/{name}", f"run {run_id} has no {name} on the server")
 

@@ -41,7 +41,15 @@ from .._summary import Fold, encode_overview
 from .._web._errors import ApiError
 from ._faults import Faults
 from ._objects import Objects
-from ._storage import APPEND_FILES, RUN_FILES, check_path, check_run_id, check_sha256, parse_object
+from ._storage import (
+    APPEND_FILES,
+    check_path,
+    check_run_file,
+    check_run_id,
+    check_sha256,
+    not_finalised,
+    parse_object,
+)
 
 if TYPE_CHECKING:
     import psycopg
@@ -281,17 +289,12 @@ class TeamStore:
             (check_run_id(run_id),),
         ).fetchone()
         if row is None:
-            raise ApiError(
-                404,
-                "run_not_found",
-                f"the server has no finalised run {run_id}; list them with GET /v1/history/runs",
-            )
+            raise not_finalised(run_id)
         return row
 
     def open_run_file(self, run_id: str, name: str) -> tuple[BinaryIO, int]:
         """One of the run's four files, and its committed size now (metrics may grow meanwhile)."""
-        if name not in RUN_FILES:
-            raise ApiError(404, "not_found", f"a run's files are {', '.join(RUN_FILES)}, not {name[:100]!r}")
+        check_run_file(name)
         import io
 
         with self._tx(f"reading run {run_id}") as conn:
@@ -1048,19 +1051,9 @@ class TeamAssets:
         import time
 
         from .. import _assets
-        from ._assets import _files, check_name
+        from ._assets import parse_pushed
 
-        check_name(name)
-        info = parse_object(body, _assets.ASSET_FILE)
-        if info.get("name") != name:
-            raise ApiError(
-                400, "invalid_json", f"asset.json names asset {str(info.get('name'))[:100]!r}, not {name!r}"
-            )
-        files = _files(info)
-        source = info.get("source_run")
-        if source is not None:
-            check_run_id(str(source))
-        origin = hashlib.sha256(body).hexdigest()
+        info, files, origin = parse_pushed(name, body)
         with self.store.faults.write("asset") as point, self.store._tx(f"placing asset {name}") as conn:
             # One placer of a name at a time, on any replica: numbering versions is a read then a write.
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"asset:{name}",))
