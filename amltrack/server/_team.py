@@ -81,19 +81,10 @@ def _sha256_hex(data: bytes | None) -> str | None:
 
 
 def ranges_of(fold: Fold) -> dict[str, list[Any]]:
-    """Each metric's [min, max] over its numbers, as the listing's SQL reads them: JSON numbers, and
-    infinities as metrics.jsonl writes them ("Infinity", "-Infinity"); NaN never is a min or max."""
-    out = {}
-    for name, s in fold.series.items():
-        if s.lo is not None:
-            out[name] = [_json_number(s.lo), _json_number(s.hi)]
-    return out
+    """Each metric's [min, max] over its numbers, as the listing's SQL reads them (``_sqlquery``)."""
+    from ._sqlquery import encode_ranges
 
-
-def _json_number(v: Any) -> Any:
-    if type(v) is float and v != v or v in (float("inf"), float("-inf")):
-        return fmt.NONFINITE_TO_STR[repr(v)]
-    return v
+    return encode_ranges({name: (s.lo, s.hi) for name, s in fold.series.items() if s.lo is not None})
 
 
 class PieceReader:
