@@ -184,7 +184,12 @@ class Monitor:
     def _run(self) -> None:
         sampler = None
         try:
-            # psutil is imported here, off the caller's thread: it costs about 15 ms.
+            # psutil is imported here, off the caller's thread: it costs about 15 ms. Not at once: a
+            # module still importing while the interpreter exits after an uncaught KeyboardInterrupt
+            # (Ctrl-C right after the start) makes Python exit 1 instead of by SIGINT; a run that
+            # ends within this pause stops the thread before it imports anything.
+            if self._stop.wait(min(self.interval, 1.0)):
+                return
             sampler = Sampler(open_nvml() if self._nvml == "auto" else self._nvml)
             while not self._stop.wait(self.interval):
                 self._log_row(sampler.sample())

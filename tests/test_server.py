@@ -253,8 +253,10 @@ def test_a_client_gone_mid_body_is_one_info_line_and_nothing_written(server: Ser
 
     lines = wait_until(logged, 60, "the server to note each client that went away")
     assert len(lines) == len(targets), lines  # one line each, and no traceback
-    for line, target in zip(lines, targets):
-        assert line.startswith("INFO") and target.split("?")[0] in line, line
+    assert all(line.startswith("INFO") for line in lines), lines
+    # In any order: the server notes each disconnect when it finds it, not when it was made.
+    for target in targets:
+        assert sum(target.split("?")[0] + ":" in line for line in lines) == 1, (target, lines)
     with server.client() as c:
         state = c.get(f"/v1/runs/{rid}").json()
         assert state["files"]["metrics.jsonl"]["size"] == 8 and state["files"]["summary.json"] is None
