@@ -23,8 +23,8 @@ from typing import Any
 from .._errors import MissingExtraError
 from .._web._errors import ApiError
 from ._errors import ServerConfigError
+from ._tokens import RETRY_AFTER
 
-RETRY_AFTER = "2"  # seconds; botocore has already retried before a request gives up
 _MAX_DELETE = 1000  # keys per DeleteObjects, S3's limit
 
 

@@ -50,6 +50,7 @@ from ._storage import (
     not_finalised,
     parse_object,
 )
+from ._tokens import RETRY_AFTER
 
 if TYPE_CHECKING:
     import psycopg
@@ -57,7 +58,6 @@ if TYPE_CHECKING:
     from ._database import Database
 
 log = logging.getLogger("amltrack.server")
-RETRY_AFTER = "2"
 _SIZE_COLUMN = {fmt.METRICS_FILE: "metrics_size", fmt.MANIFEST_FILE: "manifest_size"}
 _FOLD_PIECES = 64  # pieces folded per transaction-free step, to bound a catch-up's memory
 

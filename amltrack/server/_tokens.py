@@ -25,7 +25,9 @@ from .._web._errors import ApiError
 from ._database import Database
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-RETRY_AFTER = "2"  # seconds: about how long a pool takes to reconnect after PostgreSQL restarts
+# Seconds a 503 of the team server asks clients to wait (its database or bucket briefly away): about
+# how long a pool takes to reconnect after PostgreSQL restarts; botocore has retried the bucket already.
+RETRY_AFTER = "2"
 
 
 class InvalidTokenNameError(AmltrackError, ValueError):
